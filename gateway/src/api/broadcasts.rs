@@ -1,0 +1,153 @@
+//! `/broadcasts/{id}`: progress by state and channel, and the messages a page at a time.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{path_id, ApiQuery};
+use crate::app::AppState;
+use crate::domain::{Channel, Invalid, MessageState, StatusKind};
+
+/// A broadcast's progress.
+#[derive(Debug, Serialize)]
+pub struct BroadcastView {
+    id: i64,
+    practice: String,
+    status_change: StatusChangeView,
+    fanout_complete: bool,
+    skipped_no_contact: i64,
+    total: i64,
+    planned: BTreeMap<Channel, i64>,
+    by_state: BTreeMap<&'static str, i64>,
+    by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusChangeView {
+    id: i64,
+    kind: StatusKind,
+    headline: String,
+    details: Option<String>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl BroadcastView {
+    /// Reads a broadcast and counts its messages.
+    pub async fn load(state: &AppState, id: i64) -> Result<Self, ApiError> {
+        let b = state
+            .store
+            .broadcast(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no broadcast {id}")))?;
+        let practice = state
+            .store
+            .practice_by_id(b.practice_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("broadcast {id} has no practice")))?;
+        let counts = state.store.broadcast_counts(id).await?;
+        let mut by_state: BTreeMap<&'static str, i64> = MessageState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>> = BTreeMap::new();
+        let mut planned: BTreeMap<Channel, i64> = Channel::ALL.iter().map(|c| (*c, 0)).collect();
+        let mut total = 0;
+        for (channel, state, n) in counts {
+            total += n;
+            *by_state.entry(state.as_str()).or_default() += n;
+            *planned.entry(channel).or_default() += n;
+            *by_channel.entry(channel).or_default().entry(state.as_str()).or_default() += n;
+        }
+        Ok(Self {
+            id: b.id,
+            practice: practice.ods_code.to_string(),
+            status_change: StatusChangeView {
+                id: b.status_change_id,
+                kind: b.kind,
+                headline: b.headline,
+                details: b.details,
+                starts_at: b.starts_at,
+                ends_at: b.ends_at,
+                created_by: b.created_by,
+                created_at: b.created_at,
+            },
+            fanout_complete: b.fanout_done_at.is_some(),
+            skipped_no_contact: b.skipped_no_contact,
+            total,
+            planned,
+            by_state,
+            by_channel,
+        })
+    }
+}
+
+/// Checks the broadcast exists and is the caller's to see (else 404).
+async fn visible_broadcast(state: &AppState, caller: &Caller, raw_id: &str) -> Result<i64, ApiError> {
+    let id = path_id(raw_id, "broadcast")?;
+    match state.store.broadcast(id).await? {
+        Some(b) if caller.can_see(b.practice_id) => Ok(id),
+        _ => Err(ApiError::NotFound(format!("no broadcast {id}"))),
+    }
+}
+
+/// `GET /broadcasts/{id}`.
+pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<BroadcastView>, ApiError> {
+    let id = visible_broadcast(&state, &caller, &id).await?;
+    Ok(Json(BroadcastView::load(&state, id).await?))
+}
+
+/// Paging through a broadcast's messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagePage {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// `GET /broadcasts/{id}/messages?after=&limit=&state=`: messages in id order; pass the
+/// returned `next_after` as `after` for the next page.
+pub async fn messages(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(page): ApiQuery<MessagePage>,
+) -> Result<Json<Value>, ApiError> {
+    let id = visible_broadcast(&state, &caller, &id).await?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Validation(vec![Invalid::new("limit", "must be from 1 to 1000")]));
+    }
+    let filter = page
+        .state
+        .as_deref()
+        .map(str::parse::<MessageState>)
+        .transpose()
+        .map_err(|e| ApiError::Validation(vec![e]))?;
+    let messages = state
+        .store
+        .broadcast_messages(id, page.after.unwrap_or(0), limit, filter)
+        .await?;
+    let next_after = (messages.len() as i64 == limit).then(|| messages.last().map(|m| m.id)).flatten();
+    Ok(Json(json!({ "messages": messages, "next_after": next_after })))
+}
+
+/// `GET /messages/{id}`: one message with every attempt.
+pub async fn message(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = path_id(&id, "message")?;
+    match state.store.message(id).await? {
+        Some((message, attempts)) if caller.can_see(message.practice_id) => {
+            Ok(Json(json!({ "message": message, "attempts": attempts })))
+        }
+        _ => Err(ApiError::NotFound(format!("no message {id}"))),
+    }
+}

@@ -1,0 +1,114 @@
+//! The one error type of the HTTP API: a status code and `{ "error": { code, message, details } }`.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::domain::Invalid;
+use crate::fanout::FanoutError;
+use crate::intake::status::PostStatusError;
+use crate::store::StoreError;
+
+/// An API failure. Internal causes are logged, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No usable credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str, String),
+    /// Credentials fine, but this caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing, or not this caller's to see.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request was understood but its values are wrong.
+    #[error("the request has invalid values")]
+    Validation(Vec<Invalid>),
+    /// The request could not be read (a machine-readable code and a message).
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// It clashes with what exists.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// A framework rejection already carrying its status.
+    #[error("{2}")]
+    Rejected(StatusCode, &'static str, String),
+    /// Something broke on our side.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, Value) {
+        match self {
+            ApiError::Unauthorized(code, _) => (StatusCode::UNAUTHORIZED, code, Value::Null),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", Value::Null),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", Value::Null),
+            ApiError::Validation(errors) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", json!(errors)),
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code, Value::Null),
+            ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code, Value::Null),
+            ApiError::Rejected(status, code, _) => (*status, code, Value::Null),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", Value::Null),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, details) = self.parts();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error answering a request");
+        }
+        let body = json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Duplicate(what) => ApiError::Conflict("already_exists", format!("{what} already exists")),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FanoutError> for ApiError {
+    fn from(e: FanoutError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<PostStatusError> for ApiError {
+    fn from(e: PostStatusError) -> Self {
+        match e {
+            PostStatusError::Invalid(errors) => ApiError::Validation(errors),
+            PostStatusError::KeyReused => ApiError::Conflict("idempotency_key_reused", e.to_string()),
+            PostStatusError::Store(e) => e.into(),
+            PostStatusError::Fanout(e) => e.into(),
+            PostStatusError::Task(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match rejection {
+            JsonRejection::JsonDataError(_) => "invalid_body",
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            _ => "unreadable_body",
+        };
+        ApiError::Rejected(status, code, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest("invalid_query", rejection.body_text())
+    }
+}

@@ -1,0 +1,84 @@
+//! `/practices/{ods}/patients`: upsert a JSON batch with per-item errors; read one back.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::ApiJson;
+use crate::app::AppState;
+use crate::domain::{Invalid, NhsNumber};
+use crate::intake::patients::{parse_batch, PatientInput, MAX_BATCH};
+use crate::store::AuditEntry;
+
+/// A batch of patients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientBatch {
+    patients: Vec<PatientInput>,
+}
+
+/// `POST /practices/{ods}/patients`: good items are stored, bad ones listed with reasons.
+/// If every item is bad, nothing is stored and the answer is 422.
+pub async fn upsert(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ods): Path<String>,
+    ApiJson(batch): ApiJson<PatientBatch>,
+) -> Result<Json<Value>, ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    if batch.patients.len() > MAX_BATCH {
+        return Err(ApiError::Validation(vec![Invalid::new(
+            "patients",
+            format!("at most {MAX_BATCH} patients per request; use CSV import for whole lists"),
+        )]));
+    }
+    let (accepted, rejected) = parse_batch(&batch.patients);
+    if accepted.is_empty() && !rejected.is_empty() {
+        let details = rejected
+            .iter()
+            .flat_map(|r| r.errors.iter().map(move |e| e.clone().under(&format!("patients[{}]", r.index))))
+            .collect();
+        return Err(ApiError::Validation(details));
+    }
+    let now = Utc::now();
+    let summary = state.store.upsert_patients(practice.id, &accepted, now).await?;
+    state
+        .store
+        .audit(
+            &AuditEntry {
+                actor: caller.actor.clone(),
+                action: "patients.upserted".into(),
+                practice_id: Some(practice.id),
+                subject: None,
+                details: Some(json!({ "created": summary.created, "updated": summary.updated, "rejected": rejected.len() }).to_string()),
+            },
+            now,
+        )
+        .await?;
+    Ok(Json(json!({
+        "created": summary.created,
+        "updated": summary.updated,
+        "rejected": rejected,
+    })))
+}
+
+/// `GET /practices/{ods}/patients/{nhs}`: one patient with contacts and opt-outs.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ods, nhs)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    let not_found = || ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code));
+    let nhs_number = NhsNumber::parse(&nhs).map_err(|_| not_found())?;
+    let patient = state
+        .store
+        .patient(practice.id, nhs_number.as_str())
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(json!(patient)))
+}

@@ -1,0 +1,136 @@
+//! Wiring: builds the shared state from config, and runs the API and dispatch together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::domain::PhoneNumber;
+use crate::fanout::{Fanout, FanoutError};
+use crate::providers::{ProviderError, ProviderRegistry};
+use crate::render::{MessageTemplates, RenderError};
+use crate::store::{self, Store, StoreError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A shipped template is broken.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A provider could not be built.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// An interrupted fan-out could not be resumed.
+    #[error(transparent)]
+    Fanout(#[from] FanoutError),
+    /// The listener failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler and worker shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Turns triggers into messages.
+    pub fanout: Arc<Fanout>,
+    /// Message wording.
+    pub templates: Arc<MessageTemplates>,
+    /// Ways out.
+    pub providers: Arc<ProviderRegistry>,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// Pokes idle dispatch workers when new messages land.
+    pub wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Connects to and migrates the database, compiles templates and builds providers.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = store::connect(&config.database.url, config.database.max_connections).await?;
+        store.migrate().await?;
+        let providers = Arc::new(ProviderRegistry::from_config(&config.providers)?);
+        Self::with_parts(config, store, providers)
+    }
+
+    /// Builds the state around an already migrated store and a given set of providers.
+    pub fn with_parts(config: Config, store: Arc<dyn Store>, providers: Arc<ProviderRegistry>) -> Result<Self, StartError> {
+        PhoneNumber::load_metadata();
+        let templates = Arc::new(MessageTemplates::builtin()?);
+        let wake = Arc::new(Notify::new());
+        let fanout = Arc::new(Fanout::new(store.clone(), templates.clone(), config.fanout.batch_size, wake.clone()));
+        Ok(Self {
+            store,
+            fanout,
+            templates,
+            providers,
+            config: Arc::new(config),
+            wake,
+        })
+    }
+
+    /// A new dispatch worker over this state.
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(self.store.clone(), self.providers.clone(), self.config.dispatch.clone(), self.wake.clone())
+    }
+}
+
+/// Serves the API on `listener` and, if enabled, runs a dispatch worker, until `shutdown`.
+/// Fan-outs a stopped process left unfinished are resumed first.
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+    let resumed = state.fanout.resume_unfinished().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "finished interrupted fan-outs");
+    }
+    let worker = state
+        .config
+        .dispatch
+        .enabled
+        .then(|| tokio::spawn(state.dispatcher().run(shutdown.clone())));
+    let router = crate::api::router(state.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    if let Some(worker) = worker {
+        // In-flight sends get a bounded time to finish; leases not given back simply expire.
+        if tokio::time::timeout(Duration::from_secs(30), worker).await.is_err() {
+            tracing::warn!("dispatch worker did not stop within 30 s; its leases will expire");
+        }
+    }
+    Ok(())
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: no new claims; letting in-flight sends finish");
+        token.cancel();
+    });
+}

@@ -1,0 +1,139 @@
+//! `gateway bench fanout`: fan-out throughput (messages planned and persisted per second)
+//! and peak memory, on a fresh database seeded with synthetic patients.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::domain::{ChannelOrder, OdsCode};
+use crate::fanout::Fanout;
+use crate::render::MessageTemplates;
+use crate::store::{scratch, NewPractice, NewStatusChange, PostgresStore, SqliteStore, StartOutcome, Store};
+
+/// Options of `gateway bench fanout`.
+#[derive(Debug, clap::Args)]
+pub struct FanoutArgs {
+    /// Patients in the practice (one message each).
+    #[arg(long, default_value_t = 100_000)]
+    pub patients: u64,
+    /// Broadcasts to time; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// Messages per INSERT (default: fanout.batch_size from config).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// A PostgreSQL server URL to benchmark instead of SQLite; a scratch database is made
+    /// on it and dropped afterwards.
+    #[arg(long)]
+    pub postgres: Option<String>,
+}
+
+/// Seeds, times `runs` fan-outs, and prints one summary line.
+pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let batch_size = args.batch_size.unwrap_or(config.fanout.batch_size);
+    let scratch_dir = tempfile::tempdir()?;
+    let (store, scratch_db): (Arc<dyn Store>, Option<(String, String)>) = match &args.postgres {
+        Some(base) => {
+            let (url, name) = scratch::create_postgres_database(base, "gw_bench").await?;
+            let store = PostgresStore::connect(&url, 4).await?;
+            store.migrate().await?;
+            (Arc::new(store), Some((base.clone(), name)))
+        }
+        None => {
+            let url = format!("sqlite://{}?mode=rwc", scratch_dir.path().join("bench.db").display());
+            let store = SqliteStore::connect(&url, 4).await?;
+            store.migrate().await?;
+            (Arc::new(store), None)
+        }
+    };
+    let result = run_fanout(store.clone(), &args, batch_size).await;
+    if let Some((base, name)) = scratch_db {
+        drop(store);
+        scratch::drop_postgres_database(&base, &name).await?;
+    }
+    result
+}
+
+async fn run_fanout(store: Arc<dyn Store>, args: &FanoutArgs, batch_size: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let practice = store
+        .create_practice(
+            &NewPractice {
+                ods_code: OdsCode::parse("BENCH1")?,
+                name: "Benchmark Surgery".into(),
+                phone: None,
+                website: None,
+                timezone: "Europe/London".into(),
+                channel_order: ChannelOrder::default(),
+            },
+            Utc::now(),
+        )
+        .await?;
+    let seed_started = Instant::now();
+    store.seed_synthetic_patients(practice.id, args.patients).await?;
+    eprintln!("seeded {} patients in {:.1} s", args.patients, seed_started.elapsed().as_secs_f64());
+
+    let fanout = Fanout::new(store.clone(), Arc::new(MessageTemplates::builtin()?), batch_size, Arc::new(Notify::new()));
+    let mut rates = Vec::new();
+    let mut peak_growth = 0u64;
+    for run in 1..=args.runs.max(1) {
+        let change = NewStatusChange {
+            kind: crate::domain::StatusKind::SystemsDown,
+            headline: "Our computer systems are down.".into(),
+            details: None,
+            starts_at: None,
+            ends_at: None,
+            created_by: "bench".into(),
+        };
+        let StartOutcome::Started(id) = store.start_status_broadcast(practice.id, &change, None, Utc::now()).await? else {
+            return Err("broadcast was not started".into());
+        };
+        let baseline = reset_peak_rss();
+        let started = Instant::now();
+        let summary = fanout.run_broadcast(id).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let growth = peak_rss_kib().saturating_sub(baseline);
+        peak_growth = peak_growth.max(growth);
+        let rate = summary.inserted as f64 / seconds;
+        eprintln!("run {run}: {} messages in {seconds:.2} s = {rate:.0} messages/s; peak RSS +{} MiB", summary.inserted, growth / 1024);
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    println!(
+        "fanout {}: patients={} batch={} runs={} median={:.0} messages/s peak_rss_growth={} MiB peak_rss={} MiB",
+        store.kind(),
+        args.patients,
+        batch_size,
+        rates.len(),
+        median,
+        peak_growth / 1024,
+        peak_rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// Resets the kernel's peak-RSS mark (Linux), returning the current RSS in KiB.
+fn reset_peak_rss() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_kib("VmRSS:")
+}
+
+/// The process's peak RSS in KiB since the last reset (0 where /proc is missing).
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

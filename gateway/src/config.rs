@@ -1,0 +1,300 @@
+//! Typed settings: `config/default.toml`, then the file in `GATEWAY_CONFIG`, then
+//! `GATEWAY__SECTION__KEY` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Channel, ChannelOrder};
+
+/// The defaults, built into the binary so that it runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// A setting that is missing, mistyped or out of range, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers could not be read or merged into the typed settings.
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// A value read fine but makes no sense.
+    #[error("configuration: `{key}` {reason}")]
+    Invalid {
+        /// The dotted key, such as `dispatch.concurrency`.
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+/// Every setting of the gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener.
+    pub server: ServerConfig,
+    /// Where data is kept.
+    pub database: DatabaseConfig,
+    /// Turning triggers into outbox messages.
+    pub fanout: FanoutConfig,
+    /// Sending outbox messages.
+    pub dispatch: DispatchConfig,
+    /// Values new practices get unless they say otherwise.
+    pub practice_defaults: PracticeDefaults,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+    /// The providers messages leave through, in order of preference per channel.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listening address.
+    pub bind: SocketAddr,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Where data is kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// Turning triggers into outbox messages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanoutConfig {
+    /// Messages per INSERT statement.
+    pub batch_size: usize,
+}
+
+/// Sending outbox messages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Whether this process runs dispatch workers.
+    pub enabled: bool,
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// Messages claimed per query.
+    pub claim_batch: usize,
+    /// Lease length in seconds.
+    pub lease_seconds: u64,
+    /// Idle poll interval in milliseconds.
+    pub poll_interval_ms: u64,
+    /// First retry delay in milliseconds.
+    pub retry_base_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub retry_cap_ms: u64,
+    /// Tries before a message fails.
+    pub max_attempts: u32,
+}
+
+/// Values new practices get unless they say otherwise.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PracticeDefaults {
+    /// IANA timezone name.
+    pub timezone: String,
+    /// Channels tried in order for patients without a preference.
+    pub channel_order: Vec<Channel>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// tracing EnvFilter directives.
+    pub log_filter: String,
+}
+
+/// One provider: a named instance of a provider kind serving one channel.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, recorded on every message it sends.
+    pub name: String,
+    /// Which implementation: `log`.
+    pub kind: String,
+    /// The channel it carries.
+    pub channel: Channel,
+    /// For `log`: the JSON-lines file messages are appended to.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// The layered figment: defaults, then `GATEWAY_CONFIG`'s file, then the environment.
+    pub fn figment() -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Ok(path) = std::env::var("GATEWAY_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment.merge(Env::prefixed("GATEWAY__").split("__"))
+    }
+
+    /// Loads and checks the settings from the usual layers.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment())
+    }
+
+    /// Extracts and checks the settings from any figment (tests add their own layers).
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks that types alone cannot express.
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1".into());
+        }
+        if !(1..=2184).contains(&self.fanout.batch_size) {
+            return invalid("fanout.batch_size", "must be from 1 to 2184".into());
+        }
+        let d = &self.dispatch;
+        if !(1..=4096).contains(&d.concurrency) {
+            return invalid("dispatch.concurrency", "must be from 1 to 4096".into());
+        }
+        if !(1..=10_000).contains(&d.claim_batch) {
+            return invalid("dispatch.claim_batch", "must be from 1 to 10000".into());
+        }
+        if d.lease_seconds == 0 {
+            return invalid("dispatch.lease_seconds", "must be at least 1".into());
+        }
+        if d.poll_interval_ms == 0 {
+            return invalid("dispatch.poll_interval_ms", "must be at least 1".into());
+        }
+        if d.retry_base_ms == 0 || d.retry_cap_ms < d.retry_base_ms {
+            return invalid(
+                "dispatch.retry_cap_ms",
+                "must be at least dispatch.retry_base_ms, which must be at least 1".into(),
+            );
+        }
+        if d.max_attempts == 0 {
+            return invalid("dispatch.max_attempts", "must be at least 1".into());
+        }
+        if self
+            .practice_defaults
+            .timezone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
+            return invalid(
+                "practice_defaults.timezone",
+                format!("{:?} is not an IANA timezone such as Europe/London", self.practice_defaults.timezone),
+            );
+        }
+        if let Err(e) = ChannelOrder::new(self.practice_defaults.channel_order.clone()) {
+            return invalid("practice_defaults.channel_order", e.reason);
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = format!("providers[{i}]");
+            if p.name.trim().is_empty() {
+                return invalid(&format!("{key}.name"), "must not be empty".into());
+            }
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                return invalid(&format!("{key}.name"), format!("{:?} is used twice", p.name));
+            }
+            crate::providers::check_config(p).map_err(|reason| ConfigError::Invalid {
+                key: key.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML with secrets masked, for `gateway print-config`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = mask_url_password(&shown.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not print: {e}"))
+    }
+
+    /// The default practice channel order, already checked.
+    pub fn default_channel_order(&self) -> ChannelOrder {
+        ChannelOrder::new(self.practice_defaults.channel_order.clone()).unwrap_or_default()
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host` with `***`.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    #[test]
+    fn defaults_load_and_pass_their_own_checks() {
+        let config = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert!(config.database.url.starts_with("sqlite:"));
+        assert_eq!(config.providers.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Serialized::default("dispatch.concurrency", "lots"));
+        let message = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(message.contains("dispatch.concurrency"), "{message}");
+
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Serialized::default("dispatch.concurrency", 0));
+        let message = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(message.contains("`dispatch.concurrency`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let figment = Figment::from(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string("[dispatch]\nconcurency = 4\n"));
+        let message = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(message.contains("concurency"), "{message}");
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("postgres://gw:secret@db:5432/gw"),
+            "postgres://gw:***@db:5432/gw"
+        );
+        assert_eq!(mask_url_password("sqlite://data/gateway.db"), "sqlite://data/gateway.db");
+    }
+}

@@ -1,0 +1,152 @@
+//! Dispatch: claims due messages from the outbox with a lease, hands them to providers,
+//! and records each attempt as soon as it ends.
+//!
+//! A message's outcome is written before its concurrency slot is freed, so a kill can
+//! repeat at most `concurrency` messages: those in flight at the kill.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::stream::{self, StreamExt};
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DispatchConfig;
+use crate::outbox::{completion, RetryPolicy};
+use crate::providers::{Outgoing, ProviderRegistry, SendError};
+use crate::store::{ClaimedMessage, Store, StoreError};
+
+/// One dispatch worker: a claim loop with bounded concurrency.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    providers: Arc<ProviderRegistry>,
+    config: DispatchConfig,
+    policy: RetryPolicy,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A worker with a fresh, unique lease owner name.
+    pub fn new(store: Arc<dyn Store>, providers: Arc<ProviderRegistry>, config: DispatchConfig, wake: Arc<Notify>) -> Self {
+        let owner = format!("worker-{}-{:08x}", std::process::id(), rand::thread_rng().gen::<u32>());
+        Self {
+            store,
+            policy: RetryPolicy::from_config(&config),
+            providers,
+            config,
+            owner,
+            wake,
+        }
+    }
+
+    /// The name this worker's leases carry.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs until `shutdown` is cancelled: then stops claiming, lets in-flight sends finish
+    /// and gives back the leases of messages it had not started.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "dispatch worker started");
+        let idle = Duration::from_millis(self.config.poll_interval_ms);
+        while !shutdown.is_cancelled() {
+            match self.dispatch_batch(&shutdown).await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(idle) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch: store failed; retrying shortly");
+                    tokio::select! {
+                        _ = tokio::time::sleep(idle * 4) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+        match self.store.release_leases(&self.owner, Utc::now()).await {
+            Ok(n) => tracing::info!(owner = %self.owner, released = n, "dispatch worker stopped"),
+            Err(e) => tracing::warn!(error = %e, "dispatch: could not release leases; they will expire"),
+        }
+    }
+
+    /// Sends everything due now, then returns: for tests and one-shot runs.
+    pub async fn run_until_idle(&self) -> Result<u64, StoreError> {
+        let never = CancellationToken::new();
+        let mut total = 0;
+        loop {
+            let n = self.dispatch_batch(&never).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Claims one batch and sends it with bounded concurrency. Returns how many were claimed.
+    async fn dispatch_batch(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
+        let claimed = self
+            .store
+            .claim_due(&self.owner, now, lease_until, self.config.claim_batch)
+            .await?;
+        let count = claimed.len();
+        let results: Vec<Result<(), StoreError>> = stream::iter(claimed)
+            .map(|message| self.send_and_record(message, shutdown))
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(count)
+    }
+
+    async fn send_and_record(&self, message: ClaimedMessage, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        if shutdown.is_cancelled() {
+            // Not started: its lease is given back when the worker stops.
+            return Ok(());
+        }
+        let started_at = Utc::now();
+        let (provider_name, result) = if message.attempt_no > self.policy.max_attempts as i32 {
+            // Claimed again after repeated crashes mid-send: stop before it loops for ever.
+            let reason = format!("gave up: {} attempts ended without an outcome", message.attempt_no - 1);
+            (None, Err(SendError::Permanent { reason }))
+        } else {
+            match self.providers.for_channel(message.channel).first() {
+                Some(provider) => {
+                    let outgoing = Outgoing {
+                        message_id: message.id,
+                        channel: message.channel,
+                        address: message.address.clone(),
+                        subject: message.subject.clone(),
+                        body: message.body.clone(),
+                        priority: message.priority,
+                    };
+                    (Some(provider.name().to_string()), provider.send(&outgoing).await)
+                }
+                None => (
+                    None,
+                    Err(SendError::Permanent {
+                        reason: format!("no provider is configured for the {} channel", message.channel),
+                    }),
+                ),
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
+        }
+        let done = completion(&message, provider_name.as_deref(), result, &self.policy, started_at, Utc::now());
+        if !self.store.complete(&self.owner, &done).await? {
+            tracing::warn!(message = message.id, "lease was lost before the outcome was recorded");
+        }
+        Ok(())
+    }
+}

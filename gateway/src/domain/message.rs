@@ -1,0 +1,148 @@
+//! The life of a message in the outbox: its state, priority and attempt outcomes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::Invalid;
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageState {
+    /// Waiting in the outbox for its `next_attempt_at`.
+    Queued,
+    /// Claimed by a worker, which holds a lease on it while it talks to the provider.
+    Sending,
+    /// Accepted by the provider.
+    Sent,
+    /// The provider reported it reached the patient.
+    Delivered,
+    /// Gave up: the reason is in `last_error`.
+    Failed,
+    /// Deliberately not sent (a cap, an opt-out found late).
+    Suppressed,
+    /// Withdrawn before it was sent (e.g. superseded by a newer status change).
+    Cancelled,
+}
+
+impl MessageState {
+    /// Every state, in the order a message usually passes through them.
+    pub const ALL: [MessageState; 7] = [
+        MessageState::Queued,
+        MessageState::Sending,
+        MessageState::Sent,
+        MessageState::Delivered,
+        MessageState::Failed,
+        MessageState::Suppressed,
+        MessageState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Queued => "queued",
+            MessageState::Sending => "sending",
+            MessageState::Sent => "sent",
+            MessageState::Delivered => "delivered",
+            MessageState::Failed => "failed",
+            MessageState::Suppressed => "suppressed",
+            MessageState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the message will never be sent again.
+    pub fn is_final(self) -> bool {
+        !matches!(self, MessageState::Queued | MessageState::Sending)
+    }
+}
+
+impl FromStr for MessageState {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageState::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Invalid::new("state", format!("{s:?} is not a message state")))
+    }
+}
+
+impl fmt::Display for MessageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How soon a message must go. Stored as a number so that claiming can sort on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// One patient's own news (an appointment change): never waits behind a broadcast.
+    Urgent,
+    /// A practice-wide broadcast.
+    Bulk,
+}
+
+impl Priority {
+    /// The stored number: lower goes first.
+    pub fn rank(self) -> i16 {
+        match self {
+            Priority::Urgent => 0,
+            Priority::Bulk => 1,
+        }
+    }
+
+    /// The priority stored as `rank`; unknown numbers are treated as bulk.
+    pub fn from_rank(rank: i16) -> Self {
+        if rank <= 0 {
+            Priority::Urgent
+        } else {
+            Priority::Bulk
+        }
+    }
+}
+
+/// How one try at handing a message to a provider ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The provider accepted the message.
+    Accepted,
+    /// A failure worth retrying (timeout, 5xx, rate limited).
+    Retryable,
+    /// A failure that will not change on retry (rejected content, bad configuration).
+    Permanent,
+    /// The recipient cannot be reached at this address (invalid, unsubscribed, expired).
+    BadRecipient,
+    /// The worker stopped mid-send (crash, kill): the provider may or may not have it.
+    Unknown,
+}
+
+impl AttemptOutcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Accepted => "accepted",
+            AttemptOutcome::Retryable => "retryable",
+            AttemptOutcome::Permanent => "permanent",
+            AttemptOutcome::BadRecipient => "bad_recipient",
+            AttemptOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_urgent_sorts_first() {
+        for s in MessageState::ALL {
+            assert_eq!(s.as_str().parse::<MessageState>().unwrap(), s);
+        }
+        assert!(Priority::Urgent.rank() < Priority::Bulk.rank());
+        assert_eq!(Priority::from_rank(Priority::Bulk.rank()), Priority::Bulk);
+    }
+}

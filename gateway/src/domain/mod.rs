@@ -1,0 +1,50 @@
+//! Plain domain types that are valid by construction: parse, don't validate.
+//!
+//! Nothing here does I/O. Every type that crosses the API boundary is parsed
+//! once, and a value that exists is known to be valid.
+
+mod channel;
+mod email;
+mod message;
+mod nhs_number;
+mod ods_code;
+mod phone;
+mod status;
+
+pub use channel::{Channel, ChannelOrder};
+pub use email::EmailAddress;
+pub use message::{AttemptOutcome, MessageState, Priority};
+pub use nhs_number::NhsNumber;
+pub use ods_code::OdsCode;
+pub use phone::{PhoneKind, PhoneNumber};
+pub use status::StatusKind;
+
+/// Why a value was rejected: which field, and a reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    /// The field that was wrong, as the client named it (e.g. `contacts[0].address`).
+    pub field: String,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl Invalid {
+    /// A rejection of `field` for `reason`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same rejection, with its field placed under `prefix` (e.g. `patients[3]`).
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        self
+    }
+}

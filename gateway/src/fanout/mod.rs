@@ -1,0 +1,190 @@
+//! Fan-out: turns one trigger into one outbox message per eligible patient.
+//!
+//! Patients are read a page at a time and messages written in multi-row batches, so memory
+//! does not grow with the list. Each message's idempotency key (broadcast, patient) makes a
+//! repeated or resumed fan-out add nothing twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use crate::domain::{Channel, ChannelOrder, Priority};
+use crate::render::{status_context, MessageTemplates, RenderError, Rendered};
+use crate::store::{FanoutContact, FanoutPatient, NewMessage, Store, StoreError};
+
+/// Why a fan-out stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FanoutError {
+    /// The store failed; the fan-out can be resumed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A template failed to render.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The broadcast or its practice is gone.
+    #[error("broadcast {0} or its practice does not exist")]
+    NotFound(i64),
+}
+
+/// What a fan-out planned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FanoutSummary {
+    /// Messages planned per channel (including any written by an earlier, interrupted run).
+    pub planned: BTreeMap<Channel, u64>,
+    /// Messages new to the outbox in this run.
+    pub inserted: u64,
+    /// Patients with no contact that can be used.
+    pub skipped_no_contact: u64,
+}
+
+/// Runs fan-outs against a store, waking the dispatcher as messages land.
+pub struct Fanout {
+    store: Arc<dyn Store>,
+    templates: Arc<MessageTemplates>,
+    batch_size: usize,
+    wake: Arc<Notify>,
+}
+
+impl Fanout {
+    /// A fan-out writing `batch_size` messages per statement.
+    pub fn new(store: Arc<dyn Store>, templates: Arc<MessageTemplates>, batch_size: usize, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            templates,
+            batch_size,
+            wake,
+        }
+    }
+
+    /// Plans every message of a status broadcast and marks its fan-out finished.
+    pub async fn run_broadcast(&self, broadcast_id: i64) -> Result<FanoutSummary, FanoutError> {
+        let broadcast = self
+            .store
+            .broadcast(broadcast_id)
+            .await?
+            .ok_or(FanoutError::NotFound(broadcast_id))?;
+        let practice = self
+            .store
+            .practice_by_id(broadcast.practice_id)
+            .await?
+            .ok_or(FanoutError::NotFound(broadcast_id))?;
+        let key = broadcast.kind.template_key();
+        let shared_context = status_context(&practice, &broadcast, None);
+        // A broadcast's wording is the same for everyone unless the template is personal.
+        let mut shared: HashMap<Channel, Rendered> = HashMap::new();
+        let mut summary = FanoutSummary::default();
+        let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
+        let mut after = 0;
+        loop {
+            let page = self.store.fanout_page(practice.id, after, self.batch_size).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let now = Utc::now();
+            for patient in &page {
+                let Some(contact) = choose_contact(patient, &practice.channel_order) else {
+                    summary.skipped_no_contact += 1;
+                    continue;
+                };
+                let rendered = if self.templates.is_personal(&key, contact.channel) {
+                    let context = status_context(&practice, &broadcast, Some(patient));
+                    self.templates.render(&key, contact.channel, &context)?
+                } else if let Some(r) = shared.get(&contact.channel) {
+                    r.clone()
+                } else {
+                    let r = self.templates.render(&key, contact.channel, &shared_context)?;
+                    shared.insert(contact.channel, r.clone());
+                    r
+                };
+                *summary.planned.entry(contact.channel).or_default() += 1;
+                batch.push(NewMessage {
+                    idempotency_key: format!("broadcast:{broadcast_id}:patient:{}", patient.id),
+                    broadcast_id: Some(broadcast_id),
+                    practice_id: practice.id,
+                    patient_id: patient.id,
+                    contact_id: contact.id,
+                    channel: contact.channel,
+                    address: contact.address.clone(),
+                    priority: Priority::Bulk,
+                    template_key: key.clone(),
+                    template_version: self.templates.version(&key, contact.channel),
+                    subject: rendered.subject,
+                    body: rendered.body,
+                    next_attempt_at: now,
+                    created_at: now,
+                });
+            }
+            summary.inserted += self.store.insert_messages(&batch).await?;
+            batch.clear();
+            self.wake.notify_one();
+            if page.len() < self.batch_size {
+                break;
+            }
+        }
+        self.store
+            .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())
+            .await?;
+        Ok(summary)
+    }
+
+    /// Finishes fan-outs that a stopped process left part-done. Returns how many it finished.
+    pub async fn resume_unfinished(&self) -> Result<usize, FanoutError> {
+        let unfinished = self.store.unfinished_broadcasts().await?;
+        for id in &unfinished {
+            tracing::info!(broadcast = id, "resuming an interrupted fan-out");
+            self.run_broadcast(*id).await?;
+        }
+        Ok(unfinished.len())
+    }
+}
+
+/// The contact a patient is messaged on: their preferred channel if they can be reached
+/// on it, else the first channel of the practice's order that they can be reached on.
+pub fn choose_contact<'a>(patient: &'a FanoutPatient, order: &ChannelOrder) -> Option<&'a FanoutContact> {
+    let on = |channel: Channel| patient.contacts.iter().find(|c| c.channel == channel);
+    patient
+        .preferred_channel
+        .and_then(on)
+        .or_else(|| order.channels().iter().find_map(|c| on(*c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(preferred: Option<Channel>, channels: &[Channel]) -> FanoutPatient {
+        FanoutPatient {
+            id: 1,
+            nhs_number: "9990000018".into(),
+            given_name: None,
+            family_name: None,
+            preferred_channel: preferred,
+            language: "en".into(),
+            contacts: channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| FanoutContact {
+                    id: i as i64,
+                    channel: *c,
+                    address: format!("{c}-address"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn preference_wins_when_reachable_else_practice_order() {
+        let order = ChannelOrder::parse("sms,email,push").unwrap();
+        let p = patient(Some(Channel::Email), &[Channel::Sms, Channel::Email]);
+        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Email);
+        let p = patient(Some(Channel::Push), &[Channel::Email, Channel::Sms]);
+        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Sms);
+        let p = patient(None, &[Channel::Push, Channel::Email]);
+        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Email);
+        let p = patient(None, &[Channel::Push]);
+        let email_only = ChannelOrder::parse("email").unwrap();
+        assert!(choose_contact(&p, &email_only).is_none());
+        assert!(choose_contact(&patient(None, &[]), &order).is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! Practice status changes: parsed, recorded with their broadcast, and fanned out.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::domain::{Invalid, StatusKind};
+use crate::fanout::FanoutError;
+use crate::store::{AuditEntry, IdempotencyClaim, NewStatusChange, Practice, StartOutcome, StoreError};
+
+/// A status change as a client posts it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChangeRequest {
+    /// `closed`, `phones_down`, `systems_down`, `restored` or `custom`.
+    pub kind: String,
+    /// One line for patients; each kind but `custom` has a default.
+    #[serde(default)]
+    pub headline: Option<String>,
+    /// More words, optional.
+    #[serde(default)]
+    pub details: Option<String>,
+    /// When the disruption starts (RFC 3339).
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it should end (RFC 3339).
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// Why a status change was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum PostStatusError {
+    /// The request is invalid.
+    #[error("invalid status change")]
+    Invalid(Vec<Invalid>),
+    /// The Idempotency-Key was used before with a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    KeyReused,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Fan-out failed.
+    #[error(transparent)]
+    Fanout(#[from] FanoutError),
+    /// The fan-out task died.
+    #[error("fan-out task failed: {0}")]
+    Task(String),
+}
+
+/// What posting did: the broadcast, and whether it is a replay of an earlier request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posted {
+    /// The broadcast started (or started earlier under the same key).
+    pub broadcast_id: i64,
+    /// True when the Idempotency-Key matched an earlier identical request.
+    pub replayed: bool,
+}
+
+/// The headline patients see when the practice gives none.
+pub fn default_headline(kind: StatusKind) -> Option<&'static str> {
+    match kind {
+        StatusKind::Closed => Some("The surgery is closed."),
+        StatusKind::PhonesDown => Some("Our phone lines are down."),
+        StatusKind::SystemsDown => Some("Our computer systems are down."),
+        StatusKind::Restored => Some("We are back to normal service."),
+        StatusKind::Custom => None,
+    }
+}
+
+impl StatusChangeRequest {
+    /// Checks the request and fills defaults, naming every problem.
+    pub fn parse(&self, created_by: &str) -> Result<NewStatusChange, Vec<Invalid>> {
+        let mut errors = Vec::new();
+        let kind = self.kind.parse::<StatusKind>().map_err(|e| errors.push(e)).ok();
+        let headline = match (self.headline.as_deref().map(str::trim).filter(|h| !h.is_empty()), kind) {
+            (Some(h), _) => Some(h.to_string()),
+            (None, Some(kind)) => match default_headline(kind) {
+                Some(h) => Some(h.to_string()),
+                None => {
+                    errors.push(Invalid::new("headline", "a custom status change needs a headline"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if headline.as_ref().is_some_and(|h| h.chars().count() > 300) {
+            errors.push(Invalid::new("headline", "longer than 300 characters"));
+        }
+        let details = self.details.as_deref().map(str::trim).filter(|d| !d.is_empty());
+        if details.is_some_and(|d| d.chars().count() > 2000) {
+            errors.push(Invalid::new("details", "longer than 2000 characters"));
+        }
+        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
+            if end <= start {
+                errors.push(Invalid::new("ends_at", "must be after starts_at"));
+            }
+        }
+        match (kind, headline) {
+            (Some(kind), Some(headline)) if errors.is_empty() => Ok(NewStatusChange {
+                kind,
+                headline,
+                details: details.map(str::to_string),
+                starts_at: self.starts_at,
+                ends_at: self.ends_at,
+                created_by: created_by.to_string(),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// A hash of the request's meaning, to tell a retry from a different request.
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(canonical))
+    }
+}
+
+/// Records a status change and fans it out before returning, so the answer carries
+/// the planned counts. With an Idempotency-Key, a retry returns the first broadcast.
+pub async fn post_status_change(
+    state: &AppState,
+    practice: &Practice,
+    request: &StatusChangeRequest,
+    actor: &str,
+    idempotency: Option<(String, String)>,
+) -> Result<Posted, PostStatusError> {
+    let change = request.parse(actor).map_err(PostStatusError::Invalid)?;
+    let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
+        scope: format!("{scope}:practice:{}:status", practice.id),
+        key,
+        request_hash: request.fingerprint(),
+    });
+    let now = Utc::now();
+    let (broadcast_id, replayed) = match state
+        .store
+        .start_status_broadcast(practice.id, &change, claim.as_ref(), now)
+        .await?
+    {
+        StartOutcome::Started(id) => (id, false),
+        StartOutcome::Replayed(id) => (id, true),
+        StartOutcome::KeyReused => return Err(PostStatusError::KeyReused),
+    };
+    if !replayed {
+        let details = serde_json::json!({ "kind": change.kind, "headline": change.headline }).to_string();
+        state
+            .store
+            .audit(
+                &AuditEntry {
+                    actor: actor.to_string(),
+                    action: "status_change.posted".into(),
+                    practice_id: Some(practice.id),
+                    subject: Some(format!("broadcast:{broadcast_id}")),
+                    details: Some(details),
+                },
+                now,
+            )
+            .await?;
+    }
+    let unfinished = state
+        .store
+        .broadcast(broadcast_id)
+        .await?
+        .is_some_and(|b| b.fanout_done_at.is_none());
+    if unfinished {
+        // Spawned so that a client hanging up cannot cancel a fan-out half way.
+        let fanout = state.fanout.clone();
+        tokio::spawn(async move { fanout.run_broadcast(broadcast_id).await })
+            .await
+            .map_err(|e| PostStatusError::Task(e.to_string()))??;
+    }
+    Ok(Posted { broadcast_id, replayed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: &str, headline: Option<&str>) -> StatusChangeRequest {
+        StatusChangeRequest {
+            kind: kind.into(),
+            headline: headline.map(str::to_string),
+            details: None,
+            starts_at: None,
+            ends_at: None,
+        }
+    }
+
+    #[test]
+    fn defaults_fill_the_headline_except_for_custom() {
+        let change = request("systems_down", None).parse("test").unwrap();
+        assert_eq!(change.headline, "Our computer systems are down.");
+        let errors = request("custom", None).parse("test").unwrap_err();
+        assert_eq!(errors[0].field, "headline");
+        let errors = request("flooded", None).parse("test").unwrap_err();
+        assert_eq!(errors[0].field, "kind");
+    }
+
+    #[test]
+    fn the_window_must_run_forwards() {
+        let mut r = request("closed", None);
+        r.starts_at = Some(Utc::now());
+        r.ends_at = r.starts_at.map(|s| s - chrono::Duration::hours(1));
+        assert_eq!(r.parse("test").unwrap_err()[0].field, "ends_at");
+    }
+
+    #[test]
+    fn fingerprints_differ_with_meaning() {
+        assert_eq!(request("closed", None).fingerprint(), request("closed", None).fingerprint());
+        assert_ne!(request("closed", None).fingerprint(), request("closed", Some("x")).fingerprint());
+    }
+}

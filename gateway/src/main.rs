@@ -1,0 +1,134 @@
+//! The `gateway` command: serve, migrate, manage keys, run the demo or a benchmark.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use gateway::app::{self, AppState};
+use gateway::config::Config;
+use gateway::domain::OdsCode;
+use gateway::store::{self, KeyScope};
+use gateway::{api, bench, demo, telemetry};
+
+#[derive(Parser)]
+#[command(name = "gateway", version, about = "Patient notification gateway for GP surgeries")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the dispatch workers until Ctrl-C or SIGTERM.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// Create a demo practice with synthetic patients, post a "systems down" status change,
+    /// wait until every message is sent, print a summary, and keep serving.
+    Demo {
+        /// How many synthetic patients the demo practice gets.
+        #[arg(long, default_value_t = 3000)]
+        patients: u32,
+    },
+    /// Measure performance (see docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+    /// Print the effective configuration, secrets masked.
+    PrintConfig,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key and print it once.
+    Create {
+        /// Scope the key to this practice (ODS code).
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        practice: Option<String>,
+        /// Make an administrator key (all practices).
+        #[arg(long)]
+        admin: bool,
+        /// A note saying whose key it is.
+        #[arg(long, default_value = "created with gateway keys create")]
+        label: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Fan-out throughput (messages planned and persisted per second) and peak memory.
+    Fanout(bench::FanoutArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init(&config.telemetry.log_filter);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve => {
+            let bind = config.server.bind;
+            let state = AppState::build(config).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| format!("cannot listen on {bind}: {e} (set GATEWAY__SERVER__BIND to another address)"))?;
+            tracing::info!(address = %listener.local_addr()?, database = state.store.kind(), "gateway listening");
+            let shutdown = CancellationToken::new();
+            app::cancel_on_signal(shutdown.clone());
+            app::serve(state, listener, shutdown).await?;
+        }
+        Command::Migrate => {
+            let store = store::connect(&config.database.url, 1).await?;
+            store.migrate().await?;
+            println!("database is up to date ({})", store.kind());
+        }
+        Command::Keys {
+            action: KeysCommand::Create { practice, admin, label },
+        } => {
+            let store = store::connect(&config.database.url, 1).await?;
+            store.migrate().await?;
+            let scope = if admin {
+                KeyScope::Admin
+            } else {
+                let ods = OdsCode::parse(practice.as_deref().unwrap_or_default())?;
+                let found = store
+                    .practice_by_ods(&ods)
+                    .await?
+                    .ok_or_else(|| format!("no practice {ods}: create it first with POST /api/v1/practices"))?;
+                KeyScope::Practice(found.id)
+            };
+            let key = api::issue_key(store.as_ref(), scope, &label, "cli").await?;
+            println!("{key}");
+            eprintln!("Keep this key safe: it is shown only now and stored only as a hash.");
+        }
+        Command::Demo { patients } => demo::run(config, patients).await?,
+        Command::Bench {
+            which: BenchCommand::Fanout(args),
+        } => bench::fanout(&config, args).await?,
+        Command::PrintConfig => print!("{}", config.to_masked_toml()),
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The outbox's rules: how a send's result becomes the message's next state, and when
+//! a retry is due. Pure functions; the store applies them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+
+use crate::config::DispatchConfig;
+use crate::domain::{AttemptOutcome, MessageState};
+use crate::providers::{Accepted, SendError};
+use crate::store::{ClaimedMessage, Completion};
+
+/// The retry schedule: exponential backoff with full jitter, capped, for a bounded number of tries.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub base: Duration,
+    /// Longest delay.
+    pub cap: Duration,
+    /// Tries before giving up.
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    /// The policy in the dispatch settings.
+    pub fn from_config(config: &DispatchConfig) -> Self {
+        Self {
+            base: Duration::from_millis(config.retry_base_ms),
+            cap: Duration::from_millis(config.retry_cap_ms),
+            max_attempts: config.max_attempts,
+        }
+    }
+
+    /// The longest wait after try `attempt_no` (1-based): base doubled per try, capped.
+    pub fn ceiling(&self, attempt_no: i32) -> Duration {
+        let doublings = attempt_no.saturating_sub(1).clamp(0, 30) as u32;
+        self.base.saturating_mul(1 << doublings).min(self.cap)
+    }
+
+    /// The wait after try `attempt_no`: uniform in [0, ceiling] ("full jitter"), and never
+    /// shorter than the provider's Retry-After.
+    pub fn delay(&self, attempt_no: i32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempt_no).as_millis() as u64;
+        let jittered = Duration::from_millis(rng.gen_range(0..=ceiling));
+        retry_after.map_or(jittered, |after| jittered.max(after))
+    }
+}
+
+/// What to record after one try: the attempt and the message's next state.
+pub fn completion(
+    message: &ClaimedMessage,
+    provider: Option<&str>,
+    result: Result<Accepted, SendError>,
+    policy: &RetryPolicy,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+) -> Completion {
+    let mut c = Completion {
+        message_id: message.id,
+        attempt_no: message.attempt_no,
+        provider: provider.map(str::to_string),
+        outcome: AttemptOutcome::Accepted,
+        provider_ref: None,
+        error: None,
+        new_state: MessageState::Sent,
+        next_attempt_at: None,
+        started_at,
+        finished_at,
+    };
+    match result {
+        Ok(accepted) => c.provider_ref = accepted.provider_ref,
+        Err(SendError::Retryable { reason, retry_after }) => {
+            c.outcome = AttemptOutcome::Retryable;
+            if message.attempt_no >= policy.max_attempts as i32 {
+                c.new_state = MessageState::Failed;
+                c.error = Some(format!("gave up after {} attempts: {reason}", message.attempt_no));
+            } else {
+                let delay = policy.delay(message.attempt_no, retry_after, &mut rand::thread_rng());
+                c.new_state = MessageState::Queued;
+                c.next_attempt_at = Some(finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                c.error = Some(reason);
+            }
+        }
+        Err(SendError::Permanent { reason }) => {
+            c.outcome = AttemptOutcome::Permanent;
+            c.new_state = MessageState::Failed;
+            c.error = Some(reason);
+        }
+        Err(SendError::BadRecipient { reason }) => {
+            c.outcome = AttemptOutcome::BadRecipient;
+            c.new_state = MessageState::Failed;
+            c.error = Some(reason);
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, Priority};
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+            max_attempts: 3,
+        }
+    }
+
+    fn claimed(attempt_no: i32) -> ClaimedMessage {
+        ClaimedMessage {
+            id: 7,
+            practice_id: 1,
+            channel: Channel::Sms,
+            address: "+447700900001".into(),
+            subject: None,
+            body: "hi".into(),
+            priority: Priority::Bulk,
+            attempt_no,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_honours_retry_after() {
+        let p = policy();
+        assert_eq!(p.ceiling(1), Duration::from_secs(1));
+        assert_eq!(p.ceiling(3), Duration::from_secs(4));
+        assert_eq!(p.ceiling(40), Duration::from_secs(60));
+        let mut rng = rand::thread_rng();
+        for attempt in 1..10 {
+            let d = p.delay(attempt, None, &mut rng);
+            assert!(d <= p.ceiling(attempt));
+            let d = p.delay(attempt, Some(Duration::from_secs(90)), &mut rng);
+            assert!(d >= Duration::from_secs(90));
+        }
+    }
+
+    #[test]
+    fn results_map_to_states() {
+        let p = policy();
+        let now = Utc::now();
+        let ok = completion(&claimed(1), Some("log"), Ok(Accepted { provider_ref: Some("r".into()) }), &p, now, now);
+        assert_eq!((ok.new_state, ok.outcome), (MessageState::Sent, AttemptOutcome::Accepted));
+        let retry = SendError::Retryable { reason: "503".into(), retry_after: None };
+        let again = completion(&claimed(1), Some("log"), Err(retry.clone()), &p, now, now);
+        assert_eq!(again.new_state, MessageState::Queued);
+        assert!(again.next_attempt_at.is_some());
+        let last = completion(&claimed(3), Some("log"), Err(retry), &p, now, now);
+        assert_eq!(last.new_state, MessageState::Failed);
+        let bad = completion(&claimed(1), None, Err(SendError::BadRecipient { reason: "x".into() }), &p, now, now);
+        assert_eq!((bad.new_state, bad.outcome), (MessageState::Failed, AttemptOutcome::BadRecipient));
+    }
+}

@@ -1,0 +1,159 @@
+//! Providers: the plugins messages leave through, one file per kind, built from config.
+//!
+//! Adding a kind is one new file implementing [`Provider`] plus one arm in [`build`] and
+//! [`check_config`].
+
+mod log;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use self::log::LogProvider;
+
+use crate::config::ProviderConfig;
+use crate::domain::{Channel, Priority};
+
+/// A message handed to a provider.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Outbox row id: providers pass it on so receipts can find the message.
+    pub message_id: i64,
+    /// Channel.
+    pub channel: Channel,
+    /// Phone number (E.164), email address or push endpoint.
+    pub address: String,
+    /// Email subject or push title.
+    pub subject: Option<String>,
+    /// Text.
+    pub body: String,
+    /// Lane, for providers that take an urgency hint.
+    pub priority: Priority,
+}
+
+/// The provider took the message.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    /// The provider's own id for it, used to match delivery receipts.
+    pub provider_ref: Option<String>,
+}
+
+/// Why a provider did not take a message, classified for the retry policy.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again (timeout, 5xx, rate limited), no sooner than `retry_after` if given.
+    #[error("retryable: {reason}")]
+    Retryable {
+        /// What went wrong.
+        reason: String,
+        /// The provider's Retry-After.
+        retry_after: Option<Duration>,
+    },
+    /// Will fail again (rejected content, bad configuration).
+    #[error("permanent: {reason}")]
+    Permanent {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The address cannot be reached (invalid, unsubscribed, expired subscription).
+    #[error("bad recipient: {reason}")]
+    BadRecipient {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A way out for messages of one channel.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The configured name, recorded on each message it sends.
+    fn name(&self) -> &str;
+    /// The channel it carries.
+    fn channel(&self) -> Channel;
+    /// Hands one message over.
+    async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError>;
+}
+
+/// A provider that could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+#[error("provider {name}: {reason}")]
+pub struct ProviderError {
+    /// The provider's configured name.
+    pub name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Checks one `[[providers]]` table without building it (used when loading config).
+pub fn check_config(config: &ProviderConfig) -> Result<(), String> {
+    match config.kind.as_str() {
+        "log" => LogProvider::check_config(config),
+        other => Err(format!("kind {other:?} is not a provider kind (known: log)")),
+    }
+}
+
+/// The providers of every channel, in configured order.
+#[derive(Clone, Default)]
+pub struct ProviderRegistry {
+    by_channel: HashMap<Channel, Vec<Arc<dyn Provider>>>,
+}
+
+impl ProviderRegistry {
+    /// Builds every configured provider.
+    pub fn from_config(configs: &[ProviderConfig]) -> Result<Self, ProviderError> {
+        let mut registry = Self::default();
+        let mut files = SharedFiles::default();
+        for config in configs {
+            let provider = build(config, &mut files)?;
+            registry.add(provider);
+        }
+        Ok(registry)
+    }
+
+    /// Adds a provider after those already serving its channel.
+    pub fn add(&mut self, provider: Arc<dyn Provider>) {
+        self.by_channel.entry(provider.channel()).or_default().push(provider);
+    }
+
+    /// The providers of a channel, first choice first.
+    pub fn for_channel(&self, channel: Channel) -> &[Arc<dyn Provider>] {
+        self.by_channel.get(&channel).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+fn build(config: &ProviderConfig, files: &mut SharedFiles) -> Result<Arc<dyn Provider>, ProviderError> {
+    let error = |reason: String| ProviderError {
+        name: config.name.clone(),
+        reason,
+    };
+    check_config(config).map_err(error)?;
+    match config.kind.as_str() {
+        "log" => Ok(Arc::new(LogProvider::new(config, files).map_err(error)?)),
+        other => Err(error(format!("kind {other:?} is not a provider kind"))),
+    }
+}
+
+/// Open files shared by providers that write to the same path, so lines never interleave.
+#[derive(Default)]
+pub struct SharedFiles {
+    open: HashMap<PathBuf, Arc<Mutex<std::fs::File>>>,
+}
+
+impl SharedFiles {
+    /// The append handle for `path`, opened (with its folder) the first time.
+    pub fn append(&mut self, path: &PathBuf) -> std::io::Result<Arc<Mutex<std::fs::File>>> {
+        if let Some(file) = self.open.get(path) {
+            return Ok(file.clone());
+        }
+        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = Arc::new(Mutex::new(file));
+        self.open.insert(path.clone(), file.clone());
+        Ok(file)
+    }
+}

@@ -1,0 +1,158 @@
+//! Storage: narrow traits per concern, one honest implementation per database.
+//!
+//! Handlers and workers hold an `Arc<dyn Store>`; `sqlite.rs` and `postgres.rs` each
+//! implement every trait in their own SQL, since the schemas and the claim query differ.
+
+mod postgres;
+mod records;
+pub mod scratch;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{Channel, MessageState, OdsCode};
+
+/// A storage failure. Constraint violations the caller can act on get their own variants.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row that should be unique already exists.
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back into a domain type.
+    #[error("corrupt stored value in {column}: {reason}")]
+    Corrupt {
+        /// Which column held it.
+        column: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Shorthand for results of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Practices: the tenants of the gateway.
+#[async_trait]
+pub trait PracticeStore: Send + Sync {
+    /// Adds a practice; `Duplicate` if its ODS code is taken.
+    async fn create_practice(&self, practice: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice>;
+    /// Every practice, ordered by ODS code.
+    async fn list_practices(&self) -> StoreResult<Vec<Practice>>;
+    /// One practice by ODS code.
+    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
+    /// One practice by id.
+    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>>;
+}
+
+/// Patients and the contacts they can be reached on.
+#[async_trait]
+pub trait PatientStore: Send + Sync {
+    /// Inserts or updates patients with their contacts, in one transaction.
+    /// A recorded opt-out is never cleared here.
+    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary>;
+    /// A page of the practice's active patients with their usable contacts, after `after_patient_id`.
+    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>>;
+    /// One patient with all contacts (opted out or not).
+    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>>;
+}
+
+/// API keys and the audit trail.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Stores a new key by its hash.
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// The live (unrevoked) key with this hash.
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Records who did what.
+    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()>;
+    /// The most recent audit entries of a practice, newest first.
+    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+}
+
+/// Status changes and the broadcasts they start.
+#[async_trait]
+pub trait BroadcastStore: Send + Sync {
+    /// Records a status change and its broadcast in one transaction, honouring the
+    /// idempotency claim if there is one.
+    async fn start_status_broadcast(
+        &self,
+        practice_id: i64,
+        change: &NewStatusChange,
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome>;
+    /// A broadcast with its status change.
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    /// Broadcasts whose fan-out never finished (the process stopped during it).
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
+    /// Marks a fan-out complete, with the number of patients it could not reach.
+    async fn finish_fanout(&self, id: i64, skipped_no_contact: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Message counts of a broadcast by channel and state.
+    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
+    /// A page of a broadcast's messages in id order, optionally of one state.
+    async fn broadcast_messages(&self, id: i64, after_id: i64, limit: i64, state: Option<MessageState>) -> StoreResult<Vec<MessageView>>;
+}
+
+/// The outbox: durable messages, claimed with leases, completed with attempts.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Writes messages in multi-row batches; rows whose idempotency key exists are skipped.
+    /// Returns how many were new.
+    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
+    /// Returns expired leases to the queue (recording their attempt as `unknown`), then
+    /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first.
+    async fn claim_due(&self, owner: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<ClaimedMessage>>;
+    /// Records one attempt and the message's new state. Returns false if `owner` no longer
+    /// held the lease (the attempt is recorded all the same).
+    async fn complete(&self, owner: &str, completion: &Completion) -> StoreResult<bool>;
+    /// Gives back every lease `owner` holds, for a clean shutdown.
+    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// One message with its attempts.
+    async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;
+    /// Messages not yet final, for tests and readiness.
+    async fn pending_count(&self) -> StoreResult<i64>;
+}
+
+/// Everything the gateway stores.
+#[async_trait]
+pub trait Store: PracticeStore + PatientStore + AccessStore + BroadcastStore + OutboxStore {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Which database this is (`sqlite` or `postgres`).
+    fn kind(&self) -> &'static str;
+    /// Bulk-inserts `count` synthetic patients (two in three on SMS, one in three on email)
+    /// for benchmarks, in SQL rather than row by row.
+    async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()>;
+}
+
+/// Opens the database named by `url` (`sqlite:...` or `postgres://...`), without migrating.
+pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(PostgresStore::connect(url, max_connections).await?))
+    }
+}
+
+/// Maps a unique-constraint violation to `Duplicate`, anything else to `Database`.
+pub(crate) fn unique_violation(err: sqlx::Error, what: &str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what.to_string()),
+        _ => StoreError::Database(err),
+    }
+}

@@ -1,0 +1,226 @@
+//! Practices, patients and contacts on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::{parsed, PostgresStore};
+use crate::domain::{ChannelOrder, OdsCode};
+use crate::store::{
+    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore, PatientUpsert, PatientView,
+    Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+};
+
+const PRACTICE_COLUMNS: &str = "id, ods_code, name, phone, website, timezone, channel_order, created_at";
+
+fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
+    let ods: String = row.try_get("ods_code")?;
+    let order: String = row.try_get("channel_order")?;
+    Ok(Practice {
+        id: row.try_get("id")?,
+        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt { column: "practices.ods_code", reason: e.reason })?,
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        website: row.try_get("website")?,
+        timezone: row.try_get("timezone")?,
+        channel_order: ChannelOrder::parse(&order)
+            .map_err(|e| StoreError::Corrupt { column: "practices.channel_order", reason: e.reason })?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl PracticeStore for PostgresStore {
+    async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO practices (ods_code, name, phone, website, timezone, channel_order, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PRACTICE_COLUMNS}"
+        ))
+        .bind(p.ods_code.as_str())
+        .bind(&p.name)
+        .bind(&p.phone)
+        .bind(&p.website)
+        .bind(&p.timezone)
+        .bind(p.channel_order.to_text())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
+        practice_from_row(&row)
+    }
+
+    async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
+        let rows = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(practice_from_row).collect()
+    }
+
+    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"))
+            .bind(ods.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+
+    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl PatientStore for PostgresStore {
+    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary> {
+        let mut summary = UpsertSummary::default();
+        let mut tx = self.pool.begin().await?;
+        for p in patients {
+            // `xmax = 0` only on a freshly inserted row: an updated one carries our lock.
+            let (patient_id, inserted): (i64, bool) = sqlx::query_as(
+                "INSERT INTO patients (practice_id, nhs_number, given_name, family_name,
+                 preferred_channel, language, active, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                 ON CONFLICT (practice_id, nhs_number) DO UPDATE SET
+                    given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
+                    preferred_channel = EXCLUDED.preferred_channel, language = EXCLUDED.language,
+                    active = EXCLUDED.active, updated_at = EXCLUDED.updated_at
+                 RETURNING id, (xmax = 0) AS inserted",
+            )
+            .bind(practice_id)
+            .bind(p.nhs_number.as_str())
+            .bind(&p.given_name)
+            .bind(&p.family_name)
+            .bind(p.preferred_channel.map(|c| c.as_str()))
+            .bind(&p.language)
+            .bind(p.active)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if inserted {
+                summary.created += 1;
+            } else {
+                summary.updated += 1;
+            }
+            if p.contacts.is_empty() {
+                continue;
+            }
+            let channels: Vec<&str> = p.contacts.iter().map(|c| c.channel.as_str()).collect();
+            let addresses: Vec<&str> = p.contacts.iter().map(|c| c.address.as_str()).collect();
+            // For each channel named, drop that channel's contacts not listed.
+            sqlx::query(
+                "DELETE FROM contacts c
+                 WHERE c.patient_id = $1 AND c.channel = ANY($2)
+                   AND NOT EXISTS (SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(channel, address)
+                                   WHERE k.channel = c.channel AND k.address = c.address)",
+            )
+            .bind(patient_id)
+            .bind(&channels)
+            .bind(&addresses)
+            .execute(&mut *tx)
+            .await?;
+            for c in &p.contacts {
+                sqlx::query(
+                    "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (patient_id, channel, address)
+                     DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, EXCLUDED.opted_out_at)",
+                )
+                .bind(patient_id)
+                .bind(c.channel.as_str())
+                .bind(&c.address)
+                .bind(c.opted_out.then_some(now))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
+                    c.id AS contact_id, c.channel, c.address
+             FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
+                   FROM patients WHERE practice_id = $1 AND active AND id > $2
+                   ORDER BY id LIMIT $3) p
+             LEFT JOIN contacts c
+               ON c.patient_id = p.id AND c.opted_out_at IS NULL AND c.bad_recipient_at IS NULL
+             ORDER BY p.id, c.id",
+        )
+        .bind(practice_id)
+        .bind(after_patient_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut page: Vec<FanoutPatient> = Vec::with_capacity(limit);
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            if page.last().map(|p| p.id) != Some(id) {
+                let preferred: Option<String> = row.try_get("preferred_channel")?;
+                page.push(FanoutPatient {
+                    id,
+                    nhs_number: row.try_get("nhs_number")?,
+                    given_name: row.try_get("given_name")?,
+                    family_name: row.try_get("family_name")?,
+                    preferred_channel: preferred.and_then(|c| c.parse().ok()),
+                    language: row.try_get("language")?,
+                    contacts: Vec::new(),
+                });
+            }
+            let contact_id: Option<i64> = row.try_get("contact_id")?;
+            if let (Some(contact_id), Some(patient)) = (contact_id, page.last_mut()) {
+                let channel: String = row.try_get("channel")?;
+                patient.contacts.push(FanoutContact {
+                    id: contact_id,
+                    channel: parsed("contacts.channel", &channel)?,
+                    address: row.try_get("address")?,
+                });
+            }
+        }
+        Ok(page)
+    }
+
+    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, nhs_number, given_name, family_name, preferred_channel, language, active
+             FROM patients WHERE practice_id = $1 AND nhs_number = $2",
+        )
+        .bind(practice_id)
+        .bind(nhs_number)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let contacts = sqlx::query("SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| {
+                Ok(ContactView {
+                    channel: c.try_get("channel")?,
+                    address: c.try_get("address")?,
+                    opted_out_at: c.try_get("opted_out_at")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(PatientView {
+            nhs_number: row.try_get("nhs_number")?,
+            given_name: row.try_get("given_name")?,
+            family_name: row.try_get("family_name")?,
+            preferred_channel: row.try_get("preferred_channel")?,
+            language: row.try_get("language")?,
+            active: row.try_get("active")?,
+            contacts,
+        }))
+    }
+}

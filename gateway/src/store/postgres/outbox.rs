@@ -1,0 +1,404 @@
+//! Status changes, broadcasts and the outbox on PostgreSQL.
+//!
+//! Several processes share the database, so reaping and claiming select their rows
+//! `FOR UPDATE SKIP LOCKED`: a row another process is taking is passed over, never
+//! taken twice and never waited for.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{parsed, PostgresStore};
+use crate::domain::{Channel, MessageState, Priority};
+use crate::store::{
+    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage,
+    NewStatusChange, OutboxStore, StartOutcome, StoreError, StoreResult,
+};
+
+/// Why a reaped lease's attempt is `unknown`.
+const LOST_LEASE: &str = "lease expired: the worker stopped before recording an outcome, so the provider may or may not have the message";
+
+const MESSAGE_COLUMNS: &str = "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
+    m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
+    m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
+
+/// Rows per multi-row insert: 15 binds a row, and PostgreSQL takes at most 65,535.
+const INSERT_CHUNK: usize = 4000;
+
+/// How often a lost idempotency race is re-read before giving up.
+const IDEMPOTENCY_TRIES: usize = 3;
+
+fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
+    Ok(MessageView {
+        id: row.try_get("id")?,
+        broadcast_id: row.try_get("broadcast_id")?,
+        practice_id: row.try_get("practice_id")?,
+        nhs_number: row.try_get("nhs_number")?,
+        channel: row.try_get("channel")?,
+        address: row.try_get("address")?,
+        priority: Priority::from_rank(row.try_get("priority")?),
+        template_key: row.try_get("template_key")?,
+        template_version: row.try_get("template_version")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        provider: row.try_get("provider")?,
+        provider_ref: row.try_get("provider_ref")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// What an idempotency key already stands for, if it has been used.
+async fn seen_claim<'e, E>(executor: E, claim: &IdempotencyClaim) -> StoreResult<Option<StartOutcome>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let seen: Option<(String, i64)> =
+        sqlx::query_as("SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2")
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .fetch_optional(executor)
+            .await?;
+    Ok(seen.map(|(hash, broadcast_id)| {
+        if hash == claim.request_hash {
+            StartOutcome::Replayed(broadcast_id)
+        } else {
+            StartOutcome::KeyReused
+        }
+    }))
+}
+
+#[async_trait]
+impl BroadcastStore for PostgresStore {
+    async fn start_status_broadcast(
+        &self,
+        practice_id: i64,
+        change: &NewStatusChange,
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome> {
+        // A request racing us with the same key may commit between our look-up and our
+        // insert; then our insert does nothing, we roll back and answer as a replay.
+        for _ in 0..IDEMPOTENCY_TRIES {
+            let mut tx = self.pool.begin().await?;
+            if let Some(claim) = idempotency {
+                if let Some(outcome) = seen_claim(&mut *tx, claim).await? {
+                    return Ok(outcome);
+                }
+            }
+            let status_change_id: i64 = sqlx::query_scalar(
+                "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .bind(practice_id)
+            .bind(change.kind.as_str())
+            .bind(&change.headline)
+            .bind(&change.details)
+            .bind(change.starts_at)
+            .bind(change.ends_at)
+            .bind(&change.created_by)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let broadcast_id: i64 = sqlx::query_scalar(
+                "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(practice_id)
+            .bind(status_change_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(claim) = idempotency {
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, broadcast_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.request_hash)
+                .bind(broadcast_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if claimed == 0 {
+                    tx.rollback().await?;
+                    if let Some(outcome) = seen_claim(&self.pool, claim).await? {
+                        return Ok(outcome);
+                    }
+                    // The winner's row is gone again (removed meanwhile): try afresh.
+                    continue;
+                }
+            }
+            tx.commit().await?;
+            return Ok(StartOutcome::Started(broadcast_id));
+        }
+        Err(StoreError::Duplicate("idempotency key in use by a concurrent request".to_string()))
+    }
+
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+        let row = sqlx::query(
+            "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact
+             FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id WHERE b.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let kind: String = row.try_get("kind")?;
+            Ok(Broadcast {
+                id: row.try_get("id")?,
+                practice_id: row.try_get("practice_id")?,
+                status_change_id: row.try_get("status_change_id")?,
+                kind: parsed("status_changes.kind", &kind)?,
+                headline: row.try_get("headline")?,
+                details: row.try_get("details")?,
+                starts_at: row.try_get("starts_at")?,
+                ends_at: row.try_get("ends_at")?,
+                created_by: row.try_get("created_by")?,
+                created_at: row.try_get("created_at")?,
+                fanout_done_at: row.try_get("fanout_done_at")?,
+                skipped_no_contact: row.try_get("skipped_no_contact")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn finish_fanout(&self, id: i64, skipped_no_contact: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3")
+            .bind(now)
+            .bind(skipped_no_contact)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = $1 GROUP BY channel, state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(c, s, n)| Ok((parsed("messages.channel", &c)?, parsed("messages.state", &s)?, n)))
+            .collect()
+    }
+
+    async fn broadcast_messages(&self, id: i64, after_id: i64, limit: i64, state: Option<MessageState>) -> StoreResult<Vec<MessageView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id
+             WHERE m.broadcast_id = $1 AND m.id > $2 AND ($3::text IS NULL OR m.state = $3)
+             ORDER BY m.id LIMIT $4"
+        ))
+        .bind(id)
+        .bind(after_id)
+        .bind(state.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in messages.chunks(INSERT_CHUNK) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
+                 address, priority, template_key, template_version, subject, body, state, next_attempt_at,
+                 created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, m| {
+                row.push_bind(&m.idempotency_key)
+                    .push_bind(m.broadcast_id)
+                    .push_bind(m.practice_id)
+                    .push_bind(m.patient_id)
+                    .push_bind(m.contact_id)
+                    .push_bind(m.channel.as_str())
+                    .push_bind(&m.address)
+                    .push_bind(m.priority.rank())
+                    .push_bind(&m.template_key)
+                    .push_bind(m.template_version)
+                    .push_bind(&m.subject)
+                    .push_bind(&m.body)
+                    .push("'queued'")
+                    .push_bind(m.next_attempt_at)
+                    .push_bind(m.created_at)
+                    .push_bind(m.created_at);
+            });
+            insert.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+            inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn claim_due(&self, owner: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<ClaimedMessage>> {
+        let mut tx = self.pool.begin().await?;
+        // Reap in one statement: the attempt's start is the claim time (`updated_at` before
+        // this update), read from the locked row; rows another process is reaping are skipped.
+        sqlx::query(
+            "WITH expired AS (
+                 SELECT id, attempts, updated_at FROM messages
+                 WHERE state = 'sending' AND lease_expires_at <= $1
+                 FOR UPDATE SKIP LOCKED
+             ), requeued AS (
+                 UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                        next_attempt_at = $1, last_error = $2, updated_at = $1
+                 FROM expired WHERE m.id = expired.id
+                 RETURNING expired.id, expired.attempts, expired.updated_at
+             )
+             INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+             SELECT id, attempts, NULL, 'unknown', $2, updated_at, $1 FROM requeued",
+        )
+        .bind(now)
+        .bind(LOST_LEASE)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(
+            "WITH due AS (
+                 SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
+                 ORDER BY priority, next_attempt_at, id LIMIT $2
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
+                    attempts = m.attempts + 1, updated_at = $1
+             FROM due WHERE m.id = due.id
+             RETURNING m.id, m.practice_id, m.channel, m.address, m.subject, m.body, m.priority, m.attempts, m.created_at",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(owner)
+        .bind(lease_until)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let channel: String = row.try_get("channel")?;
+                Ok(ClaimedMessage {
+                    id: row.try_get("id")?,
+                    practice_id: row.try_get("practice_id")?,
+                    channel: parsed("messages.channel", &channel)?,
+                    address: row.try_get("address")?,
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    priority: Priority::from_rank(row.try_get("priority")?),
+                    attempt_no: row.try_get("attempts")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|m| (m.priority, m.id));
+        Ok(claimed)
+    }
+
+    async fn complete(&self, owner: &str, c: &Completion) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(c.message_id)
+        .bind(c.attempt_no)
+        .bind(&c.provider)
+        .bind(c.outcome.as_str())
+        .bind(&c.error)
+        .bind(c.started_at)
+        .bind(c.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        let updated = sqlx::query(
+            "UPDATE messages SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at),
+                    lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE($3, provider),
+                    provider_ref = COALESCE($4, provider_ref), last_error = $5, updated_at = $6
+             WHERE id = $7 AND lease_owner = $8 AND state = 'sending'",
+        )
+        .bind(c.new_state.as_str())
+        .bind(c.next_attempt_at)
+        .bind(&c.provider)
+        .bind(&c.provider_ref)
+        .bind(&c.error)
+        .bind(c.finished_at)
+        .bind(c.message_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64> {
+        // The attempt never started talking to a provider, so it does not count.
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    attempts = attempts - 1, next_attempt_at = $1, updated_at = $1
+             WHERE state = 'sending' AND lease_owner = $2",
+        )
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query(
+            "SELECT attempt_no, provider, outcome, error, started_at, finished_at FROM attempts
+             WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|a| {
+            Ok(AttemptView {
+                attempt_no: a.try_get("attempt_no")?,
+                provider: a.try_get("provider")?,
+                outcome: a.try_get("outcome")?,
+                error: a.try_get("error")?,
+                started_at: a.try_get("started_at")?,
+                finished_at: a.try_get("finished_at")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((message_from_row(&row)?, attempts)))
+    }
+
+    async fn pending_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,240 @@
+//! Practices, patients and contacts on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{at, at_opt, ms, parsed, SqliteStore};
+use crate::domain::{ChannelOrder, OdsCode};
+use crate::store::{
+    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore, PatientUpsert, PatientView,
+    Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+};
+
+const PRACTICE_COLUMNS: &str = "id, ods_code, name, phone, website, timezone, channel_order, created_at";
+
+fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
+    let ods: String = row.try_get("ods_code")?;
+    let order: String = row.try_get("channel_order")?;
+    Ok(Practice {
+        id: row.try_get("id")?,
+        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt { column: "practices.ods_code", reason: e.reason })?,
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        website: row.try_get("website")?,
+        timezone: row.try_get("timezone")?,
+        channel_order: ChannelOrder::parse(&order)
+            .map_err(|e| StoreError::Corrupt { column: "practices.channel_order", reason: e.reason })?,
+        created_at: at("practices.created_at", row.try_get("created_at")?)?,
+    })
+}
+
+#[async_trait]
+impl PracticeStore for SqliteStore {
+    async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO practices (ods_code, name, phone, website, timezone, channel_order, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
+        ))
+        .bind(p.ods_code.as_str())
+        .bind(&p.name)
+        .bind(&p.phone)
+        .bind(&p.website)
+        .bind(&p.timezone)
+        .bind(p.channel_order.to_text())
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
+        practice_from_row(&row)
+    }
+
+    async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
+        let rows = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(practice_from_row).collect()
+    }
+
+    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = ?"))
+            .bind(ods.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+
+    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl PatientStore for SqliteStore {
+    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary> {
+        let mut summary = UpsertSummary::default();
+        let mut tx = self.begin_write().await?;
+        for p in patients {
+            let existing: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
+                    .bind(practice_id)
+                    .bind(p.nhs_number.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let preferred = p.preferred_channel.map(|c| c.as_str());
+            let patient_id = match existing {
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE patients SET given_name = ?, family_name = ?, preferred_channel = ?,
+                         language = ?, active = ?, updated_at = ? WHERE id = ?",
+                    )
+                    .bind(&p.given_name)
+                    .bind(&p.family_name)
+                    .bind(preferred)
+                    .bind(&p.language)
+                    .bind(p.active)
+                    .bind(ms(now))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    summary.updated += 1;
+                    id
+                }
+                None => {
+                    summary.created += 1;
+                    sqlx::query_scalar(
+                        "INSERT INTO patients (practice_id, nhs_number, given_name, family_name,
+                         preferred_channel, language, active, created_at, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(practice_id)
+                    .bind(p.nhs_number.as_str())
+                    .bind(&p.given_name)
+                    .bind(&p.family_name)
+                    .bind(preferred)
+                    .bind(&p.language)
+                    .bind(p.active)
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            let existing_contacts: Vec<(i64, String, String)> =
+                sqlx::query_as("SELECT id, channel, address FROM contacts WHERE patient_id = ?")
+                    .bind(patient_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (id, channel, address) in existing_contacts {
+                let channel_named = p.contacts.iter().any(|c| c.channel.as_str() == channel);
+                let kept = p.contacts.iter().any(|c| c.channel.as_str() == channel && c.address == address);
+                if channel_named && !kept {
+                    sqlx::query("DELETE FROM contacts WHERE id = ?").bind(id).execute(&mut *tx).await?;
+                }
+            }
+            for c in &p.contacts {
+                sqlx::query(
+                    "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
+                     VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (patient_id, channel, address)
+                     DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
+                )
+                .bind(patient_id)
+                .bind(c.channel.as_str())
+                .bind(&c.address)
+                .bind(c.opted_out.then(|| ms(now)))
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
+                    c.id AS contact_id, c.channel, c.address
+             FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
+                   FROM patients WHERE practice_id = ? AND active = 1 AND id > ?
+                   ORDER BY id LIMIT ?) p
+             LEFT JOIN contacts c
+               ON c.patient_id = p.id AND c.opted_out_at IS NULL AND c.bad_recipient_at IS NULL
+             ORDER BY p.id, c.id",
+        )
+        .bind(practice_id)
+        .bind(after_patient_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut page: Vec<FanoutPatient> = Vec::with_capacity(limit);
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            if page.last().map(|p| p.id) != Some(id) {
+                let preferred: Option<String> = row.try_get("preferred_channel")?;
+                page.push(FanoutPatient {
+                    id,
+                    nhs_number: row.try_get("nhs_number")?,
+                    given_name: row.try_get("given_name")?,
+                    family_name: row.try_get("family_name")?,
+                    preferred_channel: preferred.and_then(|c| c.parse().ok()),
+                    language: row.try_get("language")?,
+                    contacts: Vec::new(),
+                });
+            }
+            let contact_id: Option<i64> = row.try_get("contact_id")?;
+            if let (Some(contact_id), Some(patient)) = (contact_id, page.last_mut()) {
+                let channel: String = row.try_get("channel")?;
+                patient.contacts.push(FanoutContact {
+                    id: contact_id,
+                    channel: parsed("contacts.channel", &channel)?,
+                    address: row.try_get("address")?,
+                });
+            }
+        }
+        Ok(page)
+    }
+
+    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>> {
+        let Some(row) = sqlx::query(
+            "SELECT id, nhs_number, given_name, family_name, preferred_channel, language, active
+             FROM patients WHERE practice_id = ? AND nhs_number = ?",
+        )
+        .bind(practice_id)
+        .bind(nhs_number)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let contacts = sqlx::query("SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = ? ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| {
+                Ok(ContactView {
+                    channel: c.try_get("channel")?,
+                    address: c.try_get("address")?,
+                    opted_out_at: at_opt("contacts.opted_out_at", c.try_get("opted_out_at")?)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(PatientView {
+            nhs_number: row.try_get("nhs_number")?,
+            given_name: row.try_get("given_name")?,
+            family_name: row.try_get("family_name")?,
+            preferred_channel: row.try_get("preferred_channel")?,
+            language: row.try_get("language")?,
+            active: row.try_get("active")?,
+            contacts,
+        }))
+    }
+}
