@@ -1,0 +1,280 @@
+//! `spawn_app()`: the real gateway on port 0 with its own fresh database and log provider,
+//! plus a client that speaks to it like any other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use gateway::app::{self, AppState};
+use gateway::config::{Config, ProviderConfig, DEFAULT_TOML};
+use gateway::domain::Channel;
+use gateway::providers::{ProviderRegistry, SharedFiles};
+use gateway::store::{self, scratch, KeyScope};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs against.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres(String),
+}
+
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL server URL for tests, or why it cannot be used.
+pub fn postgres_server() -> Result<String, String> {
+    let url = std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        use sqlx::Connection;
+        match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Ok(url.clone())
+            }
+            Ok(Err(e)) => Err(format!("cannot connect to {url}: {e}")),
+            Err(_) => Err(format!("no answer from {url} within 5 s")),
+        }
+    })
+}
+
+/// Runs one async test on its own runtime.
+pub fn run(test: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("test runtime");
+    runtime.block_on(test);
+}
+
+/// Settings a test may change before the app starts.
+pub struct Options {
+    /// Lease length.
+    pub lease_seconds: u64,
+    /// Messages in flight per worker.
+    pub concurrency: usize,
+    /// Claim batch.
+    pub claim_batch: usize,
+    /// A delay each send takes after writing its line (to widen the in-flight window).
+    pub send_delay: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            lease_seconds: 30,
+            concurrency: 8,
+            claim_batch: 64,
+            send_delay: None,
+        }
+    }
+}
+
+/// A running gateway with its own database. Dispatch does not run by itself: tests call
+/// [`TestApp::drain`] (or start workers) so that what is sent, and when, is theirs to say.
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    pub admin_key: String,
+    pub sent_log: PathBuf,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: TempDir,
+    postgres: Option<(String, String)>,
+}
+
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, Options::default()).await
+}
+
+pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, postgres) = match &db {
+        Db::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()), None),
+        Db::Postgres(base) => {
+            let (url, name) = scratch::create_postgres_database(base, "gw_test").await.expect("scratch database");
+            (url, Some((base.clone(), name)))
+        }
+    };
+    let sent_log = dir.path().join("sent.jsonl");
+    let figment = Figment::from(Toml::string(DEFAULT_TOML))
+        .merge(Serialized::default("database.url", &url))
+        .merge(Serialized::default("server.bind", "127.0.0.1:0"))
+        .merge(Serialized::default("dispatch.enabled", false))
+        .merge(Serialized::default("dispatch.lease_seconds", options.lease_seconds))
+        .merge(Serialized::default("dispatch.concurrency", options.concurrency))
+        .merge(Serialized::default("dispatch.claim_batch", options.claim_batch))
+        .merge(Serialized::default("dispatch.poll_interval_ms", 20))
+        .merge(Serialized::default("fanout.batch_size", 250));
+    let mut config = Config::from_figment(figment).expect("test config");
+    config.providers = Channel::ALL
+        .iter()
+        .map(|c| ProviderConfig {
+            name: format!("log-{c}"),
+            kind: "log".into(),
+            channel: *c,
+            path: Some(sent_log.clone()),
+        })
+        .collect();
+
+    let store = store::connect(&url, 8).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let providers = match options.send_delay {
+        None => ProviderRegistry::from_config(&config.providers).expect("providers"),
+        Some(delay) => slow::registry(&config.providers, delay),
+    };
+    let state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
+    let admin_key = gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
+        .await
+        .expect("admin key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app::serve(state.clone(), listener, shutdown.clone()));
+    TestApp {
+        address,
+        state,
+        admin_key,
+        sent_log,
+        client: reqwest::Client::new(),
+        shutdown,
+        _dir: dir,
+        postgres,
+    }
+}
+
+/// A provider that writes through the real `log` provider, then lingers, so that a kill
+/// lands while sends are in flight.
+mod slow {
+    use super::*;
+    use async_trait::async_trait;
+    use gateway::providers::{Accepted, LogProvider, Outgoing, Provider, SendError};
+
+    struct Slow {
+        inner: LogProvider,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl Provider for Slow {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+        fn channel(&self) -> Channel {
+            self.inner.channel()
+        }
+        async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
+            let accepted = self.inner.send(message).await?;
+            tokio::time::sleep(self.delay).await;
+            Ok(accepted)
+        }
+    }
+
+    pub fn registry(configs: &[ProviderConfig], delay: Duration) -> ProviderRegistry {
+        let mut files = SharedFiles::default();
+        let mut registry = ProviderRegistry::default();
+        for config in configs {
+            let inner = LogProvider::new(config, &mut files).expect("log provider");
+            registry.add(Arc::new(Slow { inner, delay }));
+        }
+        registry
+    }
+}
+
+/// A response: status and JSON body (Null if none).
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// Sends a request with an optional key and JSON body.
+    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        Reply { status, body }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.request(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
+        self.request(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    /// Creates a practice (as admin) and returns a key scoped to it.
+    pub async fn practice_with_key(&self, ods: &str, name: &str) -> String {
+        let reply = self
+            .post("/api/v1/practices", &self.admin_key, &serde_json::json!({ "ods_code": ods, "name": name }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let practice = self
+            .state
+            .store
+            .practice_by_ods(&gateway::domain::OdsCode::parse(ods).expect("ods"))
+            .await
+            .expect("store")
+            .expect("practice");
+        gateway::api::issue_key(self.state.store.as_ref(), KeyScope::Practice(practice.id), "test", "test")
+            .await
+            .expect("practice key")
+    }
+
+    /// Sends everything due, with a fresh worker, until nothing is left to claim.
+    pub async fn drain(&self) -> u64 {
+        self.state.dispatcher().run_until_idle().await.expect("drain")
+    }
+
+    /// Every line the log provider wrote.
+    pub fn sent_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.sent_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some((base, name)) = self.postgres.take() {
+            // Dropped on another thread with its own runtime: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    scratch::drop_postgres_database(&base, &name).await
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// A valid NHS number for test patient `i` (from the 999 test range).
+pub fn nhs(i: u32) -> String {
+    let mut stem = 999_100_000 + i * 11;
+    loop {
+        if let Some(n) = gateway::domain::NhsNumber::from_stem(stem) {
+            return n.to_string();
+        }
+        stem += 1;
+    }
+}
