@@ -62,11 +62,20 @@ impl AppState {
     }
 
     /// Builds the state around an already migrated store and a given set of providers.
-    pub fn with_parts(config: Config, store: Arc<dyn Store>, providers: Arc<ProviderRegistry>) -> Result<Self, StartError> {
+    pub fn with_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        providers: Arc<ProviderRegistry>,
+    ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
         let templates = Arc::new(MessageTemplates::builtin()?);
         let wake = Arc::new(Notify::new());
-        let fanout = Arc::new(Fanout::new(store.clone(), templates.clone(), config.fanout.batch_size, wake.clone()));
+        let fanout = Arc::new(Fanout::new(
+            store.clone(),
+            templates.clone(),
+            config.fanout.batch_size,
+            wake.clone(),
+        ));
         Ok(Self {
             store,
             fanout,
@@ -79,13 +88,22 @@ impl AppState {
 
     /// A new dispatch worker over this state.
     pub fn dispatcher(&self) -> Dispatcher {
-        Dispatcher::new(self.store.clone(), self.providers.clone(), self.config.dispatch.clone(), self.wake.clone())
+        Dispatcher::new(
+            self.store.clone(),
+            self.providers.clone(),
+            self.config.dispatch.clone(),
+            self.wake.clone(),
+        )
     }
 }
 
 /// Serves the API on `listener` and, if enabled, runs a dispatch worker, until `shutdown`.
 /// Fan-outs a stopped process left unfinished are resumed first.
-pub async fn serve(state: AppState, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let resumed = state.fanout.resume_unfinished().await?;
     if resumed > 0 {
         tracing::info!(resumed, "finished interrupted fan-outs");
@@ -101,7 +119,10 @@ pub async fn serve(state: AppState, listener: TcpListener, shutdown: Cancellatio
         .await?;
     if let Some(worker) = worker {
         // In-flight sends get a bounded time to finish; leases not given back simply expire.
-        if tokio::time::timeout(Duration::from_secs(30), worker).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), worker)
+            .await
+            .is_err()
+        {
             tracing::warn!("dispatch worker did not stop within 30 s; its leases will expire");
         }
     }
@@ -114,15 +135,16 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}

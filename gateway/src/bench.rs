@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::fanout::Fanout;
 use crate::render::MessageTemplates;
-use crate::store::{scratch, NewPractice, NewStatusChange, PostgresStore, SqliteStore, StartOutcome, Store};
+use crate::store::{
+    scratch, NewPractice, NewStatusChange, PostgresStore, SqliteStore, StartOutcome, Store,
+};
 
 /// Options of `gateway bench fanout`.
 #[derive(Debug, clap::Args)]
@@ -43,7 +45,10 @@ pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std
             (Arc::new(store), Some((base.clone(), name)))
         }
         None => {
-            let url = format!("sqlite://{}?mode=rwc", scratch_dir.path().join("bench.db").display());
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                scratch_dir.path().join("bench.db").display()
+            );
             let store = SqliteStore::connect(&url, 4).await?;
             store.migrate().await?;
             (Arc::new(store), None)
@@ -57,7 +62,11 @@ pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std
     result
 }
 
-async fn run_fanout(store: Arc<dyn Store>, args: &FanoutArgs, batch_size: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn run_fanout(
+    store: Arc<dyn Store>,
+    args: &FanoutArgs,
+    batch_size: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     let practice = store
         .create_practice(
             &NewPractice {
@@ -72,10 +81,21 @@ async fn run_fanout(store: Arc<dyn Store>, args: &FanoutArgs, batch_size: usize)
         )
         .await?;
     let seed_started = Instant::now();
-    store.seed_synthetic_patients(practice.id, args.patients).await?;
-    eprintln!("seeded {} patients in {:.1} s", args.patients, seed_started.elapsed().as_secs_f64());
+    store
+        .seed_synthetic_patients(practice.id, args.patients)
+        .await?;
+    eprintln!(
+        "seeded {} patients in {:.1} s",
+        args.patients,
+        seed_started.elapsed().as_secs_f64()
+    );
 
-    let fanout = Fanout::new(store.clone(), Arc::new(MessageTemplates::builtin()?), batch_size, Arc::new(Notify::new()));
+    let fanout = Fanout::new(
+        store.clone(),
+        Arc::new(MessageTemplates::builtin()?),
+        batch_size,
+        Arc::new(Notify::new()),
+    );
     let mut rates = Vec::new();
     let mut peak_growth = 0u64;
     for run in 1..=args.runs.max(1) {
@@ -87,7 +107,10 @@ async fn run_fanout(store: Arc<dyn Store>, args: &FanoutArgs, batch_size: usize)
             ends_at: None,
             created_by: "bench".into(),
         };
-        let StartOutcome::Started(id) = store.start_status_broadcast(practice.id, &change, None, Utc::now()).await? else {
+        let StartOutcome::Started(id) = store
+            .start_status_broadcast(practice.id, &change, None, Utc::now())
+            .await?
+        else {
             return Err("broadcast was not started".into());
         };
         let baseline = reset_peak_rss();
@@ -97,7 +120,11 @@ async fn run_fanout(store: Arc<dyn Store>, args: &FanoutArgs, batch_size: usize)
         let growth = peak_rss_kib().saturating_sub(baseline);
         peak_growth = peak_growth.max(growth);
         let rate = summary.inserted as f64 / seconds;
-        eprintln!("run {run}: {} messages in {seconds:.2} s = {rate:.0} messages/s; peak RSS +{} MiB", summary.inserted, growth / 1024);
+        eprintln!(
+            "run {run}: {} messages in {seconds:.2} s = {rate:.0} messages/s; peak RSS +{} MiB",
+            summary.inserted,
+            growth / 1024
+        );
         rates.push(rate);
     }
     rates.sort_by(f64::total_cmp);

@@ -207,7 +207,10 @@ impl Config {
         {
             return invalid(
                 "practice_defaults.timezone",
-                format!("{:?} is not an IANA timezone such as Europe/London", self.practice_defaults.timezone),
+                format!(
+                    "{:?} is not an IANA timezone such as Europe/London",
+                    self.practice_defaults.timezone
+                ),
             );
         }
         if let Err(e) = ChannelOrder::new(self.practice_defaults.channel_order.clone()) {
@@ -219,7 +222,10 @@ impl Config {
                 return invalid(&format!("{key}.name"), "must not be empty".into());
             }
             if self.providers[..i].iter().any(|q| q.name == p.name) {
-                return invalid(&format!("{key}.name"), format!("{:?} is used twice", p.name));
+                return invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} is used twice", p.name),
+                );
             }
             crate::providers::check_config(p).map_err(|reason| ConfigError::Invalid {
                 key: key.clone(),
@@ -295,6 +301,9 @@ mod tests {
             mask_url_password("postgres://gw:secret@db:5432/gw"),
             "postgres://gw:***@db:5432/gw"
         );
-        assert_eq!(mask_url_password("sqlite://data/gateway.db"), "sqlite://data/gateway.db");
+        assert_eq!(
+            mask_url_password("sqlite://data/gateway.db"),
+            "sqlite://data/gateway.db"
+        );
     }
 }

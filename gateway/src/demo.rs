@@ -29,10 +29,22 @@ pub fn synthetic_patient(i: u32, nhs_number: &NhsNumber) -> PatientInput {
         opted_out,
     };
     let (contacts, preferred) = match i % 10 {
-        0..=4 => (vec![contact("sms", &mobile, i % 25 == 0)], None),
+        0..=4 => (vec![contact("sms", &mobile, i.is_multiple_of(25))], None),
         5 | 6 => (vec![contact("email", &email, false)], None),
-        7 => (vec![contact("sms", &mobile, false), contact("email", &email, false)], Some("email")),
-        8 => (vec![contact("sms", &mobile, i % 3 == 0), contact("email", &email, false)], None),
+        7 => (
+            vec![
+                contact("sms", &mobile, false),
+                contact("email", &email, false),
+            ],
+            Some("email"),
+        ),
+        8 => (
+            vec![
+                contact("sms", &mobile, i.is_multiple_of(3)),
+                contact("email", &email, false),
+            ],
+            None,
+        ),
         _ => (vec![], None),
     };
     PatientInput {
@@ -64,7 +76,10 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
     let server = tokio::spawn(app::serve(state.clone(), listener, shutdown.clone()));
 
     let practice = demo_practice(&state).await?;
-    println!("Demo practice {} ({}): adding {patient_count} synthetic patients...", practice.name, practice.ods_code);
+    println!(
+        "Demo practice {} ({}): adding {patient_count} synthetic patients...",
+        practice.name, practice.ods_code
+    );
     let mut stems = 999_000_000u32..;
     let mut batch = Vec::with_capacity(1000);
     for i in 0..patient_count {
@@ -78,13 +93,26 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
         if batch.len() == 1000 || i + 1 == patient_count {
             let (accepted, rejected) = parse_batch(&batch);
             if let Some(r) = rejected.first() {
-                return Err(format!("synthetic patient {} was rejected: {:?}", r.nhs_number, r.errors).into());
+                return Err(format!(
+                    "synthetic patient {} was rejected: {:?}",
+                    r.nhs_number, r.errors
+                )
+                .into());
             }
-            state.store.upsert_patients(practice.id, &accepted, chrono::Utc::now()).await?;
+            state
+                .store
+                .upsert_patients(practice.id, &accepted, chrono::Utc::now())
+                .await?;
             batch.clear();
         }
     }
-    let key = crate::api::issue_key(state.store.as_ref(), KeyScope::Practice(practice.id), "demo", "demo").await?;
+    let key = crate::api::issue_key(
+        state.store.as_ref(),
+        KeyScope::Practice(practice.id),
+        "demo",
+        "demo",
+    )
+    .await?;
 
     let started = Instant::now();
     let request = StatusChangeRequest {
@@ -95,14 +123,22 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
         ends_at: None,
     };
     let posted = post_status_change(&state, &practice, &request, "demo", None).await?;
-    let broadcast = state.store.broadcast(posted.broadcast_id).await?.ok_or("broadcast vanished")?;
+    let broadcast = state
+        .store
+        .broadcast(posted.broadcast_id)
+        .await?
+        .ok_or("broadcast vanished")?;
     println!(
         "Posted \"systems_down\": broadcast {} planned; {} patients have no usable contact.",
         posted.broadcast_id, broadcast.skipped_no_contact
     );
     let counts = loop {
         let counts = state.store.broadcast_counts(posted.broadcast_id).await?;
-        let pending: i64 = counts.iter().filter(|(_, s, _)| !s.is_final()).map(|(_, _, n)| n).sum();
+        let pending: i64 = counts
+            .iter()
+            .filter(|(_, s, _)| !s.is_final())
+            .map(|(_, _, n)| n)
+            .sum();
         if pending == 0 {
             break counts;
         }
@@ -111,7 +147,11 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    println!("\nBroadcast {} finished in {:.2} s:", posted.broadcast_id, started.elapsed().as_secs_f64());
+    println!(
+        "\nBroadcast {} finished in {:.2} s:",
+        posted.broadcast_id,
+        started.elapsed().as_secs_f64()
+    );
     for channel in Channel::ALL {
         let line: Vec<String> = counts
             .iter()
@@ -124,10 +164,16 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
     }
     let base = format!("http://{address}/api/v1");
     println!("\nWhere to look:");
-    println!("  messages as sent (log provider): {}", log_files.first().map(String::as_str).unwrap_or("(none)"));
+    println!(
+        "  messages as sent (log provider): {}",
+        log_files.first().map(String::as_str).unwrap_or("(none)")
+    );
     println!("  API:          {base}   (practice API key below)");
     println!("  API key:      {key}");
-    println!("  progress:     curl -H 'Authorization: Bearer {key}' {base}/broadcasts/{}", posted.broadcast_id);
+    println!(
+        "  progress:     curl -H 'Authorization: Bearer {key}' {base}/broadcasts/{}",
+        posted.broadcast_id
+    );
     println!("  messages:     curl -H 'Authorization: Bearer {key}' '{base}/broadcasts/{}/messages?limit=5'", posted.broadcast_id);
     println!(
         "  post another: curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n                  -d '{{\"kind\":\"restored\"}}' {base}/practices/{}/status",
@@ -151,7 +197,10 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         timezone: state.config.practice_defaults.timezone.clone(),
         channel_order: ChannelOrder::parse("sms,email,push")?,
     };
-    Ok(state.store.create_practice(&practice, chrono::Utc::now()).await?)
+    Ok(state
+        .store
+        .create_practice(&practice, chrono::Utc::now())
+        .await?)
 }
 
 #[cfg(test)]

@@ -4,31 +4,31 @@
 //! The modules follow a message through the pipeline:
 //! intake -> fan-out -> outbox -> dispatch -> providers, with the API on top and the store below.
 
-/// Typed settings from `config/default.toml`, a file and the environment.
-pub mod config;
-/// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.
-pub mod domain;
-/// What comes in: status changes and patient lists, parsed and recorded.
-pub mod intake;
-/// One trigger into one outbox message per eligible patient, in batches.
-pub mod fanout;
-/// Message wording: Tera templates per key and channel.
-pub mod render;
-/// The outbox's rules: next state after a send, and the retry schedule.
-pub mod outbox;
-/// Workers that claim due messages with a lease and hand them to providers.
-pub mod dispatch;
-/// The provider plugins messages leave through.
-pub mod providers;
-/// Storage traits with a SQLite and a PostgreSQL implementation.
-pub mod store;
 /// The HTTP JSON API.
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
-/// The `gateway demo` command: a practice, patients and a broadcast on a fresh machine.
-pub mod demo;
 /// The `gateway bench` command: fan-out throughput and memory.
 pub mod bench;
+/// Typed settings from `config/default.toml`, a file and the environment.
+pub mod config;
+/// The `gateway demo` command: a practice, patients and a broadcast on a fresh machine.
+pub mod demo;
+/// Workers that claim due messages with a lease and hand them to providers.
+pub mod dispatch;
+/// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.
+pub mod domain;
+/// One trigger into one outbox message per eligible patient, in batches.
+pub mod fanout;
+/// What comes in: status changes and patient lists, parsed and recorded.
+pub mod intake;
+/// The outbox's rules: next state after a send, and the retry schedule.
+pub mod outbox;
+/// The provider plugins messages leave through.
+pub mod providers;
+/// Message wording: Tera templates per key and channel.
+pub mod render;
+/// Storage traits with a SQLite and a PostgreSQL implementation.
+pub mod store;
 /// Logging set-up.
 pub mod telemetry;

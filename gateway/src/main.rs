@@ -12,7 +12,11 @@ use gateway::store::{self, KeyScope};
 use gateway::{api, bench, demo, telemetry};
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "Patient notification gateway for GP surgeries")]
+#[command(
+    name = "gateway",
+    version,
+    about = "Patient notification gateway for GP surgeries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,9 +96,11 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Serve => {
             let bind = config.server.bind;
             let state = AppState::build(config).await?;
-            let listener = tokio::net::TcpListener::bind(bind)
-                .await
-                .map_err(|e| format!("cannot listen on {bind}: {e} (set GATEWAY__SERVER__BIND to another address)"))?;
+            let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+                format!(
+                    "cannot listen on {bind}: {e} (set GATEWAY__SERVER__BIND to another address)"
+                )
+            })?;
             tracing::info!(address = %listener.local_addr()?, database = state.store.kind(), "gateway listening");
             let shutdown = CancellationToken::new();
             app::cancel_on_signal(shutdown.clone());
@@ -106,7 +112,12 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!("database is up to date ({})", store.kind());
         }
         Command::Keys {
-            action: KeysCommand::Create { practice, admin, label },
+            action:
+                KeysCommand::Create {
+                    practice,
+                    admin,
+                    label,
+                },
         } => {
             let store = store::connect(&config.database.url, 1).await?;
             store.migrate().await?;
@@ -114,10 +125,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 KeyScope::Admin
             } else {
                 let ods = OdsCode::parse(practice.as_deref().unwrap_or_default())?;
-                let found = store
-                    .practice_by_ods(&ods)
-                    .await?
-                    .ok_or_else(|| format!("no practice {ods}: create it first with POST /api/v1/practices"))?;
+                let found = store.practice_by_ods(&ods).await?.ok_or_else(|| {
+                    format!("no practice {ods}: create it first with POST /api/v1/practices")
+                })?;
                 KeyScope::Practice(found.id)
             };
             let key = api::issue_key(store.as_ref(), scope, &label, "cli").await?;

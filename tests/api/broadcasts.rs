@@ -9,9 +9,12 @@ use crate::helpers::{nhs, spawn_app, Db};
 
 const SYSTEMS_DOWN_SMS: &str = "Test Surgery: Our computer systems are down. We may not be able to book or change appointments for now. For urgent help call 111.";
 
+/// What one patient should receive: (channel, address), or nothing.
+type Expected = Option<(&'static str, String)>;
+
 /// 1,000 patients with mixed channels, preferences and opt-outs, and what each should get:
 /// `Some((channel, address))`, or `None` for nobody reachable.
-fn patient_list(count: u32) -> (Vec<Value>, Vec<Option<(&'static str, String)>>) {
+fn patient_list(count: u32) -> (Vec<Value>, Vec<Expected>) {
     let mut patients = Vec::new();
     let mut expected = Vec::new();
     for i in 0..count {
@@ -23,9 +26,17 @@ fn patient_list(count: u32) -> (Vec<Value>, Vec<Option<(&'static str, String)>>)
             0..=3 if i % 20 == 0 => (vec![sms(true)], None, None),
             0..=3 => (vec![sms(false)], None, Some(("sms", mobile.clone()))),
             4 | 5 => (vec![mail], None, Some(("email", email.clone()))),
-            6 => (vec![sms(false), mail], Some("email"), Some(("email", email.clone()))),
+            6 => (
+                vec![sms(false), mail],
+                Some("email"),
+                Some(("email", email.clone())),
+            ),
             7 => (vec![sms(true), mail], None, Some(("email", email.clone()))),
-            8 => (vec![mail, sms(false)], Some("push"), Some(("sms", mobile.clone()))),
+            8 => (
+                vec![mail, sms(false)],
+                Some("push"),
+                Some(("sms", mobile.clone())),
+            ),
             _ => (vec![], None, None),
         };
         patients.push(json!({
@@ -43,11 +54,23 @@ pub async fn status_change_reaches_each_eligible_patient_once(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T10001", "Test Surgery").await;
     let (patients, expected) = patient_list(1000);
-    let reply = app.post("/api/v1/practices/T10001/patients", &key, &json!({ "patients": patients })).await;
+    let reply = app
+        .post(
+            "/api/v1/practices/T10001/patients",
+            &key,
+            &json!({ "patients": patients }),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["created"], 1000);
 
-    let reply = app.post("/api/v1/practices/T10001/status", &key, &json!({ "kind": "systems_down" })).await;
+    let reply = app
+        .post(
+            "/api/v1/practices/T10001/status",
+            &key,
+            &json!({ "kind": "systems_down" }),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let broadcast = &reply.body;
     let mut want: BTreeMap<&str, i64> = BTreeMap::new();
@@ -57,15 +80,24 @@ pub async fn status_change_reaches_each_eligible_patient_once(db: Db) {
     assert_eq!(broadcast["planned"]["sms"], want["sms"]);
     assert_eq!(broadcast["planned"]["email"], want["email"]);
     assert_eq!(broadcast["planned"]["push"], 0);
-    assert_eq!(broadcast["skipped_no_contact"], expected.iter().filter(|e| e.is_none()).count() as i64);
+    assert_eq!(
+        broadcast["skipped_no_contact"],
+        expected.iter().filter(|e| e.is_none()).count() as i64
+    );
     assert_eq!(broadcast["fanout_complete"], true);
     assert_eq!(broadcast["by_state"]["queued"], broadcast["total"]);
 
     let sent = app.drain().await;
     assert_eq!(sent as i64, broadcast["total"].as_i64().unwrap());
     let id = broadcast["id"].as_i64().unwrap();
-    let progress = app.get(&format!("/api/v1/broadcasts/{id}"), &key).await.body;
-    assert_eq!(progress["by_state"]["sent"], progress["total"], "{progress}");
+    let progress = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &key)
+        .await
+        .body;
+    assert_eq!(
+        progress["by_state"]["sent"], progress["total"],
+        "{progress}"
+    );
     assert_eq!(progress["by_state"]["queued"], 0);
 
     // The log provider saw each expected (channel, address) exactly once, with the right words.
@@ -73,18 +105,28 @@ pub async fn status_change_reaches_each_eligible_patient_once(db: Db) {
     assert_eq!(lines.len() as i64, progress["total"].as_i64().unwrap());
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     for line in &lines {
-        let key = (line["channel"].as_str().unwrap().to_string(), line["to"].as_str().unwrap().to_string());
+        let key = (
+            line["channel"].as_str().unwrap().to_string(),
+            line["to"].as_str().unwrap().to_string(),
+        );
         *seen.entry(key).or_default() += 1;
         match line["channel"].as_str().unwrap() {
             "sms" => assert_eq!(line["body"], SYSTEMS_DOWN_SMS),
             "email" => {
-                assert_eq!(line["subject"], "Test Surgery: Our computer systems are down.");
+                assert_eq!(
+                    line["subject"],
+                    "Test Surgery: Our computer systems are down."
+                );
                 assert!(line["body"].as_str().unwrap().starts_with("Dear patient,"));
             }
             other => panic!("unexpected channel {other}"),
         }
     }
-    let wanted: HashSet<(String, String)> = expected.iter().flatten().map(|(c, a)| (c.to_string(), a.clone())).collect();
+    let wanted: HashSet<(String, String)> = expected
+        .iter()
+        .flatten()
+        .map(|(c, a)| (c.to_string(), a.clone()))
+        .collect();
     assert_eq!(seen.len(), wanted.len());
     for w in &wanted {
         assert_eq!(seen.get(w), Some(&1), "{w:?}");
@@ -92,7 +134,10 @@ pub async fn status_change_reaches_each_eligible_patient_once(db: Db) {
     // Opted-out mobiles (i % 20 == 0 and i % 10 == 7) never appear.
     for i in (0..1000).filter(|i| i % 20 == 0 || i % 10 == 7) {
         let mobile = format!("+447700900{:03}", i % 1000);
-        assert!(!seen.contains_key(&("sms".to_string(), mobile.clone())), "opted-out {mobile} was messaged");
+        assert!(
+            !seen.contains_key(&("sms".to_string(), mobile.clone())),
+            "opted-out {mobile} was messaged"
+        );
     }
 }
 
@@ -100,7 +145,12 @@ pub async fn idempotency_key_replays_and_refuses_a_different_body(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T10002", "Test Surgery").await;
     let (patients, _) = patient_list(50);
-    app.post("/api/v1/practices/T10002/patients", &key, &json!({ "patients": patients })).await;
+    app.post(
+        "/api/v1/practices/T10002/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
     let post = |body: Value, idem: Option<&'static str>| {
         let app = &app;
         let key = key.clone();
@@ -114,7 +164,11 @@ pub async fn idempotency_key_replays_and_refuses_a_different_body(db: Db) {
             }
             let response = request.send().await.unwrap();
             let replayed = response.headers().get("idempotent-replayed").is_some();
-            (response.status(), replayed, response.json::<Value>().await.unwrap())
+            (
+                response.status(),
+                replayed,
+                response.json::<Value>().await.unwrap(),
+            )
         }
     };
     let closed = json!({ "kind": "closed", "headline": "Closed for a power cut." });
@@ -124,7 +178,10 @@ pub async fn idempotency_key_replays_and_refuses_a_different_body(db: Db) {
     assert_eq!((status, replayed), (StatusCode::CREATED, true));
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["total"], first["total"]);
-    assert_eq!(app.state.store.pending_count().await.unwrap(), first["total"].as_i64().unwrap());
+    assert_eq!(
+        app.state.store.pending_count().await.unwrap(),
+        first["total"].as_i64().unwrap()
+    );
 
     let (status, _, error) = post(json!({ "kind": "restored" }), Some("outage-1")).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -139,13 +196,31 @@ pub async fn messages_page_through_in_order(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T10003", "Test Surgery").await;
     let (patients, expected) = patient_list(120);
-    app.post("/api/v1/practices/T10003/patients", &key, &json!({ "patients": patients })).await;
-    let broadcast = app.post("/api/v1/practices/T10003/status", &key, &json!({ "kind": "restored" })).await.body;
+    app.post(
+        "/api/v1/practices/T10003/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
+    let broadcast = app
+        .post(
+            "/api/v1/practices/T10003/status",
+            &key,
+            &json!({ "kind": "restored" }),
+        )
+        .await
+        .body;
     let id = broadcast["id"].as_i64().unwrap();
     let mut after = 0;
     let mut ids = Vec::new();
     loop {
-        let page = app.get(&format!("/api/v1/broadcasts/{id}/messages?limit=25&after={after}"), &key).await.body;
+        let page = app
+            .get(
+                &format!("/api/v1/broadcasts/{id}/messages?limit=25&after={after}"),
+                &key,
+            )
+            .await
+            .body;
         let messages = page["messages"].as_array().unwrap();
         ids.extend(messages.iter().map(|m| m["id"].as_i64().unwrap()));
         match page["next_after"].as_i64() {
@@ -155,10 +230,19 @@ pub async fn messages_page_through_in_order(db: Db) {
     }
     assert_eq!(ids.len(), expected.iter().flatten().count());
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
-    let queued = app.get(&format!("/api/v1/broadcasts/{id}/messages?state=sent"), &key).await.body;
+    let queued = app
+        .get(
+            &format!("/api/v1/broadcasts/{id}/messages?state=sent"),
+            &key,
+        )
+        .await
+        .body;
     assert_eq!(queued["messages"].as_array().unwrap().len(), 0);
     app.drain().await;
-    let one = app.get(&format!("/api/v1/messages/{}", ids[0]), &key).await.body;
+    let one = app
+        .get(&format!("/api/v1/messages/{}", ids[0]), &key)
+        .await
+        .body;
     assert_eq!(one["message"]["state"], "sent");
     assert_eq!(one["attempts"][0]["outcome"], "accepted");
     assert_eq!(one["message"]["template_key"], "status.restored");
@@ -174,37 +258,80 @@ pub async fn patient_batches_report_each_bad_item(db: Db) {
         { "nhs_number": nhs(3), "contacts": [{ "channel": "email", "address": "not-an-address" }] },
         { "nhs_number": nhs(1) },
     ]});
-    let reply = app.post("/api/v1/practices/T10004/patients", &key, &batch).await;
+    let reply = app
+        .post("/api/v1/practices/T10004/patients", &key, &batch)
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["created"], 1);
     let rejected = reply.body["rejected"].as_array().unwrap();
     let summary: Vec<(i64, &str)> = rejected
         .iter()
-        .map(|r| (r["index"].as_i64().unwrap(), r["errors"][0]["field"].as_str().unwrap()))
+        .map(|r| {
+            (
+                r["index"].as_i64().unwrap(),
+                r["errors"][0]["field"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(summary, [(1, "nhs_number"), (2, "contacts[0].address"), (3, "contacts[0].address"), (4, "nhs_number")]);
-    assert!(rejected[1]["errors"][0]["reason"].as_str().unwrap().contains("not a mobile"));
+    assert_eq!(
+        summary,
+        [
+            (1, "nhs_number"),
+            (2, "contacts[0].address"),
+            (3, "contacts[0].address"),
+            (4, "nhs_number")
+        ]
+    );
+    assert!(rejected[1]["errors"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a mobile"));
 
     // An opt-out, once recorded, is not cleared by a later upsert.
     let opt_out = json!({ "patients": [{ "nhs_number": nhs(1), "contacts": [{ "channel": "sms", "address": "07700900001", "opted_out": true }] }] });
-    assert_eq!(app.post("/api/v1/practices/T10004/patients", &key, &opt_out).await.body["updated"], 1);
+    assert_eq!(
+        app.post("/api/v1/practices/T10004/patients", &key, &opt_out)
+            .await
+            .body["updated"],
+        1
+    );
     let again = json!({ "patients": [{ "nhs_number": nhs(1), "contacts": [{ "channel": "sms", "address": "07700900001" }] }] });
-    app.post("/api/v1/practices/T10004/patients", &key, &again).await;
-    let patient = app.get(&format!("/api/v1/practices/T10004/patients/{}", nhs(1)), &key).await.body;
-    assert!(patient["contacts"][0]["opted_out_at"].is_string(), "{patient}");
+    app.post("/api/v1/practices/T10004/patients", &key, &again)
+        .await;
+    let patient = app
+        .get(
+            &format!("/api/v1/practices/T10004/patients/{}", nhs(1)),
+            &key,
+        )
+        .await
+        .body;
+    assert!(
+        patient["contacts"][0]["opted_out_at"].is_string(),
+        "{patient}"
+    );
 
     // A batch where every item is bad stores nothing and answers 422.
     let all_bad = json!({ "patients": [{ "nhs_number": "123" }] });
-    let reply = app.post("/api/v1/practices/T10004/patients", &key, &all_bad).await;
+    let reply = app
+        .post("/api/v1/practices/T10004/patients", &key, &all_bad)
+        .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(reply.body["error"]["details"][0]["field"], "patients[0].nhs_number");
+    assert_eq!(
+        reply.body["error"]["details"][0]["field"],
+        "patients[0].nhs_number"
+    );
 }
 
 pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T10005", "Test Surgery").await;
     let (patients, expected) = patient_list(600);
-    app.post("/api/v1/practices/T10005/patients", &key, &json!({ "patients": patients })).await;
+    app.post(
+        "/api/v1/practices/T10005/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
     let reachable = expected.iter().flatten().count() as u64;
     // A process that stopped right after recording the status change left a broadcast
     // whose fan-out never ran: start-up resumes it.
@@ -224,12 +351,19 @@ pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     }
     .parse("test")
     .unwrap();
-    let gateway::store::StartOutcome::Started(id) =
-        app.state.store.start_status_broadcast(practice.id, &change, None, chrono::Utc::now()).await.unwrap()
+    let gateway::store::StartOutcome::Started(id) = app
+        .state
+        .store
+        .start_status_broadcast(practice.id, &change, None, chrono::Utc::now())
+        .await
+        .unwrap()
     else {
         panic!("not started");
     };
-    assert_eq!(app.state.store.unfinished_broadcasts().await.unwrap(), vec![id]);
+    assert_eq!(
+        app.state.store.unfinished_broadcasts().await.unwrap(),
+        vec![id]
+    );
     assert_eq!(app.state.fanout.resume_unfinished().await.unwrap(), 1);
     assert_eq!(app.state.fanout.resume_unfinished().await.unwrap(), 0);
     // Running the same fan-out again (a crash after some batches) plans the same messages
@@ -237,7 +371,10 @@ pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     let again = app.state.fanout.run_broadcast(id).await.unwrap();
     assert_eq!(again.inserted, 0);
     assert_eq!(again.planned.values().sum::<u64>(), reachable);
-    let progress = app.get(&format!("/api/v1/broadcasts/{id}"), &key).await.body;
+    let progress = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &key)
+        .await
+        .body;
     assert_eq!(progress["total"].as_u64().unwrap(), reachable);
     assert_eq!(progress["fanout_complete"], true);
 }

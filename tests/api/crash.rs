@@ -26,8 +26,20 @@ pub async fn killed_worker_loses_nothing(db: Db) {
     let patients: Vec<_> = (0..1000)
         .map(|i| json!({ "nhs_number": nhs(i), "contacts": [{ "channel": "email", "address": format!("k{i}@example.com") }] }))
         .collect();
-    app.post("/api/v1/practices/K10001/patients", &key, &json!({ "patients": patients })).await;
-    let broadcast = app.post("/api/v1/practices/K10001/status", &key, &json!({ "kind": "closed" })).await.body;
+    app.post(
+        "/api/v1/practices/K10001/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
+    let broadcast = app
+        .post(
+            "/api/v1/practices/K10001/status",
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await
+        .body;
     let id = broadcast["id"].as_i64().unwrap();
     assert_eq!(broadcast["total"], 1000);
 
@@ -40,9 +52,23 @@ pub async fn killed_worker_loses_nothing(db: Db) {
     }
     worker.abort();
     let _ = worker.await;
-    let at_kill = app.get(&format!("/api/v1/broadcasts/{id}/messages?state=sending&limit=1000"), &key).await.body;
-    let leased: Vec<i64> = at_kill["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
-    assert!(!leased.is_empty(), "the kill should leave claimed messages behind");
+    let at_kill = app
+        .get(
+            &format!("/api/v1/broadcasts/{id}/messages?state=sending&limit=1000"),
+            &key,
+        )
+        .await
+        .body;
+    let leased: Vec<i64> = at_kill["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !leased.is_empty(),
+        "the kill should leave claimed messages behind"
+    );
 
     // A new worker finishes the job once the dead worker's leases expire.
     let replacement = app.state.dispatcher();
@@ -52,25 +78,44 @@ pub async fn killed_worker_loses_nothing(db: Db) {
         replacement.run_until_idle().await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let progress = app.get(&format!("/api/v1/broadcasts/{id}"), &key).await.body;
+    let progress = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &key)
+        .await
+        .body;
     assert_eq!(progress["by_state"]["sent"], 1000, "{progress}");
 
     let mut times_sent: HashMap<i64, usize> = HashMap::new();
     for line in app.sent_lines() {
-        *times_sent.entry(line["message_id"].as_i64().unwrap()).or_default() += 1;
+        *times_sent
+            .entry(line["message_id"].as_i64().unwrap())
+            .or_default() += 1;
     }
     assert_eq!(times_sent.len(), 1000, "every message reached the provider");
     let repeats: usize = times_sent.values().map(|n| n - 1).sum();
-    assert!(repeats <= CONCURRENCY, "{repeats} repeats with concurrency {CONCURRENCY}");
+    assert!(
+        repeats <= CONCURRENCY,
+        "{repeats} repeats with concurrency {CONCURRENCY}"
+    );
     for (message, n) in &times_sent {
         if *n > 1 {
-            assert!(leased.contains(message), "message {message} was repeated but was not in flight at the kill");
+            assert!(
+                leased.contains(message),
+                "message {message} was repeated but was not in flight at the kill"
+            );
         }
     }
     // Each message the dead worker held has its lost attempt recorded as unknown.
     for message in &leased {
-        let detail = app.get(&format!("/api/v1/messages/{message}"), &key).await.body;
-        let outcomes: Vec<&str> = detail["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        let detail = app
+            .get(&format!("/api/v1/messages/{message}"), &key)
+            .await
+            .body;
+        let outcomes: Vec<&str> = detail["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap())
+            .collect();
         assert_eq!(outcomes.first(), Some(&"unknown"), "{detail}");
         assert_eq!(outcomes.last(), Some(&"accepted"), "{detail}");
         assert_eq!(detail["message"]["state"], "sent");

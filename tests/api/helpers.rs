@@ -28,11 +28,16 @@ const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The PostgreSQL server URL for tests, or why it cannot be used.
 pub fn postgres_server() -> Result<String, String> {
-    let url = std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_string());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let url =
+        std::env::var("GATEWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_string());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         use sqlx::Connection;
-        match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await {
+        match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await
+        {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
                 Ok(url.clone())
@@ -96,9 +101,17 @@ pub async fn spawn_app(db: Db) -> TestApp {
 pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, postgres) = match &db {
-        Db::Sqlite => (format!("sqlite://{}?mode=rwc", dir.path().join("gateway.db").display()), None),
+        Db::Sqlite => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("gateway.db").display()
+            ),
+            None,
+        ),
         Db::Postgres(base) => {
-            let (url, name) = scratch::create_postgres_database(base, "gw_test").await.expect("scratch database");
+            let (url, name) = scratch::create_postgres_database(base, "gw_test")
+                .await
+                .expect("scratch database");
             (url, Some((base.clone(), name)))
         }
     };
@@ -107,9 +120,18 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         .merge(Serialized::default("database.url", &url))
         .merge(Serialized::default("server.bind", "127.0.0.1:0"))
         .merge(Serialized::default("dispatch.enabled", false))
-        .merge(Serialized::default("dispatch.lease_seconds", options.lease_seconds))
-        .merge(Serialized::default("dispatch.concurrency", options.concurrency))
-        .merge(Serialized::default("dispatch.claim_batch", options.claim_batch))
+        .merge(Serialized::default(
+            "dispatch.lease_seconds",
+            options.lease_seconds,
+        ))
+        .merge(Serialized::default(
+            "dispatch.concurrency",
+            options.concurrency,
+        ))
+        .merge(Serialized::default(
+            "dispatch.claim_batch",
+            options.claim_batch,
+        ))
         .merge(Serialized::default("dispatch.poll_interval_ms", 20))
         .merge(Serialized::default("fanout.batch_size", 250));
     let mut config = Config::from_figment(figment).expect("test config");
@@ -130,10 +152,13 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         Some(delay) => slow::registry(&config.providers, delay),
     };
     let state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
-    let admin_key = gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
+    let admin_key =
+        gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
+            .await
+            .expect("admin key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("admin key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        .expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let shutdown = CancellationToken::new();
     tokio::spawn(app::serve(state.clone(), listener, shutdown.clone()));
@@ -195,8 +220,16 @@ pub struct Reply {
 
 impl TestApp {
     /// Sends a request with an optional key and JSON body.
-    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -206,7 +239,11 @@ impl TestApp {
         let response = request.send().await.expect("request");
         let status = response.status();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Reply { status, body }
     }
 
@@ -215,13 +252,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
-        self.request(Method::POST, path, Some(key), Some(body)).await
+        self.request(Method::POST, path, Some(key), Some(body))
+            .await
     }
 
     /// Creates a practice (as admin) and returns a key scoped to it.
     pub async fn practice_with_key(&self, ods: &str, name: &str) -> String {
         let reply = self
-            .post("/api/v1/practices", &self.admin_key, &serde_json::json!({ "ods_code": ods, "name": name }))
+            .post(
+                "/api/v1/practices",
+                &self.admin_key,
+                &serde_json::json!({ "ods_code": ods, "name": name }),
+            )
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         let practice = self
@@ -231,14 +273,23 @@ impl TestApp {
             .await
             .expect("store")
             .expect("practice");
-        gateway::api::issue_key(self.state.store.as_ref(), KeyScope::Practice(practice.id), "test", "test")
-            .await
-            .expect("practice key")
+        gateway::api::issue_key(
+            self.state.store.as_ref(),
+            KeyScope::Practice(practice.id),
+            "test",
+            "test",
+        )
+        .await
+        .expect("practice key")
     }
 
     /// Sends everything due, with a fresh worker, until nothing is left to claim.
     pub async fn drain(&self) -> u64 {
-        self.state.dispatcher().run_until_idle().await.expect("drain")
+        self.state
+            .dispatcher()
+            .run_until_idle()
+            .await
+            .expect("drain")
     }
 
     /// Every line the log provider wrote.
@@ -257,7 +308,10 @@ impl Drop for TestApp {
         if let Some((base, name)) = self.postgres.take() {
             // Dropped on another thread with its own runtime: Drop cannot await.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 runtime.block_on(async {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     scratch::drop_postgres_database(&base, &name).await

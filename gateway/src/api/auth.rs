@@ -60,23 +60,36 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("missing_api_key", "send an API key as `Authorization: Bearer <key>`".into()))?;
+            .ok_or(ApiError::Unauthorized(
+                "missing_api_key",
+                "send an API key as `Authorization: Bearer <key>`".into(),
+            ))?;
         let key = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized("missing_api_key", "send an API key as `Authorization: Bearer <key>`".into()))?;
-        let record = state
-            .store
-            .api_key_by_hash(&hash_key(key))
-            .await?
-            .ok_or(ApiError::Unauthorized("invalid_api_key", "this API key is not valid".into()))?;
+            .ok_or(ApiError::Unauthorized(
+                "missing_api_key",
+                "send an API key as `Authorization: Bearer <key>`".into(),
+            ))?;
+        let record =
+            state
+                .store
+                .api_key_by_hash(&hash_key(key))
+                .await?
+                .ok_or(ApiError::Unauthorized(
+                    "invalid_api_key",
+                    "this API key is not valid".into(),
+                ))?;
         Ok(Caller {
             key_id: record.id,
             scope: record.scope,
@@ -91,7 +104,12 @@ pub fn hash_key(key: &str) -> String {
 }
 
 /// Creates a key, stores its hash and returns the key itself: the only time it is seen.
-pub async fn issue_key(store: &dyn Store, scope: KeyScope, label: &str, actor: &str) -> Result<String, StoreError> {
+pub async fn issue_key(
+    store: &dyn Store,
+    scope: KeyScope,
+    label: &str,
+    actor: &str,
+) -> Result<String, StoreError> {
     let mut secret = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let key = format!("gw_{}", hex::encode(secret));

@@ -54,7 +54,8 @@ impl BroadcastView {
             .await?
             .ok_or_else(|| ApiError::Internal(format!("broadcast {id} has no practice")))?;
         let counts = state.store.broadcast_counts(id).await?;
-        let mut by_state: BTreeMap<&'static str, i64> = MessageState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut by_state: BTreeMap<&'static str, i64> =
+            MessageState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>> = BTreeMap::new();
         let mut planned: BTreeMap<Channel, i64> = Channel::ALL.iter().map(|c| (*c, 0)).collect();
         let mut total = 0;
@@ -62,7 +63,11 @@ impl BroadcastView {
             total += n;
             *by_state.entry(state.as_str()).or_default() += n;
             *planned.entry(channel).or_default() += n;
-            *by_channel.entry(channel).or_default().entry(state.as_str()).or_default() += n;
+            *by_channel
+                .entry(channel)
+                .or_default()
+                .entry(state.as_str())
+                .or_default() += n;
         }
         Ok(Self {
             id: b.id,
@@ -88,7 +93,11 @@ impl BroadcastView {
 }
 
 /// Checks the broadcast exists and is the caller's to see (else 404).
-async fn visible_broadcast(state: &AppState, caller: &Caller, raw_id: &str) -> Result<i64, ApiError> {
+async fn visible_broadcast(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+) -> Result<i64, ApiError> {
     let id = path_id(raw_id, "broadcast")?;
     match state.store.broadcast(id).await? {
         Some(b) if caller.can_see(b.practice_id) => Ok(id),
@@ -97,7 +106,11 @@ async fn visible_broadcast(state: &AppState, caller: &Caller, raw_id: &str) -> R
 }
 
 /// `GET /broadcasts/{id}`.
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<BroadcastView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastView>, ApiError> {
     let id = visible_broadcast(&state, &caller, &id).await?;
     Ok(Json(BroadcastView::load(&state, id).await?))
 }
@@ -125,7 +138,10 @@ pub async fn messages(
     let id = visible_broadcast(&state, &caller, &id).await?;
     let limit = page.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Validation(vec![Invalid::new("limit", "must be from 1 to 1000")]));
+        return Err(ApiError::Validation(vec![Invalid::new(
+            "limit",
+            "must be from 1 to 1000",
+        )]));
     }
     let filter = page
         .state
@@ -137,12 +153,20 @@ pub async fn messages(
         .store
         .broadcast_messages(id, page.after.unwrap_or(0), limit, filter)
         .await?;
-    let next_after = (messages.len() as i64 == limit).then(|| messages.last().map(|m| m.id)).flatten();
-    Ok(Json(json!({ "messages": messages, "next_after": next_after })))
+    let next_after = (messages.len() as i64 == limit)
+        .then(|| messages.last().map(|m| m.id))
+        .flatten();
+    Ok(Json(
+        json!({ "messages": messages, "next_after": next_after }),
+    ))
 }
 
 /// `GET /messages/{id}`: one message with every attempt.
-pub async fn message(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "message")?;
     match state.store.message(id).await? {
         Some((message, attempts)) if caller.can_see(message.practice_id) => {

@@ -46,7 +46,11 @@ impl ApiError {
             ApiError::Unauthorized(code, _) => (StatusCode::UNAUTHORIZED, code, Value::Null),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", Value::Null),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", Value::Null),
-            ApiError::Validation(errors) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", json!(errors)),
+            ApiError::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                json!(errors),
+            ),
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code, Value::Null),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code, Value::Null),
             ApiError::Rejected(status, code, _) => (*status, code, Value::Null),
@@ -61,7 +65,8 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error answering a request");
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
+        let body =
+            json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
         (status, Json(body)).into_response()
     }
 }
@@ -69,7 +74,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Duplicate(what) => ApiError::Conflict("already_exists", format!("{what} already exists")),
+            StoreError::Duplicate(what) => {
+                ApiError::Conflict("already_exists", format!("{what} already exists"))
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -85,7 +92,9 @@ impl From<PostStatusError> for ApiError {
     fn from(e: PostStatusError) -> Self {
         match e {
             PostStatusError::Invalid(errors) => ApiError::Validation(errors),
-            PostStatusError::KeyReused => ApiError::Conflict("idempotency_key_reused", e.to_string()),
+            PostStatusError::KeyReused => {
+                ApiError::Conflict("idempotency_key_reused", e.to_string())
+            }
             PostStatusError::Store(e) => e.into(),
             PostStatusError::Fanout(e) => e.into(),
             PostStatusError::Task(cause) => ApiError::Internal(cause),

@@ -40,12 +40,19 @@ pub async fn upsert(
     if accepted.is_empty() && !rejected.is_empty() {
         let details = rejected
             .iter()
-            .flat_map(|r| r.errors.iter().map(move |e| e.clone().under(&format!("patients[{}]", r.index))))
+            .flat_map(|r| {
+                r.errors
+                    .iter()
+                    .map(move |e| e.clone().under(&format!("patients[{}]", r.index)))
+            })
             .collect();
         return Err(ApiError::Validation(details));
     }
     let now = Utc::now();
-    let summary = state.store.upsert_patients(practice.id, &accepted, now).await?;
+    let summary = state
+        .store
+        .upsert_patients(practice.id, &accepted, now)
+        .await?;
     state
         .store
         .audit(

@@ -58,12 +58,19 @@ impl From<&Practice> for PracticeView {
 impl CreatePractice {
     fn parse(self, state: &AppState) -> Result<NewPractice, Vec<Invalid>> {
         let mut errors = Vec::new();
-        let ods_code = OdsCode::parse(&self.ods_code).map_err(|e| errors.push(e)).ok();
+        let ods_code = OdsCode::parse(&self.ods_code)
+            .map_err(|e| errors.push(e))
+            .ok();
         let name = self.name.trim().to_string();
         if name.is_empty() || name.chars().count() > 200 {
             errors.push(Invalid::new("name", "must be 1 to 200 characters"));
         }
-        let phone = match self.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        let phone = match self
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             Some(p) => match PhoneNumber::parse(p) {
                 Ok(_) => Some(p.to_string()),
                 Err(e) => {
@@ -73,13 +80,27 @@ impl CreatePractice {
             },
             None => None,
         };
-        let website = self.website.map(|w| w.trim().to_string()).filter(|w| !w.is_empty());
-        if website.as_ref().is_some_and(|w| w.len() > 200 || w.contains(char::is_whitespace)) {
-            errors.push(Invalid::new("website", "must be a web address of at most 200 characters"));
+        let website = self
+            .website
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty());
+        if website
+            .as_ref()
+            .is_some_and(|w| w.len() > 200 || w.contains(char::is_whitespace))
+        {
+            errors.push(Invalid::new(
+                "website",
+                "must be a web address of at most 200 characters",
+            ));
         }
-        let timezone = self.timezone.unwrap_or_else(|| state.config.practice_defaults.timezone.clone());
+        let timezone = self
+            .timezone
+            .unwrap_or_else(|| state.config.practice_defaults.timezone.clone());
         if timezone.parse::<chrono_tz::Tz>().is_err() {
-            errors.push(Invalid::new("timezone", format!("{timezone:?} is not an IANA timezone such as Europe/London")));
+            errors.push(Invalid::new(
+                "timezone",
+                format!("{timezone:?} is not an IANA timezone such as Europe/London"),
+            ));
         }
         let channel_order = match self.channel_order {
             None => Some(state.config.default_channel_order()),
@@ -132,7 +153,10 @@ pub async fn create(
 }
 
 /// `GET /practices`: every practice the caller may see.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let practices: Vec<PracticeView> = state
         .store
         .list_practices()
@@ -145,7 +169,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /practices/{ods}`.
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(ods): Path<String>) -> Result<Json<PracticeView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ods): Path<String>,
+) -> Result<Json<PracticeView>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     Ok(Json(PracticeView::from(&practice)))
 }

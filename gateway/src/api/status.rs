@@ -40,7 +40,8 @@ pub async fn post(
             Some((caller.idempotency_scope(), key.to_string()))
         }
     };
-    let posted = post_status_change(&state, &practice, &request, &caller.actor, idempotency_key).await?;
+    let posted =
+        post_status_change(&state, &practice, &request, &caller.actor, idempotency_key).await?;
     let view = BroadcastView::load(&state, posted.broadcast_id).await?;
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if posted.replayed {

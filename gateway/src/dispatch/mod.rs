@@ -31,8 +31,17 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A worker with a fresh, unique lease owner name.
-    pub fn new(store: Arc<dyn Store>, providers: Arc<ProviderRegistry>, config: DispatchConfig, wake: Arc<Notify>) -> Self {
-        let owner = format!("worker-{}-{:08x}", std::process::id(), rand::thread_rng().gen::<u32>());
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Arc<ProviderRegistry>,
+        config: DispatchConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let owner = format!(
+            "worker-{}-{:08x}",
+            std::process::id(),
+            rand::thread_rng().gen::<u32>()
+        );
         Self {
             store,
             policy: RetryPolicy::from_config(&config),
@@ -74,7 +83,9 @@ impl Dispatcher {
         }
         match self.store.release_leases(&self.owner, Utc::now()).await {
             Ok(n) => tracing::info!(owner = %self.owner, released = n, "dispatch worker stopped"),
-            Err(e) => tracing::warn!(error = %e, "dispatch: could not release leases; they will expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch: could not release leases; they will expire")
+            }
         }
     }
 
@@ -109,7 +120,11 @@ impl Dispatcher {
         Ok(count)
     }
 
-    async fn send_and_record(&self, message: ClaimedMessage, shutdown: &CancellationToken) -> Result<(), StoreError> {
+    async fn send_and_record(
+        &self,
+        message: ClaimedMessage,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StoreError> {
         if shutdown.is_cancelled() {
             // Not started: its lease is given back when the worker stops.
             return Ok(());
@@ -117,7 +132,10 @@ impl Dispatcher {
         let started_at = Utc::now();
         let (provider_name, result) = if message.attempt_no > self.policy.max_attempts as i32 {
             // Claimed again after repeated crashes mid-send: stop before it loops for ever.
-            let reason = format!("gave up: {} attempts ended without an outcome", message.attempt_no - 1);
+            let reason = format!(
+                "gave up: {} attempts ended without an outcome",
+                message.attempt_no - 1
+            );
             (None, Err(SendError::Permanent { reason }))
         } else {
             match self.providers.for_channel(message.channel).first() {
@@ -130,12 +148,18 @@ impl Dispatcher {
                         body: message.body.clone(),
                         priority: message.priority,
                     };
-                    (Some(provider.name().to_string()), provider.send(&outgoing).await)
+                    (
+                        Some(provider.name().to_string()),
+                        provider.send(&outgoing).await,
+                    )
                 }
                 None => (
                     None,
                     Err(SendError::Permanent {
-                        reason: format!("no provider is configured for the {} channel", message.channel),
+                        reason: format!(
+                            "no provider is configured for the {} channel",
+                            message.channel
+                        ),
                     }),
                 ),
             }
@@ -143,9 +167,19 @@ impl Dispatcher {
         if let Err(e) = &result {
             tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
         }
-        let done = completion(&message, provider_name.as_deref(), result, &self.policy, started_at, Utc::now());
+        let done = completion(
+            &message,
+            provider_name.as_deref(),
+            result,
+            &self.policy,
+            started_at,
+            Utc::now(),
+        );
         if !self.store.complete(&self.owner, &done).await? {
-            tracing::warn!(message = message.id, "lease was lost before the outcome was recorded");
+            tracing::warn!(
+                message = message.id,
+                "lease was lost before the outcome was recorded"
+            );
         }
         Ok(())
     }

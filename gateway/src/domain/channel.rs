@@ -95,7 +95,11 @@ impl ChannelOrder {
 
     /// The stored comma-separated form.
     pub fn to_text(&self) -> String {
-        self.0.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -13,7 +13,12 @@ impl EmailAddress {
     /// and anything over the 254 characters SMTP allows.
     pub fn parse(input: &str) -> Result<Self, Invalid> {
         let trimmed = input.trim();
-        let reject = |reason: &str| Err(Invalid::new("address", format!("{input:?} is not an email address: {reason}")));
+        let reject = |reason: &str| {
+            Err(Invalid::new(
+                "address",
+                format!("{input:?} is not an email address: {reason}"),
+            ))
+        };
         if trimmed.len() > 254 {
             return reject("longer than 254 characters");
         }
@@ -23,7 +28,10 @@ impl EmailAddress {
         if local.is_empty() || local.len() > 64 {
             return reject("the part before @ must be 1 to 64 characters");
         }
-        if local.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c)) {
+        if local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c))
+        {
             return reject("the part before @ has a character mail servers refuse");
         }
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
@@ -65,7 +73,9 @@ mod tests {
     #[test]
     fn accepts_ordinary_addresses_and_lowercases_the_domain() {
         assert_eq!(
-            EmailAddress::parse(" Jo.Bloggs+gp@Example.COM ").unwrap().as_str(),
+            EmailAddress::parse(" Jo.Bloggs+gp@Example.COM ")
+                .unwrap()
+                .as_str(),
             "Jo.Bloggs+gp@example.com"
         );
         assert!(EmailAddress::parse("a@b.co.uk").is_ok());
@@ -74,8 +84,16 @@ mod tests {
     #[test]
     fn rejects_broken_addresses() {
         for bad in [
-            "", "plain", "@example.com", "jo@", "jo@localhost", "jo bloggs@example.com",
-            "jo@exa mple.com", "jo..b@example.com", "jo@-example.com", "jo@example..com",
+            "",
+            "plain",
+            "@example.com",
+            "jo@",
+            "jo@localhost",
+            "jo bloggs@example.com",
+            "jo@exa mple.com",
+            "jo..b@example.com",
+            "jo@-example.com",
+            "jo@example..com",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }

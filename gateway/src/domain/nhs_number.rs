@@ -11,10 +11,7 @@ pub struct NhsNumber(String);
 impl NhsNumber {
     /// Parses an NHS number, accepting the usual `943 476 5919` or `943-476-5919` spacing.
     pub fn parse(input: &str) -> Result<Self, Invalid> {
-        let digits: String = input
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
+        let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
                 "nhs_number",
@@ -79,7 +76,10 @@ mod tests {
         for input in ["9434765919", "943 476 5919", "943-476-5919", "4010232137"] {
             assert!(NhsNumber::parse(input).is_ok(), "{input}");
         }
-        assert_eq!(NhsNumber::parse("943 476 5919").unwrap().as_str(), "9434765919");
+        assert_eq!(
+            NhsNumber::parse("943 476 5919").unwrap().as_str(),
+            "9434765919"
+        );
     }
 
     #[test]

@@ -101,7 +101,12 @@ mod tests {
 
     #[test]
     fn uk_numbers_are_normalised_to_e164() {
-        for input in ["07911 123456", "+44 7911 123456", "447911123456", "(07911) 123-456"] {
+        for input in [
+            "07911 123456",
+            "+44 7911 123456",
+            "447911123456",
+            "(07911) 123-456",
+        ] {
             let n = PhoneNumber::parse(input).unwrap();
             assert_eq!(n.as_str(), "+447911123456", "{input}");
             assert!(n.can_receive_sms());

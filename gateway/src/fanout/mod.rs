@@ -49,7 +49,12 @@ pub struct Fanout {
 
 impl Fanout {
     /// A fan-out writing `batch_size` messages per statement.
-    pub fn new(store: Arc<dyn Store>, templates: Arc<MessageTemplates>, batch_size: usize, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        templates: Arc<MessageTemplates>,
+        batch_size: usize,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             templates,
@@ -78,7 +83,10 @@ impl Fanout {
         let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
         let mut after = 0;
         loop {
-            let page = self.store.fanout_page(practice.id, after, self.batch_size).await?;
+            let page = self
+                .store
+                .fanout_page(practice.id, after, self.batch_size)
+                .await?;
             let Some(last) = page.last() else { break };
             after = last.id;
             let now = Utc::now();
@@ -93,7 +101,9 @@ impl Fanout {
                 } else if let Some(r) = shared.get(&contact.channel) {
                     r.clone()
                 } else {
-                    let r = self.templates.render(&key, contact.channel, &shared_context)?;
+                    let r = self
+                        .templates
+                        .render(&key, contact.channel, &shared_context)?;
                     shared.insert(contact.channel, r.clone());
                     r
                 };
@@ -141,7 +151,10 @@ impl Fanout {
 
 /// The contact a patient is messaged on: their preferred channel if they can be reached
 /// on it, else the first channel of the practice's order that they can be reached on.
-pub fn choose_contact<'a>(patient: &'a FanoutPatient, order: &ChannelOrder) -> Option<&'a FanoutContact> {
+pub fn choose_contact<'a>(
+    patient: &'a FanoutPatient,
+    order: &ChannelOrder,
+) -> Option<&'a FanoutContact> {
     let on = |channel: Channel| patient.contacts.iter().find(|c| c.channel == channel);
     patient
         .preferred_channel

@@ -68,11 +68,16 @@ pub fn parse_batch(items: &[PatientInput]) -> (Vec<PatientUpsert>, Vec<RejectedP
     let mut seen = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         match parse_patient(item) {
-            Ok(patient) if !seen.insert(patient.nhs_number.clone()) => rejected.push(RejectedPatient {
-                index,
-                nhs_number: item.nhs_number.clone(),
-                errors: vec![Invalid::new("nhs_number", "appears more than once in this batch")],
-            }),
+            Ok(patient) if !seen.insert(patient.nhs_number.clone()) => {
+                rejected.push(RejectedPatient {
+                    index,
+                    nhs_number: item.nhs_number.clone(),
+                    errors: vec![Invalid::new(
+                        "nhs_number",
+                        "appears more than once in this batch",
+                    )],
+                })
+            }
             Ok(patient) => accepted.push(patient),
             Err(errors) => rejected.push(RejectedPatient {
                 index,
@@ -87,7 +92,9 @@ pub fn parse_batch(items: &[PatientInput]) -> (Vec<PatientUpsert>, Vec<RejectedP
 /// Parses one patient, collecting every problem rather than stopping at the first.
 pub fn parse_patient(input: &PatientInput) -> Result<PatientUpsert, Vec<Invalid>> {
     let mut errors = Vec::new();
-    let nhs_number = NhsNumber::parse(&input.nhs_number).map_err(|e| errors.push(e)).ok();
+    let nhs_number = NhsNumber::parse(&input.nhs_number)
+        .map_err(|e| errors.push(e))
+        .ok();
     let given_name = name(&input.given_name, "given_name", &mut errors);
     let family_name = name(&input.family_name, "family_name", &mut errors);
     let preferred_channel = match input.preferred_channel.as_deref().map(str::trim) {
@@ -101,7 +108,10 @@ pub fn parse_patient(input: &PatientInput) -> Result<PatientUpsert, Vec<Invalid>
         None | Some("") | Some("en") => "en".to_string(),
         Some("cy") => "cy".to_string(),
         Some(other) => {
-            errors.push(Invalid::new("language", format!("{other:?} is not supported: use en or cy")));
+            errors.push(Invalid::new(
+                "language",
+                format!("{other:?} is not supported: use en or cy"),
+            ));
             String::new()
         }
     };
@@ -137,25 +147,27 @@ fn name(value: &Option<String>, field: &str, errors: &mut Vec<Invalid>) -> Optio
 
 fn parse_contact(input: &ContactInput) -> Result<ContactUpsert, Invalid> {
     let channel: Channel = input.channel.parse()?;
-    let address = match channel {
-        Channel::Sms => {
-            let phone = PhoneNumber::parse(&input.address)?;
-            if !phone.can_receive_sms() {
-                return Err(Invalid::new(
-                    "address",
-                    format!("{} is not a mobile number, so it cannot receive SMS", phone.as_str()),
-                ));
+    let address =
+        match channel {
+            Channel::Sms => {
+                let phone = PhoneNumber::parse(&input.address)?;
+                if !phone.can_receive_sms() {
+                    return Err(Invalid::new(
+                        "address",
+                        format!(
+                            "{} is not a mobile number, so it cannot receive SMS",
+                            phone.as_str()
+                        ),
+                    ));
+                }
+                phone.as_str().to_string()
             }
-            phone.as_str().to_string()
-        }
-        Channel::Email => EmailAddress::parse(&input.address)?.as_str().to_string(),
-        Channel::Push => {
-            return Err(Invalid::new(
+            Channel::Email => EmailAddress::parse(&input.address)?.as_str().to_string(),
+            Channel::Push => return Err(Invalid::new(
                 "channel",
                 "push subscriptions are registered by the patient's browser, not in a patient list",
-            ))
-        }
-    };
+            )),
+        };
     Ok(ContactUpsert {
         channel,
         address,
@@ -188,7 +200,11 @@ mod tests {
 
     #[test]
     fn good_items_are_normalised() {
-        let p = parse_patient(&item("943 476 5919", vec![("sms", "07700 900123"), ("email", "a@Example.com")])).unwrap();
+        let p = parse_patient(&item(
+            "943 476 5919",
+            vec![("sms", "07700 900123"), ("email", "a@Example.com")],
+        ))
+        .unwrap();
         assert_eq!(p.nhs_number.as_str(), "9434765919");
         assert_eq!(p.given_name.as_deref(), Some("Ada"));
         assert_eq!(p.contacts[0].address, "+447700900123");
@@ -198,9 +214,21 @@ mod tests {
 
     #[test]
     fn every_problem_is_named_with_its_field() {
-        let errors = parse_patient(&item("123", vec![("sms", "020 7946 0000"), ("fax", "x"), ("email", "nope")])).unwrap_err();
+        let errors = parse_patient(&item(
+            "123",
+            vec![("sms", "020 7946 0000"), ("fax", "x"), ("email", "nope")],
+        ))
+        .unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["nhs_number", "contacts[0].address", "contacts[1].channel", "contacts[2].address"]);
+        assert_eq!(
+            fields,
+            [
+                "nhs_number",
+                "contacts[0].address",
+                "contacts[1].channel",
+                "contacts[2].address"
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use crate::app::AppState;
 use crate::domain::{Invalid, StatusKind};
 use crate::fanout::FanoutError;
-use crate::store::{AuditEntry, IdempotencyClaim, NewStatusChange, Practice, StartOutcome, StoreError};
+use crate::store::{
+    AuditEntry, IdempotencyClaim, NewStatusChange, Practice, StartOutcome, StoreError,
+};
 
 /// A status change as a client posts it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -73,13 +75,26 @@ impl StatusChangeRequest {
     /// Checks the request and fills defaults, naming every problem.
     pub fn parse(&self, created_by: &str) -> Result<NewStatusChange, Vec<Invalid>> {
         let mut errors = Vec::new();
-        let kind = self.kind.parse::<StatusKind>().map_err(|e| errors.push(e)).ok();
-        let headline = match (self.headline.as_deref().map(str::trim).filter(|h| !h.is_empty()), kind) {
+        let kind = self
+            .kind
+            .parse::<StatusKind>()
+            .map_err(|e| errors.push(e))
+            .ok();
+        let headline = match (
+            self.headline
+                .as_deref()
+                .map(str::trim)
+                .filter(|h| !h.is_empty()),
+            kind,
+        ) {
             (Some(h), _) => Some(h.to_string()),
             (None, Some(kind)) => match default_headline(kind) {
                 Some(h) => Some(h.to_string()),
                 None => {
-                    errors.push(Invalid::new("headline", "a custom status change needs a headline"));
+                    errors.push(Invalid::new(
+                        "headline",
+                        "a custom status change needs a headline",
+                    ));
                     None
                 }
             },
@@ -88,7 +103,11 @@ impl StatusChangeRequest {
         if headline.as_ref().is_some_and(|h| h.chars().count() > 300) {
             errors.push(Invalid::new("headline", "longer than 300 characters"));
         }
-        let details = self.details.as_deref().map(str::trim).filter(|d| !d.is_empty());
+        let details = self
+            .details
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty());
         if details.is_some_and(|d| d.chars().count() > 2000) {
             errors.push(Invalid::new("details", "longer than 2000 characters"));
         }
@@ -143,7 +162,8 @@ pub async fn post_status_change(
         StartOutcome::KeyReused => return Err(PostStatusError::KeyReused),
     };
     if !replayed {
-        let details = serde_json::json!({ "kind": change.kind, "headline": change.headline }).to_string();
+        let details =
+            serde_json::json!({ "kind": change.kind, "headline": change.headline }).to_string();
         state
             .store
             .audit(
@@ -170,7 +190,10 @@ pub async fn post_status_change(
             .await
             .map_err(|e| PostStatusError::Task(e.to_string()))??;
     }
-    Ok(Posted { broadcast_id, replayed })
+    Ok(Posted {
+        broadcast_id,
+        replayed,
+    })
 }
 
 #[cfg(test)]
@@ -207,7 +230,13 @@ mod tests {
 
     #[test]
     fn fingerprints_differ_with_meaning() {
-        assert_eq!(request("closed", None).fingerprint(), request("closed", None).fingerprint());
-        assert_ne!(request("closed", None).fingerprint(), request("closed", Some("x")).fingerprint());
+        assert_eq!(
+            request("closed", None).fingerprint(),
+            request("closed", None).fingerprint()
+        );
+        assert_ne!(
+            request("closed", None).fingerprint(),
+            request("closed", Some("x")).fingerprint()
+        );
     }
 }

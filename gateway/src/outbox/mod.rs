@@ -40,7 +40,12 @@ impl RetryPolicy {
 
     /// The wait after try `attempt_no`: uniform in [0, ceiling] ("full jitter"), and never
     /// shorter than the provider's Retry-After.
-    pub fn delay(&self, attempt_no: i32, retry_after: Option<Duration>, rng: &mut impl Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt_no: i32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
         let ceiling = self.ceiling(attempt_no).as_millis() as u64;
         let jittered = Duration::from_millis(rng.gen_range(0..=ceiling));
         retry_after.map_or(jittered, |after| jittered.max(after))
@@ -70,15 +75,24 @@ pub fn completion(
     };
     match result {
         Ok(accepted) => c.provider_ref = accepted.provider_ref,
-        Err(SendError::Retryable { reason, retry_after }) => {
+        Err(SendError::Retryable {
+            reason,
+            retry_after,
+        }) => {
             c.outcome = AttemptOutcome::Retryable;
             if message.attempt_no >= policy.max_attempts as i32 {
                 c.new_state = MessageState::Failed;
-                c.error = Some(format!("gave up after {} attempts: {reason}", message.attempt_no));
+                c.error = Some(format!(
+                    "gave up after {} attempts: {reason}",
+                    message.attempt_no
+                ));
             } else {
                 let delay = policy.delay(message.attempt_no, retry_after, &mut rand::thread_rng());
                 c.new_state = MessageState::Queued;
-                c.next_attempt_at = Some(finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                c.next_attempt_at = Some(
+                    finished_at
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                );
                 c.error = Some(reason);
             }
         }
@@ -142,15 +156,40 @@ mod tests {
     fn results_map_to_states() {
         let p = policy();
         let now = Utc::now();
-        let ok = completion(&claimed(1), Some("log"), Ok(Accepted { provider_ref: Some("r".into()) }), &p, now, now);
-        assert_eq!((ok.new_state, ok.outcome), (MessageState::Sent, AttemptOutcome::Accepted));
-        let retry = SendError::Retryable { reason: "503".into(), retry_after: None };
+        let ok = completion(
+            &claimed(1),
+            Some("log"),
+            Ok(Accepted {
+                provider_ref: Some("r".into()),
+            }),
+            &p,
+            now,
+            now,
+        );
+        assert_eq!(
+            (ok.new_state, ok.outcome),
+            (MessageState::Sent, AttemptOutcome::Accepted)
+        );
+        let retry = SendError::Retryable {
+            reason: "503".into(),
+            retry_after: None,
+        };
         let again = completion(&claimed(1), Some("log"), Err(retry.clone()), &p, now, now);
         assert_eq!(again.new_state, MessageState::Queued);
         assert!(again.next_attempt_at.is_some());
         let last = completion(&claimed(3), Some("log"), Err(retry), &p, now, now);
         assert_eq!(last.new_state, MessageState::Failed);
-        let bad = completion(&claimed(1), None, Err(SendError::BadRecipient { reason: "x".into() }), &p, now, now);
-        assert_eq!((bad.new_state, bad.outcome), (MessageState::Failed, AttemptOutcome::BadRecipient));
+        let bad = completion(
+            &claimed(1),
+            None,
+            Err(SendError::BadRecipient { reason: "x".into() }),
+            &p,
+            now,
+            now,
+        );
+        assert_eq!(
+            (bad.new_state, bad.outcome),
+            (MessageState::Failed, AttemptOutcome::BadRecipient)
+        );
     }
 }

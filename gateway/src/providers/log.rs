@@ -75,10 +75,11 @@ impl Provider for LogProvider {
             reason: "log file lock poisoned".into(),
             retry_after: None,
         })?;
-        file.write_all(line.as_bytes()).map_err(|e| SendError::Retryable {
-            reason: format!("cannot write {}: {e}", self.path.display()),
-            retry_after: None,
-        })?;
+        file.write_all(line.as_bytes())
+            .map_err(|e| SendError::Retryable {
+                reason: format!("cannot write {}: {e}", self.path.display()),
+                retry_after: None,
+            })?;
         Ok(Accepted {
             provider_ref: Some(reference),
         })

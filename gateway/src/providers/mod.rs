@@ -91,7 +91,9 @@ pub struct ProviderError {
 pub fn check_config(config: &ProviderConfig) -> Result<(), String> {
     match config.kind.as_str() {
         "log" => LogProvider::check_config(config),
-        other => Err(format!("kind {other:?} is not a provider kind (known: log)")),
+        other => Err(format!(
+            "kind {other:?} is not a provider kind (known: log)"
+        )),
     }
 }
 
@@ -115,16 +117,25 @@ impl ProviderRegistry {
 
     /// Adds a provider after those already serving its channel.
     pub fn add(&mut self, provider: Arc<dyn Provider>) {
-        self.by_channel.entry(provider.channel()).or_default().push(provider);
+        self.by_channel
+            .entry(provider.channel())
+            .or_default()
+            .push(provider);
     }
 
     /// The providers of a channel, first choice first.
     pub fn for_channel(&self, channel: Channel) -> &[Arc<dyn Provider>] {
-        self.by_channel.get(&channel).map(Vec::as_slice).unwrap_or(&[])
+        self.by_channel
+            .get(&channel)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
-fn build(config: &ProviderConfig, files: &mut SharedFiles) -> Result<Arc<dyn Provider>, ProviderError> {
+fn build(
+    config: &ProviderConfig,
+    files: &mut SharedFiles,
+) -> Result<Arc<dyn Provider>, ProviderError> {
     let error = |reason: String| ProviderError {
         name: config.name.clone(),
         reason,
@@ -151,7 +162,10 @@ impl SharedFiles {
         if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         let file = Arc::new(Mutex::new(file));
         self.open.insert(path.clone(), file.clone());
         Ok(file)

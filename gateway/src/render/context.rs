@@ -9,11 +9,17 @@ use crate::store::{Broadcast, FanoutPatient, Practice};
 /// A time in words in the practice's timezone, as patients read it: "Monday 22 July at 10:30".
 pub fn uk_date_time(at: DateTime<Utc>, timezone: &str) -> String {
     let tz: Tz = timezone.parse().unwrap_or(chrono_tz::Europe::London);
-    at.with_timezone(&tz).format("%A %-d %B at %H:%M").to_string()
+    at.with_timezone(&tz)
+        .format("%A %-d %B at %H:%M")
+        .to_string()
 }
 
 /// The context of a status broadcast: `practice`, `status`, and `patient` when given.
-pub fn status_context(practice: &Practice, broadcast: &Broadcast, patient: Option<&FanoutPatient>) -> tera::Context {
+pub fn status_context(
+    practice: &Practice,
+    broadcast: &Broadcast,
+    patient: Option<&FanoutPatient>,
+) -> tera::Context {
     let mut context = tera::Context::new();
     context.insert(
         "practice",
@@ -24,7 +30,8 @@ pub fn status_context(practice: &Practice, broadcast: &Broadcast, patient: Optio
             "ods_code": practice.ods_code.as_str(),
         }),
     );
-    let when = |t: Option<DateTime<Utc>>| t.map(|t| format!("on {}", uk_date_time(t, &practice.timezone)));
+    let when =
+        |t: Option<DateTime<Utc>>| t.map(|t| format!("on {}", uk_date_time(t, &practice.timezone)));
     context.insert(
         "status",
         &json!({
@@ -52,8 +59,14 @@ mod tests {
     #[test]
     fn dates_read_in_practice_time_across_the_clock_change() {
         let summer = Utc.with_ymd_and_hms(2024, 7, 22, 9, 30, 0).unwrap();
-        assert_eq!(uk_date_time(summer, "Europe/London"), "Monday 22 July at 10:30");
+        assert_eq!(
+            uk_date_time(summer, "Europe/London"),
+            "Monday 22 July at 10:30"
+        );
         let winter = Utc.with_ymd_and_hms(2024, 12, 2, 9, 30, 0).unwrap();
-        assert_eq!(uk_date_time(winter, "Europe/London"), "Monday 2 December at 09:30");
+        assert_eq!(
+            uk_date_time(winter, "Europe/London"),
+            "Monday 2 December at 09:30"
+        );
     }
 }

@@ -16,11 +16,26 @@ use crate::domain::Channel;
 
 /// The shipped templates, one TOML file per key.
 const BUILTIN: &[(&str, &str)] = &[
-    ("status.closed", include_str!("../../../templates/messages/status.closed.toml")),
-    ("status.phones_down", include_str!("../../../templates/messages/status.phones_down.toml")),
-    ("status.systems_down", include_str!("../../../templates/messages/status.systems_down.toml")),
-    ("status.restored", include_str!("../../../templates/messages/status.restored.toml")),
-    ("status.custom", include_str!("../../../templates/messages/status.custom.toml")),
+    (
+        "status.closed",
+        include_str!("../../../templates/messages/status.closed.toml"),
+    ),
+    (
+        "status.phones_down",
+        include_str!("../../../templates/messages/status.phones_down.toml"),
+    ),
+    (
+        "status.systems_down",
+        include_str!("../../../templates/messages/status.systems_down.toml"),
+    ),
+    (
+        "status.restored",
+        include_str!("../../../templates/messages/status.restored.toml"),
+    ),
+    (
+        "status.custom",
+        include_str!("../../../templates/messages/status.custom.toml"),
+    ),
 ];
 
 /// The version number of the shipped templates; edits (a later issue) get higher ones.
@@ -142,7 +157,10 @@ impl MessageTemplates {
                 .get_template_variables(&name)
                 .map_err(|e| tera_error(&name, &e))?
                 .contains("patient");
-            let personal = self.personal.entry((key.to_string(), channel)).or_insert(false);
+            let personal = self
+                .personal
+                .entry((key.to_string(), channel))
+                .or_insert(false);
             *personal |= reads_patient;
         }
         Ok(())
@@ -155,7 +173,10 @@ impl MessageTemplates {
 
     /// Whether the template reads the patient's own fields (so it differs per patient).
     pub fn is_personal(&self, key: &str, channel: Channel) -> bool {
-        self.personal.get(&(key.to_string(), channel)).copied().unwrap_or(false)
+        self.personal
+            .get(&(key.to_string(), channel))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The version of the template used for (key, channel).
@@ -164,7 +185,12 @@ impl MessageTemplates {
     }
 
     /// Renders the message for (key, channel) against `context`.
-    pub fn render(&self, key: &str, channel: Channel, context: &tera::Context) -> Result<Rendered, RenderError> {
+    pub fn render(
+        &self,
+        key: &str,
+        channel: Channel,
+        context: &tera::Context,
+    ) -> Result<Rendered, RenderError> {
         if !self.has(key, channel) {
             return Err(RenderError::Missing {
                 key: key.to_string(),
@@ -174,14 +200,25 @@ impl MessageTemplates {
         let body = self.render_part(key, channel, "body", context)?;
         let subject = match channel {
             Channel::Sms => None,
-            Channel::Email | Channel::Push => Some(self.render_part(key, channel, "subject", context)?),
+            Channel::Email | Channel::Push => {
+                Some(self.render_part(key, channel, "subject", context)?)
+            }
         };
         Ok(Rendered { subject, body })
     }
 
-    fn render_part(&self, key: &str, channel: Channel, part: &str, context: &tera::Context) -> Result<String, RenderError> {
+    fn render_part(
+        &self,
+        key: &str,
+        channel: Channel,
+        part: &str,
+        context: &tera::Context,
+    ) -> Result<String, RenderError> {
         let name = part_name(key, channel, part);
-        let text = self.tera.render(&name, context).map_err(|e| tera_error(&name, &e))?;
+        let text = self
+            .tera
+            .render(&name, context)
+            .map_err(|e| tera_error(&name, &e))?;
         Ok(tidy(&text, part == "subject"))
     }
 }
@@ -246,8 +283,17 @@ mod tests {
         let templates = MessageTemplates::builtin().unwrap();
         for kind in StatusKind::ALL {
             for channel in Channel::ALL {
-                let rendered = templates.render(&kind.template_key(), channel, &context(None)).unwrap();
-                assert!(rendered.body.contains("Riverside Surgery") || rendered.subject.as_deref().unwrap_or("").contains("Riverside"));
+                let rendered = templates
+                    .render(&kind.template_key(), channel, &context(None))
+                    .unwrap();
+                assert!(
+                    rendered.body.contains("Riverside Surgery")
+                        || rendered
+                            .subject
+                            .as_deref()
+                            .unwrap_or("")
+                            .contains("Riverside")
+                );
                 assert!(!templates.is_personal(&kind.template_key(), channel));
             }
         }
@@ -256,18 +302,34 @@ mod tests {
     #[test]
     fn optional_parts_appear_only_when_given() {
         let templates = MessageTemplates::builtin().unwrap();
-        let without = templates.render("status.closed", Channel::Sms, &context(None)).unwrap();
+        let without = templates
+            .render("status.closed", Channel::Sms, &context(None))
+            .unwrap();
         assert_eq!(
             without.body,
             "Riverside Surgery: The surgery is closed today. For urgent help call 111, or 999 in an emergency."
         );
         let with = templates
-            .render("status.closed", Channel::Sms, &context(Some("on Monday 22 July at 08:00")))
+            .render(
+                "status.closed",
+                Channel::Sms,
+                &context(Some("on Monday 22 July at 08:00")),
+            )
             .unwrap();
-        assert!(with.body.contains("We expect to reopen on Monday 22 July at 08:00."), "{}", with.body);
-        let email = templates.render("status.closed", Channel::Email, &context(None)).unwrap();
+        assert!(
+            with.body
+                .contains("We expect to reopen on Monday 22 July at 08:00."),
+            "{}",
+            with.body
+        );
+        let email = templates
+            .render("status.closed", Channel::Email, &context(None))
+            .unwrap();
         assert!(!email.body.contains("\n\n\n"), "{}", email.body);
-        assert_eq!(email.subject.as_deref(), Some("Riverside Surgery: The surgery is closed today."));
+        assert_eq!(
+            email.subject.as_deref(),
+            Some("Riverside Surgery: The surgery is closed today.")
+        );
     }
 
     #[test]

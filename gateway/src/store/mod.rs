@@ -48,7 +48,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait PracticeStore: Send + Sync {
     /// Adds a practice; `Duplicate` if its ODS code is taken.
-    async fn create_practice(&self, practice: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice>;
+    async fn create_practice(
+        &self,
+        practice: &NewPractice,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Practice>;
     /// Every practice, ordered by ODS code.
     async fn list_practices(&self) -> StoreResult<Vec<Practice>>;
     /// One practice by ODS code.
@@ -62,11 +66,22 @@ pub trait PracticeStore: Send + Sync {
 pub trait PatientStore: Send + Sync {
     /// Inserts or updates patients with their contacts, in one transaction.
     /// A recorded opt-out is never cleared here.
-    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary>;
+    async fn upsert_patients(
+        &self,
+        practice_id: i64,
+        patients: &[PatientUpsert],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertSummary>;
     /// A page of the practice's active patients with their usable contacts, after `after_patient_id`.
-    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>>;
+    async fn fanout_page(
+        &self,
+        practice_id: i64,
+        after_patient_id: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<FanoutPatient>>;
     /// One patient with all contacts (opted out or not).
-    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>>;
+    async fn patient(&self, practice_id: i64, nhs_number: &str)
+        -> StoreResult<Option<PatientView>>;
 }
 
 /// API keys and the audit trail.
@@ -99,11 +114,22 @@ pub trait BroadcastStore: Send + Sync {
     /// Broadcasts whose fan-out never finished (the process stopped during it).
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
     /// Marks a fan-out complete, with the number of patients it could not reach.
-    async fn finish_fanout(&self, id: i64, skipped_no_contact: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn finish_fanout(
+        &self,
+        id: i64,
+        skipped_no_contact: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Message counts of a broadcast by channel and state.
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
     /// A page of a broadcast's messages in id order, optionally of one state.
-    async fn broadcast_messages(&self, id: i64, after_id: i64, limit: i64, state: Option<MessageState>) -> StoreResult<Vec<MessageView>>;
+    async fn broadcast_messages(
+        &self,
+        id: i64,
+        after_id: i64,
+        limit: i64,
+        state: Option<MessageState>,
+    ) -> StoreResult<Vec<MessageView>>;
 }
 
 /// The outbox: durable messages, claimed with leases, completed with attempts.
@@ -114,7 +140,13 @@ pub trait OutboxStore: Send + Sync {
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
     /// Returns expired leases to the queue (recording their attempt as `unknown`), then
     /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first.
-    async fn claim_due(&self, owner: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<ClaimedMessage>>;
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records one attempt and the message's new state. Returns false if `owner` no longer
     /// held the lease (the attempt is recorded all the same).
     async fn complete(&self, owner: &str, completion: &Completion) -> StoreResult<bool>;
@@ -145,14 +177,18 @@ pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Sto
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, max_connections).await?))
     } else {
-        Ok(Arc::new(PostgresStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            PostgresStore::connect(url, max_connections).await?,
+        ))
     }
 }
 
 /// Maps a unique-constraint violation to `Duplicate`, anything else to `Database`.
 pub(crate) fn unique_violation(err: sqlx::Error, what: &str) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what.to_string()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Duplicate(what.to_string())
+        }
         _ => StoreError::Database(err),
     }
 }

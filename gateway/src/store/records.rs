@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{AttemptOutcome, Channel, ChannelOrder, MessageState, NhsNumber, OdsCode, Priority, StatusKind};
+use crate::domain::{
+    AttemptOutcome, Channel, ChannelOrder, MessageState, NhsNumber, OdsCode, Priority, StatusKind,
+};
 
 /// A practice to add.
 #[derive(Debug, Clone)]

@@ -6,10 +6,15 @@ use sqlx::Connection;
 use super::StoreResult;
 
 /// Creates a uniquely named database on the server of `base_url` and returns its URL and name.
-pub async fn create_postgres_database(base_url: &str, prefix: &str) -> StoreResult<(String, String)> {
+pub async fn create_postgres_database(
+    base_url: &str,
+    prefix: &str,
+) -> StoreResult<(String, String)> {
     let name = format!("{prefix}_{:016x}", rand::thread_rng().gen::<u64>());
     let mut admin = sqlx::PgConnection::connect(base_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     Ok((with_database(base_url, &name), name))
 }
@@ -47,8 +52,14 @@ mod tests {
 
     #[test]
     fn database_is_swapped_in_the_url() {
-        assert_eq!(with_database("postgres://u@h:5432/test", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            with_database("postgres://u@h:5432/test", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

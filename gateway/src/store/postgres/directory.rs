@@ -8,24 +8,30 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{
-    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore, PatientUpsert, PatientView,
-    Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore,
+    PatientUpsert, PatientView, Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
 };
 
-const PRACTICE_COLUMNS: &str = "id, ods_code, name, phone, website, timezone, channel_order, created_at";
+const PRACTICE_COLUMNS: &str =
+    "id, ods_code, name, phone, website, timezone, channel_order, created_at";
 
 fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
     let order: String = row.try_get("channel_order")?;
     Ok(Practice {
         id: row.try_get("id")?,
-        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt { column: "practices.ods_code", reason: e.reason })?,
+        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
+            column: "practices.ods_code",
+            reason: e.reason,
+        })?,
         name: row.try_get("name")?,
         phone: row.try_get("phone")?,
         website: row.try_get("website")?,
         timezone: row.try_get("timezone")?,
-        channel_order: ChannelOrder::parse(&order)
-            .map_err(|e| StoreError::Corrupt { column: "practices.channel_order", reason: e.reason })?,
+        channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
+            column: "practices.channel_order",
+            reason: e.reason,
+        })?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -51,32 +57,43 @@ impl PracticeStore for PostgresStore {
     }
 
     async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
-        let rows = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(practice_from_row).collect()
     }
 
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"))
-            .bind(ods.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"
+        ))
+        .bind(ods.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(practice_from_row).transpose()
     }
 
     async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(practice_from_row).transpose()
     }
 }
 
 #[async_trait]
 impl PatientStore for PostgresStore {
-    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary> {
+    async fn upsert_patients(
+        &self,
+        practice_id: i64,
+        patients: &[PatientUpsert],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertSummary> {
         let mut summary = UpsertSummary::default();
         let mut tx = self.pool.begin().await?;
         for p in patients {
@@ -143,7 +160,12 @@ impl PatientStore for PostgresStore {
         Ok(summary)
     }
 
-    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>> {
+    async fn fanout_page(
+        &self,
+        practice_id: i64,
+        after_patient_id: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<FanoutPatient>> {
         let rows = sqlx::query(
             "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
                     c.id AS contact_id, c.channel, c.address
@@ -187,7 +209,11 @@ impl PatientStore for PostgresStore {
         Ok(page)
     }
 
-    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>> {
+    async fn patient(
+        &self,
+        practice_id: i64,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientView>> {
         let Some(row) = sqlx::query(
             "SELECT id, nhs_number, given_name, family_name, preferred_channel, language, active
              FROM patients WHERE practice_id = $1 AND nhs_number = $2",
@@ -200,19 +226,21 @@ impl PatientStore for PostgresStore {
             return Ok(None);
         };
         let id: i64 = row.try_get("id")?;
-        let contacts = sqlx::query("SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| {
-                Ok(ContactView {
-                    channel: c.try_get("channel")?,
-                    address: c.try_get("address")?,
-                    opted_out_at: c.try_get("opted_out_at")?,
-                })
+        let contacts = sqlx::query(
+            "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|c| {
+            Ok(ContactView {
+                channel: c.try_get("channel")?,
+                address: c.try_get("address")?,
+                opted_out_at: c.try_get("opted_out_at")?,
             })
-            .collect::<StoreResult<Vec<_>>>()?;
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(PatientView {
             nhs_number: row.try_get("nhs_number")?,
             given_name: row.try_get("given_name")?,

@@ -12,14 +12,15 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage,
-    NewStatusChange, OutboxStore, StartOutcome, StoreError, StoreResult,
+    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    MessageView, NewMessage, NewStatusChange, OutboxStore, StartOutcome, StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
 const LOST_LEASE: &str = "lease expired: the worker stopped before recording an outcome, so the provider may or may not have the message";
 
-const MESSAGE_COLUMNS: &str = "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
 
@@ -54,16 +55,20 @@ fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
 }
 
 /// What an idempotency key already stands for, if it has been used.
-async fn seen_claim<'e, E>(executor: E, claim: &IdempotencyClaim) -> StoreResult<Option<StartOutcome>>
+async fn seen_claim<'e, E>(
+    executor: E,
+    claim: &IdempotencyClaim,
+) -> StoreResult<Option<StartOutcome>>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let seen: Option<(String, i64)> =
-        sqlx::query_as("SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2")
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .fetch_optional(executor)
-            .await?;
+    let seen: Option<(String, i64)> = sqlx::query_as(
+        "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .fetch_optional(executor)
+    .await?;
     Ok(seen.map(|(hash, broadcast_id)| {
         if hash == claim.request_hash {
             StartOutcome::Replayed(broadcast_id)
@@ -138,7 +143,9 @@ impl BroadcastStore for PostgresStore {
             tx.commit().await?;
             return Ok(StartOutcome::Started(broadcast_id));
         }
-        Err(StoreError::Duplicate("idempotency key in use by a concurrent request".to_string()))
+        Err(StoreError::Duplicate(
+            "idempotency key in use by a concurrent request".to_string(),
+        ))
     }
 
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
@@ -171,18 +178,29 @@ impl BroadcastStore for PostgresStore {
     }
 
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id")
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id",
+            )
             .fetch_all(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 
-    async fn finish_fanout(&self, id: i64, skipped_no_contact: i64, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3")
-            .bind(now)
-            .bind(skipped_no_contact)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    async fn finish_fanout(
+        &self,
+        id: i64,
+        skipped_no_contact: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3",
+        )
+        .bind(now)
+        .bind(skipped_no_contact)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -194,11 +212,23 @@ impl BroadcastStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(c, s, n)| Ok((parsed("messages.channel", &c)?, parsed("messages.state", &s)?, n)))
+            .map(|(c, s, n)| {
+                Ok((
+                    parsed("messages.channel", &c)?,
+                    parsed("messages.state", &s)?,
+                    n,
+                ))
+            })
             .collect()
     }
 
-    async fn broadcast_messages(&self, id: i64, after_id: i64, limit: i64, state: Option<MessageState>) -> StoreResult<Vec<MessageView>> {
+    async fn broadcast_messages(
+        &self,
+        id: i64,
+        after_id: i64,
+        limit: i64,
+        state: Option<MessageState>,
+    ) -> StoreResult<Vec<MessageView>> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id
              WHERE m.broadcast_id = $1 AND m.id > $2 AND ($3::text IS NULL OR m.state = $3)
@@ -253,7 +283,13 @@ impl OutboxStore for PostgresStore {
         Ok(inserted)
     }
 
-    async fn claim_due(&self, owner: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<ClaimedMessage>> {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.pool.begin().await?;
         // Reap in one statement: the attempt's start is the claim time (`updated_at` before
         // this update), read from the locked row; rows another process is reaping are skipped.
@@ -397,8 +433,12 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn pending_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')")
+        Ok(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')",
+            )
             .fetch_one(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 }

@@ -8,24 +8,30 @@ use sqlx::Row;
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{
-    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore, PatientUpsert, PatientView,
-    Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore,
+    PatientUpsert, PatientView, Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
 };
 
-const PRACTICE_COLUMNS: &str = "id, ods_code, name, phone, website, timezone, channel_order, created_at";
+const PRACTICE_COLUMNS: &str =
+    "id, ods_code, name, phone, website, timezone, channel_order, created_at";
 
 fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
     let order: String = row.try_get("channel_order")?;
     Ok(Practice {
         id: row.try_get("id")?,
-        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt { column: "practices.ods_code", reason: e.reason })?,
+        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
+            column: "practices.ods_code",
+            reason: e.reason,
+        })?,
         name: row.try_get("name")?,
         phone: row.try_get("phone")?,
         website: row.try_get("website")?,
         timezone: row.try_get("timezone")?,
-        channel_order: ChannelOrder::parse(&order)
-            .map_err(|e| StoreError::Corrupt { column: "practices.channel_order", reason: e.reason })?,
+        channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
+            column: "practices.channel_order",
+            reason: e.reason,
+        })?,
         created_at: at("practices.created_at", row.try_get("created_at")?)?,
     })
 }
@@ -51,41 +57,53 @@ impl PracticeStore for SqliteStore {
     }
 
     async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
-        let rows = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(practice_from_row).collect()
     }
 
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = ?"))
-            .bind(ods.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = ?"
+        ))
+        .bind(ods.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(practice_from_row).transpose()
     }
 
     async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!("SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(practice_from_row).transpose()
     }
 }
 
 #[async_trait]
 impl PatientStore for SqliteStore {
-    async fn upsert_patients(&self, practice_id: i64, patients: &[PatientUpsert], now: DateTime<Utc>) -> StoreResult<UpsertSummary> {
+    async fn upsert_patients(
+        &self,
+        practice_id: i64,
+        patients: &[PatientUpsert],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertSummary> {
         let mut summary = UpsertSummary::default();
         let mut tx = self.begin_write().await?;
         for p in patients {
-            let existing: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
-                    .bind(practice_id)
-                    .bind(p.nhs_number.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?",
+            )
+            .bind(practice_id)
+            .bind(p.nhs_number.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             let preferred = p.preferred_channel.map(|c| c.as_str());
             let patient_id = match existing {
                 Some(id) => {
@@ -132,9 +150,15 @@ impl PatientStore for SqliteStore {
                     .await?;
             for (id, channel, address) in existing_contacts {
                 let channel_named = p.contacts.iter().any(|c| c.channel.as_str() == channel);
-                let kept = p.contacts.iter().any(|c| c.channel.as_str() == channel && c.address == address);
+                let kept = p
+                    .contacts
+                    .iter()
+                    .any(|c| c.channel.as_str() == channel && c.address == address);
                 if channel_named && !kept {
-                    sqlx::query("DELETE FROM contacts WHERE id = ?").bind(id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM contacts WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             for c in &p.contacts {
@@ -157,7 +181,12 @@ impl PatientStore for SqliteStore {
         Ok(summary)
     }
 
-    async fn fanout_page(&self, practice_id: i64, after_patient_id: i64, limit: usize) -> StoreResult<Vec<FanoutPatient>> {
+    async fn fanout_page(
+        &self,
+        practice_id: i64,
+        after_patient_id: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<FanoutPatient>> {
         let rows = sqlx::query(
             "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
                     c.id AS contact_id, c.channel, c.address
@@ -201,7 +230,11 @@ impl PatientStore for SqliteStore {
         Ok(page)
     }
 
-    async fn patient(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<PatientView>> {
+    async fn patient(
+        &self,
+        practice_id: i64,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientView>> {
         let Some(row) = sqlx::query(
             "SELECT id, nhs_number, given_name, family_name, preferred_channel, language, active
              FROM patients WHERE practice_id = ? AND nhs_number = ?",
@@ -214,19 +247,21 @@ impl PatientStore for SqliteStore {
             return Ok(None);
         };
         let id: i64 = row.try_get("id")?;
-        let contacts = sqlx::query("SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = ? ORDER BY id")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|c| {
-                Ok(ContactView {
-                    channel: c.try_get("channel")?,
-                    address: c.try_get("address")?,
-                    opted_out_at: at_opt("contacts.opted_out_at", c.try_get("opted_out_at")?)?,
-                })
+        let contacts = sqlx::query(
+            "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|c| {
+            Ok(ContactView {
+                channel: c.try_get("channel")?,
+                address: c.try_get("address")?,
+                opted_out_at: at_opt("contacts.opted_out_at", c.try_get("opted_out_at")?)?,
             })
-            .collect::<StoreResult<Vec<_>>>()?;
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(PatientView {
             nhs_number: row.try_get("nhs_number")?,
             given_name: row.try_get("given_name")?,

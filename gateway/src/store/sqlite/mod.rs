@@ -14,7 +14,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, Store, StoreError, StoreResult};
+use super::{
+    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, Store, StoreError,
+    StoreResult,
+};
 
 /// The SQLite implementation of every store trait.
 #[derive(Clone)]
@@ -33,7 +36,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         if let Some(folder) = options.get_filename().parent() {
             if !folder.as_os_str().is_empty() {
-                std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+                std::fs::create_dir_all(folder)
+                    .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             }
         }
         let pool = SqlitePoolOptions::new()
@@ -67,7 +71,10 @@ pub(super) fn at(column: &'static str, millis: i64) -> StoreResult<DateTime<Utc>
 }
 
 /// An optional stored time read back.
-pub(super) fn at_opt(column: &'static str, millis: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+pub(super) fn at_opt(
+    column: &'static str,
+    millis: Option<i64>,
+) -> StoreResult<Option<DateTime<Utc>>> {
     millis.map(|m| at(column, m)).transpose()
 }
 

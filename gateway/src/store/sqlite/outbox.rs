@@ -11,14 +11,15 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage,
-    NewStatusChange, OutboxStore, StartOutcome, StoreResult,
+    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    MessageView, NewMessage, NewStatusChange, OutboxStore, StartOutcome, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
 const LOST_LEASE: &str = "lease expired: the worker stopped before recording an outcome, so the provider may or may not have the message";
 
-const MESSAGE_COLUMNS: &str = "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
 
@@ -132,7 +133,10 @@ impl BroadcastStore for SqliteStore {
                 ends_at: at_opt("status_changes.ends_at", row.try_get("ends_at")?)?,
                 created_by: row.try_get("created_by")?,
                 created_at: at("broadcasts.created_at", row.try_get("created_at")?)?,
-                fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
+                fanout_done_at: at_opt(
+                    "broadcasts.fanout_done_at",
+                    row.try_get("fanout_done_at")?,
+                )?,
                 skipped_no_contact: row.try_get("skipped_no_contact")?,
             })
         })
@@ -140,18 +144,29 @@ impl BroadcastStore for SqliteStore {
     }
 
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id")
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id",
+            )
             .fetch_all(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 
-    async fn finish_fanout(&self, id: i64, skipped_no_contact: i64, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE broadcasts SET fanout_done_at = ?, skipped_no_contact = ? WHERE id = ?")
-            .bind(ms(now))
-            .bind(skipped_no_contact)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    async fn finish_fanout(
+        &self,
+        id: i64,
+        skipped_no_contact: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET fanout_done_at = ?, skipped_no_contact = ? WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(skipped_no_contact)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -163,11 +178,23 @@ impl BroadcastStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(c, s, n)| Ok((parsed("messages.channel", &c)?, parsed("messages.state", &s)?, n)))
+            .map(|(c, s, n)| {
+                Ok((
+                    parsed("messages.channel", &c)?,
+                    parsed("messages.state", &s)?,
+                    n,
+                ))
+            })
             .collect()
     }
 
-    async fn broadcast_messages(&self, id: i64, after_id: i64, limit: i64, state: Option<MessageState>) -> StoreResult<Vec<MessageView>> {
+    async fn broadcast_messages(
+        &self,
+        id: i64,
+        after_id: i64,
+        limit: i64,
+        state: Option<MessageState>,
+    ) -> StoreResult<Vec<MessageView>> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id
              WHERE m.broadcast_id = ? AND m.id > ? AND (? IS NULL OR m.state = ?)
@@ -224,7 +251,13 @@ impl OutboxStore for SqliteStore {
         Ok(inserted)
     }
 
-    async fn claim_due(&self, owner: &str, now: DateTime<Utc>, lease_until: DateTime<Utc>, limit: usize) -> StoreResult<Vec<ClaimedMessage>> {
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
@@ -367,8 +400,12 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn pending_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')")
+        Ok(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')",
+            )
             .fetch_one(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 }
