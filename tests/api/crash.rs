@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{nhs, spawn_app_with, Db, Options};
 
 const CONCURRENCY: usize = 4;
+const STALL_AFTER: usize = 300;
 
 pub async fn killed_worker_loses_nothing(db: Db) {
     let app = spawn_app_with(
@@ -18,7 +19,7 @@ pub async fn killed_worker_loses_nothing(db: Db) {
             lease_seconds: 1,
             concurrency: CONCURRENCY,
             claim_batch: 16,
-            send_delay: Some(Duration::from_millis(3)),
+            stall: Some((STALL_AFTER, CONCURRENCY)),
         },
     )
     .await;
@@ -43,10 +44,11 @@ pub async fn killed_worker_loses_nothing(db: Db) {
     let id = broadcast["id"].as_i64().unwrap();
     assert_eq!(broadcast["total"], 1000);
 
-    // Run a worker until about a third is sent, then kill it where it stands.
+    // Run a worker until 300 are sent and the next four are in the provider's hands (their
+    // lines written, their calls not returned), then kill it where it stands.
     let worker = tokio::spawn(app.state.dispatcher().run(CancellationToken::new()));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while app.sent_lines().len() < 300 {
+    while app.sent_lines().len() < STALL_AFTER + CONCURRENCY {
         assert!(Instant::now() < deadline, "worker made no progress");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

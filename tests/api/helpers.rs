@@ -66,8 +66,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Claim batch.
     pub claim_batch: usize,
-    /// A delay each send takes after writing its line (to widen the in-flight window).
-    pub send_delay: Option<Duration>,
+    /// `(after, count)`: once `after` messages have gone, the next `count` sends write their
+    /// line and then hang, as a provider call does when the process is killed mid-send.
+    pub stall: Option<(usize, usize)>,
 }
 
 impl Default for Options {
@@ -76,7 +77,7 @@ impl Default for Options {
             lease_seconds: 30,
             concurrency: 8,
             claim_batch: 64,
-            send_delay: None,
+            stall: None,
         }
     }
 }
@@ -147,9 +148,9 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
 
     let store = store::connect(&url, 8).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let providers = match options.send_delay {
+    let providers = match options.stall {
         None => ProviderRegistry::from_config(&config.providers).expect("providers"),
-        Some(delay) => slow::registry(&config.providers, delay),
+        Some((after, count)) => stalling::registry(&config.providers, after, count),
     };
     let state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
     let admin_key =
@@ -174,20 +175,24 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     }
 }
 
-/// A provider that writes through the real `log` provider, then lingers, so that a kill
-/// lands while sends are in flight.
-mod slow {
+/// A provider that writes through the real `log` provider and then, for a chosen few
+/// sends, never returns: the message has left, but its outcome is never recorded.
+mod stalling {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use async_trait::async_trait;
     use gateway::providers::{Accepted, LogProvider, Outgoing, Provider, SendError};
 
-    struct Slow {
+    struct Stalling {
         inner: LogProvider,
-        delay: Duration,
+        sent: Arc<AtomicUsize>,
+        after: usize,
+        count: usize,
     }
 
     #[async_trait]
-    impl Provider for Slow {
+    impl Provider for Stalling {
         fn name(&self) -> &str {
             self.inner.name()
         }
@@ -196,17 +201,26 @@ mod slow {
         }
         async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
             let accepted = self.inner.send(message).await?;
-            tokio::time::sleep(self.delay).await;
+            let n = self.sent.fetch_add(1, Ordering::SeqCst);
+            if (self.after..self.after + self.count).contains(&n) {
+                std::future::pending::<()>().await;
+            }
             Ok(accepted)
         }
     }
 
-    pub fn registry(configs: &[ProviderConfig], delay: Duration) -> ProviderRegistry {
+    pub fn registry(configs: &[ProviderConfig], after: usize, count: usize) -> ProviderRegistry {
         let mut files = SharedFiles::default();
         let mut registry = ProviderRegistry::default();
+        let sent = Arc::new(AtomicUsize::new(0));
         for config in configs {
             let inner = LogProvider::new(config, &mut files).expect("log provider");
-            registry.add(Arc::new(Slow { inner, delay }));
+            registry.add(Arc::new(Stalling {
+                inner,
+                sent: sent.clone(),
+                after,
+                count,
+            }));
         }
         registry
     }
@@ -292,10 +306,11 @@ impl TestApp {
             .expect("drain")
     }
 
-    /// Every line the log provider wrote.
+    /// Every complete line the log provider wrote (one being written is left out).
     pub fn sent_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.sent_log)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.sent_log).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
             .lines()
             .map(|l| serde_json::from_str(l).expect("log line is JSON"))
             .collect()

@@ -81,14 +81,15 @@ impl Fanout {
         let mut shared: HashMap<Channel, Rendered> = HashMap::new();
         let mut summary = FanoutSummary::default();
         let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
-        let mut after = 0;
-        loop {
-            let page = self
-                .store
-                .fanout_page(practice.id, after, self.batch_size)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
+        // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
+        // beside the writer; PostgreSQL does anyway).
+        let mut page = self
+            .store
+            .fanout_page(practice.id, 0, self.batch_size)
+            .await?;
+        while let Some(last) = page.last() {
+            let next_after = last.id;
+            let more = page.len() == self.batch_size;
             let now = Utc::now();
             for patient in &page {
                 let Some(contact) = choose_contact(patient, &practice.channel_order) else {
@@ -109,7 +110,7 @@ impl Fanout {
                 };
                 *summary.planned.entry(contact.channel).or_default() += 1;
                 batch.push(NewMessage {
-                    idempotency_key: format!("broadcast:{broadcast_id}:patient:{}", patient.id),
+                    idempotency_key: format!("b{broadcast_id}:p{}", patient.id),
                     broadcast_id: Some(broadcast_id),
                     practice_id: practice.id,
                     patient_id: patient.id,
@@ -125,12 +126,20 @@ impl Fanout {
                     created_at: now,
                 });
             }
-            summary.inserted += self.store.insert_messages(&batch).await?;
+            let next_page = async {
+                if more {
+                    self.store
+                        .fanout_page(practice.id, next_after, self.batch_size)
+                        .await
+                } else {
+                    Ok(Vec::new())
+                }
+            };
+            let (inserted, next_page) = tokio::join!(self.store.insert_messages(&batch), next_page);
+            summary.inserted += inserted?;
+            page = next_page?;
             batch.clear();
             self.wake.notify_one();
-            if page.len() < self.batch_size {
-                break;
-            }
         }
         self.store
             .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())

@@ -33,7 +33,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // 32 MiB of page cache per connection (SQLite's default is 2 MiB): the outbox's
+            // indexes stay in memory while a large broadcast is written.
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
         if let Some(folder) = options.get_filename().parent() {
             if !folder.as_os_str().is_empty() {
                 std::fs::create_dir_all(folder)
