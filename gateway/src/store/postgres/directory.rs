@@ -166,14 +166,19 @@ impl PatientStore for PostgresStore {
         after_patient_id: i64,
         limit: usize,
     ) -> StoreResult<Vec<FanoutPatient>> {
+        // LATERAL with OFFSET 0 (which PostgreSQL will not flatten) pins the plan to one index
+        // lookup per patient: right after a bulk import, before ANALYZE has run, the planner
+        // otherwise joins every page against a full scan of contacts.
         let rows = sqlx::query(
             "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
                     c.id AS contact_id, c.channel, c.address
              FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
                    FROM patients WHERE practice_id = $1 AND active AND id > $2
                    ORDER BY id LIMIT $3) p
-             LEFT JOIN contacts c
-               ON c.patient_id = p.id AND c.opted_out_at IS NULL AND c.bad_recipient_at IS NULL
+             LEFT JOIN LATERAL (
+                 SELECT id, channel, address FROM contacts
+                 WHERE patient_id = p.id AND opted_out_at IS NULL AND bad_recipient_at IS NULL
+                 OFFSET 0) c ON TRUE
              ORDER BY p.id, c.id",
         )
         .bind(practice_id)

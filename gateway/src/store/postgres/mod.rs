@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use super::{
@@ -29,10 +29,13 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the database named in `url` (`postgres://...`).
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        // JIT compiles big-looking plans for tens of milliseconds; the gateway's queries are
+        // short and many, so it only adds latency.
+        let options = PgConnectOptions::from_str(url)?.options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(Self { pool })
     }
@@ -94,6 +97,10 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Plan fan-out queries on real row counts, as autovacuum would soon after an import.
+        sqlx::query("ANALYZE patients, contacts")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::Row;
 
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
@@ -24,7 +24,7 @@ const MESSAGE_COLUMNS: &str =
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
 
-/// Rows per multi-row insert: 15 binds a row, and PostgreSQL takes at most 65,535.
+/// Rows per UNNEST insert: arrays of this length, one per column.
 const INSERT_CHUNK: usize = 4000;
 
 /// How often a lost idempotency race is re-read before giving up.
@@ -252,32 +252,53 @@ impl OutboxStore for PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
+        // One array per column, unnested into rows: sixteen bound values per statement
+        // whatever the row count, so binding and planning cost nothing per row.
         for chunk in messages.chunks(INSERT_CHUNK) {
-            let mut insert = QueryBuilder::<Postgres>::new(
+            let column =
+                |f: fn(&NewMessage) -> String| chunk.iter().map(f).collect::<Vec<String>>();
+            let keys = column(|m| m.idempotency_key.clone());
+            let channels = column(|m| m.channel.as_str().to_string());
+            let addresses = column(|m| m.address.clone());
+            let template_keys = column(|m| m.template_key.clone());
+            let bodies = column(|m| m.body.clone());
+            let subjects: Vec<Option<String>> = chunk.iter().map(|m| m.subject.clone()).collect();
+            let broadcasts: Vec<Option<i64>> = chunk.iter().map(|m| m.broadcast_id).collect();
+            let practices: Vec<i64> = chunk.iter().map(|m| m.practice_id).collect();
+            let patients: Vec<i64> = chunk.iter().map(|m| m.patient_id).collect();
+            let contacts: Vec<i64> = chunk.iter().map(|m| m.contact_id).collect();
+            let priorities: Vec<i16> = chunk.iter().map(|m| m.priority.rank()).collect();
+            let versions: Vec<i32> = chunk.iter().map(|m| m.template_version).collect();
+            let due: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.next_attempt_at).collect();
+            let created: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.created_at).collect();
+            inserted += sqlx::query(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                  address, priority, template_key, template_version, subject, body, state, next_attempt_at,
-                 created_at, updated_at) ",
-            );
-            insert.push_values(chunk, |mut row, m| {
-                row.push_bind(&m.idempotency_key)
-                    .push_bind(m.broadcast_id)
-                    .push_bind(m.practice_id)
-                    .push_bind(m.patient_id)
-                    .push_bind(m.contact_id)
-                    .push_bind(m.channel.as_str())
-                    .push_bind(&m.address)
-                    .push_bind(m.priority.rank())
-                    .push_bind(&m.template_key)
-                    .push_bind(m.template_version)
-                    .push_bind(&m.subject)
-                    .push_bind(&m.body)
-                    .push("'queued'")
-                    .push_bind(m.next_attempt_at)
-                    .push_bind(m.created_at)
-                    .push_bind(m.created_at);
-            });
-            insert.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-            inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+                 created_at, updated_at)
+                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, 'queued', d, cr, cr
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
+                             $7::text[], $8::smallint[], $9::text[], $10::int[], $11::text[], $12::text[],
+                             $13::timestamptz[], $14::timestamptz[])
+                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr)
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&keys)
+            .bind(&broadcasts)
+            .bind(&practices)
+            .bind(&patients)
+            .bind(&contacts)
+            .bind(&channels)
+            .bind(&addresses)
+            .bind(&priorities)
+            .bind(&template_keys)
+            .bind(&versions)
+            .bind(&subjects)
+            .bind(&bodies)
+            .bind(&due)
+            .bind(&created)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         }
         tx.commit().await?;
         Ok(inserted)
