@@ -2,7 +2,6 @@
 //! `GATEWAY__SECTION__KEY` environment variables.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -117,19 +116,35 @@ pub struct TelemetryConfig {
     pub log_filter: String,
 }
 
-/// One provider: a named instance of a provider kind serving one channel.
+/// One provider: a named instance of a provider kind serving one channel. The kind's own
+/// settings sit beside these keys in the same table and are checked by the kind.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Unique name, recorded on every message it sends.
     pub name: String,
-    /// Which implementation: `log`.
+    /// Which implementation, such as `log`, `twilio`, `smtp`.
     pub kind: String,
     /// The channel it carries.
     pub channel: Channel,
-    /// For `log`: the JSON-lines file messages are appended to.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
+    /// The kind's settings (e.g. `path` for `log`, `base_url` for HTTP kinds).
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ProviderConfig {
+    /// The kind's settings as its own type; unknown or mistyped keys are refused by name.
+    pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_value(serde_json::Value::Object(self.settings.clone())).map_err(|e| e.to_string())
+    }
+
+    /// Reads a secret from the environment variable named by setting `key` (secrets are
+    /// never written in config files), naming both if it is missing.
+    pub fn secret_from_env(&self, key: &str, variable: &str) -> Result<String, String> {
+        std::env::var(variable)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("`{key}` names the environment variable {variable}, which is not set"))
+    }
 }
 
 impl Config {

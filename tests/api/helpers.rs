@@ -142,7 +142,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             name: format!("log-{c}"),
             kind: "log".into(),
             channel: *c,
-            path: Some(sent_log.clone()),
+            settings: serde_json::json!({ "path": sent_log }).as_object().cloned().unwrap_or_default(),
         })
         .collect();
 

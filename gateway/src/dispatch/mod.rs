@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
 use crate::outbox::{completion, RetryPolicy};
-use crate::providers::{Outgoing, ProviderRegistry, SendError};
+use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, SendError};
 use crate::store::{ClaimedMessage, Store, StoreError};
 
 /// One dispatch worker: a claim loop with bounded concurrency.
@@ -146,7 +146,11 @@ impl Dispatcher {
                         address: message.address.clone(),
                         subject: message.subject.clone(),
                         body: message.body.clone(),
+                        html: None,
                         priority: message.priority,
+                        practice: PracticeRef::default(),
+                        unsubscribe_url: None,
+                        push: None,
                     };
                     (
                         Some(provider.name().to_string()),

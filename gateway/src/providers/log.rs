@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{Accepted, Outgoing, Provider, SendError, SharedFiles};
@@ -20,19 +21,33 @@ pub struct LogProvider {
     file: Arc<Mutex<std::fs::File>>,
 }
 
+/// The `log` kind's settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSettings {
+    /// The JSON-lines file messages are appended to.
+    path: PathBuf,
+}
+
 impl LogProvider {
     /// Checks the config names a file.
     pub fn check_config(config: &ProviderConfig) -> Result<(), String> {
-        match &config.path {
-            Some(path) if !path.as_os_str().is_empty() => Ok(()),
-            _ => Err("kind \"log\" needs `path`, the file to write messages to".into()),
+        let settings: LogSettings = config.settings()?;
+        if settings.path.as_os_str().is_empty() {
+            return Err("kind \"log\" needs `path`, the file to write messages to".into());
         }
+        Ok(())
+    }
+
+    /// The file this provider writes to, if its config names one.
+    pub fn path_in(config: &ProviderConfig) -> Option<PathBuf> {
+        config.settings::<LogSettings>().ok().map(|s| s.path)
     }
 
     /// Opens (creating) the file for appending.
     pub fn new(config: &ProviderConfig, files: &mut SharedFiles) -> Result<Self, String> {
         Self::check_config(config)?;
-        let path = config.path.clone().unwrap_or_default();
+        let path = config.settings::<LogSettings>()?.path;
         let file = files
             .append(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;

@@ -3,6 +3,7 @@
 //! Adding a kind is one new file implementing [`Provider`] plus one arm in [`build`] and
 //! [`check_config`].
 
+pub mod http;
 mod log;
 
 use std::collections::HashMap;
@@ -20,18 +21,46 @@ use crate::domain::{Channel, Priority};
 /// A message handed to a provider.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    /// Outbox row id: providers pass it on so receipts can find the message.
+    /// Outbox row id: providers pass it on (as a reference or header) where they can.
     pub message_id: i64,
     /// Channel.
     pub channel: Channel,
-    /// Phone number (E.164), email address or push endpoint.
+    /// Phone number (E.164), email address or push endpoint URL.
     pub address: String,
     /// Email subject or push title.
     pub subject: Option<String>,
-    /// Text.
+    /// Text (SMS text, email plain-text part, push body).
     pub body: String,
-    /// Lane, for providers that take an urgency hint.
+    /// Email HTML part, if the template has one.
+    pub html: Option<String>,
+    /// Lane: `Urgent` maps to push `Urgency: high`; bulk email gets List-Unsubscribe headers.
     pub priority: Priority,
+    /// The practice the message is from.
+    pub practice: PracticeRef,
+    /// One-click unsubscribe link for this recipient (bulk email only).
+    pub unsubscribe_url: Option<String>,
+    /// The browser's keys, for web push.
+    pub push: Option<PushKeys>,
+}
+
+/// Who a message is from.
+#[derive(Debug, Clone, Default)]
+pub struct PracticeRef {
+    /// ODS code.
+    pub ods_code: String,
+    /// Name patients know it by.
+    pub name: String,
+    /// Where replies to email should go, if the practice has an address.
+    pub reply_to: Option<String>,
+}
+
+/// A push subscription's keys (RFC 8291), base64url as the browser gave them.
+#[derive(Debug, Clone)]
+pub struct PushKeys {
+    /// The browser's P-256 public key (`keys.p256dh`).
+    pub p256dh: String,
+    /// The 16-byte authentication secret (`keys.auth`).
+    pub auth: String,
 }
 
 /// The provider took the message.
