@@ -74,6 +74,7 @@ async fn run_fanout(
                 name: "Benchmark Surgery".into(),
                 phone: None,
                 website: None,
+                email: None,
                 timezone: "Europe/London".into(),
                 channel_order: ChannelOrder::default(),
             },

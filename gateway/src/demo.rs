@@ -194,6 +194,7 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         name: "Riverside Surgery".into(),
         phone: Some("01632 960000".into()),
         website: Some("riverside-surgery.example.com".into()),
+        email: Some("reception@riverside-surgery.example.com".into()),
         timezone: state.config.practice_defaults.timezone.clone(),
         channel_order: ChannelOrder::parse("sms,email,push")?,
     };

@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::app::AppState;
-use crate::domain::{Channel, ChannelOrder, Invalid, OdsCode, PhoneNumber};
+use crate::domain::{Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber};
 use crate::store::{AuditEntry, NewPractice, Practice};
 
 /// A practice to add.
@@ -24,6 +24,8 @@ pub struct CreatePractice {
     #[serde(default)]
     website: Option<String>,
     #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
     timezone: Option<String>,
     #[serde(default)]
     channel_order: Option<Vec<String>>,
@@ -36,6 +38,7 @@ pub struct PracticeView {
     name: String,
     phone: Option<String>,
     website: Option<String>,
+    email: Option<String>,
     timezone: String,
     channel_order: Vec<Channel>,
     created_at: DateTime<Utc>,
@@ -48,6 +51,7 @@ impl From<&Practice> for PracticeView {
             name: p.name.clone(),
             phone: p.phone.clone(),
             website: p.website.clone(),
+            email: p.email.clone(),
             timezone: p.timezone.clone(),
             channel_order: p.channel_order.channels().to_vec(),
             created_at: p.created_at,
@@ -93,6 +97,15 @@ impl CreatePractice {
                 "must be a web address of at most 200 characters",
             ));
         }
+        let email = match self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            Some(e) => EmailAddress::parse(e)
+                .map(|e| Some(e.to_string()))
+                .unwrap_or_else(|e| {
+                    errors.push(Invalid::new("email", e.reason));
+                    None
+                }),
+            None => None,
+        };
         let timezone = self
             .timezone
             .unwrap_or_else(|| state.config.practice_defaults.timezone.clone());
@@ -118,6 +131,7 @@ impl CreatePractice {
                 name,
                 phone,
                 website,
+                email,
                 timezone,
                 channel_order,
             }),

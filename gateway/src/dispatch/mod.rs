@@ -4,7 +4,8 @@
 //! A message's outcome is written before its concurrency slot is freed, so a kill can
 //! repeat at most `concurrency` messages: those in flight at the kill.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
 use crate::outbox::{completion, RetryPolicy};
-use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, SendError};
+use crate::domain::Channel;
+use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, PushKeys, SendError};
 use crate::store::{ClaimedMessage, Store, StoreError};
 
 /// One dispatch worker: a claim loop with bounded concurrency.
@@ -27,6 +29,7 @@ pub struct Dispatcher {
     policy: RetryPolicy,
     owner: String,
     wake: Arc<Notify>,
+    practices: Arc<Mutex<HashMap<i64, PracticeRef>>>,
 }
 
 impl Dispatcher {
@@ -49,6 +52,7 @@ impl Dispatcher {
             config,
             owner,
             wake,
+            practices: Arc::default(),
         }
     }
 
@@ -120,6 +124,50 @@ impl Dispatcher {
         Ok(count)
     }
 
+    /// What the provider needs: the message, who it is from, and for push the browser's keys.
+    async fn outgoing(&self, message: &ClaimedMessage) -> Result<Outgoing, StoreError> {
+        let practice = self.practice(message.practice_id).await?;
+        let push = match (message.channel, message.contact_id) {
+            (Channel::Push, Some(contact_id)) => self
+                .store
+                .push_keys(contact_id)
+                .await?
+                .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+            _ => None,
+        };
+        Ok(Outgoing {
+            message_id: message.id,
+            channel: message.channel,
+            address: message.address.clone(),
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            html: message.body_html.clone(),
+            priority: message.priority,
+            practice,
+            unsubscribe_url: None,
+            push,
+        })
+    }
+
+    /// The practice a message is from, read once per worker and then remembered.
+    async fn practice(&self, practice_id: i64) -> Result<PracticeRef, StoreError> {
+        if let Some(known) = self.practices.lock().ok().and_then(|m| m.get(&practice_id).cloned()) {
+            return Ok(known);
+        }
+        let practice = match self.store.practice_by_id(practice_id).await? {
+            Some(p) => PracticeRef {
+                ods_code: p.ods_code.to_string(),
+                name: p.name,
+                reply_to: p.email,
+            },
+            None => PracticeRef::default(),
+        };
+        if let Ok(mut known) = self.practices.lock() {
+            known.insert(practice_id, practice.clone());
+        }
+        Ok(practice)
+    }
+
     async fn send_and_record(
         &self,
         message: ClaimedMessage,
@@ -140,18 +188,7 @@ impl Dispatcher {
         } else {
             match self.providers.for_channel(message.channel).first() {
                 Some(provider) => {
-                    let outgoing = Outgoing {
-                        message_id: message.id,
-                        channel: message.channel,
-                        address: message.address.clone(),
-                        subject: message.subject.clone(),
-                        body: message.body.clone(),
-                        html: None,
-                        priority: message.priority,
-                        practice: PracticeRef::default(),
-                        unsubscribe_url: None,
-                        push: None,
-                    };
+                    let outgoing = self.outgoing(&message).await?;
                     (
                         Some(provider.name().to_string()),
                         provider.send(&outgoing).await,
@@ -170,6 +207,13 @@ impl Dispatcher {
         };
         if let Err(e) = &result {
             tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
+        }
+        if let (Err(SendError::BadRecipient { .. }), Some(contact_id)) = (&result, message.contact_id) {
+            // Later fan-outs skip the address; an expired push subscription is removed.
+            match message.channel {
+                Channel::Push => self.store.remove_contact(contact_id).await?,
+                Channel::Sms | Channel::Email => self.store.mark_bad_recipient(contact_id, Utc::now()).await?,
+            }
         }
         let done = completion(
             &message,

@@ -122,6 +122,7 @@ impl Fanout {
                     template_version: self.templates.version(&key, contact.channel),
                     subject: rendered.subject,
                     body: rendered.body,
+                    body_html: rendered.html,
                     next_attempt_at: now,
                     created_at: now,
                 });

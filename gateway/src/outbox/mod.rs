@@ -127,10 +127,12 @@ mod tests {
         ClaimedMessage {
             id: 7,
             practice_id: 1,
+            contact_id: Some(3),
             channel: Channel::Sms,
             address: "+447700900001".into(),
             subject: None,
             body: "hi".into(),
+            body_html: None,
             priority: Priority::Bulk,
             attempt_no,
             created_at: Utc::now(),

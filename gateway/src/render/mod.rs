@@ -77,6 +77,8 @@ pub struct Rendered {
     pub subject: Option<String>,
     /// The text.
     pub body: String,
+    /// The HTML part (email, when the template has one).
+    pub html: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +100,7 @@ struct SmsParts {
 struct EmailParts {
     subject: String,
     text: String,
+    html: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,8 +125,9 @@ impl MessageTemplates {
             tera: Tera::new(),
             personal: HashMap::new(),
         };
-        // Message text is not HTML: nothing is escaped.
-        templates.tera.autoescape_on(Vec::<&str>::new());
+        // Only the email HTML part (named `.../html.html`) is HTML: values are escaped there
+        // whatever they contain, and nowhere else.
+        templates.tera.autoescape_on([".html"]);
         for (key, source) in BUILTIN {
             templates.add_key(key, source)?;
         }
@@ -142,6 +146,9 @@ impl MessageTemplates {
         if let Some(email) = file.email {
             parts.push((Channel::Email, "subject", email.subject));
             parts.push((Channel::Email, "body", email.text));
+            if let Some(html) = email.html {
+                parts.push((Channel::Email, "html.html", html));
+            }
         }
         if let Some(push) = file.push {
             parts.push((Channel::Push, "subject", push.title));
@@ -204,7 +211,17 @@ impl MessageTemplates {
                 Some(self.render_part(key, channel, "subject", context)?)
             }
         };
-        Ok(Rendered { subject, body })
+        let html_name = part_name(key, channel, "html.html");
+        let html = if channel == Channel::Email && self.tera.contains_template(&html_name) {
+            Some(self.render_part(key, channel, "html.html", context)?)
+        } else {
+            None
+        };
+        Ok(Rendered {
+            subject,
+            body,
+            html,
+        })
     }
 
     fn render_part(
@@ -345,5 +362,23 @@ mod tests {
     fn tidy_keeps_single_blank_lines() {
         assert_eq!(tidy("\n a\n\n\n\nb \n", false), "a\n\nb");
         assert_eq!(tidy(" a \n b ", true), "a b");
+    }
+}
+
+#[cfg(test)]
+mod escaping {
+    use super::*;
+
+    #[test]
+    fn html_part_escapes_values_and_text_parts_do_not() {
+        let templates = MessageTemplates::builtin().unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert("practice", &serde_json::json!({"name": "A & B <Surgery>", "phone": null, "website": null, "ods_code": "A1"}));
+        ctx.insert("status", &serde_json::json!({"kind": "custom", "headline": "<script>x</script>", "details": null, "starts": null, "until": null}));
+        let email = templates.render("status.custom", Channel::Email, &ctx).unwrap();
+        let html = email.html.unwrap();
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(email.body.contains("<script>x</script>"));
     }
 }

@@ -18,6 +18,8 @@ pub struct NewPractice {
     pub phone: Option<String>,
     /// Public website, for messages.
     pub website: Option<String>,
+    /// Email address replies go to.
+    pub email: Option<String>,
     /// IANA timezone.
     pub timezone: String,
     /// Channels tried for patients without a preference.
@@ -37,6 +39,8 @@ pub struct Practice {
     pub phone: Option<String>,
     /// Public website.
     pub website: Option<String>,
+    /// Email address replies go to.
+    pub email: Option<String>,
     /// IANA timezone.
     pub timezone: String,
     /// Channels tried for patients without a preference.
@@ -305,6 +309,8 @@ pub struct NewMessage {
     pub subject: Option<String>,
     /// The rendered text.
     pub body: String,
+    /// The rendered HTML part (email only).
+    pub body_html: Option<String>,
     /// When it may first be sent.
     pub next_attempt_at: DateTime<Utc>,
     /// When it was planned.
@@ -318,6 +324,8 @@ pub struct ClaimedMessage {
     pub id: i64,
     /// Practice row id.
     pub practice_id: i64,
+    /// The contact it goes to (gone if the contact was deleted since).
+    pub contact_id: Option<i64>,
     /// Channel.
     pub channel: Channel,
     /// Where it goes.
@@ -326,6 +334,8 @@ pub struct ClaimedMessage {
     pub subject: Option<String>,
     /// Text.
     pub body: String,
+    /// HTML part (email).
+    pub body_html: Option<String>,
     /// Lane.
     pub priority: Priority,
     /// This try's number (1 for the first).
@@ -418,4 +428,30 @@ pub struct AttemptView {
     pub started_at: DateTime<Utc>,
     /// Ended.
     pub finished_at: DateTime<Utc>,
+}
+
+/// A browser's push subscription, as the Push API gives it.
+#[derive(Debug, Clone)]
+pub struct PushSubscription {
+    /// The push service URL (https).
+    pub endpoint: String,
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The authentication secret, base64url.
+    pub auth: String,
+}
+
+/// A provider's word on a message it took.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// Message row id.
+    pub message_id: i64,
+    /// Which provider kind sent it (`twilio`, `notify`, `webhook`).
+    pub provider: String,
+    /// The provider's status word, as sent.
+    pub status: String,
+    /// The state it settles the message in, if it does (`delivered` or `failed`).
+    pub new_state: Option<MessageState>,
+    /// The provider's reason, for failures.
+    pub detail: Option<String>,
 }

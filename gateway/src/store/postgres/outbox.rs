@@ -13,7 +13,7 @@ use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
-    MessageView, NewMessage, NewStatusChange, OutboxStore, StartOutcome, StoreError, StoreResult,
+    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -262,6 +262,7 @@ impl OutboxStore for PostgresStore {
             let addresses = column(|m| m.address.clone());
             let template_keys = column(|m| m.template_key.clone());
             let bodies = column(|m| m.body.clone());
+            let html: Vec<Option<String>> = chunk.iter().map(|m| m.body_html.clone()).collect();
             let subjects: Vec<Option<String>> = chunk.iter().map(|m| m.subject.clone()).collect();
             let broadcasts: Vec<Option<i64>> = chunk.iter().map(|m| m.broadcast_id).collect();
             let practices: Vec<i64> = chunk.iter().map(|m| m.practice_id).collect();
@@ -273,13 +274,13 @@ impl OutboxStore for PostgresStore {
             let created: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.created_at).collect();
             inserted += sqlx::query(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
-                 address, priority, template_key, template_version, subject, body, state, next_attempt_at,
-                 created_at, updated_at)
-                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, 'queued', d, cr, cr
+                 address, priority, template_key, template_version, subject, body, body_html, state,
+                 next_attempt_at, created_at, updated_at)
+                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                              $7::text[], $8::smallint[], $9::text[], $10::int[], $11::text[], $12::text[],
-                             $13::timestamptz[], $14::timestamptz[])
-                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr)
+                             $13::timestamptz[], $14::timestamptz[], $15::text[])
+                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html)
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&keys)
@@ -296,6 +297,7 @@ impl OutboxStore for PostgresStore {
             .bind(&bodies)
             .bind(&due)
             .bind(&created)
+            .bind(&html)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -341,7 +343,8 @@ impl OutboxStore for PostgresStore {
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
                     attempts = m.attempts + 1, updated_at = $1
              FROM due WHERE m.id = due.id
-             RETURNING m.id, m.practice_id, m.channel, m.address, m.subject, m.body, m.priority, m.attempts, m.created_at",
+             RETURNING m.id, m.practice_id, m.contact_id, m.channel, m.address, m.subject, m.body, m.body_html,
+                       m.priority, m.attempts, m.created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -357,10 +360,12 @@ impl OutboxStore for PostgresStore {
                 Ok(ClaimedMessage {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
+                    contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
                     address: row.try_get("address")?,
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
+                    body_html: row.try_get("body_html")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.try_get("created_at")?,
@@ -461,5 +466,50 @@ impl OutboxStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?,
         )
+    }
+
+    async fn message_by_provider_ref(&self, provider_ref: &str) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
+        let row: Option<(i64, Option<String>, String)> =
+            sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = $1")
+                .bind(provider_ref)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(id, provider, state)| Ok((id, provider, parsed("messages.state", &state)?)))
+            .transpose()
+    }
+
+    async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO receipts (message_id, provider, status, new_state, detail, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(receipt.message_id)
+        .bind(&receipt.provider)
+        .bind(&receipt.status)
+        .bind(receipt.new_state.map(|s| s.as_str()))
+        .bind(&receipt.detail)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let moved = match receipt.new_state {
+            Some(state) => {
+                sqlx::query(
+                    "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
+                     WHERE id = $4 AND state = 'sent'",
+                )
+                .bind(state.as_str())
+                .bind(&receipt.detail)
+                .bind(now)
+                .bind(receipt.message_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            None => false,
+        };
+        tx.commit().await?;
+        Ok(moved)
     }
 }

@@ -26,7 +26,7 @@ type FanoutRow = (
 );
 
 const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, timezone, channel_order, created_at";
+    "id, ods_code, name, phone, website, email, timezone, channel_order, created_at";
 
 fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
@@ -40,6 +40,7 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
         name: row.try_get("name")?,
         phone: row.try_get("phone")?,
         website: row.try_get("website")?,
+        email: row.try_get("email")?,
         timezone: row.try_get("timezone")?,
         channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
             column: "practices.channel_order",
@@ -53,13 +54,14 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
 impl PracticeStore for SqliteStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, timezone, channel_order, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
+            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
         .bind(&p.phone)
         .bind(&p.website)
+        .bind(&p.email)
         .bind(&p.timezone)
         .bind(p.channel_order.to_text())
         .bind(ms(now))

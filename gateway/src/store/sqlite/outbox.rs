@@ -14,12 +14,12 @@ use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
-    MessageView, NewMessage, NewStatusChange, OutboxStore, StartOutcome, StoreResult,
+    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreResult,
 };
 
-/// Rows per INSERT: six bound values each, plus ten per distinct shared part; even with
+/// Rows per INSERT: six bound values each, plus eleven per distinct shared part; even with
 /// every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
-const INSERT_CHUNK: usize = 2000;
+const INSERT_CHUNK: usize = 1900;
 
 /// What rows of one INSERT may share: everything but the patient, contact and key.
 type SharedKey<'a> = (
@@ -30,6 +30,7 @@ type SharedKey<'a> = (
     i32,
     Option<&'a str>,
     &'a str,
+    Option<&'a str>,
     i64,
     i64,
 );
@@ -43,6 +44,7 @@ fn shared_key(m: &NewMessage) -> SharedKey<'_> {
         m.template_version,
         m.subject.as_deref(),
         &m.body,
+        m.body_html.as_deref(),
         ms(m.next_attempt_at),
         ms(m.created_at),
     )
@@ -271,7 +273,7 @@ impl OutboxStore for SqliteStore {
                 .collect();
             let mut insert = QueryBuilder::new(
                 "WITH shared (k, broadcast_id, practice_id, priority, template_key, template_version, subject, body,
-                              next_attempt_at, created_at) AS (",
+                              body_html, next_attempt_at, created_at) AS (",
             );
             insert.push_values(shared.iter().enumerate(), |mut row, (k, m)| {
                 row.push_bind(k as i64)
@@ -282,6 +284,7 @@ impl OutboxStore for SqliteStore {
                     .push_bind(m.template_version)
                     .push_bind(&m.subject)
                     .push_bind(&m.body)
+                    .push_bind(&m.body_html)
                     .push_bind(ms(m.next_attempt_at))
                     .push_bind(ms(m.created_at));
             });
@@ -299,10 +302,11 @@ impl OutboxStore for SqliteStore {
             // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the join.
             insert.push(
                 ") INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
-                   address, priority, template_key, template_version, subject, body, state, next_attempt_at,
-                   created_at, updated_at)
+                   address, priority, template_key, template_version, subject, body, body_html, state,
+                   next_attempt_at, created_at, updated_at)
                  SELECT r.idempotency_key, s.broadcast_id, s.practice_id, r.patient_id, r.contact_id, r.channel,
-                        r.address, s.priority, s.template_key, s.template_version, s.subject, s.body, 'queued',
+                        r.address, s.priority, s.template_key, s.template_version, s.subject, s.body, s.body_html,
+                        'queued',
                         s.next_attempt_at, s.created_at, s.created_at
                  FROM rows r JOIN shared s ON s.k = r.k WHERE true
                  ON CONFLICT (idempotency_key) DO NOTHING",
@@ -347,7 +351,8 @@ impl OutboxStore for SqliteStore {
                     attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
                           ORDER BY priority, next_attempt_at, id LIMIT ?)
-             RETURNING id, practice_id, channel, address, subject, body, priority, attempts, created_at",
+             RETURNING id, practice_id, contact_id, channel, address, subject, body, body_html, priority,
+                       attempts, created_at",
         )
         .bind(owner)
         .bind(ms(lease_until))
@@ -364,10 +369,12 @@ impl OutboxStore for SqliteStore {
                 Ok(ClaimedMessage {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
+                    contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
                     address: row.try_get("address")?,
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
+                    body_html: row.try_get("body_html")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: at("messages.created_at", row.try_get("created_at")?)?,
@@ -469,5 +476,50 @@ impl OutboxStore for SqliteStore {
             .fetch_one(&self.pool)
             .await?,
         )
+    }
+
+    async fn message_by_provider_ref(&self, provider_ref: &str) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
+        let row: Option<(i64, Option<String>, String)> =
+            sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = ?")
+                .bind(provider_ref)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(id, provider, state)| Ok((id, provider, parsed("messages.state", &state)?)))
+            .transpose()
+    }
+
+    async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO receipts (message_id, provider, status, new_state, detail, received_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(receipt.message_id)
+        .bind(&receipt.provider)
+        .bind(&receipt.status)
+        .bind(receipt.new_state.map(|s| s.as_str()))
+        .bind(&receipt.detail)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        let moved = match receipt.new_state {
+            Some(state) => {
+                sqlx::query(
+                    "UPDATE messages SET state = ?, last_error = COALESCE(?, last_error), updated_at = ?
+                     WHERE id = ? AND state = 'sent'",
+                )
+                .bind(state.as_str())
+                .bind(&receipt.detail)
+                .bind(ms(now))
+                .bind(receipt.message_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1
+            }
+            None => false,
+        };
+        tx.commit().await?;
+        Ok(moved)
     }
 }
