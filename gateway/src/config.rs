@@ -44,6 +44,10 @@ pub struct Config {
     pub practice_defaults: PracticeDefaults,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// Checking providers' callbacks and patients' replies.
+    pub receipts: ReceiptsConfig,
+    /// Accepting browsers' push subscriptions.
+    pub push: PushConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }
@@ -116,6 +120,30 @@ pub struct TelemetryConfig {
     pub log_filter: String,
 }
 
+/// Checking providers' callbacks: each kind's secret comes from the named environment
+/// variable; a kind whose variable is unset refuses its callbacks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsConfig {
+    /// The gateway's base URL as providers call it (Twilio signs the full URL).
+    pub public_url: String,
+    /// Variable holding the Twilio auth token (receipts and inbound SMS).
+    pub twilio_auth_token_env: String,
+    /// Variable holding the bearer token Notify sends with callbacks.
+    pub notify_callback_token_env: String,
+    /// Variable holding the HMAC secret of `webhook` callbacks.
+    pub webhook_secret_env: String,
+}
+
+/// Accepting browsers' push subscriptions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Hosts whose endpoints may be plain http or private addresses (tests, a local push
+    /// service). Every other endpoint must be https on a public host name.
+    pub allow_insecure_hosts: Vec<String>,
+}
+
 /// One provider: a named instance of a provider kind serving one channel. The kind's own
 /// settings sit beside these keys in the same table and are checked by the kind.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -134,7 +162,8 @@ pub struct ProviderConfig {
 impl ProviderConfig {
     /// The kind's settings as its own type; unknown or mistyped keys are refused by name.
     pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_value(serde_json::Value::Object(self.settings.clone())).map_err(|e| e.to_string())
+        serde_json::from_value(serde_json::Value::Object(self.settings.clone()))
+            .map_err(|e| e.to_string())
     }
 
     /// Reads a secret from the environment variable named by setting `key` (secrets are
@@ -143,7 +172,9 @@ impl ProviderConfig {
         std::env::var(variable)
             .ok()
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("`{key}` names the environment variable {variable}, which is not set"))
+            .ok_or_else(|| {
+                format!("`{key}` names the environment variable {variable}, which is not set")
+            })
     }
 }
 

@@ -26,6 +26,8 @@ pub mod intake;
 pub mod outbox;
 /// The provider plugins messages leave through.
 pub mod providers;
+/// Delivery receipts and patients' replies (STOP/START), checked and mapped to state.
+pub mod receipts;
 /// Message wording: Tera templates per key and channel.
 pub mod render;
 /// Storage traits with a SQLite and a PostgreSQL implementation.

@@ -24,6 +24,21 @@ pub enum Db {
     Postgres(String),
 }
 
+/// Callback secrets the tests sign with; `main` puts them in the environment.
+pub const TWILIO_TOKEN_ENV: &str = "GATEWAY_TEST_TWILIO_TOKEN";
+pub const NOTIFY_TOKEN_ENV: &str = "GATEWAY_TEST_NOTIFY_TOKEN";
+pub const WEBHOOK_SECRET_ENV: &str = "GATEWAY_TEST_WEBHOOK_SECRET";
+pub const TWILIO_TOKEN: &str = "test-twilio-auth-token";
+pub const NOTIFY_TOKEN: &str = "test-notify-callback-token";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
+
+/// Puts the callback secrets where the app's config says to find them.
+pub fn set_callback_secrets() {
+    std::env::set_var(TWILIO_TOKEN_ENV, TWILIO_TOKEN);
+    std::env::set_var(NOTIFY_TOKEN_ENV, NOTIFY_TOKEN);
+    std::env::set_var(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET);
+}
+
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The PostgreSQL server URL for tests, or why it cannot be used.
@@ -134,7 +149,19 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             options.claim_batch,
         ))
         .merge(Serialized::default("dispatch.poll_interval_ms", 20))
-        .merge(Serialized::default("fanout.batch_size", 250));
+        .merge(Serialized::default("fanout.batch_size", 250))
+        .merge(Serialized::default(
+            "receipts.twilio_auth_token_env",
+            TWILIO_TOKEN_ENV,
+        ))
+        .merge(Serialized::default(
+            "receipts.notify_callback_token_env",
+            NOTIFY_TOKEN_ENV,
+        ))
+        .merge(Serialized::default(
+            "receipts.webhook_secret_env",
+            WEBHOOK_SECRET_ENV,
+        ));
     let mut config = Config::from_figment(figment).expect("test config");
     config.providers = Channel::ALL
         .iter()
@@ -142,7 +169,10 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             name: format!("log-{c}"),
             kind: "log".into(),
             channel: *c,
-            settings: serde_json::json!({ "path": sent_log }).as_object().cloned().unwrap_or_default(),
+            settings: serde_json::json!({ "path": sent_log })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect();
 
@@ -263,6 +293,29 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, key: &str) -> Reply {
         self.request(Method::GET, path, Some(key), None).await
+    }
+
+    /// Posts a raw body with the given headers and no API key (as providers call back).
+    pub async fn callback(
+        &self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body }
     }
 
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {

@@ -9,6 +9,7 @@ mod broadcasts;
 mod crash;
 mod errors;
 mod helpers;
+mod receipts;
 mod tenancy;
 
 use std::future::Future;
@@ -38,7 +39,11 @@ fn main() {
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,
+        receipts::receipts_settle_messages_and_forgeries_change_nothing,
+        receipts::stop_reply_stops_the_next_broadcast,
+        receipts::push_subscriptions_are_checked_and_used,
     ];
+    helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();
     if let Err(reason) = &postgres {
         if std::env::var("GATEWAY_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {

@@ -6,6 +6,8 @@ mod error;
 mod extract;
 mod patients;
 mod practices;
+mod push;
+mod receipts;
 mod status;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -32,7 +34,15 @@ pub fn router(state: AppState) -> Router {
         .route("/practices/{ods}/status", post(status::post))
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
-        .route("/messages/{id}", get(broadcasts::message));
+        .route("/messages/{id}", get(broadcasts::message))
+        .route(
+            "/practices/{ods}/patients/{nhs}/push-subscriptions",
+            post(push::register),
+        )
+        .route("/receipts/twilio", post(receipts::twilio))
+        .route("/receipts/notify", post(receipts::notify))
+        .route("/receipts/webhook", post(receipts::webhook))
+        .route("/inbound/sms/twilio", post(receipts::inbound_twilio));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

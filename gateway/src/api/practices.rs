@@ -97,7 +97,12 @@ impl CreatePractice {
                 "must be a web address of at most 200 characters",
             ));
         }
-        let email = match self.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        let email = match self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             Some(e) => EmailAddress::parse(e)
                 .map(|e| Some(e.to_string()))
                 .unwrap_or_else(|e| {

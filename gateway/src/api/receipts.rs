@@ -1,0 +1,262 @@
+//! Provider callbacks: delivery receipts (`/receipts/{kind}`) and inbound SMS replies
+//! (`/inbound/sms/twilio`). No API key: each kind proves itself with its own signature.
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::{Channel, PhoneNumber};
+use crate::receipts::{self, Reply, Settles};
+use crate::store::{AuditEntry, Receipt};
+
+/// The secret in the environment variable `variable`, or a 401 saying it is not set up.
+fn secret(variable: &str, kind: &str) -> Result<String, ApiError> {
+    std::env::var(variable)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            tracing::error!(
+                kind,
+                variable,
+                "a callback arrived but its secret is not configured"
+            );
+            ApiError::Unauthorized(
+                "callback_not_configured",
+                format!("{kind} callbacks are not configured here"),
+            )
+        })
+}
+
+fn bad_signature() -> ApiError {
+    ApiError::Unauthorized(
+        "invalid_signature",
+        "the request's signature does not match".into(),
+    )
+}
+
+/// Checks `X-Twilio-Signature` over the public URL and the form parameters.
+fn verify_twilio(
+    state: &AppState,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    let token = secret(&state.config.receipts.twilio_auth_token_env, "twilio")?;
+    let url = format!(
+        "{}{}",
+        state.config.receipts.public_url.trim_end_matches('/'),
+        uri.0
+    );
+    let expected = receipts::twilio_signature(&token, &url, params);
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if receipts::same_signature(&expected, given) {
+        Ok(())
+    } else {
+        Err(bad_signature())
+    }
+}
+
+fn form(body: &Bytes) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn field<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::BadRequest("missing_field", format!("the callback has no {name}")))
+}
+
+/// Records a receipt for the message the provider knows as `reference`.
+async fn settle(
+    state: &AppState,
+    kind: &str,
+    reference: &str,
+    status: &str,
+    settles: Settles,
+    detail: Option<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (message_id, _, _) = state
+        .store
+        .message_by_provider_ref(reference)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no message with reference {reference}")))?;
+    let receipt = Receipt {
+        message_id,
+        provider: kind.to_string(),
+        status: status.to_string(),
+        new_state: settles,
+        detail,
+    };
+    let moved = state.store.record_receipt(&receipt, Utc::now()).await?;
+    Ok(Json(
+        json!({ "message_id": message_id, "state_changed": moved }),
+    ))
+}
+
+/// `POST /receipts/twilio`: Twilio's StatusCallback (form fields `MessageSid`, `MessageStatus`).
+pub async fn twilio(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = form(&body);
+    verify_twilio(&state, &uri, &headers, &params)?;
+    let sid = field(&params, "MessageSid")?;
+    let status = field(&params, "MessageStatus")?;
+    let detail = params
+        .iter()
+        .find(|(k, _)| k == "ErrorCode")
+        .map(|(_, code)| format!("Twilio error {code}"));
+    settle(
+        &state,
+        "twilio",
+        sid,
+        status,
+        receipts::twilio_status(status),
+        detail,
+    )
+    .await
+}
+
+/// A GOV.UK Notify delivery receipt.
+#[derive(Debug, Deserialize)]
+pub struct NotifyReceipt {
+    id: String,
+    status: String,
+}
+
+/// `POST /receipts/notify`: Notify's callback, authenticated by the bearer token set at Notify.
+pub async fn notify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = secret(&state.config.receipts.notify_callback_token_env, "notify")?;
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !receipts::same_signature(&token, given) {
+        return Err(bad_signature());
+    }
+    let receipt: NotifyReceipt = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest("malformed_json", e.to_string()))?;
+    let detail = receipts::notify_status(&receipt.status)
+        .filter(|s| *s == crate::domain::MessageState::Failed)
+        .map(|_| format!("Notify: {}", receipt.status));
+    settle(
+        &state,
+        "notify",
+        &receipt.id,
+        &receipt.status,
+        receipts::notify_status(&receipt.status),
+        detail,
+    )
+    .await
+}
+
+/// A `webhook` gateway's delivery receipt.
+#[derive(Debug, Deserialize)]
+pub struct WebhookReceipt {
+    reference: String,
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /receipts/webhook`: `{ reference, status: delivered|failed, reason? }`, signed like
+/// outgoing webhook requests (`X-Gateway-Signature: sha256=<hex HMAC of the body>`).
+pub async fn webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let secret = secret(&state.config.receipts.webhook_secret_env, "webhook")?;
+    let given = headers
+        .get("x-gateway-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !receipts::same_signature(&receipts::webhook_signature(&secret, &body), given) {
+        return Err(bad_signature());
+    }
+    let receipt: WebhookReceipt = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest("malformed_json", e.to_string()))?;
+    let settles = receipts::webhook_status(&receipt.status);
+    settle(
+        &state,
+        "webhook",
+        &receipt.reference,
+        &receipt.status,
+        settles,
+        receipt.reason,
+    )
+    .await
+}
+
+/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out for the
+/// practice; START opts it back in. Answers with empty TwiML (no auto-reply).
+pub async fn inbound_twilio(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = form(&body);
+    verify_twilio(&state, &uri, &headers, &params)?;
+    let from = field(&params, "From")?;
+    let text = field(&params, "Body")?;
+    let reply = receipts::reply_keyword(text);
+    if reply != Reply::Other {
+        let number = PhoneNumber::parse(from).map_err(|e| ApiError::Validation(vec![e]))?;
+        match state
+            .store
+            .practice_of_address(Channel::Sms, number.as_str())
+            .await?
+        {
+            Some(practice_id) => {
+                let opted_out = reply == Reply::OptOut;
+                let now = Utc::now();
+                let changed = state
+                    .store
+                    .set_sms_opt_out(practice_id, number.as_str(), opted_out, now)
+                    .await?;
+                let action = if opted_out {
+                    "contact.opted_out"
+                } else {
+                    "contact.opted_in"
+                };
+                let entry = AuditEntry {
+                    actor: "patient:sms-reply".into(),
+                    action: action.into(),
+                    practice_id: Some(practice_id),
+                    subject: None,
+                    details: Some(json!({ "contacts": changed }).to_string()),
+                };
+                state.store.audit(&entry, now).await?;
+            }
+            None => tracing::info!(
+                "an SMS reply came from a number no practice knows; nothing to change"
+            ),
+        }
+    }
+    Ok((
+        [(CONTENT_TYPE, "text/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
+    )
+        .into_response())
+}
