@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, UnsubscribeLinks};
 use crate::domain::PhoneNumber;
 use crate::fanout::{Fanout, FanoutError};
 use crate::providers::{ProviderError, ProviderRegistry};
@@ -94,6 +94,17 @@ impl AppState {
             self.config.dispatch.clone(),
             self.wake.clone(),
         )
+        .with_unsubscribe_links(self.unsubscribe_links())
+    }
+
+    /// Where unsubscribe links point and their secret, if one is configured.
+    pub fn unsubscribe_links(&self) -> Option<UnsubscribeLinks> {
+        let variable = &self.config.receipts.unsubscribe_secret_env;
+        let secret = std::env::var(variable).ok().filter(|s| !s.is_empty())?;
+        Some(UnsubscribeLinks {
+            public_url: self.config.receipts.public_url.trim_end_matches('/').to_string(),
+            secret,
+        })
     }
 }
 

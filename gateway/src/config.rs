@@ -133,6 +133,9 @@ pub struct ReceiptsConfig {
     pub notify_callback_token_env: String,
     /// Variable holding the HMAC secret of `webhook` callbacks.
     pub webhook_secret_env: String,
+    /// Variable holding the secret that signs email unsubscribe links; without it, bulk
+    /// email goes out without List-Unsubscribe headers.
+    pub unsubscribe_secret_env: String,
 }
 
 /// Accepting browsers' push subscriptions.

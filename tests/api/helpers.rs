@@ -28,6 +28,7 @@ pub enum Db {
 pub const TWILIO_TOKEN_ENV: &str = "GATEWAY_TEST_TWILIO_TOKEN";
 pub const NOTIFY_TOKEN_ENV: &str = "GATEWAY_TEST_NOTIFY_TOKEN";
 pub const WEBHOOK_SECRET_ENV: &str = "GATEWAY_TEST_WEBHOOK_SECRET";
+pub const UNSUBSCRIBE_SECRET_ENV: &str = "GATEWAY_TEST_UNSUBSCRIBE_SECRET";
 pub const TWILIO_TOKEN: &str = "test-twilio-auth-token";
 pub const NOTIFY_TOKEN: &str = "test-notify-callback-token";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
@@ -37,6 +38,7 @@ pub fn set_callback_secrets() {
     std::env::set_var(TWILIO_TOKEN_ENV, TWILIO_TOKEN);
     std::env::set_var(NOTIFY_TOKEN_ENV, NOTIFY_TOKEN);
     std::env::set_var(WEBHOOK_SECRET_ENV, WEBHOOK_SECRET);
+    std::env::set_var(UNSUBSCRIBE_SECRET_ENV, "test-unsubscribe-secret");
 }
 
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -161,6 +163,10 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         .merge(Serialized::default(
             "receipts.webhook_secret_env",
             WEBHOOK_SECRET_ENV,
+        ))
+        .merge(Serialized::default(
+            "receipts.unsubscribe_secret_env",
+            UNSUBSCRIBE_SECRET_ENV,
         ));
     let mut config = Config::from_figment(figment).expect("test config");
     config.providers = Channel::ALL

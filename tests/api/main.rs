@@ -42,6 +42,7 @@ fn main() {
         receipts::receipts_settle_messages_and_forgeries_change_nothing,
         receipts::stop_reply_stops_the_next_broadcast,
         receipts::push_subscriptions_are_checked_and_used,
+        receipts::email_unsubscribe_link_opts_out_in_one_click,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

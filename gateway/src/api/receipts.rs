@@ -2,10 +2,10 @@
 //! (`/inbound/sms/twilio`). No API key: each kind proves itself with its own signature.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
@@ -259,4 +259,38 @@ pub async fn inbound_twilio(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
     )
         .into_response())
+}
+
+/// The contact an unsubscribe link names, or 404 for a link that is not ours.
+fn unsubscribe_contact(state: &AppState, token: &str) -> Result<i64, ApiError> {
+    let not_ours = || ApiError::NotFound("this unsubscribe link is not valid".into());
+    let links = state.unsubscribe_links().ok_or_else(not_ours)?;
+    receipts::read_unsubscribe_token(&links.secret, token).ok_or_else(not_ours)
+}
+
+/// `GET /unsubscribe/{token}`: a page with one button, so that mail scanners following
+/// links cannot unsubscribe anyone by themselves.
+pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<String>, ApiError> {
+    // A token that verifies is digits, a dot and hex: safe to put back in the page.
+    unsubscribe_contact(&state, &token)?;
+    Ok(Html(format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Stop these emails</title>\
+         <body><h1>Stop these emails</h1><p>Press the button to stop emails about your surgery's \
+         notices to this address. You can still get texts and other messages you have asked for.</p>\
+         <form method=\"post\" action=\"/unsubscribe/{}\"><button type=\"submit\">Unsubscribe</button></form></body></html>",
+        token
+    )))
+}
+
+/// `POST /unsubscribe/{token}`: opts that email address out; also the RFC 8058 one-click
+/// target (`List-Unsubscribe=One-Click`).
+pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<&'static str>, ApiError> {
+    let contact_id = unsubscribe_contact(&state, &token)?;
+    if !state.store.opt_out_contact(contact_id, Utc::now()).await? {
+        return Err(ApiError::NotFound("this unsubscribe link is not valid".into()));
+    }
+    Ok(Html(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Unsubscribed</title>\
+         <body><h1>You are unsubscribed</h1><p>We will not email this address again about these notices.</p></body></html>",
+    ))
 }

@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
+use crate::domain::{Channel, Priority};
+use crate::receipts;
 use crate::outbox::{completion, RetryPolicy};
-use crate::domain::Channel;
 use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, PushKeys, SendError};
 use crate::store::{ClaimedMessage, Store, StoreError};
 
@@ -30,6 +31,16 @@ pub struct Dispatcher {
     owner: String,
     wake: Arc<Notify>,
     practices: Arc<Mutex<HashMap<i64, PracticeRef>>>,
+    links: Option<UnsubscribeLinks>,
+}
+
+/// Where unsubscribe links point and what signs them.
+#[derive(Clone)]
+pub struct UnsubscribeLinks {
+    /// The gateway's public base URL, without a trailing slash.
+    pub public_url: String,
+    /// The signing secret.
+    pub secret: String,
 }
 
 impl Dispatcher {
@@ -53,7 +64,14 @@ impl Dispatcher {
             owner,
             wake,
             practices: Arc::default(),
+            links: None,
         }
+    }
+
+    /// Adds one-click unsubscribe links to bulk email.
+    pub fn with_unsubscribe_links(mut self, links: Option<UnsubscribeLinks>) -> Self {
+        self.links = links;
+        self
     }
 
     /// The name this worker's leases carry.
@@ -135,6 +153,14 @@ impl Dispatcher {
                 .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
             _ => None,
         };
+        let unsubscribe_url = match (message.channel, message.priority, message.contact_id, &self.links) {
+            (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => Some(format!(
+                "{}/unsubscribe/{}",
+                links.public_url,
+                receipts::unsubscribe_token(&links.secret, contact_id)
+            )),
+            _ => None,
+        };
         Ok(Outgoing {
             message_id: message.id,
             channel: message.channel,
@@ -144,14 +170,19 @@ impl Dispatcher {
             html: message.body_html.clone(),
             priority: message.priority,
             practice,
-            unsubscribe_url: None,
+            unsubscribe_url,
             push,
         })
     }
 
     /// The practice a message is from, read once per worker and then remembered.
     async fn practice(&self, practice_id: i64) -> Result<PracticeRef, StoreError> {
-        if let Some(known) = self.practices.lock().ok().and_then(|m| m.get(&practice_id).cloned()) {
+        if let Some(known) = self
+            .practices
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&practice_id).cloned())
+        {
             return Ok(known);
         }
         let practice = match self.store.practice_by_id(practice_id).await? {
@@ -208,11 +239,17 @@ impl Dispatcher {
         if let Err(e) = &result {
             tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
         }
-        if let (Err(SendError::BadRecipient { .. }), Some(contact_id)) = (&result, message.contact_id) {
+        if let (Err(SendError::BadRecipient { .. }), Some(contact_id)) =
+            (&result, message.contact_id)
+        {
             // Later fan-outs skip the address; an expired push subscription is removed.
             match message.channel {
                 Channel::Push => self.store.remove_contact(contact_id).await?,
-                Channel::Sms | Channel::Email => self.store.mark_bad_recipient(contact_id, Utc::now()).await?,
+                Channel::Sms | Channel::Email => {
+                    self.store
+                        .mark_bad_recipient(contact_id, Utc::now())
+                        .await?
+                }
             }
         }
         let done = completion(

@@ -80,6 +80,7 @@ impl Provider for LogProvider {
             "to": message.address,
             "subject": message.subject,
             "body": message.body,
+            "unsubscribe_url": message.unsubscribe_url,
             "at": Utc::now(),
         })
         .to_string();
