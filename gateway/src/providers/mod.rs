@@ -5,6 +5,11 @@
 
 pub mod http;
 mod log;
+mod notify;
+mod smtp;
+mod twilio;
+mod webhook;
+mod webpush;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +19,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::log::LogProvider;
+pub use self::notify::NotifyProvider;
+pub use self::smtp::SmtpProvider;
+pub use self::twilio::TwilioProvider;
+pub use self::webhook::WebhookProvider;
+pub use self::webpush::{generate_vapid_keys, WebPushProvider};
 
 use crate::config::ProviderConfig;
 use crate::domain::{Channel, Priority};
@@ -120,8 +130,13 @@ pub struct ProviderError {
 pub fn check_config(config: &ProviderConfig) -> Result<(), String> {
     match config.kind.as_str() {
         "log" => LogProvider::check_config(config),
+        "twilio" => TwilioProvider::check_config(config),
+        "notify" => NotifyProvider::check_config(config),
+        "webhook" => WebhookProvider::check_config(config),
+        "webpush" => WebPushProvider::check_config(config),
+        "smtp" => SmtpProvider::check_config(config),
         other => Err(format!(
-            "kind {other:?} is not a provider kind (known: log)"
+            "kind {other:?} is not a provider kind (known: log, notify, smtp, twilio, webhook, webpush)"
         )),
     }
 }
@@ -172,6 +187,11 @@ fn build(
     check_config(config).map_err(error)?;
     match config.kind.as_str() {
         "log" => Ok(Arc::new(LogProvider::new(config, files).map_err(error)?)),
+        "twilio" => Ok(Arc::new(TwilioProvider::new(config).map_err(error)?)),
+        "notify" => Ok(Arc::new(NotifyProvider::new(config).map_err(error)?)),
+        "webhook" => Ok(Arc::new(WebhookProvider::new(config).map_err(error)?)),
+        "webpush" => Ok(Arc::new(WebPushProvider::new(config).map_err(error)?)),
+        "smtp" => Ok(Arc::new(SmtpProvider::new(config).map_err(error)?)),
         other => Err(error(format!("kind {other:?} is not a provider kind"))),
     }
 }
