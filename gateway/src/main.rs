@@ -47,6 +47,17 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Web push (VAPID) keys.
+    Vapid {
+        #[command(subcommand)]
+        action: VapidCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VapidCommand {
+    /// Generate a VAPID key pair for the `webpush` provider and print it once.
+    Generate,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +150,15 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             which: BenchCommand::Fanout(args),
         } => bench::fanout(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
+        Command::Vapid {
+            action: VapidCommand::Generate,
+        } => {
+            let (public, private) = gateway::providers::generate_vapid_keys();
+            println!("vapid_public_key = \"{public}\"");
+            println!("# Keep the private key out of config files: put it in the environment variable");
+            println!("# named by the provider's vapid_private_key_env, e.g.");
+            println!("# export VAPID_PRIVATE_KEY={private}");
+        }
     }
     Ok(())
 }
