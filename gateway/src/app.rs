@@ -102,7 +102,12 @@ impl AppState {
         let variable = &self.config.receipts.unsubscribe_secret_env;
         let secret = std::env::var(variable).ok().filter(|s| !s.is_empty())?;
         Some(UnsubscribeLinks {
-            public_url: self.config.receipts.public_url.trim_end_matches('/').to_string(),
+            public_url: self
+                .config
+                .receipts
+                .public_url
+                .trim_end_matches('/')
+                .to_string(),
             secret,
         })
     }

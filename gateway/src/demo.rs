@@ -64,7 +64,9 @@ pub async fn run(config: Config, patient_count: u32) -> Result<(), Box<dyn std::
     let log_files: Vec<String> = config
         .providers
         .iter()
-        .filter_map(|p| crate::providers::LogProvider::path_in(p).map(|path| path.display().to_string()))
+        .filter_map(|p| {
+            crate::providers::LogProvider::path_in(p).map(|path| path.display().to_string())
+        })
         .collect();
     let state = AppState::build(config).await?;
     let listener = tokio::net::TcpListener::bind(bind)

@@ -155,7 +155,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         } => {
             let (public, private) = gateway::providers::generate_vapid_keys();
             println!("vapid_public_key = \"{public}\"");
-            println!("# Keep the private key out of config files: put it in the environment variable");
+            println!(
+                "# Keep the private key out of config files: put it in the environment variable"
+            );
             println!("# named by the provider's vapid_private_key_env, e.g.");
             println!("# export VAPID_PRIVATE_KEY={private}");
         }

@@ -351,29 +351,72 @@ pub async fn email_unsubscribe_link_opts_out_in_one_click(db: Db) {
         { "nhs_number": nhs(1), "contacts": [{ "channel": "email", "address": "one@example.com" }] },
         { "nhs_number": nhs(2), "contacts": [{ "channel": "email", "address": "two@example.com" }] },
     ]});
-    app.post("/api/v1/practices/R10004/patients", &key, &patients).await;
-    app.post("/api/v1/practices/R10004/status", &key, &json!({ "kind": "closed" })).await;
+    app.post("/api/v1/practices/R10004/patients", &key, &patients)
+        .await;
+    app.post(
+        "/api/v1/practices/R10004/status",
+        &key,
+        &json!({ "kind": "closed" }),
+    )
+    .await;
     app.drain().await;
     let lines = app.sent_lines();
-    let link = lines.iter().find(|l| l["to"] == "one@example.com").unwrap()["unsubscribe_url"].as_str().unwrap().to_string();
-    let other = lines.iter().find(|l| l["to"] == "two@example.com").unwrap()["unsubscribe_url"].as_str().unwrap().to_string();
+    let link = lines.iter().find(|l| l["to"] == "one@example.com").unwrap()["unsubscribe_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = lines.iter().find(|l| l["to"] == "two@example.com").unwrap()["unsubscribe_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(link, other, "each recipient has their own link");
-    let path = link.trim_start_matches(&app.state.config.receipts.public_url).to_string();
+    let path = link
+        .trim_start_matches(&app.state.config.receipts.public_url)
+        .to_string();
     assert!(path.starts_with("/unsubscribe/"), "{link}");
 
-    let page = reqwest::get(format!("{}{path}", app.address)).await.unwrap();
+    let page = reqwest::get(format!("{}{path}", app.address))
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
-    let forged = format!("{}{}", app.address, path.replace("/unsubscribe/", "/unsubscribe/9"));
-    assert_eq!(reqwest::Client::new().post(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let forged = format!(
+        "{}{}",
+        app.address,
+        path.replace("/unsubscribe/", "/unsubscribe/9")
+    );
+    assert_eq!(
+        reqwest::Client::new()
+            .post(forged)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
     // RFC 8058 one-click: a POST with List-Unsubscribe=One-Click.
     let reply = app
-        .callback(&path, "application/x-www-form-urlencoded", &[], "List-Unsubscribe=One-Click".into())
+        .callback(
+            &path,
+            "application/x-www-form-urlencoded",
+            &[],
+            "List-Unsubscribe=One-Click".into(),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 
-    let next = app.post("/api/v1/practices/R10004/status", &key, &json!({ "kind": "restored" })).await.body;
+    let next = app
+        .post(
+            "/api/v1/practices/R10004/status",
+            &key,
+            &json!({ "kind": "restored" }),
+        )
+        .await
+        .body;
     assert_eq!(next["planned"]["email"], 1, "{next}");
-    let messages = app.get(&format!("/api/v1/broadcasts/{}/messages", next["id"]), &key).await.body;
+    let messages = app
+        .get(&format!("/api/v1/broadcasts/{}/messages", next["id"]), &key)
+        .await
+        .body;
     assert_eq!(messages["messages"][0]["address"], "two@example.com");
 }

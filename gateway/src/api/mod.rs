@@ -45,7 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/inbound/sms/twilio", post(receipts::inbound_twilio));
     Router::new()
         .nest("/api/v1", api)
-        .route("/unsubscribe/{token}", get(receipts::unsubscribe_page).post(receipts::unsubscribe))
+        .route(
+            "/unsubscribe/{token}",
+            get(receipts::unsubscribe_page).post(receipts::unsubscribe),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(not_found)

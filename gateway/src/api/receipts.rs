@@ -270,7 +270,10 @@ fn unsubscribe_contact(state: &AppState, token: &str) -> Result<i64, ApiError> {
 
 /// `GET /unsubscribe/{token}`: a page with one button, so that mail scanners following
 /// links cannot unsubscribe anyone by themselves.
-pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<String>, ApiError> {
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
     // A token that verifies is digits, a dot and hex: safe to put back in the page.
     unsubscribe_contact(&state, &token)?;
     Ok(Html(format!(
@@ -284,10 +287,15 @@ pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<S
 
 /// `POST /unsubscribe/{token}`: opts that email address out; also the RFC 8058 one-click
 /// target (`List-Unsubscribe=One-Click`).
-pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<&'static str>, ApiError> {
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<&'static str>, ApiError> {
     let contact_id = unsubscribe_contact(&state, &token)?;
     if !state.store.opt_out_contact(contact_id, Utc::now()).await? {
-        return Err(ApiError::NotFound("this unsubscribe link is not valid".into()));
+        return Err(ApiError::NotFound(
+            "this unsubscribe link is not valid".into(),
+        ));
     }
     Ok(Html(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Unsubscribed</title>\

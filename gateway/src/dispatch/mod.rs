@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
 use crate::domain::{Channel, Priority};
-use crate::receipts;
 use crate::outbox::{completion, RetryPolicy};
 use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, PushKeys, SendError};
+use crate::receipts;
 use crate::store::{ClaimedMessage, Store, StoreError};
 
 /// One dispatch worker: a claim loop with bounded concurrency.
@@ -153,7 +153,12 @@ impl Dispatcher {
                 .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
             _ => None,
         };
-        let unsubscribe_url = match (message.channel, message.priority, message.contact_id, &self.links) {
+        let unsubscribe_url = match (
+            message.channel,
+            message.priority,
+            message.contact_id,
+            &self.links,
+        ) {
             (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => Some(format!(
                 "{}/unsubscribe/{}",
                 links.public_url,

@@ -73,7 +73,10 @@ pub fn same_signature(expected: &str, given: &str) -> bool {
 /// The token in an email's one-click unsubscribe link: the contact's id and an HMAC of it,
 /// so a link opts out exactly one address and cannot be guessed for another.
 pub fn unsubscribe_token(secret: &str, contact_id: i64) -> String {
-    format!("{contact_id}.{}", &unsubscribe_mac(secret, contact_id)[..32])
+    format!(
+        "{contact_id}.{}",
+        &unsubscribe_mac(secret, contact_id)[..32]
+    )
 }
 
 /// The contact an unsubscribe token names, if its signature is right.
@@ -85,7 +88,8 @@ pub fn read_unsubscribe_token(secret: &str, token: &str) -> Option<i64> {
 }
 
 fn unsubscribe_mac(secret: &str, contact_id: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(format!("unsubscribe:{contact_id}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }

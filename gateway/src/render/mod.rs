@@ -375,7 +375,9 @@ mod escaping {
         let mut ctx = tera::Context::new();
         ctx.insert("practice", &serde_json::json!({"name": "A & B <Surgery>", "phone": null, "website": null, "ods_code": "A1"}));
         ctx.insert("status", &serde_json::json!({"kind": "custom", "headline": "<script>x</script>", "details": null, "starts": null, "until": null}));
-        let email = templates.render("status.custom", Channel::Email, &ctx).unwrap();
+        let email = templates
+            .render("status.custom", Channel::Email, &ctx)
+            .unwrap();
         let html = email.html.unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(!html.contains("<script>"), "{html}");

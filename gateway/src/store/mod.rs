@@ -157,7 +157,10 @@ pub trait OutboxStore: Send + Sync {
     /// Messages not yet final, for tests and readiness.
     async fn pending_count(&self) -> StoreResult<i64>;
     /// The message a provider knows by `provider_ref`: its id, provider name and state.
-    async fn message_by_provider_ref(&self, provider_ref: &str) -> StoreResult<Option<(i64, Option<String>, MessageState)>>;
+    async fn message_by_provider_ref(
+        &self,
+        provider_ref: &str,
+    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>>;
     /// Keeps a provider's receipt and, if it settles the message, moves a `sent` message
     /// to `new_state` (a receipt never moves a message backwards). Returns whether it moved.
     async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
@@ -172,21 +175,39 @@ pub trait ContactStore: Send + Sync {
     async fn remove_contact(&self, contact_id: i64) -> StoreResult<()>;
     /// Opts an SMS number out (or back in) for every patient of the practice who has it.
     /// Returns how many contacts changed.
-    async fn set_sms_opt_out(&self, practice_id: i64, address: &str, opted_out: bool, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn set_sms_opt_out(
+        &self,
+        practice_id: i64,
+        address: &str,
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Opts one contact out; false if it does not exist.
     async fn opt_out_contact(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
     /// A push contact's keys (`p256dh`, `auth`).
     async fn push_keys(&self, contact_id: i64) -> StoreResult<Option<(String, String)>>;
     /// Adds or refreshes a patient's push subscription; `None` if the patient does not exist.
-    async fn add_push_subscription(&self, practice_id: i64, nhs_number: &str, subscription: &PushSubscription, now: DateTime<Utc>) -> StoreResult<Option<i64>>;
+    async fn add_push_subscription(
+        &self,
+        practice_id: i64,
+        nhs_number: &str,
+        subscription: &PushSubscription,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
     /// The practice a reply from this address belongs to, for replies that name none: the
     /// practice whose patient added the address most recently.
-    async fn practice_of_address(&self, channel: Channel, address: &str) -> StoreResult<Option<i64>>;
+    async fn practice_of_address(
+        &self,
+        channel: Channel,
+        address: &str,
+    ) -> StoreResult<Option<i64>>;
 }
 
 /// Everything the gateway stores.
 #[async_trait]
-pub trait Store: PracticeStore + PatientStore + AccessStore + BroadcastStore + OutboxStore + ContactStore {
+pub trait Store:
+    PracticeStore + PatientStore + AccessStore + BroadcastStore + OutboxStore + ContactStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Checks the database answers.

@@ -13,7 +13,8 @@ use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
-    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError, StoreResult,
+    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError,
+    StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -468,7 +469,10 @@ impl OutboxStore for PostgresStore {
         )
     }
 
-    async fn message_by_provider_ref(&self, provider_ref: &str) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
+    async fn message_by_provider_ref(
+        &self,
+        provider_ref: &str,
+    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
         let row: Option<(i64, Option<String>, String)> =
             sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = $1")
                 .bind(provider_ref)

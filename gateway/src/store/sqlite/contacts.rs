@@ -10,11 +10,13 @@ use crate::store::{ContactStore, PushSubscription, StoreResult};
 #[async_trait]
 impl ContactStore for SqliteStore {
     async fn mark_bad_recipient(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, ?) WHERE id = ?")
-            .bind(ms(now))
-            .bind(contact_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, ?) WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(contact_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -26,7 +28,13 @@ impl ContactStore for SqliteStore {
         Ok(())
     }
 
-    async fn set_sms_opt_out(&self, practice_id: i64, address: &str, opted_out: bool, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn set_sms_opt_out(
+        &self,
+        practice_id: i64,
+        address: &str,
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let changed = sqlx::query(
             "UPDATE contacts SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) ELSE NULL END
              WHERE channel = 'sms' AND address = ?
@@ -43,31 +51,41 @@ impl ContactStore for SqliteStore {
     }
 
     async fn opt_out_contact(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
-        let changed = sqlx::query("UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?")
-            .bind(ms(now))
-            .bind(contact_id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let changed = sqlx::query(
+            "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?",
+        )
+        .bind(ms(now))
+        .bind(contact_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(changed == 1)
     }
 
     async fn push_keys(&self, contact_id: i64) -> StoreResult<Option<(String, String)>> {
-        let keys: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT push_p256dh, push_auth FROM contacts WHERE id = ? AND channel = 'push'")
-                .bind(contact_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let keys: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT push_p256dh, push_auth FROM contacts WHERE id = ? AND channel = 'push'",
+        )
+        .bind(contact_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(keys.and_then(|(p, a)| Some((p?, a?))))
     }
 
-    async fn add_push_subscription(&self, practice_id: i64, nhs_number: &str, s: &PushSubscription, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
+    async fn add_push_subscription(
+        &self,
+        practice_id: i64,
+        nhs_number: &str,
+        s: &PushSubscription,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
         let mut tx = self.begin_write().await?;
-        let patient: Option<i64> = sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
-            .bind(practice_id)
-            .bind(nhs_number)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let patient: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
+                .bind(practice_id)
+                .bind(nhs_number)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(patient_id) = patient else {
             return Ok(None);
         };
@@ -91,7 +109,11 @@ impl ContactStore for SqliteStore {
         Ok(Some(id))
     }
 
-    async fn practice_of_address(&self, channel: Channel, address: &str) -> StoreResult<Option<i64>> {
+    async fn practice_of_address(
+        &self,
+        channel: Channel,
+        address: &str,
+    ) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT p.practice_id FROM contacts c JOIN patients p ON p.id = c.patient_id
              WHERE c.channel = ? AND c.address = ? ORDER BY c.id DESC LIMIT 1",

@@ -478,7 +478,10 @@ impl OutboxStore for SqliteStore {
         )
     }
 
-    async fn message_by_provider_ref(&self, provider_ref: &str) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
+    async fn message_by_provider_ref(
+        &self,
+        provider_ref: &str,
+    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
         let row: Option<(i64, Option<String>, String)> =
             sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = ?")
                 .bind(provider_ref)
