@@ -1,7 +1,7 @@
 //! Providers: the plugins messages leave through, one file per kind, built from config.
 //!
-//! Adding a kind is one new file implementing [`Provider`] plus one arm in [`build`] and
-//! [`check_config`].
+//! Adding a kind is one new file implementing [`Provider`] (with `check_config` and `new`),
+//! declared with `mod`, plus one line in [`KINDS`].
 
 pub mod http;
 mod log;
@@ -126,19 +126,63 @@ pub struct ProviderError {
     pub reason: String,
 }
 
+/// A provider kind: its name in config, how to check its table, how to build it.
+pub struct Kind {
+    /// The `kind = "..."` value.
+    pub name: &'static str,
+    /// Checks the kind's settings without building (or reading secrets).
+    pub check: fn(&ProviderConfig) -> Result<(), String>,
+    /// Builds a provider from its table.
+    pub build: fn(&ProviderConfig, &mut SharedFiles) -> Result<Arc<dyn Provider>, String>,
+}
+
+/// Every provider kind. A new kind is one file and one line here.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        name: "log",
+        check: LogProvider::check_config,
+        build: |c, files| Ok(Arc::new(LogProvider::new(c, files)?)),
+    },
+    Kind {
+        name: "twilio",
+        check: TwilioProvider::check_config,
+        build: |c, _| Ok(Arc::new(TwilioProvider::new(c)?)),
+    },
+    Kind {
+        name: "notify",
+        check: NotifyProvider::check_config,
+        build: |c, _| Ok(Arc::new(NotifyProvider::new(c)?)),
+    },
+    Kind {
+        name: "webhook",
+        check: WebhookProvider::check_config,
+        build: |c, _| Ok(Arc::new(WebhookProvider::new(c)?)),
+    },
+    Kind {
+        name: "smtp",
+        check: SmtpProvider::check_config,
+        build: |c, _| Ok(Arc::new(SmtpProvider::new(c)?)),
+    },
+    Kind {
+        name: "webpush",
+        check: WebPushProvider::check_config,
+        build: |c, _| Ok(Arc::new(WebPushProvider::new(c)?)),
+    },
+];
+
+fn kind(name: &str) -> Result<&'static Kind, String> {
+    KINDS.iter().find(|k| k.name == name).ok_or_else(|| {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        format!(
+            "kind {name:?} is not a provider kind (known: {})",
+            known.join(", ")
+        )
+    })
+}
+
 /// Checks one `[[providers]]` table without building it (used when loading config).
 pub fn check_config(config: &ProviderConfig) -> Result<(), String> {
-    match config.kind.as_str() {
-        "log" => LogProvider::check_config(config),
-        "twilio" => TwilioProvider::check_config(config),
-        "notify" => NotifyProvider::check_config(config),
-        "webhook" => WebhookProvider::check_config(config),
-        "webpush" => WebPushProvider::check_config(config),
-        "smtp" => SmtpProvider::check_config(config),
-        other => Err(format!(
-            "kind {other:?} is not a provider kind (known: log, notify, smtp, twilio, webhook, webpush)"
-        )),
-    }
+    (kind(&config.kind)?.check)(config)
 }
 
 /// The providers of every channel, in configured order.
@@ -184,16 +228,9 @@ fn build(
         name: config.name.clone(),
         reason,
     };
-    check_config(config).map_err(error)?;
-    match config.kind.as_str() {
-        "log" => Ok(Arc::new(LogProvider::new(config, files).map_err(error)?)),
-        "twilio" => Ok(Arc::new(TwilioProvider::new(config).map_err(error)?)),
-        "notify" => Ok(Arc::new(NotifyProvider::new(config).map_err(error)?)),
-        "webhook" => Ok(Arc::new(WebhookProvider::new(config).map_err(error)?)),
-        "webpush" => Ok(Arc::new(WebPushProvider::new(config).map_err(error)?)),
-        "smtp" => Ok(Arc::new(SmtpProvider::new(config).map_err(error)?)),
-        other => Err(error(format!("kind {other:?} is not a provider kind"))),
-    }
+    let kind = kind(&config.kind).map_err(error)?;
+    (kind.check)(config).map_err(error)?;
+    (kind.build)(config, files).map_err(error)
 }
 
 /// Open files shared by providers that write to the same path, so lines never interleave.
