@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::SendError;
+use super::{Accepted, SendError};
 
 /// Default time allowed for one provider request, connection included.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -51,6 +51,37 @@ pub fn transport_error(provider: &str, error: &reqwest::Error) -> SendError {
     SendError::Retryable {
         reason: format!("{provider}: {what}: {error}"),
         retry_after: None,
+    }
+}
+
+/// A 2xx answer: the provider has the message. Its reference is the JSON body's `field`
+/// (a string or number). A body that cannot be read must not become a retry, which could
+/// send the message twice, so it is accepted without a reference (receipts for it will
+/// not match) and a warning says so.
+pub fn accepted(
+    provider: &str,
+    message_id: i64,
+    body: Result<axum::body::Bytes, reqwest::Error>,
+    field: &str,
+) -> Accepted {
+    let reference = body
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| match v.get(field)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    if reference.is_none() {
+        tracing::warn!(
+            provider,
+            message = message_id,
+            field,
+            "the provider accepted the message but its answer had no readable reference"
+        );
+    }
+    Accepted {
+        provider_ref: reference,
     }
 }
 

@@ -249,22 +249,7 @@ impl Provider for NotifyProvider {
         let retry_after = http::retry_after(response.headers());
         let body = response.bytes().await;
         if status.is_success() {
-            // Notify has taken the message once it answers 2xx. A body we cannot read or
-            // parse must not turn into a retry, which could send the SMS twice: accept it
-            // without a reference and say so.
-            let id = body
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v.get("id")?.as_str().map(str::to_string));
-            if id.is_none() {
-                tracing::warn!(
-                    provider = %self.name,
-                    message = message.message_id,
-                    status = status.as_u16(),
-                    "GOV.UK Notify accepted the message but its answer had no readable `id`"
-                );
-            }
-            return Ok(Accepted { provider_ref: id });
+            return Ok(http::accepted(&self.name, message.message_id, body, "id"));
         }
         let body = body.unwrap_or_default();
         Err(self.classify(status, retry_after, &body))

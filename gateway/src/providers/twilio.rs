@@ -301,22 +301,7 @@ impl Provider for TwilioProvider {
         let retry_after = http::retry_after(response.headers());
         let body = response.bytes().await;
         if status.is_success() {
-            // Twilio has taken the message once it answers 2xx. A body we cannot read or
-            // parse must not turn into a retry, which could send the SMS twice: accept it
-            // without a reference (delivery receipts for it will not match) and say so.
-            let sid = body
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v.get("sid")?.as_str().map(str::to_string));
-            if sid.is_none() {
-                tracing::warn!(
-                    provider = %self.name,
-                    message = message.message_id,
-                    status = status.as_u16(),
-                    "Twilio accepted the message but its answer had no readable `sid`"
-                );
-            }
-            return Ok(Accepted { provider_ref: sid });
+            return Ok(http::accepted(&self.name, message.message_id, body, "sid"));
         }
         let body = body.unwrap_or_default();
         Err(self.classify(status, retry_after, &body))

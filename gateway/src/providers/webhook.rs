@@ -245,17 +245,7 @@ impl Provider for WebhookProvider {
         let retry_after = http::retry_after(response.headers());
         let body = response.bytes().await;
         if status.is_success() {
-            // The gateway has taken the message once it answers 2xx; an unreadable body does
-            // not undo that (retrying could send it twice), it only loses the reference.
-            let id = body
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| match v.get("id")? {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
-            return Ok(Accepted { provider_ref: id });
+            return Ok(http::accepted(&self.name, message.message_id, body, "id"));
         }
         let body = body.unwrap_or_default();
         Err(self.classify(status, retry_after, &body))
