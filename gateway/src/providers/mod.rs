@@ -126,6 +126,9 @@ pub struct ProviderError {
     pub reason: String,
 }
 
+/// Builds a provider of one kind from its `[[providers]]` table.
+pub type BuildFn = fn(&ProviderConfig, &mut SharedFiles) -> Result<Arc<dyn Provider>, String>;
+
 /// A provider kind: its name in config, how to check its table, how to build it.
 pub struct Kind {
     /// The `kind = "..."` value.
@@ -133,7 +136,7 @@ pub struct Kind {
     /// Checks the kind's settings without building (or reading secrets).
     pub check: fn(&ProviderConfig) -> Result<(), String>,
     /// Builds a provider from its table.
-    pub build: fn(&ProviderConfig, &mut SharedFiles) -> Result<Arc<dyn Provider>, String>,
+    pub build: BuildFn,
 }
 
 /// Every provider kind. A new kind is one file and one line here.
