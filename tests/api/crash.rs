@@ -20,6 +20,7 @@ pub async fn killed_worker_loses_nothing(db: Db) {
             concurrency: CONCURRENCY,
             claim_batch: 16,
             stall: Some((STALL_AFTER, CONCURRENCY)),
+            ..Options::default()
         },
     )
     .await;

@@ -86,6 +86,11 @@ pub struct Options {
     /// `(after, count)`: once `after` messages have gone, the next `count` sends write their
     /// line and then hang, as a provider call does when the process is killed mid-send.
     pub stall: Option<(usize, usize)>,
+    /// Providers to send through instead of the `log` providers (which then write nothing).
+    pub providers: Option<Vec<ProviderConfig>>,
+    /// `[push] allow_insecure_hosts`: hosts whose plain-http push endpoints the subscription
+    /// API accepts (a push service on loopback).
+    pub push_insecure_hosts: Vec<String>,
 }
 
 impl Default for Options {
@@ -95,6 +100,8 @@ impl Default for Options {
             concurrency: 8,
             claim_batch: 64,
             stall: None,
+            providers: None,
+            push_insecure_hosts: Vec::new(),
         }
     }
 }
@@ -134,7 +141,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         }
     };
     let sent_log = dir.path().join("sent.jsonl");
-    let figment = Figment::from(Toml::string(DEFAULT_TOML))
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML))
         .merge(Serialized::default("database.url", &url))
         .merge(Serialized::default("server.bind", "127.0.0.1:0"))
         .merge(Serialized::default("dispatch.enabled", false))
@@ -168,19 +175,16 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             "receipts.unsubscribe_secret_env",
             UNSUBSCRIBE_SECRET_ENV,
         ));
+    if !options.push_insecure_hosts.is_empty() {
+        figment = figment.merge(Serialized::default(
+            "push.allow_insecure_hosts",
+            &options.push_insecure_hosts,
+        ));
+    }
     let mut config = Config::from_figment(figment).expect("test config");
-    config.providers = Channel::ALL
-        .iter()
-        .map(|c| ProviderConfig {
-            name: format!("log-{c}"),
-            kind: "log".into(),
-            channel: *c,
-            settings: serde_json::json!({ "path": sent_log })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        })
-        .collect();
+    config.providers = options
+        .providers
+        .unwrap_or_else(|| log_providers(&sent_log));
 
     let store = store::connect(&url, 8).await.expect("connect");
     store.migrate().await.expect("migrate");
@@ -209,6 +213,22 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         _dir: dir,
         postgres,
     }
+}
+
+/// One `log` provider per channel, all writing to `sent_log`.
+fn log_providers(sent_log: &std::path::Path) -> Vec<ProviderConfig> {
+    Channel::ALL
+        .iter()
+        .map(|c| ProviderConfig {
+            name: format!("log-{c}"),
+            kind: "log".into(),
+            channel: *c,
+            settings: serde_json::json!({ "path": sent_log })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// A provider that writes through the real `log` provider and then, for a chosen few

@@ -9,8 +9,17 @@ mod broadcasts;
 mod crash;
 mod errors;
 mod helpers;
+mod providers_e2e;
 mod receipts;
 mod tenancy;
+
+// Peers shared with the provider tests; each includer uses only some of their items.
+#[allow(dead_code)]
+#[path = "../support/push_service.rs"]
+mod push_service;
+#[allow(dead_code)]
+#[path = "../support/smtp_server.rs"]
+mod smtp_server;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +52,7 @@ fn main() {
         receipts::stop_reply_stops_the_next_broadcast,
         receipts::push_subscriptions_are_checked_and_used,
         receipts::email_unsubscribe_link_opts_out_in_one_click,
+        providers_e2e::broadcast_reaches_sms_email_and_push_peers,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

@@ -14,7 +14,8 @@ fn sms_patients(count: u32) -> Value {
     json!({ "patients": patients })
 }
 
-fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+/// A form body and its parameters (as signed), from `(name, value)` pairs.
+pub fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     let mut body = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         body.append_pair(k, v);
@@ -26,7 +27,8 @@ fn form(params: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     (body.finish(), owned)
 }
 
-async fn message_state(app: &crate::helpers::TestApp, key: &str, id: i64) -> String {
+/// The state of message `id` as the API reports it.
+pub async fn message_state(app: &crate::helpers::TestApp, key: &str, id: i64) -> String {
     let detail = app.get(&format!("/api/v1/messages/{id}"), key).await.body;
     detail["message"]["state"]
         .as_str()

@@ -1,0 +1,485 @@
+//! The real provider kinds end to end: a broadcast to patients with SMS, email and push
+//! contacts reaches a Twilio-shaped HTTP server, a real SMTP server and a Web Push service
+//! (which checks VAPID and decrypts the payload) with the right wording; receipts then move
+//! the messages to delivered; a STOP reply keeps the next broadcast away from that number.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode as HttpStatus;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use gateway::config::ProviderConfig;
+use gateway::domain::Channel;
+use gateway::providers::generate_vapid_keys;
+use gateway::receipts::{twilio_signature, webhook_signature};
+use mail_parser::MessageParser;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN, WEBHOOK_SECRET};
+use crate::push_service::{PushService, Reply as PushReply};
+use crate::receipts::{form, message_state};
+use crate::smtp_server::{Script, Server as SmtpServer};
+
+const ODS: &str = "R10010";
+const PRACTICE: &str = "Test Surgery";
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const SMS_FROM: &str = "+447700900999";
+const MOBILE: &str = "07700 900123";
+const MOBILE_E164: &str = "+447700900123";
+const EMAIL: &str = "patient.two@example.com";
+const EMAIL_FROM: &str = "Test Surgery <noreply@example.nhs.uk>";
+const PUSH_SUBJECT: &str = "mailto:it@test-surgery.nhs.uk";
+const CLOSED: &str = "The surgery is closed today because of a burst water pipe.";
+const RESTORED: &str = "The surgery is open again from 2pm.";
+
+/// Puts `value` in a fresh environment variable and returns its name (the SQLite and
+/// PostgreSQL runs of this test share the process, so each gets its own).
+fn secret_in_env(what: &str, value: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "GATEWAY_E2E_{what}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    std::env::set_var(&name, value);
+    name
+}
+
+// ---------------------------------------------------------------------------------------
+// A Twilio-shaped peer: the Messages API as the `twilio` provider calls it.
+
+/// One POST to the Messages API.
+#[derive(Debug, Clone)]
+struct TwilioPost {
+    path: String,
+    /// Whether basic auth carried the account SID and auth token.
+    authorised: bool,
+    form: BTreeMap<String, String>,
+    /// The SID answered (None when refused).
+    sid: Option<String>,
+}
+
+struct TwilioState {
+    basic_auth: String,
+    posts: Mutex<Vec<TwilioPost>>,
+}
+
+struct TwilioPeer {
+    url: String,
+    state: Arc<TwilioState>,
+}
+
+impl TwilioPeer {
+    async fn start(account_sid: &str, auth_token: &str) -> Self {
+        let state = Arc::new(TwilioState {
+            basic_auth: format!(
+                "Basic {}",
+                STANDARD.encode(format!("{account_sid}:{auth_token}"))
+            ),
+            posts: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .fallback(twilio_messages)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, state }
+    }
+
+    fn posts(&self) -> Vec<TwilioPost> {
+        self.state.posts.lock().unwrap().clone()
+    }
+}
+
+/// Records the form and answers as Twilio does: 201 with the message's SID, or 401 (code
+/// 20003) without the right credentials.
+async fn twilio_messages(State(state): State<Arc<TwilioState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let authorised = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(state.basic_auth.as_str());
+    let form = url::form_urlencoded::parse(&body).into_owned().collect();
+    let mut posts = state.posts.lock().unwrap();
+    let sid = authorised.then(|| format!("SM{:032x}", posts.len() + 1));
+    posts.push(TwilioPost {
+        path: parts.uri.path().to_string(),
+        authorised,
+        form,
+        sid: sid.clone(),
+    });
+    match sid {
+        Some(sid) => (
+            HttpStatus::CREATED,
+            Json(json!({ "sid": sid, "status": "queued" })),
+        )
+            .into_response(),
+        None => (
+            HttpStatus::UNAUTHORIZED,
+            Json(json!({ "code": 20003, "message": "Authenticate", "status": 401 })),
+        )
+            .into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The app and its patients.
+
+fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        kind: kind.into(),
+        channel,
+        settings: settings.as_object().cloned().unwrap(),
+    }
+}
+
+/// The broadcast's messages, by channel (one each here).
+async fn messages_by_channel(
+    app: &TestApp,
+    key: &str,
+    broadcast: &Value,
+) -> BTreeMap<String, Value> {
+    let page = app
+        .get(
+            &format!("/api/v1/broadcasts/{}/messages", broadcast["id"]),
+            key,
+        )
+        .await
+        .body;
+    let mut by_channel = BTreeMap::new();
+    for message in page["messages"].as_array().unwrap() {
+        let channel = message["channel"].as_str().unwrap().to_string();
+        assert!(
+            by_channel.insert(channel, message.clone()).is_none(),
+            "{page}"
+        );
+    }
+    by_channel
+}
+
+/// What the provider that took message `id` knows it as.
+async fn provider_ref(app: &TestApp, key: &str, id: &Value) -> String {
+    let detail = app.get(&format!("/api/v1/messages/{id}"), key).await.body;
+    detail["message"]["provider_ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("message {id} has no provider_ref: {detail}"))
+        .to_string()
+}
+
+/// Posts a signed form to a Twilio callback route and expects 200.
+async fn twilio_callback(app: &TestApp, path: &str, params: &[(&str, &str)]) -> Value {
+    let url = format!("{}{path}", app.state.config.receipts.public_url);
+    let (body, params) = form(params);
+    let signature = twilio_signature(TWILIO_TOKEN, &url, &params);
+    let reply = app
+        .callback(
+            path,
+            "application/x-www-form-urlencoded",
+            &[("x-twilio-signature", signature)],
+            body,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    reply.body
+}
+
+/// Posts a signed `webhook` receipt and expects 200.
+async fn webhook_receipt(app: &TestApp, reference: &str, status: &str) -> Value {
+    let body = json!({ "reference": reference, "status": status }).to_string();
+    let signature = webhook_signature(WEBHOOK_SECRET, body.as_bytes());
+    let reply = app
+        .callback(
+            "/api/v1/receipts/webhook",
+            "application/json",
+            &[("x-gateway-signature", signature)],
+            body,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reference}: {}", reply.body);
+    reply.body
+}
+
+/// The one email received since `seen`, parsed: (Subject, text part, HTML part, Message-ID).
+fn only_new_email(smtp: &SmtpServer, seen: usize) -> (String, String, String, String) {
+    let received = smtp.received();
+    assert_eq!(received.len(), seen + 1, "{received:?}");
+    let got = &received[seen];
+    assert_eq!(got.mail_from, "noreply@example.nhs.uk");
+    assert_eq!(got.rcpt_to, vec![EMAIL.to_string()]);
+    let message = MessageParser::default().parse(&got.data).unwrap();
+    let to = message.to().and_then(|a| a.first()).unwrap();
+    assert_eq!(to.address(), Some(EMAIL));
+    let from = message.from().and_then(|a| a.first()).unwrap();
+    assert_eq!(from.name(), Some(PRACTICE));
+    (
+        message.subject().unwrap_or_default().to_string(),
+        message.body_text(0).unwrap_or_default().to_string(),
+        message.body_html(0).unwrap_or_default().to_string(),
+        message.message_id().unwrap_or_default().to_string(),
+    )
+}
+
+pub async fn broadcast_reaches_sms_email_and_push_peers(db: Db) {
+    // The three peers, and providers pointing at them.
+    let twilio_token = "e2e-twilio-account-auth-token";
+    let twilio_token_env = secret_in_env("TWILIO_AUTH_TOKEN", twilio_token);
+    let twilio = TwilioPeer::start(ACCOUNT_SID, twilio_token).await;
+    let smtp = SmtpServer::start(Script::default()).await;
+    let (vapid_public, vapid_private) = generate_vapid_keys();
+    let vapid_env = secret_in_env("VAPID_PRIVATE_KEY", &vapid_private);
+    let push = PushService::start(
+        &vapid_public,
+        PUSH_SUBJECT,
+        PushReply::status(201).numbered_location(),
+    )
+    .await;
+    let providers = vec![
+        provider(
+            "twilio-sms",
+            "twilio",
+            Channel::Sms,
+            json!({
+                "base_url": twilio.url,
+                "account_sid": ACCOUNT_SID,
+                "auth_token_env": twilio_token_env,
+                "from": SMS_FROM,
+                "timeout_ms": 5000,
+            }),
+        ),
+        provider(
+            "relay-email",
+            "smtp",
+            Channel::Email,
+            json!({
+                "host": "127.0.0.1",
+                "port": smtp.addr.port(),
+                "security": "plain",
+                "from": EMAIL_FROM,
+                "timeout_ms": 5000,
+            }),
+        ),
+        provider(
+            "browser-push",
+            "webpush",
+            Channel::Push,
+            json!({
+                "vapid_public_key": vapid_public,
+                "vapid_private_key_env": vapid_env,
+                "subject": PUSH_SUBJECT,
+                "allow_insecure_hosts": ["127.0.0.1"],
+                "timeout_ms": 5000,
+            }),
+        ),
+    ];
+    let app = spawn_app_with(
+        db,
+        Options {
+            providers: Some(providers),
+            push_insecure_hosts: vec!["127.0.0.1".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+
+    // A practice; patients on SMS, email and push (the browser subscribes through the API).
+    let key = app.practice_with_key(ODS, PRACTICE).await;
+    let patients = json!({ "patients": [
+        { "nhs_number": nhs(1), "contacts": [{ "channel": "sms", "address": MOBILE }] },
+        { "nhs_number": nhs(2), "contacts": [{ "channel": "email", "address": EMAIL }] },
+        { "nhs_number": nhs(3), "preferred_channel": "push" },
+    ]});
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ODS}/patients"),
+            &key,
+            &patients,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["created"], 3, "{}", reply.body);
+    let keys = push.keys();
+    let subscription = json!({
+        "endpoint": push.endpoint("patient-3"),
+        "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
+        "expirationTime": null,
+    });
+    let reply = app
+        .post(
+            &format!(
+                "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
+                nhs(3)
+            ),
+            &key,
+            &subscription,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+
+    // The practice closes: one message per patient, each through its own peer.
+    let status_path = format!("/api/v1/practices/{ODS}/status");
+    let first = app
+        .post(
+            &status_path,
+            &key,
+            &json!({ "kind": "closed", "headline": CLOSED }),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let first = first.body;
+    assert_eq!(first["planned"], json!({ "sms": 1, "email": 1, "push": 1 }));
+    app.drain().await;
+
+    let posts = twilio.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let sms = &posts[0];
+    assert!(
+        sms.authorised,
+        "basic auth did not carry the account's credentials"
+    );
+    assert_eq!(
+        sms.path,
+        format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json")
+    );
+    assert_eq!(sms.form["To"], MOBILE_E164);
+    assert_eq!(sms.form["From"], SMS_FROM);
+    assert_eq!(
+        sms.form["Body"],
+        format!("{PRACTICE}: {CLOSED} For urgent help call 111, or 999 in an emergency.")
+    );
+    let sms_sid = sms.sid.clone().unwrap();
+
+    let (subject, text, html, message_id) = only_new_email(&smtp, 0);
+    assert_eq!(subject, format!("{PRACTICE}: {CLOSED}"));
+    assert!(text.contains(CLOSED), "{text}");
+    assert!(text.contains("call NHS 111"), "{text}");
+    assert!(html.contains(&format!("<p>{CLOSED}</p>")), "{html}");
+
+    let received = push.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let delivered = received.into_iter().next().unwrap().unwrap();
+    assert_eq!(delivered.path, "/push/patient-3");
+    assert_eq!(delivered.urgency, "normal");
+    assert_eq!(
+        delivered.topic.as_deref(),
+        Some(format!("practice-{ODS}").as_str())
+    );
+    assert_eq!(delivered.payload["title"], format!("{PRACTICE} is closed"));
+    assert_eq!(
+        delivered.payload["body"],
+        format!("{CLOSED} For urgent help call 111.")
+    );
+    assert_eq!(delivered.payload["practice"], ODS);
+
+    // Each message is known by the reference its provider gave.
+    let messages = messages_by_channel(&app, &key, &first).await;
+    assert_eq!(messages["sms"]["address"], MOBILE_E164);
+    assert_eq!(messages["email"]["address"], EMAIL);
+    assert_eq!(messages["push"]["address"], push.endpoint("patient-3"));
+    for message in messages.values() {
+        assert_eq!(message["state"], "sent", "{message}");
+    }
+    let (sms_id, email_id, push_id) = (
+        &messages["sms"]["id"],
+        &messages["email"]["id"],
+        &messages["push"]["id"],
+    );
+    assert_eq!(provider_ref(&app, &key, sms_id).await, sms_sid);
+    let email_ref = provider_ref(&app, &key, email_id).await;
+    assert_eq!(email_ref, message_id);
+    let push_ref = provider_ref(&app, &key, push_id).await;
+    assert_eq!(Some(push_ref.as_str()), delivered.location.as_deref());
+
+    // Receipts settle all three.
+    let settled = twilio_callback(
+        &app,
+        "/api/v1/receipts/twilio",
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("MessageSid", &sms_sid),
+            ("MessageStatus", "delivered"),
+        ],
+    )
+    .await;
+    assert_eq!(settled["message_id"], *sms_id);
+    assert_eq!(
+        webhook_receipt(&app, &email_ref, "delivered").await["message_id"],
+        *email_id
+    );
+    assert_eq!(
+        webhook_receipt(&app, &push_ref, "delivered").await["message_id"],
+        *push_id
+    );
+    for id in [sms_id, email_id, push_id] {
+        let id = id.as_i64().unwrap();
+        assert_eq!(
+            message_state(&app, &key, id).await,
+            "delivered",
+            "message {id}"
+        );
+    }
+
+    // The SMS patient replies STOP; the next notice reaches only email and push.
+    let reply = twilio_callback(
+        &app,
+        "/api/v1/inbound/sms/twilio",
+        &[
+            ("AccountSid", ACCOUNT_SID),
+            ("MessageSid", "SM00000000000000000000000000000099"),
+            ("From", MOBILE_E164),
+            ("To", SMS_FROM),
+            ("Body", "STOP"),
+        ],
+    )
+    .await;
+    assert!(
+        reply.as_str().is_some_and(|r| r.contains("<Response>")),
+        "{reply}"
+    );
+    let second = app
+        .post(
+            &status_path,
+            &key,
+            &json!({ "kind": "restored", "headline": RESTORED }),
+        )
+        .await
+        .body;
+    assert_eq!(
+        second["planned"],
+        json!({ "sms": 0, "email": 1, "push": 1 })
+    );
+    app.drain().await;
+
+    assert_eq!(
+        twilio.posts().len(),
+        1,
+        "a text went to a number that said STOP"
+    );
+    let (subject, text, _, _) = only_new_email(&smtp, 1);
+    assert_eq!(subject, format!("{PRACTICE}: {RESTORED}"));
+    assert!(text.contains(RESTORED), "{text}");
+    let delivered = push.delivered();
+    assert_eq!(
+        delivered.payload["title"],
+        format!("{PRACTICE}: back to normal")
+    );
+    assert_eq!(
+        delivered.payload["body"],
+        format!("{RESTORED} Thank you for your patience.")
+    );
+    let messages = messages_by_channel(&app, &key, &second).await;
+    assert_eq!(messages.keys().collect::<Vec<_>>(), ["email", "push"]);
+    for message in messages.values() {
+        assert_eq!(message["state"], "sent", "{message}");
+    }
+}
