@@ -53,6 +53,7 @@ fn main() {
         receipts::push_subscriptions_are_checked_and_used,
         receipts::email_unsubscribe_link_opts_out_in_one_click,
         providers_e2e::broadcast_reaches_sms_email_and_push_peers,
+        providers_e2e::refused_number_is_marked_and_skipped_next_time,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

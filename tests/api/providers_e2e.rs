@@ -69,6 +69,8 @@ struct TwilioPost {
 struct TwilioState {
     basic_auth: String,
     posts: Mutex<Vec<TwilioPost>>,
+    /// Numbers refused as Twilio refuses an invalid `To` (400, code 21211).
+    refused: Mutex<Vec<String>>,
 }
 
 struct TwilioPeer {
@@ -84,6 +86,7 @@ impl TwilioPeer {
                 STANDARD.encode(format!("{account_sid}:{auth_token}"))
             ),
             posts: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .fallback(twilio_messages)
@@ -92,6 +95,10 @@ impl TwilioPeer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, state }
+    }
+
+    fn refuse(&self, number: &str) {
+        self.state.refused.lock().unwrap().push(number.to_string());
     }
 
     fn posts(&self) -> Vec<TwilioPost> {
@@ -109,7 +116,12 @@ async fn twilio_messages(State(state): State<Arc<TwilioState>>, request: Request
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         == Some(state.basic_auth.as_str());
-    let form = url::form_urlencoded::parse(&body).into_owned().collect();
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let to = form.get("To").cloned().unwrap_or_default();
+    if state.refused.lock().unwrap().contains(&to) {
+        let error = json!({ "code": 21211, "message": format!("The 'To' number {to} is not a valid phone number."), "status": 400 });
+        return (HttpStatus::BAD_REQUEST, Json(error)).into_response();
+    }
     let mut posts = state.posts.lock().unwrap();
     let sid = authorised.then(|| format!("SM{:032x}", posts.len() + 1));
     posts.push(TwilioPost {
@@ -482,4 +494,77 @@ pub async fn broadcast_reaches_sms_email_and_push_peers(db: Db) {
     for message in messages.values() {
         assert_eq!(message["state"], "sent", "{message}");
     }
+}
+
+/// A number the provider refuses as invalid fails as a bad recipient, its contact is marked,
+/// and the next broadcast does not try it again.
+pub async fn refused_number_is_marked_and_skipped_next_time(db: Db) {
+    let token = secret_in_env("TWILIO_TOKEN", "bad-recipient-token");
+    let twilio = TwilioPeer::start(ACCOUNT_SID, "bad-recipient-token").await;
+    twilio.refuse("+447700900124");
+    let settings = json!({ "base_url": twilio.url, "account_sid": ACCOUNT_SID, "auth_token_env": token, "from": SMS_FROM });
+    let options = Options {
+        providers: Some(vec![provider(
+            "twilio-sms",
+            "twilio",
+            Channel::Sms,
+            settings,
+        )]),
+        ..Options::default()
+    };
+    let app = spawn_app_with(db, options).await;
+    let key = app.practice_with_key("R10011", PRACTICE).await;
+    let patients = json!({ "patients": [
+        { "nhs_number": nhs(1), "contacts": [{ "channel": "sms", "address": "07700 900123" }] },
+        { "nhs_number": nhs(2), "contacts": [{ "channel": "sms", "address": "07700 900124" }] },
+    ]});
+    app.post("/api/v1/practices/R10011/patients", &key, &patients)
+        .await;
+    let first = app
+        .post(
+            "/api/v1/practices/R10011/status",
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await
+        .body;
+    assert_eq!(first["planned"]["sms"], 2);
+    app.drain().await;
+    let id = first["id"].as_i64().unwrap();
+    let failed = app
+        .get(
+            &format!("/api/v1/broadcasts/{id}/messages?state=failed"),
+            &key,
+        )
+        .await
+        .body;
+    let failed = failed["messages"].as_array().unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["address"], "+447700900124");
+    let detail = app
+        .get(&format!("/api/v1/messages/{}", failed[0]["id"]), &key)
+        .await
+        .body;
+    assert_eq!(
+        detail["attempts"][0]["outcome"], "bad_recipient",
+        "{detail}"
+    );
+    assert!(
+        !detail["message"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("7700900124"),
+        "the number is scrubbed: {detail}"
+    );
+
+    let second = app
+        .post(
+            "/api/v1/practices/R10011/status",
+            &key,
+            &json!({ "kind": "restored" }),
+        )
+        .await
+        .body;
+    assert_eq!(second["planned"]["sms"], 1, "{second}");
+    assert_eq!(second["skipped_no_contact"], 1);
 }
