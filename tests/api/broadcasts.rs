@@ -378,3 +378,108 @@ pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     assert_eq!(progress["total"].as_u64().unwrap(), reachable);
     assert_eq!(progress["fanout_complete"], true);
 }
+
+pub async fn newer_status_change_withdraws_unsent_messages(db: Db) {
+    let app = spawn_app(db).await;
+    let key = app.practice_with_key("T10006", "Test Surgery").await;
+    let (patients, expected) = patient_list(200);
+    app.post(
+        "/api/v1/practices/T10006/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
+    let reachable = expected.iter().flatten().count() as i64;
+    let closed = app
+        .post(
+            "/api/v1/practices/T10006/status",
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await
+        .body;
+    let restored = app
+        .post(
+            "/api/v1/practices/T10006/status",
+            &key,
+            &json!({ "kind": "restored" }),
+        )
+        .await
+        .body;
+    let closed_now = app
+        .get(&format!("/api/v1/broadcasts/{}", closed["id"]), &key)
+        .await
+        .body;
+    assert_eq!(
+        closed_now["by_state"]["cancelled"], reachable,
+        "{closed_now}"
+    );
+    assert_eq!(
+        closed_now["superseded_by_status_change"],
+        restored["status_change"]["id"]
+    );
+    let page = app
+        .get(
+            &format!("/api/v1/broadcasts/{}/messages?limit=1", closed["id"]),
+            &key,
+        )
+        .await
+        .body;
+    let reason = page["messages"][0]["last_error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("superseded by status change") && reason.ends_with("(restored)"),
+        "{reason}"
+    );
+
+    // Only the newer wording goes out.
+    app.drain().await;
+    let lines = app.sent_lines();
+    assert_eq!(lines.len() as i64, reachable);
+    assert!(lines.iter().all(|l| l["body"]
+        .as_str()
+        .unwrap()
+        .contains("back to normal service")
+        || l["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("back to normal service"))));
+
+    // A fan-out still running when it is superseded withdraws what it wrote and stops.
+    let practice = app
+        .state
+        .store
+        .practice_by_ods(&gateway::domain::OdsCode::parse("T10006").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let change = gateway::intake::status::StatusChangeRequest {
+        kind: "phones_down".into(),
+        headline: None,
+        details: None,
+        starts_at: None,
+        ends_at: None,
+    }
+    .parse("test")
+    .unwrap();
+    let gateway::store::StartOutcome::Started(older) = app
+        .state
+        .store
+        .start_status_broadcast(practice.id, &change, None, chrono::Utc::now())
+        .await
+        .unwrap()
+    else {
+        panic!("not started");
+    };
+    app.post(
+        "/api/v1/practices/T10006/status",
+        &key,
+        &json!({ "kind": "custom", "headline": "All clear." }),
+    )
+    .await;
+    app.state.fanout.run_broadcast(older).await.unwrap();
+    let older_now = app
+        .get(&format!("/api/v1/broadcasts/{older}"), &key)
+        .await
+        .body;
+    assert_eq!(older_now["by_state"]["queued"], 0, "{older_now}");
+    assert!(older_now["superseded_by_status_change"].is_i64());
+}

@@ -141,6 +141,20 @@ impl Fanout {
             page = next_page?;
             batch.clear();
             self.wake.notify_one();
+            // A newer status change may have come in while this one was fanning out: then
+            // what was written meanwhile is withdrawn, and the rest is not planned.
+            if let Some(newer) = self
+                .store
+                .broadcast(broadcast_id)
+                .await?
+                .and_then(|b| b.superseded_by)
+            {
+                let reason = format!("superseded by status change {newer}");
+                self.store
+                    .cancel_queued(broadcast_id, &reason, Utc::now())
+                    .await?;
+                break;
+            }
         }
         self.store
             .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())

@@ -162,6 +162,29 @@ pub async fn post_status_change(
         StartOutcome::KeyReused => return Err(PostStatusError::KeyReused),
     };
     if !replayed {
+        // Nobody should be told "closed" after "restored": earlier broadcasts' unsent
+        // messages are withdrawn as soon as the newer change is recorded.
+        let status_change_id = state
+            .store
+            .broadcast(broadcast_id)
+            .await?
+            .map(|b| b.status_change_id)
+            .unwrap_or_default();
+        let reason = format!(
+            "superseded by status change {status_change_id} ({})",
+            change.kind
+        );
+        let cancelled = state
+            .store
+            .supersede_earlier(practice.id, broadcast_id, status_change_id, &reason, now)
+            .await?;
+        if cancelled > 0 {
+            tracing::info!(
+                broadcast = broadcast_id,
+                cancelled,
+                "withdrew unsent messages of earlier broadcasts"
+            );
+        }
         let details =
             serde_json::json!({ "kind": change.kind, "headline": change.headline }).to_string();
         state

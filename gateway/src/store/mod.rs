@@ -120,6 +120,25 @@ pub trait BroadcastStore: Send + Sync {
         skipped_no_contact: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Marks every earlier broadcast of the practice as superseded by `status_change_id`
+    /// (the change behind broadcast `newer`) and cancels their unsent messages, naming it.
+    /// Messages already with a provider are left to finish. Returns how many were cancelled.
+    async fn supersede_earlier(
+        &self,
+        practice_id: i64,
+        newer: i64,
+        status_change_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Cancels a broadcast's unsent messages with `reason` (a fan-out that finds its broadcast
+    /// superseded cleans up what it wrote meanwhile). Returns how many were cancelled.
+    async fn cancel_queued(
+        &self,
+        broadcast_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Message counts of a broadcast by channel and state.
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
     /// A page of a broadcast's messages in id order, optionally of one state.

@@ -280,6 +280,8 @@ pub struct Broadcast {
     pub fanout_done_at: Option<DateTime<Utc>>,
     /// Patients with no usable contact.
     pub skipped_no_contact: i64,
+    /// The newer status change that superseded this broadcast, if one did.
+    pub superseded_by: Option<i64>,
 }
 
 /// A message for the outbox.

@@ -152,7 +152,7 @@ impl BroadcastStore for PostgresStore {
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
         let row = sqlx::query(
             "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id WHERE b.id = $1",
         )
         .bind(id)
@@ -173,6 +173,7 @@ impl BroadcastStore for PostgresStore {
                 created_at: row.try_get("created_at")?,
                 fanout_done_at: row.try_get("fanout_done_at")?,
                 skipped_no_contact: row.try_get("skipped_no_contact")?,
+                superseded_by: row.try_get("superseded_by")?,
             })
         })
         .transpose()
@@ -203,6 +204,56 @@ impl BroadcastStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn supersede_earlier(
+        &self,
+        practice_id: i64,
+        newer: i64,
+        status_change_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
+        )
+        .bind(status_change_id)
+        .bind(practice_id)
+        .bind(newer)
+        .execute(&mut *tx)
+        .await?;
+        let cancelled = sqlx::query(
+            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+             WHERE state = 'queued' AND broadcast_id IN
+                   (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(practice_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
+    async fn cancel_queued(
+        &self,
+        broadcast_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+             WHERE broadcast_id = $3 AND state = 'queued'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(broadcast_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
