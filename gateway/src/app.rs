@@ -70,12 +70,15 @@ impl AppState {
         PhoneNumber::load_metadata();
         let templates = Arc::new(MessageTemplates::builtin()?);
         let wake = Arc::new(Notify::new());
-        let fanout = Arc::new(Fanout::new(
-            store.clone(),
-            templates.clone(),
-            config.fanout.batch_size,
-            wake.clone(),
-        ));
+        let fanout = Arc::new(
+            Fanout::new(
+                store.clone(),
+                templates.clone(),
+                config.fanout.batch_size,
+                wake.clone(),
+            )
+            .with_quiet_hours(config.quiet_hours()),
+        );
         Ok(Self {
             store,
             fanout,
@@ -84,6 +87,20 @@ impl AppState {
             config: Arc::new(config),
             wake,
         })
+    }
+
+    /// The same state with fan-outs reading "now" from `clock` (tests set the time of day).
+    pub fn with_fanout_clock(mut self, clock: crate::fanout::Clock) -> Self {
+        let fanout = Fanout::new(
+            self.store.clone(),
+            self.templates.clone(),
+            self.config.fanout.batch_size,
+            self.wake.clone(),
+        )
+        .with_quiet_hours(self.config.quiet_hours())
+        .with_clock(clock);
+        self.fanout = Arc::new(fanout);
+        self
     }
 
     /// A new dispatch worker over this state.

@@ -7,6 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::dispatch::quiet::QuietHours;
 use crate::domain::{Channel, ChannelOrder};
 
 /// The defaults, built into the binary so that it runs from any directory.
@@ -42,6 +43,8 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// Values new practices get unless they say otherwise.
     pub practice_defaults: PracticeDefaults,
+    /// When bulk SMS and push wait.
+    pub quiet_hours: QuietHoursConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
     /// Checking providers' callbacks and patients' replies.
@@ -110,6 +113,17 @@ pub struct PracticeDefaults {
     pub timezone: String,
     /// Channels tried in order for patients without a preference.
     pub channel_order: Vec<Channel>,
+}
+
+/// The nightly window (practice time) when broadcasts by SMS and push wait; email and
+/// one-patient messages are not held.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    /// `HH:MM` the window opens.
+    pub start: String,
+    /// `HH:MM` it closes.
+    pub end: String,
 }
 
 /// Logging.
@@ -262,6 +276,9 @@ impl Config {
                 ),
             );
         }
+        if let Err(reason) = QuietHours::parse(&self.quiet_hours.start, &self.quiet_hours.end) {
+            return invalid("quiet_hours", reason);
+        }
         if let Err(e) = ChannelOrder::new(self.practice_defaults.channel_order.clone()) {
             return invalid("practice_defaults.channel_order", e.reason);
         }
@@ -289,6 +306,13 @@ impl Config {
         let mut shown = self.clone();
         shown.database.url = mask_url_password(&shown.database.url);
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not print: {e}"))
+    }
+
+    /// The quiet hours, already checked (`None` when start equals end).
+    pub fn quiet_hours(&self) -> Option<QuietHours> {
+        QuietHours::parse(&self.quiet_hours.start, &self.quiet_hours.end)
+            .ok()
+            .filter(|q| q.start != q.end)
     }
 
     /// The default practice channel order, already checked.

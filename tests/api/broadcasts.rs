@@ -483,3 +483,57 @@ pub async fn newer_status_change_withdraws_unsent_messages(db: Db) {
     assert_eq!(older_now["by_state"]["queued"], 0, "{older_now}");
     assert!(older_now["superseded_by_status_change"].is_i64());
 }
+
+pub async fn quiet_hours_hold_bulk_sms_and_push_but_not_email(db: Db) {
+    // 22:30 in London on a winter evening: inside 21:00 to 08:00.
+    let evening = chrono::DateTime::parse_from_rfc3339("2026-01-14T22:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let options = crate::helpers::Options {
+        quiet_hours_end: "08:00",
+        fanout_clock: Some(std::sync::Arc::new(move || evening)),
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(db, options).await;
+    let key = app.practice_with_key("T10007", "Test Surgery").await;
+    let (patients, _) = patient_list(40);
+    app.post(
+        "/api/v1/practices/T10007/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
+    let broadcast = app
+        .post(
+            "/api/v1/practices/T10007/status",
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await
+        .body;
+    let page = app
+        .get(
+            &format!("/api/v1/broadcasts/{}/messages?limit=100", broadcast["id"]),
+            &key,
+        )
+        .await
+        .body;
+    let messages = page["messages"].as_array().unwrap();
+    assert!(
+        messages.iter().any(|m| m["channel"] == "sms")
+            && messages.iter().any(|m| m["channel"] == "email")
+    );
+    for m in messages {
+        let due = m["next_attempt_at"].as_str().unwrap();
+        match m["channel"].as_str().unwrap() {
+            "sms" => assert!(
+                due.starts_with("2026-01-15T08:00:00"),
+                "sms held until 08:00 GMT: {due}"
+            ),
+            _ => assert!(
+                due.starts_with("2026-01-14T22:30:00"),
+                "email goes at once: {due}"
+            ),
+        }
+    }
+}

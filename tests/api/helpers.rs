@@ -83,6 +83,10 @@ pub struct Options {
     pub concurrency: usize,
     /// Claim batch.
     pub claim_batch: usize,
+    /// The end of quiet hours (21:00 to this); "21:00", the default, turns them off.
+    pub quiet_hours_end: &'static str,
+    /// Fan-outs read "now" from this clock instead of the system's.
+    pub fanout_clock: Option<gateway::fanout::Clock>,
     /// `(after, count)`: once `after` messages have gone, the next `count` sends write their
     /// line and then hang, as a provider call does when the process is killed mid-send.
     pub stall: Option<(usize, usize)>,
@@ -100,6 +104,8 @@ impl Default for Options {
             concurrency: 8,
             claim_batch: 64,
             stall: None,
+            quiet_hours_end: "21:00",
+            fanout_clock: None,
             providers: None,
             push_insecure_hosts: Vec::new(),
         }
@@ -159,6 +165,12 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         ))
         .merge(Serialized::default("dispatch.poll_interval_ms", 20))
         .merge(Serialized::default("fanout.batch_size", 250))
+        // Quiet hours off unless a test asks: the suite must pass at any hour.
+        .merge(Serialized::default("quiet_hours.start", "21:00"))
+        .merge(Serialized::default(
+            "quiet_hours.end",
+            options.quiet_hours_end,
+        ))
         .merge(Serialized::default(
             "receipts.twilio_auth_token_env",
             TWILIO_TOKEN_ENV,
@@ -192,7 +204,10 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         None => ProviderRegistry::from_config(&config.providers).expect("providers"),
         Some((after, count)) => stalling::registry(&config.providers, after, count),
     };
-    let state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
+    let mut state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
+    if let Some(clock) = options.fanout_clock.clone() {
+        state = state.with_fanout_clock(clock);
+    }
     let admin_key =
         gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
             .await

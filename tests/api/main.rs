@@ -45,6 +45,7 @@ fn main() {
         broadcasts::patient_batches_report_each_bad_item,
         broadcasts::interrupted_fanout_resumes_without_duplicates,
         broadcasts::newer_status_change_withdraws_unsent_messages,
+        broadcasts::quiet_hours_hold_bulk_sms_and_push_but_not_email,
         tenancy::another_practice_sees_nothing,
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,

@@ -4,6 +4,8 @@
 //! A message's outcome is written before its concurrency slot is freed, so a kill can
 //! repeat at most `concurrency` messages: those in flight at the kill.
 
+pub mod quiet;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use crate::dispatch::quiet::QuietHours;
 use crate::domain::{Channel, ChannelOrder, Priority};
 use crate::render::{status_context, MessageTemplates, RenderError, Rendered};
 use crate::store::{FanoutContact, FanoutPatient, NewMessage, Store, StoreError};
@@ -45,7 +46,12 @@ pub struct Fanout {
     templates: Arc<MessageTemplates>,
     batch_size: usize,
     wake: Arc<Notify>,
+    quiet_hours: Option<QuietHours>,
+    clock: Clock,
 }
+
+/// Where "now" comes from: the system clock, or a fixed one in tests.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl Fanout {
     /// A fan-out writing `batch_size` messages per statement.
@@ -60,6 +66,30 @@ impl Fanout {
             templates,
             batch_size,
             wake,
+            quiet_hours: None,
+            clock: Arc::new(Utc::now),
+        }
+    }
+
+    /// Holds bulk SMS and push planned inside quiet hours until they end (practice time).
+    pub fn with_quiet_hours(mut self, quiet_hours: Option<QuietHours>) -> Self {
+        self.quiet_hours = quiet_hours;
+        self
+    }
+
+    /// Uses `clock` for "now" (tests set the time of day).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// When bulk SMS and push planned at `now` may first go, in the practice's timezone.
+    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: &str) -> DateTime<Utc> {
+        match self.quiet_hours {
+            Some(quiet) => {
+                quiet.next_allowed(now, timezone.parse().unwrap_or(chrono_tz::Europe::London))
+            }
+            None => now,
         }
     }
 
@@ -90,7 +120,8 @@ impl Fanout {
         while let Some(last) = page.last() {
             let next_after = last.id;
             let more = page.len() == self.batch_size;
-            let now = Utc::now();
+            let now = (self.clock)();
+            let held_until = self.after_quiet_hours(now, &practice.timezone);
             for patient in &page {
                 let Some(contact) = choose_contact(patient, &practice.channel_order) else {
                     summary.skipped_no_contact += 1;
@@ -123,7 +154,10 @@ impl Fanout {
                     subject: rendered.subject,
                     body: rendered.body,
                     body_html: rendered.html,
-                    next_attempt_at: now,
+                    next_attempt_at: match contact.channel {
+                        Channel::Sms | Channel::Push => held_until,
+                        Channel::Email => now,
+                    },
                     created_at: now,
                 });
             }
