@@ -124,3 +124,81 @@ pub async fn killed_worker_loses_nothing(db: Db) {
         assert_eq!(detail["message"]["state"], "sent");
     }
 }
+
+/// Shutdown stops claiming, lets the sends already with the provider finish and record
+/// their outcome, and gives back the leases of claimed messages it had not started.
+pub async fn shutdown_finishes_in_flight_sends_and_releases_the_rest(db: Db) {
+    let app = spawn_app_with(
+        db,
+        Options {
+            concurrency: 2,
+            claim_batch: 20,
+            send_delay: Duration::from_millis(100),
+            ..Options::default()
+        },
+    )
+    .await;
+    let key = app.practice_with_key("K10002", "Stop Surgery").await;
+    let patients: Vec<_> = (0..60)
+        .map(|i| json!({ "nhs_number": nhs(i), "contacts": [{ "channel": "email", "address": format!("s{i}@example.com") }] }))
+        .collect();
+    app.post(
+        "/api/v1/practices/K10002/patients",
+        &key,
+        &json!({ "patients": patients }),
+    )
+    .await;
+    let broadcast = app
+        .post(
+            "/api/v1/practices/K10002/status",
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await
+        .body;
+    let id = broadcast["id"].as_i64().unwrap();
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(app.state.dispatcher().run(shutdown.clone()));
+    while app.sent_lines().len() < 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("worker stops within the bound")
+        .unwrap();
+
+    let progress = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &key)
+        .await
+        .body;
+    assert_eq!(
+        progress["by_state"]["sending"], 0,
+        "no lease is left behind: {progress}"
+    );
+    let sent = progress["by_state"]["sent"].as_i64().unwrap();
+    assert!(sent >= 5 && sent < 60, "stopped part way: {progress}");
+    assert_eq!(
+        sent as usize,
+        app.sent_lines().len(),
+        "every send that left was recorded"
+    );
+    assert_eq!(progress["by_state"]["queued"].as_i64().unwrap(), 60 - sent);
+    // A released message was never tried: its attempt count went back.
+    let queued = app
+        .get(
+            &format!("/api/v1/broadcasts/{id}/messages?state=queued&limit=1"),
+            &key,
+        )
+        .await
+        .body;
+    assert_eq!(queued["messages"][0]["attempts"], 0);
+    // The next worker sends the rest.
+    app.drain().await;
+    let progress = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &key)
+        .await
+        .body;
+    assert_eq!(progress["by_state"]["sent"], 60);
+}

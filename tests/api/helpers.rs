@@ -83,6 +83,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Claim batch.
     pub claim_batch: usize,
+    /// How long each send takes after its line is written.
+    pub send_delay: Duration,
     /// The end of quiet hours (21:00 to this); "21:00", the default, turns them off.
     pub quiet_hours_end: &'static str,
     /// Fan-outs read "now" from this clock instead of the system's.
@@ -104,6 +106,7 @@ impl Default for Options {
             concurrency: 8,
             claim_batch: 64,
             stall: None,
+            send_delay: Duration::ZERO,
             quiet_hours_end: "21:00",
             fanout_clock: None,
             providers: None,
@@ -200,9 +203,13 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
 
     let store = store::connect(&url, 8).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let providers = match options.stall {
-        None => ProviderRegistry::from_config(&config.providers).expect("providers"),
-        Some((after, count)) => stalling::registry(&config.providers, after, count),
+    let providers = match (options.stall, options.send_delay) {
+        (None, Duration::ZERO) => {
+            ProviderRegistry::from_config(&config.providers).expect("providers")
+        }
+        (stall, delay) => {
+            stalling::registry(&config.providers, stall.unwrap_or((usize::MAX, 0)), delay)
+        }
     };
     let mut state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
     if let Some(clock) = options.fanout_clock.clone() {
@@ -260,6 +267,7 @@ mod stalling {
         sent: Arc<AtomicUsize>,
         after: usize,
         count: usize,
+        delay: Duration,
     }
 
     #[async_trait]
@@ -272,15 +280,20 @@ mod stalling {
         }
         async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
             let accepted = self.inner.send(message).await?;
+            tokio::time::sleep(self.delay).await;
             let n = self.sent.fetch_add(1, Ordering::SeqCst);
-            if (self.after..self.after + self.count).contains(&n) {
+            if n >= self.after && n - self.after < self.count {
                 std::future::pending::<()>().await;
             }
             Ok(accepted)
         }
     }
 
-    pub fn registry(configs: &[ProviderConfig], after: usize, count: usize) -> ProviderRegistry {
+    pub fn registry(
+        configs: &[ProviderConfig],
+        (after, count): (usize, usize),
+        delay: Duration,
+    ) -> ProviderRegistry {
         let mut files = SharedFiles::default();
         let mut registry = ProviderRegistry::default();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -291,6 +304,7 @@ mod stalling {
                 sent: sent.clone(),
                 after,
                 count,
+                delay,
             }));
         }
         registry

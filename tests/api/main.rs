@@ -50,6 +50,7 @@ fn main() {
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,
+        crash::shutdown_finishes_in_flight_sends_and_releases_the_rest,
         receipts::receipts_settle_messages_and_forgeries_change_nothing,
         receipts::stop_reply_stops_the_next_broadcast,
         receipts::push_subscriptions_are_checked_and_used,
