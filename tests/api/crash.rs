@@ -178,7 +178,7 @@ pub async fn shutdown_finishes_in_flight_sends_and_releases_the_rest(db: Db) {
         "no lease is left behind: {progress}"
     );
     let sent = progress["by_state"]["sent"].as_i64().unwrap();
-    assert!(sent >= 5 && sent < 60, "stopped part way: {progress}");
+    assert!((5..60).contains(&sent), "stopped part way: {progress}");
     assert_eq!(
         sent as usize,
         app.sent_lines().len(),
