@@ -335,31 +335,7 @@ pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     let reachable = expected.iter().flatten().count() as u64;
     // A process that stopped right after recording the status change left a broadcast
     // whose fan-out never ran: start-up resumes it.
-    let practice = app
-        .state
-        .store
-        .practice_by_ods(&gateway::domain::OdsCode::parse("T10005").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let change = gateway::intake::status::StatusChangeRequest {
-        kind: "closed".into(),
-        headline: None,
-        details: None,
-        starts_at: None,
-        ends_at: None,
-    }
-    .parse("test")
-    .unwrap();
-    let gateway::store::StartOutcome::Started(id) = app
-        .state
-        .store
-        .start_status_broadcast(practice.id, &change, None, chrono::Utc::now())
-        .await
-        .unwrap()
-    else {
-        panic!("not started");
-    };
+    let id = app.record_status_change_only("T10005", "closed").await;
     assert_eq!(
         app.state.store.unfinished_broadcasts().await.unwrap(),
         vec![id]
@@ -444,31 +420,7 @@ pub async fn newer_status_change_withdraws_unsent_messages(db: Db) {
             .is_some_and(|s| s.contains("back to normal service"))));
 
     // A fan-out still running when it is superseded withdraws what it wrote and stops.
-    let practice = app
-        .state
-        .store
-        .practice_by_ods(&gateway::domain::OdsCode::parse("T10006").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let change = gateway::intake::status::StatusChangeRequest {
-        kind: "phones_down".into(),
-        headline: None,
-        details: None,
-        starts_at: None,
-        ends_at: None,
-    }
-    .parse("test")
-    .unwrap();
-    let gateway::store::StartOutcome::Started(older) = app
-        .state
-        .store
-        .start_status_broadcast(practice.id, &change, None, chrono::Utc::now())
-        .await
-        .unwrap()
-    else {
-        panic!("not started");
-    };
+    let older = app.record_status_change_only("T10006", "phones_down").await;
     app.post(
         "/api/v1/practices/T10006/status",
         &key,

@@ -405,6 +405,38 @@ impl TestApp {
         .expect("practice key")
     }
 
+    /// Records a status change and its broadcast without fanning out, as a process that
+    /// stopped right after the record (or a fan-out not yet started) leaves it. Returns the
+    /// broadcast id.
+    pub async fn record_status_change_only(&self, ods: &str, kind: &str) -> i64 {
+        let ods = gateway::domain::OdsCode::parse(ods).expect("ods");
+        let practice = self
+            .state
+            .store
+            .practice_by_ods(&ods)
+            .await
+            .expect("store")
+            .expect("practice");
+        let request = gateway::intake::status::StatusChangeRequest {
+            kind: kind.into(),
+            headline: None,
+            details: None,
+            starts_at: None,
+            ends_at: None,
+        };
+        let change = request.parse("test").expect("valid status change");
+        match self
+            .state
+            .store
+            .start_status_broadcast(practice.id, &change, None, chrono::Utc::now())
+            .await
+            .expect("store")
+        {
+            gateway::store::StartOutcome::Started(id) => id,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
     /// Sends everything due, with a fresh worker, until nothing is left to claim.
     pub async fn drain(&self) -> u64 {
         self.state
