@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 
-use super::twilio::{check_http_url, scrub};
+use super::http::{check_http_url, scrub};
 use super::{http, Accepted, Outgoing, Provider, SendError};
 use crate::config::ProviderConfig;
 use crate::domain::Channel;

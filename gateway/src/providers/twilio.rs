@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use super::http::{check_http_url, scrub};
 use super::{http, Accepted, Outgoing, Provider, SendError};
 use crate::config::ProviderConfig;
 use crate::domain::Channel;
@@ -224,55 +225,6 @@ fn check_sender(from: &str) -> Result<(), String> {
     }
 }
 
-/// Checks that setting `key` is an absolute http(s) URL.
-pub(super) fn check_http_url(key: &str, value: &str) -> Result<(), String> {
-    match url::Url::parse(value) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
-        Ok(_) => Err(format!("`{key}` must be an http:// or https:// URL")),
-        Err(e) => Err(format!("`{key}` is not a URL: {e}")),
-    }
-}
-
-/// Provider error text made safe to log and store: runs of digits that could be a phone
-/// number are masked (Twilio echoes the `To` number), and the text is cut to 200 characters.
-pub(super) fn scrub(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(200));
-    let mut digits = String::new();
-    let flush = |digits: &mut String, out: &mut String| {
-        if digits.chars().filter(|c| c.is_ascii_digit()).count() >= 7 {
-            out.push_str("[number]");
-        } else {
-            out.push_str(digits);
-        }
-        digits.clear();
-    };
-    for c in text.chars() {
-        let continues = c.is_ascii_digit() || (!digits.is_empty() && matches!(c, ' ' | '-'));
-        if continues || (c == '+' && digits.is_empty()) {
-            digits.push(c);
-        } else {
-            // Keep a trailing separator outside the masked run.
-            let tail: String = {
-                let kept = digits.trim_end_matches([' ', '-']).len();
-                digits.split_off(kept)
-            };
-            flush(&mut digits, &mut out);
-            out.push_str(&tail);
-            out.push(c);
-        }
-    }
-    let tail: String = {
-        let kept = digits.trim_end_matches([' ', '-']).len();
-        digits.split_off(kept)
-    };
-    flush(&mut digits, &mut out);
-    out.push_str(&tail);
-    if out.chars().count() > 200 {
-        out = out.chars().take(200).collect::<String>() + "...";
-    }
-    out
-}
-
 #[async_trait]
 impl Provider for TwilioProvider {
     fn name(&self) -> &str {
@@ -311,18 +263,6 @@ impl Provider for TwilioProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrub_masks_numbers_but_keeps_codes() {
-        assert_eq!(
-            scrub("The 'To' number +44 7700 900123 is not a valid phone number."),
-            "The 'To' number [number] is not a valid phone number."
-        );
-        assert_eq!(scrub("Error 21211 at 12:30"), "Error 21211 at 12:30");
-        assert_eq!(scrub("call 07700900123"), "call [number]");
-        assert_eq!(scrub("a - b"), "a - b");
-        assert!(scrub(&"x".repeat(500)).len() <= 203);
-    }
 
     #[test]
     fn senders() {
