@@ -17,12 +17,12 @@ use base64::Engine as _;
 use gateway::config::ProviderConfig;
 use gateway::domain::Channel;
 use gateway::providers::generate_vapid_keys;
-use gateway::receipts::{twilio_signature, webhook_signature};
+use gateway::receipts::twilio_signature;
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN, WEBHOOK_SECRET};
+use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN};
 use crate::push_service::{PushService, Reply as PushReply};
 use crate::receipts::{form, message_state};
 use crate::smtp_server::{Script, Server as SmtpServer};
@@ -208,16 +208,7 @@ async fn twilio_callback(app: &TestApp, path: &str, params: &[(&str, &str)]) -> 
 
 /// Posts a signed `webhook` receipt and expects 200.
 async fn webhook_receipt(app: &TestApp, reference: &str, status: &str) -> Value {
-    let body = json!({ "reference": reference, "status": status }).to_string();
-    let signature = webhook_signature(WEBHOOK_SECRET, body.as_bytes());
-    let reply = app
-        .callback(
-            "/api/v1/receipts/webhook",
-            "application/json",
-            &[("x-gateway-signature", signature)],
-            body,
-        )
-        .await;
+    let reply = crate::receipts::webhook_receipt(app, reference, status).await;
     assert_eq!(reply.status, StatusCode::OK, "{reference}: {}", reply.body);
     reply.body
 }

@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{nhs, spawn_app, Db, NOTIFY_TOKEN, TWILIO_TOKEN, WEBHOOK_SECRET};
+use crate::helpers::{
+    nhs, spawn_app, Db, Reply, TestApp, NOTIFY_TOKEN, TWILIO_TOKEN, WEBHOOK_SECRET,
+};
 use gateway::receipts::{twilio_signature, webhook_signature};
 
 fn sms_patients(count: u32) -> Value {
@@ -36,6 +38,19 @@ pub async fn message_state(app: &crate::helpers::TestApp, key: &str, id: i64) ->
         .to_string()
 }
 
+/// Posts a `webhook` receipt for `reference`, signed with the right secret.
+pub async fn webhook_receipt(app: &TestApp, reference: &str, status: &str) -> Reply {
+    let body = json!({ "reference": reference, "status": status }).to_string();
+    let signature = webhook_signature(WEBHOOK_SECRET, body.as_bytes());
+    app.callback(
+        "/api/v1/receipts/webhook",
+        "application/json",
+        &[("x-gateway-signature", signature)],
+        body,
+    )
+    .await
+}
+
 pub async fn receipts_settle_messages_and_forgeries_change_nothing(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("R10001", "Receipt Surgery").await;
@@ -64,19 +79,7 @@ pub async fn receipts_settle_messages_and_forgeries_change_nothing(db: Db) {
     let reference = |id: i64| format!("log-{id}");
 
     // webhook: signed receipt settles; a forged one is refused; an unknown reference is 404.
-    let body = json!({ "reference": reference(ids[0]), "status": "delivered" }).to_string();
-    let signed = vec![(
-        "x-gateway-signature",
-        webhook_signature(WEBHOOK_SECRET, body.as_bytes()),
-    )];
-    let reply = app
-        .callback(
-            "/api/v1/receipts/webhook",
-            "application/json",
-            &signed,
-            body.clone(),
-        )
-        .await;
+    let reply = webhook_receipt(&app, &reference(ids[0]), "delivered").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(message_state(&app, &key, ids[0]).await, "delivered");
     let forged_body = json!({ "reference": reference(ids[1]), "status": "failed" }).to_string();
@@ -94,22 +97,8 @@ pub async fn receipts_settle_messages_and_forgeries_change_nothing(db: Db) {
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(message_state(&app, &key, ids[1]).await, "sent");
-    let unknown = json!({ "reference": "log-999999", "status": "delivered" }).to_string();
-    let signed = vec![(
-        "x-gateway-signature",
-        webhook_signature(WEBHOOK_SECRET, unknown.as_bytes()),
-    )];
-    assert_eq!(
-        app.callback(
-            "/api/v1/receipts/webhook",
-            "application/json",
-            &signed,
-            unknown
-        )
-        .await
-        .status,
-        StatusCode::NOT_FOUND
-    );
+    let unknown = webhook_receipt(&app, "log-999999", "delivered").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     // twilio: form callback signed over the public URL and sorted parameters.
     let url = format!(
@@ -179,19 +168,7 @@ pub async fn receipts_settle_messages_and_forgeries_change_nothing(db: Db) {
     assert_eq!(message_state(&app, &key, ids[2]).await, "delivered");
 
     // A receipt never moves a message backwards.
-    let late = json!({ "reference": reference(ids[0]), "status": "failed" }).to_string();
-    let signed = vec![(
-        "x-gateway-signature",
-        webhook_signature(WEBHOOK_SECRET, late.as_bytes()),
-    )];
-    let reply = app
-        .callback(
-            "/api/v1/receipts/webhook",
-            "application/json",
-            &signed,
-            late,
-        )
-        .await;
+    let reply = webhook_receipt(&app, &reference(ids[0]), "failed").await;
     assert_eq!(reply.body["state_changed"], false);
     assert_eq!(message_state(&app, &key, ids[0]).await, "delivered");
 }

@@ -54,11 +54,42 @@ pub fn transport_error(provider: &str, error: &reqwest::Error) -> SendError {
     }
 }
 
+/// A non-2xx answer, for the kind to classify by its own rules.
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The wait a `Retry-After` header asked for.
+    pub retry_after: Option<Duration>,
+    /// The body (empty if it could not be read).
+    pub body: axum::body::Bytes,
+}
+
+/// Reads a provider's answer: 2xx is accepted with the reference in the JSON body's
+/// `reference_field`; anything else is handed back as a [`Refusal`].
+pub async fn answer(
+    provider: &str,
+    message_id: i64,
+    response: reqwest::Response,
+    reference_field: &str,
+) -> Result<Accepted, Refusal> {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await;
+    if status.is_success() {
+        return Ok(accepted(provider, message_id, body, reference_field));
+    }
+    Err(Refusal {
+        status,
+        retry_after,
+        body: body.unwrap_or_default(),
+    })
+}
+
 /// A 2xx answer: the provider has the message. Its reference is the JSON body's `field`
 /// (a string or number). A body that cannot be read must not become a retry, which could
 /// send the message twice, so it is accepted without a reference (receipts for it will
 /// not match) and a warning says so.
-pub fn accepted(
+fn accepted(
     provider: &str,
     message_id: i64,
     body: Result<axum::body::Bytes, reqwest::Error>,

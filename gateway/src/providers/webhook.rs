@@ -241,13 +241,8 @@ impl Provider for WebhookProvider {
             .send()
             .await
             .map_err(|e| http::transport_error(&self.name, &e))?;
-        let status = response.status();
-        let retry_after = http::retry_after(response.headers());
-        let body = response.bytes().await;
-        if status.is_success() {
-            return Ok(http::accepted(&self.name, message.message_id, body, "id"));
-        }
-        let body = body.unwrap_or_default();
-        Err(self.classify(status, retry_after, &body))
+        http::answer(&self.name, message.message_id, response, "id")
+            .await
+            .map_err(|r| self.classify(r.status, r.retry_after, &r.body))
     }
 }
