@@ -164,6 +164,8 @@ fn config(kind: &str, settings: Value) -> ProviderConfig {
         name: format!("{kind}-sms"),
         kind: kind.to_string(),
         channel: Channel::Sms,
+        rate: None,
+        burst: None,
         settings: settings.as_object().cloned().unwrap(),
     }
 }

@@ -35,6 +35,8 @@ fn config(settings: Value) -> ProviderConfig {
         name: "smtp-test".into(),
         kind: "smtp".into(),
         channel: Channel::Email,
+        rate: None,
+        burst: None,
         settings: settings.as_object().cloned().unwrap(),
     }
 }

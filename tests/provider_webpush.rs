@@ -103,6 +103,8 @@ fn build(settings: serde_json::Map<String, Value>) -> Result<Arc<dyn Provider>, 
         name: "browser-push".into(),
         kind: "webpush".into(),
         channel: Channel::Push,
+        rate: None,
+        burst: None,
         settings,
     };
     let registry = ProviderRegistry::from_config(&[config]).map_err(|e| e.to_string())?;

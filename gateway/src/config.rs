@@ -8,7 +8,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::quiet::QuietHours;
-use crate::domain::{Channel, ChannelOrder};
+use crate::domain::{Channel, ChannelOrder, Rate};
 
 /// The defaults, built into the binary so that it runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
@@ -41,6 +41,10 @@ pub struct Config {
     pub fanout: FanoutConfig,
     /// Sending outbox messages.
     pub dispatch: DispatchConfig,
+    /// Rate limits per practice and per patient (a provider's own is in its table).
+    pub limits: LimitsConfig,
+    /// Taking a failing provider out of rotation.
+    pub failover: FailoverConfig,
     /// Values new practices get unless they say otherwise.
     pub practice_defaults: PracticeDefaults,
     /// When bulk SMS and push wait.
@@ -103,6 +107,34 @@ pub struct DispatchConfig {
     pub retry_cap_ms: u64,
     /// Tries before a message fails.
     pub max_attempts: u32,
+    /// Seconds after it was planned when a message stops being retried and fails.
+    pub retry_max_age_seconds: u64,
+}
+
+/// Rate limits per practice and per patient, as `N/s`, `N/min`, `N/h` or `N/day`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most broadcast messages one practice sends; absent means no limit of its own.
+    #[serde(default)]
+    pub practice: Option<Rate>,
+    /// How many of those may go at once after a quiet spell.
+    pub practice_burst: u32,
+    /// Most non-urgent messages one patient receives; more are suppressed. Absent: no cap.
+    #[serde(default)]
+    pub patient_bulk: Option<Rate>,
+    /// How many of those may come together.
+    pub patient_burst: u32,
+}
+
+/// When a failing provider is taken out of rotation and when it is tried again.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Failures in a row (5xx, timeouts, refused connections) that open the circuit.
+    pub failures: u32,
+    /// Seconds out of rotation before one probe message is let through.
+    pub cool_down_seconds: u64,
 }
 
 /// Values new practices get unless they say otherwise.
@@ -171,6 +203,12 @@ pub struct ProviderConfig {
     pub kind: String,
     /// The channel it carries.
     pub channel: Channel,
+    /// Its contractual rate, never exceeded; absent means no limit.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Messages that may go at once after a quiet spell (default: one second's worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
     /// The kind's settings (e.g. `path` for `log`, `base_url` for HTTP kinds).
     #[serde(flatten)]
     pub settings: serde_json::Map<String, serde_json::Value>,
@@ -262,6 +300,18 @@ impl Config {
         if d.max_attempts == 0 {
             return invalid("dispatch.max_attempts", "must be at least 1".into());
         }
+        if d.retry_max_age_seconds == 0 {
+            return invalid("dispatch.retry_max_age_seconds", "must be at least 1".into());
+        }
+        if self.limits.practice_burst == 0 || self.limits.patient_burst == 0 {
+            return invalid(
+                "limits",
+                "practice_burst and patient_burst must be at least 1".into(),
+            );
+        }
+        if self.failover.failures == 0 {
+            return invalid("failover.failures", "must be at least 1".into());
+        }
         if self
             .practice_defaults
             .timezone
@@ -286,6 +336,9 @@ impl Config {
             let key = format!("providers[{i}]");
             if p.name.trim().is_empty() {
                 return invalid(&format!("{key}.name"), "must not be empty".into());
+            }
+            if p.burst == Some(0) {
+                return invalid(&format!("{key}.burst"), "must be at least 1".into());
             }
             if self.providers[..i].iter().any(|q| q.name == p.name) {
                 return invalid(

@@ -213,7 +213,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     };
     let mut state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
     if let Some(clock) = options.fanout_clock.clone() {
-        state = state.with_fanout_clock(clock);
+        state = state.with_clock(clock);
     }
     let admin_key =
         gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
@@ -245,6 +245,8 @@ fn log_providers(sent_log: &std::path::Path) -> Vec<ProviderConfig> {
             name: format!("log-{c}"),
             kind: "log".into(),
             channel: *c,
+            rate: None,
+            burst: None,
             settings: serde_json::json!({ "path": sent_log })
                 .as_object()
                 .cloned()

@@ -152,6 +152,8 @@ fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> Provid
         name: name.into(),
         kind: kind.into(),
         channel,
+        rate: None,
+        burst: None,
         settings: settings.as_object().cloned().unwrap(),
     }
 }

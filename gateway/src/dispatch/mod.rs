@@ -1,39 +1,84 @@
-//! Dispatch: claims due messages from the outbox with a lease, hands them to providers,
-//! and records each attempt as soon as it ends.
+//! Dispatch: claims due messages from the outbox with a lease, queues them per channel in
+//! lanes (urgent first, practices taking turns), lets each go when its rate limits and its
+//! provider's circuit allow, and records each outcome as soon as the send ends.
 //!
-//! A message's outcome is written before its concurrency slot is freed, so a kill can
-//! repeat at most `concurrency` messages: those in flight at the kill.
+//! A message's outcome is stored before its concurrency slot is freed, so a kill can repeat
+//! at most `concurrency` messages: those in flight at the kill.
 
+pub mod failover;
+pub mod lanes;
+pub mod limits;
 pub mod quiet;
+mod recorder;
+mod send;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
-use futures_util::stream::{self, StreamExt};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use rand::Rng;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DispatchConfig;
-use crate::domain::{Channel, Priority};
-use crate::outbox::{completion, RetryPolicy};
-use crate::providers::{Outgoing, PracticeRef, ProviderRegistry, PushKeys, SendError};
-use crate::receipts;
-use crate::store::{ClaimedMessage, Store, StoreError};
+use crate::config::{Config, DispatchConfig};
+use crate::domain::{AttemptOutcome, Channel, MessageState, Priority};
+use crate::fanout::{Clock, Fanout};
+use crate::outbox::RetryPolicy;
+use crate::providers::{PracticeRef, ProviderRegistry};
+use crate::store::{ClaimedMessage, Completion, Store, StoreError};
+use crate::telemetry::metrics::{CircuitGauge, Metrics, Outcome};
+use failover::{CircuitState, Rotation};
+use lanes::Lanes;
+use limits::RateLimits;
+use quiet::QuietHours;
+use recorder::Recorder;
 
-/// One dispatch worker: a claim loop with bounded concurrency.
+/// What every dispatch worker of one process shares: the rate limiters, the providers'
+/// circuits and what is known of practices.
+pub struct DispatchControl {
+    /// Provider, practice and patient limits.
+    pub limits: RateLimits,
+    /// Each channel's providers with their health.
+    pub rotation: Rotation,
+    practices: Mutex<HashMap<i64, PracticeInfo>>,
+}
+
+impl DispatchControl {
+    /// Limiters and circuits for the configured providers.
+    pub fn new(providers: &ProviderRegistry, config: &Config) -> Self {
+        Self {
+            limits: RateLimits::from_config(&config.providers, &config.limits),
+            rotation: Rotation::new(providers, &config.failover),
+            practices: Mutex::default(),
+        }
+    }
+}
+
+/// What dispatch needs of a practice: who messages are from, and its timezone.
+#[derive(Clone)]
+struct PracticeInfo {
+    reference: PracticeRef,
+    timezone: Tz,
+}
+
+/// One dispatch worker: a claimer feeding per-channel lanes, a sender per channel, and a
+/// writer recording outcomes in batches.
 #[derive(Clone)]
 pub struct Dispatcher {
     store: Arc<dyn Store>,
-    providers: Arc<ProviderRegistry>,
+    control: Arc<DispatchControl>,
     config: DispatchConfig,
     policy: RetryPolicy,
     owner: String,
     wake: Arc<Notify>,
-    practices: Arc<Mutex<HashMap<i64, PracticeRef>>>,
     links: Option<UnsubscribeLinks>,
+    quiet_hours: Option<QuietHours>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    fanout: Option<Arc<Fanout>>,
 }
 
 /// Where unsubscribe links point and what signs them.
@@ -49,7 +94,7 @@ impl Dispatcher {
     /// A worker with a fresh, unique lease owner name.
     pub fn new(
         store: Arc<dyn Store>,
-        providers: Arc<ProviderRegistry>,
+        control: Arc<DispatchControl>,
         config: DispatchConfig,
         wake: Arc<Notify>,
     ) -> Self {
@@ -60,13 +105,16 @@ impl Dispatcher {
         );
         Self {
             store,
+            control,
             policy: RetryPolicy::from_config(&config),
-            providers,
             config,
             owner,
             wake,
-            practices: Arc::default(),
             links: None,
+            quiet_hours: None,
+            clock: Arc::new(Utc::now),
+            metrics: Arc::new(Metrics::new()),
+            fanout: None,
         }
     }
 
@@ -76,203 +124,298 @@ impl Dispatcher {
         self
     }
 
+    /// Holds bulk SMS and push (first sends and retries) out of quiet hours, judged by
+    /// `clock` (tests set the time of day).
+    pub fn with_quiet_hours(mut self, quiet_hours: Option<QuietHours>, clock: Clock) -> Self {
+        self.quiet_hours = quiet_hours;
+        self.clock = clock;
+        self
+    }
+
+    /// Counts outcomes, waits and circuit states here.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Re-plans a broadcast message on the patient's next channel when an address is refused.
+    pub fn with_rerouting(mut self, fanout: Arc<Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
     /// The name this worker's leases carry.
     pub fn owner(&self) -> &str {
         &self.owner
     }
 
     /// Runs until `shutdown` is cancelled: then stops claiming, lets in-flight sends finish
-    /// and gives back the leases of messages it had not started.
+    /// (waiting at most the lease time) and gives back the leases of messages not started.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "dispatch worker started");
-        let idle = Duration::from_millis(self.config.poll_interval_ms);
-        while !shutdown.is_cancelled() {
-            match self.dispatch_batch(&shutdown).await {
-                Ok(0) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(idle) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "dispatch: store failed; retrying shortly");
-                    tokio::select! {
-                        _ = tokio::time::sleep(idle * 4) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-            }
+        self.work(shutdown, false).await;
+    }
+
+    /// Sends everything due now (waiting out rate limits), then returns how many messages
+    /// it claimed: for tests, benchmarks and one-shot runs.
+    pub async fn run_until_idle(&self) -> Result<u64, StoreError> {
+        // Anything due is claimed at once, so a store failure shows up before work starts.
+        self.store.ping().await?;
+        Ok(self.clone().work(CancellationToken::new(), true).await)
+    }
+
+    /// The claimer, the channel senders, the heartbeat and the writer, until told to stop
+    /// (or, with `until_idle`, until nothing is due or in hand).
+    async fn work(self, shutdown: CancellationToken, until_idle: bool) -> u64 {
+        let lanes = Arc::new(Lanes::default());
+        let (recorder, writer) = Recorder::spawn(self.store.clone(), self.owner.clone());
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let stop = shutdown.child_token();
+        let mut senders = JoinSet::new();
+        for channel in Channel::ALL {
+            senders.spawn(self.clone().sender(
+                channel,
+                lanes.clone(),
+                recorder.clone(),
+                permits.clone(),
+                stop.clone(),
+            ));
         }
+        let heartbeat = tokio::spawn(self.clone().heartbeat(stop.clone()));
+        let claimed = self.claim(&lanes, &recorder, &stop, until_idle).await;
+        stop.cancel();
+        while senders.join_next().await.is_some() {}
+        let grace = Duration::from_secs(self.config.lease_seconds);
+        let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("dispatch: sends still running at shutdown; their leases will expire");
+        }
+        heartbeat.abort();
+        drop(recorder);
+        let _ = tokio::time::timeout(grace, writer).await;
         match self.store.release_leases(&self.owner, Utc::now()).await {
-            Ok(n) => tracing::info!(owner = %self.owner, released = n, "dispatch worker stopped"),
+            Ok(n) if !until_idle => {
+                tracing::info!(owner = %self.owner, released = n, "dispatch worker stopped")
+            }
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "dispatch: could not release leases; they will expire")
             }
         }
+        claimed
     }
 
-    /// Sends everything due now, then returns: for tests and one-shot runs.
-    pub async fn run_until_idle(&self) -> Result<u64, StoreError> {
-        let never = CancellationToken::new();
-        let mut total = 0;
-        loop {
-            let n = self.dispatch_batch(&never).await?;
-            if n == 0 {
-                return Ok(total);
-            }
-            total += n as u64;
-        }
-    }
-
-    /// Claims one batch and sends it with bounded concurrency. Returns how many were claimed.
-    async fn dispatch_batch(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
-        let now = Utc::now();
-        let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
-        let claimed = self
-            .store
-            .claim_due(&self.owner, now, lease_until, self.config.claim_batch)
-            .await?;
-        let count = claimed.len();
-        let results: Vec<Result<(), StoreError>> = stream::iter(claimed)
-            .map(|message| self.send_and_record(message, shutdown))
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        Ok(count)
-    }
-
-    /// What the provider needs: the message, who it is from, and for push the browser's keys.
-    async fn outgoing(&self, message: &ClaimedMessage) -> Result<Outgoing, StoreError> {
-        let practice = self.practice(message.practice_id).await?;
-        let push = match (message.channel, message.contact_id) {
-            (Channel::Push, Some(contact_id)) => self
+    /// Keeps the lanes topped up: claims due messages while there is room (and urgent ones
+    /// even when there is not), screening each for quiet hours and the patient's cap.
+    async fn claim(
+        &self,
+        lanes: &Lanes,
+        recorder: &Recorder,
+        stop: &CancellationToken,
+        until_idle: bool,
+    ) -> u64 {
+        let batch = self.config.claim_batch;
+        let high_water = (batch * 4).max(self.config.concurrency * 2);
+        let idle = Duration::from_millis(self.config.poll_interval_ms);
+        let mut total = 0u64;
+        while !stop.is_cancelled() {
+            let room = high_water.saturating_sub(lanes.len());
+            let urgent_only = room == 0;
+            let limit = if urgent_only { batch } else { room.min(batch) };
+            let now = Utc::now();
+            let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
+            let claimed = match self
                 .store
-                .push_keys(contact_id)
-                .await?
-                .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
-            _ => None,
+                .claim_due(&self.owner, now, lease_until, limit, urgent_only)
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch: store failed; retrying shortly");
+                    tokio::select! {
+                        _ = tokio::time::sleep(idle * 4) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let count = claimed.len();
+            total += count as u64;
+            let ready = self.screen(claimed, recorder).await;
+            lanes.push(ready);
+            if count == limit && !urgent_only {
+                continue;
+            }
+            if until_idle && count == 0 && lanes.idle() {
+                break;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = lanes.drained_below(high_water / 2), if urgent_only || until_idle => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        total
+    }
+
+    /// Sorts out claimed messages that must not go now: bulk SMS and push in quiet hours go
+    /// back to the outbox until the window closes; bulk messages beyond the patient's cap
+    /// are suppressed. Returns the rest.
+    async fn screen(
+        &self,
+        claimed: Vec<ClaimedMessage>,
+        recorder: &Recorder,
+    ) -> Vec<ClaimedMessage> {
+        let now = Utc::now();
+        let mut ready = Vec::with_capacity(claimed.len());
+        let mut held = Vec::new();
+        let mut suppressed = Vec::new();
+        for message in claimed {
+            if message.priority == Priority::Urgent {
+                ready.push(message);
+                continue;
+            }
+            if matches!(message.channel, Channel::Sms | Channel::Push) {
+                if let Some(wait) = self.quiet_hours_of(message.practice_id).await {
+                    let wait = wait(now);
+                    if wait > chrono::Duration::zero() {
+                        held.push((message, now + wait));
+                        continue;
+                    }
+                }
+            }
+            if message.attempt_no == 1 {
+                if let Err(cap) = self.control.limits.patient(message.patient_id) {
+                    suppressed.push(suppression(&message, cap, now));
+                    continue;
+                }
+            }
+            ready.push(message);
+        }
+        if !held.is_empty() {
+            let due: Vec<(i64, DateTime<Utc>)> = held.iter().map(|(m, at)| (m.id, *at)).collect();
+            if let Err(e) = self.store.defer(&self.owner, &due, now).await {
+                tracing::warn!(error = %e, "dispatch: could not hold messages for quiet hours; they will wait out their lease");
+            }
+            for (m, _) in &held {
+                self.metrics.message_outcome(m.channel, None, Outcome::Deferred);
+            }
+        }
+        let records = suppressed.into_iter().map(|(channel, c)| async move {
+            recorder.record(c).await;
+            self.metrics
+                .message_outcome(channel, None, Outcome::Suppressed);
+        });
+        futures_util::future::join_all(records).await;
+        ready
+    }
+
+    /// For the practice's bulk SMS and push: how long one due at a given time must still
+    /// wait for quiet hours to end (zero outside them), judged in the practice's timezone by
+    /// the worker's clock. `None` without quiet hours.
+    async fn quiet_hours_of(
+        &self,
+        practice_id: i64,
+    ) -> Option<impl Fn(DateTime<Utc>) -> chrono::Duration + Send> {
+        let quiet = self.quiet_hours?;
+        let timezone = match self.practice(practice_id).await {
+            Ok(p) => p.timezone,
+            Err(_) => chrono_tz::Europe::London,
         };
-        let unsubscribe_url = match (
-            message.channel,
-            message.priority,
-            message.contact_id,
-            &self.links,
-        ) {
-            (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => Some(format!(
-                "{}/unsubscribe/{}",
-                links.public_url,
-                receipts::unsubscribe_token(&links.secret, contact_id)
-            )),
-            _ => None,
-        };
-        Ok(Outgoing {
-            message_id: message.id,
-            channel: message.channel,
-            address: message.address.clone(),
-            subject: message.subject.clone(),
-            body: message.body.clone(),
-            html: message.body_html.clone(),
-            priority: message.priority,
-            practice,
-            unsubscribe_url,
-            push,
+        // The worker's clock may be set (tests): a time is judged as that far from its "now".
+        let offset = (self.clock)() - Utc::now();
+        Some(move |at: DateTime<Utc>| {
+            let local = at + offset;
+            quiet.next_allowed(local, timezone) - local
         })
     }
 
-    /// The practice a message is from, read once per worker and then remembered.
-    async fn practice(&self, practice_id: i64) -> Result<PracticeRef, StoreError> {
-        if let Some(known) = self
-            .practices
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&practice_id).cloned())
-        {
-            return Ok(known);
+    /// Extends this worker's leases while messages wait in its lanes, and lets the limiters
+    /// forget idle practices and patients.
+    async fn heartbeat(self, stop: CancellationToken) {
+        let every = Duration::from_secs(self.config.lease_seconds.max(3) / 3);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            let until = Utc::now() + chrono::Duration::seconds(self.config.lease_seconds as i64);
+            if let Err(e) = self.store.extend_leases(&self.owner, until).await {
+                tracing::warn!(error = %e, "dispatch: could not extend leases");
+            }
+            self.control.limits.forget_idle();
         }
-        let practice = match self.store.practice_by_id(practice_id).await? {
-            Some(p) => PracticeRef {
-                ods_code: p.ods_code.to_string(),
-                name: p.name,
-                reply_to: p.email,
-            },
-            None => PracticeRef::default(),
-        };
-        if let Ok(mut known) = self.practices.lock() {
-            known.insert(practice_id, practice.clone());
-        }
-        Ok(practice)
     }
 
-    async fn send_and_record(
-        &self,
-        message: ClaimedMessage,
-        shutdown: &CancellationToken,
-    ) -> Result<(), StoreError> {
-        if shutdown.is_cancelled() {
-            // Not started: its lease is given back when the worker stops.
-            return Ok(());
-        }
-        let started_at = Utc::now();
-        let (provider_name, result) = if message.attempt_no > self.policy.max_attempts as i32 {
-            // Claimed again after repeated crashes mid-send: stop before it loops for ever.
-            let reason = format!(
-                "gave up: {} attempts ended without an outcome",
-                message.attempt_no - 1
-            );
-            (None, Err(SendError::Permanent { reason }))
-        } else {
-            match self.providers.for_channel(message.channel).first() {
-                Some(provider) => {
-                    let outgoing = self.outgoing(&message).await?;
-                    (
-                        Some(provider.name().to_string()),
-                        provider.send(&outgoing).await,
-                    )
-                }
-                None => (
-                    None,
-                    Err(SendError::Permanent {
-                        reason: format!(
-                            "no provider is configured for the {} channel",
-                            message.channel
-                        ),
-                    }),
-                ),
-            }
+    /// What dispatch knows of a practice, read once per process and then remembered.
+    async fn practice(&self, practice_id: i64) -> Result<PracticeInfo, StoreError> {
+        let known = |id| {
+            self.control
+                .practices
+                .lock()
+                .ok()
+                .and_then(|m: std::sync::MutexGuard<'_, HashMap<i64, PracticeInfo>>| {
+                    m.get(&id).cloned()
+                })
         };
-        if let Err(e) = &result {
-            tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
+        if let Some(p) = known(practice_id) {
+            return Ok(p);
         }
-        if let (Err(SendError::BadRecipient { .. }), Some(contact_id)) =
-            (&result, message.contact_id)
-        {
-            // Later fan-outs skip the address; an expired push subscription is removed.
-            match message.channel {
-                Channel::Push => self.store.remove_contact(contact_id).await?,
-                Channel::Sms | Channel::Email => {
-                    self.store
-                        .mark_bad_recipient(contact_id, Utc::now())
-                        .await?
-                }
-            }
+        let info = match self.store.practice_by_id(practice_id).await? {
+            Some(p) => PracticeInfo {
+                timezone: p.timezone.parse().unwrap_or(chrono_tz::Europe::London),
+                reference: PracticeRef {
+                    ods_code: p.ods_code.to_string(),
+                    name: p.name,
+                    reply_to: p.email,
+                },
+            },
+            None => PracticeInfo {
+                reference: PracticeRef::default(),
+                timezone: chrono_tz::Europe::London,
+            },
+        };
+        if let Ok(mut m) = self.control.practices.lock() {
+            m.insert(practice_id, info.clone());
         }
-        let done = completion(
-            &message,
-            provider_name.as_deref(),
-            result,
-            &self.policy,
-            started_at,
-            Utc::now(),
-        );
-        if !self.store.complete(&self.owner, &done).await? {
-            tracing::warn!(
-                message = message.id,
-                "lease was lost before the outcome was recorded"
-            );
-        }
-        Ok(())
+        Ok(info)
     }
+
+    fn circuit_gauge(&self, provider: &str, state: CircuitState) {
+        let gauge = match state {
+            CircuitState::Closed => CircuitGauge::Closed,
+            CircuitState::HalfOpen => CircuitGauge::HalfOpen,
+            CircuitState::Open => CircuitGauge::Open,
+        };
+        self.metrics.circuit_state(provider, gauge);
+    }
+}
+
+/// The record of a message not sent because the patient had reached their cap.
+fn suppression(
+    message: &ClaimedMessage,
+    cap: crate::domain::Rate,
+    now: DateTime<Utc>,
+) -> (Channel, Completion) {
+    (
+        message.channel,
+        Completion {
+            message_id: message.id,
+            attempt_no: message.attempt_no,
+            provider: None,
+            outcome: AttemptOutcome::Suppressed,
+            provider_ref: None,
+            error: Some(format!(
+                "suppressed: the patient has had their cap of {cap} non-urgent messages"
+            )),
+            new_state: MessageState::Suppressed,
+            next_attempt_at: None,
+            started_at: now,
+            finished_at: now,
+        },
+    )
 }

@@ -118,6 +118,8 @@ pub enum AttemptOutcome {
     BadRecipient,
     /// The worker stopped mid-send (crash, kill): the provider may or may not have it.
     Unknown,
+    /// Not sent: a limit said no (the patient's daily cap of non-urgent messages).
+    Suppressed,
 }
 
 impl AttemptOutcome {
@@ -129,6 +131,7 @@ impl AttemptOutcome {
             AttemptOutcome::Permanent => "permanent",
             AttemptOutcome::BadRecipient => "bad_recipient",
             AttemptOutcome::Unknown => "unknown",
+            AttemptOutcome::Suppressed => "suppressed",
         }
     }
 }

@@ -9,6 +9,7 @@ mod message;
 mod nhs_number;
 mod ods_code;
 mod phone;
+mod rate;
 mod status;
 
 pub use channel::{Channel, ChannelOrder};
@@ -17,6 +18,7 @@ pub use message::{AttemptOutcome, MessageState, Priority};
 pub use nhs_number::NhsNumber;
 pub use ods_code::OdsCode;
 pub use phone::{PhoneKind, PhoneNumber};
+pub use rate::Rate;
 pub use status::StatusKind;
 
 /// Why a value was rejected: which field, and a reason a person can act on.

@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 use crate::dispatch::quiet::QuietHours;
 use crate::domain::{Channel, ChannelOrder, Priority};
 use crate::render::{status_context, MessageTemplates, RenderError, Rendered};
-use crate::store::{FanoutContact, FanoutPatient, NewMessage, Store, StoreError};
+use crate::store::{
+    Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
+};
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +107,7 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        let key = broadcast.kind.template_key();
-        let shared_context = status_context(&practice, &broadcast, None);
-        // A broadcast's wording is the same for everyone unless the template is personal.
-        let mut shared: HashMap<Channel, Rendered> = HashMap::new();
+        let mut wording = Wording::new(&practice, &broadcast);
         let mut summary = FanoutSummary::default();
         let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
@@ -127,39 +126,9 @@ impl Fanout {
                     summary.skipped_no_contact += 1;
                     continue;
                 };
-                let rendered = if self.templates.is_personal(&key, contact.channel) {
-                    let context = status_context(&practice, &broadcast, Some(patient));
-                    self.templates.render(&key, contact.channel, &context)?
-                } else if let Some(r) = shared.get(&contact.channel) {
-                    r.clone()
-                } else {
-                    let r = self
-                        .templates
-                        .render(&key, contact.channel, &shared_context)?;
-                    shared.insert(contact.channel, r.clone());
-                    r
-                };
                 *summary.planned.entry(contact.channel).or_default() += 1;
-                batch.push(NewMessage {
-                    idempotency_key: format!("b{broadcast_id}:p{}", patient.id),
-                    broadcast_id: Some(broadcast_id),
-                    practice_id: practice.id,
-                    patient_id: patient.id,
-                    contact_id: contact.id,
-                    channel: contact.channel,
-                    address: contact.address.clone(),
-                    priority: Priority::Bulk,
-                    template_key: key.clone(),
-                    template_version: self.templates.version(&key, contact.channel),
-                    subject: rendered.subject,
-                    body: rendered.body,
-                    body_html: rendered.html,
-                    next_attempt_at: match contact.channel {
-                        Channel::Sms | Channel::Push => held_until,
-                        Channel::Email => now,
-                    },
-                    created_at: now,
-                });
+                let key = format!("b{broadcast_id}:p{}", patient.id);
+                batch.push(self.message(&mut wording, patient, contact, key, now, held_until)?);
             }
             let next_page = async {
                 if more {
@@ -196,6 +165,92 @@ impl Fanout {
         Ok(summary)
     }
 
+    /// One patient's message of a broadcast, on `contact`'s channel.
+    fn message(
+        &self,
+        wording: &mut Wording<'_>,
+        patient: &FanoutPatient,
+        contact: &FanoutContact,
+        idempotency_key: String,
+        now: DateTime<Utc>,
+        held_until: DateTime<Utc>,
+    ) -> Result<NewMessage, FanoutError> {
+        let key = wording.key.clone();
+        let rendered = if self.templates.is_personal(&key, contact.channel) {
+            let context = status_context(wording.practice, wording.broadcast, Some(patient));
+            self.templates.render(&key, contact.channel, &context)?
+        } else if let Some(r) = wording.shared.get(&contact.channel) {
+            r.clone()
+        } else {
+            let context = status_context(wording.practice, wording.broadcast, None);
+            let r = self.templates.render(&key, contact.channel, &context)?;
+            wording.shared.insert(contact.channel, r.clone());
+            r
+        };
+        Ok(NewMessage {
+            idempotency_key,
+            broadcast_id: Some(wording.broadcast.id),
+            practice_id: wording.practice.id,
+            patient_id: patient.id,
+            contact_id: contact.id,
+            channel: contact.channel,
+            address: contact.address.clone(),
+            priority: Priority::Bulk,
+            template_version: self.templates.version(&key, contact.channel),
+            template_key: key,
+            subject: rendered.subject,
+            body: rendered.body,
+            body_html: rendered.html,
+            next_attempt_at: match contact.channel {
+                Channel::Sms | Channel::Push => held_until,
+                Channel::Email => now,
+            },
+            created_at: now,
+        })
+    }
+
+    /// Plans a broadcast's message again for a patient whose address was refused, on the
+    /// next channel they can be reached on. Returns that channel, or `None` if there is
+    /// none left or the broadcast has been superseded.
+    pub async fn reroute(
+        &self,
+        broadcast_id: i64,
+        patient_id: i64,
+    ) -> Result<Option<Channel>, FanoutError> {
+        let broadcast = self
+            .store
+            .broadcast(broadcast_id)
+            .await?
+            .ok_or(FanoutError::NotFound(broadcast_id))?;
+        if broadcast.superseded_by.is_some() {
+            return Ok(None);
+        }
+        let practice = self
+            .store
+            .practice_by_id(broadcast.practice_id)
+            .await?
+            .ok_or(FanoutError::NotFound(broadcast_id))?;
+        // The page starting just before the patient holds them, with the contacts still usable.
+        let page = self
+            .store
+            .fanout_page(practice.id, patient_id - 1, 1)
+            .await?;
+        let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
+            return Ok(None);
+        };
+        let Some(contact) = choose_contact(patient, &practice.channel_order) else {
+            return Ok(None);
+        };
+        let now = (self.clock)();
+        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
+        let mut wording = Wording::new(&practice, &broadcast);
+        let message = self.message(&mut wording, patient, contact, key, now, held_until)?;
+        let inserted = self.store.insert_messages(&[message]).await?;
+        self.wake.notify_one();
+        Ok((inserted == 1).then_some(contact.channel))
+    }
+
     /// Finishes fan-outs that a stopped process left part-done. Returns how many it finished.
     pub async fn resume_unfinished(&self) -> Result<usize, FanoutError> {
         let unfinished = self.store.unfinished_broadcasts().await?;
@@ -204,6 +259,26 @@ impl Fanout {
             self.run_broadcast(*id).await?;
         }
         Ok(unfinished.len())
+    }
+}
+
+/// A broadcast's wording while its messages are planned: the same for everyone unless
+/// the template is personal, so rendered once per channel.
+struct Wording<'a> {
+    practice: &'a Practice,
+    broadcast: &'a Broadcast,
+    key: String,
+    shared: HashMap<Channel, Rendered>,
+}
+
+impl<'a> Wording<'a> {
+    fn new(practice: &'a Practice, broadcast: &'a Broadcast) -> Self {
+        Self {
+            practice,
+            broadcast,
+            key: broadcast.kind.template_key(),
+            shared: HashMap::new(),
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// Tries before giving up.
     pub max_attempts: u32,
+    /// How long after it was planned a message may still be retried.
+    pub max_age: Duration,
 }
 
 impl RetryPolicy {
@@ -29,6 +31,7 @@ impl RetryPolicy {
             base: Duration::from_millis(config.retry_base_ms),
             cap: Duration::from_millis(config.retry_cap_ms),
             max_attempts: config.max_attempts,
+            max_age: Duration::from_secs(config.retry_max_age_seconds),
         }
     }
 
@@ -52,14 +55,15 @@ impl RetryPolicy {
     }
 }
 
-/// What to record after one try: the attempt and the message's next state.
+/// What to record after one try: the attempt and the message's next state. A retry is
+/// moved by `hold` (quiet hours) and fails instead if it would fall after the maximum age.
 pub fn completion(
     message: &ClaimedMessage,
     provider: Option<&str>,
     result: Result<Accepted, SendError>,
     policy: &RetryPolicy,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
+    (started_at, finished_at): (DateTime<Utc>, DateTime<Utc>),
+    hold: &dyn Fn(DateTime<Utc>) -> DateTime<Utc>,
 ) -> Completion {
     let mut c = Completion {
         message_id: message.id,
@@ -80,19 +84,28 @@ pub fn completion(
             retry_after,
         }) => {
             c.outcome = AttemptOutcome::Retryable;
+            let delay = policy.delay(message.attempt_no, retry_after, &mut rand::thread_rng());
+            let next = hold(
+                finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+            );
+            let deadline = message.created_at
+                + chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
             if message.attempt_no >= policy.max_attempts as i32 {
                 c.new_state = MessageState::Failed;
                 c.error = Some(format!(
                     "gave up after {} attempts: {reason}",
                     message.attempt_no
                 ));
+            } else if next > deadline {
+                c.new_state = MessageState::Failed;
+                c.error = Some(format!(
+                    "gave up after {} attempts over {} minutes: {reason}",
+                    message.attempt_no,
+                    (finished_at - message.created_at).num_minutes()
+                ));
             } else {
-                let delay = policy.delay(message.attempt_no, retry_after, &mut rand::thread_rng());
                 c.new_state = MessageState::Queued;
-                c.next_attempt_at = Some(
-                    finished_at
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-                );
+                c.next_attempt_at = Some(next);
                 c.error = Some(reason);
             }
         }
@@ -120,13 +133,20 @@ mod tests {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(60),
             max_attempts: 3,
+            max_age: Duration::from_secs(3600),
         }
+    }
+
+    fn now_as_is(at: DateTime<Utc>) -> DateTime<Utc> {
+        at
     }
 
     fn claimed(attempt_no: i32) -> ClaimedMessage {
         ClaimedMessage {
             id: 7,
             practice_id: 1,
+            patient_id: 2,
+            broadcast_id: Some(4),
             contact_id: Some(3),
             channel: Channel::Sms,
             address: "+447700900001".into(),
@@ -165,8 +185,8 @@ mod tests {
                 provider_ref: Some("r".into()),
             }),
             &p,
-            now,
-            now,
+            (now, now),
+            &now_as_is,
         );
         assert_eq!(
             (ok.new_state, ok.outcome),
@@ -176,18 +196,30 @@ mod tests {
             reason: "503".into(),
             retry_after: None,
         };
-        let again = completion(&claimed(1), Some("log"), Err(retry.clone()), &p, now, now);
+        let again = completion(&claimed(1), Some("log"), Err(retry.clone()), &p, (now, now), &now_as_is);
         assert_eq!(again.new_state, MessageState::Queued);
         assert!(again.next_attempt_at.is_some());
-        let last = completion(&claimed(3), Some("log"), Err(retry), &p, now, now);
+        let last = completion(&claimed(3), Some("log"), Err(retry.clone()), &p, (now, now), &now_as_is);
         assert_eq!(last.new_state, MessageState::Failed);
+        // Held past the maximum age (say by quiet hours): it fails now instead.
+        let overnight = |at: DateTime<Utc>| at + chrono::Duration::hours(2);
+        let late = completion(&claimed(1), Some("log"), Err(retry), &p, (now, now), &overnight);
+        assert_eq!(late.new_state, MessageState::Failed);
+        assert!(late.error.unwrap().starts_with("gave up after 1 attempts over 0 minutes: 503"));
+        let held = |at: DateTime<Utc>| at + chrono::Duration::minutes(30);
+        let retry = SendError::Retryable {
+            reason: "503".into(),
+            retry_after: None,
+        };
+        let waits = completion(&claimed(1), Some("log"), Err(retry), &p, (now, now), &held);
+        assert!(waits.next_attempt_at.unwrap() >= now + chrono::Duration::minutes(30));
         let bad = completion(
             &claimed(1),
             None,
             Err(SendError::BadRecipient { reason: "x".into() }),
             &p,
-            now,
-            now,
+            (now, now),
+            &now_as_is,
         );
         assert_eq!(
             (bad.new_state, bad.outcome),

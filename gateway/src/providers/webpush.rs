@@ -499,6 +499,8 @@ mod tests {
             name: "push".into(),
             kind: "webpush".into(),
             channel: Channel::Push,
+            rate: None,
+            burst: None,
             settings: settings.as_object().cloned().unwrap_or_default(),
         }
     }

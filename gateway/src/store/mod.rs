@@ -17,7 +17,7 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Channel, MessageState, OdsCode};
+use crate::domain::{Channel, MessageState, OdsCode, Priority};
 
 /// A storage failure. Constraint violations the caller can act on get their own variants.
 #[derive(Debug, thiserror::Error)]
@@ -158,17 +158,41 @@ pub trait OutboxStore: Send + Sync {
     /// Returns how many were new.
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
     /// Returns expired leases to the queue (recording their attempt as `unknown`), then
-    /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first.
+    /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first
+    /// (only urgent ones if `urgent_only`).
     async fn claim_due(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        urgent_only: bool,
     ) -> StoreResult<Vec<ClaimedMessage>>;
+    /// Records attempts and the messages' new states in one transaction. For each, whether
+    /// `owner` still held the lease (the attempt is recorded all the same).
+    async fn complete_many(&self, owner: &str, completions: &[Completion])
+        -> StoreResult<Vec<bool>>;
     /// Records one attempt and the message's new state. Returns false if `owner` no longer
     /// held the lease (the attempt is recorded all the same).
-    async fn complete(&self, owner: &str, completion: &Completion) -> StoreResult<bool>;
+    async fn complete(&self, owner: &str, completion: &Completion) -> StoreResult<bool> {
+        let held = self
+            .complete_many(owner, std::slice::from_ref(completion))
+            .await?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+    /// Extends every lease `owner` holds to `until` (a worker's heartbeat while messages wait
+    /// for a rate limit). Returns how many.
+    async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64>;
+    /// Gives back `owner`'s leases on these messages without counting an attempt, each due
+    /// again at its time (quiet hours; a worker that claimed more than it can send).
+    async fn defer(
+        &self,
+        owner: &str,
+        due: &[(i64, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Queued messages per lane.
+    async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>>;
     /// Gives back every lease `owner` holds, for a clean shutdown.
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64>;
     /// One message with its attempts.
@@ -257,4 +281,19 @@ pub(crate) fn unique_violation(err: sqlx::Error, what: &str) -> StoreError {
         }
         _ => StoreError::Database(err),
     }
+}
+
+/// Both lanes with their counts, zero where no row was returned.
+pub(crate) fn lanes(rows: Vec<(i16, i64)>) -> Vec<(Priority, i64)> {
+    [Priority::Urgent, Priority::Bulk]
+        .into_iter()
+        .map(|lane| {
+            let count = rows
+                .iter()
+                .filter(|(rank, _)| Priority::from_rank(*rank) == lane)
+                .map(|(_, n)| n)
+                .sum();
+            (lane, count)
+        })
+        .collect()
 }

@@ -326,6 +326,10 @@ pub struct ClaimedMessage {
     pub id: i64,
     /// Practice row id.
     pub practice_id: i64,
+    /// Patient row id (for the patient's daily cap).
+    pub patient_id: i64,
+    /// The broadcast it belongs to, if any (to re-route it to another channel).
+    pub broadcast_id: Option<i64>,
     /// The contact it goes to (gone if the contact was deleted since).
     pub contact_id: Option<i64>,
     /// Channel.

@@ -12,7 +12,7 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    lanes,     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
     MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError,
     StoreResult,
 };
@@ -364,6 +364,7 @@ impl OutboxStore for PostgresStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        urgent_only: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.pool.begin().await?;
         // Reap in one statement: the attempt's start is the claim time (`updated_at` before
@@ -389,19 +390,25 @@ impl OutboxStore for PostgresStore {
         let rows = sqlx::query(
             "WITH due AS (
                  SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
+                        AND priority <= $5
                  ORDER BY priority, next_attempt_at, id LIMIT $2
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
                     attempts = m.attempts + 1, updated_at = $1
              FROM due WHERE m.id = due.id
-             RETURNING m.id, m.practice_id, m.contact_id, m.channel, m.address, m.subject, m.body, m.body_html,
+             RETURNING m.id, m.practice_id, m.patient_id, m.broadcast_id, m.contact_id, m.channel, m.address, m.subject, m.body, m.body_html,
                        m.priority, m.attempts, m.created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(owner)
         .bind(lease_until)
+        .bind(if urgent_only {
+            Priority::Urgent.rank()
+        } else {
+            Priority::Bulk.rank()
+        })
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -412,6 +419,8 @@ impl OutboxStore for PostgresStore {
                 Ok(ClaimedMessage {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
+                    patient_id: row.try_get("patient_id")?,
+                    broadcast_id: row.try_get("broadcast_id")?,
                     contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
                     address: row.try_get("address")?,
@@ -428,40 +437,91 @@ impl OutboxStore for PostgresStore {
         Ok(claimed)
     }
 
-    async fn complete(&self, owner: &str, c: &Completion) -> StoreResult<bool> {
+    async fn complete_many(&self, owner: &str, done: &[Completion]) -> StoreResult<Vec<bool>> {
+        let ids: Vec<i64> = done.iter().map(|c| c.message_id).collect();
+        let providers: Vec<Option<&str>> = done.iter().map(|c| c.provider.as_deref()).collect();
+        let errors: Vec<Option<&str>> = done.iter().map(|c| c.error.as_deref()).collect();
+        let finished: Vec<DateTime<Utc>> = done.iter().map(|c| c.finished_at).collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
+                                  $6::timestamptz[], $7::timestamptz[])",
         )
-        .bind(c.message_id)
-        .bind(c.attempt_no)
-        .bind(&c.provider)
-        .bind(c.outcome.as_str())
-        .bind(&c.error)
-        .bind(c.started_at)
-        .bind(c.finished_at)
+        .bind(&ids)
+        .bind(done.iter().map(|c| c.attempt_no).collect::<Vec<i32>>())
+        .bind(&providers)
+        .bind(done.iter().map(|c| c.outcome.as_str()).collect::<Vec<&str>>())
+        .bind(&errors)
+        .bind(done.iter().map(|c| c.started_at).collect::<Vec<_>>())
+        .bind(&finished)
         .execute(&mut *tx)
         .await?;
-        let updated = sqlx::query(
-            "UPDATE messages SET state = $1, next_attempt_at = COALESCE($2, next_attempt_at),
-                    lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE($3, provider),
-                    provider_ref = COALESCE($4, provider_ref), last_error = $5, updated_at = $6
-             WHERE id = $7 AND lease_owner = $8 AND state = 'sending'",
+        let updated: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE messages m SET state = u.state, next_attempt_at = COALESCE(u.next_at, m.next_attempt_at),
+                    lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE(u.provider, m.provider),
+                    provider_ref = COALESCE(u.provider_ref, m.provider_ref), last_error = u.error,
+                    updated_at = u.finished_at
+             FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                         $6::text[], $7::timestamptz[])
+                  AS u(id, state, next_at, provider, provider_ref, error, finished_at)
+             WHERE m.id = u.id AND m.lease_owner = $8 AND m.state = 'sending'
+             RETURNING m.id",
         )
-        .bind(c.new_state.as_str())
-        .bind(c.next_attempt_at)
-        .bind(&c.provider)
-        .bind(&c.provider_ref)
-        .bind(&c.error)
-        .bind(c.finished_at)
-        .bind(c.message_id)
+        .bind(&ids)
+        .bind(done.iter().map(|c| c.new_state.as_str()).collect::<Vec<&str>>())
+        .bind(done.iter().map(|c| c.next_attempt_at).collect::<Vec<_>>())
+        .bind(&providers)
+        .bind(done.iter().map(|c| c.provider_ref.as_deref()).collect::<Vec<_>>())
+        .bind(&errors)
+        .bind(&finished)
         .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(updated == 1)
+        let updated: std::collections::HashSet<i64> = updated.into_iter().map(|(id,)| id).collect();
+        Ok(ids.iter().map(|id| updated.contains(id)).collect())
+    }
+
+    async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET lease_expires_at = $1 WHERE state = 'sending' AND lease_owner = $2",
+        )
+        .bind(until)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn defer(
+        &self,
+        owner: &str,
+        due: &[(i64, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    attempts = m.attempts - 1, next_attempt_at = d.at, updated_at = $3
+             FROM UNNEST($1::bigint[], $2::timestamptz[]) AS d(id, at)
+             WHERE m.id = d.id AND m.state = 'sending' AND m.lease_owner = $4",
+        )
+        .bind(due.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
+        .bind(due.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
+        let rows: Vec<(i16, i64)> = sqlx::query_as(
+            "SELECT priority, COUNT(*) FROM messages WHERE state = 'queued' GROUP BY priority",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(lanes(rows))
     }
 
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64> {

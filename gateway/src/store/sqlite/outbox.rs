@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    lanes,     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
     MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreResult,
 };
 
@@ -374,6 +374,7 @@ impl OutboxStore for SqliteStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        urgent_only: bool,
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -401,14 +402,20 @@ impl OutboxStore for SqliteStore {
             "UPDATE messages SET state = 'sending', lease_owner = ?, lease_expires_at = ?,
                     attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
+                                 AND priority <= ?
                           ORDER BY priority, next_attempt_at, id LIMIT ?)
-             RETURNING id, practice_id, contact_id, channel, address, subject, body, body_html, priority,
+             RETURNING id, practice_id, patient_id, broadcast_id, contact_id, channel, address, subject, body, body_html, priority,
                        attempts, created_at",
         )
         .bind(owner)
         .bind(ms(lease_until))
         .bind(ms(now))
         .bind(ms(now))
+        .bind(if urgent_only {
+            Priority::Urgent.rank()
+        } else {
+            Priority::Bulk.rank()
+        })
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
@@ -420,6 +427,8 @@ impl OutboxStore for SqliteStore {
                 Ok(ClaimedMessage {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
+                    patient_id: row.try_get("patient_id")?,
+                    broadcast_id: row.try_get("broadcast_id")?,
                     contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
                     address: row.try_get("address")?,
@@ -436,40 +445,90 @@ impl OutboxStore for SqliteStore {
         Ok(claimed)
     }
 
-    async fn complete(&self, owner: &str, c: &Completion) -> StoreResult<bool> {
+    async fn complete_many(&self, owner: &str, done: &[Completion]) -> StoreResult<Vec<bool>> {
+        let mut held = Vec::with_capacity(done.len());
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(c.message_id)
-        .bind(c.attempt_no)
-        .bind(&c.provider)
-        .bind(c.outcome.as_str())
-        .bind(&c.error)
-        .bind(ms(c.started_at))
-        .bind(ms(c.finished_at))
-        .execute(&mut *tx)
-        .await?;
-        let updated = sqlx::query(
-            "UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-                    lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE(?, provider),
-                    provider_ref = COALESCE(?, provider_ref), last_error = ?, updated_at = ?
-             WHERE id = ? AND lease_owner = ? AND state = 'sending'",
-        )
-        .bind(c.new_state.as_str())
-        .bind(c.next_attempt_at.map(ms))
-        .bind(&c.provider)
-        .bind(&c.provider_ref)
-        .bind(&c.error)
-        .bind(ms(c.finished_at))
-        .bind(c.message_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        for c in done {
+            sqlx::query(
+                "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.message_id)
+            .bind(c.attempt_no)
+            .bind(&c.provider)
+            .bind(c.outcome.as_str())
+            .bind(&c.error)
+            .bind(ms(c.started_at))
+            .bind(ms(c.finished_at))
+            .execute(&mut *tx)
+            .await?;
+            let updated = sqlx::query(
+                "UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
+                        lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE(?, provider),
+                        provider_ref = COALESCE(?, provider_ref), last_error = ?, updated_at = ?
+                 WHERE id = ? AND lease_owner = ? AND state = 'sending'",
+            )
+            .bind(c.new_state.as_str())
+            .bind(c.next_attempt_at.map(ms))
+            .bind(&c.provider)
+            .bind(&c.provider_ref)
+            .bind(&c.error)
+            .bind(ms(c.finished_at))
+            .bind(c.message_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            held.push(updated == 1);
+        }
         tx.commit().await?;
-        Ok(updated == 1)
+        Ok(held)
+    }
+
+    async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET lease_expires_at = ? WHERE state = 'sending' AND lease_owner = ?",
+        )
+        .bind(ms(until))
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn defer(
+        &self,
+        owner: &str,
+        due: &[(i64, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut deferred = 0;
+        let mut tx = self.begin_write().await?;
+        for (id, at) in due {
+            deferred += sqlx::query(
+                "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                        attempts = attempts - 1, next_attempt_at = ?, updated_at = ?
+                 WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+            )
+            .bind(ms(*at))
+            .bind(ms(now))
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deferred)
+    }
+
+    async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {
+        let rows: Vec<(i16, i64)> = sqlx::query_as(
+            "SELECT priority, COUNT(*) FROM messages WHERE state = 'queued' GROUP BY priority",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(lanes(rows))
     }
 
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64> {

@@ -1,0 +1,268 @@
+//! Claimed messages waiting for their turn, per channel: urgent first, then the practices'
+//! broadcasts taking turns, each within its practice's rate limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::limits::{RateLimits, Verdict};
+use crate::domain::{Channel, Priority};
+use crate::store::ClaimedMessage;
+
+/// What a channel should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Send this one.
+    Send(ClaimedMessage),
+    /// Messages are waiting, but no practice may send for this long.
+    Wait(Duration),
+    /// Nothing is waiting.
+    Empty,
+}
+
+#[derive(Default)]
+struct ChannelQueue {
+    urgent: VecDeque<ClaimedMessage>,
+    bulk: HashMap<i64, VecDeque<ClaimedMessage>>,
+    /// Practices with waiting broadcast messages, in turn order.
+    turns: VecDeque<i64>,
+}
+
+/// The per-channel queues of one worker, with a wake-up per channel.
+pub struct Lanes {
+    queues: Mutex<HashMap<Channel, ChannelQueue>>,
+    arrived: HashMap<Channel, Notify>,
+    /// Messages taken from the queues whose sends have not finished.
+    in_hand: AtomicUsize,
+    /// Signalled when a message leaves the queues or its send finishes.
+    taken: Notify,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            queues: Mutex::default(),
+            arrived: Channel::ALL.iter().map(|c| (*c, Notify::new())).collect(),
+            in_hand: AtomicUsize::new(0),
+            taken: Notify::new(),
+        }
+    }
+}
+
+impl Lanes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Channel, ChannelQueue>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues claimed messages behind those already waiting in their lane.
+    pub fn push(&self, messages: Vec<ClaimedMessage>) {
+        let mut touched = Vec::new();
+        {
+            let mut queues = self.lock();
+            for m in messages {
+                let channel = m.channel;
+                let q = queues.entry(channel).or_default();
+                match m.priority {
+                    Priority::Urgent => q.urgent.push_back(m),
+                    Priority::Bulk => {
+                        let practice = m.practice_id;
+                        let waiting = q.bulk.entry(practice).or_default();
+                        if waiting.is_empty() {
+                            q.turns.push_back(practice);
+                        }
+                        waiting.push_back(m);
+                    }
+                }
+                if !touched.contains(&channel) {
+                    touched.push(channel);
+                }
+            }
+        }
+        for c in touched {
+            if let Some(n) = self.arrived.get(&c) {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Resolves when a message arrives for `channel` (or one arrived since the last call).
+    pub async fn arrival(&self, channel: Channel) {
+        if let Some(n) = self.arrived.get(&channel) {
+            n.notified().await;
+        }
+    }
+
+    /// Messages waiting across all channels.
+    pub fn len(&self) -> usize {
+        self.lock()
+            .values()
+            .map(|q| q.urgent.len() + q.bulk.values().map(VecDeque::len).sum::<usize>())
+            .sum()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether nothing is waiting and no send taken from here is still running.
+    pub fn idle(&self) -> bool {
+        let queues = self.lock();
+        let waiting = queues
+            .values()
+            .any(|q| !q.urgent.is_empty() || !q.bulk.is_empty());
+        !waiting && self.in_hand.load(Ordering::SeqCst) == 0
+    }
+
+    /// Marks the send of a message taken by `next` as finished (or abandoned).
+    pub fn done(&self) {
+        self.in_hand.fetch_sub(1, Ordering::SeqCst);
+        self.taken.notify_waiters();
+    }
+
+    /// Resolves once fewer than `count` messages wait, or when a send finishes.
+    pub async fn drained_below(&self, count: usize) {
+        loop {
+            let taken = self.taken.notified();
+            if self.len() < count {
+                return;
+            }
+            taken.await;
+        }
+    }
+
+    /// Counts a message as taken; called with the queues locked so `idle` never misses it.
+    fn take(&self, message: ClaimedMessage) -> Next {
+        self.in_hand.fetch_add(1, Ordering::SeqCst);
+        self.taken.notify_waiters();
+        Next::Send(message)
+    }
+
+    /// The next message of `channel` to send: the oldest urgent one, else the next practice
+    /// in turn whose rate limit lets it send now (which counts it). Call `done` once its
+    /// send has finished.
+    pub fn next(&self, channel: Channel, limits: &RateLimits) -> Next {
+        let mut queues = self.lock();
+        let Some(q) = queues.get_mut(&channel) else {
+            return Next::Empty;
+        };
+        if let Some(m) = q.urgent.pop_front() {
+            return self.take(m);
+        }
+        let mut shortest: Option<Duration> = None;
+        for _ in 0..q.turns.len() {
+            let Some(practice) = q.turns.pop_front() else {
+                break;
+            };
+            match limits.practice(practice) {
+                Verdict::Go => {
+                    let waiting = q.bulk.entry(practice).or_default();
+                    let message = waiting.pop_front();
+                    if waiting.is_empty() {
+                        q.bulk.remove(&practice);
+                    } else {
+                        q.turns.push_back(practice);
+                    }
+                    if let Some(m) = message {
+                        return self.take(m);
+                    }
+                }
+                Verdict::Wait(d) => {
+                    shortest = Some(shortest.map_or(d, |s| s.min(d)));
+                    q.turns.push_back(practice);
+                }
+            }
+        }
+        shortest.map_or(Next::Empty, Next::Wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitsConfig;
+    use chrono::Utc;
+
+    fn message(id: i64, practice_id: i64, priority: Priority) -> ClaimedMessage {
+        ClaimedMessage {
+            id,
+            practice_id,
+            patient_id: id,
+            broadcast_id: None,
+            contact_id: Some(id),
+            channel: Channel::Sms,
+            address: "+447700900001".into(),
+            subject: None,
+            body: "hi".into(),
+            body_html: None,
+            priority,
+            attempt_no: 1,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn unlimited() -> RateLimits {
+        RateLimits::from_config(
+            &[],
+            &LimitsConfig {
+                practice: None,
+                practice_burst: 1,
+                patient_bulk: None,
+                patient_burst: 1,
+            },
+        )
+    }
+
+    fn ids(lanes: &Lanes, limits: &RateLimits) -> Vec<i64> {
+        let mut out = Vec::new();
+        while let Next::Send(m) = lanes.next(Channel::Sms, limits) {
+            out.push(m.id);
+        }
+        out
+    }
+
+    #[test]
+    fn urgent_goes_first_and_practices_take_turns() {
+        let lanes = Lanes::default();
+        lanes.push(vec![
+            message(1, 10, Priority::Bulk),
+            message(2, 10, Priority::Bulk),
+            message(3, 10, Priority::Bulk),
+            message(4, 20, Priority::Bulk),
+            message(5, 20, Priority::Bulk),
+        ]);
+        lanes.push(vec![message(6, 10, Priority::Urgent)]);
+        assert_eq!(lanes.len(), 6);
+        assert_eq!(ids(&lanes, &unlimited()), vec![6, 1, 4, 2, 5, 3]);
+        assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn a_practice_at_its_limit_does_not_hold_up_another() {
+        let limits = RateLimits::from_config(
+            &[],
+            &LimitsConfig {
+                practice: Some("1/min".parse().unwrap()),
+                practice_burst: 1,
+                patient_bulk: None,
+                patient_burst: 1,
+            },
+        );
+        let lanes = Lanes::default();
+        lanes.push(vec![
+            message(1, 10, Priority::Bulk),
+            message(2, 10, Priority::Bulk),
+            message(3, 20, Priority::Bulk),
+        ]);
+        assert_eq!(ids(&lanes, &limits), vec![1, 3]);
+        match lanes.next(Channel::Sms, &limits) {
+            Next::Wait(d) => assert!(d > Duration::from_secs(50)),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        assert_eq!(lanes.len(), 1);
+        assert!(matches!(lanes.next(Channel::Email, &limits), Next::Empty));
+    }
+}

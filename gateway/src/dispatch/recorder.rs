@@ -1,0 +1,73 @@
+//! Records outcomes in batches: every completion that arrives while one batch is being
+//! written goes into the next (group commit), so a fast provider is not held to one
+//! transaction per message. Each sender waits until its own outcome is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Completion, Store};
+
+/// Most outcomes written in one transaction.
+const MAX_BATCH: usize = 512;
+
+type Entry = (Completion, oneshot::Sender<bool>);
+
+/// A handle for recording outcomes; the writer stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Entry>,
+}
+
+impl Recorder {
+    /// Starts the writer for `owner`'s outcomes.
+    pub fn spawn(store: Arc<dyn Store>, owner: String) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let task = tokio::spawn(write(store, owner, rx));
+        (Self { tx }, task)
+    }
+
+    /// Stores one outcome; resolves once it is committed. Returns false if the lease had
+    /// been lost (another worker reclaimed the message).
+    pub async fn record(&self, completion: Completion) -> bool {
+        let (done, stored) = oneshot::channel();
+        if self.tx.send((completion, done)).await.is_err() {
+            return false;
+        }
+        stored.await.unwrap_or(false)
+    }
+}
+
+async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entry>) {
+    let mut batch: Vec<Entry> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let (completions, senders): (Vec<Completion>, Vec<oneshot::Sender<bool>>) =
+            batch.drain(..).unzip();
+        // An outcome is never dropped: while the database is away, sending waits for it.
+        let mut pause = Duration::from_millis(100);
+        let held = loop {
+            match store.complete_many(&owner, &completions).await {
+                Ok(held) => break held,
+                Err(e) => {
+                    tracing::error!(error = %e, count = completions.len(), "could not record outcomes; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for ((c, done), held) in completions.iter().zip(senders).zip(held) {
+            if !held {
+                tracing::warn!(message = c.message_id, "lease was lost before the outcome was recorded");
+            }
+            let _ = done.send(held);
+        }
+    }
+}

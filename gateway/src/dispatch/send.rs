@@ -1,0 +1,259 @@
+//! One channel's sender: takes the next message from the lanes, waits for a concurrency
+//! slot, a provider in rotation and that provider's rate, then sends and records.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::failover::Circuit;
+use super::lanes::{Lanes, Next};
+use super::limits::Verdict;
+use super::recorder::Recorder;
+use super::Dispatcher;
+use crate::domain::{Channel, MessageState, Priority};
+use crate::outbox::completion;
+use crate::providers::{Outgoing, PushKeys, SendError};
+use crate::receipts;
+use crate::store::{ClaimedMessage, StoreError};
+use crate::telemetry::metrics::{Limiter, Outcome};
+
+impl Dispatcher {
+    /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
+    /// then running on its own so slow providers overlap up to the concurrency.
+    pub(super) async fn sender(
+        self,
+        channel: Channel,
+        lanes: Arc<Lanes>,
+        recorder: Recorder,
+        permits: Arc<Semaphore>,
+        stop: CancellationToken,
+    ) {
+        while !stop.is_cancelled() {
+            let message = match lanes.next(channel, &self.control.limits) {
+                Next::Send(message) => message,
+                Next::Wait(wait) => {
+                    self.metrics.rate_limit_wait(Limiter::Practice, wait);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = lanes.arrival(channel) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+                Next::Empty => {
+                    tokio::select! {
+                        _ = lanes.arrival(channel) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            // If the wait is cut short by shutdown, the message's lease is given back.
+            match self.clearance(channel, &permits, &stop).await {
+                Some((permit, circuit)) => {
+                    let this = self.clone();
+                    let lanes = lanes.clone();
+                    let recorder = recorder.clone();
+                    tokio::spawn(async move {
+                        this.send_and_record(message, circuit, &recorder).await;
+                        drop(permit);
+                        lanes.done();
+                    });
+                }
+                None => lanes.done(),
+            }
+        }
+    }
+
+    /// Waits for a concurrency slot, a provider of `channel` in rotation and room in its
+    /// rate. `None` if `stop` came first; a channel without providers gets no circuit.
+    async fn clearance(
+        &self,
+        channel: Channel,
+        permits: &Arc<Semaphore>,
+        stop: &CancellationToken,
+    ) -> Option<(OwnedSemaphorePermit, Option<Arc<Circuit>>)> {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.ok()?,
+            _ = stop.cancelled() => return None,
+        };
+        let circuit = loop {
+            match self.control.rotation.choose(channel, Instant::now()) {
+                None => break None,
+                Some(Ok(circuit)) => break Some(circuit),
+                Some(Err(until)) => tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = stop.cancelled() => return None,
+                },
+            }
+        };
+        if let Some(circuit) = &circuit {
+            while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name()) {
+                self.metrics.rate_limit_wait(Limiter::Provider, wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return None,
+                }
+            }
+        }
+        Some((permit, circuit))
+    }
+
+    /// Sends one message through `circuit`'s provider and records the outcome.
+    async fn send_and_record(
+        &self,
+        message: ClaimedMessage,
+        circuit: Option<Arc<Circuit>>,
+        recorder: &Recorder,
+    ) {
+        let started_at = Utc::now();
+        let provider_name = circuit.as_ref().map(|c| c.provider().name().to_string());
+        let result = if message.attempt_no > self.policy.max_attempts as i32 {
+            // Claimed again after repeated crashes mid-send: stop before it loops for ever.
+            Err(SendError::Permanent {
+                reason: format!(
+                    "gave up: {} attempts ended without an outcome",
+                    message.attempt_no - 1
+                ),
+            })
+        } else if let Some(circuit) = &circuit {
+            match self.outgoing(&message).await {
+                Ok(outgoing) => {
+                    let began = Instant::now();
+                    let result = circuit.provider().send(&outgoing).await;
+                    let name = circuit.provider().name();
+                    self.metrics
+                        .send_duration(message.channel, name, began.elapsed());
+                    let state = circuit.record(result.as_ref().err(), Instant::now());
+                    self.circuit_gauge(name, state);
+                    result
+                }
+                Err(e) => {
+                    // The provider was not called: its place in the circuit is given back.
+                    circuit.unused();
+                    Err(SendError::Retryable {
+                        reason: format!("could not read the message's details: {e}"),
+                        retry_after: None,
+                    })
+                }
+            }
+        } else {
+            Err(SendError::Permanent {
+                reason: format!(
+                    "no provider is configured for the {} channel",
+                    message.channel
+                ),
+            })
+        };
+        if let Err(e) = &result {
+            tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
+        }
+        let bad_recipient = matches!(result, Err(SendError::BadRecipient { .. }));
+        let finished_at = Utc::now();
+        // Retries of bulk SMS and push are held out of quiet hours too.
+        let quiet = if message.priority == Priority::Bulk
+            && matches!(message.channel, Channel::Sms | Channel::Push)
+        {
+            self.quiet_hours_of(message.practice_id).await
+        } else {
+            None
+        };
+        let hold = move |at: chrono::DateTime<Utc>| match &quiet {
+            Some(wait) => at + wait(at),
+            None => at,
+        };
+        let done = completion(
+            &message,
+            provider_name.as_deref(),
+            result,
+            &self.policy,
+            (started_at, finished_at),
+            &hold,
+        );
+        let state = done.new_state;
+        recorder.record(done).await;
+        self.metrics.message_outcome(
+            message.channel,
+            provider_name.as_deref(),
+            match state {
+                MessageState::Sent | MessageState::Delivered => Outcome::Sent,
+                MessageState::Queued => Outcome::Retried,
+                MessageState::Suppressed => Outcome::Suppressed,
+                MessageState::Cancelled => Outcome::Cancelled,
+                MessageState::Failed | MessageState::Sending => Outcome::Failed,
+            },
+        );
+        if bad_recipient {
+            if let Err(e) = self.after_bad_recipient(&message).await {
+                tracing::warn!(message = message.id, error = %e, "could not mark the refused address");
+            }
+        }
+    }
+
+    /// A refused address: later fan-outs skip it (an expired push subscription is removed),
+    /// and a broadcast message is planned again on the patient's next channel.
+    async fn after_bad_recipient(&self, message: &ClaimedMessage) -> Result<(), StoreError> {
+        let Some(contact_id) = message.contact_id else {
+            return Ok(());
+        };
+        match message.channel {
+            Channel::Push => self.store.remove_contact(contact_id).await?,
+            Channel::Sms | Channel::Email => {
+                self.store
+                    .mark_bad_recipient(contact_id, Utc::now())
+                    .await?
+            }
+        }
+        if let (Some(fanout), Some(broadcast_id)) = (&self.fanout, message.broadcast_id) {
+            match fanout.reroute(broadcast_id, message.patient_id).await {
+                Ok(Some(channel)) => {
+                    tracing::info!(message = message.id, to = %channel, "re-routed to the patient's next channel")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(message = message.id, error = %e, "could not re-route"),
+            }
+        }
+        Ok(())
+    }
+
+    /// What the provider needs: the message, who it is from, and for push the browser's keys.
+    async fn outgoing(&self, message: &ClaimedMessage) -> Result<Outgoing, StoreError> {
+        let practice = self.practice(message.practice_id).await?.reference;
+        let push = match (message.channel, message.contact_id) {
+            (Channel::Push, Some(contact_id)) => self
+                .store
+                .push_keys(contact_id)
+                .await?
+                .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+            _ => None,
+        };
+        let unsubscribe_url = match (
+            message.channel,
+            message.priority,
+            message.contact_id,
+            &self.links,
+        ) {
+            (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => Some(format!(
+                "{}/unsubscribe/{}",
+                links.public_url,
+                receipts::unsubscribe_token(&links.secret, contact_id)
+            )),
+            _ => None,
+        };
+        Ok(Outgoing {
+            message_id: message.id,
+            channel: message.channel,
+            address: message.address.clone(),
+            subject: message.subject.clone(),
+            body: message.body.clone(),
+            html: message.body_html.clone(),
+            priority: message.priority,
+            practice,
+            unsubscribe_url,
+            push,
+        })
+    }
+}
