@@ -8,12 +8,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dispatch::{Dispatcher, UnsubscribeLinks};
-use crate::domain::PhoneNumber;
-use crate::fanout::{Fanout, FanoutError};
+use crate::dispatch::{DispatchControl, Dispatcher, UnsubscribeLinks};
+use crate::domain::{Channel, PhoneNumber};
+use crate::fanout::{Clock, Fanout, FanoutError};
 use crate::providers::{ProviderError, ProviderRegistry};
 use crate::render::{MessageTemplates, RenderError};
 use crate::store::{self, Store, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Pokes idle dispatch workers when new messages land.
     pub wake: Arc<Notify>,
+    /// Prometheus metrics: recorded by dispatch, served at `GET /metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Rate limiters and provider circuits, shared by this process's dispatch workers.
+    pub dispatch: Arc<DispatchControl>,
+    /// Where fan-out and dispatch read "now" for quiet hours (tests set the time of day).
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -70,6 +77,7 @@ impl AppState {
         PhoneNumber::load_metadata();
         let templates = Arc::new(MessageTemplates::builtin()?);
         let wake = Arc::new(Notify::new());
+        let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(
             Fanout::new(
                 store.clone(),
@@ -79,6 +87,12 @@ impl AppState {
             )
             .with_quiet_hours(config.quiet_hours()),
         );
+        let metrics = Arc::new(Metrics::new());
+        for channel in Channel::ALL {
+            for provider in providers.for_channel(channel) {
+                metrics.add_provider(channel, provider.name());
+            }
+        }
         Ok(Self {
             store,
             fanout,
@@ -86,11 +100,16 @@ impl AppState {
             providers,
             config: Arc::new(config),
             wake,
+            metrics,
+            dispatch,
+            clock: Arc::new(chrono::Utc::now),
         })
     }
 
-    /// The same state with fan-outs reading "now" from `clock` (tests set the time of day).
-    pub fn with_fanout_clock(mut self, clock: crate::fanout::Clock) -> Self {
+    /// The same state with fan-out and dispatch judging quiet hours by `clock` (tests set
+    /// the time of day).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock.clone();
         let fanout = Fanout::new(
             self.store.clone(),
             self.templates.clone(),
@@ -107,11 +126,14 @@ impl AppState {
     pub fn dispatcher(&self) -> Dispatcher {
         Dispatcher::new(
             self.store.clone(),
-            self.providers.clone(),
+            self.dispatch.clone(),
             self.config.dispatch.clone(),
             self.wake.clone(),
         )
         .with_unsubscribe_links(self.unsubscribe_links())
+        .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
+        .with_metrics(self.metrics.clone())
+        .with_rerouting(self.fanout.clone())
     }
 
     /// Where unsubscribe links point and their secret, if one is configured.

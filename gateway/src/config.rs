@@ -301,7 +301,10 @@ impl Config {
             return invalid("dispatch.max_attempts", "must be at least 1".into());
         }
         if d.retry_max_age_seconds == 0 {
-            return invalid("dispatch.retry_max_age_seconds", "must be at least 1".into());
+            return invalid(
+                "dispatch.retry_max_age_seconds",
+                "must be at least 1".into(),
+            );
         }
         if self.limits.practice_burst == 0 || self.limits.patient_burst == 0 {
             return invalid(

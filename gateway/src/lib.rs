@@ -32,5 +32,5 @@ pub mod receipts;
 pub mod render;
 /// Storage traits with a SQLite and a PostgreSQL implementation.
 pub mod store;
-/// Logging set-up.
+/// Logging set-up and Prometheus metrics.
 pub mod telemetry;

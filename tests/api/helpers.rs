@@ -97,6 +97,8 @@ pub struct Options {
     /// `[push] allow_insecure_hosts`: hosts whose plain-http push endpoints the subscription
     /// API accepts (a push service on loopback).
     pub push_insecure_hosts: Vec<String>,
+    /// Further settings by dotted key, e.g. `("limits.patient_bulk", json!("2/day"))`.
+    pub settings: Vec<(&'static str, Value)>,
 }
 
 impl Default for Options {
@@ -111,6 +113,7 @@ impl Default for Options {
             fanout_clock: None,
             providers: None,
             push_insecure_hosts: Vec::new(),
+            settings: Vec::new(),
         }
     }
 }
@@ -195,6 +198,9 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             "push.allow_insecure_hosts",
             &options.push_insecure_hosts,
         ));
+    }
+    for (key, value) in &options.settings {
+        figment = figment.merge(Serialized::default(key, value));
     }
     let mut config = Config::from_figment(figment).expect("test config");
     config.providers = options
@@ -382,14 +388,15 @@ impl TestApp {
 
     /// Creates a practice (as admin) and returns a key scoped to it.
     pub async fn practice_with_key(&self, ods: &str, name: &str) -> String {
-        let reply = self
-            .post(
-                "/api/v1/practices",
-                &self.admin_key,
-                &serde_json::json!({ "ods_code": ods, "name": name }),
-            )
-            .await;
+        self.practice_with_settings(serde_json::json!({ "ods_code": ods, "name": name }))
+            .await
+    }
+
+    /// Creates a practice from a full request body (as admin) and returns a key scoped to it.
+    pub async fn practice_with_settings(&self, body: Value) -> String {
+        let reply = self.post("/api/v1/practices", &self.admin_key, &body).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let ods = body["ods_code"].as_str().expect("ods_code");
         let practice = self
             .state
             .store

@@ -7,10 +7,13 @@
 
 mod broadcasts;
 mod crash;
+mod dispatch_control;
 mod errors;
 mod helpers;
+mod metrics;
 mod providers_e2e;
 mod receipts;
+mod sms_peer;
 mod tenancy;
 
 // Peers shared with the provider tests; each includer uses only some of their items.
@@ -57,6 +60,14 @@ fn main() {
         receipts::email_unsubscribe_link_opts_out_in_one_click,
         providers_e2e::broadcast_reaches_sms_email_and_push_peers,
         providers_e2e::refused_number_is_marked_and_skipped_next_time,
+        dispatch_control::provider_rate_is_never_exceeded,
+        dispatch_control::practices_broadcasting_together_take_turns,
+        dispatch_control::urgent_message_overtakes_a_queued_broadcast,
+        dispatch_control::flaky_provider_loses_nothing_and_honours_retry_after,
+        dispatch_control::dead_provider_fails_over_to_the_next,
+        dispatch_control::patient_cap_suppresses_extra_broadcast_messages,
+        dispatch_control::quiet_hours_hold_dispatch_across_clock_changes,
+        metrics::metrics_are_served_as_prometheus_text,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

@@ -1,9 +1,10 @@
-//! The HTTP JSON API under `/api/v1`, plus `/healthz` and `/readyz`.
+//! The HTTP JSON API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 
 mod auth;
 mod broadcasts;
 mod error;
 mod extract;
+mod metrics;
 mod patients;
 mod practices;
 mod push;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::show))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

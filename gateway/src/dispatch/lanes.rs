@@ -108,6 +108,22 @@ impl Lanes {
         self.len() == 0
     }
 
+    /// Practices with at least `share` broadcast messages waiting: the claimer leaves their
+    /// other messages in the outbox so that other practices' broadcasts get claimed too.
+    pub fn crowded(&self, share: usize) -> Vec<i64> {
+        let mut waiting: HashMap<i64, usize> = HashMap::new();
+        for q in self.lock().values() {
+            for (practice, messages) in &q.bulk {
+                *waiting.entry(*practice).or_default() += messages.len();
+            }
+        }
+        waiting
+            .into_iter()
+            .filter(|(_, n)| *n >= share)
+            .map(|(p, _)| p)
+            .collect()
+    }
+
     /// Whether nothing is waiting and no send taken from here is still running.
     pub fn idle(&self) -> bool {
         let queues = self.lock();

@@ -107,9 +107,11 @@ impl RateLimits {
     ) -> Verdict {
         match checked {
             Ok(()) => Verdict::Go,
-            Err(not_until) => {
-                Verdict::Wait(not_until.wait_time_from(self.clock.now()).max(Duration::from_micros(100)))
-            }
+            Err(not_until) => Verdict::Wait(
+                not_until
+                    .wait_time_from(self.clock.now())
+                    .max(Duration::from_micros(100)),
+            ),
         }
     }
 }

@@ -167,10 +167,15 @@ impl Dispatcher {
     /// The claimer, the channel senders, the heartbeat and the writer, until told to stop
     /// (or, with `until_idle`, until nothing is due or in hand).
     async fn work(self, shutdown: CancellationToken, until_idle: bool) -> u64 {
+        // Every task lives in a JoinSet owned here, so dropping this future (a kill, in
+        // tests) stops them all, as the end of the process would.
         let lanes = Arc::new(Lanes::default());
-        let (recorder, writer) = Recorder::spawn(self.store.clone(), self.owner.clone());
+        let (recorder, writer) = Recorder::new(self.store.clone(), self.owner.clone());
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let stop = shutdown.child_token();
+        let mut background = JoinSet::new();
+        background.spawn(writer);
+        background.spawn(self.clone().heartbeat(stop.clone()));
         let mut senders = JoinSet::new();
         for channel in Channel::ALL {
             senders.spawn(self.clone().sender(
@@ -181,21 +186,21 @@ impl Dispatcher {
                 stop.clone(),
             ));
         }
-        let heartbeat = tokio::spawn(self.clone().heartbeat(stop.clone()));
         let claimed = self.claim(&lanes, &recorder, &stop, until_idle).await;
-        stop.cancel();
-        while senders.join_next().await.is_some() {}
-        let grace = Duration::from_secs(self.config.lease_seconds);
-        let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
-        if tokio::time::timeout(grace, permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            tracing::warn!("dispatch: sends still running at shutdown; their leases will expire");
-        }
-        heartbeat.abort();
         drop(recorder);
-        let _ = tokio::time::timeout(grace, writer).await;
+        stop.cancel();
+        // Senders return once their in-flight sends have finished and been recorded.
+        let grace = Duration::from_secs(self.config.lease_seconds);
+        let finished = tokio::time::timeout(grace, async {
+            while senders.join_next().await.is_some() {}
+            while background.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!("dispatch: sends still running at shutdown; their leases will expire");
+            senders.abort_all();
+            background.abort_all();
+        }
         match self.store.release_leases(&self.owner, Utc::now()).await {
             Ok(n) if !until_idle => {
                 tracing::info!(owner = %self.owner, released = n, "dispatch worker stopped")
@@ -225,11 +230,13 @@ impl Dispatcher {
             let room = high_water.saturating_sub(lanes.len());
             let urgent_only = room == 0;
             let limit = if urgent_only { batch } else { room.min(batch) };
+            // No practice takes more than half the lanes while others have messages due.
+            let crowded = lanes.crowded(high_water / 2);
             let now = Utc::now();
             let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
             let claimed = match self
                 .store
-                .claim_due(&self.owner, now, lease_until, limit, urgent_only)
+                .claim_due(&self.owner, now, lease_until, limit, urgent_only, &crowded)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -252,10 +259,14 @@ impl Dispatcher {
             if until_idle && count == 0 && lanes.idle() {
                 break;
             }
+            // Top up again once the lanes run low (not while they are low already: then
+            // nothing more was due, and new messages ring `wake`).
+            let low_water = high_water / 4;
+            let topping_up = lanes.len() >= low_water;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(idle) => {}
-                _ = lanes.drained_below(high_water / 2), if urgent_only || until_idle => {}
+                _ = lanes.drained_below(low_water), if topping_up => {}
                 _ = stop.cancelled() => {}
             }
         }
@@ -302,7 +313,8 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "dispatch: could not hold messages for quiet hours; they will wait out their lease");
             }
             for (m, _) in &held {
-                self.metrics.message_outcome(m.channel, None, Outcome::Deferred);
+                self.metrics
+                    .message_outcome(m.channel, None, Outcome::Deferred);
             }
         }
         let records = suppressed.into_iter().map(|(channel, c)| async move {
@@ -354,13 +366,9 @@ impl Dispatcher {
     /// What dispatch knows of a practice, read once per process and then remembered.
     async fn practice(&self, practice_id: i64) -> Result<PracticeInfo, StoreError> {
         let known = |id| {
-            self.control
-                .practices
-                .lock()
-                .ok()
-                .and_then(|m: std::sync::MutexGuard<'_, HashMap<i64, PracticeInfo>>| {
-                    m.get(&id).cloned()
-                })
+            self.control.practices.lock().ok().and_then(
+                |m: std::sync::MutexGuard<'_, HashMap<i64, PracticeInfo>>| m.get(&id).cloned(),
+            )
         };
         if let Some(p) = known(practice_id) {
             return Ok(p);

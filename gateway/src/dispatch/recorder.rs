@@ -21,11 +21,14 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer for `owner`'s outcomes.
-    pub fn spawn(store: Arc<dyn Store>, owner: String) -> (Self, tokio::task::JoinHandle<()>) {
+    /// A recorder and the writer to run for `owner`'s outcomes; the writer ends once every
+    /// recorder is dropped and what they sent is stored.
+    pub fn new(
+        store: Arc<dyn Store>,
+        owner: String,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let task = tokio::spawn(write(store, owner, rx));
-        (Self { tx }, task)
+        (Self { tx }, write(store, owner, rx))
     }
 
     /// Stores one outcome; resolves once it is committed. Returns false if the lease had
@@ -65,7 +68,10 @@ async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entr
         };
         for ((c, done), held) in completions.iter().zip(senders).zip(held) {
             if !held {
-                tracing::warn!(message = c.message_id, "lease was lost before the outcome was recorded");
+                tracing::warn!(
+                    message = c.message_id,
+                    "lease was lost before the outcome was recorded"
+                );
             }
             let _ = done.send(held);
         }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::failover::Circuit;
@@ -22,7 +23,8 @@ use crate::telemetry::metrics::{Limiter, Outcome};
 
 impl Dispatcher {
     /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
-    /// then running on its own so slow providers overlap up to the concurrency.
+    /// then running on its own so slow providers overlap up to the concurrency. Returns once
+    /// the sends it started have been recorded.
     pub(super) async fn sender(
         self,
         channel: Channel,
@@ -31,7 +33,9 @@ impl Dispatcher {
         permits: Arc<Semaphore>,
         stop: CancellationToken,
     ) {
+        let mut sends = JoinSet::new();
         while !stop.is_cancelled() {
+            while sends.try_join_next().is_some() {}
             let message = match lanes.next(channel, &self.control.limits) {
                 Next::Send(message) => message,
                 Next::Wait(wait) => {
@@ -57,7 +61,7 @@ impl Dispatcher {
                     let this = self.clone();
                     let lanes = lanes.clone();
                     let recorder = recorder.clone();
-                    tokio::spawn(async move {
+                    sends.spawn(async move {
                         this.send_and_record(message, circuit, &recorder).await;
                         drop(permit);
                         lanes.done();
@@ -66,6 +70,7 @@ impl Dispatcher {
                 None => lanes.done(),
             }
         }
+        while sends.join_next().await.is_some() {}
     }
 
     /// Waits for a concurrency slot, a provider of `channel` in rotation and room in its
@@ -91,7 +96,8 @@ impl Dispatcher {
             }
         };
         if let Some(circuit) = &circuit {
-            while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name()) {
+            while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name())
+            {
                 self.metrics.rate_limit_wait(Limiter::Provider, wait);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -196,16 +196,40 @@ mod tests {
             reason: "503".into(),
             retry_after: None,
         };
-        let again = completion(&claimed(1), Some("log"), Err(retry.clone()), &p, (now, now), &now_as_is);
+        let again = completion(
+            &claimed(1),
+            Some("log"),
+            Err(retry.clone()),
+            &p,
+            (now, now),
+            &now_as_is,
+        );
         assert_eq!(again.new_state, MessageState::Queued);
         assert!(again.next_attempt_at.is_some());
-        let last = completion(&claimed(3), Some("log"), Err(retry.clone()), &p, (now, now), &now_as_is);
+        let last = completion(
+            &claimed(3),
+            Some("log"),
+            Err(retry.clone()),
+            &p,
+            (now, now),
+            &now_as_is,
+        );
         assert_eq!(last.new_state, MessageState::Failed);
         // Held past the maximum age (say by quiet hours): it fails now instead.
         let overnight = |at: DateTime<Utc>| at + chrono::Duration::hours(2);
-        let late = completion(&claimed(1), Some("log"), Err(retry), &p, (now, now), &overnight);
+        let late = completion(
+            &claimed(1),
+            Some("log"),
+            Err(retry),
+            &p,
+            (now, now),
+            &overnight,
+        );
         assert_eq!(late.new_state, MessageState::Failed);
-        assert!(late.error.unwrap().starts_with("gave up after 1 attempts over 0 minutes: 503"));
+        assert!(late
+            .error
+            .unwrap()
+            .starts_with("gave up after 1 attempts over 0 minutes: 503"));
         let held = |at: DateTime<Utc>| at + chrono::Duration::minutes(30);
         let retry = SendError::Retryable {
             reason: "503".into(),

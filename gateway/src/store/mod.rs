@@ -159,7 +159,8 @@ pub trait OutboxStore: Send + Sync {
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
     /// Returns expired leases to the queue (recording their attempt as `unknown`), then
     /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first
-    /// (only urgent ones if `urgent_only`).
+    /// (only urgent ones if `urgent_only`), leaving bulk messages of `skip_practices` (those
+    /// with their fair share already claimed) for later.
     async fn claim_due(
         &self,
         owner: &str,
@@ -167,11 +168,15 @@ pub trait OutboxStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
+        skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records attempts and the messages' new states in one transaction. For each, whether
     /// `owner` still held the lease (the attempt is recorded all the same).
-    async fn complete_many(&self, owner: &str, completions: &[Completion])
-        -> StoreResult<Vec<bool>>;
+    async fn complete_many(
+        &self,
+        owner: &str,
+        completions: &[Completion],
+    ) -> StoreResult<Vec<bool>>;
     /// Records one attempt and the message's new state. Returns false if `owner` no longer
     /// held the lease (the attempt is recorded all the same).
     async fn complete(&self, owner: &str, completion: &Completion) -> StoreResult<bool> {

@@ -12,7 +12,7 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes,     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    lanes, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
     MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError,
     StoreResult,
 };
@@ -365,6 +365,7 @@ impl OutboxStore for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
+        skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.pool.begin().await?;
         // Reap in one statement: the attempt's start is the claim time (`updated_at` before
@@ -390,7 +391,7 @@ impl OutboxStore for PostgresStore {
         let rows = sqlx::query(
             "WITH due AS (
                  SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
-                        AND priority <= $5
+                        AND priority <= $5 AND (priority = 0 OR practice_id <> ALL($6))
                  ORDER BY priority, next_attempt_at, id LIMIT $2
                  FOR UPDATE SKIP LOCKED
              )
@@ -409,6 +410,7 @@ impl OutboxStore for PostgresStore {
         } else {
             Priority::Bulk.rank()
         })
+        .bind(skip_practices)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

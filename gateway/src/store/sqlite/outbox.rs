@@ -13,7 +13,7 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes,     AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
+    lanes, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
     MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreResult,
 };
 
@@ -375,6 +375,7 @@ impl OutboxStore for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
+        skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -403,6 +404,7 @@ impl OutboxStore for SqliteStore {
                     attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
                                  AND priority <= ?
+                                 AND (priority = 0 OR practice_id NOT IN (SELECT value FROM json_each(?)))
                           ORDER BY priority, next_attempt_at, id LIMIT ?)
              RETURNING id, practice_id, patient_id, broadcast_id, contact_id, channel, address, subject, body, body_html, priority,
                        attempts, created_at",
@@ -416,6 +418,7 @@ impl OutboxStore for SqliteStore {
         } else {
             Priority::Bulk.rank()
         })
+        .bind(serde_json::to_string(skip_practices).unwrap_or_else(|_| "[]".into()))
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;

@@ -1,4 +1,8 @@
 //! Logging: tracing to stderr, filtered by config or `RUST_LOG`. Patient data is never logged.
+//! Metrics: counters, histograms and gauges served as Prometheus text at `GET /metrics`.
+
+/// The gateway's Prometheus metrics and their text exposition.
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
