@@ -80,6 +80,9 @@ enum KeysCommand {
 enum BenchCommand {
     /// Fan-out throughput (messages planned and persisted per second) and peak memory.
     Fanout(bench::FanoutArgs),
+    /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
+    /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
+    Dispatch(bench::DispatchArgs),
 }
 
 #[tokio::main]
@@ -149,6 +152,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Bench {
             which: BenchCommand::Fanout(args),
         } => bench::fanout(&config, args).await?,
+        Command::Bench {
+            which: BenchCommand::Dispatch(args),
+        } => bench::dispatch(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
         Command::Vapid {
             action: VapidCommand::Generate,

@@ -60,6 +60,8 @@ fn main() {
         receipts::email_unsubscribe_link_opts_out_in_one_click,
         providers_e2e::broadcast_reaches_sms_email_and_push_peers,
         providers_e2e::refused_number_is_marked_and_skipped_next_time,
+        providers_e2e::refused_number_is_rerouted_to_the_patients_email,
+        providers_e2e::refused_number_without_another_channel_is_not_rerouted,
         dispatch_control::provider_rate_is_never_exceeded,
         dispatch_control::practices_broadcasting_together_take_turns,
         dispatch_control::urgent_message_overtakes_a_queued_broadcast,

@@ -4,6 +4,7 @@
 //! the messages to delivered; a STOP reply keeps the next broadcast away from that number.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,12 +16,14 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use gateway::config::ProviderConfig;
-use gateway::domain::Channel;
+use gateway::domain::{Channel, OdsCode};
 use gateway::providers::generate_vapid_keys;
 use gateway::receipts::twilio_signature;
+use gateway::render::status_context;
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tempfile::TempDir;
 
 use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN};
 use crate::push_service::{PushService, Reply as PushReply};
@@ -560,4 +563,223 @@ pub async fn refused_number_is_marked_and_skipped_next_time(db: Db) {
         .body;
     assert_eq!(second["planned"]["sms"], 1, "{second}");
     assert_eq!(second["skipped_no_contact"], 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// A refused number re-routes the broadcast to the patient's next channel.
+
+/// An app sending SMS through a Twilio peer that refuses `refused` (E.164), and email through
+/// a `log` provider writing to a file in the returned directory (keep it alive).
+async fn app_refusing(db: Db, refused: &str) -> (TestApp, TwilioPeer, PathBuf, TempDir) {
+    let token = secret_in_env("TWILIO_TOKEN", "reroute-token");
+    let twilio = TwilioPeer::start(ACCOUNT_SID, "reroute-token").await;
+    twilio.refuse(refused);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let email_log = dir.path().join("email.jsonl");
+    let providers = vec![
+        provider(
+            "twilio-sms",
+            "twilio",
+            Channel::Sms,
+            json!({ "base_url": twilio.url, "account_sid": ACCOUNT_SID, "auth_token_env": token, "from": SMS_FROM }),
+        ),
+        provider(
+            "log-email",
+            "log",
+            Channel::Email,
+            json!({ "path": email_log }),
+        ),
+    ];
+    let options = Options {
+        providers: Some(providers),
+        ..Options::default()
+    };
+    (spawn_app_with(db, options).await, twilio, email_log, dir)
+}
+
+/// Drains until nothing is queued or sending (a re-routed message is planned by the send
+/// that failed, so it may need another pass).
+async fn drain_all(app: &TestApp) {
+    for _ in 0..5 {
+        app.drain().await;
+        if app.state.store.pending_count().await.unwrap() == 0 {
+            return;
+        }
+    }
+    panic!(
+        "{} messages still pending after 5 drains",
+        app.state.store.pending_count().await.unwrap()
+    );
+}
+
+/// Every line the `log` provider wrote to `path`.
+fn log_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+        .collect()
+}
+
+/// The value of the one series in `text` whose line starts with `series` (name and labels).
+fn series_value<'t>(text: &'t str, series: &str) -> &'t str {
+    let values: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|rest| rest.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(values.len(), 1, "want one {series} line in:\n{text}");
+    values[0]
+}
+
+/// A number the provider refuses as invalid: the broadcast goes again to the same patient
+/// by email, with the email wording, and both messages belong to the broadcast.
+pub async fn refused_number_is_rerouted_to_the_patients_email(db: Db) {
+    let (app, twilio, email_log, _dir) = app_refusing(db, "+447700900125").await;
+    let key = app.practice_with_key("R10012", PRACTICE).await;
+    let patients = json!({ "patients": [{
+        "nhs_number": nhs(1),
+        "contacts": [
+            { "channel": "sms", "address": "07700 900125" },
+            { "channel": "email", "address": EMAIL },
+        ],
+    }]});
+    let reply = app
+        .post("/api/v1/practices/R10012/patients", &key, &patients)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let reply = app
+        .post(
+            "/api/v1/practices/R10012/status",
+            &key,
+            &json!({ "kind": "closed", "headline": CLOSED }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let broadcast = reply.body;
+    // The practice's order is sms, email, push: SMS first.
+    assert_eq!(
+        broadcast["planned"],
+        json!({ "sms": 1, "email": 0, "push": 0 }),
+        "{broadcast}"
+    );
+    drain_all(&app).await;
+    assert!(twilio.posts().is_empty(), "{:?}", twilio.posts());
+
+    // Exactly two messages: the refused SMS, then the email.
+    let id = broadcast["id"].as_i64().unwrap();
+    let page = app
+        .get(&format!("/api/v1/broadcasts/{id}/messages"), &key)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let messages = page.body["messages"].as_array().unwrap().clone();
+    assert_eq!(messages.len(), 2, "{}", page.body);
+    let (sms, email) = (&messages[0], &messages[1]);
+    assert_eq!(sms["channel"], "sms", "{sms}");
+    assert_eq!(sms["address"], "+447700900125", "{sms}");
+    assert_eq!(sms["state"], "failed", "{sms}");
+    let detail = app
+        .get(&format!("/api/v1/messages/{}", sms["id"]), &key)
+        .await
+        .body;
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{detail}");
+    assert_eq!(attempts[0]["outcome"], "bad_recipient", "{detail}");
+
+    assert_eq!(email["channel"], "email", "{email}");
+    assert_eq!(email["broadcast_id"], id, "{email}");
+    assert_eq!(email["nhs_number"], nhs(1), "{email}");
+    assert_eq!(email["address"], EMAIL, "{email}");
+    assert_eq!(email["state"], "sent", "{email}");
+
+    // The email carries the email wording of the same status.
+    let store = &app.state.store;
+    let practice = store
+        .practice_by_ods(&OdsCode::parse("R10012").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = store.broadcast(id).await.unwrap().unwrap();
+    let wording = app
+        .state
+        .templates
+        .render(
+            &stored.kind.template_key(),
+            Channel::Email,
+            &status_context(&practice, &stored, None),
+        )
+        .unwrap();
+    let lines = log_lines(&email_log);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let sent = &lines[0];
+    assert_eq!(sent["message_id"], email["id"], "{sent}");
+    assert_eq!(sent["provider"], "log-email", "{sent}");
+    assert_eq!(sent["channel"], "email", "{sent}");
+    assert_eq!(sent["to"], EMAIL, "{sent}");
+    assert_eq!(sent["subject"], format!("{PRACTICE}: {CLOSED}"), "{sent}");
+    assert_eq!(sent["subject"], json!(wording.subject), "{sent}");
+    assert_eq!(sent["body"], wording.body, "{sent}");
+    let body = sent["body"].as_str().unwrap();
+    assert!(body.contains(CLOSED), "{body}");
+    assert!(body.contains("call NHS 111"), "{body}");
+    assert_eq!(email["subject"], sent["subject"], "{email}");
+    assert_eq!(email["body"], sent["body"], "{email}");
+
+    // What became of each is counted.
+    let scrape = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = scrape.text().await.unwrap();
+    let email_sent =
+        r#"gateway_messages_total{channel="email",provider="log-email",outcome="sent"}"#;
+    assert_eq!(series_value(&text, email_sent), "1");
+    let sms_failed =
+        r#"gateway_messages_total{channel="sms",provider="twilio-sms",outcome="failed"}"#;
+    assert_eq!(series_value(&text, sms_failed), "1");
+}
+
+/// A refused number of a patient with no other contact: the message fails and nothing
+/// more is planned.
+pub async fn refused_number_without_another_channel_is_not_rerouted(db: Db) {
+    let (app, twilio, email_log, _dir) = app_refusing(db, "+447700900126").await;
+    let key = app.practice_with_key("R10013", PRACTICE).await;
+    let patients = json!({ "patients": [
+        { "nhs_number": nhs(1), "contacts": [{ "channel": "sms", "address": "07700 900126" }] },
+    ]});
+    let reply = app
+        .post("/api/v1/practices/R10013/patients", &key, &patients)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let broadcast = app
+        .post(
+            "/api/v1/practices/R10013/status",
+            &key,
+            &json!({ "kind": "closed", "headline": CLOSED }),
+        )
+        .await
+        .body;
+    assert_eq!(broadcast["planned"]["sms"], 1, "{broadcast}");
+    drain_all(&app).await;
+
+    let id = broadcast["id"].as_i64().unwrap();
+    let page = app
+        .get(&format!("/api/v1/broadcasts/{id}/messages"), &key)
+        .await
+        .body;
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{page}");
+    assert_eq!(messages[0]["channel"], "sms", "{page}");
+    assert_eq!(messages[0]["state"], "failed", "{page}");
+    let detail = app
+        .get(&format!("/api/v1/messages/{}", messages[0]["id"]), &key)
+        .await
+        .body;
+    assert_eq!(
+        detail["attempts"][0]["outcome"], "bad_recipient",
+        "{detail}"
+    );
+    assert_eq!(app.state.store.pending_count().await.unwrap(), 0);
+    assert!(twilio.posts().is_empty(), "{:?}", twilio.posts());
+    assert!(log_lines(&email_log).is_empty());
 }

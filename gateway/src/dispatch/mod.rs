@@ -226,12 +226,21 @@ impl Dispatcher {
         let high_water = (batch * 4).max(self.config.concurrency * 2);
         let idle = Duration::from_millis(self.config.poll_interval_ms);
         let mut total = 0u64;
+        // Set when leaving crowded practices out found nothing: they are the only ones with
+        // messages due, so until then (or until new messages ring `wake`) they are not left
+        // out, which would make every claim scan past their queue for nothing.
+        let mut alone_until: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
             let room = high_water.saturating_sub(lanes.len());
             let urgent_only = room == 0;
             let limit = if urgent_only { batch } else { room.min(batch) };
             // No practice takes more than half the lanes while others have messages due.
-            let crowded = lanes.crowded(high_water / 2);
+            let alone = alone_until.is_some_and(|t| t > std::time::Instant::now());
+            let crowded = if alone || urgent_only {
+                Vec::new()
+            } else {
+                lanes.crowded(high_water / 2)
+            };
             let now = Utc::now();
             let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
             let claimed = match self
@@ -251,6 +260,10 @@ impl Dispatcher {
             };
             let count = claimed.len();
             total += count as u64;
+            if count == 0 && !crowded.is_empty() {
+                alone_until = Some(std::time::Instant::now() + Duration::from_secs(1));
+                continue;
+            }
             let ready = self.screen(claimed, recorder).await;
             lanes.push(ready);
             if count == limit && !urgent_only {
@@ -264,7 +277,7 @@ impl Dispatcher {
             let low_water = high_water / 4;
             let topping_up = lanes.len() >= low_water;
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => alone_until = None,
                 _ = tokio::time::sleep(idle) => {}
                 _ = lanes.drained_below(low_water), if topping_up => {}
                 _ = stop.cancelled() => {}

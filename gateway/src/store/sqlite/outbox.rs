@@ -449,43 +449,59 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn complete_many(&self, owner: &str, done: &[Completion]) -> StoreResult<Vec<bool>> {
-        let mut held = Vec::with_capacity(done.len());
+        // The batch goes in as one JSON array, so two statements record any number of
+        // outcomes (each statement is a hand-off to SQLite's thread).
+        let rows: Vec<serde_json::Value> = done
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.message_id,
+                    "attempt": c.attempt_no,
+                    "provider": c.provider,
+                    "outcome": c.outcome.as_str(),
+                    "ref": c.provider_ref,
+                    "error": c.error,
+                    "state": c.new_state.as_str(),
+                    "next": c.next_attempt_at.map(ms),
+                    "started": ms(c.started_at),
+                    "finished": ms(c.finished_at),
+                })
+            })
+            .collect();
+        let batch = serde_json::Value::Array(rows).to_string();
         let mut tx = self.begin_write().await?;
-        for c in done {
-            sqlx::query(
-                "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(c.message_id)
-            .bind(c.attempt_no)
-            .bind(&c.provider)
-            .bind(c.outcome.as_str())
-            .bind(&c.error)
-            .bind(ms(c.started_at))
-            .bind(ms(c.finished_at))
-            .execute(&mut *tx)
-            .await?;
-            let updated = sqlx::query(
-                "UPDATE messages SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at),
-                        lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE(?, provider),
-                        provider_ref = COALESCE(?, provider_ref), last_error = ?, updated_at = ?
-                 WHERE id = ? AND lease_owner = ? AND state = 'sending'",
-            )
-            .bind(c.new_state.as_str())
-            .bind(c.next_attempt_at.map(ms))
-            .bind(&c.provider)
-            .bind(&c.provider_ref)
-            .bind(&c.error)
-            .bind(ms(c.finished_at))
-            .bind(c.message_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            held.push(updated == 1);
-        }
+        sqlx::query(
+            "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+             SELECT json_extract(value, '$.id'), json_extract(value, '$.attempt'),
+                    json_extract(value, '$.provider'), json_extract(value, '$.outcome'),
+                    json_extract(value, '$.error'), json_extract(value, '$.started'),
+                    json_extract(value, '$.finished')
+             FROM json_each(?)",
+        )
+        .bind(&batch)
+        .execute(&mut *tx)
+        .await?;
+        let held: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE messages SET state = u.state, next_attempt_at = COALESCE(u.next, messages.next_attempt_at),
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    provider = COALESCE(u.provider, messages.provider),
+                    provider_ref = COALESCE(u.ref, messages.provider_ref),
+                    last_error = u.error, updated_at = u.finished
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.state') AS state,
+                          json_extract(value, '$.next') AS next, json_extract(value, '$.provider') AS provider,
+                          json_extract(value, '$.ref') AS ref, json_extract(value, '$.error') AS error,
+                          json_extract(value, '$.finished') AS finished
+                   FROM json_each(?)) AS u
+             WHERE messages.id = u.id AND messages.lease_owner = ? AND messages.state = 'sending'
+             RETURNING messages.id",
+        )
+        .bind(&batch)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(held)
+        let held: std::collections::HashSet<i64> = held.into_iter().map(|(id,)| id).collect();
+        Ok(done.iter().map(|c| held.contains(&c.message_id)).collect())
     }
 
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
@@ -505,24 +521,25 @@ impl OutboxStore for SqliteStore {
         due: &[(i64, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let mut deferred = 0;
-        let mut tx = self.begin_write().await?;
-        for (id, at) in due {
-            deferred += sqlx::query(
-                "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                        attempts = attempts - 1, next_attempt_at = ?, updated_at = ?
-                 WHERE id = ? AND state = 'sending' AND lease_owner = ?",
-            )
-            .bind(ms(*at))
-            .bind(ms(now))
-            .bind(id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(deferred)
+        let batch = serde_json::to_string(
+            &due.iter()
+                .map(|(id, at)| (*id, ms(*at)))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".into());
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    attempts = attempts - 1, next_attempt_at = d.at, updated_at = ?
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
+                   FROM json_each(?)) AS d
+             WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = ?",
+        )
+        .bind(ms(now))
+        .bind(batch)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>> {

@@ -7,13 +7,12 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::Notify;
 
+use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
 use crate::config::Config;
-use crate::domain::{ChannelOrder, OdsCode};
+use crate::domain::ChannelOrder;
 use crate::fanout::Fanout;
 use crate::render::MessageTemplates;
-use crate::store::{
-    scratch, NewPractice, NewStatusChange, PostgresStore, SqliteStore, StartOutcome, Store,
-};
+use crate::store::{NewStatusChange, StartOutcome, Store};
 
 /// Options of `gateway bench fanout`.
 #[derive(Debug, clap::Args)]
@@ -36,29 +35,9 @@ pub struct FanoutArgs {
 /// Seeds, times `runs` fan-outs, and prints one summary line.
 pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std::error::Error>> {
     let batch_size = args.batch_size.unwrap_or(config.fanout.batch_size);
-    let scratch_dir = tempfile::tempdir()?;
-    let (store, scratch_db): (Arc<dyn Store>, Option<(String, String)>) = match &args.postgres {
-        Some(base) => {
-            let (url, name) = scratch::create_postgres_database(base, "gw_bench").await?;
-            let store = PostgresStore::connect(&url, 4).await?;
-            store.migrate().await?;
-            (Arc::new(store), Some((base.clone(), name)))
-        }
-        None => {
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                scratch_dir.path().join("bench.db").display()
-            );
-            let store = SqliteStore::connect(&url, 4).await?;
-            store.migrate().await?;
-            (Arc::new(store), None)
-        }
-    };
-    let result = run_fanout(store.clone(), &args, batch_size).await;
-    if let Some((base, name)) = scratch_db {
-        drop(store);
-        scratch::drop_postgres_database(&base, &name).await?;
-    }
+    let bench = BenchStore::open(args.postgres.as_deref()).await?;
+    let result = run_fanout(bench.store.clone(), &args, batch_size).await;
+    bench.close().await?;
     result
 }
 
@@ -67,20 +46,7 @@ async fn run_fanout(
     args: &FanoutArgs,
     batch_size: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let practice = store
-        .create_practice(
-            &NewPractice {
-                ods_code: OdsCode::parse("BENCH1")?,
-                name: "Benchmark Surgery".into(),
-                phone: None,
-                website: None,
-                email: None,
-                timezone: "Europe/London".into(),
-                channel_order: ChannelOrder::default(),
-            },
-            Utc::now(),
-        )
-        .await?;
+    let practice = bench_practice(store.as_ref(), "BENCH1", ChannelOrder::default()).await?;
     let seed_started = Instant::now();
     store
         .seed_synthetic_patients(practice.id, args.patients)
@@ -128,8 +94,7 @@ async fn run_fanout(
         );
         rates.push(rate);
     }
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
+    let median = median(&mut rates);
     println!(
         "fanout {}: patients={} batch={} runs={} median={:.0} messages/s peak_rss_growth={} MiB peak_rss={} MiB",
         store.kind(),
@@ -141,27 +106,4 @@ async fn run_fanout(
         peak_rss_kib() / 1024
     );
     Ok(())
-}
-
-/// Resets the kernel's peak-RSS mark (Linux), returning the current RSS in KiB.
-fn reset_peak_rss() -> u64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    status_kib("VmRSS:")
-}
-
-/// The process's peak RSS in KiB since the last reset (0 where /proc is missing).
-fn peak_rss_kib() -> u64 {
-    status_kib("VmHWM:")
-}
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
