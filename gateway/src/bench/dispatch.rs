@@ -211,7 +211,7 @@ async fn measure(
         let cpu = (process_cpu() - cpu).as_secs_f64();
         let sent = bench.received.take().len() as f64;
         eprintln!(
-            "run {run}: {sent} of {planned} messages in {seconds:.2} s = {:.0}/s, {:.0} µs CPU each",
+            "run {run}: {sent} messages (planned {planned}) in {seconds:.2} s = {:.0}/s, {:.0} µs CPU each",
             sent / seconds,
             cpu / sent * 1e6
         );

@@ -269,8 +269,13 @@ impl Dispatcher {
             if count == limit && !urgent_only {
                 continue;
             }
-            if until_idle && count == 0 && lanes.idle() {
-                break;
+            // Idle only when a claim of everything due found nothing and nothing is in hand.
+            if until_idle && count == 0 && !urgent_only && crowded.is_empty() {
+                if lanes.idle() {
+                    break;
+                }
+            } else if until_idle && lanes.idle() {
+                continue;
             }
             // Top up again once the lanes run low (not while they are low already: then
             // nothing more was due, and new messages ring `wake`).
