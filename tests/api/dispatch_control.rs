@@ -416,3 +416,115 @@ pub async fn quiet_hours_hold_dispatch_across_clock_changes(db: Db) {
     let (held, email) = quiet_hold(db, noon).await;
     assert_eq!((held, email), (None, 1));
 }
+
+pub async fn restored_withdraws_closed_messages_already_claimed(db: Db) {
+    let peer = SmsPeer::accepting().await;
+    let options = Options {
+        providers: Some(vec![peer.provider("limited-sms", Some("50/s"), Some(1))]),
+        ..Options::default()
+    };
+    let app = spawn_app_with(db, options).await;
+    let (key, _) = sms_practice(&app, "R20010", 900).await;
+    let (closed, planned) = broadcast(&app, "R20010", &key, "closed").await;
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(app.state.dispatcher().run(stop.clone()));
+    // The worker holds hundreds of "closed" messages in memory, waiting for the rate.
+    while peer.accepted().len() < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (restored, planned_restored) = broadcast(&app, "R20010", &key, "restored").await;
+    let posted = Instant::now();
+    let deadline = posted + Duration::from_secs(60);
+    while count(&app, restored, Channel::Sms, "sent").await < planned_restored as i64 {
+        assert!(Instant::now() < deadline, "restored was not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    worker.await.unwrap();
+
+    let closed_ids: std::collections::HashSet<i64> = app
+        .state
+        .store
+        .broadcast_messages(closed, 0, 10_000, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    // At most the one "closed" message already taken for sending goes after "restored".
+    let late = peer
+        .accepted()
+        .iter()
+        .filter(|a| a.at > posted && closed_ids.contains(&a.message_id))
+        .count();
+    assert!(
+        late <= 1,
+        "{late} 'closed' messages went after 'restored' was posted"
+    );
+    let sent = count(&app, closed, Channel::Sms, "sent").await;
+    let cancelled = count(&app, closed, Channel::Sms, "cancelled").await;
+    assert_eq!(sent + cancelled, planned as i64);
+    assert!(cancelled > 500, "only {cancelled} withdrawn");
+    let page = app
+        .get(
+            &format!("/api/v1/broadcasts/{closed}/messages?state=cancelled&limit=1"),
+            &key,
+        )
+        .await
+        .body;
+    let reason = page["messages"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("(restored)"), "{page}");
+}
+
+pub async fn supersede_in_quiet_hours_across_the_autumn_change(db: Db) {
+    // 22:30 in London on 25 October 2026, the day the clocks went back (GMT, UTC+0).
+    let evening = Utc.with_ymd_and_hms(2026, 10, 25, 22, 30, 0).unwrap();
+    let options = Options {
+        quiet_hours_end: "08:00",
+        fanout_clock: Some(std::sync::Arc::new(move || evening)),
+        ..Options::default()
+    };
+    let app = spawn_app_with(db, options).await;
+    let key = app.practice_with_key("R20011", "Evening Surgery").await;
+    let patients = json!({ "patients": (1..=4).map(|i| json!({
+        "nhs_number": nhs(i), "contacts": [{ "channel": "sms", "address": format!("07700 9003{i:02}") }]
+    })).collect::<Vec<Value>>() });
+    app.post("/api/v1/practices/R20011/patients", &key, &patients)
+        .await;
+    let (closed, _) = broadcast(&app, "R20011", &key, "closed").await;
+    app.drain().await;
+    // Held for the night: 08:00 GMT is 9.5 hours away.
+    assert_eq!(count(&app, closed, Channel::Sms, "queued").await, 4);
+    let (restored, _) = broadcast(&app, "R20011", &key, "restored").await;
+    let before = Utc::now();
+    app.drain().await;
+    assert_eq!(count(&app, closed, Channel::Sms, "cancelled").await, 4);
+    assert_eq!(count(&app, restored, Channel::Sms, "queued").await, 4);
+    let page = app
+        .get(&format!("/api/v1/broadcasts/{restored}/messages"), &key)
+        .await
+        .body;
+    let due: DateTime<Utc> = page["messages"][0]["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let wait = due - before;
+    assert!(
+        (wait - chrono::Duration::minutes(570)).num_seconds().abs() < 90,
+        "restored held for {wait:?}, not until 08:00 GMT"
+    );
+    let closed_page = app
+        .get(&format!("/api/v1/broadcasts/{closed}/messages"), &key)
+        .await
+        .body;
+    let reason = closed_page["messages"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("superseded by status change"),
+        "{closed_page}"
+    );
+}

@@ -69,6 +69,8 @@ fn main() {
         dispatch_control::dead_provider_fails_over_to_the_next,
         dispatch_control::patient_cap_suppresses_extra_broadcast_messages,
         dispatch_control::quiet_hours_hold_dispatch_across_clock_changes,
+        dispatch_control::restored_withdraws_closed_messages_already_claimed,
+        dispatch_control::supersede_in_quiet_hours_across_the_autumn_change,
         metrics::metrics_are_served_as_prometheus_text,
     ];
     helpers::set_callback_secrets();

@@ -124,6 +124,37 @@ impl Lanes {
             .collect()
     }
 
+    /// The broadcasts with messages waiting here.
+    pub fn broadcasts(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .lock()
+            .values()
+            .flat_map(|q| q.bulk.values().flatten())
+            .filter_map(|m| m.broadcast_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Takes out every waiting message of these broadcasts.
+    pub fn withdraw(&self, broadcasts: &[i64]) -> Vec<ClaimedMessage> {
+        let mut withdrawn = Vec::new();
+        for q in self.lock().values_mut() {
+            for waiting in q.bulk.values_mut() {
+                let (gone, kept): (Vec<_>, Vec<_>) = waiting
+                    .drain(..)
+                    .partition(|m| m.broadcast_id.is_some_and(|b| broadcasts.contains(&b)));
+                withdrawn.extend(gone);
+                waiting.extend(kept);
+            }
+            q.bulk.retain(|_, waiting| !waiting.is_empty());
+            let bulk = &q.bulk;
+            q.turns.retain(|p| bulk.contains_key(p));
+        }
+        withdrawn
+    }
+
     /// Whether nothing is waiting and no send taken from here is still running.
     pub fn idle(&self) -> bool {
         let queues = self.lock();
@@ -254,6 +285,26 @@ mod tests {
         assert_eq!(lanes.len(), 6);
         assert_eq!(ids(&lanes, &unlimited()), vec![6, 1, 4, 2, 5, 3]);
         assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn superseded_broadcasts_are_withdrawn_and_the_rest_keep_their_turns() {
+        let lanes = Lanes::default();
+        let of = |id, practice, broadcast| ClaimedMessage {
+            broadcast_id: Some(broadcast),
+            ..message(id, practice, Priority::Bulk)
+        };
+        lanes.push(vec![
+            of(1, 10, 100),
+            of(2, 10, 101),
+            of(3, 20, 100),
+            of(4, 10, 100),
+        ]);
+        assert_eq!(lanes.broadcasts(), vec![100, 101]);
+        let mut gone: Vec<i64> = lanes.withdraw(&[100]).iter().map(|m| m.id).collect();
+        gone.sort_unstable();
+        assert_eq!(gone, vec![1, 3, 4]);
+        assert_eq!(ids(&lanes, &unlimited()), vec![2]);
     }
 
     #[test]

@@ -36,6 +36,9 @@ use limits::RateLimits;
 use quiet::QuietHours;
 use recorder::Recorder;
 
+/// How often a worker checks whether broadcasts it holds messages of were superseded.
+const SUPERSEDE_CHECK: Duration = Duration::from_millis(200);
+
 /// What every dispatch worker of one process shares: the rate limiters, the providers'
 /// circuits and what is known of practices.
 pub struct DispatchControl {
@@ -230,7 +233,12 @@ impl Dispatcher {
         // messages due, so until then (or until new messages ring `wake`) they are not left
         // out, which would make every claim scan past their queue for nothing.
         let mut alone_until: Option<std::time::Instant> = None;
+        let mut supersede_checked = std::time::Instant::now();
         while !stop.is_cancelled() {
+            if supersede_checked.elapsed() >= SUPERSEDE_CHECK {
+                self.withdraw_superseded(lanes, recorder).await;
+                supersede_checked = std::time::Instant::now();
+            }
             let room = high_water.saturating_sub(lanes.len());
             let urgent_only = room == 0;
             let limit = if urgent_only { batch } else { room.min(batch) };
@@ -283,12 +291,61 @@ impl Dispatcher {
             let topping_up = lanes.len() >= low_water;
             tokio::select! {
                 _ = self.wake.notified() => alone_until = None,
-                _ = tokio::time::sleep(idle) => {}
+                _ = tokio::time::sleep(idle.min(SUPERSEDE_CHECK)) => {}
                 _ = lanes.drained_below(low_water), if topping_up => {}
                 _ = stop.cancelled() => {}
             }
         }
         total
+    }
+
+    /// Takes the messages of superseded broadcasts out of the lanes and records them
+    /// cancelled, naming the newer status change: a worker holding a backlog must not send
+    /// "closed" after "restored" was posted (possibly to another instance).
+    async fn withdraw_superseded(&self, lanes: &Lanes, recorder: &Recorder) {
+        let waiting = lanes.broadcasts();
+        if waiting.is_empty() {
+            return;
+        }
+        let superseded = match self.store.superseded_among(&waiting).await {
+            Ok(superseded) if !superseded.is_empty() => superseded,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch: could not check for superseded broadcasts");
+                return;
+            }
+        };
+        let ids: Vec<i64> = superseded.iter().map(|(id, _)| *id).collect();
+        let withdrawn = lanes.withdraw(&ids);
+        let now = Utc::now();
+        let records = withdrawn.iter().map(|m| {
+            let reason = superseded
+                .iter()
+                .find(|(id, _)| Some(*id) == m.broadcast_id)
+                .map(|(_, reason)| reason.clone());
+            let done = Completion {
+                message_id: m.id,
+                attempt_no: m.attempt_no,
+                provider: None,
+                outcome: AttemptOutcome::Withdrawn,
+                provider_ref: None,
+                error: reason,
+                new_state: MessageState::Cancelled,
+                next_attempt_at: None,
+                started_at: now,
+                finished_at: now,
+            };
+            async move {
+                recorder.record(done).await;
+                self.metrics
+                    .message_outcome(m.channel, None, Outcome::Cancelled);
+            }
+        });
+        futures_util::future::join_all(records).await;
+        tracing::info!(
+            count = withdrawn.len(),
+            "withdrew messages of superseded broadcasts"
+        );
     }
 
     /// Sorts out claimed messages that must not go now: bulk SMS and push in quiet hours go

@@ -120,6 +120,8 @@ pub enum AttemptOutcome {
     Unknown,
     /// Not sent: a limit said no (the patient's daily cap of non-urgent messages).
     Suppressed,
+    /// Not sent: withdrawn while waiting, because a newer status change superseded it.
+    Withdrawn,
 }
 
 impl AttemptOutcome {
@@ -132,6 +134,7 @@ impl AttemptOutcome {
             AttemptOutcome::BadRecipient => "bad_recipient",
             AttemptOutcome::Unknown => "unknown",
             AttemptOutcome::Suppressed => "suppressed",
+            AttemptOutcome::Withdrawn => "withdrawn",
         }
     }
 }

@@ -139,6 +139,9 @@ pub trait BroadcastStore: Send + Sync {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+    /// Which of these broadcasts have been superseded: each with the reason its unsent
+    /// messages are cancelled with (naming the newer status change).
+    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
     /// Message counts of a broadcast by channel and state.
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
     /// A page of a broadcast's messages in id order, optionally of one state.
@@ -299,6 +302,18 @@ pub(crate) fn lanes(rows: Vec<(i16, i64)>) -> Vec<(Priority, i64)> {
                 .map(|(_, n)| n)
                 .sum();
             (lane, count)
+        })
+        .collect()
+}
+
+/// `(broadcast, newer status change, its kind)` rows as each broadcast's cancel reason.
+pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, String)> {
+    rows.into_iter()
+        .map(|(broadcast, change, kind)| {
+            (
+                broadcast,
+                format!("superseded by status change {change} ({kind})"),
+            )
         })
         .collect()
 }

@@ -12,9 +12,9 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
-    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreError,
-    StoreResult,
+    lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
+    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome,
+    StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -254,6 +254,17 @@ impl BroadcastStore for PostgresStore {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
+             WHERE b.id = ANY($1)",
+        )
+        .bind(broadcast_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(superseded_reasons(rows))
     }
 
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {

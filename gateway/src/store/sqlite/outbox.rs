@@ -13,8 +13,9 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion, IdempotencyClaim,
-    MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome, StoreResult,
+    lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
+    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome,
+    StoreResult,
 };
 
 /// Rows per INSERT: six bound values each, plus eleven per distinct shared part; even with
@@ -254,6 +255,17 @@ impl BroadcastStore for SqliteStore {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
+             WHERE b.id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into()))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(superseded_reasons(rows))
     }
 
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
