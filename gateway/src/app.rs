@@ -12,7 +12,7 @@ use crate::dispatch::{DispatchControl, Dispatcher, UnsubscribeLinks};
 use crate::domain::{Channel, PhoneNumber};
 use crate::fanout::{Clock, Fanout, FanoutError};
 use crate::providers::{ProviderError, ProviderRegistry};
-use crate::render::{MessageTemplates, RenderError};
+use crate::render::{LoadError, RenderError, TemplateRegistry};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 
@@ -28,6 +28,9 @@ pub enum StartError {
     /// A provider could not be built.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The message templates could not be loaded.
+    #[error(transparent)]
+    Templates(#[from] LoadError),
     /// An interrupted fan-out could not be resumed.
     #[error(transparent)]
     Fanout(#[from] FanoutError),
@@ -44,7 +47,7 @@ pub struct AppState {
     /// Turns triggers into messages.
     pub fanout: Arc<Fanout>,
     /// Message wording.
-    pub templates: Arc<MessageTemplates>,
+    pub templates: Arc<TemplateRegistry>,
     /// Ways out.
     pub providers: Arc<ProviderRegistry>,
     /// Settings.
@@ -65,17 +68,18 @@ impl AppState {
         let store = store::connect(&config.database.url, config.database.max_connections).await?;
         store.migrate().await?;
         let providers = Arc::new(ProviderRegistry::from_config(&config.providers)?);
-        Self::with_parts(config, store, providers)
+        Self::with_parts(config, store, providers).await
     }
 
-    /// Builds the state around an already migrated store and a given set of providers.
-    pub fn with_parts(
+    /// Builds the state around an already migrated store and a given set of providers,
+    /// loading the message templates (the shipped ones on first start).
+    pub async fn with_parts(
         config: Config,
         store: Arc<dyn Store>,
         providers: Arc<ProviderRegistry>,
     ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
-        let templates = Arc::new(MessageTemplates::builtin()?);
+        let templates = Arc::new(TemplateRegistry::load(store.as_ref()).await?);
         let wake = Arc::new(Notify::new());
         let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(

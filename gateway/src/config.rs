@@ -45,6 +45,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Taking a failing provider out of rotation.
     pub failover: FailoverConfig,
+    /// What administrators may save as message wording.
+    pub templates: TemplatesConfig,
     /// Values new practices get unless they say otherwise.
     pub practice_defaults: PracticeDefaults,
     /// When bulk SMS and push wait.
@@ -125,6 +127,16 @@ pub struct LimitsConfig {
     pub patient_bulk: Option<Rate>,
     /// How many of those may come together.
     pub patient_burst: u32,
+}
+
+/// What administrators may save as message wording.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Most SMS segments a template may render to with the sample values.
+    pub max_sms_segments: usize,
+    /// Largest part of a template (subject, text, HTML, link), in bytes.
+    pub max_part_bytes: usize,
 }
 
 /// When a failing provider is taken out of rotation and when it is tried again.
@@ -312,6 +324,12 @@ impl Config {
                 "practice_burst and patient_burst must be at least 1".into(),
             );
         }
+        if self.templates.max_sms_segments == 0 || self.templates.max_part_bytes == 0 {
+            return invalid(
+                "templates",
+                "max_sms_segments and max_part_bytes must be at least 1".into(),
+            );
+        }
         if self.failover.failures == 0 {
             return invalid("failover.failures", "must be at least 1".into());
         }
@@ -369,6 +387,14 @@ impl Config {
         QuietHours::parse(&self.quiet_hours.start, &self.quiet_hours.end)
             .ok()
             .filter(|q| q.start != q.end)
+    }
+
+    /// The limits on saved templates.
+    pub fn template_limits(&self) -> crate::render::validate::Limits {
+        crate::render::validate::Limits {
+            max_part_bytes: self.templates.max_part_bytes,
+            max_sms_segments: self.templates.max_sms_segments,
+        }
     }
 
     /// The default practice channel order, already checked.

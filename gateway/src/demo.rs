@@ -201,6 +201,7 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         email: Some("reception@riverside-surgery.example.com".into()),
         timezone: state.config.practice_defaults.timezone.clone(),
         channel_order: ChannelOrder::parse("sms,email,push")?,
+        bilingual: false,
     };
     Ok(state
         .store

@@ -217,7 +217,9 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             stalling::registry(&config.providers, stall.unwrap_or((usize::MAX, 0)), delay)
         }
     };
-    let mut state = AppState::with_parts(config, store, Arc::new(providers)).expect("state");
+    let mut state = AppState::with_parts(config, store, Arc::new(providers))
+        .await
+        .expect("state");
     if let Some(clock) = options.fanout_clock.clone() {
         state = state.with_clock(clock);
     }

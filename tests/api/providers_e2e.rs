@@ -703,6 +703,7 @@ pub async fn refused_number_is_rerouted_to_the_patients_email(db: Db) {
     let wording = app
         .state
         .templates
+        .snapshot()
         .render(
             &stored.kind.template_key(),
             Channel::Email,

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// It clashes with what exists.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// The values are wrong in a way with its own details (such as a template's problems,
+    /// each with line and column).
+    #[error("{1}")]
+    Unprocessable(&'static str, String, Value),
     /// A framework rejection already carrying its status.
     #[error("{2}")]
     Rejected(StatusCode, &'static str, String),
@@ -52,6 +56,9 @@ impl ApiError {
                 json!(errors),
             ),
             ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code, Value::Null),
+            ApiError::Unprocessable(code, _, details) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code, details.clone())
+            }
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code, Value::Null),
             ApiError::Rejected(status, code, _) => (*status, code, Value::Null),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", Value::Null),

@@ -10,6 +10,7 @@ mod practices;
 mod push;
 mod receipts;
 mod status;
+mod templates;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -43,7 +44,22 @@ pub fn router(state: AppState) -> Router {
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
         .route("/receipts/webhook", post(receipts::webhook))
-        .route("/inbound/sms/twilio", post(receipts::inbound_twilio));
+        .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
+        .route("/templates", get(templates::list))
+        .route("/templates/preview", post(templates::preview))
+        .route(
+            "/templates/{key}/{channel}",
+            get(templates::show).put(templates::save),
+        )
+        .route(
+            "/templates/{key}/{channel}/versions",
+            get(templates::versions),
+        )
+        .route("/templates/{key}/{channel}/diff", get(templates::diff))
+        .route(
+            "/templates/{key}/{channel}/rollback",
+            post(templates::rollback),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route(

@@ -29,6 +29,9 @@ pub struct CreatePractice {
     timezone: Option<String>,
     #[serde(default)]
     channel_order: Option<Vec<String>>,
+    /// Send every message in Welsh and English, Welsh first.
+    #[serde(default)]
+    bilingual: bool,
 }
 
 /// A practice as the API shows it.
@@ -41,6 +44,7 @@ pub struct PracticeView {
     email: Option<String>,
     timezone: String,
     channel_order: Vec<Channel>,
+    bilingual: bool,
     created_at: DateTime<Utc>,
 }
 
@@ -54,6 +58,7 @@ impl From<&Practice> for PracticeView {
             email: p.email.clone(),
             timezone: p.timezone.clone(),
             channel_order: p.channel_order.channels().to_vec(),
+            bilingual: p.bilingual,
             created_at: p.created_at,
         }
     }
@@ -139,6 +144,7 @@ impl CreatePractice {
                 email,
                 timezone,
                 channel_order,
+                bilingual: self.bilingual,
             }),
             _ => Err(errors),
         }

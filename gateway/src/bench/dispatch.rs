@@ -20,7 +20,7 @@ use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, ChannelOrder, Priority, StatusKind};
 use crate::fanout::Fanout;
 use crate::providers::ProviderRegistry;
-use crate::render::MessageTemplates;
+use crate::render::{MessageTemplates, TemplateRegistry};
 use crate::store::{NewMessage, NewStatusChange, Practice, StartOutcome, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
@@ -172,7 +172,7 @@ async fn run(
         practice: bench_practice(store.as_ref(), "BENCH2", ChannelOrder::parse("sms")?).await?,
         fanout: Fanout::new(
             store.clone(),
-            Arc::new(MessageTemplates::builtin()?),
+            Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
             config.fanout.batch_size,
             Arc::new(Notify::new()),
         ),

@@ -11,7 +11,7 @@ use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
 use crate::config::Config;
 use crate::domain::ChannelOrder;
 use crate::fanout::Fanout;
-use crate::render::MessageTemplates;
+use crate::render::{MessageTemplates, TemplateRegistry};
 use crate::store::{NewStatusChange, StartOutcome, Store};
 
 /// Options of `gateway bench fanout`.
@@ -59,7 +59,7 @@ async fn run_fanout(
 
     let fanout = Fanout::new(
         store.clone(),
-        Arc::new(MessageTemplates::builtin()?),
+        Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
         batch_size,
         Arc::new(Notify::new()),
     );

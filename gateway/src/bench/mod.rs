@@ -76,6 +76,7 @@ pub async fn bench_practice(
                 email: None,
                 timezone: "Europe/London".into(),
                 channel_order,
+                bilingual: false,
             },
             Utc::now(),
         )

@@ -47,6 +47,9 @@ pub struct DispatchControl {
     /// Each channel's providers with their health.
     pub rotation: Rotation,
     practices: Mutex<HashMap<i64, PracticeInfo>>,
+    /// Per practice, the newest broadcast known to supersede the ones before it, with the
+    /// reason their messages are cancelled with.
+    superseded: Mutex<HashMap<i64, (i64, String)>>,
 }
 
 impl DispatchControl {
@@ -56,7 +59,28 @@ impl DispatchControl {
             limits: RateLimits::from_config(&config.providers, &config.limits),
             rotation: Rotation::new(providers, &config.failover),
             practices: Mutex::default(),
+            superseded: Mutex::default(),
         }
+    }
+
+    /// Records that broadcast `newer` of the practice supersedes every earlier one: their
+    /// messages still held by workers are not sent.
+    pub fn supersede(&self, practice_id: i64, newer: i64, reason: String) {
+        let mut known = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = known.entry(practice_id).or_insert((newer, reason.clone()));
+        if entry.0 <= newer {
+            *entry = (newer, reason);
+        }
+    }
+
+    /// Why a message of `broadcast_id` must not be sent, if a newer broadcast of its
+    /// practice supersedes it.
+    pub fn superseded_reason(&self, practice_id: i64, broadcast_id: i64) -> Option<String> {
+        let known = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(&practice_id)
+            .filter(|(newer, _)| broadcast_id < *newer)
+            .map(|(_, reason)| reason.clone())
     }
 }
 
@@ -317,35 +341,40 @@ impl Dispatcher {
         };
         let ids: Vec<i64> = superseded.iter().map(|(id, _)| *id).collect();
         let withdrawn = lanes.withdraw(&ids);
-        let now = Utc::now();
         let records = withdrawn.iter().map(|m| {
             let reason = superseded
                 .iter()
                 .find(|(id, _)| Some(*id) == m.broadcast_id)
-                .map(|(_, reason)| reason.clone());
-            let done = Completion {
-                message_id: m.id,
-                attempt_no: m.attempt_no,
-                provider: None,
-                outcome: AttemptOutcome::Withdrawn,
-                provider_ref: None,
-                error: reason,
-                new_state: MessageState::Cancelled,
-                next_attempt_at: None,
-                started_at: now,
-                finished_at: now,
-            };
-            async move {
-                recorder.record(done).await;
-                self.metrics
-                    .message_outcome(m.channel, None, Outcome::Cancelled);
-            }
+                .map(|(_, reason)| reason.clone())
+                .unwrap_or_default();
+            self.withdraw(m, reason, recorder)
         });
         futures_util::future::join_all(records).await;
         tracing::info!(
             count = withdrawn.len(),
             "withdrew messages of superseded broadcasts"
         );
+    }
+
+    /// Records a claimed message cancelled without sending it, for `reason`.
+    async fn withdraw(&self, message: &ClaimedMessage, reason: String, recorder: &Recorder) {
+        let now = Utc::now();
+        recorder
+            .record(Completion {
+                message_id: message.id,
+                attempt_no: message.attempt_no,
+                provider: None,
+                outcome: AttemptOutcome::Withdrawn,
+                provider_ref: None,
+                error: Some(reason),
+                new_state: MessageState::Cancelled,
+                next_attempt_at: None,
+                started_at: now,
+                finished_at: now,
+            })
+            .await;
+        self.metrics
+            .message_outcome(message.channel, None, Outcome::Cancelled);
     }
 
     /// Sorts out claimed messages that must not go now: bulk SMS and push in quiet hours go

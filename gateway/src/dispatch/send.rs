@@ -116,6 +116,17 @@ impl Dispatcher {
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
+        // The last moment to stop a message a newer status change has superseded.
+        if let Some(reason) = message
+            .broadcast_id
+            .and_then(|b| self.control.superseded_reason(message.practice_id, b))
+        {
+            if let Some(circuit) = &circuit {
+                circuit.unused();
+            }
+            self.withdraw(&message, reason, recorder).await;
+            return;
+        }
         let provider_name = circuit.as_ref().map(|c| c.provider().name().to_string());
         let result = if message.attempt_no > self.policy.max_attempts as i32 {
             // Claimed again after repeated crashes mid-send: stop before it loops for ever.

@@ -5,6 +5,7 @@
 
 mod channel;
 mod email;
+mod language;
 mod message;
 mod nhs_number;
 mod ods_code;
@@ -14,6 +15,7 @@ mod status;
 
 pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
+pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};
 pub use nhs_number::NhsNumber;
 pub use ods_code::OdsCode;

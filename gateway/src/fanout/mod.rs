@@ -11,8 +11,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::dispatch::quiet::QuietHours;
+use crate::domain::Language;
 use crate::domain::{Channel, ChannelOrder, Priority};
-use crate::render::{status_context, MessageTemplates, RenderError, Rendered};
+use crate::render::{
+    status_context, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
+};
 use crate::store::{
     Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
 };
@@ -42,10 +45,19 @@ pub struct FanoutSummary {
     pub skipped_no_contact: u64,
 }
 
+/// Who a broadcast would reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Audience {
+    /// Patients per channel.
+    pub recipients: BTreeMap<Channel, u64>,
+    /// Patients with no contact that can be used.
+    pub no_contact: u64,
+}
+
 /// Runs fan-outs against a store, waking the dispatcher as messages land.
 pub struct Fanout {
     store: Arc<dyn Store>,
-    templates: Arc<MessageTemplates>,
+    templates: Arc<TemplateRegistry>,
     batch_size: usize,
     wake: Arc<Notify>,
     quiet_hours: Option<QuietHours>,
@@ -59,7 +71,7 @@ impl Fanout {
     /// A fan-out writing `batch_size` messages per statement.
     pub fn new(
         store: Arc<dyn Store>,
-        templates: Arc<MessageTemplates>,
+        templates: Arc<TemplateRegistry>,
         batch_size: usize,
         wake: Arc<Notify>,
     ) -> Self {
@@ -107,7 +119,7 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        let mut wording = Wording::new(&practice, &broadcast);
+        let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
         let mut summary = FanoutSummary::default();
         let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
@@ -175,18 +187,7 @@ impl Fanout {
         now: DateTime<Utc>,
         held_until: DateTime<Utc>,
     ) -> Result<NewMessage, FanoutError> {
-        let key = wording.key.clone();
-        let rendered = if self.templates.is_personal(&key, contact.channel) {
-            let context = status_context(wording.practice, wording.broadcast, Some(patient));
-            self.templates.render(&key, contact.channel, &context)?
-        } else if let Some(r) = wording.shared.get(&contact.channel) {
-            r.clone()
-        } else {
-            let context = status_context(wording.practice, wording.broadcast, None);
-            let r = self.templates.render(&key, contact.channel, &context)?;
-            wording.shared.insert(contact.channel, r.clone());
-            r
-        };
+        let (rendered, version) = wording.render(patient, contact.channel)?;
         Ok(NewMessage {
             idempotency_key,
             broadcast_id: Some(wording.broadcast.id),
@@ -196,8 +197,8 @@ impl Fanout {
             channel: contact.channel,
             address: contact.address.clone(),
             priority: Priority::Bulk,
-            template_version: self.templates.version(&key, contact.channel),
-            template_key: key,
+            template_version: version,
+            template_key: wording.key.clone(),
             subject: rendered.subject,
             body: rendered.body,
             body_html: rendered.html,
@@ -244,11 +245,39 @@ impl Fanout {
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, &practice.timezone);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
-        let mut wording = Wording::new(&practice, &broadcast);
+        let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
         let message = self.message(&mut wording, patient, contact, key, now, held_until)?;
         let inserted = self.store.insert_messages(&[message]).await?;
         self.wake.notify_one();
         Ok((inserted == 1).then_some(contact.channel))
+    }
+
+    /// Who a broadcast of the practice would reach now: patients per channel, and those
+    /// with no usable contact. Reads the list a page at a time, as a fan-out does.
+    pub async fn audience(&self, practice_id: i64) -> Result<Audience, FanoutError> {
+        let practice = self
+            .store
+            .practice_by_id(practice_id)
+            .await?
+            .ok_or(FanoutError::NotFound(practice_id))?;
+        let mut audience = Audience::default();
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .fanout_page(practice_id, after, self.batch_size)
+                .await?;
+            for patient in &page {
+                match choose_contact(patient, &practice.channel_order) {
+                    Some(contact) => *audience.recipients.entry(contact.channel).or_default() += 1,
+                    None => audience.no_contact += 1,
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == self.batch_size => after = last.id,
+                _ => return Ok(audience),
+            }
+        }
     }
 
     /// Finishes fan-outs that a stopped process left part-done. Returns how many it finished.
@@ -262,23 +291,73 @@ impl Fanout {
     }
 }
 
-/// A broadcast's wording while its messages are planned: the same for everyone unless
-/// the template is personal, so rendered once per channel.
+/// A broadcast's wording while its messages are planned, from one snapshot of the
+/// templates: rendered once per template unless it is personal, in the patient's language,
+/// or in Welsh and English for a bilingual practice.
 struct Wording<'a> {
+    templates: Arc<MessageTemplates>,
     practice: &'a Practice,
     broadcast: &'a Broadcast,
     key: String,
-    shared: HashMap<Channel, Rendered>,
+    shared: HashMap<i64, Rendered>,
 }
 
 impl<'a> Wording<'a> {
-    fn new(practice: &'a Practice, broadcast: &'a Broadcast) -> Self {
+    fn new(
+        templates: Arc<MessageTemplates>,
+        practice: &'a Practice,
+        broadcast: &'a Broadcast,
+    ) -> Self {
         Self {
+            templates,
             practice,
             broadcast,
             key: broadcast.kind.template_key(),
             shared: HashMap::new(),
         }
+    }
+
+    /// The patient's wording on `channel`, and the version of the template that gave it.
+    fn render(
+        &mut self,
+        patient: &FanoutPatient,
+        channel: Channel,
+    ) -> Result<(Rendered, i32), FanoutError> {
+        if self.practice.bilingual {
+            let (welsh, _) = self.in_language(patient, channel, Language::Welsh)?;
+            let (english, version) = self.in_language(patient, channel, Language::English)?;
+            return Ok((Rendered::bilingual(welsh, english), version));
+        }
+        self.in_language(patient, channel, Language::of_patient(&patient.language))
+    }
+
+    fn in_language(
+        &mut self,
+        patient: &FanoutPatient,
+        channel: Channel,
+        language: Language,
+    ) -> Result<(Rendered, i32), FanoutError> {
+        let chosen: Chosen = self
+            .templates
+            .choose(self.practice.id, &self.key, channel, language)
+            .ok_or_else(|| RenderError::Missing {
+                key: self.key.clone(),
+                channel,
+            })?;
+        if chosen.personal {
+            let context = status_context(self.practice, self.broadcast, Some(patient));
+            return Ok((
+                self.templates.render_chosen(chosen, &context)?,
+                chosen.version,
+            ));
+        }
+        if let Some(r) = self.shared.get(&chosen.id) {
+            return Ok((r.clone(), chosen.version));
+        }
+        let context = status_context(self.practice, self.broadcast, None);
+        let r = self.templates.render_chosen(chosen, &context)?;
+        self.shared.insert(chosen.id, r.clone());
+        Ok((r, chosen.version))
     }
 }
 

@@ -174,6 +174,11 @@ pub async fn post_status_change(
             "superseded by status change {status_change_id} ({})",
             change.kind
         );
+        // This process's dispatch workers stop sending what they already hold at once
+        // (other instances find out from the store within a fraction of a second).
+        state
+            .dispatch
+            .supersede(practice.id, broadcast_id, reason.clone());
         let cancelled = state
             .store
             .supersede_earlier(practice.id, broadcast_id, status_change_id, &reason, now)

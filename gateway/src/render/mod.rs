@@ -3,7 +3,12 @@
 //! The shipped defaults live in `templates/messages/<key>.toml`, one table per channel,
 //! and are built into the binary.
 
+pub mod catalogue;
 mod context;
+pub mod editor;
+mod registry;
+pub mod sms;
+pub mod validate;
 
 use std::collections::HashMap;
 
@@ -11,35 +16,36 @@ use serde::Deserialize;
 use tera::Tera;
 
 pub use context::{status_context, uk_date_time};
+pub use registry::{LoadError, TemplateRegistry};
 
-use crate::domain::Channel;
+use crate::domain::{Channel, Language};
+use crate::store::{NewTemplate, TemplateVersion};
 
-/// The shipped templates, one TOML file per key.
-const BUILTIN: &[(&str, &str)] = &[
-    (
-        "status.closed",
-        include_str!("../../../templates/messages/status.closed.toml"),
-    ),
-    (
-        "status.phones_down",
-        include_str!("../../../templates/messages/status.phones_down.toml"),
-    ),
-    (
-        "status.systems_down",
-        include_str!("../../../templates/messages/status.systems_down.toml"),
-    ),
-    (
-        "status.restored",
-        include_str!("../../../templates/messages/status.restored.toml"),
-    ),
-    (
-        "status.custom",
-        include_str!("../../../templates/messages/status.custom.toml"),
-    ),
-];
+/// The shipped templates: one TOML file per key, English in `templates/messages/`, Welsh
+/// in `templates/messages/cy/`.
+macro_rules! shipped {
+    ($($key:literal),* $(,)?) => {
+        &[$(
+            ($key, Language::English, include_str!(concat!("../../../templates/messages/", $key, ".toml"))),
+            ($key, Language::Welsh, include_str!(concat!("../../../templates/messages/cy/", $key, ".toml"))),
+        )*]
+    };
+}
 
-/// The version number of the shipped templates; edits (a later issue) get higher ones.
-pub const BUILTIN_VERSION: i32 = 1;
+const BUILTIN: &[(&str, Language, &str)] = shipped!(
+    "status.closed",
+    "status.phones_down",
+    "status.systems_down",
+    "status.restored",
+    "status.custom",
+    "appointment.cancelled",
+    "appointment.moved",
+    "appointment.affected_by_closure",
+    "push.invite",
+);
+
+/// Who the shipped templates are recorded as written by.
+pub const SHIPPED_AUTHOR: &str = "shipped with the gateway";
 
 /// A template that would not load or render.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +76,8 @@ pub enum RenderError {
     },
 }
 
-/// The wording of one message: subject (email) or title (push), and body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The wording of one message: subject (email) or title (push), body, HTML and link.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rendered {
     /// Email subject or push title; `None` for SMS.
     pub subject: Option<String>,
@@ -79,8 +85,31 @@ pub struct Rendered {
     pub body: String,
     /// The HTML part (email, when the template has one).
     pub html: Option<String>,
+    /// Where a push notification leads, when the template has a link.
+    pub link: Option<String>,
 }
 
+impl Rendered {
+    /// One message in Welsh and English, Welsh first, for a bilingual practice.
+    pub fn bilingual(welsh: Rendered, english: Rendered) -> Rendered {
+        let join = |cy: Option<String>, en: Option<String>, between: &str| match (cy, en) {
+            (Some(cy), Some(en)) if cy != en => Some(format!("{cy}{between}{en}")),
+            (cy, en) => cy.or(en),
+        };
+        Rendered {
+            subject: join(welsh.subject, english.subject, " / "),
+            body: format!("{}\n\n{}", welsh.body, english.body),
+            html: join(
+                welsh.html.map(|h| format!("<div lang=\"cy\">{h}</div>")),
+                english.html.map(|h| format!("<div lang=\"en\">{h}</div>")),
+                "<hr>",
+            ),
+            link: english.link.or(welsh.link),
+        }
+    }
+}
+
+/// One key's wording in one language, as the shipped TOML files hold it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
@@ -108,140 +137,271 @@ struct EmailParts {
 struct PushParts {
     title: String,
     body: String,
+    link: Option<String>,
 }
 
-/// Every message template, compiled once.
+/// The shipped wording of every key, channel and language, as templates to seed.
+pub fn shipped_defaults() -> Result<Vec<NewTemplate>, RenderError> {
+    let mut defaults = Vec::new();
+    for (key, language, source) in BUILTIN {
+        let file: KeyFile = toml::from_str(source).map_err(|e| RenderError::File {
+            key: format!("{key} ({language})"),
+            reason: e.to_string(),
+        })?;
+        let template = |channel, subject, body, html, link| NewTemplate {
+            practice_id: None,
+            key: key.to_string(),
+            channel,
+            language: *language,
+            subject,
+            body,
+            html,
+            link,
+            author: SHIPPED_AUTHOR.into(),
+            note: None,
+        };
+        if let Some(sms) = file.sms {
+            defaults.push(template(Channel::Sms, None, sms.body, None, None));
+        }
+        if let Some(email) = file.email {
+            defaults.push(template(
+                Channel::Email,
+                Some(email.subject),
+                email.text,
+                email.html,
+                None,
+            ));
+        }
+        if let Some(push) = file.push {
+            defaults.push(template(
+                Channel::Push,
+                Some(push.title),
+                push.body,
+                None,
+                push.link,
+            ));
+        }
+    }
+    Ok(defaults)
+}
+
+/// Which template a message uses: its row, version and whether it reads the patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen {
+    /// The template row (its compiled parts are named after it).
+    pub id: i64,
+    /// Its version number, recorded on every message.
+    pub version: i32,
+    /// Whether it reads the patient's own fields, so differs per patient.
+    pub personal: bool,
+    /// The channel it is for.
+    pub channel: Channel,
+}
+
+type Scope = (Option<i64>, String, Channel, Language);
+
+/// A compiled set of templates: the versions in use, global and per practice.
 pub struct MessageTemplates {
     tera: Tera,
-    /// Whether the (key, channel) template reads the patient's own fields, so it must be
-    /// rendered per patient rather than once per broadcast.
-    personal: HashMap<(String, Channel), bool>,
+    chosen: HashMap<Scope, Chosen>,
+    /// Names of the compiled parts, to know which a template has.
+    parts: std::collections::HashSet<String>,
 }
 
 impl MessageTemplates {
-    /// Compiles the shipped templates.
+    /// The shipped templates alone, as version 1 (tests and benchmarks).
     pub fn builtin() -> Result<Self, RenderError> {
-        let mut templates = Self {
-            tera: Tera::new(),
-            personal: HashMap::new(),
-        };
-        // Only the email HTML part (named `.../html.html`) is HTML: values are escaped there
-        // whatever they contain, and nowhere else.
-        templates.tera.autoescape_on([".html"]);
-        for (key, source) in BUILTIN {
-            templates.add_key(key, source)?;
+        let versions: Vec<TemplateVersion> = shipped_defaults()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| TemplateVersion {
+                id: -(i as i64) - 1,
+                practice_id: None,
+                key: t.key,
+                channel: t.channel,
+                language: t.language,
+                version: 1,
+                subject: t.subject,
+                body: t.body,
+                html: t.html,
+                link: t.link,
+                author: t.author,
+                note: None,
+                created_at: chrono::Utc::now(),
+            })
+            .collect();
+        let (templates, broken) = Self::compile(&versions);
+        match broken.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(templates),
         }
-        Ok(templates)
     }
 
-    fn add_key(&mut self, key: &str, source: &str) -> Result<(), RenderError> {
-        let file: KeyFile = toml::from_str(source).map_err(|e| RenderError::File {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        let mut parts: Vec<(Channel, &str, String)> = Vec::new();
-        if let Some(sms) = file.sms {
-            parts.push((Channel::Sms, "body", sms.body));
-        }
-        if let Some(email) = file.email {
-            parts.push((Channel::Email, "subject", email.subject));
-            parts.push((Channel::Email, "body", email.text));
-            if let Some(html) = email.html {
-                parts.push((Channel::Email, "html.html", html));
+    /// Compiles stored versions; those that fail (which validation should have prevented)
+    /// are left out, so their scope falls back to the global default, and returned.
+    pub fn compile(versions: &[TemplateVersion]) -> (Self, Vec<RenderError>) {
+        let mut templates = Self {
+            tera: safe_tera(),
+            chosen: HashMap::new(),
+            parts: Default::default(),
+        };
+        let mut broken = Vec::new();
+        for v in versions {
+            match templates.add(v) {
+                Ok(chosen) => {
+                    templates.chosen.insert(
+                        (v.practice_id, v.key.clone(), v.channel, v.language),
+                        chosen,
+                    );
+                }
+                Err(e) => broken.push(e),
             }
         }
-        if let Some(push) = file.push {
-            parts.push((Channel::Push, "subject", push.title));
-            parts.push((Channel::Push, "body", push.body));
+        (templates, broken)
+    }
+
+    fn add(&mut self, v: &TemplateVersion) -> Result<Chosen, RenderError> {
+        let mut parts: Vec<(&str, &str)> = vec![("body", v.body.as_str())];
+        if let Some(subject) = &v.subject {
+            parts.push(("subject", subject));
         }
-        for (channel, part, text) in parts {
-            let name = part_name(key, channel, part);
+        if let Some(html) = &v.html {
+            parts.push(("html.html", html));
+        }
+        if let Some(link) = &v.link {
+            parts.push(("link", link));
+        }
+        let mut personal = false;
+        for (part, text) in parts {
+            let name = part_name(v.id, part);
             self.tera
-                .add_raw_template(&name, &text)
+                .add_raw_template(&name, text)
                 .map_err(|e| tera_error(&name, &e))?;
-            let reads_patient = self
+            personal |= self
                 .tera
                 .get_template_variables(&name)
                 .map_err(|e| tera_error(&name, &e))?
                 .contains("patient");
-            let personal = self
-                .personal
-                .entry((key.to_string(), channel))
-                .or_insert(false);
-            *personal |= reads_patient;
+            self.parts.insert(name);
         }
-        Ok(())
+        Ok(Chosen {
+            id: v.id,
+            version: v.version,
+            personal,
+            channel: v.channel,
+        })
     }
 
-    /// Whether the template for (key, channel) exists.
-    pub fn has(&self, key: &str, channel: Channel) -> bool {
-        self.personal.contains_key(&(key.to_string(), channel))
+    /// The template for a practice's message: its own override in `language`, else the
+    /// global one in `language`, else the same in English.
+    pub fn choose(
+        &self,
+        practice_id: i64,
+        key: &str,
+        channel: Channel,
+        language: Language,
+    ) -> Option<Chosen> {
+        let find = |scope: Option<i64>, language: Language| {
+            self.chosen
+                .get(&(scope, key.to_string(), channel, language))
+                .copied()
+        };
+        find(Some(practice_id), language)
+            .or_else(|| find(None, language))
+            .or_else(|| find(Some(practice_id), Language::English))
+            .or_else(|| find(None, Language::English))
     }
 
-    /// Whether the template reads the patient's own fields (so it differs per patient).
-    pub fn is_personal(&self, key: &str, channel: Channel) -> bool {
-        self.personal
-            .get(&(key.to_string(), channel))
+    /// The global template for (key, channel, language), without falling back.
+    pub fn global(&self, key: &str, channel: Channel, language: Language) -> Option<Chosen> {
+        self.chosen
+            .get(&(None, key.to_string(), channel, language))
             .copied()
-            .unwrap_or(false)
     }
 
-    /// The version of the template used for (key, channel).
-    pub fn version(&self, _key: &str, _channel: Channel) -> i32 {
-        BUILTIN_VERSION
+    /// Whether a practice has wording of its own (not the global one) for this template.
+    pub fn has_own(
+        &self,
+        practice_id: i64,
+        key: &str,
+        channel: Channel,
+        language: Language,
+    ) -> bool {
+        self.chosen
+            .contains_key(&(Some(practice_id), key.to_string(), channel, language))
     }
 
-    /// Renders the message for (key, channel) against `context`.
+    /// Renders a chosen template against `context`.
+    pub fn render_chosen(
+        &self,
+        chosen: Chosen,
+        context: &tera::Context,
+    ) -> Result<Rendered, RenderError> {
+        let has = |part: &str| self.parts.contains(&part_name(chosen.id, part));
+        let part = |part: &str| -> Result<Option<String>, RenderError> {
+            if !has(part) {
+                return Ok(None);
+            }
+            let name = part_name(chosen.id, part);
+            let text = self
+                .tera
+                .render(&name, context)
+                .map_err(|e| tera_error(&name, &e))?;
+            Ok(Some(tidy(&text, part == "subject" || part == "link")))
+        };
+        Ok(Rendered {
+            subject: part("subject")?,
+            body: part("body")?.unwrap_or_default(),
+            html: part("html.html")?,
+            link: part("link")?.filter(|l| !l.is_empty()),
+        })
+    }
+
+    /// Renders the global English template for (key, channel) against `context`.
     pub fn render(
         &self,
         key: &str,
         channel: Channel,
         context: &tera::Context,
     ) -> Result<Rendered, RenderError> {
-        if !self.has(key, channel) {
-            return Err(RenderError::Missing {
+        let chosen = self
+            .chosen
+            .get(&(None, key.to_string(), channel, Language::English))
+            .copied()
+            .ok_or_else(|| RenderError::Missing {
                 key: key.to_string(),
                 channel,
-            });
-        }
-        let body = self.render_part(key, channel, "body", context)?;
-        let subject = match channel {
-            Channel::Sms => None,
-            Channel::Email | Channel::Push => {
-                Some(self.render_part(key, channel, "subject", context)?)
-            }
-        };
-        let html_name = part_name(key, channel, "html.html");
-        let html = if channel == Channel::Email && self.tera.contains_template(&html_name) {
-            Some(self.render_part(key, channel, "html.html", context)?)
-        } else {
-            None
-        };
-        Ok(Rendered {
-            subject,
-            body,
-            html,
-        })
-    }
-
-    fn render_part(
-        &self,
-        key: &str,
-        channel: Channel,
-        part: &str,
-        context: &tera::Context,
-    ) -> Result<String, RenderError> {
-        let name = part_name(key, channel, part);
-        let text = self
-            .tera
-            .render(&name, context)
-            .map_err(|e| tera_error(&name, &e))?;
-        Ok(tidy(&text, part == "subject"))
+            })?;
+        self.render_chosen(chosen, context)
     }
 }
 
-fn part_name(key: &str, channel: Channel, part: &str) -> String {
-    format!("{key}/{channel}/{part}")
+/// A Tera with HTML escaping for `.html` parts only, and `range` capped so a template
+/// cannot loop for long (admin-edited templates are data, not code).
+pub(crate) fn safe_tera() -> Tera {
+    let mut tera = Tera::new();
+    tera.autoescape_on([".html"]);
+    tera.register_function("range", capped_range);
+    tera
+}
+
+/// Most items `range` gives an edited template.
+pub const MAX_RANGE: i64 = 50;
+
+fn capped_range(kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<Vec<i64>> {
+    let start: i64 = kwargs.get::<i64>("start")?.unwrap_or(0);
+    let end: i64 = kwargs.must_get::<i64>("end")?;
+    let step: i64 = kwargs.get::<i64>("step_by")?.unwrap_or(1).max(1);
+    if end.saturating_sub(start) / step > MAX_RANGE {
+        return Err(tera::Error::message(format!(
+            "range would give more than {MAX_RANGE} items"
+        )));
+    }
+    Ok((start..end).step_by(step as usize).collect())
+}
+
+fn part_name(id: i64, part: &str) -> String {
+    format!("t{id}/{part}")
 }
 
 fn tera_error(name: &str, error: &tera::Error) -> RenderError {
@@ -311,7 +471,10 @@ mod tests {
                             .unwrap_or("")
                             .contains("Riverside")
                 );
-                assert!(!templates.is_personal(&kind.template_key(), channel));
+                let chosen = templates
+                    .global(&kind.template_key(), channel, Language::English)
+                    .unwrap();
+                assert!(!chosen.personal);
             }
         }
     }
@@ -356,6 +519,66 @@ mod tests {
             templates.render("appointment.nope", Channel::Sms, &context(None)),
             Err(RenderError::Missing { .. })
         ));
+    }
+
+    #[test]
+    fn every_key_has_welsh_beside_english_and_practices_fall_back_to_it() {
+        let templates = MessageTemplates::builtin().unwrap();
+        for info in catalogue::KEYS {
+            for channel in info.channels {
+                for language in Language::ALL {
+                    let chosen = templates.global(info.key, *channel, language);
+                    assert!(chosen.is_some(), "{} {channel} {language}", info.key);
+                    let sample = catalogue::sample(info.key, language);
+                    templates.render_chosen(chosen.unwrap(), &sample).unwrap();
+                }
+            }
+        }
+        // A practice without overrides gets the global wording in its language.
+        let welsh = templates
+            .choose(7, "status.closed", Channel::Sms, Language::Welsh)
+            .unwrap();
+        assert_eq!(
+            Some(welsh),
+            templates.global("status.closed", Channel::Sms, Language::Welsh)
+        );
+    }
+
+    #[test]
+    fn shipped_sms_fit_one_segment_in_english() {
+        let templates = MessageTemplates::builtin().unwrap();
+        for info in catalogue::KEYS {
+            let Some(chosen) = templates.global(info.key, Channel::Sms, Language::English) else {
+                continue;
+            };
+            let sample = catalogue::sample(info.key, Language::English);
+            let text = templates.render_chosen(chosen, &sample).unwrap().body;
+            let cost = sms::cost(&text);
+            assert_eq!(cost.encoding, sms::Encoding::Gsm7, "{}: {text}", info.key);
+            assert!(
+                cost.segments <= 2,
+                "{}: {} segments: {text}",
+                info.key,
+                cost.segments
+            );
+        }
+    }
+
+    #[test]
+    fn bilingual_puts_welsh_first() {
+        let cy = Rendered {
+            subject: Some("Ar gau".into()),
+            body: "Mae ar gau.".into(),
+            ..Rendered::default()
+        };
+        let en = Rendered {
+            subject: Some("Closed".into()),
+            body: "It is closed.".into(),
+            ..Rendered::default()
+        };
+        let both = Rendered::bilingual(cy, en);
+        assert_eq!(both.body, "Mae ar gau.\n\nIt is closed.");
+        assert_eq!(both.subject.as_deref(), Some("Ar gau / Closed"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
-use crate::domain::{Channel, MessageState, OdsCode, Priority};
+use crate::domain::{Channel, Language, MessageState, OdsCode, Priority};
 
 /// A storage failure. Constraint violations the caller can act on get their own variants.
 #[derive(Debug, thiserror::Error)]
@@ -254,10 +254,44 @@ pub trait ContactStore: Send + Sync {
     ) -> StoreResult<Option<i64>>;
 }
 
+/// Message templates: every save a new version, the newest one in use.
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// The newest version of every (practice, key, channel, language).
+    async fn current_templates(&self) -> StoreResult<Vec<TemplateVersion>>;
+    /// Every version of one template, newest first.
+    async fn template_history(
+        &self,
+        practice_id: Option<i64>,
+        key: &str,
+        channel: Channel,
+        language: Language,
+    ) -> StoreResult<Vec<TemplateVersion>>;
+    /// Saves `template` as its next version; `Duplicate` if another save took that number.
+    async fn save_template(
+        &self,
+        template: &NewTemplate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TemplateVersion>;
+    /// Saves each global default that has no version yet as version 1 (first start, or a
+    /// key added by an upgrade). Returns how many were added.
+    async fn seed_templates(
+        &self,
+        defaults: &[NewTemplate],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+}
+
 /// Everything the gateway stores.
 #[async_trait]
 pub trait Store:
-    PracticeStore + PatientStore + AccessStore + BroadcastStore + OutboxStore + ContactStore
+    PracticeStore
+    + PatientStore
+    + AccessStore
+    + BroadcastStore
+    + OutboxStore
+    + ContactStore
+    + TemplateStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

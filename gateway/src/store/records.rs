@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{
-    AttemptOutcome, Channel, ChannelOrder, MessageState, NhsNumber, OdsCode, Priority, StatusKind,
+    AttemptOutcome, Channel, ChannelOrder, Language, MessageState, NhsNumber, OdsCode, Priority,
+    StatusKind,
 };
 
 /// A practice to add.
@@ -24,6 +25,8 @@ pub struct NewPractice {
     pub timezone: String,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
+    /// Whether every message goes in Welsh and English (Welsh first).
+    pub bilingual: bool,
 }
 
 /// A stored practice.
@@ -45,6 +48,8 @@ pub struct Practice {
     pub timezone: String,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
+    /// Whether every message goes in Welsh and English (Welsh first).
+    pub bilingual: bool,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -460,4 +465,60 @@ pub struct Receipt {
     pub new_state: Option<MessageState>,
     /// The provider's reason, for failures.
     pub detail: Option<String>,
+}
+
+/// One saved version of a message template.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateVersion {
+    /// Row id.
+    pub id: i64,
+    /// The practice whose override it is; `None` for the global default.
+    pub practice_id: Option<i64>,
+    /// Template key, such as `status.closed`.
+    pub key: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Language.
+    pub language: Language,
+    /// Version number, from 1, per (practice, key, channel, language).
+    pub version: i32,
+    /// Email subject or push title.
+    pub subject: Option<String>,
+    /// SMS text, email text part or push body.
+    pub body: String,
+    /// Email HTML part.
+    pub html: Option<String>,
+    /// Push link.
+    pub link: Option<String>,
+    /// Who saved it.
+    pub author: String,
+    /// Why, in their words (or "rolled back to version N").
+    pub note: Option<String>,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A template to save as the next version.
+#[derive(Debug, Clone)]
+pub struct NewTemplate {
+    /// The practice whose override it is; `None` for the global default.
+    pub practice_id: Option<i64>,
+    /// Template key.
+    pub key: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Language.
+    pub language: Language,
+    /// Email subject or push title.
+    pub subject: Option<String>,
+    /// SMS text, email text part or push body.
+    pub body: String,
+    /// Email HTML part.
+    pub html: Option<String>,
+    /// Push link.
+    pub link: Option<String>,
+    /// Who saves it.
+    pub author: String,
+    /// Why.
+    pub note: Option<String>,
 }

@@ -13,7 +13,7 @@ use crate::store::{
 };
 
 const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, email, timezone, channel_order, created_at";
+    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
 
 fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
@@ -33,6 +33,7 @@ fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
             column: "practices.channel_order",
             reason: e.reason,
         })?,
+        bilingual: row.try_get("bilingual")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -41,8 +42,8 @@ fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
 impl PracticeStore for PostgresStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {PRACTICE_COLUMNS}"
+            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -51,6 +52,7 @@ impl PracticeStore for PostgresStore {
         .bind(&p.email)
         .bind(&p.timezone)
         .bind(p.channel_order.to_text())
+        .bind(p.bilingual)
         .bind(now)
         .fetch_one(&self.pool)
         .await

@@ -26,7 +26,7 @@ type FanoutRow = (
 );
 
 const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, email, timezone, channel_order, created_at";
+    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
 
 fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
@@ -46,6 +46,7 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
             column: "practices.channel_order",
             reason: e.reason,
         })?,
+        bilingual: row.try_get::<i64, _>("bilingual")? != 0,
         created_at: at("practices.created_at", row.try_get("created_at")?)?,
     })
 }
@@ -54,8 +55,8 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
 impl PracticeStore for SqliteStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
+            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -64,6 +65,7 @@ impl PracticeStore for SqliteStore {
         .bind(&p.email)
         .bind(&p.timezone)
         .bind(p.channel_order.to_text())
+        .bind(p.bilingual)
         .bind(ms(now))
         .fetch_one(&self.pool)
         .await

@@ -6,6 +6,7 @@
 mod contacts;
 mod directory;
 mod outbox;
+mod templates;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,0 +1,387 @@
+//! `/templates`: message wording that administrators edit, with history, diff, rollback
+//! and preview. Global defaults are for admins; a practice key edits its own overrides.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::app::AppState;
+use crate::domain::{Channel, Language};
+use crate::render::catalogue::{variables, KEYS};
+use crate::render::editor::{self, EditError, TemplateRef};
+use crate::render::validate::Draft;
+use crate::store::AuditEntry;
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        match e {
+            EditError::Invalid(problems) => ApiError::Unprocessable(
+                "invalid_template",
+                format!("the template has {} problem(s)", problems.len()),
+                json!(problems),
+            ),
+            EditError::NotFound(what) => ApiError::NotFound(what),
+            EditError::Timeout => ApiError::Unprocessable(
+                "template_too_slow",
+                "the template took too long to render".into(),
+                Value::Null,
+            ),
+            EditError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Which language and whose template: `?language=cy&practice=A81001`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Which {
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+    #[serde(default)]
+    from: Option<i32>,
+    #[serde(default)]
+    to: Option<i32>,
+}
+
+/// Resolves a template reference the caller may read; `editing` also requires the right to
+/// change it (admins change anything, practice keys only their own overrides).
+async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    channel: &str,
+    language: Option<&str>,
+    practice: Option<&str>,
+    editing: bool,
+) -> Result<TemplateRef, ApiError> {
+    let channel: Channel = channel
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no channel {channel}")))?;
+    let language: Language = match language {
+        Some(l) => l.parse().map_err(|e| ApiError::Validation(vec![e]))?,
+        None => Language::English,
+    };
+    let practice_id = match practice {
+        Some(ods) => Some(caller.practice(state.store.as_ref(), ods).await?.id),
+        None => None,
+    };
+    if editing && practice_id.is_none() {
+        caller.require_admin().map_err(|_| {
+            ApiError::Forbidden(
+                "only administrators change the global wording; give `practice` to change your own"
+                    .into(),
+            )
+        })?;
+    }
+    let target = TemplateRef {
+        key: key.to_string(),
+        channel,
+        language,
+        practice_id,
+    };
+    target.known()?;
+    Ok(target)
+}
+
+/// `GET /templates`: every key with its variables, and the versions in use.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let current = state.store.current_templates().await?;
+    let visible: Vec<_> = current
+        .into_iter()
+        .filter(|t| t.practice_id.is_none_or(|p| caller.can_see(p)))
+        .map(|t| {
+            json!({
+                "key": t.key, "channel": t.channel, "language": t.language,
+                "practice_id": t.practice_id, "version": t.version,
+                "author": t.author, "created_at": t.created_at,
+            })
+        })
+        .collect();
+    let keys: Vec<Value> = KEYS
+        .iter()
+        .map(|k| json!({ "key": k.key, "about": k.about, "channels": k.channels, "variables": variables(k.key) }))
+        .collect();
+    Ok(Json(json!({ "keys": keys, "templates": visible })))
+}
+
+/// `GET /templates/{key}/{channel}`: the version in use for this practice (or globally).
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, channel)): Path<(String, String)>,
+    ApiQuery(which): ApiQuery<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &key,
+        &channel,
+        which.language.as_deref(),
+        which.practice.as_deref(),
+        false,
+    )
+    .await?;
+    let own = editor::history(state.store.as_ref(), &target).await?;
+    let current = match own.into_iter().next() {
+        Some(v) => v,
+        None => {
+            // No override: the global template is what this practice uses.
+            let global = TemplateRef {
+                practice_id: None,
+                ..target.clone()
+            };
+            editor::history(state.store.as_ref(), &global)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("no {} template for {key}", target.channel))
+                })?
+        }
+    };
+    Ok(Json(
+        json!({ "template": current, "variables": variables(&key) }),
+    ))
+}
+
+/// `GET /templates/{key}/{channel}/versions`: every version, newest first.
+pub async fn versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, channel)): Path<(String, String)>,
+    ApiQuery(which): ApiQuery<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &key,
+        &channel,
+        which.language.as_deref(),
+        which.practice.as_deref(),
+        false,
+    )
+    .await?;
+    let versions = editor::history(state.store.as_ref(), &target).await?;
+    Ok(Json(json!({ "versions": versions })))
+}
+
+/// `GET /templates/{key}/{channel}/diff?from=&to=`: what changed between two versions.
+pub async fn diff(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, channel)): Path<(String, String)>,
+    ApiQuery(which): ApiQuery<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &key,
+        &channel,
+        which.language.as_deref(),
+        which.practice.as_deref(),
+        false,
+    )
+    .await?;
+    let (Some(from), Some(to)) = (which.from, which.to) else {
+        return Err(ApiError::BadRequest(
+            "missing_versions",
+            "give `from` and `to` version numbers".into(),
+        ));
+    };
+    let diff = editor::diff(state.store.as_ref(), &target, from, to).await?;
+    Ok(Json(json!(diff)))
+}
+
+/// A new version as the editor sends it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveRequest {
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(flatten)]
+    draft: Draft,
+}
+
+/// `PUT /templates/{key}/{channel}`: checks and saves a new version.
+pub async fn save(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, channel)): Path<(String, String)>,
+    ApiJson(request): ApiJson<SaveRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &key,
+        &channel,
+        request.language.as_deref(),
+        request.practice.as_deref(),
+        true,
+    )
+    .await?;
+    let saved = editor::save(
+        state.store.as_ref(),
+        &state.templates,
+        state.config.template_limits(),
+        &target,
+        &request.draft,
+        &caller.actor,
+        request.note,
+    )
+    .await?;
+    audit(
+        &state,
+        &caller,
+        "template.saved",
+        &target,
+        saved.template.version,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(saved))))
+}
+
+/// Which version to go back to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    version: i32,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+}
+
+/// `POST /templates/{key}/{channel}/rollback`: saves an old version as the newest.
+pub async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((key, channel)): Path<(String, String)>,
+    ApiJson(request): ApiJson<RollbackRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &key,
+        &channel,
+        request.language.as_deref(),
+        request.practice.as_deref(),
+        true,
+    )
+    .await?;
+    let saved = editor::rollback(
+        state.store.as_ref(),
+        &state.templates,
+        state.config.template_limits(),
+        &target,
+        request.version,
+        &caller.actor,
+    )
+    .await?;
+    audit(
+        &state,
+        &caller,
+        "template.rolled_back",
+        &target,
+        saved.template.version,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(saved))))
+}
+
+/// What to preview.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    key: String,
+    channel: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+    /// A draft to render instead of the saved template.
+    #[serde(default)]
+    draft: Option<Draft>,
+    /// Values to render with instead of the key's samples.
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// `POST /templates/preview`: the wording and SMS cost of a draft or a saved template and,
+/// for a practice's status broadcast, who would get it on which channel.
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<PreviewRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let target = resolve(
+        &state,
+        &caller,
+        &request.key,
+        &request.channel,
+        request.language.as_deref(),
+        request.practice.as_deref(),
+        false,
+    )
+    .await?;
+    let preview = editor::preview(
+        &state.templates,
+        state.config.template_limits(),
+        &target,
+        request.draft.as_ref(),
+        request.data,
+    )
+    .await?;
+    let mut body = json!(preview);
+    if let (Some(practice_id), true) = (target.practice_id, target.key.starts_with("status.")) {
+        let audience = state
+            .fanout
+            .audience(practice_id)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let segments = preview.sms.as_ref().map_or(0, |c| c.segments as u64);
+        let sms = audience.recipients.get(&Channel::Sms).copied().unwrap_or(0);
+        body["audience"] = json!({
+            "recipients": audience.recipients,
+            "no_contact": audience.no_contact,
+            "sms_segments_total": sms * segments,
+        });
+    }
+    Ok(Json(body))
+}
+
+async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: &TemplateRef,
+    version: i32,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .audit(
+            &AuditEntry {
+                actor: caller.actor.clone(),
+                action: action.into(),
+                practice_id: target.practice_id,
+                subject: Some(format!(
+                    "template:{}/{}/{}",
+                    target.key, target.channel, target.language
+                )),
+                details: Some(json!({ "version": version }).to_string()),
+            },
+            chrono::Utc::now(),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The templates in use, reloaded when an administrator saves one: fan-outs take a
+//! snapshot, so a broadcast is worded by one set of versions from start to end.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::Utc;
+
+use super::{shipped_defaults, MessageTemplates, RenderError};
+use crate::store::{Store, StoreError};
+
+/// Why templates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The shipped wording is broken (a build problem).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The current compiled templates, swapped whole on every change.
+pub struct TemplateRegistry {
+    current: RwLock<Arc<MessageTemplates>>,
+}
+
+impl TemplateRegistry {
+    /// Seeds the shipped defaults that the store lacks, then compiles the versions in use.
+    pub async fn load(store: &dyn Store) -> Result<Self, LoadError> {
+        let added = store
+            .seed_templates(&shipped_defaults()?, Utc::now())
+            .await?;
+        if added > 0 {
+            tracing::info!(added, "loaded the shipped message templates");
+        }
+        let registry = Self::fixed(MessageTemplates::builtin()?);
+        registry.reload(store).await?;
+        Ok(registry)
+    }
+
+    /// A registry that only ever holds `templates` (tests and benchmarks).
+    pub fn fixed(templates: MessageTemplates) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(templates)),
+        }
+    }
+
+    /// The templates in use now.
+    pub fn snapshot(&self) -> Arc<MessageTemplates> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Recompiles from the store (after a save or a rollback).
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let versions = store.current_templates().await?;
+        let (templates, broken) = MessageTemplates::compile(&versions);
+        for e in broken {
+            tracing::error!(error = %e, "a stored template does not compile; its default is used");
+        }
+        match self.current.write() {
+            Ok(mut current) => *current = Arc::new(templates),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(templates),
+        }
+        Ok(())
+    }
+}

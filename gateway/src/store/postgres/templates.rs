@@ -1,0 +1,141 @@
+//! Message templates in PostgreSQL: append-only versions, the newest one in use.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::{parsed, PostgresStore};
+use crate::domain::{Channel, Language};
+use crate::store::{unique_violation, NewTemplate, StoreResult, TemplateStore, TemplateVersion};
+
+const COLUMNS: &str = "id, practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at";
+
+fn template_from_row(row: &PgRow) -> StoreResult<TemplateVersion> {
+    let channel: String = row.try_get("channel")?;
+    let language: String = row.try_get("language")?;
+    Ok(TemplateVersion {
+        id: row.try_get("id")?,
+        practice_id: row.try_get("practice_id")?,
+        key: row.try_get("key")?,
+        channel: parsed("message_templates.channel", &channel)?,
+        language: parsed("message_templates.language", &language)?,
+        version: row.try_get("version")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        html: row.try_get("html")?,
+        link: row.try_get("link")?,
+        author: row.try_get("author")?,
+        note: row.try_get("note")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl TemplateStore for PostgresStore {
+    async fn current_templates(&self) -> StoreResult<Vec<TemplateVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM message_templates t
+             WHERE version = (SELECT MAX(version) FROM message_templates u
+                              WHERE COALESCE(u.practice_id, 0) = COALESCE(t.practice_id, 0)
+                                AND u.key = t.key AND u.channel = t.channel AND u.language = t.language)
+             ORDER BY COALESCE(practice_id, 0), key, channel, language"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn template_history(
+        &self,
+        practice_id: Option<i64>,
+        key: &str,
+        channel: Channel,
+        language: Language,
+    ) -> StoreResult<Vec<TemplateVersion>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM message_templates
+             WHERE COALESCE(practice_id, 0) = $1 AND key = $2 AND channel = $3 AND language = $4
+             ORDER BY version DESC"
+        ))
+        .bind(practice_id.unwrap_or(0))
+        .bind(key)
+        .bind(channel.as_str())
+        .bind(language.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn save_template(
+        &self,
+        t: &NewTemplate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TemplateVersion> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO message_templates
+                 (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
+             SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1, $5, $6, $7, $8, $9, $10, $11
+             FROM message_templates
+             WHERE COALESCE(practice_id, 0) = $12 AND key = $13 AND channel = $14 AND language = $15
+             RETURNING {COLUMNS}"
+        ))
+        .bind(t.practice_id)
+        .bind(&t.key)
+        .bind(t.channel.as_str())
+        .bind(t.language.as_str())
+        .bind(&t.subject)
+        .bind(&t.body)
+        .bind(&t.html)
+        .bind(&t.link)
+        .bind(&t.author)
+        .bind(&t.note)
+        .bind(now)
+        .bind(t.practice_id.unwrap_or(0))
+        .bind(&t.key)
+        .bind(t.channel.as_str())
+        .bind(t.language.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;
+        tx.commit().await?;
+        template_from_row(&row)
+    }
+
+    async fn seed_templates(
+        &self,
+        defaults: &[NewTemplate],
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut added = 0;
+        let mut tx = self.pool.begin().await?;
+        for t in defaults {
+            added += sqlx::query(
+                "INSERT INTO message_templates
+                     (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
+                 SELECT NULL, $1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10
+                 WHERE NOT EXISTS (SELECT 1 FROM message_templates
+                                   WHERE practice_id IS NULL AND key = $11 AND channel = $12 AND language = $13)",
+            )
+            .bind(&t.key)
+            .bind(t.channel.as_str())
+            .bind(t.language.as_str())
+            .bind(&t.subject)
+            .bind(&t.body)
+            .bind(&t.html)
+            .bind(&t.link)
+            .bind(&t.author)
+            .bind(&t.note)
+            .bind(now)
+            .bind(&t.key)
+            .bind(t.channel.as_str())
+            .bind(t.language.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+}
