@@ -118,6 +118,17 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
     )
     .await?;
 
+    // A console sign-in for the demo: a fresh admin user each run, password printed below.
+    let console_user = format!("demo-admin-{}", &crate::web::session::random_token()[..6]);
+    let console_password = crate::web::session::random_token()[..20].to_string();
+    crate::web::session::create_user(
+        state.store.as_ref(),
+        &console_user,
+        &console_password,
+        KeyScope::Admin,
+    )
+    .await?;
+
     let started = Instant::now();
     let request = StatusChangeRequest {
         kind: "systems_down".into(),
@@ -172,6 +183,7 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
         "  messages as sent (log provider): {}",
         log_files.first().map(String::as_str).unwrap_or("(none)")
     );
+    println!("  console:      http://{address}/console   (sign in as {console_user} / {console_password})");
     println!("  API:          {base}   (practice API key below)");
     println!("  API key:      {key}");
     println!(

@@ -34,3 +34,5 @@ pub mod render;
 pub mod store;
 /// Logging set-up and Prometheus metrics.
 pub mod telemetry;
+/// Web pages: the admin console and the patients' push sign-up pages.
+pub mod web;

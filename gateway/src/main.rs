@@ -47,10 +47,32 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Manage the people who sign in to the admin console.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
     /// Web push (VAPID) keys.
     Vapid {
         #[command(subcommand)]
         action: VapidCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a console user. The password is read from the environment variable
+    /// GATEWAY_NEW_PASSWORD, or else from the first line of standard input.
+    Create {
+        /// Their sign-in name.
+        #[arg(long)]
+        username: String,
+        /// Limit them to this practice (ODS code).
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        practice: Option<String>,
+        /// Make them an administrator (every practice, and the standard wording).
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -156,6 +178,38 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             which: BenchCommand::Dispatch(args),
         } => bench::dispatch(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
+        Command::Users {
+            action:
+                UsersCommand::Create {
+                    username,
+                    practice,
+                    admin,
+                },
+        } => {
+            let store = store::connect(&config.database.url, 1).await?;
+            store.migrate().await?;
+            let scope = if admin {
+                KeyScope::Admin
+            } else {
+                let ods = practice.unwrap_or_default();
+                let code = gateway::domain::OdsCode::parse(&ods)?;
+                let found = store
+                    .practice_by_ods(&code)
+                    .await?
+                    .ok_or_else(|| format!("no practice {ods}: create it first"))?;
+                KeyScope::Practice(found.id)
+            };
+            let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            gateway::web::session::create_user(store.as_ref(), &username, &password, scope).await?;
+            println!("user {username} can now sign in at /console");
+        }
         Command::Vapid {
             action: VapidCommand::Generate,
         } => {

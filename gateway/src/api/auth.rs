@@ -3,6 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
 use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -64,13 +65,9 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing_api_key",
-                "send an API key as `Authorization: Bearer <key>`".into(),
-            ))?;
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            return session_caller(parts, state).await;
+        };
         let key = header
             .to_str()
             .ok()
@@ -96,6 +93,36 @@ impl FromRequestParts<AppState> for Caller {
             actor: format!("key:{}", record.prefix),
         })
     }
+}
+
+/// The console's scripts call the API with the session cookie instead of a key; anything
+/// but a read must carry the session's CSRF token in `X-CSRF-Token`.
+async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let missing = || {
+        ApiError::Unauthorized(
+            "missing_api_key",
+            "send an API key as `Authorization: Bearer <key>`".into(),
+        )
+    };
+    let session = crate::web::session::current(state.store.as_ref(), &parts.headers)
+        .await?
+        .ok_or_else(missing)?;
+    let reading = matches!(parts.method, Method::GET | Method::HEAD);
+    let token = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok());
+    if !reading && !crate::web::session::csrf_matches(&session, token) {
+        return Err(ApiError::Forbidden(
+            "this request needs the page's CSRF token".into(),
+        ));
+    }
+    Ok(Caller {
+        // Sessions have no key row; a negative id keeps their idempotency scope apart.
+        key_id: -session.user.id,
+        scope: session.user.scope,
+        actor: format!("user:{}", session.user.username),
+    })
 }
 
 /// The stored form of a key: SHA-256, hex. Keys are 256 random bits, so a fast hash is enough.

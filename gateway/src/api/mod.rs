@@ -7,7 +7,7 @@ mod extract;
 mod metrics;
 mod patients;
 mod practices;
-mod push;
+pub(crate) mod push;
 mod receipts;
 mod status;
 mod templates;
@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics::show))
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

@@ -82,6 +82,9 @@ pub trait PatientStore: Send + Sync {
     /// One patient with all contacts (opted out or not).
     async fn patient(&self, practice_id: i64, nhs_number: &str)
         -> StoreResult<Option<PatientView>>;
+    /// The NHS number of the practice's patient with row id `patient_id`.
+    async fn nhs_number_of(&self, practice_id: i64, patient_id: i64)
+        -> StoreResult<Option<String>>;
 }
 
 /// API keys and the audit trail.
@@ -111,6 +114,8 @@ pub trait BroadcastStore: Send + Sync {
     ) -> StoreResult<StartOutcome>;
     /// A broadcast with its status change.
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    /// The practice's latest broadcasts, newest first.
+    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>>;
     /// Broadcasts whose fan-out never finished (the process stopped during it).
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
     /// Marks a fan-out complete, with the number of patients it could not reach.
@@ -224,6 +229,9 @@ pub trait ContactStore: Send + Sync {
     async fn mark_bad_recipient(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes a contact, such as an expired push subscription.
     async fn remove_contact(&self, contact_id: i64) -> StoreResult<()>;
+    /// Deletes the practice's push subscriptions with this endpoint (a browser turning
+    /// notifications off). Returns how many.
+    async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64>;
     /// Opts an SMS number out (or back in) for every patient of the practice who has it.
     /// Returns how many contacts changed.
     async fn set_sms_opt_out(
@@ -282,6 +290,38 @@ pub trait TemplateStore: Send + Sync {
     ) -> StoreResult<u64>;
 }
 
+/// Console users and their sessions.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Adds a user; `Duplicate` if the name is taken.
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        scope: KeyScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<User>;
+    /// A user by sign-in name.
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>>;
+    /// Starts a session for `user_id` under the hash of its cookie token.
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The live session with this token hash, with its user.
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// Ends a session (sign-out), and any that have expired.
+    async fn end_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
+}
+
 /// Everything the gateway stores.
 #[async_trait]
 pub trait Store:
@@ -292,6 +332,7 @@ pub trait Store:
     + OutboxStore
     + ContactStore
     + TemplateStore
+    + ConsoleStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

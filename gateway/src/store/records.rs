@@ -522,3 +522,27 @@ pub struct NewTemplate {
     /// Why.
     pub note: Option<String>,
 }
+
+/// Someone who signs in to the console.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// Sign-in name.
+    pub username: String,
+    /// Argon2id hash of the password (PHC string).
+    pub password_hash: String,
+    /// Whose pages they may see: every practice, or one.
+    pub scope: KeyScope,
+}
+
+/// A signed-in session with its user.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// The user.
+    pub user: User,
+    /// The token every form and script call must echo.
+    pub csrf_token: String,
+    /// When it ends.
+    pub expires_at: DateTime<Utc>,
+}

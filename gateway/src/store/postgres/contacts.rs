@@ -28,6 +28,18 @@ impl ContactStore for PostgresStore {
         Ok(())
     }
 
+    async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM contacts WHERE channel = 'push' AND address = $2
+               AND patient_id IN (SELECT id FROM patients WHERE practice_id = $1)",
+        )
+        .bind(practice_id)
+        .bind(endpoint)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn set_sms_opt_out(
         &self,
         practice_id: i64,

@@ -218,6 +218,22 @@ impl PatientStore for PostgresStore {
         Ok(page)
     }
 
+    async fn nhs_number_of(
+        &self,
+        practice_id: i64,
+        patient_id: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT nhs_number FROM patients WHERE practice_id = $1 AND id = $2",
+            )
+            .bind(practice_id)
+            .bind(patient_id)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
+    }
+
     async fn patient(
         &self,
         practice_id: i64,

@@ -4,6 +4,7 @@
 //! Transactions run at READ COMMITTED; work that several processes may race for is
 //! selected `FOR UPDATE SKIP LOCKED` so that no two processes take the same row.
 
+mod console;
 mod contacts;
 mod directory;
 mod outbox;

@@ -265,6 +265,20 @@ impl PatientStore for SqliteStore {
         Ok(page)
     }
 
+    async fn nhs_number_of(
+        &self,
+        practice_id: i64,
+        patient_id: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT nhs_number FROM patients WHERE practice_id = ? AND id = ?")
+                .bind(practice_id)
+                .bind(patient_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn patient(
         &self,
         practice_id: i64,

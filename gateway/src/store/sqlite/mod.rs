@@ -3,6 +3,7 @@
 //! Times are INTEGER milliseconds since the epoch. Write transactions start with
 //! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
 
+mod console;
 mod contacts;
 mod directory;
 mod outbox;

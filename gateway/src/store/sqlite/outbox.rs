@@ -83,6 +83,30 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
     })
 }
 
+/// Reads broadcasts with their status changes; callers add the WHERE clause.
+const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by
+             FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
+/// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
+fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Broadcast {
+        id: row.try_get("id")?,
+        practice_id: row.try_get("practice_id")?,
+        status_change_id: row.try_get("status_change_id")?,
+        kind: parsed("status_changes.kind", &kind)?,
+        headline: row.try_get("headline")?,
+        details: row.try_get("details")?,
+        starts_at: at_opt("status_changes.starts_at", row.try_get("starts_at")?)?,
+        ends_at: at_opt("status_changes.ends_at", row.try_get("ends_at")?)?,
+        created_by: row.try_get("created_by")?,
+        created_at: at("broadcasts.created_at", row.try_get("created_at")?)?,
+        fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
+        skipped_no_contact: row.try_get("skipped_no_contact")?,
+        superseded_by: row.try_get("superseded_by")?,
+    })
+}
+
 #[async_trait]
 impl BroadcastStore for SqliteStore {
     async fn start_status_broadcast(
@@ -148,36 +172,22 @@ impl BroadcastStore for SqliteStore {
     }
 
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
-        let row = sqlx::query(
-            "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by
-             FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id WHERE b.id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
+        let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(broadcast_from_row).transpose()
+    }
+
+    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(&format!(
+            "{BROADCAST_SELECT} WHERE b.practice_id = ? ORDER BY b.id DESC LIMIT ?"
+        ))
+        .bind(practice_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|row| {
-            let kind: String = row.try_get("kind")?;
-            Ok(Broadcast {
-                id: row.try_get("id")?,
-                practice_id: row.try_get("practice_id")?,
-                status_change_id: row.try_get("status_change_id")?,
-                kind: parsed("status_changes.kind", &kind)?,
-                headline: row.try_get("headline")?,
-                details: row.try_get("details")?,
-                starts_at: at_opt("status_changes.starts_at", row.try_get("starts_at")?)?,
-                ends_at: at_opt("status_changes.ends_at", row.try_get("ends_at")?)?,
-                created_by: row.try_get("created_by")?,
-                created_at: at("broadcasts.created_at", row.try_get("created_at")?)?,
-                fanout_done_at: at_opt(
-                    "broadcasts.fanout_done_at",
-                    row.try_get("fanout_done_at")?,
-                )?,
-                skipped_no_contact: row.try_get("skipped_no_contact")?,
-                superseded_by: row.try_get("superseded_by")?,
-            })
-        })
-        .transpose()
+        rows.iter().map(broadcast_from_row).collect()
     }
 
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {

@@ -1,0 +1,128 @@
+//! Console users and sessions in PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::PostgresStore;
+use crate::store::{
+    unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreError, StoreResult, User,
+};
+
+fn user_from_row(row: &PgRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    let practice_id: Option<i64> = row.try_get("practice_id")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        scope: scope_of(&role, practice_id)?,
+    })
+}
+
+/// A stored role and practice as a scope.
+fn scope_of(role: &str, practice_id: Option<i64>) -> StoreResult<KeyScope> {
+    match (role, practice_id) {
+        ("admin", _) => Ok(KeyScope::Admin),
+        ("practice", Some(id)) => Ok(KeyScope::Practice(id)),
+        _ => Err(StoreError::Corrupt {
+            column: "users.role",
+            reason: format!("{role:?} without a practice"),
+        }),
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for PostgresStore {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        scope: KeyScope,
+        now: DateTime<Utc>,
+    ) -> StoreResult<User> {
+        let (role, practice_id) = match scope {
+            KeyScope::Admin => ("admin", None),
+            KeyScope::Practice(id) => ("practice", Some(id)),
+        };
+        let row = sqlx::query(
+            "INSERT INTO users (username, password_hash, role, practice_id, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, username, password_hash, role, practice_id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role)
+        .bind(practice_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, &format!("user {username}")))?;
+        user_from_row(&row)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, role, practice_id FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(csrf_token)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.role, u.practice_id, s.csrf_token, s.expires_at
+             FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(SessionRecord {
+                user: user_from_row(&row)?,
+                csrf_token: row.try_get("csrf_token")?,
+                expires_at: row.try_get("expires_at")?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn end_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at <= $2")
+            .bind(token_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,426 @@
+//! The admin console: sign-in, practices with their status, posting a status change with a
+//! preview, a broadcast's live progress, and the audit log. Templates are in
+//! `console_templates.rs`. Practice users see only their practice; another practice's pages
+//! are "not found".
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tera::Context;
+
+use super::pages::{asset, error_page, page};
+use super::session::{self, csrf_matches, random_token};
+use crate::app::AppState;
+use crate::domain::{OdsCode, StatusKind};
+use crate::intake::status::{post_status_change, StatusChangeRequest};
+use crate::store::{KeyScope, Practice, SessionRecord};
+
+/// The console's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| async { Redirect::to("/console/practices") }),
+        )
+        .route("/console/signin", get(signin_page).post(signin))
+        .route("/console/signout", post(signout))
+        .route("/console/practices", get(practices))
+        .route("/console/practices/{ods}", get(practice))
+        .route("/console/practices/{ods}/status", post(post_status))
+        .route("/console/broadcasts/{id}", get(broadcast))
+        .route("/console/audit", get(audit))
+        .merge(super::console_templates::routes())
+        .route(
+            "/static/console.js",
+            get(|| async {
+                asset(
+                    "application/javascript; charset=utf-8",
+                    include_str!("../../../static/console.js"),
+                )
+            }),
+        )
+        .route(
+            "/static/console.css",
+            get(|| async {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../../../static/console.css"),
+                )
+            }),
+        )
+}
+
+/// A signed-in console user; pages without one redirect to the sign-in page.
+pub struct Signed(pub SessionRecord);
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match session::current(state.store.as_ref(), &parts.headers).await {
+            Ok(Some(s)) => Ok(Signed(s)),
+            Ok(None) => Err(Redirect::to("/console/signin").into_response()),
+            Err(e) => {
+                tracing::error!(error = %e, "console: could not read the session");
+                Err(error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The database is not answering. Try again shortly.",
+                ))
+            }
+        }
+    }
+}
+
+impl Signed {
+    /// The page context every console page starts from: who is signed in and the CSRF token.
+    pub fn context(&self) -> Context {
+        let mut c = Context::new();
+        c.insert("user", &self.0.user.username);
+        c.insert("admin", &matches!(self.0.user.scope, KeyScope::Admin));
+        c.insert("csrf", &self.0.csrf_token);
+        c
+    }
+
+    /// Refuses a form without this session's CSRF token.
+    pub fn check_csrf(&self, given: &str) -> Result<(), Response> {
+        if csrf_matches(&self.0, Some(given)) {
+            Ok(())
+        } else {
+            Err(error_page(StatusCode::FORBIDDEN, "This form has expired or did not come from this console. Go back, reload the page and try again."))
+        }
+    }
+
+    /// Whether this user may see the practice.
+    pub fn can_see(&self, practice_id: i64) -> bool {
+        match self.0.user.scope {
+            KeyScope::Admin => true,
+            KeyScope::Practice(own) => own == practice_id,
+        }
+    }
+
+    /// The practice with this ODS code if the user may see it; else a 404 page.
+    pub async fn practice(&self, state: &AppState, ods: &str) -> Result<Practice, Response> {
+        let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such practice.");
+        let code = OdsCode::parse(ods).map_err(|_| not_found())?;
+        match state.store.practice_by_ods(&code).await {
+            Ok(Some(p)) if self.can_see(p.id) => Ok(p),
+            Ok(_) => Err(not_found()),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+/// A logged failure as a 500 page.
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console page failed");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side. It has been logged.",
+    )
+}
+
+/// The double-submit cookie protecting the sign-in form itself.
+const SIGNIN_COOKIE: &str = "gw_signin";
+
+async fn signin_page(headers: HeaderMap, State(state): State<AppState>) -> Response {
+    signin_form(&state, &headers, None)
+}
+
+fn signin_form(state: &AppState, _headers: &HeaderMap, problem: Option<&str>) -> Response {
+    let token = random_token();
+    let mut c = Context::new();
+    c.insert("csrf", &token);
+    c.insert("problem", &problem);
+    let mut response = page(
+        if problem.is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        },
+        "console/signin.html",
+        &c,
+    );
+    let cookie = format!(
+        "{SIGNIN_COOKIE}={token}; Path=/console/signin; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if secure(state) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+fn secure(state: &AppState) -> bool {
+    state.config.receipts.public_url.starts_with("https://")
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SigninForm>,
+) -> Response {
+    let cookie_token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(n, _)| *n == SIGNIN_COOKIE)
+        .map(|(_, v)| v.to_string());
+    if form.csrf.is_empty() || cookie_token.as_deref() != Some(form.csrf.as_str()) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-in form has expired. Reload the page and try again.",
+        );
+    }
+    let user = match state.store.user_by_name(form.username.trim()).await {
+        Ok(user) => user,
+        Err(e) => return internal(e),
+    };
+    let Some(user) = user.filter(|u| session::password_matches(u, &form.password)) else {
+        return signin_form(
+            &state,
+            &headers,
+            Some("That username and password do not match."),
+        );
+    };
+    match session::start(state.store.as_ref(), &user).await {
+        Ok(token) => {
+            let mut response = Redirect::to("/console/practices").into_response();
+            if let Ok(v) = HeaderValue::from_str(&session::cookie(&token, secure(&state))) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            response
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn signout(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(refused) = signed.check_csrf(&form.csrf) {
+        return refused;
+    }
+    if let Some(token) = session::token_in(&headers) {
+        if let Err(e) = state
+            .store
+            .end_session(&crate::api::hash_key(&token), chrono::Utc::now())
+            .await
+        {
+            return internal(e);
+        }
+    }
+    let mut response = Redirect::to("/console/signin").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::cookie("", secure(&state))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
+    let all = match state.store.list_practices().await {
+        Ok(all) => all,
+        Err(e) => return internal(e),
+    };
+    let mut rows = Vec::new();
+    for p in all.into_iter().filter(|p| signed.can_see(p.id)) {
+        let latest = match state.store.recent_broadcasts(p.id, 1).await {
+            Ok(mut b) => b.pop(),
+            Err(e) => return internal(e),
+        };
+        rows.push(json!({
+            "ods": p.ods_code.as_str(), "name": p.name,
+            "status": latest.as_ref().map(|b| b.kind.as_str()),
+            "headline": latest.as_ref().map(|b| b.headline.clone()),
+            "since": latest.as_ref().map(|b| crate::render::uk_date_time(b.created_at, &p.timezone)),
+        }));
+    }
+    let mut c = signed.context();
+    c.insert("practices", &rows);
+    page(StatusCode::OK, "console/practices.html", &c)
+}
+
+async fn practice(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(ods): Path<String>,
+) -> Response {
+    let practice = match signed.practice(&state, &ods).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let recent = match state.store.recent_broadcasts(practice.id, 10).await {
+        Ok(b) => b,
+        Err(e) => return internal(e),
+    };
+    let broadcasts: Vec<_> = recent
+        .iter()
+        .map(|b| {
+            json!({
+                "id": b.id, "kind": b.kind.as_str(), "headline": b.headline,
+                "at": crate::render::uk_date_time(b.created_at, &practice.timezone),
+                "superseded": b.superseded_by.is_some(),
+            })
+        })
+        .collect();
+    let mut c = signed.context();
+    c.insert(
+        "practice",
+        &json!({ "ods": practice.ods_code.as_str(), "name": practice.name }),
+    );
+    c.insert(
+        "kinds",
+        &StatusKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>(),
+    );
+    c.insert("broadcasts", &broadcasts);
+    page(StatusCode::OK, "console/practice.html", &c)
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    headline: String,
+    #[serde(default)]
+    details: String,
+}
+
+async fn post_status(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(ods): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    if let Err(refused) = signed.check_csrf(&form.csrf) {
+        return refused;
+    }
+    let practice = match signed.practice(&state, &ods).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let blank = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    let request = StatusChangeRequest {
+        kind: form.kind,
+        headline: blank(form.headline),
+        details: blank(form.details),
+        starts_at: None,
+        ends_at: None,
+    };
+    let actor = format!("user:{}", signed.0.user.username);
+    match post_status_change(&state, &practice, &request, &actor, None).await {
+        Ok(posted) => {
+            Redirect::to(&format!("/console/broadcasts/{}", posted.broadcast_id)).into_response()
+        }
+        Err(e) => {
+            let api: crate::api::ApiError = e.into();
+            match api {
+                crate::api::ApiError::Validation(errors) => error_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                other => internal(other),
+            }
+        }
+    }
+}
+
+async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
+    let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
+    let broadcast = match state.store.broadcast(id).await {
+        Ok(Some(b)) if signed.can_see(b.practice_id) => b,
+        Ok(_) => return not_found(),
+        Err(e) => return internal(e),
+    };
+    let practice = match state.store.practice_by_id(broadcast.practice_id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return not_found(),
+        Err(e) => return internal(e),
+    };
+    let mut c = signed.context();
+    c.insert(
+        "broadcast",
+        &json!({
+            "id": broadcast.id, "kind": broadcast.kind.as_str(), "headline": broadcast.headline,
+            "at": crate::render::uk_date_time(broadcast.created_at, &practice.timezone),
+        }),
+    );
+    c.insert(
+        "practice",
+        &json!({ "ods": practice.ods_code.as_str(), "name": practice.name }),
+    );
+    page(StatusCode::OK, "console/broadcast.html", &c)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    practice: Option<String>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let visible: Vec<Practice> = match state.store.list_practices().await {
+        Ok(all) => all.into_iter().filter(|p| signed.can_see(p.id)).collect(),
+        Err(e) => return internal(e),
+    };
+    let chosen = match &q.practice {
+        Some(ods) => match signed.practice(&state, ods).await {
+            Ok(p) => Some(p),
+            Err(r) => return r,
+        },
+        None => visible.first().cloned(),
+    };
+    let entries = match &chosen {
+        Some(p) => match state.store.audit_trail(p.id, 200).await {
+            Ok(entries) => entries,
+            Err(e) => return internal(e),
+        },
+        None => Vec::new(),
+    };
+    let mut c = signed.context();
+    c.insert(
+        "practices",
+        &visible
+            .iter()
+            .map(|p| json!({ "ods": p.ods_code.as_str(), "name": p.name }))
+            .collect::<Vec<_>>(),
+    );
+    c.insert("chosen", &chosen.as_ref().map(|p| p.ods_code.as_str()));
+    c.insert("entries", &entries);
+    page(StatusCode::OK, "console/audit.html", &c)
+}

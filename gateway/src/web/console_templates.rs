@@ -1,0 +1,414 @@
+//! The console's template pages: the list, the editor with live preview and SMS segment
+//! counter (in `static/console.js`), saving, history with diffs, and rollback.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::console::{internal, Signed};
+use super::pages::{error_page, page};
+use crate::app::AppState;
+use crate::domain::{Channel, Language};
+use crate::render::catalogue::{variables, KEYS};
+use crate::render::editor::{self, EditError, TemplateRef};
+use crate::render::validate::Draft;
+use crate::store::KeyScope;
+
+/// The template pages' routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/templates", get(list))
+        .route("/console/templates/{key}/{channel}", get(edit).post(save))
+        .route(
+            "/console/templates/{key}/{channel}/rollback",
+            post(rollback),
+        )
+}
+
+async fn list(State(state): State<AppState>, signed: Signed) -> Response {
+    let current = match state.store.current_templates().await {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let practices = match state.store.list_practices().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|p| signed.can_see(p.id))
+            .collect::<Vec<_>>(),
+        Err(e) => return internal(e),
+    };
+    let mut rows = Vec::new();
+    for info in KEYS {
+        for channel in info.channels {
+            for language in Language::ALL {
+                let global = current.iter().find(|t| {
+                    t.practice_id.is_none()
+                        && t.key == info.key
+                        && t.channel == *channel
+                        && t.language == language
+                });
+                let own: Vec<_> = current
+                    .iter()
+                    .filter(|t| {
+                        t.practice_id.is_some_and(|p| signed.can_see(p))
+                            && t.key == info.key
+                            && t.channel == *channel
+                            && t.language == language
+                    })
+                    .filter_map(|t| {
+                        let ods = practices
+                            .iter()
+                            .find(|p| Some(p.id) == t.practice_id)?
+                            .ods_code
+                            .to_string();
+                        Some(json!({ "ods": ods, "version": t.version }))
+                    })
+                    .collect();
+                rows.push(json!({
+                    "key": info.key, "about": info.about, "channel": channel, "language": language,
+                    "version": global.map(|g| g.version), "overrides": own,
+                }));
+            }
+        }
+    }
+    let mut c = signed.context();
+    c.insert("rows", &rows);
+    c.insert(
+        "practices",
+        &practices
+            .iter()
+            .map(|p| p.ods_code.to_string())
+            .collect::<Vec<_>>(),
+    );
+    page(StatusCode::OK, "console/templates.html", &c)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Which {
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+    #[serde(default)]
+    from: Option<i32>,
+    #[serde(default)]
+    to: Option<i32>,
+}
+
+/// The template a page is about, if the user may see (and, for a practice user, edit) it.
+async fn target(
+    state: &AppState,
+    signed: &Signed,
+    key: &str,
+    channel: &str,
+    language: Option<&str>,
+    practice: Option<&str>,
+) -> Result<(TemplateRef, Option<String>), Response> {
+    let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such template.");
+    let channel: Channel = channel.parse().map_err(|_| not_found())?;
+    let language: Language = language.unwrap_or("en").parse().map_err(|_| not_found())?;
+    // A practice user always edits their own practice's wording.
+    let practice = match (practice, signed.0.user.scope) {
+        (Some(ods), _) => Some(signed.practice(state, ods).await?),
+        (None, KeyScope::Practice(own)) => match state.store.practice_by_id(own).await {
+            Ok(p) => p,
+            Err(e) => return Err(internal(e)),
+        },
+        (None, KeyScope::Admin) => None,
+    };
+    let target = TemplateRef {
+        key: key.to_string(),
+        channel,
+        language,
+        practice_id: practice.as_ref().map(|p| p.id),
+    };
+    target.known().map_err(|_| not_found())?;
+    Ok((target, practice.map(|p| p.ods_code.to_string())))
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((key, channel)): Path<(String, String)>,
+    Query(which): Query<Which>,
+) -> Response {
+    let (target, ods) = match target(
+        &state,
+        &signed,
+        &key,
+        &channel,
+        which.language.as_deref(),
+        which.practice.as_deref(),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    editor_page(&state, &signed, &target, ods, None, StatusCode::OK, &which).await
+}
+
+/// The editor with the current (or given) draft, problems if a save failed, and history.
+async fn editor_page(
+    state: &AppState,
+    signed: &Signed,
+    target: &TemplateRef,
+    ods: Option<String>,
+    rejected: Option<(Draft, Vec<crate::render::validate::Problem>)>,
+    status: StatusCode,
+    which: &Which,
+) -> Response {
+    let history = match editor::history(state.store.as_ref(), target).await {
+        Ok(h) => h,
+        Err(e) => return internal(e),
+    };
+    // Without its own versions, a practice starts from the global wording.
+    let current = match history.first() {
+        Some(v) => Some(v.clone()),
+        None => match editor::history(
+            state.store.as_ref(),
+            &TemplateRef {
+                practice_id: None,
+                ..target.clone()
+            },
+        )
+        .await
+        {
+            Ok(h) => h.into_iter().next(),
+            Err(e) => return internal(e),
+        },
+    };
+    let (draft, problems) = match rejected {
+        Some((draft, problems)) => (draft, problems),
+        None => (
+            current.as_ref().map(editor::draft_of).unwrap_or_default(),
+            Vec::new(),
+        ),
+    };
+    let diff = match (which.from, which.to) {
+        (Some(from), Some(to)) => {
+            match editor::diff(state.store.as_ref(), target, from, to).await {
+                Ok(d) => Some(d),
+                Err(EditError::NotFound(_)) => None,
+                Err(e) => return internal(e),
+            }
+        }
+        _ => None,
+    };
+    let mut c = signed.context();
+    c.insert("key", &target.key);
+    c.insert("channel", &target.channel);
+    c.insert("language", &target.language);
+    c.insert("practice", &ods);
+    c.insert("draft", &draft);
+    c.insert("problems", &problems);
+    c.insert("history", &history);
+    c.insert("variables", &variables(&target.key));
+    c.insert("diff", &diff);
+    c.insert(
+        "inherited",
+        &(history.is_empty() && target.practice_id.is_some()),
+    );
+    page(status, "console/template.html", &c)
+}
+
+#[derive(Deserialize)]
+struct SaveForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    body: String,
+    #[serde(default)]
+    html: Option<String>,
+    #[serde(default)]
+    link: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn save(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((key, channel)): Path<(String, String)>,
+    Form(form): Form<SaveForm>,
+) -> Response {
+    if let Err(refused) = signed.check_csrf(&form.csrf) {
+        return refused;
+    }
+    let (target, ods) = match target(
+        &state,
+        &signed,
+        &key,
+        &channel,
+        form.language.as_deref(),
+        form.practice.as_deref().filter(|p| !p.is_empty()),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Only administrators change the wording every practice uses.",
+        );
+    }
+    let draft = Draft {
+        subject: form.subject,
+        body: form.body.replace("\r\n", "\n"),
+        html: form.html.map(|h| h.replace("\r\n", "\n")),
+        link: form.link,
+    };
+    let author = format!("user:{}", signed.0.user.username);
+    let note = form.note.filter(|n| !n.trim().is_empty());
+    match editor::save(
+        state.store.as_ref(),
+        &state.templates,
+        state.config.template_limits(),
+        &target,
+        &draft,
+        &author,
+        note,
+    )
+    .await
+    {
+        Ok(saved) => {
+            audit(
+                &state,
+                &author,
+                "template.saved",
+                &target,
+                saved.template.version,
+            )
+            .await;
+            Redirect::to(&edit_url(&target, ods.as_deref())).into_response()
+        }
+        Err(EditError::Invalid(problems)) => {
+            editor_page(
+                &state,
+                &signed,
+                &target,
+                ods,
+                Some((draft, problems)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &Which::default(),
+            )
+            .await
+        }
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    #[serde(default)]
+    csrf: String,
+    version: i32,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    practice: Option<String>,
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((key, channel)): Path<(String, String)>,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    if let Err(refused) = signed.check_csrf(&form.csrf) {
+        return refused;
+    }
+    let (target, ods) = match target(
+        &state,
+        &signed,
+        &key,
+        &channel,
+        form.language.as_deref(),
+        form.practice.as_deref().filter(|p| !p.is_empty()),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Only administrators change the wording every practice uses.",
+        );
+    }
+    let author = format!("user:{}", signed.0.user.username);
+    match editor::rollback(
+        state.store.as_ref(),
+        &state.templates,
+        state.config.template_limits(),
+        &target,
+        form.version,
+        &author,
+    )
+    .await
+    {
+        Ok(saved) => {
+            audit(
+                &state,
+                &author,
+                "template.rolled_back",
+                &target,
+                saved.template.version,
+            )
+            .await;
+            Redirect::to(&edit_url(&target, ods.as_deref())).into_response()
+        }
+        Err(EditError::NotFound(what)) => error_page(StatusCode::NOT_FOUND, &what),
+        Err(EditError::Invalid(problems)) => error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!(
+                "That version no longer passes the checks: {}",
+                problems
+                    .iter()
+                    .map(|p| p.reason.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+fn edit_url(target: &TemplateRef, ods: Option<&str>) -> String {
+    let mut url = format!(
+        "/console/templates/{}/{}?language={}",
+        target.key, target.channel, target.language
+    );
+    if let Some(ods) = ods {
+        url.push_str(&format!("&practice={ods}"));
+    }
+    url
+}
+
+async fn audit(state: &AppState, actor: &str, action: &str, target: &TemplateRef, version: i32) {
+    let entry = crate::store::AuditEntry {
+        actor: actor.to_string(),
+        action: action.into(),
+        practice_id: target.practice_id,
+        subject: Some(format!(
+            "template:{}/{}/{}",
+            target.key, target.channel, target.language
+        )),
+        details: Some(json!({ "version": version }).to_string()),
+    };
+    if let Err(e) = state.store.audit(&entry, chrono::Utc::now()).await {
+        tracing::warn!(error = %e, "could not record a template change in the audit trail");
+    }
+}

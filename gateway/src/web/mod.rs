@@ -1,0 +1,17 @@
+//! Web pages on top of the API: the admin console (`/console`) and the patients' push
+//! sign-up pages (`/p/{ods}/notifications`). Server-rendered with Tera, little JavaScript.
+
+pub mod console;
+mod console_templates;
+pub mod pages;
+pub mod push;
+pub mod session;
+
+use axum::Router;
+
+use crate::app::AppState;
+
+/// Every page route.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(console::routes()).merge(push::routes())
+}
