@@ -6,14 +6,18 @@
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
 mod broadcasts;
+mod browser;
+mod console;
 mod crash;
 mod dispatch_control;
 mod errors;
 mod helpers;
 mod metrics;
 mod providers_e2e;
+mod push_pages;
 mod receipts;
 mod sms_peer;
+mod templates;
 mod tenancy;
 
 // Peers shared with the provider tests; each includer uses only some of their items.
@@ -62,6 +66,8 @@ fn main() {
         providers_e2e::refused_number_is_marked_and_skipped_next_time,
         providers_e2e::refused_number_is_rerouted_to_the_patients_email,
         providers_e2e::refused_number_without_another_channel_is_not_rerouted,
+        console::sign_in_sessions_and_csrf,
+        console::practice_users_see_only_their_practice,
         dispatch_control::provider_rate_is_never_exceeded,
         dispatch_control::practices_broadcasting_together_take_turns,
         dispatch_control::urgent_message_overtakes_a_queued_broadcast,
@@ -72,6 +78,26 @@ fn main() {
         dispatch_control::restored_withdraws_closed_messages_already_claimed,
         dispatch_control::supersede_in_quiet_hours_across_the_autumn_change,
         metrics::metrics_are_served_as_prometheus_text,
+        push_pages::signup_page_shows_the_practice_and_the_key,
+        push_pages::expired_link_says_so,
+        push_pages::subscribe_refuses_tampered_and_expired_tokens,
+        push_pages::subscribe_and_unsubscribe_change_the_patients_contacts,
+        push_pages::service_worker_and_script_are_served,
+        push_pages::invite_sends_one_urgent_message_with_a_working_link,
+        push_pages::without_web_push_or_a_secret_nothing_is_offered,
+        templates::template_versions_history_diff_and_rollback,
+        templates::template_validation_names_line_and_column,
+        templates::sms_segments_preview_table,
+        templates::preview_shows_audience_for_a_practice_broadcast,
+        templates::welsh_and_bilingual_wording,
+    ];
+    // In headless Chromium, against SQLite only (see browser.rs).
+    let browser_tests: Vec<(&str, TestFn)> = tests![
+        browser::console_sign_in_post_status_and_watch_it_complete,
+        browser::console_template_edit_preview_save_rollback,
+        browser::console_refuses_other_practices_and_forged_forms,
+        browser::push_signup_stores_the_subscription_for_the_patient,
+        browser::service_worker_shows_a_delivered_push_message,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();
@@ -99,5 +125,6 @@ fn main() {
             .with_ignored_flag(postgres.is_err()),
         );
     }
+    trials.extend(browser::trials(browser_tests));
     libtest_mimic::run(&args, trials).exit();
 }

@@ -41,6 +41,10 @@ pub fn router(state: AppState) -> Router {
             "/practices/{ods}/patients/{nhs}/push-subscriptions",
             post(push::register),
         )
+        .route(
+            "/practices/{ods}/patients/{nhs}/push-invite",
+            post(crate::web::push::send_invite_api),
+        )
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
         .route("/receipts/webhook", post(receipts::webhook))

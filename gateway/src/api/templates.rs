@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Channel, Language};
-use crate::render::catalogue::{variables, KEYS};
+use crate::render::catalogue::{sample_json, variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::Draft;
 use crate::store::AuditEntry;
@@ -334,12 +334,27 @@ pub async fn preview(
         false,
     )
     .await?;
+    // For a practice, the sample reads as that practice's own details.
+    let data = match (request.data, target.practice_id) {
+        (Some(data), _) => Some(data),
+        (None, Some(practice_id)) => {
+            let mut sample = sample_json(&target.key, target.language);
+            if let Some(p) = state.store.practice_by_id(practice_id).await? {
+                sample["practice"] = json!({
+                    "name": p.name, "phone": p.phone, "website": p.website,
+                    "ods_code": p.ods_code.as_str(),
+                });
+            }
+            Some(sample)
+        }
+        (None, None) => None,
+    };
     let preview = editor::preview(
         &state.templates,
         state.config.template_limits(),
         &target,
         request.draft.as_ref(),
-        request.data,
+        data,
     )
     .await?;
     let mut body = json!(preview);

@@ -86,13 +86,14 @@ impl Signed {
         c
     }
 
-    /// Refuses a form without this session's CSRF token.
-    pub fn check_csrf(&self, given: &str) -> Result<(), Response> {
-        if csrf_matches(&self.0, Some(given)) {
-            Ok(())
-        } else {
-            Err(error_page(StatusCode::FORBIDDEN, "This form has expired or did not come from this console. Go back, reload the page and try again."))
-        }
+    /// The refusal of a form without this session's CSRF token (`None`: it has it).
+    pub fn refuse_without_csrf(&self, given: &str) -> Option<Response> {
+        (!csrf_matches(&self.0, Some(given))).then(|| {
+            error_page(
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from this console. Go back, reload the page and try again.",
+            )
+        })
     }
 
     /// Whether this user may see the practice.
@@ -221,7 +222,7 @@ async fn signout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = signed.check_csrf(&form.csrf) {
+    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
     if let Some(token) = session::token_in(&headers) {
@@ -319,7 +320,7 @@ async fn post_status(
     Path(ods): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Response {
-    if let Err(refused) = signed.check_csrf(&form.csrf) {
+    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
     let practice = match signed.practice(&state, &ods).await {

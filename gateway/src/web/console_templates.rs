@@ -241,7 +241,7 @@ async fn save(
     Path((key, channel)): Path<(String, String)>,
     Form(form): Form<SaveForm>,
 ) -> Response {
-    if let Err(refused) = signed.check_csrf(&form.csrf) {
+    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
     let (target, ods) = match target(
@@ -326,7 +326,7 @@ async fn rollback(
     Path((key, channel)): Path<(String, String)>,
     Form(form): Form<RollbackForm>,
 ) -> Response {
-    if let Err(refused) = signed.check_csrf(&form.csrf) {
+    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
     let (target, ods) = match target(

@@ -1,0 +1,344 @@
+//! Patients' push sign-up: the page an invitation links to (`/p/{ods}/notifications?t=...`),
+//! the page for stopping, the JSON calls their script makes, the script and the service
+//! worker, and the API call that sends an invitation.
+//!
+//! The sign-up page needs the invitation's token: it names the patient (by row id) and the
+//! practice, and expires (see `intake::invite`). Stopping needs no token: the push endpoint,
+//! which only the browser knows, is the proof.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tera::Context;
+
+use super::pages::{asset, page};
+use crate::api::push::{parse_subscription, SubscriptionInput};
+use crate::api::{ApiError, Caller};
+use crate::app::AppState;
+use crate::domain::{NhsNumber, OdsCode};
+use crate::intake::invite::{
+    invite_expiry, invite_secret, read_invite_token, send_invite, vapid_public_key, InviteError,
+    SendInviteError,
+};
+use crate::render::uk_date_time;
+use crate::store::{Practice, StoreError};
+
+/// The sign-up and stop pages, their JSON calls, `/static/push.js` and `/sw.js`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/p/{ods}/notifications", get(signup_page))
+        .route("/p/{ods}/notifications/subscribe", post(subscribe))
+        .route("/p/{ods}/notifications/stop", get(stop_page))
+        .route("/p/{ods}/notifications/unsubscribe", post(unsubscribe))
+        .route("/static/push.js", get(script))
+        .route("/sw.js", get(service_worker))
+}
+
+/// `?t=` of the sign-up page.
+#[derive(Debug, Deserialize)]
+struct SignupQuery {
+    t: Option<String>,
+}
+
+async fn signup_page(
+    State(state): State<AppState>,
+    Path(ods): Path<String>,
+    Query(query): Query<SignupQuery>,
+) -> Response {
+    let practice = match practice(&state, &ods).await {
+        Ok(Some(practice)) => practice,
+        Ok(None) => return not_found_page(),
+        Err(e) => return unavailable_page(&e),
+    };
+    let token = query.t.unwrap_or_default();
+    let mut context = practice_context(&practice);
+    // What the script needs, on the page that shows the button.
+    let (mut vapid, mut shown_token, mut expires) = (String::new(), String::new(), String::new());
+    let (status, shows) = match vapid_public_key(&state) {
+        None => (StatusCode::OK, "unavailable"),
+        Some(key) => match check_token(&state, &practice, &token).await {
+            Ok(_) => {
+                vapid = key;
+                expires = invite_expiry(&token)
+                    .map(|at| uk_date_time(at, &practice.timezone))
+                    .unwrap_or_default();
+                shown_token = token;
+                (StatusCode::OK, "ready")
+            }
+            Err(TokenRefused::Expired) => (StatusCode::GONE, "expired"),
+            Err(TokenRefused::Invalid) => (StatusCode::BAD_REQUEST, "invalid"),
+            Err(TokenRefused::NoSecret) => (StatusCode::OK, "unavailable"),
+            Err(TokenRefused::Store(e)) => return unavailable_page(&e),
+        },
+    };
+    context.insert("state", shows);
+    context.insert("vapid_key", &vapid);
+    context.insert("token", &shown_token);
+    context.insert("expires", &expires);
+    page(status, "push/signup.html", &context)
+}
+
+async fn stop_page(State(state): State<AppState>, Path(ods): Path<String>) -> Response {
+    match practice(&state, &ods).await {
+        Ok(Some(practice)) => page(
+            StatusCode::OK,
+            "push/stop.html",
+            &practice_context(&practice),
+        ),
+        Ok(None) => not_found_page(),
+        Err(e) => unavailable_page(&e),
+    }
+}
+
+/// The sign-up call: the invitation's token and the browser's subscription.
+#[derive(Debug, Deserialize)]
+struct SubscribeRequest {
+    token: String,
+    subscription: SubscriptionInput,
+}
+
+/// Stores the browser's subscription for the patient the token names: 201 `{subscribed}`.
+async fn subscribe(
+    State(state): State<AppState>,
+    Path(ods): Path<String>,
+    body: Result<Json<SubscribeRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(request) = body?;
+    let practice = practice(&state, &ods)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no practice {ods}")))?;
+    let unavailable = || {
+        ApiError::Rejected(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signup_unavailable",
+            "notifications cannot be turned on at the moment".into(),
+        )
+    };
+    if vapid_public_key(&state).is_none() {
+        return Err(unavailable());
+    }
+    let nhs_number = match check_token(&state, &practice, &request.token).await {
+        Ok(nhs_number) => nhs_number,
+        Err(TokenRefused::Expired) => {
+            return Err(ApiError::Rejected(
+                StatusCode::GONE,
+                "link_expired",
+                "this sign-up link has expired: ask the surgery for a new one".into(),
+            ))
+        }
+        Err(TokenRefused::Invalid) => {
+            return Err(ApiError::Forbidden(
+                "this sign-up link is not valid for this practice".into(),
+            ))
+        }
+        Err(TokenRefused::NoSecret) => return Err(unavailable()),
+        Err(TokenRefused::Store(e)) => return Err(e.into()),
+    };
+    let subscription = parse_subscription(
+        &request.subscription,
+        &state.config.push.allow_insecure_hosts,
+    )
+    .map_err(ApiError::Validation)?;
+    let gone = || ApiError::NotFound("the patient this link was for is not registered".into());
+    state
+        .store
+        .add_push_subscription(practice.id, &nhs_number, &subscription, Utc::now())
+        .await?
+        .ok_or_else(gone)?;
+    Ok((StatusCode::CREATED, Json(json!({ "subscribed": true }))))
+}
+
+/// The stop call: the endpoint of the browser's subscription.
+#[derive(Debug, Deserialize)]
+struct UnsubscribeRequest {
+    endpoint: String,
+}
+
+/// The longest endpoint looked for; push services' URLs are a few hundred characters.
+const MAX_ENDPOINT_CHARS: usize = 2_048;
+
+/// Deletes the practice's push contacts with this endpoint: 200 `{removed}`.
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(ods): Path<String>,
+    body: Result<Json<UnsubscribeRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(request) = body?;
+    let practice = practice(&state, &ods)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no practice {ods}")))?;
+    let endpoint = request.endpoint.trim();
+    if endpoint.is_empty() || endpoint.len() > MAX_ENDPOINT_CHARS {
+        return Err(ApiError::Validation(vec![crate::domain::Invalid::new(
+            "endpoint",
+            "must be the subscription's endpoint URL",
+        )]));
+    }
+    let removed = state
+        .store
+        .remove_push_endpoint(practice.id, endpoint)
+        .await?;
+    Ok(Json(json!({ "removed": removed })))
+}
+
+/// `POST /api/v1/practices/{ods}/patients/{nhs}/push-invite`: texts or emails the patient a
+/// link to the sign-up page. 201 `{channel, expires_at, queued}`.
+pub async fn send_invite_api(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ods, nhs)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    let nhs_number = NhsNumber::parse(&nhs)
+        .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
+    let sent = send_invite(&state, &practice, nhs_number.as_str(), &caller.actor)
+        .await
+        .map_err(invite_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "channel": sent.channel,
+            "expires_at": sent.expires_at,
+            "queued": sent.queued,
+        })),
+    ))
+}
+
+fn invite_error(e: SendInviteError) -> ApiError {
+    match e {
+        SendInviteError::NoSecret(_) => ApiError::Conflict("invite_secret_missing", e.to_string()),
+        SendInviteError::PushNotConfigured => push_not_configured(),
+        SendInviteError::UnknownPatient(_) => ApiError::NotFound(e.to_string()),
+        SendInviteError::NoContact(_) => {
+            ApiError::Unprocessable("no_usable_contact", e.to_string(), Value::Null)
+        }
+        SendInviteError::Render(e) => ApiError::Internal(e.to_string()),
+        SendInviteError::Store(e) => e.into(),
+    }
+}
+
+fn push_not_configured() -> ApiError {
+    ApiError::Conflict(
+        "push_not_configured",
+        SendInviteError::PushNotConfigured.to_string(),
+    )
+}
+
+async fn script() -> Response {
+    asset(
+        "application/javascript; charset=utf-8",
+        include_str!("../../../static/push.js"),
+    )
+}
+
+/// The service worker, allowed to control the whole origin so one subscription serves every
+/// practice's pages.
+async fn service_worker() -> Response {
+    let mut response = asset(
+        "application/javascript; charset=utf-8",
+        include_str!("../../../static/sw.js"),
+    );
+    response.headers_mut().insert(
+        HeaderName::from_static("service-worker-allowed"),
+        HeaderValue::from_static("/"),
+    );
+    response
+}
+
+/// Why a sign-up token was not taken.
+enum TokenRefused {
+    /// Genuine but past its time.
+    Expired,
+    /// Missing, not genuine, another practice's, or its patient is gone.
+    Invalid,
+    /// No signing secret is configured, so no token can be checked.
+    NoSecret,
+    /// The database failed.
+    Store(StoreError),
+}
+
+/// The NHS number of the patient a sign-up token names, if the token is genuine, current and
+/// for `practice`, and the patient is still on the practice's list.
+async fn check_token(
+    state: &AppState,
+    practice: &Practice,
+    token: &str,
+) -> Result<String, TokenRefused> {
+    let secret = invite_secret(state).map_err(|_| TokenRefused::NoSecret)?;
+    let (practice_id, patient_id) =
+        read_invite_token(&secret, token, Utc::now()).map_err(|e| match e {
+            InviteError::Expired(_) => TokenRefused::Expired,
+            InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
+        })?;
+    if practice_id != practice.id {
+        return Err(TokenRefused::Invalid);
+    }
+    match state.store.nhs_number_of(practice.id, patient_id).await {
+        Ok(Some(nhs_number)) => Ok(nhs_number),
+        Ok(None) => Err(TokenRefused::Invalid),
+        Err(e) => Err(TokenRefused::Store(e)),
+    }
+}
+
+/// The practice with this ODS code; `None` if the code is not one or names no practice.
+async fn practice(state: &AppState, ods: &str) -> Result<Option<Practice>, StoreError> {
+    match OdsCode::parse(ods) {
+        Ok(code) => state.store.practice_by_ods(&code).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// What every push page shows of the practice, and where its calls go.
+fn practice_context(practice: &Practice) -> Context {
+    let ods = practice.ods_code.as_str();
+    let mut context = Context::new();
+    context.insert("practice_name", &practice.name);
+    context.insert(
+        "practice_phone",
+        &practice.phone.clone().unwrap_or_default(),
+    );
+    context.insert(
+        "subscribe_url",
+        &format!("/p/{ods}/notifications/subscribe"),
+    );
+    context.insert("stop_url", &format!("/p/{ods}/notifications/stop"));
+    context.insert(
+        "unsubscribe_url",
+        &format!("/p/{ods}/notifications/unsubscribe"),
+    );
+    context
+}
+
+/// A sign-up page without a practice: "not found", or the database not answering. Patients'
+/// pages do not use the console's error page, which points at the console.
+fn bare_page(status: StatusCode, state: &str) -> Response {
+    let mut context = Context::new();
+    for name in [
+        "practice_name",
+        "practice_phone",
+        "vapid_key",
+        "token",
+        "subscribe_url",
+        "stop_url",
+        "expires",
+    ] {
+        context.insert(name, "");
+    }
+    context.insert("state", state);
+    page(status, "push/signup.html", &context)
+}
+
+fn not_found_page() -> Response {
+    bare_page(StatusCode::NOT_FOUND, "not_found")
+}
+
+fn unavailable_page(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "push page: the database did not answer");
+    bare_page(StatusCode::SERVICE_UNAVAILABLE, "trouble")
+}

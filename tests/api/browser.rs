@@ -1,0 +1,1244 @@
+//! The console and the patients' push pages in a real headless Chromium, driven over
+//! WebDriver (chromedriver, through `fantoccini`), with the DevTools protocol for what
+//! WebDriver cannot do: granting the notifications permission and delivering a push message
+//! to the service worker.
+//!
+//! Each test starts its own chromedriver on a free loopback port with a fresh profile, and
+//! ends it (with the browser) when it finishes or panics. Without Chromium and chromedriver
+//! the tests are reported as ignored with the reason, unless `GATEWAY_REQUIRE_BROWSER=1`,
+//! which makes that a failure. They run against SQLite only: the database is not what they
+//! test. With `GATEWAY_SCREENSHOTS=1` they write the pages' screenshots to
+//! `docs/screenshots/`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::{SinkExt, StreamExt};
+use gateway::config::ProviderConfig;
+use gateway::domain::{Channel, OdsCode};
+use gateway::intake::invite::invite_token;
+use gateway::providers::generate_vapid_keys;
+use gateway::store::KeyScope;
+use gateway::web::session::create_user;
+use libtest_mimic::{Completion, Trial};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
+use crate::TestFn;
+
+/// Debian's packages put them here.
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Set to 1 (as CI does) to fail, not skip, when the browser is missing.
+const REQUIRE_ENV: &str = "GATEWAY_REQUIRE_BROWSER";
+/// Set to 1 to write the screenshots to `docs/screenshots/`.
+const SCREENSHOTS_ENV: &str = "GATEWAY_SCREENSHOTS";
+/// How long a page gets to show what a test waits for.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Why the browser tests cannot run here, if they cannot.
+fn missing() -> Option<String> {
+    [CHROMIUM, CHROMEDRIVER]
+        .iter()
+        .find(|p| !Path::new(p).exists())
+        .map(|p| format!("{p} not found (apt-get install chromium chromium-driver)"))
+}
+
+/// One trial per browser test, on SQLite: ignored with the reason when the browser is
+/// missing, failed instead under `GATEWAY_REQUIRE_BROWSER=1`.
+pub fn trials(tests: Vec<(&'static str, TestFn)>) -> Vec<Trial> {
+    let missing = missing();
+    let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
+    if let Some(reason) = &missing {
+        if !required {
+            eprintln!("note: browser tests skipped (reported as ignored): {reason}");
+        }
+    }
+    tests
+        .into_iter()
+        .map(|(name, test)| {
+            let missing = missing.clone();
+            let name = format!("sqlite::{}", name.replace(' ', ""));
+            Trial::ignorable_test(name, move || match missing {
+                Some(reason) if required => Err(format!("{REQUIRE_ENV}=1 but {reason}").into()),
+                Some(reason) => Ok(Completion::ignored_with(reason)),
+                None => {
+                    crate::helpers::run(test(Db::Sqlite));
+                    Ok(Completion::Completed)
+                }
+            })
+        })
+        .collect()
+}
+
+/// A DevTools command sent through chromedriver (`POST /session/{id}/goog/cdp/execute`):
+/// commands only, no events.
+#[derive(Debug)]
+struct CdpCommand {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for CdpCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (reqwest::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// The chromedriver process (in a process group of its own, with the browser it starts) and
+/// the browser's profile. Dropping it ends the session, then the group: also on a panic.
+struct Driver {
+    child: Child,
+    port: u16,
+    session: Option<String>,
+    profile_dir: TempDir,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = profile.path().join("chromedriver.log");
+        let child = std::os::unix::process::CommandExt::process_group(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-path={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("start chromedriver");
+        Self {
+            child,
+            port,
+            session: None,
+            profile_dir: profile,
+        }
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.profile_dir.path().join("profile")
+    }
+
+    /// A blocking `DELETE /session/{id}`: chromedriver quits the browser.
+    fn end_session(&mut self) {
+        let Some(id) = self.session.take() else {
+            return;
+        };
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        if let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                stream,
+                "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
+            );
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.end_session();
+        // The group is chromedriver's pid: it, and any browser process left behind.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium session on a running gateway.
+struct Browser {
+    client: Client,
+    base: String,
+    driver: Driver,
+}
+
+impl Browser {
+    async fn open(app: &TestApp) -> Self {
+        let mut driver = Driver::start();
+        let webdriver = format!("http://127.0.0.1:{}", driver.port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reqwest::get(format!("{webdriver}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut capabilities = Capabilities::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    format!("--user-data-dir={}", driver.profile().display()),
+                ],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&webdriver)
+            .await
+            .expect("WebDriver session");
+        driver.session = client.session_id().await.expect("session id");
+        client
+            .set_window_size(1280, 900)
+            .await
+            .expect("window size");
+        Self {
+            client,
+            base: app.address.clone(),
+            driver,
+        }
+    }
+
+    /// Ends the session and chromedriver.
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        self.driver.session = None;
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("no {css} at {}: {e}", self.path().await),
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Replaces a field's value by typing, as a person would.
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clear");
+        field
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
+    }
+
+    async fn path(&self) -> String {
+        match self.client.current_url().await {
+            Ok(url) => url[url::Position::BeforePath..].to_string(),
+            Err(e) => format!("(no URL: {e})"),
+        }
+    }
+
+    async fn run(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Runs `script` (with `args`) until `accept` takes what it returns; panics after
+    /// [`PATIENCE`] saying what was awaited, what was last seen, and what the page shows.
+    async fn until(
+        &self,
+        what: &str,
+        script: &str,
+        args: Vec<Value>,
+        accept: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let seen = match self.client.execute(script, args.clone()).await {
+                Ok(v) if accept(&v) => return v,
+                Ok(v) => v,
+                Err(e) => json!(format!("script error: {e}")),
+            };
+            if Instant::now() > deadline {
+                let page = self
+                    .client
+                    .execute(
+                        "return document.body ? document.body.innerText : ''",
+                        vec![],
+                    )
+                    .await
+                    .unwrap_or_default();
+                panic!(
+                    "waited {PATIENCE:?} for {what}; last saw {seen}\nat {}, the page said:\n{}",
+                    self.path().await,
+                    page.as_str().unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the element's text contains every one of `needles`; returns the text.
+    async fn text_with(&self, css: &str, needles: &[&str]) -> String {
+        let script =
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;";
+        let text = self
+            .until(
+                &format!("{css} to say {needles:?}"),
+                script,
+                vec![json!(css)],
+                |v| {
+                    v.as_str()
+                        .is_some_and(|t| needles.iter().all(|n| t.contains(n)))
+                },
+            )
+            .await;
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits for the page at `path` (without the query) and returns the full path.
+    async fn at(&self, what: &str, accept: impl Fn(&str) -> bool) -> String {
+        let path = self
+            .until(
+                what,
+                "return document.readyState === 'complete' ? location.pathname : null;",
+                vec![],
+                |v| v.as_str().is_some_and(&accept),
+            )
+            .await;
+        path.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The cells of a table's body, row by row.
+    async fn table(&self, css: &str) -> Vec<Vec<String>> {
+        let rows = self
+            .run(
+                "return [...document.querySelectorAll(arguments[0] + ' tbody tr')]
+                   .map(tr => [...tr.cells].map(td => td.textContent.trim()));",
+                vec![json!(css)],
+            )
+            .await;
+        serde_json::from_value(rows).expect("table cells")
+    }
+
+    /// A DevTools command through chromedriver.
+    async fn cdp(&self, cmd: &'static str, params: Value) -> Value {
+        self.client
+            .issue_cmd(CdpCommand { cmd, params })
+            .await
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+    }
+
+    /// The browser's DevTools address (`host:port`), as chromedriver reports it.
+    fn debugger_address(&self) -> String {
+        self.client.capabilities().expect("capabilities")["goog:chromeOptions"]["debuggerAddress"]
+            .as_str()
+            .expect("debuggerAddress")
+            .to_string()
+    }
+
+    /// Takes a screenshot (a 1280×900 PNG), and keeps it as `docs/screenshots/{name}` when
+    /// `GATEWAY_SCREENSHOTS=1`.
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        if std::env::var(SCREENSHOTS_ENV).is_ok_and(|v| v == "1") {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+            std::fs::create_dir_all(&dir).expect("screenshots dir");
+            std::fs::write(dir.join(name), png).expect("write screenshot");
+        }
+    }
+
+    /// Signs in through the form and lands on the practices page.
+    async fn sign_in(&self, username: &str, password: &str) {
+        self.goto("/console/signin").await;
+        self.type_into("#username", username).await;
+        self.type_into("#password", password).await;
+        self.click("#signin").await;
+    }
+
+    /// The session cookie, for plain requests as this user.
+    async fn session_cookie(&self) -> String {
+        let cookie = self
+            .client
+            .get_named_cookie("gw_session")
+            .await
+            .expect("session cookie");
+        format!("gw_session={}", cookie.value())
+    }
+}
+
+/// A practice with `patients` (built from `nhs(i)`), created as admin; returns its id.
+async fn practice(app: &TestApp, ods: &str, name: &str, patients: Value) -> i64 {
+    let key = app.practice_with_key(ods, name).await;
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ods}/patients"),
+            &key,
+            &json!({ "patients": patients }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["rejected"].as_array().map_or(0, Vec::len),
+        0,
+        "{}",
+        reply.body
+    );
+    app.state
+        .store
+        .practice_by_ods(&OdsCode::parse(ods).expect("ods"))
+        .await
+        .expect("store")
+        .expect("practice")
+        .id
+}
+
+fn sms_patient(i: u32) -> Value {
+    json!({ "nhs_number": nhs(i), "contacts": [{ "channel": "sms", "address": format!("07700 900{i:03}") }] })
+}
+
+fn email_patient(i: u32) -> Value {
+    json!({ "nhs_number": nhs(i), "contacts": [{ "channel": "email", "address": format!("patient{i}@example.com") }] })
+}
+
+const RIVERSIDE: (&str, &str) = ("B10001", "Riverside Surgery");
+const HILLSIDE: (&str, &str) = ("B10002", "Hillside Medical Centre");
+
+pub async fn console_sign_in_post_status_and_watch_it_complete(db: Db) {
+    let app = spawn_app(db).await;
+    create_user(
+        app.state.store.as_ref(),
+        "alice.admin",
+        PASSWORD,
+        KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    let (ods, name) = RIVERSIDE;
+    let patients = json!([
+        sms_patient(1),
+        sms_patient(2),
+        sms_patient(3),
+        email_patient(4),
+        email_patient(5),
+        { "nhs_number": nhs(6) },
+    ]);
+    practice(&app, ods, name, patients).await;
+    practice(&app, HILLSIDE.0, HILLSIDE.1, json!([sms_patient(7)])).await;
+    let browser = Browser::open(&app).await;
+
+    // A wrong password is refused on the form; the right one signs in.
+    browser.goto("/console/signin").await;
+    browser.type_into("#username", "alice.admin").await;
+    browser.screenshot("signin.png").await;
+    browser.sign_in("alice.admin", "not the password").await;
+    browser
+        .text_with(
+            "#signin-problem",
+            &["That username and password do not match."],
+        )
+        .await;
+    browser.sign_in("alice.admin", PASSWORD).await;
+    browser
+        .at("the practices page", |p| p == "/console/practices")
+        .await;
+    browser
+        .text_with("header", &["Signed in as alice.admin (administrator)"])
+        .await;
+    let rows = browser.table("#practices").await;
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, [name, HILLSIDE.1], "{rows:?}");
+    assert_eq!(rows[0][2], "No notices yet", "{rows:?}");
+    browser.screenshot("practices.png").await;
+
+    // The practice's page: preview what patients will get, and to whom.
+    browser
+        .client
+        .find(Locator::LinkText(name))
+        .await
+        .expect("practice link")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .at("the practice page", |p| {
+            p == format!("/console/practices/{ods}")
+        })
+        .await;
+    let preview_shown = "return !document.getElementById('status-preview').hidden;".to_string();
+    assert_eq!(browser.run(&preview_shown, vec![]).await, json!(false));
+    browser
+        .find("#kind")
+        .await
+        .select_by_value("closed")
+        .await
+        .expect("kind");
+    let headline = "Closed this afternoon for staff training.";
+    browser.type_into("#headline", headline).await;
+    browser.click("#preview-status").await;
+    browser
+        .text_with(
+            "#preview-sms",
+            &[&format!("{name}: {headline} For urgent help call 111")],
+        )
+        .await;
+    browser
+        .text_with("#preview-sms-cost", &["1 segment,", "GSM-7"])
+        .await;
+    browser
+        .text_with(
+            "#audience",
+            &[
+                "3 by text message (3 segments in all)",
+                "2 by email",
+                "0 by browser notification",
+                "; 1 patient",
+            ],
+        )
+        .await;
+    browser
+        .text_with("#preview-email-subject", &[&format!("{name}: {headline}")])
+        .await;
+    assert_eq!(browser.run(&preview_shown, vec![]).await, json!(true));
+    browser.screenshot("practice-preview.png").await;
+
+    // Send it: the broadcast's page shows progress, and completion once dispatched.
+    browser.click("#confirm-status").await;
+    let path = browser
+        .at("the broadcast page", |p| {
+            p.starts_with("/console/broadcasts/")
+        })
+        .await;
+    let id: i64 = path["/console/broadcasts/".len()..]
+        .parse()
+        .expect("broadcast id");
+    browser.text_with("h1", &[&format!("{name}: closed")]).await;
+    browser
+        .text_with("#progress-summary", &["0 of 5 messages done"])
+        .await;
+    let done_shown = "return !document.getElementById('progress-done').hidden;";
+    assert_eq!(browser.run(done_shown, vec![]).await, json!(false));
+    assert_eq!(app.drain().await, 5);
+    browser
+        .text_with("#progress-summary", &["5 of 5 messages done"])
+        .await;
+    browser
+        .until("#progress-done to show", done_shown, vec![], |v| {
+            *v == json!(true)
+        })
+        .await;
+    assert!(browser
+        .find("#progress-done")
+        .await
+        .is_displayed()
+        .await
+        .expect("displayed"));
+    let states = browser.table("#progress-table").await;
+    let count = |state: &str| {
+        states
+            .iter()
+            .find(|r| r[0] == state)
+            .map_or(0, |r| r[1].parse::<i64>().expect("count"))
+    };
+    assert_eq!(
+        (count("sent"), count("queued"), count("sending")),
+        (5, 0, 0),
+        "{states:?}"
+    );
+    browser.screenshot("broadcast.png").await;
+
+    // What the browser showed is what happened.
+    let reply = app
+        .get(&format!("/api/v1/broadcasts/{id}"), &app.admin_key)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["status_change"]["kind"], "closed",
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["status_change"]["created_by"],
+        "user:alice.admin"
+    );
+    let sent = app.sent_lines();
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    let sms: Vec<&Value> = sent.iter().filter(|l| l["channel"] == "sms").collect();
+    assert_eq!(sms.len(), 3, "{sent:?}");
+    assert!(
+        sms.iter()
+            .all(|l| l["body"].as_str().unwrap_or_default().contains(headline)),
+        "{sms:?}"
+    );
+
+    // The practices page now shows the status.
+    browser.goto("/console/practices").await;
+    let rows = browser.table("#practices").await;
+    assert!(
+        rows[0][2].contains("closed") && rows[0][2].contains(headline),
+        "{rows:?}"
+    );
+    browser.close().await;
+}
+
+/// The shipped English SMS for `status.closed`.
+const CLOSED_SMS_V1: &str = "{{ practice.name }}: {{ status.headline }}{% if status.until %} We expect to reopen {{ status.until }}.{% endif %} For urgent help call 111, or 999 in an emergency.";
+
+pub async fn console_template_edit_preview_save_rollback(db: Db) {
+    let app = spawn_app(db).await;
+    create_user(
+        app.state.store.as_ref(),
+        "alice.admin",
+        PASSWORD,
+        KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    let browser = Browser::open(&app).await;
+    browser.sign_in("alice.admin", PASSWORD).await;
+    browser
+        .at("the practices page", |p| p == "/console/practices")
+        .await;
+    let editor = "/console/templates/status.closed/sms?language=en";
+    browser.goto(editor).await;
+    assert_eq!(browser.value("#body").await, CLOSED_SMS_V1);
+    let shipped = browser
+        .text_with("#live-preview", &["For urgent help call 111"])
+        .await;
+    browser
+        .text_with("#segments", &["1 segment,", "GSM-7"])
+        .await;
+    let history = browser.table("#history").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0][0], "1", "{history:?}");
+
+    // A curly apostrophe forces UCS-2: over 70 characters is two segments.
+    let curly = "{{ practice.name }}: we\u{2019}re closed today for staff training. For urgent help call 111, or 999 in an emergency.";
+    browser.type_into("#body", curly).await;
+    let preview = browser
+        .text_with("#live-preview", &["we\u{2019}re closed today"])
+        .await;
+    assert_ne!(preview, shipped);
+    let segments = browser
+        .text_with("#segments", &["2 segments", "UCS-2", "\u{2019}"])
+        .await;
+    assert!(segments.contains("Forcing UCS-2"), "{segments}");
+
+    // Plain GSM-7 wording fits one segment.
+    let short = "{{ practice.name }}: closed today. Please ring 111 if urgent.";
+    browser.type_into("#body", short).await;
+    let segments = browser
+        .text_with("#segments", &["1 segment,", "GSM-7"])
+        .await;
+    assert!(!segments.contains("UCS-2"), "{segments}");
+    browser
+        .text_with("#live-preview", &[": closed today. Please ring 111"])
+        .await;
+    browser.type_into("#note", "shorter").await;
+    browser.click("#save").await;
+
+    // Saved as version 2, now in use, with a diff against version 1.
+    browser
+        .until(
+            "version 2 at the top of the history",
+            "const c = document.querySelector('#history tbody tr td'); return c ? c.textContent : null;",
+            vec![],
+            |v| *v == json!("2"),
+        )
+        .await;
+    let history = browser.table("#history").await;
+    let versions: Vec<&str> = history.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(versions, ["2", "1"], "{history:?}");
+    assert_eq!(history[0][1], "user:alice.admin", "{history:?}");
+    assert_eq!(history[0][3], "shorter", "{history:?}");
+    assert_eq!(history[0][4], "in use", "{history:?}");
+    assert_eq!(browser.value("#body").await, short);
+
+    browser.click("#diff-1").await;
+    let diff = browser
+        .text_with("#diff-body", &["--- version 1", "+++ version 2"])
+        .await;
+    let lines: Vec<&str> = diff.lines().collect();
+    assert!(
+        lines.contains(&format!("-{CLOSED_SMS_V1}").as_str()),
+        "{diff}"
+    );
+    assert!(lines.contains(&format!("+{short}").as_str()), "{diff}");
+    browser
+        .text_with("#diff-heading", &["Changes from version 1 to 2"])
+        .await;
+    browser.screenshot("template-editor.png").await;
+
+    // Back to version 1: a new version 3 with the shipped wording.
+    browser.click("#rollback-1").await;
+    browser
+        .until(
+            "version 3 at the top of the history",
+            "const c = document.querySelector('#history tbody tr td'); return c ? c.textContent : null;",
+            vec![],
+            |v| *v == json!("3"),
+        )
+        .await;
+    let history = browser.table("#history").await;
+    let versions: Vec<&str> = history.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(versions, ["3", "2", "1"], "{history:?}");
+    assert_eq!(history[0][3], "rolled back to version 1", "{history:?}");
+    assert_eq!(browser.value("#body").await, CLOSED_SMS_V1);
+    browser
+        .text_with("#live-preview", &["For urgent help call 111"])
+        .await;
+
+    // And the API agrees.
+    let reply = app
+        .get("/api/v1/templates/status.closed/sms", &app.admin_key)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["template"]["version"], 3, "{}", reply.body);
+    assert_eq!(reply.body["template"]["body"], CLOSED_SMS_V1);
+    browser.close().await;
+}
+
+pub async fn console_refuses_other_practices_and_forged_forms(db: Db) {
+    let app = spawn_app(db).await;
+    let (ods, name) = RIVERSIDE;
+    let (other_ods, other_name) = HILLSIDE;
+    let own = practice(&app, ods, name, json!([sms_patient(1)])).await;
+    let other = practice(&app, other_ods, other_name, json!([sms_patient(2)])).await;
+    create_user(
+        app.state.store.as_ref(),
+        "riverside.reception",
+        PASSWORD,
+        KeyScope::Practice(own),
+    )
+    .await
+    .expect("user");
+    let browser = Browser::open(&app).await;
+    browser.sign_in("riverside.reception", PASSWORD).await;
+    browser
+        .at("the practices page", |p| p == "/console/practices")
+        .await;
+    let header = browser
+        .text_with("header", &["Signed in as riverside.reception"])
+        .await;
+    assert!(!header.contains("administrator"), "{header}");
+    let rows = browser.table("#practices").await;
+    assert_eq!(rows.len(), 1, "only their own practice: {rows:?}");
+    assert_eq!(rows[0][0], name);
+    assert_eq!(rows[0][1], ods);
+
+    // Another practice's page is "not found", in the browser and by status code.
+    browser
+        .goto(&format!("/console/practices/{other_ods}"))
+        .await;
+    browser
+        .text_with("#error-message", &["There is no such practice."])
+        .await;
+    let body = browser.run("return document.body.innerText;", vec![]).await;
+    assert!(
+        !body.as_str().unwrap_or_default().contains(other_name),
+        "{body}"
+    );
+    let cookie = browser.session_cookie().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let get = |path: String| {
+        http.get(format!("{}{path}", app.address))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let response = get(format!("/console/practices/{other_ods}"))
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response
+        .text()
+        .await
+        .expect("body")
+        .contains("There is no such practice."));
+    let response = get(format!("/console/practices/{ods}"))
+        .await
+        .expect("request");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the cookie is a live session"
+    );
+
+    // A form that did not come from the console (no CSRF field) is refused.
+    browser.goto(&format!("/console/practices/{ods}")).await;
+    browser.find("#status-form").await;
+    let submit = "const [action, csrf] = arguments;
+        const form = document.createElement('form');
+        form.method = 'post';
+        form.action = action;
+        const fields = { kind: 'closed', headline: 'Forged closure' };
+        if (csrf !== null) fields.csrf = csrf;
+        for (const [name, value] of Object.entries(fields)) {
+            const input = document.createElement('input');
+            input.type = 'hidden'; input.name = name; input.value = value;
+            form.append(input);
+        }
+        document.body.append(form);
+        form.submit();
+        return true;";
+    browser
+        .run(
+            submit,
+            vec![
+                json!(format!("/console/practices/{ods}/status")),
+                Value::Null,
+            ],
+        )
+        .await;
+    browser
+        .text_with(
+            "#error-message",
+            &["This form has expired or did not come from this console"],
+        )
+        .await;
+    let response = http
+        .post(format!("{}/console/practices/{ods}/status", app.address))
+        .header("cookie", &cookie)
+        .form(&[("kind", "closed"), ("headline", "Forged closure")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    // With this session's token, but for another practice: still not found.
+    browser.goto(&format!("/console/practices/{ods}")).await;
+    let csrf = browser
+        .run(
+            "return document.querySelector('meta[name=\"csrf-token\"]').content;",
+            vec![],
+        )
+        .await;
+    assert!(csrf.as_str().is_some_and(|t| !t.is_empty()), "{csrf}");
+    browser
+        .run(
+            submit,
+            vec![
+                json!(format!("/console/practices/{other_ods}/status")),
+                csrf,
+            ],
+        )
+        .await;
+    browser
+        .text_with("#error-message", &["There is no such practice."])
+        .await;
+
+    // Nothing was posted for either practice.
+    for id in [own, other] {
+        let broadcasts = app
+            .state
+            .store
+            .recent_broadcasts(id, 10)
+            .await
+            .expect("store");
+        assert!(broadcasts.is_empty(), "{broadcasts:?}");
+    }
+    browser.close().await;
+}
+
+/// A gateway with a `webpush` provider, so the sign-up page offers notifications, and
+/// `log` providers for SMS and email; practice [`RIVERSIDE`] with patients 1 (SMS) and 2
+/// (email).
+async fn push_app(log_dir: &Path) -> (TestApp, i64) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let (vapid_public, vapid_private) = generate_vapid_keys();
+    let private_env = format!(
+        "GATEWAY_BROWSER_VAPID_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    std::env::set_var(&private_env, vapid_private);
+    let sent_log = log_dir.join("sent.jsonl");
+    let provider = |name: &str, kind: &str, channel: Channel, settings: Value| ProviderConfig {
+        name: name.into(),
+        kind: kind.into(),
+        channel,
+        rate: None,
+        burst: None,
+        settings: settings.as_object().cloned().unwrap_or_default(),
+    };
+    let providers = vec![
+        provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
+        provider(
+            "log-email",
+            "log",
+            Channel::Email,
+            json!({ "path": sent_log }),
+        ),
+        provider(
+            "browser-push",
+            "webpush",
+            Channel::Push,
+            json!({
+                "vapid_public_key": vapid_public,
+                "vapid_private_key_env": private_env,
+                "subject": "mailto:it@riverside.nhs.uk",
+            }),
+        ),
+    ];
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            providers: Some(providers),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (ods, name) = RIVERSIDE;
+    let id = practice(&app, ods, name, json!([sms_patient(1), email_patient(2)])).await;
+    (app, id)
+}
+
+/// The sign-up link's path for test patient `i`, as an invitation carries it.
+async fn signup_path(app: &TestApp, practice_id: i64, i: u32) -> String {
+    let patients = app
+        .state
+        .store
+        .fanout_page(practice_id, 0, 100)
+        .await
+        .expect("store");
+    let patient = patients
+        .iter()
+        .find(|p| p.nhs_number == nhs(i))
+        .expect("patient");
+    let secret = std::env::var(crate::helpers::UNSUBSCRIBE_SECRET_ENV).expect("secret");
+    let token = invite_token(
+        &secret,
+        practice_id,
+        patient.id,
+        Utc::now() + chrono::Duration::days(7),
+    );
+    format!("/p/{}/notifications?t={token}", RIVERSIDE.0)
+}
+
+/// A browser's push subscription: a real P-256 point and a random 16-byte secret.
+fn subscription(endpoint: &str) -> Value {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let (p256dh, _) = generate_vapid_keys();
+    let mut auth = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut auth);
+    json!({
+        "endpoint": endpoint,
+        "expirationTime": null,
+        "keys": {
+            "p256dh": p256dh,
+            "auth": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(auth),
+        },
+    })
+}
+
+/// Opens the sign-up page with notifications allowed and the browser's push service
+/// replaced by one answering `subscription` (headless Chromium has none here), presses the
+/// button and waits for the page to say it worked.
+async fn turn_on_notifications(browser: &Browser, path: &str, subscription: &Value) {
+    browser.goto(path).await;
+    browser
+        .text_with("h1", &["Get notifications from Riverside Surgery"])
+        .await;
+    browser
+        .cdp(
+            "Browser.grantPermissions",
+            json!({ "permissions": ["notifications"], "origin": browser.base }),
+        )
+        .await;
+    let permission = browser.run("return Notification.permission;", vec![]).await;
+    assert_eq!(permission, json!("granted"));
+    browser
+        .run(
+            "const subscription = arguments[0];
+            window.subscribedWith = null;
+            PushManager.prototype.subscribe = async function (options) {
+                window.subscribedWith = {
+                    userVisibleOnly: options.userVisibleOnly,
+                    keyBytes: new Uint8Array(options.applicationServerKey).length,
+                };
+                return { endpoint: subscription.endpoint, toJSON() { return subscription; } };
+            };
+            return true;",
+            vec![subscription.clone()],
+        )
+        .await;
+    browser.click("#push-subscribe").await;
+    browser
+        .text_with("[role=status]", &["Notifications are on."])
+        .await;
+    // The page asked for a user-visible subscription with the gateway's VAPID key.
+    let asked = browser.run("return window.subscribedWith;", vec![]).await;
+    assert_eq!(
+        asked,
+        json!({ "userVisibleOnly": true, "keyBytes": 65 }),
+        "{asked}"
+    );
+}
+
+pub async fn push_signup_stores_the_subscription_for_the_patient(_db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, practice_id) = push_app(dir.path()).await;
+    let browser = Browser::open(&app).await;
+    let endpoint = "https://push.example.net/send/abc";
+    let subscription = subscription(endpoint);
+    turn_on_notifications(
+        &browser,
+        &signup_path(&app, practice_id, 1).await,
+        &subscription,
+    )
+    .await;
+    assert!(!browser
+        .find("#push-subscribe")
+        .await
+        .is_displayed()
+        .await
+        .expect("displayed"));
+    browser.screenshot("push-signup.png").await;
+
+    let push_contacts = |i: u32| {
+        let app = &app;
+        async move {
+            let reply = app
+                .get(
+                    &format!("/api/v1/practices/{}/patients/{}", RIVERSIDE.0, nhs(i)),
+                    &app.admin_key,
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply.body["contacts"]
+                .as_array()
+                .expect("contacts")
+                .iter()
+                .filter(|c| c["channel"] == "push")
+                .cloned()
+                .collect::<Vec<_>>()
+        }
+    };
+    let contacts = push_contacts(1).await;
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[0]["address"], endpoint, "{contacts:?}");
+    assert!(
+        push_contacts(2).await.is_empty(),
+        "only the invited patient"
+    );
+    browser.close().await;
+}
+
+/// A DevTools websocket to one page, for the events chromedriver does not pass on.
+struct DevTools {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+    events: Vec<Value>,
+}
+
+impl DevTools {
+    /// Connects to the page whose URL starts with `url`.
+    async fn page(debugger: &str, url: &str) -> Self {
+        let targets: Value = reqwest::get(format!("http://{debugger}/json/list"))
+            .await
+            .expect("DevTools targets")
+            .json()
+            .await
+            .expect("targets JSON");
+        let socket_url = targets
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap_or_else(|| panic!("no page at {url}: {targets}"))
+            .to_string();
+        let (socket, _) = tokio_tungstenite::connect_async(socket_url)
+            .await
+            .expect("DevTools websocket");
+        Self {
+            socket,
+            next_id: 1,
+            events: Vec::new(),
+        }
+    }
+
+    /// The next message, within [`PATIENCE`].
+    async fn receive(&mut self, deadline: Instant) -> Value {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.socket.next())
+                .await
+                .expect("DevTools answered in time")
+                .expect("DevTools socket open")
+                .expect("DevTools message");
+            if let Message::Text(text) = message {
+                return serde_json::from_str(text.as_str()).expect("DevTools JSON");
+            }
+        }
+    }
+
+    /// Sends a command and returns its result; events read meanwhile are kept.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let command = json!({ "id": id, "method": method, "params": params });
+        self.socket
+            .send(Message::text(command.to_string()))
+            .await
+            .expect("send to DevTools");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let message = self.receive(deadline).await;
+            if message["id"] == id {
+                assert!(message.get("error").is_none(), "{method}: {message}");
+                return message["result"].clone();
+            }
+            self.events.push(message);
+        }
+    }
+
+    /// The first event (kept or to come) that `accept` picks out of its params.
+    async fn event<T>(&mut self, method: &str, accept: impl Fn(&Value) -> Option<T>) -> T {
+        let picked = |event: &Value| {
+            if event["method"] == method {
+                accept(&event["params"])
+            } else {
+                None
+            }
+        };
+        if let Some(found) = self.events.iter().find_map(picked) {
+            return found;
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let message = self.receive(deadline).await;
+            if let Some(found) = picked(&message) {
+                return found;
+            }
+            self.events.push(message);
+        }
+    }
+}
+
+pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, practice_id) = push_app(dir.path()).await;
+    let browser = Browser::open(&app).await;
+    turn_on_notifications(
+        &browser,
+        &signup_path(&app, practice_id, 1).await,
+        &subscription("https://push.example.net/send/def"),
+    )
+    .await;
+    let scope = browser
+        .run(
+            "return navigator.serviceWorker.ready.then(r => r.scope);",
+            vec![],
+        )
+        .await;
+    let scope_url = format!("{}/", app.address);
+    assert_eq!(scope, json!(scope_url));
+
+    // The registration's id comes only as a DevTools event.
+    let mut devtools = DevTools::page(&browser.debugger_address(), &app.address).await;
+    devtools.call("ServiceWorker.enable", json!({})).await;
+    let registration = devtools
+        .event("ServiceWorker.workerRegistrationUpdated", |params| {
+            params["registrations"]
+                .as_array()?
+                .iter()
+                .find(|r| r["scopeURL"] == scope_url.as_str() && r["isDeleted"] == false)
+                .and_then(|r| r["registrationId"].as_str().map(str::to_string))
+        })
+        .await;
+
+    // What the `webpush` provider sends (gateway/src/providers/webpush.rs).
+    let payload = json!({
+        "title": "Riverside Surgery: The surgery is closed.",
+        "body": "Riverside Surgery: The surgery is closed. For urgent help call 111, or 999 in an emergency.",
+        "practice": RIVERSIDE.0,
+        "message_id": 4242,
+    });
+    devtools
+        .call(
+            "ServiceWorker.deliverPushMessage",
+            json!({ "origin": app.address, "registrationId": registration, "data": payload.to_string() }),
+        )
+        .await;
+
+    let shown = browser
+        .until(
+            "the service worker to show the notification",
+            "return navigator.serviceWorker.ready
+                .then(r => r.getNotifications())
+                .then(ns => ns.map(n => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })));",
+            vec![],
+            |v| v.as_array().is_some_and(|a| !a.is_empty()),
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([{
+            "title": payload["title"],
+            "body": payload["body"],
+            "tag": "message-4242",
+            "data": { "url": null, "practice": RIVERSIDE.0, "message_id": 4242 },
+        }]),
+        "{shown}"
+    );
+    browser.close().await;
+}
