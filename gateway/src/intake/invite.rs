@@ -304,26 +304,18 @@ fn invite_contact<'a>(
         .or_else(|| on(Channel::Email))
 }
 
-/// The active patient with this NHS number and their usable contacts (with row ids), read a
-/// page at a time as fan-out does. A stopgap: the store has no lookup of one patient with
-/// ids by NHS number yet (`PatientStore::reachable_patient` is asked for).
+/// The active patient with this NHS number and their usable contacts (with row ids): the
+/// fan-out page that starts just before them.
 async fn reachable_patient(
     store: &dyn Store,
     practice_id: i64,
     nhs_number: &str,
 ) -> Result<Option<FanoutPatient>, StoreError> {
-    const PAGE: usize = 1_000;
-    let mut after = 0;
-    loop {
-        let page = store.fanout_page(practice_id, after, PAGE).await?;
-        if let Some(found) = page.iter().position(|p| p.nhs_number == nhs_number) {
-            return Ok(page.into_iter().nth(found));
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.id,
-            _ => return Ok(None),
-        }
-    }
+    let Some(id) = store.patient_id_of(practice_id, nhs_number).await? else {
+        return Ok(None);
+    };
+    let page = store.fanout_page(practice_id, id - 1, 1).await?;
+    Ok(page.into_iter().find(|p| p.id == id))
 }
 
 #[cfg(test)]

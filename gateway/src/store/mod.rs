@@ -82,6 +82,8 @@ pub trait PatientStore: Send + Sync {
     /// One patient with all contacts (opted out or not).
     async fn patient(&self, practice_id: i64, nhs_number: &str)
         -> StoreResult<Option<PatientView>>;
+    /// The row id of the practice's patient with this NHS number.
+    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>>;
     /// The NHS number of the practice's patient with row id `patient_id`.
     async fn nhs_number_of(&self, practice_id: i64, patient_id: i64)
         -> StoreResult<Option<String>>;

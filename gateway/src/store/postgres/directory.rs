@@ -218,6 +218,18 @@ impl PatientStore for PostgresStore {
         Ok(page)
     }
 
+    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
+            )
+            .bind(practice_id)
+            .bind(nhs_number)
+            .fetch_optional(&self.pool)
+            .await?,
+        )
+    }
+
     async fn nhs_number_of(
         &self,
         practice_id: i64,

@@ -30,8 +30,8 @@ impl ContactStore for SqliteStore {
 
     async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "DELETE FROM contacts WHERE channel = 'push' AND address = ?
-               AND patient_id IN (SELECT id FROM patients WHERE practice_id = ?)",
+            "DELETE FROM contacts WHERE channel = 'push' AND address = ?2
+               AND patient_id IN (SELECT id FROM patients WHERE practice_id = ?1)",
         )
         .bind(practice_id)
         .bind(endpoint)

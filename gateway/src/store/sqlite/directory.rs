@@ -265,6 +265,16 @@ impl PatientStore for SqliteStore {
         Ok(page)
     }
 
+    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
+                .bind(practice_id)
+                .bind(nhs_number)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     async fn nhs_number_of(
         &self,
         practice_id: i64,
