@@ -342,7 +342,7 @@ pub async fn preview(
             if let Some(p) = state.store.practice_by_id(practice_id).await? {
                 sample["practice"] = json!({
                     "name": p.name, "phone": p.phone, "website": p.website,
-                    "ods_code": p.ods_code.as_str(),
+                    "ods_code": p.ods_code.as_str(), "timezone": p.timezone,
                 });
             }
             Some(sample)

@@ -215,6 +215,7 @@ pub fn sample_json(key: &str, language: Language) -> Value {
             "phone": "01632 960000",
             "website": "riverside-surgery.example.com",
             "ods_code": "A81001",
+            "timezone": "Europe/London",
         }),
     );
     if has("status.") {
@@ -227,6 +228,8 @@ pub fn sample_json(key: &str, language: Language) -> Value {
                 "details": if welsh { "Mae pibell ddŵr wedi byrstio." } else { "A water pipe has burst." },
                 "starts": if welsh { "ddydd Llun 22 Gorffennaf am 08:00" } else { "on Monday 22 July at 08:00" },
                 "until": if welsh { "ddydd Mawrth 23 Gorffennaf am 08:00" } else { "on Tuesday 23 July at 08:00" },
+                "starts_at": "2024-07-22T07:00:00+00:00",
+                "until_at": "2024-07-23T07:00:00+00:00",
             }),
         );
     }

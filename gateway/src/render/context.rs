@@ -28,6 +28,7 @@ pub fn status_context(
             "phone": practice.phone,
             "website": practice.website,
             "ods_code": practice.ods_code.as_str(),
+            "timezone": practice.timezone,
         }),
     );
     let when =
@@ -40,6 +41,8 @@ pub fn status_context(
             "details": broadcast.details,
             "starts": when(broadcast.starts_at),
             "until": when(broadcast.ends_at),
+            "starts_at": broadcast.starts_at.map(|t| t.to_rfc3339()),
+            "until_at": broadcast.ends_at.map(|t| t.to_rfc3339()),
         }),
     );
     if let Some(p) = patient {

@@ -382,7 +382,31 @@ pub(crate) fn safe_tera() -> Tera {
     let mut tera = Tera::new();
     tera.autoescape_on([".html"]);
     tera.register_function("range", capped_range);
+    tera.register_filter(
+        "uk_date_time",
+        |v: &str, k: tera::Kwargs, _: &tera::State| uk_time_filter(v, &k, "%A %-d %B at %H:%M"),
+    );
+    tera.register_filter("uk_date", |v: &str, k: tera::Kwargs, _: &tera::State| {
+        uk_time_filter(v, &k, "%A %-d %B")
+    });
+    tera.register_filter("uk_time", |v: &str, k: tera::Kwargs, _: &tera::State| {
+        uk_time_filter(v, &k, "%H:%M")
+    });
     tera
+}
+
+/// Formats an RFC 3339 time in the practice's timezone (`timezone=`, default
+/// Europe/London), as patients read it: "Monday 22 July at 10:30".
+fn uk_time_filter(value: &str, kwargs: &tera::Kwargs, format: &str) -> tera::TeraResult<String> {
+    let at = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
+        tera::Error::message(format!("{value:?} is not a time like 2024-07-22T09:30:00Z"))
+    })?;
+    let zone: chrono_tz::Tz = kwargs
+        .get::<&str>("timezone")?
+        .unwrap_or("Europe/London")
+        .parse()
+        .map_err(|_| tera::Error::message("timezone must be an IANA name such as Europe/London"))?;
+    Ok(at.with_timezone(&zone).format(format).to_string())
 }
 
 /// Most items `range` gives an edited template.
@@ -579,6 +603,24 @@ mod tests {
         let both = Rendered::bilingual(cy, en);
         assert_eq!(both.body, "Mae ar gau.\n\nIt is closed.");
         assert_eq!(both.subject.as_deref(), Some("Ar gau / Closed"));
+    }
+
+    #[test]
+    fn uk_date_filters_read_in_practice_time() {
+        let mut tera = safe_tera();
+        tera.add_raw_template(
+            "t",
+            "{{ at | uk_date_time }}|{{ at | uk_date }}|{{ at | uk_time(timezone=\"America/New_York\") }}",
+        )
+        .unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert("at", "2024-07-22T09:30:00Z");
+        assert_eq!(
+            tera.render("t", &ctx).unwrap(),
+            "Monday 22 July at 10:30|Monday 22 July|05:30"
+        );
+        ctx.insert("at", "not a time");
+        assert!(tera.render("t", &ctx).is_err());
     }
 
     #[test]
