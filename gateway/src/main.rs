@@ -157,15 +157,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         } => {
             let store = store::connect(&config.database.url, 1).await?;
             store.migrate().await?;
-            let scope = if admin {
-                KeyScope::Admin
-            } else {
-                let ods = OdsCode::parse(practice.as_deref().unwrap_or_default())?;
-                let found = store.practice_by_ods(&ods).await?.ok_or_else(|| {
-                    format!("no practice {ods}: create it first with POST /api/v1/practices")
-                })?;
-                KeyScope::Practice(found.id)
-            };
+            let scope = scope_for(store.as_ref(), admin, practice.as_deref()).await?;
             let key = api::issue_key(store.as_ref(), scope, &label, "cli").await?;
             println!("{key}");
             eprintln!("Keep this key safe: it is shown only now and stored only as a hash.");
@@ -188,17 +180,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         } => {
             let store = store::connect(&config.database.url, 1).await?;
             store.migrate().await?;
-            let scope = if admin {
-                KeyScope::Admin
-            } else {
-                let ods = practice.unwrap_or_default();
-                let code = gateway::domain::OdsCode::parse(&ods)?;
-                let found = store
-                    .practice_by_ods(&code)
-                    .await?
-                    .ok_or_else(|| format!("no practice {ods}: create it first"))?;
-                KeyScope::Practice(found.id)
-            };
+            let scope = scope_for(store.as_ref(), admin, practice.as_deref()).await?;
             let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
                 Ok(p) if !p.is_empty() => p,
                 _ => {
@@ -223,4 +205,21 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
     }
     Ok(())
+}
+
+/// Everything (`--admin`) or the practice named by `--practice`, which must exist.
+async fn scope_for(
+    store: &dyn gateway::store::Store,
+    admin: bool,
+    practice: Option<&str>,
+) -> Result<KeyScope, Box<dyn std::error::Error>> {
+    if admin {
+        return Ok(KeyScope::Admin);
+    }
+    let ods = OdsCode::parse(practice.unwrap_or_default())?;
+    let found = store
+        .practice_by_ods(&ods)
+        .await?
+        .ok_or_else(|| format!("no practice {ods}: create it first with POST /api/v1/practices"))?;
+    Ok(KeyScope::Practice(found.id))
 }

@@ -15,7 +15,6 @@ use crate::domain::{Channel, Language};
 use crate::render::catalogue::{sample_json, variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::Draft;
-use crate::store::AuditEntry;
 
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> Self {
@@ -240,14 +239,6 @@ pub async fn save(
         request.note,
     )
     .await?;
-    audit(
-        &state,
-        &caller,
-        "template.saved",
-        &target,
-        saved.template.version,
-    )
-    .await?;
     Ok((StatusCode::CREATED, Json(json!(saved))))
 }
 
@@ -286,14 +277,6 @@ pub async fn rollback(
         &target,
         request.version,
         &caller.actor,
-    )
-    .await?;
-    audit(
-        &state,
-        &caller,
-        "template.rolled_back",
-        &target,
-        saved.template.version,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!(saved))))
@@ -340,10 +323,7 @@ pub async fn preview(
         (None, Some(practice_id)) => {
             let mut sample = sample_json(&target.key, target.language);
             if let Some(p) = state.store.practice_by_id(practice_id).await? {
-                sample["practice"] = json!({
-                    "name": p.name, "phone": p.phone, "website": p.website,
-                    "ods_code": p.ods_code.as_str(), "timezone": p.timezone,
-                });
+                sample["practice"] = crate::render::practice_json(&p);
             }
             Some(sample)
         }
@@ -373,30 +353,4 @@ pub async fn preview(
         });
     }
     Ok(Json(body))
-}
-
-async fn audit(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    target: &TemplateRef,
-    version: i32,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .audit(
-            &AuditEntry {
-                actor: caller.actor.clone(),
-                action: action.into(),
-                practice_id: target.practice_id,
-                subject: Some(format!(
-                    "template:{}/{}/{}",
-                    target.key, target.channel, target.language
-                )),
-                details: Some(json!({ "version": version }).to_string()),
-            },
-            chrono::Utc::now(),
-        )
-        .await?;
-    Ok(())
 }

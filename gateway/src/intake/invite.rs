@@ -179,15 +179,7 @@ pub async fn send_invite(
         practice.ods_code.as_str()
     );
     let mut context = tera::Context::new();
-    context.insert(
-        "practice",
-        &json!({
-            "name": practice.name,
-            "phone": practice.phone,
-            "website": practice.website,
-            "ods_code": practice.ods_code.as_str(),
-        }),
-    );
+    context.insert("practice", &crate::render::practice_json(practice));
     context.insert(
         "patient",
         &json!({ "given_name": patient.given_name, "family_name": patient.family_name }),

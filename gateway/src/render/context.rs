@@ -14,6 +14,18 @@ pub fn uk_date_time(at: DateTime<Utc>, timezone: &str) -> String {
         .to_string()
 }
 
+/// What every template knows of the practice: `practice.{name, phone, website, ods_code,
+/// timezone}`.
+pub fn practice_json(practice: &Practice) -> serde_json::Value {
+    json!({
+        "name": practice.name,
+        "phone": practice.phone,
+        "website": practice.website,
+        "ods_code": practice.ods_code.as_str(),
+        "timezone": practice.timezone,
+    })
+}
+
 /// The context of a status broadcast: `practice`, `status`, and `patient` when given.
 pub fn status_context(
     practice: &Practice,
@@ -21,16 +33,7 @@ pub fn status_context(
     patient: Option<&FanoutPatient>,
 ) -> tera::Context {
     let mut context = tera::Context::new();
-    context.insert(
-        "practice",
-        &json!({
-            "name": practice.name,
-            "phone": practice.phone,
-            "website": practice.website,
-            "ods_code": practice.ods_code.as_str(),
-            "timezone": practice.timezone,
-        }),
-    );
+    context.insert("practice", &practice_json(practice));
     let when =
         |t: Option<DateTime<Utc>>| t.map(|t| format!("on {}", uk_date_time(t, &practice.timezone)));
     context.insert(

@@ -12,7 +12,7 @@ use super::sms::{cost, SmsCost};
 use super::validate::{check, Draft, Limits, Problem, Warning};
 use super::{Rendered, TemplateRegistry};
 use crate::domain::{Channel, Language};
-use crate::store::{NewTemplate, Store, StoreError, TemplateVersion};
+use crate::store::{AuditEntry, NewTemplate, Store, StoreError, TemplateVersion};
 
 /// Longest a check or preview may take before it is abandoned.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,7 +91,8 @@ async fn checked(
     }
 }
 
-/// Checks and saves `draft` as the next version, then reloads the templates in use.
+/// Checks and saves `draft` as the next version, records it in the audit trail, then
+/// reloads the templates in use.
 pub async fn save(
     store: &dyn Store,
     registry: &TemplateRegistry,
@@ -101,12 +102,52 @@ pub async fn save(
     author: &str,
     note: Option<String>,
 ) -> Result<Saved, EditError> {
+    save_as(
+        store,
+        registry,
+        limits,
+        target,
+        draft,
+        author,
+        note,
+        "template.saved",
+    )
+    .await
+}
+
+/// Saves a checked draft as the next version and audits it as `action`.
+#[allow(clippy::too_many_arguments)]
+async fn save_as(
+    store: &dyn Store,
+    registry: &TemplateRegistry,
+    limits: Limits,
+    target: &TemplateRef,
+    draft: &Draft,
+    author: &str,
+    note: Option<String>,
+    action: &str,
+) -> Result<Saved, EditError> {
     target.known()?;
     let checked = checked(target, draft, limits).await?;
     let template = store
         .save_template(&new_template(target, draft, author, note), Utc::now())
         .await?;
     registry.reload(store).await?;
+    store
+        .audit(
+            &AuditEntry {
+                actor: author.to_string(),
+                action: action.into(),
+                practice_id: target.practice_id,
+                subject: Some(format!(
+                    "template:{}/{}/{}",
+                    target.key, target.channel, target.language
+                )),
+                details: Some(serde_json::json!({ "version": template.version }).to_string()),
+            },
+            Utc::now(),
+        )
+        .await?;
     Ok(Saved {
         template,
         warnings: checked.warnings,
@@ -126,7 +167,7 @@ pub async fn rollback(
 ) -> Result<Saved, EditError> {
     let old = find_version(store, target, version).await?;
     let draft = draft_of(&old);
-    save(
+    save_as(
         store,
         registry,
         limits,
@@ -134,6 +175,7 @@ pub async fn rollback(
         &draft,
         author,
         Some(format!("rolled back to version {version}")),
+        "template.rolled_back",
     )
     .await
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use tera::Tera;
 
-pub use context::{status_context, uk_date_time};
+pub use context::{practice_json, status_context, uk_date_time};
 pub use registry::{LoadError, TemplateRegistry};
 
 use crate::domain::{Channel, Language};

@@ -394,3 +394,15 @@ pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, Str
         })
         .collect()
 }
+
+/// A stored console role and practice as a scope.
+pub(crate) fn scope_of(role: &str, practice_id: Option<i64>) -> StoreResult<KeyScope> {
+    match (role, practice_id) {
+        ("admin", _) => Ok(KeyScope::Admin),
+        ("practice", Some(id)) => Ok(KeyScope::Practice(id)),
+        _ => Err(StoreError::Corrupt {
+            column: "users.role",
+            reason: format!("{role:?} without a practice"),
+        }),
+    }
+}

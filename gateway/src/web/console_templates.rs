@@ -282,17 +282,7 @@ async fn save(
     )
     .await
     {
-        Ok(saved) => {
-            audit(
-                &state,
-                &author,
-                "template.saved",
-                &target,
-                saved.template.version,
-            )
-            .await;
-            Redirect::to(&edit_url(&target, ods.as_deref())).into_response()
-        }
+        Ok(_) => Redirect::to(&edit_url(&target, ods.as_deref())).into_response(),
         Err(EditError::Invalid(problems)) => {
             editor_page(
                 &state,
@@ -359,17 +349,7 @@ async fn rollback(
     )
     .await
     {
-        Ok(saved) => {
-            audit(
-                &state,
-                &author,
-                "template.rolled_back",
-                &target,
-                saved.template.version,
-            )
-            .await;
-            Redirect::to(&edit_url(&target, ods.as_deref())).into_response()
-        }
+        Ok(_) => Redirect::to(&edit_url(&target, ods.as_deref())).into_response(),
         Err(EditError::NotFound(what)) => error_page(StatusCode::NOT_FOUND, &what),
         Err(EditError::Invalid(problems)) => error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -395,20 +375,4 @@ fn edit_url(target: &TemplateRef, ods: Option<&str>) -> String {
         url.push_str(&format!("&practice={ods}"));
     }
     url
-}
-
-async fn audit(state: &AppState, actor: &str, action: &str, target: &TemplateRef, version: i32) {
-    let entry = crate::store::AuditEntry {
-        actor: actor.to_string(),
-        action: action.into(),
-        practice_id: target.practice_id,
-        subject: Some(format!(
-            "template:{}/{}/{}",
-            target.key, target.channel, target.language
-        )),
-        details: Some(json!({ "version": version }).to_string()),
-    };
-    if let Err(e) = state.store.audit(&entry, chrono::Utc::now()).await {
-        tracing::warn!(error = %e, "could not record a template change in the audit trail");
-    }
 }

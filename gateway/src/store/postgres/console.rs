@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreError, StoreResult, User,
+    scope_of, unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreResult, User,
 };
 
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
@@ -19,18 +19,6 @@ fn user_from_row(row: &PgRow) -> StoreResult<User> {
         password_hash: row.try_get("password_hash")?,
         scope: scope_of(&role, practice_id)?,
     })
-}
-
-/// A stored role and practice as a scope.
-fn scope_of(role: &str, practice_id: Option<i64>) -> StoreResult<KeyScope> {
-    match (role, practice_id) {
-        ("admin", _) => Ok(KeyScope::Admin),
-        ("practice", Some(id)) => Ok(KeyScope::Practice(id)),
-        _ => Err(StoreError::Corrupt {
-            column: "users.role",
-            reason: format!("{role:?} without a practice"),
-        }),
-    }
 }
 
 #[async_trait]
