@@ -94,12 +94,17 @@ const statusForm = document.getElementById("status-form");
 if (statusForm) {
   const ods = statusForm.dataset.ods;
   document.getElementById("preview-status").addEventListener("click", async () => {
-    const kind = statusForm.querySelector("#kind").value;
+    const select = statusForm.querySelector("#kind");
+    const kind = select.value;
+    const fallback = select.selectedOptions[0]?.dataset.headline || "";
     const headline = statusForm.querySelector("#headline").value.trim();
     const details = statusForm.querySelector("#details").value.trim();
+    // The server fills in the practice's own details.
     const data = {
-      practice: { name: document.querySelector("h1").firstChild.textContent.trim(), phone: null, website: null, ods_code: ods },
-      status: { kind, headline: headline || defaultHeadline(kind), details: details || null, starts: null, until: null },
+      status: {
+        kind, headline: headline || fallback, details: details || null,
+        starts: null, until: null, starts_at: null, until_at: null,
+      },
     };
     const key = `status.${kind}`;
     const [sms, email, push] = await Promise.all(
@@ -128,16 +133,6 @@ if (statusForm) {
     }
     document.getElementById("status-preview").hidden = false;
   });
-}
-
-function defaultHeadline(kind) {
-  return {
-    closed: "The surgery is closed.",
-    phones_down: "Our phone lines are down.",
-    systems_down: "Our computer systems are down.",
-    restored: "We are back to normal.",
-    custom: "A message from the surgery.",
-  }[kind] || "";
 }
 
 // Broadcast progress: poll until every message has an outcome.

@@ -317,17 +317,21 @@ pub async fn preview(
         false,
     )
     .await?;
-    // For a practice, the sample reads as that practice's own details.
-    let data = match (request.data, target.practice_id) {
-        (Some(data), _) => Some(data),
-        (None, Some(practice_id)) => {
-            let mut sample = sample_json(&target.key, target.language);
-            if let Some(p) = state.store.practice_by_id(practice_id).await? {
-                sample["practice"] = crate::render::practice_json(&p);
+    // For a practice, the data (given or sample) reads as that practice's own details.
+    let data = match target.practice_id {
+        Some(practice_id) => {
+            let mut data = request
+                .data
+                .unwrap_or_else(|| sample_json(&target.key, target.language));
+            if let (Some(p), Some(fields)) = (
+                state.store.practice_by_id(practice_id).await?,
+                data.as_object_mut(),
+            ) {
+                fields.insert("practice".into(), crate::render::practice_json(&p));
             }
-            Some(sample)
+            Some(data)
         }
-        (None, None) => None,
+        None => request.data,
     };
     let preview = editor::preview(
         &state.templates,

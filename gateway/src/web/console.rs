@@ -17,7 +17,7 @@ use super::pages::{asset, error_page, page};
 use super::session::{self, csrf_matches, random_token};
 use crate::app::AppState;
 use crate::domain::{OdsCode, StatusKind};
-use crate::intake::status::{post_status_change, StatusChangeRequest};
+use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{KeyScope, Practice, SessionRecord};
 
 /// The console's routes.
@@ -292,13 +292,12 @@ async fn practice(
         "practice",
         &json!({ "ods": practice.ods_code.as_str(), "name": practice.name }),
     );
-    c.insert(
-        "kinds",
-        &StatusKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>(),
-    );
+    // Each kind with the headline patients see when none is typed.
+    let kinds: Vec<_> = StatusKind::ALL
+        .iter()
+        .map(|k| json!({ "kind": k.as_str(), "headline": default_headline(*k) }))
+        .collect();
+    c.insert("kinds", &kinds);
     c.insert("broadcasts", &broadcasts);
     page(StatusCode::OK, "console/practice.html", &c)
 }
