@@ -119,7 +119,7 @@ if (statusForm) {
         text(
           "audience",
           `${r.sms || 0} by text message (${a.sms_segments_total} segments in all), ${r.email || 0} by email, ` +
-            `${r.push || 0} by browser notification; ${a.no_contact} patients cannot be reached.`
+            `${r.push || 0} by browser notification; ${a.no_contact} ${a.no_contact === 1 ? "patient" : "patients"} cannot be reached.`
         );
       }
     }

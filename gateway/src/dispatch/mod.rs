@@ -180,7 +180,9 @@ impl Dispatcher {
     /// (waiting at most the lease time) and gives back the leases of messages not started.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "dispatch worker started");
-        self.work(shutdown, false).await;
+        if let Err(e) = self.work(shutdown, false).await {
+            tracing::error!(error = %e, "dispatch worker stopped on a store error");
+        }
     }
 
     /// Sends everything due now (waiting out rate limits), then returns how many messages
@@ -188,12 +190,12 @@ impl Dispatcher {
     pub async fn run_until_idle(&self) -> Result<u64, StoreError> {
         // Anything due is claimed at once, so a store failure shows up before work starts.
         self.store.ping().await?;
-        Ok(self.clone().work(CancellationToken::new(), true).await)
+        self.clone().work(CancellationToken::new(), true).await
     }
 
     /// The claimer, the channel senders, the heartbeat and the writer, until told to stop
     /// (or, with `until_idle`, until nothing is due or in hand).
-    async fn work(self, shutdown: CancellationToken, until_idle: bool) -> u64 {
+    async fn work(self, shutdown: CancellationToken, until_idle: bool) -> Result<u64, StoreError> {
         // Every task lives in a JoinSet owned here, so dropping this future (a kill, in
         // tests) stops them all, as the end of the process would.
         let lanes = Arc::new(Lanes::default());
@@ -248,7 +250,7 @@ impl Dispatcher {
         recorder: &Recorder,
         stop: &CancellationToken,
         until_idle: bool,
-    ) -> u64 {
+    ) -> Result<u64, StoreError> {
         let batch = self.config.claim_batch;
         let high_water = (batch * 4).max(self.config.concurrency * 2);
         let idle = Duration::from_millis(self.config.poll_interval_ms);
@@ -281,6 +283,8 @@ impl Dispatcher {
                 .await
             {
                 Ok(claimed) => claimed,
+                // A one-shot run reports the failure; a worker waits and tries again.
+                Err(e) if until_idle => return Err(e),
                 Err(e) => {
                     tracing::error!(error = %e, "dispatch: store failed; retrying shortly");
                     tokio::select! {
@@ -320,7 +324,7 @@ impl Dispatcher {
                 _ = stop.cancelled() => {}
             }
         }
-        total
+        Ok(total)
     }
 
     /// Takes the messages of superseded broadcasts out of the lanes and records them
@@ -453,7 +457,8 @@ impl Dispatcher {
     /// Extends this worker's leases while messages wait in its lanes, and lets the limiters
     /// forget idle practices and patients.
     async fn heartbeat(self, stop: CancellationToken) {
-        let every = Duration::from_secs(self.config.lease_seconds.max(3) / 3);
+        // Three beats per lease, so a lease never runs out between two of them.
+        let every = Duration::from_millis((self.config.lease_seconds * 1000 / 3).max(100));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
