@@ -241,28 +241,19 @@ async fn save(
     Path((key, channel)): Path<(String, String)>,
     Form(form): Form<SaveForm>,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
-        return refused;
-    }
-    let (target, ods) = match target(
+    let (target, ods) = match editable(
         &state,
         &signed,
-        &key,
-        &channel,
+        (&key, &channel),
+        &form.csrf,
         form.language.as_deref(),
-        form.practice.as_deref().filter(|p| !p.is_empty()),
+        form.practice.as_deref(),
     )
     .await
     {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Only administrators change the wording every practice uses.",
-        );
-    }
     let draft = Draft {
         subject: form.subject,
         body: form.body.replace("\r\n", "\n"),
@@ -316,28 +307,19 @@ async fn rollback(
     Path((key, channel)): Path<(String, String)>,
     Form(form): Form<RollbackForm>,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
-        return refused;
-    }
-    let (target, ods) = match target(
+    let (target, ods) = match editable(
         &state,
         &signed,
-        &key,
-        &channel,
+        (&key, &channel),
+        &form.csrf,
         form.language.as_deref(),
-        form.practice.as_deref().filter(|p| !p.is_empty()),
+        form.practice.as_deref(),
     )
     .await
     {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Only administrators change the wording every practice uses.",
-        );
-    }
     let author = format!("user:{}", signed.0.user.username);
     match editor::rollback(
         state.store.as_ref(),
@@ -364,6 +346,30 @@ async fn rollback(
         ),
         Err(e) => internal(e),
     }
+}
+
+/// The template a form changes, after its CSRF token and the user's right to change it
+/// (the standard wording is for administrators) are checked.
+async fn editable(
+    state: &AppState,
+    signed: &Signed,
+    (key, channel): (&str, &str),
+    csrf: &str,
+    language: Option<&str>,
+    practice: Option<&str>,
+) -> Result<(TemplateRef, Option<String>), Response> {
+    if let Some(refused) = signed.refuse_without_csrf(csrf) {
+        return Err(refused);
+    }
+    let practice = practice.filter(|p| !p.is_empty());
+    let (target, ods) = target(state, signed, key, channel, language, practice).await?;
+    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Only administrators change the wording every practice uses.",
+        ));
+    }
+    Ok((target, ods))
 }
 
 fn edit_url(target: &TemplateRef, ods: Option<&str>) -> String {
