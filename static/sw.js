@@ -1,6 +1,6 @@
 // The service worker of the patients' push pages: shows the gateway's push messages.
 // The payload is what the `webpush` provider sends (gateway/src/providers/webpush.rs):
-// { "title", "body", "practice" (ODS code), "message_id" }, plus "url" if one is ever added.
+// { "title", "body", "url" (where a tap leads, or null), "practice" (ODS code), "message_id" }.
 
 self.addEventListener("install", function () {
   self.skipWaiting();

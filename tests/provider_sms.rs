@@ -187,6 +187,7 @@ fn outgoing() -> Outgoing {
         subject: None,
         body: TEXT.into(),
         html: None,
+        link: None,
         priority: Priority::Urgent,
         practice: PracticeRef {
             ods_code: "A12345".into(),

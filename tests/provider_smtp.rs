@@ -71,6 +71,7 @@ fn outgoing(priority: Priority) -> Outgoing {
         subject: Some(SUBJECT.into()),
         body: TEXT.into(),
         html: Some(HTML.into()),
+        link: None,
         priority,
         practice: PracticeRef {
             ods_code: "A12345".into(),

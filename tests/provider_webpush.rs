@@ -127,6 +127,7 @@ fn message(address: String, keys: Option<PushKeys>, priority: Priority) -> Outgo
         subject: Some("High Street Surgery".into()),
         body: "The surgery is closed on Friday afternoon for staff training.".into(),
         html: None,
+        link: None,
         priority,
         practice: PracticeRef {
             ods_code: "A81001".into(),

@@ -57,6 +57,9 @@ pub struct Config {
     pub receipts: ReceiptsConfig,
     /// Accepting browsers' push subscriptions.
     pub push: PushConfig,
+    /// CSV imports of patient lists: batch size, date formats, column names.
+    #[serde(default)]
+    pub import: crate::intake::import::ImportConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }
@@ -352,6 +355,9 @@ impl Config {
         }
         if let Err(e) = ChannelOrder::new(self.practice_defaults.channel_order.clone()) {
             return invalid("practice_defaults.channel_order", e.reason);
+        }
+        if let Err((key, reason)) = self.import.check() {
+            return invalid(&key, reason);
         }
         for (i, p) in self.providers.iter().enumerate() {
             let key = format!("providers[{i}]");

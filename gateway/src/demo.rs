@@ -135,7 +135,7 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
         headline: Some("Our clinical computer systems are down because of a global IT outage.".into()),
         details: Some("We cannot see records or book appointments at the moment. We will text you when we are back.".into()),
         starts_at: Some(chrono::Utc::now()),
-        ends_at: None,
+        ..Default::default()
     };
     let posted = post_status_change(&state, &practice, &request, "demo", None).await?;
     let broadcast = state

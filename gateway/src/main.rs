@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use gateway::app::{self, AppState};
 use gateway::config::Config;
 use gateway::domain::OdsCode;
+use gateway::intake::appointments::import_file;
 use gateway::store::{self, KeyScope};
 use gateway::{api, bench, demo, telemetry};
 
@@ -47,6 +48,16 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Import a practice's booked appointments from a CSV file (columns nhs_number,
+    /// starts_at, external_ref, and optionally clinician, location, mode, status), upserting
+    /// by external_ref, and print a summary with each rejected row's line and reason.
+    ImportAppointments {
+        /// The practice (ODS code).
+        #[arg(long)]
+        practice: String,
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
     /// Manage the people who sign in to the admin console.
     Users {
         #[command(subcommand)]
@@ -170,6 +181,26 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             which: BenchCommand::Dispatch(args),
         } => bench::dispatch(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
+        Command::ImportAppointments { practice, file } => {
+            let store = store::connect(&config.database.url, 1).await?;
+            store.migrate().await?;
+            let (rows, summary) = import_file(store.as_ref(), &practice, &file, "cli").await?;
+            for rejected in &summary.rejected {
+                for e in &rejected.errors {
+                    let line = rejected.line.unwrap_or_default();
+                    eprintln!("line {line}: {}: {}", e.field, e.reason);
+                }
+            }
+            println!(
+                "{rows} rows: {} created, {} updated, {} rejected",
+                summary.created,
+                summary.updated,
+                summary.rejected.len()
+            );
+            if summary.created + summary.updated == 0 && !summary.rejected.is_empty() {
+                return Err("no appointment could be imported".into());
+            }
+        }
         Command::Users {
             action:
                 UsersCommand::Create {

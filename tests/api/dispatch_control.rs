@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use gateway::domain::{Channel, OdsCode, Priority};
-use gateway::store::NewMessage;
+use gateway::store::{NewMessage, Recipient};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -169,8 +169,10 @@ pub async fn urgent_message_overtakes_a_queued_broadcast(db: Db) {
         idempotency_key: "appointment-1".into(),
         broadcast_id: None,
         practice_id: practice,
-        patient_id: patient.id,
-        contact_id: patient.contacts[0].id,
+        recipient: Recipient::Patient {
+            patient_id: patient.id,
+            contact_id: patient.contacts[0].id,
+        },
         channel: Channel::Sms,
         address: "+447911123456".into(),
         priority: Priority::Urgent,
@@ -179,6 +181,7 @@ pub async fn urgent_message_overtakes_a_queued_broadcast(db: Db) {
         subject: None,
         body: "Your appointment has moved to 10:40 tomorrow.".into(),
         body_html: None,
+        link: None,
         next_attempt_at: now,
         created_at: now,
     };

@@ -432,8 +432,7 @@ impl TestApp {
             kind: kind.into(),
             headline: None,
             details: None,
-            starts_at: None,
-            ends_at: None,
+            ..Default::default()
         };
         let change = request.parse("test").expect("valid status change");
         match self

@@ -5,6 +5,7 @@
 //! cannot be reached, the PostgreSQL runs are reported as ignored with the reason, unless
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
+mod appointments;
 mod broadcasts;
 mod browser;
 mod console;
@@ -85,11 +86,18 @@ fn main() {
         push_pages::service_worker_and_script_are_served,
         push_pages::invite_sends_one_urgent_message_with_a_working_link,
         push_pages::without_web_push_or_a_secret_nothing_is_offered,
+        push_pages::anonymous_followers_get_practice_wide_notices,
         templates::template_versions_history_diff_and_rollback,
         templates::template_validation_names_line_and_column,
         templates::sms_segments_preview_table,
         templates::preview_shows_audience_for_a_practice_broadcast,
         templates::welsh_and_bilingual_wording,
+        appointments::appointment_changes_message_the_right_patient_urgently,
+        appointments::appointment_change_retry_sends_once,
+        appointments::appointments_import_from_csv_with_per_row_errors,
+        appointments::closure_for_booked_patients_names_their_appointment,
+        appointments::closure_for_all_ignores_appointments,
+        appointments::closure_for_both_tells_each_patient_once,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -16,9 +16,12 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, UNSUBSCRIBE_SECRET_ENV};
+use crate::push_service::{PushService, Reply as PushReply};
 
 const ODS: &str = "R10020";
 const PRACTICE: &str = "Brook & Vale Surgery";
+const WEBSITE: &str = "https://brook-vale.example/news";
+const SUBJECT: &str = "mailto:it@brook-vale.nhs.uk";
 
 /// A gateway with a `webpush` provider (so there is something to sign up for) and `log`
 /// providers for SMS and email writing to a file of the test's own.
@@ -74,7 +77,7 @@ async fn push_app(db: Db, with_webpush: bool, settings: Vec<(&'static str, Value
             json!({
                 "vapid_public_key": vapid_public,
                 "vapid_private_key_env": vapid_private_in_env(&vapid_private),
-                "subject": "mailto:it@brook-vale.nhs.uk",
+                "subject": SUBJECT,
                 "allow_insecure_hosts": ["127.0.0.1"],
             }),
         ));
@@ -91,7 +94,7 @@ async fn push_app(db: Db, with_webpush: bool, settings: Vec<(&'static str, Value
     .await;
     let key = app
         .practice_with_settings(
-            json!({ "ods_code": ODS, "name": PRACTICE, "phone": "020 7946 0123" }),
+            json!({ "ods_code": ODS, "name": PRACTICE, "phone": "020 7946 0123", "website": WEBSITE }),
         )
         .await;
     let patients = json!({ "patients": [
@@ -241,14 +244,15 @@ pub async fn signup_page_shows_the_practice_and_the_key(db: Db) {
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
 
-    // No token, a mangled one, or one made for another practice: not valid.
+    // No token: the anonymous sign-up, for practice-wide notices only.
     let (status, _, html) = t.page(&format!("/p/{ODS}/notifications")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(
-        html.contains("not valid") && html.contains("new link"),
-        "{html}"
-    );
-    assert!(!html.contains("data-vapid-key"), "{html}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("will not tell you about your own appointments"), "{html}");
+    assert_eq!(attribute(&html, "data-vapid-key"), Some(t.vapid_public.as_str()));
+    assert_eq!(attribute(&html, "data-token"), Some(""));
+    assert!(!html.contains("just for you"), "{html}");
+
+    // A mangled token, or one made for another practice: not valid.
     let mangled = format!("{}x", &token[..token.len() - 1]);
     let (status, _, _) = t.page(&format!("/p/{ODS}/notifications?t={mangled}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -370,7 +374,7 @@ pub async fn subscribe_and_unsubscribe_change_the_patients_contacts(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body, json!({ "subscribed": true }));
+    assert_eq!(body, json!({ "subscribed": true, "linked": true }));
     let contacts = t.push_contacts(2).await;
     assert_eq!(contacts.len(), 1, "{contacts:?}");
     assert_eq!(contacts[0]["address"], endpoint);
@@ -570,4 +574,79 @@ pub async fn without_web_push_or_a_secret_nothing_is_offered(db: Db) {
         reply.body
     );
     assert!(t.sent_lines().is_empty());
+}
+
+/// A browser following the practice without a link gets its practice-wide notices, with the
+/// template's link, and nothing once it stops; a subscription the push service says is gone
+/// is dropped.
+pub async fn anonymous_followers_get_practice_wide_notices(db: Db) {
+    let t = push_app(db, true, Vec::new()).await;
+    let service = PushService::start(&t.vapid_public, SUBJECT, PushReply::status(201)).await;
+    let gone = PushService::start(&t.vapid_public, SUBJECT, PushReply::status(410)).await;
+    let follow = |service: &PushService, name: &str| {
+        let keys = service.keys();
+        json!({ "subscription": {
+            "endpoint": service.endpoint(name),
+            "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
+        }})
+    };
+    let subscribe = format!("/p/{ODS}/notifications/subscribe");
+    for _ in 0..2 {
+        // The second time refreshes the same follower.
+        let (status, body) = t.call(&subscribe, &follow(&service, "follower")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body, json!({ "subscribed": true, "linked": false }));
+    }
+    let (status, body) = t.call(&subscribe, &follow(&gone, "expired")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // No patient gains a push contact.
+    assert!(t.push_contacts(1).await.is_empty() && t.push_contacts(2).await.is_empty());
+
+    let post_status = |kind: &'static str| {
+        let t = &t;
+        async move {
+            let reply = t
+                .app
+                .post(&format!("/api/v1/practices/{ODS}/status"), &t.key, &json!({ "kind": kind }))
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+            reply.body["id"].as_i64().expect("broadcast id")
+        }
+    };
+    let closed = post_status("closed").await;
+    t.app.drain().await;
+    let delivered = service.delivered();
+    assert_eq!(delivered.path, "/push/follower");
+    assert_eq!(delivered.payload["title"], format!("{PRACTICE} is closed"));
+    assert!(
+        delivered.payload["body"].as_str().unwrap_or("").contains("111"),
+        "{:?}",
+        delivered.payload
+    );
+    assert_eq!(delivered.payload["url"], WEBSITE);
+    assert_eq!(gone.received().len(), 1, "the expired subscription was tried once");
+    let progress = t
+        .app
+        .get(&format!("/api/v1/broadcasts/{closed}"), &t.key)
+        .await
+        .body;
+    // Two patients (SMS and email) and two followers, one of them gone.
+    assert_eq!(progress["by_state"]["sent"], 3, "{progress}");
+    assert_eq!(progress["by_state"]["failed"], 1, "{progress}");
+    assert_eq!(t.sent_lines().len(), 2, "the patients had their own messages");
+
+    // The follower stops; the next notice reaches no browser.
+    let (status, body) = t
+        .call(
+            &format!("/p/{ODS}/notifications/unsubscribe"),
+            &json!({ "endpoint": service.endpoint("follower") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["removed"], 1);
+    post_status("restored").await;
+    t.app.drain().await;
+    assert!(service.received().is_empty(), "a stopped follower gets nothing");
+    assert!(gone.received().is_empty(), "a gone subscription is not tried again");
+    assert_eq!(t.sent_lines().len(), 4);
 }

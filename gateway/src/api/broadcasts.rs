@@ -12,7 +12,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{path_id, ApiQuery};
 use crate::app::AppState;
-use crate::domain::{Channel, Invalid, MessageState, StatusKind};
+use crate::domain::{Channel, Invalid, MessageState, StatusAudience, StatusKind};
 
 /// A broadcast's progress.
 #[derive(Debug, Serialize)]
@@ -39,6 +39,9 @@ struct StatusChangeView {
     ends_at: Option<DateTime<Utc>>,
     created_by: String,
     created_at: DateTime<Utc>,
+    audience: StatusAudience,
+    affected_from: Option<DateTime<Utc>>,
+    affected_until: Option<DateTime<Utc>>,
 }
 
 impl BroadcastView {
@@ -82,6 +85,9 @@ impl BroadcastView {
                 ends_at: b.ends_at,
                 created_by: b.created_by,
                 created_at: b.created_at,
+                audience: b.reach.audience,
+                affected_from: b.reach.affected_from,
+                affected_until: b.reach.affected_until,
             },
             fanout_complete: b.fanout_done_at.is_some(),
             superseded_by_status_change: b.superseded_by,

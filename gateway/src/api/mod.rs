@@ -1,5 +1,6 @@
 //! The HTTP JSON API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
 
+mod appointments;
 mod auth;
 mod broadcasts;
 mod error;
@@ -34,6 +35,19 @@ pub fn router(state: AppState) -> Router {
         .route("/practices/{ods}/patients", post(patients::upsert))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
         .route("/practices/{ods}/status", post(status::post))
+        .route("/practices/{ods}/appointments", post(appointments::upsert))
+        .route(
+            "/practices/{ods}/appointments/import",
+            post(appointments::import_csv),
+        )
+        .route(
+            "/practices/{ods}/appointments/{external_ref}",
+            get(appointments::show),
+        )
+        .route(
+            "/practices/{ods}/appointments/{external_ref}/changes",
+            post(appointments::change),
+        )
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
         .route("/messages/{id}", get(broadcasts::message))

@@ -21,7 +21,7 @@ use crate::domain::{Channel, ChannelOrder, Priority, StatusKind};
 use crate::fanout::Fanout;
 use crate::providers::ProviderRegistry;
 use crate::render::{MessageTemplates, TemplateRegistry};
-use crate::store::{NewMessage, NewStatusChange, Practice, StartOutcome, Store};
+use crate::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
 const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
@@ -141,6 +141,7 @@ impl Bench {
             starts_at: None,
             ends_at: None,
             created_by: "bench".into(),
+            reach: Default::default(),
         };
         let StartOutcome::Started(id) = self
             .store
@@ -346,8 +347,10 @@ async fn time_urgent(
             idempotency_key: format!("bench-urgent-{}-{i}", now.timestamp_millis()),
             broadcast_id: None,
             practice_id: bench.practice.id,
-            patient_id: patient.id,
-            contact_id: contact.id,
+            recipient: Recipient::Patient {
+                patient_id: patient.id,
+                contact_id: contact.id,
+            },
             channel: Channel::Sms,
             address: address.clone(),
             priority: Priority::Urgent,
@@ -356,6 +359,7 @@ async fn time_urgent(
             subject: None,
             body: "Your appointment has moved.".into(),
             body_html: None,
+            link: None,
             next_attempt_at: now,
             created_at: now,
         };

@@ -73,6 +73,7 @@ async fn run_fanout(
             starts_at: None,
             ends_at: None,
             created_by: "bench".into(),
+            reach: Default::default(),
         };
         let StartOutcome::Started(id) = store
             .start_status_broadcast(practice.id, &change, None, Utc::now())

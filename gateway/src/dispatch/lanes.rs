@@ -237,7 +237,8 @@ mod tests {
         ClaimedMessage {
             id,
             practice_id,
-            patient_id: id,
+            patient_id: Some(id),
+            follower_id: None,
             broadcast_id: None,
             contact_id: Some(id),
             channel: Channel::Sms,
@@ -245,6 +246,7 @@ mod tests {
             subject: None,
             body: "hi".into(),
             body_html: None,
+            link: None,
             priority,
             attempt_no: 1,
             created_at: Utc::now(),

@@ -407,8 +407,8 @@ impl Dispatcher {
                     }
                 }
             }
-            if message.attempt_no == 1 {
-                if let Err(cap) = self.control.limits.patient(message.patient_id) {
+            if let (1, Some(patient_id)) = (message.attempt_no, message.patient_id) {
+                if let Err(cap) = self.control.limits.patient(patient_id) {
                     suppressed.push(suppression(&message, cap, now));
                     continue;
                 }

@@ -213,7 +213,11 @@ impl Dispatcher {
     /// A refused address: later fan-outs skip it (an expired push subscription is removed),
     /// and a broadcast message is planned again on the patient's next channel.
     async fn after_bad_recipient(&self, message: &ClaimedMessage) -> Result<(), StoreError> {
-        let Some(contact_id) = message.contact_id else {
+        if let Some(follower_id) = message.follower_id {
+            // An anonymous follower has no other channel: the subscription is simply gone.
+            return self.store.remove_follower(follower_id).await;
+        }
+        let (Some(contact_id), Some(patient_id)) = (message.contact_id, message.patient_id) else {
             return Ok(());
         };
         match message.channel {
@@ -225,7 +229,7 @@ impl Dispatcher {
             }
         }
         if let (Some(fanout), Some(broadcast_id)) = (&self.fanout, message.broadcast_id) {
-            match fanout.reroute(broadcast_id, message.patient_id).await {
+            match fanout.reroute(broadcast_id, patient_id).await {
                 Ok(Some(channel)) => {
                     tracing::info!(message = message.id, to = %channel, "re-routed to the patient's next channel")
                 }
@@ -239,14 +243,14 @@ impl Dispatcher {
     /// What the provider needs: the message, who it is from, and for push the browser's keys.
     async fn outgoing(&self, message: &ClaimedMessage) -> Result<Outgoing, StoreError> {
         let practice = self.practice(message.practice_id).await?.reference;
-        let push = match (message.channel, message.contact_id) {
-            (Channel::Push, Some(contact_id)) => self
-                .store
-                .push_keys(contact_id)
-                .await?
-                .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+        let keys = match (message.channel, message.contact_id, message.follower_id) {
+            (Channel::Push, Some(contact_id), _) => self.store.push_keys(contact_id).await?,
+            (Channel::Push, None, Some(follower_id)) => {
+                self.store.follower_push_keys(follower_id).await?
+            }
             _ => None,
         };
+        let push = keys.map(|(p256dh, auth)| PushKeys { p256dh, auth });
         let unsubscribe_url = match (
             message.channel,
             message.priority,
@@ -267,6 +271,7 @@ impl Dispatcher {
             subject: message.subject.clone(),
             body: message.body.clone(),
             html: message.body_html.clone(),
+            link: message.link.clone(),
             priority: message.priority,
             practice,
             unsubscribe_url,

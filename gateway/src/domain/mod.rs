@@ -3,6 +3,7 @@
 //! Nothing here does I/O. Every type that crosses the API boundary is parsed
 //! once, and a value that exists is known to be valid.
 
+mod appointment;
 mod channel;
 mod email;
 mod language;
@@ -13,6 +14,10 @@ mod phone;
 mod rate;
 mod status;
 
+pub use appointment::{
+    parse_external_ref, parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState,
+    MAX_EXTERNAL_REF,
+};
 pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use language::Language;
@@ -21,7 +26,7 @@ pub use nhs_number::NhsNumber;
 pub use ods_code::OdsCode;
 pub use phone::{PhoneKind, PhoneNumber};
 pub use rate::Rate;
-pub use status::StatusKind;
+pub use status::{StatusAudience, StatusKind};
 
 /// Why a value was rejected: which field, and a reason a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]

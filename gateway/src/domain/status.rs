@@ -71,3 +71,62 @@ impl fmt::Display for StatusKind {
         f.write_str(self.as_str())
     }
 }
+
+/// Who a status change is for, when it names an affected period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusAudience {
+    /// Every patient gets the general notice.
+    #[default]
+    All,
+    /// Only patients with an appointment in the affected period, told about their appointment.
+    Booked,
+    /// Patients with an appointment in the period are told about it; everyone else gets
+    /// the general notice. Nobody gets both.
+    Both,
+}
+
+impl StatusAudience {
+    /// Every audience.
+    pub const ALL: [StatusAudience; 3] = [
+        StatusAudience::All,
+        StatusAudience::Booked,
+        StatusAudience::Both,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusAudience::All => "all",
+            StatusAudience::Booked => "booked",
+            StatusAudience::Both => "both",
+        }
+    }
+
+    /// Whether patients with an appointment in the period are told about it.
+    pub fn names_appointments(self) -> bool {
+        self != StatusAudience::All
+    }
+}
+
+impl FromStr for StatusAudience {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StatusAudience::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s.trim())
+            .ok_or_else(|| {
+                Invalid::new(
+                    "audience",
+                    format!("{s:?} is not an audience: use all, booked or both"),
+                )
+            })
+    }
+}
+
+impl fmt::Display for StatusAudience {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

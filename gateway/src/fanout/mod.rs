@@ -4,6 +4,8 @@
 //! does not grow with the list. Each message's idempotency key (broadcast, patient) makes a
 //! repeated or resumed fan-out add nothing twice.
 
+mod affected;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -14,11 +16,13 @@ use crate::dispatch::quiet::QuietHours;
 use crate::domain::Language;
 use crate::domain::{Channel, ChannelOrder, Priority};
 use crate::render::{
-    status_context, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
+    status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
 };
 use crate::store::{
-    Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
+    Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store, StoreError,
 };
+use affected::Plan;
+pub use affected::AFFECTED_TEMPLATE;
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +52,7 @@ pub struct FanoutSummary {
 /// Who a broadcast would reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Audience {
-    /// Patients per channel.
+    /// Recipients per channel (patients, and on push anonymous followers too).
     pub recipients: BTreeMap<Channel, u64>,
     /// Patients with no contact that can be used.
     pub no_contact: u64,
@@ -120,6 +124,7 @@ impl Fanout {
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
         let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
+        let bookings = self.bookings(&broadcast).await?;
         let mut summary = FanoutSummary::default();
         let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
@@ -134,13 +139,22 @@ impl Fanout {
             let now = (self.clock)();
             let held_until = self.after_quiet_hours(now, &practice.timezone);
             for patient in &page {
+                let plan = bookings.plan(patient.id);
+                if let Plan::Nothing = plan {
+                    continue;
+                }
                 let Some(contact) = choose_contact(patient, &practice.channel_order) else {
                     summary.skipped_no_contact += 1;
                     continue;
                 };
                 *summary.planned.entry(contact.channel).or_default() += 1;
                 let key = format!("b{broadcast_id}:p{}", patient.id);
-                batch.push(self.message(&mut wording, patient, contact, key, now, held_until)?);
+                batch.push(match plan {
+                    Plan::Affected(booked) => {
+                        self.affected_message(&wording, patient, contact, booked, key, now)?
+                    }
+                    _ => self.message(&mut wording, patient, contact, key, now, held_until)?,
+                });
             }
             let next_page = async {
                 if more {
@@ -171,10 +185,68 @@ impl Fanout {
                 break;
             }
         }
+        if bookings.tells_everyone() {
+            self.plan_followers(&mut wording, &mut summary).await?;
+        }
         self.store
             .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())
             .await?;
         Ok(summary)
+    }
+
+    /// Plans the broadcast's push message for each anonymous follower of the practice (a
+    /// browser that asked for practice-wide notices without being linked to a patient),
+    /// unless a newer status change has superseded it. Keys (broadcast, follower) make a
+    /// resumed fan-out add nothing twice.
+    async fn plan_followers(
+        &self,
+        wording: &mut Wording<'_>,
+        summary: &mut FanoutSummary,
+    ) -> Result<(), FanoutError> {
+        let (broadcast, practice) = (wording.broadcast, wording.practice);
+        let followers = self.store.followers_of(practice.id).await?;
+        if followers.is_empty() || self.superseded(broadcast.id).await? {
+            return Ok(());
+        }
+        let (rendered, version) = wording.render(&anonymous_reader(), Channel::Push)?;
+        let now = (self.clock)();
+        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        for chunk in followers.chunks(self.batch_size) {
+            let batch: Vec<NewMessage> = chunk
+                .iter()
+                .map(|follower| NewMessage {
+                    idempotency_key: format!("b{}:f{}", broadcast.id, follower.id),
+                    broadcast_id: Some(broadcast.id),
+                    practice_id: practice.id,
+                    recipient: Recipient::Follower(follower.id),
+                    channel: Channel::Push,
+                    address: follower.endpoint.clone(),
+                    priority: Priority::Bulk,
+                    template_key: wording.key.clone(),
+                    template_version: version,
+                    subject: rendered.subject.clone(),
+                    body: rendered.body.clone(),
+                    body_html: None,
+                    link: rendered.link.clone(),
+                    next_attempt_at: held_until,
+                    created_at: now,
+                })
+                .collect();
+            summary.inserted += self.store.insert_messages(&batch).await?;
+            *summary.planned.entry(Channel::Push).or_default() += batch.len() as u64;
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether a newer status change has superseded the broadcast.
+    async fn superseded(&self, broadcast_id: i64) -> Result<bool, FanoutError> {
+        Ok(self
+            .store
+            .broadcast(broadcast_id)
+            .await?
+            .and_then(|b| b.superseded_by)
+            .is_some())
     }
 
     /// One patient's message of a broadcast, on `contact`'s channel.
@@ -192,8 +264,10 @@ impl Fanout {
             idempotency_key,
             broadcast_id: Some(wording.broadcast.id),
             practice_id: wording.practice.id,
-            patient_id: patient.id,
-            contact_id: contact.id,
+            recipient: Recipient::Patient {
+                patient_id: patient.id,
+                contact_id: contact.id,
+            },
             channel: contact.channel,
             address: contact.address.clone(),
             priority: Priority::Bulk,
@@ -202,6 +276,7 @@ impl Fanout {
             subject: rendered.subject,
             body: rendered.body,
             body_html: rendered.html,
+            link: rendered.link,
             next_attempt_at: match contact.channel {
                 Channel::Sms | Channel::Push => held_until,
                 Channel::Email => now,
@@ -239,6 +314,8 @@ impl Fanout {
         let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
             return Ok(None);
         };
+        let bookings = self.bookings(&broadcast).await?;
+        let plan = bookings.plan(patient_id);
         let Some(contact) = choose_contact(patient, &practice.channel_order) else {
             return Ok(None);
         };
@@ -246,7 +323,13 @@ impl Fanout {
         let held_until = self.after_quiet_hours(now, &practice.timezone);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
         let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
-        let message = self.message(&mut wording, patient, contact, key, now, held_until)?;
+        let message = match plan {
+            Plan::Nothing => return Ok(None),
+            Plan::Affected(booked) => {
+                self.affected_message(&wording, patient, contact, booked, key, now)?
+            }
+            Plan::General => self.message(&mut wording, patient, contact, key, now, held_until)?,
+        };
         let inserted = self.store.insert_messages(&[message]).await?;
         self.wake.notify_one();
         Ok((inserted == 1).then_some(contact.channel))
@@ -261,6 +344,10 @@ impl Fanout {
             .await?
             .ok_or(FanoutError::NotFound(practice_id))?;
         let mut audience = Audience::default();
+        let followers = self.store.followers_of(practice_id).await?.len() as u64;
+        if followers > 0 {
+            audience.recipients.insert(Channel::Push, followers);
+        }
         let mut after = 0;
         loop {
             let page = self
@@ -345,7 +432,7 @@ impl<'a> Wording<'a> {
                 channel,
             })?;
         if chosen.personal {
-            let context = status_context(self.practice, self.broadcast, Some(patient));
+            let context = status_context_in(self.practice, self.broadcast, Some(patient), language);
             return Ok((
                 self.templates.render_chosen(chosen, &context)?,
                 chosen.version,
@@ -354,10 +441,24 @@ impl<'a> Wording<'a> {
         if let Some(r) = self.shared.get(&chosen.id) {
             return Ok((r.clone(), chosen.version));
         }
-        let context = status_context(self.practice, self.broadcast, None);
+        let context = status_context_in(self.practice, self.broadcast, None, language);
         let r = self.templates.render_chosen(chosen, &context)?;
         self.shared.insert(chosen.id, r.clone());
         Ok((r, chosen.version))
+    }
+}
+
+/// Who an anonymous follower's wording is rendered for: no name, English (bilingual
+/// practices still send Welsh first).
+fn anonymous_reader() -> FanoutPatient {
+    FanoutPatient {
+        id: 0,
+        nhs_number: String::new(),
+        given_name: None,
+        family_name: None,
+        preferred_channel: Some(Channel::Push),
+        language: Language::English.to_string(),
+        contacts: Vec::new(),
     }
 }
 

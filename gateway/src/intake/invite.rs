@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::domain::{Channel, Language, Priority};
 use crate::render::{uk_date_time, Chosen, MessageTemplates, RenderError, Rendered};
 use crate::store::{
-    AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
+    AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store, StoreError,
 };
 
 /// How long an invitation link works.
@@ -202,8 +202,10 @@ pub async fn send_invite(
         idempotency_key: format!("push-invite:p{}:{}", patient.id, expires_at.timestamp()),
         broadcast_id: None,
         practice_id: practice.id,
-        patient_id: patient.id,
-        contact_id: contact.id,
+        recipient: Recipient::Patient {
+            patient_id: patient.id,
+            contact_id: contact.id,
+        },
         channel: contact.channel,
         address: contact.address.clone(),
         priority: Priority::Urgent,
@@ -212,6 +214,7 @@ pub async fn send_invite(
         subject: rendered.subject,
         body: rendered.body,
         body_html: rendered.html,
+        link: rendered.link,
         next_attempt_at: now,
         created_at: now,
     };

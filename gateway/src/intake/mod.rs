@@ -1,6 +1,10 @@
 //! Intake: what comes into the gateway (status changes, patient lists) parsed into
 //! domain types and recorded, ready for fan-out.
 
+/// Appointments: imported bookings, and one-patient changes that message the patient.
+pub mod appointments;
+/// CSV import of patient lists: streamed, checked row by row, resumable, with a report.
+pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.
 pub mod invite;
 pub mod patients;

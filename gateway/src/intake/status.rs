@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
-use crate::domain::{Invalid, StatusKind};
+use crate::domain::{Invalid, StatusAudience, StatusKind};
 use crate::fanout::FanoutError;
 use crate::store::{
-    AuditEntry, IdempotencyClaim, NewStatusChange, Practice, StartOutcome, StoreError,
+    AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome, StoreError,
 };
 
 /// A status change as a client posts it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChangeRequest {
     /// `closed`, `phones_down`, `systems_down`, `restored` or `custom`.
@@ -29,6 +29,17 @@ pub struct StatusChangeRequest {
     /// When it should end (RFC 3339).
     #[serde(default)]
     pub ends_at: Option<DateTime<Utc>>,
+    /// `all` (the default), `booked` or `both`: see [`StatusAudience`]. Left out of the
+    /// fingerprint when not given, so older requests keep theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Start of the period whose appointments are affected (RFC 3339); default `starts_at`,
+    /// else when the change is posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected_from: Option<DateTime<Utc>>,
+    /// End of that period (RFC 3339); default `ends_at`. Needed for `booked` and `both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected_until: Option<DateTime<Utc>>,
 }
 
 /// Why a status change was not started.
@@ -116,6 +127,7 @@ impl StatusChangeRequest {
                 errors.push(Invalid::new("ends_at", "must be after starts_at"));
             }
         }
+        let reach = self.reach(kind, &mut errors);
         match (kind, headline) {
             (Some(kind), Some(headline)) if errors.is_empty() => Ok(NewStatusChange {
                 kind,
@@ -124,8 +136,49 @@ impl StatusChangeRequest {
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
                 created_by: created_by.to_string(),
+                reach,
             }),
             _ => Err(errors),
+        }
+    }
+
+    /// The audience and affected period, the period defaulting to the disruption's window.
+    fn reach(&self, kind: Option<StatusKind>, errors: &mut Vec<Invalid>) -> Reach {
+        let audience = match self.audience.as_deref().map(str::trim) {
+            None | Some("") => StatusAudience::All,
+            Some(word) => word.parse().unwrap_or_else(|e| {
+                errors.push(e);
+                StatusAudience::All
+            }),
+        };
+        let affected_from = self.affected_from.or(self.starts_at);
+        let affected_until = self.affected_until.or(self.ends_at);
+        if let (Some(from), Some(until)) = (affected_from, affected_until) {
+            if until <= from {
+                errors.push(Invalid::new(
+                    "affected_until",
+                    "must be after affected_from (or starts_at)",
+                ));
+            }
+        }
+        if audience.names_appointments() {
+            if affected_until.is_none() {
+                errors.push(Invalid::new(
+                    "affected_until",
+                    format!("audience {audience} needs the end of the period whose appointments are affected (affected_until, or ends_at)"),
+                ));
+            }
+            if kind == Some(StatusKind::Restored) {
+                errors.push(Invalid::new(
+                    "audience",
+                    "a restored service affects no appointments: use all",
+                ));
+            }
+        }
+        Reach {
+            audience,
+            affected_from,
+            affected_until,
         }
     }
 
@@ -191,7 +244,8 @@ pub async fn post_status_change(
             );
         }
         let details =
-            serde_json::json!({ "kind": change.kind, "headline": change.headline }).to_string();
+            serde_json::json!({ "kind": change.kind, "headline": change.headline, "audience": change.reach.audience })
+                .to_string();
         state
             .store
             .audit(
@@ -233,8 +287,7 @@ mod tests {
             kind: kind.into(),
             headline: headline.map(str::to_string),
             details: None,
-            starts_at: None,
-            ends_at: None,
+            ..Default::default()
         }
     }
 
@@ -257,6 +310,35 @@ mod tests {
     }
 
     #[test]
+    fn booked_audiences_need_a_period_that_runs_forwards() {
+        let mut r = request("closed", None);
+        r.audience = Some("booked".into());
+        assert_eq!(r.parse("test").unwrap_err()[0].field, "affected_until");
+        let from = Utc::now();
+        r.ends_at = Some(from + chrono::Duration::hours(8));
+        let reach = r.parse("test").unwrap().reach;
+        assert_eq!(reach.audience, StatusAudience::Booked);
+        assert_eq!(
+            reach.affected_until, r.ends_at,
+            "the period defaults to the window"
+        );
+        r.affected_from = Some(from);
+        r.affected_until = Some(from - chrono::Duration::hours(1));
+        assert_eq!(r.parse("test").unwrap_err()[0].field, "affected_until");
+        r.affected_until = None;
+        r.audience = Some("everyone".into());
+        assert_eq!(r.parse("test").unwrap_err()[0].field, "audience");
+        let mut restored = request("restored", None);
+        restored.audience = Some("both".into());
+        restored.affected_until = Some(from);
+        assert_eq!(restored.parse("test").unwrap_err()[0].field, "audience");
+        assert_eq!(
+            request("closed", None).parse("test").unwrap().reach,
+            Reach::default()
+        );
+    }
+
+    #[test]
     fn fingerprints_differ_with_meaning() {
         assert_eq!(
             request("closed", None).fingerprint(),
@@ -266,5 +348,9 @@ mod tests {
             request("closed", None).fingerprint(),
             request("closed", Some("x")).fingerprint()
         );
+        // Requests from before audiences existed keep their fingerprint.
+        assert!(!serde_json::to_string(&request("closed", None))
+            .unwrap()
+            .contains("audience"));
     }
 }

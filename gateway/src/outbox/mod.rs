@@ -145,7 +145,8 @@ mod tests {
         ClaimedMessage {
             id: 7,
             practice_id: 1,
-            patient_id: 2,
+            patient_id: Some(2),
+            follower_id: None,
             broadcast_id: Some(4),
             contact_id: Some(3),
             channel: Channel::Sms,
@@ -153,6 +154,7 @@ mod tests {
             subject: None,
             body: "hi".into(),
             body_html: None,
+            link: None,
             priority: Priority::Bulk,
             attempt_no,
             created_at: Utc::now(),

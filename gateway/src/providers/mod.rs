@@ -43,6 +43,8 @@ pub struct Outgoing {
     pub body: String,
     /// Email HTML part, if the template has one.
     pub html: Option<String>,
+    /// Where a push notification leads when tapped, if the template gives a link.
+    pub link: Option<String>,
     /// Lane: `Urgent` maps to push `Urgency: high`; bulk email gets List-Unsubscribe headers.
     pub priority: Priority,
     /// The practice the message is from.

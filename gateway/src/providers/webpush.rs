@@ -352,6 +352,7 @@ impl WebPushProvider {
         let payload = json!({
             "title": title,
             "body": message.body,
+            "url": message.link,
             "practice": message.practice.ods_code,
             "message_id": message.message_id,
         })
@@ -524,6 +525,7 @@ mod tests {
             subject: Some("Surgery news".into()),
             body: "Closed on Friday".into(),
             html: None,
+            link: Some("https://high-street.example/news".into()),
             priority: Priority::Bulk,
             practice: PracticeRef {
                 ods_code: "A81001".into(),
@@ -556,6 +558,7 @@ mod tests {
             web_push_native::decrypt(body, &ua_secret, &Auth::clone_from_slice(&auth)).unwrap();
         let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert_eq!(plain["title"], "Surgery news");
+        assert_eq!(plain["url"], "https://high-street.example/news");
         assert_eq!(plain["message_id"], 42);
     }
 

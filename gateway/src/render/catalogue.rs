@@ -101,6 +101,18 @@ const APPOINTMENT: &[Variable] = &[
         name: "appointment.previous_place",
         about: "the old place, for a moved appointment (may be empty)",
     },
+    Variable {
+        name: "appointment.previous_clinician",
+        about: "who it was with before, for a new clinician (may be empty)",
+    },
+    Variable {
+        name: "appointment.starts_at",
+        about: "the start as an RFC 3339 time, for the uk_date_time, uk_date and uk_time filters",
+    },
+    Variable {
+        name: "appointment.previous_starts_at",
+        about: "the old start as an RFC 3339 time, for a moved appointment (may be empty)",
+    },
 ];
 
 const INVITE: &[Variable] = &[
@@ -168,6 +180,16 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "appointment.affected_by_closure",
         about: "a closure affects one patient's appointment",
+        channels: ALL_CHANNELS,
+    },
+    KeyInfo {
+        key: "appointment.changed_to_phone",
+        about: "one patient's appointment is now a phone call",
+        channels: ALL_CHANNELS,
+    },
+    KeyInfo {
+        key: "appointment.changed_clinician",
+        about: "one patient's appointment is now with another clinician",
         channels: ALL_CHANNELS,
     },
     KeyInfo {
@@ -243,14 +265,17 @@ pub fn sample_json(key: &str, language: Language) -> Value {
         sample.insert(
             "appointment".into(),
             json!({
-                "when": "Monday 22 July at 10:30",
-                "date": "Monday 22 July",
+                "when": if welsh { "dydd Llun 22 Gorffennaf am 10:30" } else { "Monday 22 July at 10:30" },
+                "date": if welsh { "dydd Llun 22 Gorffennaf" } else { "Monday 22 July" },
                 "time": "10:30",
                 "place": "Riverside Surgery, room 2",
                 "clinician": "Dr Patel",
-                "reason": "the doctor is unwell",
-                "previous_when": "Friday 19 July at 09:00",
+                "reason": if welsh { "mae'r meddyg yn sâl" } else { "the doctor is unwell" },
+                "previous_when": if welsh { "dydd Gwener 19 Gorffennaf am 09:00" } else { "Friday 19 July at 09:00" },
                 "previous_place": "Riverside Surgery, room 1",
+                "previous_clinician": "Dr Smith",
+                "starts_at": "2024-07-22T09:30:00+00:00",
+                "previous_starts_at": "2024-07-19T08:00:00+00:00",
             }),
         );
     }
@@ -286,6 +311,8 @@ mod tests {
         assert!(names("status.closed").contains(&"status.headline"));
         assert!(!names("status.closed").contains(&"appointment.when"));
         assert!(names("appointment.moved").contains(&"appointment.previous_when"));
+        assert!(names("appointment.changed_clinician").contains(&"appointment.previous_clinician"));
+        assert!(key_info("appointment.changed_to_phone").is_some());
         assert!(names("appointment.affected_by_closure").contains(&"status.until"));
         assert!(names("push.invite").contains(&"invite.link"));
         assert!(key_info("status.nope").is_none());

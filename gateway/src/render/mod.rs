@@ -3,6 +3,7 @@
 //! The shipped defaults live in `templates/messages/<key>.toml`, one table per channel,
 //! and are built into the binary.
 
+pub mod appointment;
 pub mod catalogue;
 mod context;
 pub mod editor;
@@ -15,7 +16,10 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use tera::Tera;
 
-pub use context::{practice_json, status_context, uk_date_time};
+pub use context::{
+    patient_json, practice_json, status_context, status_context_in, status_json, time_words,
+    uk_date_time, TimeWords,
+};
 pub use registry::{LoadError, TemplateRegistry};
 
 use crate::domain::{Channel, Language};
@@ -41,6 +45,8 @@ const BUILTIN: &[(&str, Language, &str)] = shipped!(
     "appointment.cancelled",
     "appointment.moved",
     "appointment.affected_by_closure",
+    "appointment.changed_to_phone",
+    "appointment.changed_clinician",
     "push.invite",
 );
 

@@ -3,6 +3,9 @@
 //! Handlers and workers hold an `Arc<dyn Store>`; `sqlite.rs` and `postgres.rs` each
 //! implement every trait in their own SQL, since the schemas and the claim query differ.
 
+mod appointments;
+mod followers;
+pub(crate) mod import;
 mod postgres;
 mod records;
 pub mod scratch;
@@ -13,6 +16,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use appointments::{
+    Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
+    ChangeOutcome, NewAppointmentChange,
+};
+pub use followers::{Follower, FollowerStore};
+pub use import::{
+    ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedContact,
+    ListedPatient,
+};
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
@@ -335,6 +347,9 @@ pub trait Store:
     + ContactStore
     + TemplateStore
     + ConsoleStore
+    + AppointmentStore
+    + FollowerStore
+    + ImportStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
@@ -404,5 +419,30 @@ pub(crate) fn scope_of(role: &str, practice_id: Option<i64>) -> StoreResult<KeyS
             column: "users.role",
             reason: format!("{role:?} without a practice"),
         }),
+    }
+}
+
+/// Starts a transaction that cannot be orphaned by its caller being cancelled.
+///
+/// sqlx 0.8's `begin` has an await between the database opening the transaction and the
+/// `Transaction` guard existing; a task aborted there (a killed worker, a client that hung
+/// up) returns the connection to the pool still inside the transaction, holding SQLite's
+/// write lock or PostgreSQL's row locks for ever. Running `begin` on its own task closes that
+/// window: if the caller goes away, the finished `Transaction` is dropped and rolled back.
+pub(crate) async fn begin_detached<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    statement: Option<&'static str>,
+) -> StoreResult<sqlx::Transaction<'static, DB>> {
+    let pool = pool.clone();
+    let begun = tokio::spawn(async move {
+        match statement {
+            Some(statement) => pool.begin_with(statement).await,
+            None => pool.begin().await,
+        }
+    })
+    .await;
+    match begun {
+        Ok(transaction) => Ok(transaction?),
+        Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::domain::{
     AttemptOutcome, Channel, ChannelOrder, Language, MessageState, NhsNumber, OdsCode, Priority,
-    StatusKind,
+    StatusAudience, StatusKind,
 };
 
 /// A practice to add.
@@ -234,6 +234,20 @@ pub struct NewStatusChange {
     pub ends_at: Option<DateTime<Utc>>,
     /// Who posted it (audit actor).
     pub created_by: String,
+    /// Who it is for, and the period whose appointments it affects.
+    pub reach: Reach,
+}
+
+/// Who a status change is for: everyone, or patients booked in its affected period, or both
+/// (each told in their own words). The period is `[affected_from, affected_until)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// All (the general notice), booked or both.
+    pub audience: StatusAudience,
+    /// Start of the period whose appointments are affected (`None`: from when it was posted).
+    pub affected_from: Option<DateTime<Utc>>,
+    /// End of that period (needed unless the audience is `all`).
+    pub affected_until: Option<DateTime<Utc>>,
 }
 
 /// The request's `Idempotency-Key` with what it must match.
@@ -287,6 +301,48 @@ pub struct Broadcast {
     pub skipped_no_contact: i64,
     /// The newer status change that superseded this broadcast, if one did.
     pub superseded_by: Option<i64>,
+    /// Who it is for, and the period whose appointments it affects.
+    pub reach: Reach,
+}
+
+/// Who a planned message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    /// One of a patient's contacts (row ids).
+    Patient {
+        /// Patient row id.
+        patient_id: i64,
+        /// Contact row id.
+        contact_id: i64,
+    },
+    /// An anonymous push follower of the practice (row id): practice-wide notices only.
+    Follower(i64),
+}
+
+impl Recipient {
+    /// The patient row id, if the recipient is a patient.
+    pub fn patient_id(&self) -> Option<i64> {
+        match self {
+            Recipient::Patient { patient_id, .. } => Some(*patient_id),
+            Recipient::Follower(_) => None,
+        }
+    }
+
+    /// The contact row id, if the recipient is a patient.
+    pub fn contact_id(&self) -> Option<i64> {
+        match self {
+            Recipient::Patient { contact_id, .. } => Some(*contact_id),
+            Recipient::Follower(_) => None,
+        }
+    }
+
+    /// The follower row id, if the recipient is an anonymous follower.
+    pub fn follower_id(&self) -> Option<i64> {
+        match self {
+            Recipient::Follower(id) => Some(*id),
+            Recipient::Patient { .. } => None,
+        }
+    }
 }
 
 /// A message for the outbox.
@@ -298,10 +354,8 @@ pub struct NewMessage {
     pub broadcast_id: Option<i64>,
     /// Practice row id.
     pub practice_id: i64,
-    /// Patient row id.
-    pub patient_id: i64,
-    /// Contact row id.
-    pub contact_id: i64,
+    /// Who receives it: a patient's contact, or an anonymous push follower.
+    pub recipient: Recipient,
     /// Channel.
     pub channel: Channel,
     /// Where it goes.
@@ -318,6 +372,8 @@ pub struct NewMessage {
     pub body: String,
     /// The rendered HTML part (email only).
     pub body_html: Option<String>,
+    /// Where a push notification leads when tapped (push only).
+    pub link: Option<String>,
     /// When it may first be sent.
     pub next_attempt_at: DateTime<Utc>,
     /// When it was planned.
@@ -331,8 +387,10 @@ pub struct ClaimedMessage {
     pub id: i64,
     /// Practice row id.
     pub practice_id: i64,
-    /// Patient row id (for the patient's daily cap).
-    pub patient_id: i64,
+    /// Patient row id (for the patient's daily cap); none for an anonymous push follower.
+    pub patient_id: Option<i64>,
+    /// The anonymous push follower it goes to, if it goes to one (gone if they stopped).
+    pub follower_id: Option<i64>,
     /// The broadcast it belongs to, if any (to re-route it to another channel).
     pub broadcast_id: Option<i64>,
     /// The contact it goes to (gone if the contact was deleted since).
@@ -347,6 +405,8 @@ pub struct ClaimedMessage {
     pub body: String,
     /// HTML part (email).
     pub body_html: Option<String>,
+    /// Where a push notification leads when tapped (push).
+    pub link: Option<String>,
     /// Lane.
     pub priority: Priority,
     /// This try's number (1 for the first).
@@ -390,8 +450,8 @@ pub struct MessageView {
     /// Practice row id (not shown).
     #[serde(skip)]
     pub practice_id: i64,
-    /// Patient's NHS number.
-    pub nhs_number: String,
+    /// Patient's NHS number; none for an anonymous push follower.
+    pub nhs_number: Option<String>,
     /// Channel.
     pub channel: String,
     /// Address.

@@ -331,8 +331,7 @@ async fn post_status(
         kind: form.kind,
         headline: blank(form.headline),
         details: blank(form.details),
-        starts_at: None,
-        ends_at: None,
+        ..Default::default()
     };
     let actor = format!("user:{}", signed.0.user.username);
     match post_status_change(&state, &practice, &request, &actor, None).await {

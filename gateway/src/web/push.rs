@@ -2,8 +2,10 @@
 //! the page for stopping, the JSON calls their script makes, the script and the service
 //! worker, and the API call that sends an invitation.
 //!
-//! The sign-up page needs the invitation's token: it names the patient (by row id) and the
-//! practice, and expires (see `intake::invite`). Stopping needs no token: the push endpoint,
+//! With an invitation's token the sign-up links the browser to the patient it names (by row
+//! id; it also names the practice, and expires: see `intake::invite`), who then gets their
+//! appointment messages there too. Without a token the browser follows the practice
+//! anonymously, for practice-wide notices only. Stopping needs no token: the push endpoint,
 //! which only the browser knows, is the proof.
 
 use axum::extract::rejection::JsonRejection;
@@ -62,6 +64,10 @@ async fn signup_page(
     let (mut vapid, mut shown_token, mut expires) = (String::new(), String::new(), String::new());
     let (status, shows) = match vapid_public_key(&state) {
         None => (StatusCode::OK, "unavailable"),
+        Some(key) if token.is_empty() => {
+            vapid = key;
+            (StatusCode::OK, "anonymous")
+        }
         Some(key) => match check_token(&state, &practice, &token).await {
             Ok(_) => {
                 vapid = key;
@@ -96,14 +102,17 @@ async fn stop_page(State(state): State<AppState>, Path(ods): Path<String>) -> Re
     }
 }
 
-/// The sign-up call: the invitation's token and the browser's subscription.
+/// The sign-up call: the invitation's token (empty to follow the practice anonymously) and
+/// the browser's subscription.
 #[derive(Debug, Deserialize)]
 struct SubscribeRequest {
+    #[serde(default)]
     token: String,
     subscription: SubscriptionInput,
 }
 
-/// Stores the browser's subscription for the patient the token names: 201 `{subscribed}`.
+/// Stores the browser's subscription for the patient the token names, or without a token as
+/// an anonymous follower of the practice: 201 `{subscribed, linked}`.
 async fn subscribe(
     State(state): State<AppState>,
     Path(ods): Path<String>,
@@ -123,6 +132,27 @@ async fn subscribe(
     if vapid_public_key(&state).is_none() {
         return Err(unavailable());
     }
+    let parse = |input: &SubscriptionInput| {
+        parse_subscription(input, &state.config.push.allow_insecure_hosts)
+            .map_err(ApiError::Validation)
+    };
+    if request.token.is_empty() {
+        let subscription = parse(&request.subscription)?;
+        state
+            .store
+            .add_follower(
+                practice.id,
+                &subscription.endpoint,
+                &subscription.p256dh,
+                &subscription.auth,
+                Utc::now(),
+            )
+            .await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({ "subscribed": true, "linked": false })),
+        ));
+    }
     let nhs_number = match check_token(&state, &practice, &request.token).await {
         Ok(nhs_number) => nhs_number,
         Err(TokenRefused::Expired) => {
@@ -140,18 +170,17 @@ async fn subscribe(
         Err(TokenRefused::NoSecret) => return Err(unavailable()),
         Err(TokenRefused::Store(e)) => return Err(e.into()),
     };
-    let subscription = parse_subscription(
-        &request.subscription,
-        &state.config.push.allow_insecure_hosts,
-    )
-    .map_err(ApiError::Validation)?;
+    let subscription = parse(&request.subscription)?;
     let gone = || ApiError::NotFound("the patient this link was for is not registered".into());
     state
         .store
         .add_push_subscription(practice.id, &nhs_number, &subscription, Utc::now())
         .await?
         .ok_or_else(gone)?;
-    Ok((StatusCode::CREATED, Json(json!({ "subscribed": true }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "subscribed": true, "linked": true })),
+    ))
 }
 
 /// The stop call: the endpoint of the browser's subscription.
@@ -163,7 +192,8 @@ struct UnsubscribeRequest {
 /// The longest endpoint looked for; push services' URLs are a few hundred characters.
 const MAX_ENDPOINT_CHARS: usize = 2_048;
 
-/// Deletes the practice's push contacts with this endpoint: 200 `{removed}`.
+/// Deletes the practice's push contacts and anonymous followers with this endpoint: 200
+/// `{removed}`.
 async fn unsubscribe(
     State(state): State<AppState>,
     Path(ods): Path<String>,
@@ -183,7 +213,11 @@ async fn unsubscribe(
     let removed = state
         .store
         .remove_push_endpoint(practice.id, endpoint)
-        .await?;
+        .await?
+        + state
+            .store
+            .remove_follower_endpoint(practice.id, endpoint)
+            .await?;
     Ok(Json(json!({ "removed": removed })))
 }
 

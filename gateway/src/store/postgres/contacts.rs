@@ -91,7 +91,7 @@ impl ContactStore for PostgresStore {
         s: &PushSubscription,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let patient: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
         )

@@ -99,7 +99,7 @@ impl PatientStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary> {
         let mut summary = UpsertSummary::default();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for p in patients {
             // `xmax = 0` only on a freshly inserted row: an updated one carries our lock.
             let (patient_id, inserted): (i64, bool) = sqlx::query_as(

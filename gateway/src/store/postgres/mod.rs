@@ -4,9 +4,12 @@
 //! Transactions run at READ COMMITTED; work that several processes may race for is
 //! selected `FOR UPDATE SKIP LOCKED` so that no two processes take the same row.
 
+mod appointments;
 mod console;
 mod contacts;
 mod directory;
+mod followers;
+mod import;
 mod outbox;
 mod templates;
 
@@ -47,6 +50,11 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// A transaction that survives its caller being cancelled.
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        super::begin_detached(&self.pool, None).await
+    }
 }
 
 /// Parses a stored domain value, reporting the column if it cannot be read.
@@ -77,7 +85,7 @@ impl Store for PostgresStore {
 
     async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO patients (practice_id, nhs_number, given_name, family_name, language, active, created_at, updated_at)
              SELECT $1, 'S' || lpad(i::text, 9, '0'), 'Pat', 'Bench', 'en', TRUE, $2, $2

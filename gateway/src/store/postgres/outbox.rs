@@ -13,7 +13,8 @@ use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome,
+    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
+    StartOutcome,
     StoreError, StoreResult,
 };
 
@@ -81,11 +82,13 @@ where
 
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by,
+                    s.audience, s.affected_from, s.affected_until
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
 fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
     let kind: String = row.try_get("kind")?;
+    let audience: String = row.try_get("audience")?;
     Ok(Broadcast {
         id: row.try_get("id")?,
         practice_id: row.try_get("practice_id")?,
@@ -100,6 +103,11 @@ fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
         fanout_done_at: row.try_get("fanout_done_at")?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
+        reach: Reach {
+            audience: parsed("status_changes.audience", &audience)?,
+            affected_from: row.try_get("affected_from")?,
+            affected_until: row.try_get("affected_until")?,
+        },
     })
 }
 
@@ -115,15 +123,16 @@ impl BroadcastStore for PostgresStore {
         // A request racing us with the same key may commit between our look-up and our
         // insert; then our insert does nothing, we roll back and answer as a replay.
         for _ in 0..IDEMPOTENCY_TRIES {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             if let Some(claim) = idempotency {
                 if let Some(outcome) = seen_claim(&mut *tx, claim).await? {
                     return Ok(outcome);
                 }
             }
             let status_change_id: i64 = sqlx::query_scalar(
-                "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
+                                             audience, affected_from, affected_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             )
             .bind(practice_id)
             .bind(change.kind.as_str())
@@ -133,6 +142,9 @@ impl BroadcastStore for PostgresStore {
             .bind(change.ends_at)
             .bind(&change.created_by)
             .bind(now)
+            .bind(change.reach.audience.as_str())
+            .bind(change.reach.affected_from)
+            .bind(change.reach.affected_until)
             .fetch_one(&mut *tx)
             .await?;
             let broadcast_id: i64 = sqlx::query_scalar(
@@ -227,7 +239,7 @@ impl BroadcastStore for PostgresStore {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
         )
@@ -306,7 +318,7 @@ impl BroadcastStore for PostgresStore {
         state: Option<MessageState>,
     ) -> StoreResult<Vec<MessageView>> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id
              WHERE m.broadcast_id = $1 AND m.id > $2 AND ($3::text IS NULL OR m.state = $3)
              ORDER BY m.id LIMIT $4"
         ))
@@ -326,9 +338,9 @@ impl OutboxStore for PostgresStore {
         if messages.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut inserted = 0;
-        // One array per column, unnested into rows: sixteen bound values per statement
+        // One array per column, unnested into rows: seventeen bound values per statement
         // whatever the row count, so binding and planning cost nothing per row.
         for chunk in messages.chunks(INSERT_CHUNK) {
             let column =
@@ -342,8 +354,13 @@ impl OutboxStore for PostgresStore {
             let subjects: Vec<Option<String>> = chunk.iter().map(|m| m.subject.clone()).collect();
             let broadcasts: Vec<Option<i64>> = chunk.iter().map(|m| m.broadcast_id).collect();
             let practices: Vec<i64> = chunk.iter().map(|m| m.practice_id).collect();
-            let patients: Vec<i64> = chunk.iter().map(|m| m.patient_id).collect();
-            let contacts: Vec<i64> = chunk.iter().map(|m| m.contact_id).collect();
+            let patients: Vec<Option<i64>> =
+                chunk.iter().map(|m| m.recipient.patient_id()).collect();
+            let contacts: Vec<Option<i64>> =
+                chunk.iter().map(|m| m.recipient.contact_id()).collect();
+            let followers: Vec<Option<i64>> =
+                chunk.iter().map(|m| m.recipient.follower_id()).collect();
+            let links: Vec<Option<String>> = chunk.iter().map(|m| m.link.clone()).collect();
             let priorities: Vec<i16> = chunk.iter().map(|m| m.priority.rank()).collect();
             let versions: Vec<i32> = chunk.iter().map(|m| m.template_version).collect();
             let due: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.next_attempt_at).collect();
@@ -351,12 +368,12 @@ impl OutboxStore for PostgresStore {
             inserted += sqlx::query(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                  address, priority, template_key, template_version, subject, body, body_html, state,
-                 next_attempt_at, created_at, updated_at)
-                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr
+                 next_attempt_at, created_at, updated_at, follower_id, link)
+                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr, f, l
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                              $7::text[], $8::smallint[], $9::text[], $10::int[], $11::text[], $12::text[],
-                             $13::timestamptz[], $14::timestamptz[], $15::text[])
-                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html)
+                             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bigint[], $17::text[])
+                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html, f, l)
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&keys)
@@ -374,6 +391,8 @@ impl OutboxStore for PostgresStore {
             .bind(&due)
             .bind(&created)
             .bind(&html)
+            .bind(&followers)
+            .bind(&links)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -391,7 +410,7 @@ impl OutboxStore for PostgresStore {
         urgent_only: bool,
         skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Reap in one statement: the attempt's start is the claim time (`updated_at` before
         // this update), read from the locked row; rows another process is reaping are skipped.
         sqlx::query(
@@ -422,8 +441,8 @@ impl OutboxStore for PostgresStore {
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
                     attempts = m.attempts + 1, updated_at = $1
              FROM due WHERE m.id = due.id
-             RETURNING m.id, m.practice_id, m.patient_id, m.broadcast_id, m.contact_id, m.channel, m.address, m.subject, m.body, m.body_html,
-                       m.priority, m.attempts, m.created_at",
+             RETURNING m.id, m.practice_id, m.patient_id, m.follower_id, m.broadcast_id, m.contact_id, m.channel, m.address,
+                       m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at",
         )
         .bind(now)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -446,6 +465,7 @@ impl OutboxStore for PostgresStore {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
                     patient_id: row.try_get("patient_id")?,
+                    follower_id: row.try_get("follower_id")?,
                     broadcast_id: row.try_get("broadcast_id")?,
                     contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
@@ -453,6 +473,7 @@ impl OutboxStore for PostgresStore {
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
                     body_html: row.try_get("body_html")?,
+                    link: row.try_get("link")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.try_get("created_at")?,
@@ -468,7 +489,7 @@ impl OutboxStore for PostgresStore {
         let providers: Vec<Option<&str>> = done.iter().map(|c| c.provider.as_deref()).collect();
         let errors: Vec<Option<&str>> = done.iter().map(|c| c.error.as_deref()).collect();
         let finished: Vec<DateTime<Utc>> = done.iter().map(|c| c.finished_at).collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
              SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[],
@@ -566,7 +587,7 @@ impl OutboxStore for PostgresStore {
 
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -620,7 +641,7 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO receipts (message_id, provider, status, new_state, detail, received_at)
              VALUES ($1, $2, $3, $4, $5, $6)",

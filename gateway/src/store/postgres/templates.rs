@@ -72,7 +72,7 @@ impl TemplateStore for PostgresStore {
         t: &NewTemplate,
         now: DateTime<Utc>,
     ) -> StoreResult<TemplateVersion> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO message_templates
                  (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
@@ -109,7 +109,7 @@ impl TemplateStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut added = 0;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for t in defaults {
             added += sqlx::query(
                 "INSERT INTO message_templates

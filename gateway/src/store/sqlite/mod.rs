@@ -3,9 +3,12 @@
 //! Times are INTEGER milliseconds since the epoch. Write transactions start with
 //! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
 
+mod appointments;
 mod console;
 mod contacts;
 mod directory;
+mod followers;
+mod import;
 mod outbox;
 mod templates;
 
@@ -26,6 +29,7 @@ use super::{
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -49,9 +53,9 @@ impl SqliteStore {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, options })
     }
 
     /// The connection pool, for benchmarks that seed data directly.
@@ -59,8 +63,9 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// A write transaction (`BEGIN IMMEDIATE`) that survives its caller being cancelled.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        super::begin_detached(&self.pool, Some("BEGIN IMMEDIATE")).await
     }
 }
 
@@ -95,9 +100,17 @@ pub(super) fn parsed<T: FromStr>(column: &'static str, text: &str) -> StoreResul
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Migrates on a connection of its own with foreign keys off, as SQLite requires for
+    /// rebuilding a table that others refer to (see `0008_push_followers.sql`); each
+    /// migration still runs in one transaction.
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("migrations/sqlite").run(&self.pool).await?;
-        Ok(())
+        let migrating = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.options.clone().foreign_keys(false))
+            .await?;
+        let migrated = sqlx::migrate!("migrations/sqlite").run(&migrating).await;
+        migrating.close().await;
+        Ok(migrated?)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -228,5 +241,59 @@ impl AccessStore for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use super::*;
+
+    /// Polls `future` a few times, pausing `pause` between polls, then drops it unfinished
+    /// if it has not finished by then.
+    async fn cancel_after<F: Future>(future: F, polls: usize, pause: Duration) {
+        let mut future: Pin<Box<F>> = Box::pin(future);
+        for _ in 0..polls {
+            let ready = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready()))
+                .await;
+            if ready {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_begin_leaves_no_transaction_behind() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite://{}", folder.path().join("cancel.db").display());
+        // One connection: a transaction left open on it would break the next write at once.
+        let store = SqliteStore::connect(&url, 1).await.expect("store opens");
+        sqlx::query("CREATE TABLE marks (n INTEGER)")
+            .execute(&store.pool)
+            .await
+            .expect("table");
+        for attempt in 0..400u64 {
+            let pause = Duration::from_micros(attempt % 40);
+            cancel_after(store.begin_write(), 1 + (attempt as usize % 4), pause).await;
+            let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin_write())
+                .await
+                .expect("the next write is not kept waiting")
+                .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+            sqlx::query("INSERT INTO marks (n) VALUES (?)")
+                .bind(attempt as i64)
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            tx.commit().await.expect("commit");
+        }
+        let marks: i64 = sqlx::query_scalar("SELECT count(*) FROM marks")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(marks, 400);
     }
 }

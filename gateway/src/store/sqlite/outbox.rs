@@ -14,15 +14,16 @@ use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Receipt, StartOutcome,
+    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
+    StartOutcome,
     StoreResult,
 };
 
-/// Rows per INSERT: six bound values each, plus eleven per distinct shared part; even with
+/// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
 /// every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
-const INSERT_CHUNK: usize = 1900;
+const INSERT_CHUNK: usize = 1700;
 
-/// What rows of one INSERT may share: everything but the patient, contact and key.
+/// What rows of one INSERT may share: everything but the recipient, address and key.
 type SharedKey<'a> = (
     Option<i64>,
     i64,
@@ -31,6 +32,7 @@ type SharedKey<'a> = (
     i32,
     Option<&'a str>,
     &'a str,
+    Option<&'a str>,
     Option<&'a str>,
     i64,
     i64,
@@ -46,6 +48,7 @@ fn shared_key(m: &NewMessage) -> SharedKey<'_> {
         m.subject.as_deref(),
         &m.body,
         m.body_html.as_deref(),
+        m.link.as_deref(),
         ms(m.next_attempt_at),
         ms(m.created_at),
     )
@@ -85,11 +88,13 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
 
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by,
+                    s.audience, s.affected_from, s.affected_until
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
 fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
     let kind: String = row.try_get("kind")?;
+    let audience: String = row.try_get("audience")?;
     Ok(Broadcast {
         id: row.try_get("id")?,
         practice_id: row.try_get("practice_id")?,
@@ -104,6 +109,14 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
         fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
+        reach: Reach {
+            audience: parsed("status_changes.audience", &audience)?,
+            affected_from: at_opt("status_changes.affected_from", row.try_get("affected_from")?)?,
+            affected_until: at_opt(
+                "status_changes.affected_until",
+                row.try_get("affected_until")?,
+            )?,
+        },
     })
 }
 
@@ -134,8 +147,9 @@ impl BroadcastStore for SqliteStore {
             }
         }
         let status_change_id: i64 = sqlx::query_scalar(
-            "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
+                                         audience, affected_from, affected_until)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(practice_id)
         .bind(change.kind.as_str())
@@ -145,6 +159,9 @@ impl BroadcastStore for SqliteStore {
         .bind(change.ends_at.map(ms))
         .bind(&change.created_by)
         .bind(ms(now))
+        .bind(change.reach.audience.as_str())
+        .bind(change.reach.affected_from.map(ms))
+        .bind(change.reach.affected_until.map(ms))
         .fetch_one(&mut *tx)
         .await?;
         let broadcast_id: i64 = sqlx::query_scalar(
@@ -304,7 +321,7 @@ impl BroadcastStore for SqliteStore {
         state: Option<MessageState>,
     ) -> StoreResult<Vec<MessageView>> {
         let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id
              WHERE m.broadcast_id = ? AND m.id > ? AND (? IS NULL OR m.state = ?)
              ORDER BY m.id LIMIT ?"
         ))
@@ -346,7 +363,7 @@ impl OutboxStore for SqliteStore {
                 .collect();
             let mut insert = QueryBuilder::new(
                 "WITH shared (k, broadcast_id, practice_id, priority, template_key, template_version, subject, body,
-                              body_html, next_attempt_at, created_at) AS (",
+                              body_html, link, next_attempt_at, created_at) AS (",
             );
             insert.push_values(shared.iter().enumerate(), |mut row, (k, m)| {
                 row.push_bind(k as i64)
@@ -358,27 +375,30 @@ impl OutboxStore for SqliteStore {
                     .push_bind(&m.subject)
                     .push_bind(&m.body)
                     .push_bind(&m.body_html)
+                    .push_bind(&m.link)
                     .push_bind(ms(m.next_attempt_at))
                     .push_bind(ms(m.created_at));
             });
             insert.push(
-                "), rows (idempotency_key, patient_id, contact_id, channel, address, k) AS (",
+                "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k) AS (",
             );
             insert.push_values(rows, |mut row, (m, k)| {
                 row.push_bind(&m.idempotency_key)
-                    .push_bind(m.patient_id)
-                    .push_bind(m.contact_id)
+                    .push_bind(m.recipient.patient_id())
+                    .push_bind(m.recipient.contact_id())
+                    .push_bind(m.recipient.follower_id())
                     .push_bind(m.channel.as_str())
                     .push_bind(&m.address)
                     .push_bind(k);
             });
             // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the join.
             insert.push(
-                ") INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
-                   address, priority, template_key, template_version, subject, body, body_html, state,
+                ") INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, follower_id,
+                   channel, address, priority, template_key, template_version, subject, body, body_html, link, state,
                    next_attempt_at, created_at, updated_at)
-                 SELECT r.idempotency_key, s.broadcast_id, s.practice_id, r.patient_id, r.contact_id, r.channel,
-                        r.address, s.priority, s.template_key, s.template_version, s.subject, s.body, s.body_html,
+                 SELECT r.idempotency_key, s.broadcast_id, s.practice_id, r.patient_id, r.contact_id, r.follower_id,
+                        r.channel, r.address, s.priority, s.template_key, s.template_version, s.subject, s.body,
+                        s.body_html, s.link,
                         'queued',
                         s.next_attempt_at, s.created_at, s.created_at
                  FROM rows r JOIN shared s ON s.k = r.k WHERE true
@@ -428,8 +448,8 @@ impl OutboxStore for SqliteStore {
                                  AND priority <= ?
                                  AND (priority = 0 OR practice_id NOT IN (SELECT value FROM json_each(?)))
                           ORDER BY priority, next_attempt_at, id LIMIT ?)
-             RETURNING id, practice_id, patient_id, broadcast_id, contact_id, channel, address, subject, body, body_html, priority,
-                       attempts, created_at",
+             RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
+                       body_html, link, priority, attempts, created_at",
         )
         .bind(owner)
         .bind(ms(lease_until))
@@ -453,6 +473,7 @@ impl OutboxStore for SqliteStore {
                     id: row.try_get("id")?,
                     practice_id: row.try_get("practice_id")?,
                     patient_id: row.try_get("patient_id")?,
+                    follower_id: row.try_get("follower_id")?,
                     broadcast_id: row.try_get("broadcast_id")?,
                     contact_id: row.try_get("contact_id")?,
                     channel: parsed("messages.channel", &channel)?,
@@ -460,6 +481,7 @@ impl OutboxStore for SqliteStore {
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
                     body_html: row.try_get("body_html")?,
+                    link: row.try_get("link")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: at("messages.created_at", row.try_get("created_at")?)?,
@@ -590,7 +612,7 @@ impl OutboxStore for SqliteStore {
 
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN patients p ON p.id = m.patient_id WHERE m.id = ?"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = ?"
         ))
         .bind(id)
         .fetch_optional(&self.pool)

@@ -1,0 +1,320 @@
+//! Appointments and their changes on SQLite: bulk upserts pass the rows as one JSON array
+//! read with `json_each`, so a statement binds a handful of values whatever its size.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{at, ms, parsed, SqliteStore};
+use crate::store::appointments::change_message_key;
+use crate::store::{
+    Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
+    ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage, StoreResult, UpsertSummary,
+};
+
+const APPOINTMENT_SELECT: &str =
+    "SELECT a.id, a.practice_id, a.patient_id, p.nhs_number, a.external_ref, a.starts_at, a.clinician,
+            a.location, a.mode, a.state, a.created_at, a.updated_at
+     FROM appointments a JOIN patients p ON p.id = a.patient_id";
+
+fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
+    let mode: String = row.try_get("mode")?;
+    let state: String = row.try_get("state")?;
+    Ok(Appointment {
+        id: row.try_get("id")?,
+        practice_id: row.try_get("practice_id")?,
+        patient_id: row.try_get("patient_id")?,
+        nhs_number: row.try_get("nhs_number")?,
+        external_ref: row.try_get("external_ref")?,
+        details: AppointmentDetails {
+            starts_at: at("appointments.starts_at", row.try_get("starts_at")?)?,
+            clinician: row.try_get("clinician")?,
+            location: row.try_get("location")?,
+            mode: parsed("appointments.mode", &mode)?,
+        },
+        state: parsed("appointments.state", &state)?,
+        created_at: at("appointments.created_at", row.try_get("created_at")?)?,
+        updated_at: at("appointments.updated_at", row.try_get("updated_at")?)?,
+    })
+}
+
+/// The details on one side (`old` or `new`) of a stored change.
+fn details_from_row(row: &SqliteRow, side: &str) -> StoreResult<AppointmentDetails> {
+    let mode: String = row.try_get(format!("{side}_mode").as_str())?;
+    Ok(AppointmentDetails {
+        starts_at: at(
+            "appointment_changes.starts_at",
+            row.try_get(format!("{side}_starts_at").as_str())?,
+        )?,
+        clinician: row.try_get(format!("{side}_clinician").as_str())?,
+        location: row.try_get(format!("{side}_location").as_str())?,
+        mode: parsed("appointment_changes.mode", &mode)?,
+    })
+}
+
+fn change_from_row(row: &SqliteRow) -> StoreResult<AppointmentChange> {
+    let kind: String = row.try_get("kind")?;
+    Ok(AppointmentChange {
+        id: row.try_get("id")?,
+        appointment_id: row.try_get("appointment_id")?,
+        kind: parsed("appointment_changes.kind", &kind)?,
+        before: details_from_row(row, "old")?,
+        after: details_from_row(row, "new")?,
+        reason: row.try_get("reason")?,
+        message_id: row.try_get("message_id")?,
+        created_by: row.try_get("created_by")?,
+        created_at: at("appointment_changes.created_at", row.try_get("created_at")?)?,
+    })
+}
+
+/// The change recorded under an idempotency key, with its request hash.
+async fn change_by_key<'e, E: sqlx::SqliteExecutor<'e>>(
+    executor: E,
+    scope: &str,
+    key: &str,
+) -> StoreResult<Option<(String, AppointmentChange)>> {
+    let row = sqlx::query(
+        "SELECT * FROM appointment_changes WHERE idempotency_scope = ? AND idempotency_key = ?",
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_optional(executor)
+    .await?;
+    match row {
+        Some(row) => Ok(Some((row.try_get("request_hash")?, change_from_row(&row)?))),
+        None => Ok(None),
+    }
+}
+
+#[async_trait]
+impl AppointmentStore for SqliteStore {
+    async fn patient_ids_by_nhs(
+        &self,
+        practice_id: i64,
+        nhs_numbers: &[String],
+    ) -> StoreResult<HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT nhs_number, id FROM patients
+             WHERE practice_id = ? AND nhs_number IN (SELECT value FROM json_each(?))",
+        )
+        .bind(practice_id)
+        .bind(json!(nhs_numbers).to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn upsert_appointments(
+        &self,
+        practice_id: i64,
+        appointments: &[AppointmentUpsert],
+        now: DateTime<Utc>,
+    ) -> StoreResult<UpsertSummary> {
+        if appointments.is_empty() {
+            return Ok(UpsertSummary::default());
+        }
+        let rows = json!(appointments
+            .iter()
+            .map(|a| json!({
+                "patient": a.patient_id,
+                "ref": a.external_ref,
+                "starts": ms(a.starts_at),
+                "clinician": a.clinician,
+                "location": a.location,
+                "mode": a.mode.as_str(),
+                "state": a.state.as_str(),
+            }))
+            .collect::<Vec<_>>())
+        .to_string();
+        let mut tx = self.begin_write().await?;
+        let existing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM appointments WHERE practice_id = ?
+               AND external_ref IN (SELECT json_extract(value, '$.ref') FROM json_each(?))",
+        )
+        .bind(practice_id)
+        .bind(&rows)
+        .fetch_one(&mut *tx)
+        .await?;
+        // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT.
+        sqlx::query(
+            "INSERT INTO appointments (practice_id, patient_id, external_ref, starts_at, clinician, location,
+                                       mode, state, created_at, updated_at)
+             SELECT ?, json_extract(value, '$.patient'), json_extract(value, '$.ref'),
+                    json_extract(value, '$.starts'), json_extract(value, '$.clinician'),
+                    json_extract(value, '$.location'), json_extract(value, '$.mode'),
+                    json_extract(value, '$.state'), ?, ?
+             FROM json_each(?) WHERE true
+             ON CONFLICT (practice_id, external_ref) DO UPDATE SET
+                 patient_id = excluded.patient_id, starts_at = excluded.starts_at,
+                 clinician = excluded.clinician, location = excluded.location, mode = excluded.mode,
+                 state = excluded.state, updated_at = excluded.updated_at",
+        )
+        .bind(practice_id)
+        .bind(ms(now))
+        .bind(ms(now))
+        .bind(&rows)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let existing = existing as u64;
+        Ok(UpsertSummary {
+            created: appointments.len() as u64 - existing,
+            updated: existing,
+        })
+    }
+
+    async fn appointment_by_ref(
+        &self,
+        practice_id: i64,
+        external_ref: &str,
+    ) -> StoreResult<Option<Appointment>> {
+        let row = sqlx::query(&format!(
+            "{APPOINTMENT_SELECT} WHERE a.practice_id = ? AND a.external_ref = ?"
+        ))
+        .bind(practice_id)
+        .bind(external_ref)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(appointment_from_row).transpose()
+    }
+
+    async fn booked_between(
+        &self,
+        practice_id: i64,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<Appointment>> {
+        let rows = sqlx::query(&format!(
+            "{APPOINTMENT_SELECT} WHERE a.practice_id = ? AND a.state = 'booked'
+               AND a.starts_at >= ? AND a.starts_at < ?
+             ORDER BY a.patient_id, a.starts_at, a.id"
+        ))
+        .bind(practice_id)
+        .bind(ms(from))
+        .bind(ms(until))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(appointment_from_row).collect()
+    }
+
+    async fn change_by_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<(String, AppointmentChange)>> {
+        change_by_key(&self.pool, scope, key).await
+    }
+
+    async fn record_appointment_change(
+        &self,
+        change: &NewAppointmentChange,
+        message: Option<&NewMessage>,
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ChangeOutcome> {
+        // BEGIN IMMEDIATE: one writer, so the key look-up and the insert cannot be raced.
+        let mut tx = self.begin_write().await?;
+        if let Some(claim) = idempotency {
+            if let Some((hash, seen)) = change_by_key(&mut *tx, &claim.scope, &claim.key).await? {
+                return Ok(if hash == claim.request_hash {
+                    ChangeOutcome::Replayed(seen)
+                } else {
+                    ChangeOutcome::KeyReused
+                });
+            }
+        }
+        let (before, after) = (&change.before, &change.after);
+        let updated = sqlx::query(
+            "UPDATE appointments SET starts_at = ?, clinician = ?, location = ?, mode = ?, state = ?, updated_at = ?
+             WHERE id = ? AND updated_at = ? AND state = 'booked'",
+        )
+        .bind(ms(after.starts_at))
+        .bind(&after.clinician)
+        .bind(&after.location)
+        .bind(after.mode.as_str())
+        .bind(change.kind.leaves().as_str())
+        .bind(ms(now))
+        .bind(change.appointment_id)
+        .bind(ms(change.read_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(ChangeOutcome::Stale);
+        }
+        let change_id: i64 = sqlx::query_scalar(
+            "INSERT INTO appointment_changes (appointment_id, kind, old_starts_at, old_clinician, old_location,
+                 old_mode, new_starts_at, new_clinician, new_location, new_mode, reason,
+                 idempotency_scope, idempotency_key, request_hash, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(change.appointment_id)
+        .bind(change.kind.as_str())
+        .bind(ms(before.starts_at))
+        .bind(&before.clinician)
+        .bind(&before.location)
+        .bind(before.mode.as_str())
+        .bind(ms(after.starts_at))
+        .bind(&after.clinician)
+        .bind(&after.location)
+        .bind(after.mode.as_str())
+        .bind(&change.reason)
+        .bind(idempotency.map(|c| &c.scope))
+        .bind(idempotency.map(|c| &c.key))
+        .bind(idempotency.map(|c| &c.request_hash))
+        .bind(&change.created_by)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut message_id = None;
+        if let Some(m) = message {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
+                     address, priority, template_key, template_version, subject, body, body_html, link, state,
+                     next_attempt_at, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+            )
+            .bind(change_message_key(change_id))
+            .bind(m.broadcast_id)
+            .bind(m.practice_id)
+            .bind(m.recipient.patient_id())
+            .bind(m.recipient.contact_id())
+            .bind(m.channel.as_str())
+            .bind(&m.address)
+            .bind(m.priority.rank())
+            .bind(&m.template_key)
+            .bind(m.template_version)
+            .bind(&m.subject)
+            .bind(&m.body)
+            .bind(&m.body_html)
+            .bind(&m.link)
+            .bind(ms(m.next_attempt_at))
+            .bind(ms(m.created_at))
+            .bind(ms(m.created_at))
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE appointment_changes SET message_id = ? WHERE id = ?")
+                .bind(id)
+                .bind(change_id)
+                .execute(&mut *tx)
+                .await?;
+            message_id = Some(id);
+        }
+        tx.commit().await?;
+        Ok(ChangeOutcome::Recorded(AppointmentChange {
+            id: change_id,
+            appointment_id: change.appointment_id,
+            kind: change.kind,
+            before: before.clone(),
+            after: after.clone(),
+            reason: change.reason.clone(),
+            message_id,
+            created_by: change.created_by.clone(),
+            created_at: DateTime::from_timestamp_millis(ms(now)).unwrap_or(now),
+        }))
+    }
+}

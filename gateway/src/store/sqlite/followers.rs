@@ -1,0 +1,82 @@
+//! Anonymous push followers on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{ms, SqliteStore};
+use crate::store::{Follower, FollowerStore, StoreResult};
+
+#[async_trait]
+impl FollowerStore for SqliteStore {
+    async fn add_follower(
+        &self,
+        practice_id: i64,
+        endpoint: &str,
+        p256dh: &str,
+        auth: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO push_followers (practice_id, endpoint, p256dh, auth, created_at)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (practice_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth
+             RETURNING id",
+        )
+        .bind(practice_id)
+        .bind(endpoint)
+        .bind(p256dh)
+        .bind(auth)
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn remove_follower_endpoint(
+        &self,
+        practice_id: i64,
+        endpoint: &str,
+    ) -> StoreResult<u64> {
+        Ok(
+            sqlx::query("DELETE FROM push_followers WHERE practice_id = ? AND endpoint = ?")
+                .bind(practice_id)
+                .bind(endpoint)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn remove_follower(&self, follower_id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM push_followers WHERE id = ?")
+            .bind(follower_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn follower_push_keys(&self, follower_id: i64) -> StoreResult<Option<(String, String)>> {
+        let row = sqlx::query("SELECT p256dh, auth FROM push_followers WHERE id = ?")
+            .bind(follower_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("p256dh")?, r.try_get("auth")?)))
+            .transpose()
+    }
+
+    async fn followers_of(&self, practice_id: i64) -> StoreResult<Vec<Follower>> {
+        let rows =
+            sqlx::query("SELECT id, endpoint FROM push_followers WHERE practice_id = ? ORDER BY id")
+                .bind(practice_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Follower {
+                    id: r.try_get("id")?,
+                    endpoint: r.try_get("endpoint")?,
+                })
+            })
+            .collect()
+    }
+}
