@@ -247,8 +247,14 @@ pub async fn signup_page_shows_the_practice_and_the_key(db: Db) {
     // No token: the anonymous sign-up, for practice-wide notices only.
     let (status, _, html) = t.page(&format!("/p/{ODS}/notifications")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("will not tell you about your own appointments"), "{html}");
-    assert_eq!(attribute(&html, "data-vapid-key"), Some(t.vapid_public.as_str()));
+    assert!(
+        html.contains("will not tell you about your own appointments"),
+        "{html}"
+    );
+    assert_eq!(
+        attribute(&html, "data-vapid-key"),
+        Some(t.vapid_public.as_str())
+    );
     assert_eq!(attribute(&html, "data-token"), Some(""));
     assert!(!html.contains("just for you"), "{html}");
 
@@ -607,7 +613,11 @@ pub async fn anonymous_followers_get_practice_wide_notices(db: Db) {
         async move {
             let reply = t
                 .app
-                .post(&format!("/api/v1/practices/{ODS}/status"), &t.key, &json!({ "kind": kind }))
+                .post(
+                    &format!("/api/v1/practices/{ODS}/status"),
+                    &t.key,
+                    &json!({ "kind": kind }),
+                )
                 .await;
             assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
             reply.body["id"].as_i64().expect("broadcast id")
@@ -619,12 +629,19 @@ pub async fn anonymous_followers_get_practice_wide_notices(db: Db) {
     assert_eq!(delivered.path, "/push/follower");
     assert_eq!(delivered.payload["title"], format!("{PRACTICE} is closed"));
     assert!(
-        delivered.payload["body"].as_str().unwrap_or("").contains("111"),
+        delivered.payload["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("111"),
         "{:?}",
         delivered.payload
     );
     assert_eq!(delivered.payload["url"], WEBSITE);
-    assert_eq!(gone.received().len(), 1, "the expired subscription was tried once");
+    assert_eq!(
+        gone.received().len(),
+        1,
+        "the expired subscription was tried once"
+    );
     let progress = t
         .app
         .get(&format!("/api/v1/broadcasts/{closed}"), &t.key)
@@ -633,7 +650,11 @@ pub async fn anonymous_followers_get_practice_wide_notices(db: Db) {
     // Two patients (SMS and email) and two followers, one of them gone.
     assert_eq!(progress["by_state"]["sent"], 3, "{progress}");
     assert_eq!(progress["by_state"]["failed"], 1, "{progress}");
-    assert_eq!(t.sent_lines().len(), 2, "the patients had their own messages");
+    assert_eq!(
+        t.sent_lines().len(),
+        2,
+        "the patients had their own messages"
+    );
 
     // The follower stops; the next notice reaches no browser.
     let (status, body) = t
@@ -646,7 +667,13 @@ pub async fn anonymous_followers_get_practice_wide_notices(db: Db) {
     assert_eq!(body["removed"], 1);
     post_status("restored").await;
     t.app.drain().await;
-    assert!(service.received().is_empty(), "a stopped follower gets nothing");
-    assert!(gone.received().is_empty(), "a gone subscription is not tried again");
+    assert!(
+        service.received().is_empty(),
+        "a stopped follower gets nothing"
+    );
+    assert!(
+        gone.received().is_empty(),
+        "a gone subscription is not tried again"
+    );
     assert_eq!(t.sent_lines().len(), 4);
 }

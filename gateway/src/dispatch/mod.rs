@@ -10,13 +10,14 @@ pub mod lanes;
 pub mod limits;
 pub mod quiet;
 mod recorder;
+mod screen;
 mod send;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
@@ -24,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DispatchConfig};
-use crate::domain::{AttemptOutcome, Channel, MessageState, Priority};
+use crate::domain::{AttemptOutcome, Channel, MessageState};
 use crate::fanout::{Clock, Fanout};
 use crate::outbox::RetryPolicy;
 use crate::providers::{PracticeRef, ProviderRegistry};
@@ -168,6 +169,13 @@ impl Dispatcher {
     /// Re-plans a broadcast message on the patient's next channel when an address is refused.
     pub fn with_rerouting(mut self, fanout: Arc<Fanout>) -> Self {
         self.fanout = Some(fanout);
+        self
+    }
+
+    /// Names this worker's leases after its instance (see `cluster`), so operators can tell
+    /// whose they are.
+    pub fn with_owner(mut self, owner: String) -> Self {
+        self.owner = owner;
         self
     }
 
@@ -381,79 +389,6 @@ impl Dispatcher {
             .message_outcome(message.channel, None, Outcome::Cancelled);
     }
 
-    /// Sorts out claimed messages that must not go now: bulk SMS and push in quiet hours go
-    /// back to the outbox until the window closes; bulk messages beyond the patient's cap
-    /// are suppressed. Returns the rest.
-    async fn screen(
-        &self,
-        claimed: Vec<ClaimedMessage>,
-        recorder: &Recorder,
-    ) -> Vec<ClaimedMessage> {
-        let now = Utc::now();
-        let mut ready = Vec::with_capacity(claimed.len());
-        let mut held = Vec::new();
-        let mut suppressed = Vec::new();
-        for message in claimed {
-            if message.priority == Priority::Urgent {
-                ready.push(message);
-                continue;
-            }
-            if matches!(message.channel, Channel::Sms | Channel::Push) {
-                if let Some(wait) = self.quiet_hours_of(message.practice_id).await {
-                    let wait = wait(now);
-                    if wait > chrono::Duration::zero() {
-                        held.push((message, now + wait));
-                        continue;
-                    }
-                }
-            }
-            if let (1, Some(patient_id)) = (message.attempt_no, message.patient_id) {
-                if let Err(cap) = self.control.limits.patient(patient_id) {
-                    suppressed.push(suppression(&message, cap, now));
-                    continue;
-                }
-            }
-            ready.push(message);
-        }
-        if !held.is_empty() {
-            let due: Vec<(i64, DateTime<Utc>)> = held.iter().map(|(m, at)| (m.id, *at)).collect();
-            if let Err(e) = self.store.defer(&self.owner, &due, now).await {
-                tracing::warn!(error = %e, "dispatch: could not hold messages for quiet hours; they will wait out their lease");
-            }
-            for (m, _) in &held {
-                self.metrics
-                    .message_outcome(m.channel, None, Outcome::Deferred);
-            }
-        }
-        let records = suppressed.into_iter().map(|(channel, c)| async move {
-            recorder.record(c).await;
-            self.metrics
-                .message_outcome(channel, None, Outcome::Suppressed);
-        });
-        futures_util::future::join_all(records).await;
-        ready
-    }
-
-    /// For the practice's bulk SMS and push: how long one due at a given time must still
-    /// wait for quiet hours to end (zero outside them), judged in the practice's timezone by
-    /// the worker's clock. `None` without quiet hours.
-    async fn quiet_hours_of(
-        &self,
-        practice_id: i64,
-    ) -> Option<impl Fn(DateTime<Utc>) -> chrono::Duration + Send> {
-        let quiet = self.quiet_hours?;
-        let timezone = match self.practice(practice_id).await {
-            Ok(p) => p.timezone,
-            Err(_) => chrono_tz::Europe::London,
-        };
-        // The worker's clock may be set (tests): a time is judged as that far from its "now".
-        let offset = (self.clock)() - Utc::now();
-        Some(move |at: DateTime<Utc>| {
-            let local = at + offset;
-            quiet.next_allowed(local, timezone) - local
-        })
-    }
-
     /// Extends this worker's leases while messages wait in its lanes, and lets the limiters
     /// forget idle practices and patients.
     async fn heartbeat(self, stop: CancellationToken) {
@@ -510,29 +445,4 @@ impl Dispatcher {
         };
         self.metrics.circuit_state(provider, gauge);
     }
-}
-
-/// The record of a message not sent because the patient had reached their cap.
-fn suppression(
-    message: &ClaimedMessage,
-    cap: crate::domain::Rate,
-    now: DateTime<Utc>,
-) -> (Channel, Completion) {
-    (
-        message.channel,
-        Completion {
-            message_id: message.id,
-            attempt_no: message.attempt_no,
-            provider: None,
-            outcome: AttemptOutcome::Suppressed,
-            provider_ref: None,
-            error: Some(format!(
-                "suppressed: the patient has had their cap of {cap} non-urgent messages"
-            )),
-            new_state: MessageState::Suppressed,
-            next_attempt_at: None,
-            started_at: now,
-            finished_at: now,
-        },
-    )
 }

@@ -28,8 +28,7 @@ pub trait FollowerStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<i64>;
     /// Removes the practice's follower with this endpoint (the browser said stop); how many.
-    async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str)
-        -> StoreResult<u64>;
+    async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64>;
     /// Removes a follower whose subscription the push service said is gone.
     async fn remove_follower(&self, follower_id: i64) -> StoreResult<()>;
     /// A follower's keys (`p256dh`, `auth`), if it still follows.

@@ -4,6 +4,7 @@
 //! implement every trait in their own SQL, since the schemas and the claim query differ.
 
 mod appointments;
+mod cluster;
 mod followers;
 pub(crate) mod import;
 mod postgres;
@@ -20,6 +21,7 @@ pub use appointments::{
     Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
     ChangeOutcome, NewAppointmentChange,
 };
+pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use followers::{Follower, FollowerStore};
 pub use import::{
     ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedContact,
@@ -350,6 +352,7 @@ pub trait Store:
     + AppointmentStore
     + FollowerStore
     + ImportStore
+    + ClusterStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

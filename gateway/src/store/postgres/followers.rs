@@ -32,11 +32,7 @@ impl FollowerStore for PostgresStore {
         .await?)
     }
 
-    async fn remove_follower_endpoint(
-        &self,
-        practice_id: i64,
-        endpoint: &str,
-    ) -> StoreResult<u64> {
+    async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
         Ok(
             sqlx::query("DELETE FROM push_followers WHERE practice_id = $1 AND endpoint = $2")
                 .bind(practice_id)
@@ -65,11 +61,12 @@ impl FollowerStore for PostgresStore {
     }
 
     async fn followers_of(&self, practice_id: i64) -> StoreResult<Vec<Follower>> {
-        let rows =
-            sqlx::query("SELECT id, endpoint FROM push_followers WHERE practice_id = $1 ORDER BY id")
-                .bind(practice_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, endpoint FROM push_followers WHERE practice_id = $1 ORDER BY id",
+        )
+        .bind(practice_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(Follower {

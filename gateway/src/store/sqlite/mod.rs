@@ -4,6 +4,7 @@
 //! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
 
 mod appointments;
+mod cluster;
 mod console;
 mod contacts;
 mod directory;
@@ -257,16 +258,18 @@ mod tests {
     async fn cancel_after<F: Future>(future: F, polls: usize, pause: Duration) {
         let mut future: Pin<Box<F>> = Box::pin(future);
         for _ in 0..polls {
-            let ready = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready()))
-                .await;
+            let ready =
+                std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await;
             if ready {
                 return;
             }
+            // Let the runtime run what the begin waits on, then give SQLite's thread time.
+            tokio::task::yield_now().await;
             std::thread::sleep(pause);
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_begin_leaves_no_transaction_behind() {
         let folder = tempfile::tempdir().expect("temporary folder");
         let url = format!("sqlite://{}", folder.path().join("cancel.db").display());
@@ -276,9 +279,12 @@ mod tests {
             .execute(&store.pool)
             .await
             .expect("table");
-        for attempt in 0..400u64 {
-            let pause = Duration::from_micros(attempt % 40);
-            cancel_after(store.begin_write(), 1 + (attempt as usize % 4), pause).await;
+        // Each begin is a few round trips to SQLite's thread (acquire's ping, BEGIN, the
+        // check that it took); cancelling after 1 to 6 polls, 0 to 200 µs apart, lands in
+        // each of the gaps between them.
+        for attempt in 0..600u64 {
+            let pause = Duration::from_micros(2 * (attempt / 6));
+            cancel_after(store.begin_write(), 1 + (attempt as usize % 6), pause).await;
             let mut tx = tokio::time::timeout(Duration::from_secs(5), store.begin_write())
                 .await
                 .expect("the next write is not kept waiting")
@@ -294,6 +300,6 @@ mod tests {
             .fetch_one(&store.pool)
             .await
             .expect("count");
-        assert_eq!(marks, 400);
+        assert_eq!(marks, 600);
     }
 }
