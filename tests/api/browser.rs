@@ -1097,6 +1097,32 @@ pub async fn push_signup_stores_the_subscription_for_the_patient(_db: Db) {
         push_contacts(2).await.is_empty(),
         "only the invited patient"
     );
+
+    // Without a link, the same page follows the practice anonymously: no patient gains a
+    // contact, and the practice has a follower.
+    let anonymous = "https://push.example.net/send/anonymous";
+    turn_on_notifications(
+        &browser,
+        &format!("/p/{}/notifications", RIVERSIDE.0),
+        &crate::browser::subscription(anonymous),
+        None,
+    )
+    .await;
+    assert_eq!(push_contacts(1).await.len(), 1);
+    assert!(push_contacts(2).await.is_empty());
+    let followers = app
+        .state
+        .store
+        .followers_of(practice_id)
+        .await
+        .expect("followers");
+    assert_eq!(
+        followers
+            .iter()
+            .map(|f| f.endpoint.as_str())
+            .collect::<Vec<_>>(),
+        [anonymous]
+    );
     browser.close().await;
 }
 

@@ -457,6 +457,16 @@ pub async fn service_worker_and_script_are_served(db: Db) {
         .unwrap()
         .starts_with("application/javascript"));
     assert!(body.contains("pushManager.subscribe"), "{body}");
+    let (status, headers, body) = t.page("/static/patient.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert!(
+        body.contains("#push-subscribe") || body.contains("button"),
+        "{body}"
+    );
 }
 
 pub async fn invite_sends_one_urgent_message_with_a_working_link(db: Db) {

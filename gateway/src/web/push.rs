@@ -31,7 +31,8 @@ use crate::intake::invite::{
 use crate::render::uk_date_time;
 use crate::store::{Practice, StoreError};
 
-/// The sign-up and stop pages, their JSON calls, `/static/push.js` and `/sw.js`.
+/// The sign-up and stop pages, their JSON calls, `/static/push.js`, `/static/patient.css`
+/// and `/sw.js`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/p/{ods}/notifications", get(signup_page))
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/p/{ods}/notifications/stop", get(stop_page))
         .route("/p/{ods}/notifications/unsubscribe", post(unsubscribe))
         .route("/static/push.js", get(script))
+        .route("/static/patient.css", get(stylesheet))
         .route("/sw.js", get(service_worker))
 }
 
@@ -268,6 +270,13 @@ async fn script() -> Response {
     asset(
         "application/javascript; charset=utf-8",
         include_str!("../../../static/push.js"),
+    )
+}
+
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../../static/patient.css"),
     )
 }
 
