@@ -191,7 +191,7 @@ async fn signin(
         Ok(user) => user,
         Err(e) => return internal(e),
     };
-    let Some(user) = user.filter(|u| session::password_matches(u, &form.password)) else {
+    let Some(user) = session::authenticate(user, &form.password) else {
         return signin_form(
             &state,
             &headers,

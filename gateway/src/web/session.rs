@@ -65,7 +65,30 @@ pub async fn create_user(
 
 /// Checks a password against a user's stored hash.
 pub fn password_matches(user: &User, password: &str) -> bool {
-    PasswordHash::new(&user.password_hash)
+    verifies(&user.password_hash, password)
+}
+
+/// The user, if there is one and the password is theirs. An unknown username costs the
+/// same Argon2 verification as a wrong password, so timing does not tell which names exist.
+pub fn authenticate(user: Option<User>, password: &str) -> Option<User> {
+    match user {
+        Some(user) => password_matches(&user, password).then_some(user),
+        None => {
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| {
+                Argon2::default()
+                    .hash_password(random_token().as_bytes(), &SaltString::generate(&mut OsRng))
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
+            verifies(dummy, password);
+            None
+        }
+    }
+}
+
+fn verifies(stored: &str, password: &str) -> bool {
+    PasswordHash::new(stored)
         .map(|hash| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &hash)
@@ -175,5 +198,15 @@ mod tests {
         };
         assert!(password_matches(&user, "correct horse battery"));
         assert!(!password_matches(&user, "correct horse batterY"));
+        assert!(authenticate(Some(user.clone()), "correct horse battery").is_some());
+        assert!(authenticate(Some(user), "wrong").is_none());
+        // An unknown name is refused after the same work as a wrong password.
+        let started = std::time::Instant::now();
+        assert!(authenticate(None, "correct horse battery").is_none());
+        let unknown = started.elapsed();
+        assert!(
+            unknown >= std::time::Duration::from_millis(1),
+            "{unknown:?}"
+        );
     }
 }
