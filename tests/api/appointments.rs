@@ -13,7 +13,7 @@ const ODS: &str = "A10001";
 /// A practice with a phone number and its key.
 async fn practice(app: &TestApp) -> String {
     app.practice_with_settings(
-        json!({ "ods_code": ODS, "name": "Test Surgery", "phone": "01632 960000" }),
+        json!({ "ods_code": ODS, "name": "Test Surgery", "phone": "020 7946 0123" }),
     )
     .await
 }
@@ -149,7 +149,7 @@ pub async fn appointment_changes_message_the_right_patient_urgently(db: Db) {
         (Some("urgent"), Some("appointment.cancelled"))
     );
     assert_eq!(m["address"], "+447700900001");
-    assert_eq!(m["body"], "Hi Ada, your appointment at Test Surgery on Monday 22 July at 09:30 with Dr Patel has been cancelled. Please call 01632 960000 to rebook.");
+    assert_eq!(m["body"], "Hi Ada, your appointment at Test Surgery on Monday 22 July at 09:30 with Dr Patel has been cancelled. Please call 020 7946 0123 to rebook.");
     let (status, _, again) = change(
         &app,
         &key,
@@ -290,6 +290,14 @@ pub async fn appointment_change_retry_sends_once(db: Db) {
     let (status, _, reused) = change(&app, &key, "R-1", Some("k-1"), other).await;
     assert_eq!(status, StatusCode::CONFLICT, "{reused}");
     assert_eq!(reused["error"]["code"], "idempotency_key_reused");
+    // Another practice's key finds no such appointment, and changes nothing.
+    let other = app.practice_with_key("B20002", "Other Surgery").await;
+    let (status, _, _) = change(&app, &other, "R-1", None, json!({ "kind": "cancelled" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let hidden = app
+        .get(&format!("/api/v1/practices/{ODS}/appointments/R-1"), &other)
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     assert_eq!(app.drain().await, 1);
     assert_eq!(app.sent_lines().len(), 1);
     let shown = app

@@ -137,14 +137,15 @@ pub(crate) fn optional_text(
     }
 }
 
-/// A stored word such as a mode, or `default` when none is given.
+/// A stored word such as a mode (`In person` reads as `in_person`), or `default` when none
+/// is given.
 fn word<T: std::str::FromStr<Err = Invalid>>(
     value: &Option<String>,
     default: T,
 ) -> Result<T, Invalid> {
     match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(default),
-        Some(text) => text.to_ascii_lowercase().parse(),
+        Some(text) => text.to_ascii_lowercase().replace([' ', '-'], "_").parse(),
     }
 }
 
@@ -312,6 +313,10 @@ mod tests {
         let mut bad = input("123", "tomorrow", "");
         bad.mode = Some("carrier pigeon".into());
         bad.status = Some("Cancelled".into());
+        assert_eq!(
+            word(&Some("In-Person".into()), AppointmentMode::Phone),
+            Ok(AppointmentMode::InPerson)
+        );
         let errors = parse_row(&bad, chrono_tz::Europe::London).err().unwrap();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["nhs_number", "external_ref", "starts_at", "mode"]);
