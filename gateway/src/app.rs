@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Cluster, Role};
 use crate::config::Config;
 use crate::dispatch::{DispatchControl, Dispatcher, UnsubscribeLinks};
 use crate::domain::{Channel, PhoneNumber};
@@ -156,26 +157,61 @@ impl AppState {
     }
 }
 
-/// Serves the API on `listener` and, if enabled, runs a dispatch worker, until `shutdown`.
-/// Fan-outs a stopped process left unfinished are resumed first.
+/// Serves the API on `listener` and, if enabled, runs a dispatch worker, until `shutdown`
+/// (`serve_as` with the role `all`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let resumed = state.fanout.resume_unfinished().await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "finished interrupted fan-outs");
+    serve_as(state, Role::All, listener, shutdown).await
+}
+
+/// Runs what `role` says until `shutdown`: the API (resuming fan-outs a stopped process left
+/// unfinished) or only the health and metrics routes, and a dispatch worker if the role and
+/// `[dispatch] enabled` allow. The instance registers in the database first (see `cluster`),
+/// and deregisters once the worker has stopped.
+pub async fn serve_as(
+    state: AppState,
+    role: Role,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    if role.serves_api() {
+        let resumed = state.fanout.resume_unfinished().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "finished interrupted fan-outs");
+        }
     }
-    let worker = state
-        .config
-        .dispatch
-        .enabled
-        .then(|| tokio::spawn(state.dispatcher().run(shutdown.clone())));
-    let router = crate::api::router(state.clone());
-    axum::serve(listener, router)
+    let dispatches = role.dispatches() && state.config.dispatch.enabled;
+    let cluster = Cluster::join(
+        state.store.clone(),
+        state.dispatch.clone(),
+        &state.config,
+        role,
+        dispatches,
+    )
+    .await?;
+    let worker = dispatches.then(|| {
+        let dispatcher = state.dispatcher().with_owner(cluster.id().to_string());
+        let ready_at = cluster.ready_at();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            // A joining instance claims nothing until the others have shrunk their shares.
+            tokio::select! {
+                _ = tokio::time::sleep_until(ready_at) => dispatcher.run(shutdown).await,
+                _ = shutdown.cancelled() => {}
+            }
+        })
+    });
+    let router = if role.serves_api() {
+        crate::api::router(state.clone())
+    } else {
+        crate::api::ops_router(state.clone())
+    };
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+        .await;
     if let Some(worker) = worker {
         // In-flight sends get a bounded time to finish; leases not given back simply expire.
         if tokio::time::timeout(Duration::from_secs(30), worker)
@@ -185,7 +221,8 @@ pub async fn serve(
             tracing::warn!("dispatch worker did not stop within 30 s; its leases will expire");
         }
     }
-    Ok(())
+    cluster.leave().await;
+    Ok(served?)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -60,8 +60,49 @@ pub struct Config {
     /// CSV imports of patient lists: batch size, date formats, column names.
     #[serde(default)]
     pub import: crate::intake::import::ImportConfig,
+    /// Several instances on one PostgreSQL database: heartbeats and the shares of each rate.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    /// How long message wording and addresses are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
+}
+
+/// Several instances on one database: how often each says it is alive, and when the others
+/// take it for dead.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Seconds between an instance's heartbeats.
+    pub heartbeat_seconds: u64,
+    /// Heartbeats an instance may miss before the others take it for dead.
+    pub missed_beats: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_seconds: 2,
+            missed_beats: 3,
+        }
+    }
+}
+
+/// How long message wording and addresses are kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days after which a final message's wording and address are blanked (its state,
+    /// attempts and the audit trail stay).
+    pub days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { days: 90 }
+    }
 }
 
 /// The HTTP listener.
@@ -335,6 +376,18 @@ impl Config {
         }
         if self.failover.failures == 0 {
             return invalid("failover.failures", "must be at least 1".into());
+        }
+        if !(1..=3600).contains(&self.cluster.heartbeat_seconds) {
+            return invalid("cluster.heartbeat_seconds", "must be from 1 to 3600".into());
+        }
+        if self.cluster.missed_beats < 2 {
+            return invalid(
+                "cluster.missed_beats",
+                "must be at least 2 (an instance stops sending after missing one less)".into(),
+            );
+        }
+        if self.retention.days == 0 {
+            return invalid("retention.days", "must be at least 1".into());
         }
         if self
             .practice_defaults

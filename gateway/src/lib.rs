@@ -10,6 +10,8 @@ pub mod api;
 pub mod app;
 /// The `gateway bench` command: fan-out throughput and memory.
 pub mod bench;
+/// Several instances on one database: heartbeats, shares of the rate limits, the leader.
+pub mod cluster;
 /// Typed settings from `config/default.toml`, a file and the environment.
 pub mod config;
 /// The `gateway demo` command: a practice, patients and a broadcast on a fresh machine.

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use gateway::app::{self, AppState};
+use gateway::cluster::Role;
 use gateway::config::Config;
 use gateway::domain::OdsCode;
 use gateway::intake::appointments::import_file;
@@ -26,7 +27,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API and the dispatch workers until Ctrl-C or SIGTERM.
-    Serve,
+    Serve {
+        /// What this instance runs: the API and a dispatch worker (`all`), the API only
+        /// (`api`), or a worker with only health and metrics routes (`worker`). Several
+        /// instances may share one PostgreSQL database (docs/deployment.md).
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage API keys.
@@ -48,6 +55,10 @@ enum Command {
     },
     /// Print the effective configuration, secrets masked.
     PrintConfig,
+    /// Import a practice's patients and contacts from a CSV file (columns named as in the
+    /// [import.columns] settings), with a progress bar and a summary; an interrupted import
+    /// of the same file resumes where it stopped.
+    ImportContacts(gateway::intake::import::cli::ImportArgs),
     /// Import a practice's booked appointments from a CSV file (columns nhs_number,
     /// starts_at, external_ref, and optionally clinician, location, mode, status), upserting
     /// by external_ref, and print a summary with each rejected row's line and reason.
@@ -116,6 +127,8 @@ enum BenchCommand {
     /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
     /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
     Dispatch(bench::DispatchArgs),
+    /// CSV contact import throughput (rows per second) and peak memory.
+    Import(bench::ImportBenchArgs),
 }
 
 #[tokio::main]
@@ -140,7 +153,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        Command::Serve => {
+        Command::Serve { role } => {
             let bind = config.server.bind;
             let state = AppState::build(config).await?;
             let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
@@ -148,10 +161,10 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                     "cannot listen on {bind}: {e} (set GATEWAY__SERVER__BIND to another address)"
                 )
             })?;
-            tracing::info!(address = %listener.local_addr()?, database = state.store.kind(), "gateway listening");
+            tracing::info!(address = %listener.local_addr()?, database = state.store.kind(), role = role.as_str(), "gateway listening");
             let shutdown = CancellationToken::new();
             app::cancel_on_signal(shutdown.clone());
-            app::serve(state, listener, shutdown).await?;
+            app::serve_as(state, role, listener, shutdown).await?;
         }
         Command::Migrate => {
             let store = store::connect(&config.database.url, 1).await?;
@@ -180,6 +193,10 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Bench {
             which: BenchCommand::Dispatch(args),
         } => bench::dispatch(&config, args).await?,
+        Command::Bench {
+            which: BenchCommand::Import(args),
+        } => bench::import(&config, args).await?,
+        Command::ImportContacts(args) => gateway::intake::import::cli::run(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
         Command::ImportAppointments { practice, file } => {
             let store = store::connect(&config.database.url, 1).await?;

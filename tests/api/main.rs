@@ -13,6 +13,7 @@ mod crash;
 mod dispatch_control;
 mod errors;
 mod helpers;
+mod imports;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -92,6 +93,12 @@ fn main() {
         templates::sms_segments_preview_table,
         templates::preview_shows_audience_for_a_practice_broadcast,
         templates::welsh_and_bilingual_wording,
+        imports::every_error_class_is_reported_by_row_and_column,
+        imports::bom_semicolons_crlf_quotes_and_a_header_mapping,
+        imports::reimporting_the_same_file_changes_nothing_and_keeps_opt_outs,
+        imports::replace_deactivates_exactly_the_missing_patients,
+        imports::killed_import_resumed_ends_as_a_clean_one,
+        imports::uploads_stream_past_the_body_limit_and_bad_requests_are_refused,
         appointments::appointment_changes_message_the_right_patient_urgently,
         appointments::appointment_change_retry_sends_once,
         appointments::appointments_import_from_csv_with_per_row_errors,

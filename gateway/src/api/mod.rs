@@ -5,6 +5,7 @@ mod auth;
 mod broadcasts;
 mod error;
 mod extract;
+mod imports;
 mod metrics;
 mod patients;
 mod practices;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/practices", post(practices::create).get(practices::list))
         .route("/practices/{ods}", get(practices::show))
         .route("/practices/{ods}/patients", post(patients::upsert))
+        .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
         .route("/practices/{ods}/status", post(status::post))
         .route("/practices/{ods}/appointments", post(appointments::upsert))
@@ -95,6 +97,16 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// What a `worker` instance serves: `/healthz`, `/readyz` and `/metrics`, nothing else.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics::show))
+        .fallback(not_found)
         .with_state(state)
 }
 

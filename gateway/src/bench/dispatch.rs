@@ -24,7 +24,7 @@ use crate::render::{MessageTemplates, TemplateRegistry};
 use crate::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
-const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
+pub(super) const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
 
 /// Options of `gateway bench dispatch`.
 #[derive(Debug, clap::Args)]
@@ -51,6 +51,11 @@ pub struct DispatchArgs {
     /// on it and dropped afterwards.
     #[arg(long)]
     pub postgres: Option<String>,
+    /// Instead of the three measurements above: unlimited throughput with this many
+    /// `gateway serve --role worker` processes sharing the PostgreSQL database, e.g.
+    /// `--workers 1,2,3` (needs `--postgres`).
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<u32>,
 }
 
 /// Runs the three measurements and prints a summary line for each.
@@ -58,6 +63,9 @@ pub async fn dispatch(
     config: &Config,
     args: DispatchArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    if !args.workers.is_empty() {
+        return super::workers::workers(config, &args).await;
+    }
     let bench = BenchStore::open(args.postgres.as_deref()).await?;
     let result = run(bench.store.clone(), config, &args).await;
     bench.close().await?;
@@ -66,14 +74,38 @@ pub async fn dispatch(
 
 /// What the loopback SMS gateway has received: when, which message, to whom.
 #[derive(Default)]
-struct Received {
+pub(super) struct Received {
     arrivals: Mutex<Vec<(Instant, String)>>,
 }
 
 impl Received {
-    fn take(&self) -> Vec<(Instant, String)> {
+    /// Everything received since the last call.
+    pub(super) fn take(&self) -> Vec<(Instant, String)> {
         std::mem::take(&mut *self.arrivals.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// How many requests are waiting to be taken.
+    pub(super) fn count(&self) -> usize {
+        self.arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+/// Starts the loopback SMS gateway; returns its URL, what it receives, and its task.
+pub(super) async fn start_peer(
+) -> std::io::Result<(String, Arc<Received>, tokio::task::JoinHandle<()>)> {
+    let received = Arc::new(Received::default());
+    let app = axum::Router::new()
+        .fallback(receive)
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let peer_url = format!("http://{}/messages", listener.local_addr()?);
+    let peer = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((peer_url, received, peer))
 }
 
 async fn receive(State(received): State<Arc<Received>>, Json(body): Json<Value>) -> Json<Value> {
@@ -134,24 +166,32 @@ impl Bench {
 
     /// Queues one broadcast to every patient; returns how many messages it planned.
     async fn queue_broadcast(&self) -> Result<u64, Box<dyn std::error::Error>> {
-        let change = NewStatusChange {
-            kind: StatusKind::SystemsDown,
-            headline: "Our computer systems are down.".into(),
-            details: None,
-            starts_at: None,
-            ends_at: None,
-            created_by: "bench".into(),
-            reach: Default::default(),
-        };
-        let StartOutcome::Started(id) = self
-            .store
-            .start_status_broadcast(self.practice.id, &change, None, Utc::now())
-            .await?
-        else {
-            return Err("broadcast was not started".into());
-        };
-        Ok(self.fanout.run_broadcast(id).await?.inserted)
+        queue_broadcast(self.store.as_ref(), &self.fanout, self.practice.id).await
     }
+}
+
+/// Queues one broadcast to every patient of the practice; returns how many messages it planned.
+pub(super) async fn queue_broadcast(
+    store: &dyn Store,
+    fanout: &Fanout,
+    practice_id: i64,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let change = NewStatusChange {
+        kind: StatusKind::SystemsDown,
+        headline: "Our computer systems are down.".into(),
+        details: None,
+        starts_at: None,
+        ends_at: None,
+        created_by: "bench".into(),
+        reach: Default::default(),
+    };
+    let StartOutcome::Started(id) = store
+        .start_status_broadcast(practice_id, &change, None, Utc::now())
+        .await?
+    else {
+        return Err("broadcast was not started".into());
+    };
+    Ok(fanout.run_broadcast(id).await?.inserted)
 }
 
 async fn run(
@@ -160,13 +200,7 @@ async fn run(
     args: &DispatchArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var(SECRET_ENV, "bench-secret");
-    let received = Arc::new(Received::default());
-    let app = axum::Router::new()
-        .fallback(receive)
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let peer_url = format!("http://{}/messages", listener.local_addr()?);
-    let peer = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (peer_url, received, peer) = start_peer().await?;
 
     let kind = store.kind();
     let mut bench = Bench {

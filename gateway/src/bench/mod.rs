@@ -3,6 +3,8 @@
 
 pub mod dispatch;
 pub mod fanout;
+pub mod import;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use chrono::Utc;
 
 pub use dispatch::{dispatch, DispatchArgs};
 pub use fanout::{fanout, FanoutArgs};
+pub use import::{import, ImportBenchArgs};
 
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{scratch, NewPractice, PostgresStore, Practice, SqliteStore, Store};

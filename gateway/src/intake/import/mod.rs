@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod mapping;
+pub mod phones;
 pub mod reader;
 pub mod report;
 pub mod rows;
@@ -404,11 +405,12 @@ fn read_batches(
         return Ok(());
     }
     let mut record = Record::default();
+    let mut phones = phones::PhoneBook::default();
     let mut batch = Vec::with_capacity(config.batch_rows);
     let mut through = 1;
     while let Some(row) = rows.next_into(&mut record)? {
         through = row;
-        match parse_row(config, &layout, row, &record) {
+        match parse_row(config, &layout, &mut phones, row, &record) {
             Parsed::Blank => continue,
             parsed => batch.push((row, parsed)),
         }

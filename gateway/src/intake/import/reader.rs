@@ -283,6 +283,13 @@ mod tests {
     }
 
     #[test]
+    fn blank_crlf_lines_count_as_rows() {
+        let (_, rows) = read_all(b"nhs\r\n1\r\n\r\n\"2\r\n2\"\r\n3\r\n");
+        let numbers: Vec<u64> = rows.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, [2, 4, 5]);
+    }
+
+    #[test]
     fn the_separator_is_told_from_the_header_line() {
         assert_eq!(delimiter_of(b"a,b,c\n"), b',');
         assert_eq!(delimiter_of(b"a;b;c\n"), b';');

@@ -1,9 +1,10 @@
 //! One CSV row to one patient: every field checked, every problem named with its column.
 
 use super::mapping::{Field, ImportConfig, Layout};
+use super::phones::{Phone, PhoneBook};
 use super::reader::Record;
 use super::report::RowError;
-use crate::domain::{Channel, EmailAddress, Language, NhsNumber, PhoneKind, PhoneNumber};
+use crate::domain::{Channel, EmailAddress, Language, NhsNumber, PhoneKind};
 use crate::store::{ContactUpsert, ImportedPatient, PatientUpsert};
 use chrono::{Datelike, NaiveDate, Utc};
 
@@ -23,7 +24,13 @@ pub enum Parsed {
 }
 
 /// Checks one row against the file's layout.
-pub fn parse_row(config: &ImportConfig, layout: &Layout, row: u64, record: &Record) -> Parsed {
+pub fn parse_row(
+    config: &ImportConfig,
+    layout: &Layout,
+    phones: &mut PhoneBook,
+    row: u64,
+    record: &Record,
+) -> Parsed {
     if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
         return Parsed::Blank;
     }
@@ -63,7 +70,7 @@ pub fn parse_row(config: &ImportConfig, layout: &Layout, row: u64, record: &Reco
     let given_name = cells.name(Field::GivenName);
     let family_name = cells.name(Field::FamilyName);
     let date_of_birth = cells.date(config, Field::DateOfBirth);
-    let (mobile, mut landline) = cells.phones();
+    let (mobile, mut landline) = cells.phones(phones);
     let email = cells.text(Field::Email).and_then(|text| {
         EmailAddress::parse(text)
             .map_err(|e| cells.reject(Field::Email, &e.reason))
@@ -99,7 +106,7 @@ pub fn parse_row(config: &ImportConfig, layout: &Layout, row: u64, record: &Reco
     if let Some(phone) = mobile {
         contacts.push(ContactUpsert {
             channel: Channel::Sms,
-            address: phone.as_str().to_string(),
+            address: phone.e164,
             opted_out: sms_refused,
         });
     }
@@ -121,7 +128,7 @@ pub fn parse_row(config: &ImportConfig, layout: &Layout, row: u64, record: &Reco
             active: true,
             contacts,
         },
-        landline: landline.map(|p| p.as_str().to_string()),
+        landline: landline.map(|p| p.e164),
         date_of_birth,
     })
 }
@@ -138,7 +145,7 @@ struct Cells<'a> {
     record: &'a Record,
     row: u64,
     errors: &'a mut Vec<RowError>,
-    landline_from_mobile: Option<PhoneNumber>,
+    landline_from_mobile: Option<Phone>,
 }
 
 impl<'a> Cells<'a> {
@@ -210,11 +217,12 @@ impl<'a> Cells<'a> {
 
     /// The mobile (for SMS) and the landline. A landline in the mobile column is kept as the
     /// landline; a number that is neither (premium rate, pager) is refused there.
-    fn phones(&mut self) -> (Option<PhoneNumber>, Option<PhoneNumber>) {
-        let mobile = self.text(Field::Mobile).and_then(|text| {
-            match PhoneNumber::parse(text) {
-                Ok(phone) if phone.can_receive_sms() => Some(phone),
-                Ok(phone) if phone.kind() == PhoneKind::Landline => {
+    fn phones(&mut self, book: &mut PhoneBook) -> (Option<Phone>, Option<Phone>) {
+        let mobile = self
+            .text(Field::Mobile)
+            .and_then(|text| match book.parse(text) {
+                Ok(phone) if phone.kind == PhoneKind::Mobile => Some(phone),
+                Ok(phone) if phone.kind == PhoneKind::Landline => {
                     self.landline_from_mobile = Some(phone);
                     None
                 }
@@ -223,7 +231,7 @@ impl<'a> Cells<'a> {
                         Field::Mobile,
                         &format!(
                             "{} is neither a mobile nor a landline number, so it cannot receive SMS",
-                            phone.as_str()
+                            phone.e164
                         ),
                     );
                     None
@@ -232,10 +240,9 @@ impl<'a> Cells<'a> {
                     self.reject(Field::Mobile, &e.reason);
                     None
                 }
-            }
-        });
+            });
         let landline = self.text(Field::Landline).and_then(|text| {
-            PhoneNumber::parse(text)
+            book.parse(text)
                 .map_err(|e| self.reject(Field::Landline, &e.reason))
                 .ok()
         });
@@ -287,7 +294,13 @@ mod tests {
         let config = ImportConfig::default();
         let layout =
             Layout::from_headers(&config, HEADER.iter().map(|h| h.to_string()).collect()).unwrap();
-        parse_row(&config, &layout, 7, &Record::from_fields(fields))
+        parse_row(
+            &config,
+            &layout,
+            &mut PhoneBook::default(),
+            7,
+            &Record::from_fields(fields),
+        )
     }
 
     fn errors(fields: &[&str]) -> Vec<(Option<String>, String)> {

@@ -5,6 +5,7 @@
 //! selected `FOR UPDATE SKIP LOCKED` so that no two processes take the same row.
 
 mod appointments;
+mod cluster;
 mod console;
 mod contacts;
 mod directory;

@@ -14,8 +14,7 @@ use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
     IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome,
-    StoreError, StoreResult,
+    StartOutcome, StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -54,6 +53,34 @@ fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// Returns expired leases to the queue and records each lost attempt as `unknown`, in one
+/// statement: the attempt's start is the claim time (`updated_at` before this update), read
+/// from the locked row; rows another process is reaping are skipped. Returns how many.
+pub(super) async fn requeue_expired(
+    conn: &mut sqlx::PgConnection,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "WITH expired AS (
+             SELECT id, attempts, updated_at FROM messages
+             WHERE state = 'sending' AND lease_expires_at <= $1
+             FOR UPDATE SKIP LOCKED
+         ), requeued AS (
+             UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                    next_attempt_at = $1, last_error = $2, updated_at = $1
+             FROM expired WHERE m.id = expired.id
+             RETURNING expired.id, expired.attempts, expired.updated_at
+         )
+         INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+         SELECT id, attempts, NULL, 'unknown', $2, updated_at, $1 FROM requeued",
+    )
+    .bind(now)
+    .bind(LOST_LEASE)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 /// What an idempotency key already stands for, if it has been used.
@@ -411,26 +438,7 @@ impl OutboxStore for PostgresStore {
         skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin().await?;
-        // Reap in one statement: the attempt's start is the claim time (`updated_at` before
-        // this update), read from the locked row; rows another process is reaping are skipped.
-        sqlx::query(
-            "WITH expired AS (
-                 SELECT id, attempts, updated_at FROM messages
-                 WHERE state = 'sending' AND lease_expires_at <= $1
-                 FOR UPDATE SKIP LOCKED
-             ), requeued AS (
-                 UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                        next_attempt_at = $1, last_error = $2, updated_at = $1
-                 FROM expired WHERE m.id = expired.id
-                 RETURNING expired.id, expired.attempts, expired.updated_at
-             )
-             INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-             SELECT id, attempts, NULL, 'unknown', $2, updated_at, $1 FROM requeued",
-        )
-        .bind(now)
-        .bind(LOST_LEASE)
-        .execute(&mut *tx)
-        .await?;
+        requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
             "WITH due AS (
                  SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1

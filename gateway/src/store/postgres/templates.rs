@@ -9,6 +9,9 @@ use super::{parsed, PostgresStore};
 use crate::domain::{Channel, Language};
 use crate::store::{unique_violation, NewTemplate, StoreResult, TemplateStore, TemplateVersion};
 
+/// The advisory lock key serialising the seeding of shipped templates ("gw-seedt").
+const SEED_LOCK: i64 = 0x6777_2d73_6565_6474;
+
 const COLUMNS: &str = "id, practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at";
 
 fn template_from_row(row: &PgRow) -> StoreResult<TemplateVersion> {
@@ -110,6 +113,12 @@ impl TemplateStore for PostgresStore {
     ) -> StoreResult<u64> {
         let mut added = 0;
         let mut tx = self.begin().await?;
+        // Instances starting together seed one at a time; the later ones find the rows there
+        // (each statement reads what committed before it) instead of failing on the index.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SEED_LOCK)
+            .execute(&mut *tx)
+            .await?;
         for t in defaults {
             added += sqlx::query(
                 "INSERT INTO message_templates

@@ -137,8 +137,8 @@ impl ImportStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let firsts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT s.nhs_number, s.first_row FROM json_each(?2) j
-             JOIN import_seen s ON s.run_id = ?1 AND s.nhs_number = j.value ->> 0",
+            "SELECT nhs_number, first_row FROM import_seen
+             WHERE run_id = ?1 AND nhs_number IN (SELECT value ->> 0 FROM json_each(?2))",
         )
         .bind(run_id)
         .bind(&entries)
@@ -170,7 +170,8 @@ impl ImportStore for SqliteStore {
         let rows: Vec<PatientRow> = sqlx::query_as(
             "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.date_of_birth, p.landline,
                     p.preferred_channel, p.language, p.active
-             FROM json_each(?2) j JOIN patients p ON p.practice_id = ?1 AND p.nhs_number = j.value",
+             FROM patients p
+             WHERE p.practice_id = ?1 AND p.nhs_number IN (SELECT value FROM json_each(?2))",
         )
         .bind(run.practice_id)
         .bind(&numbers)
@@ -181,9 +182,10 @@ impl ImportStore for SqliteStore {
         } else {
             sqlx::query_as(
                 "SELECT c.id, c.patient_id, c.channel, c.address, c.opted_out_at IS NOT NULL
-                 FROM json_each(?2) j JOIN patients p ON p.practice_id = ?1 AND p.nhs_number = j.value
-                 JOIN contacts c ON c.patient_id = p.id
-                 WHERE c.channel IN ('sms', 'email') ORDER BY c.id",
+                 FROM patients p JOIN contacts c ON c.patient_id = p.id
+                 WHERE p.practice_id = ?1 AND p.nhs_number IN (SELECT value FROM json_each(?2))
+                   AND c.channel IN ('sms', 'email')
+                 ORDER BY c.id",
             )
             .bind(run.practice_id)
             .bind(&numbers)
@@ -249,8 +251,8 @@ impl ImportStore for SqliteStore {
             sqlx::query(
                 "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
                  SELECT p.id, j.value ->> 1, j.value ->> 2, CASE WHEN j.value ->> 3 THEN ?2 END, ?2
-                 FROM json_each(?3) j JOIN patients p ON p.practice_id = ?1 AND p.nhs_number = j.value ->> 0
-                 WHERE true
+                 FROM json_each(?3) j CROSS JOIN patients p
+                 WHERE p.practice_id = ?1 AND p.nhs_number = j.value ->> 0
                  ON CONFLICT (patient_id, channel, address)
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )

@@ -15,8 +15,7 @@ use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
     lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
     IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome,
-    StoreResult,
+    StartOutcome, StoreResult,
 };
 
 /// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
@@ -61,6 +60,36 @@ const MESSAGE_COLUMNS: &str =
     "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
+
+/// Returns expired leases to the queue and records each lost attempt as `unknown`, inside
+/// the caller's write transaction. Returns how many.
+pub(super) async fn requeue_expired(
+    conn: &mut sqlx::SqliteConnection,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sqlx::query(
+        "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+         SELECT id, attempts, NULL, 'unknown', ?, updated_at, ? FROM messages
+         WHERE state = 'sending' AND lease_expires_at <= ?",
+    )
+    .bind(LOST_LEASE)
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query(
+        "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                next_attempt_at = ?, last_error = ?, updated_at = ?
+         WHERE state = 'sending' AND lease_expires_at <= ?",
+    )
+    .bind(ms(now))
+    .bind(LOST_LEASE)
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
 
 fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
     Ok(MessageView {
@@ -111,7 +140,10 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
         superseded_by: row.try_get("superseded_by")?,
         reach: Reach {
             audience: parsed("status_changes.audience", &audience)?,
-            affected_from: at_opt("status_changes.affected_from", row.try_get("affected_from")?)?,
+            affected_from: at_opt(
+                "status_changes.affected_from",
+                row.try_get("affected_from")?,
+            )?,
             affected_until: at_opt(
                 "status_changes.affected_until",
                 row.try_get("affected_until")?,
@@ -420,27 +452,7 @@ impl OutboxStore for SqliteStore {
         skip_practices: &[i64],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-             SELECT id, attempts, NULL, 'unknown', ?, updated_at, ? FROM messages
-             WHERE state = 'sending' AND lease_expires_at <= ?",
-        )
-        .bind(LOST_LEASE)
-        .bind(ms(now))
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = ?, last_error = ?, updated_at = ?
-             WHERE state = 'sending' AND lease_expires_at <= ?",
-        )
-        .bind(ms(now))
-        .bind(LOST_LEASE)
-        .bind(ms(now))
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
+        requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'sending', lease_owner = ?, lease_expires_at = ?,
                     attempts = attempts + 1, updated_at = ?

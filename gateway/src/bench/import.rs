@@ -1,0 +1,179 @@
+//! `gateway bench import`: CSV contact import throughput (rows per second) and peak memory,
+//! for a first import (every patient new) and a re-import of the same file (every patient
+//! unchanged), on a fresh database.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
+use crate::config::Config;
+use crate::domain::{ChannelOrder, NhsNumber, PhoneKind};
+use crate::intake::import::phones::PhoneBook;
+use crate::intake::import::{import_csv, CsvSource, ImportConfig, ImportOptions, ImportReport};
+use crate::store::Store;
+
+/// Options of `gateway bench import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportBenchArgs {
+    /// Rows in the generated file (one patient each).
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Practices to import the file into, one after another; medians are reported.
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// File rows per transaction (default: import.batch_rows from config).
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
+    /// A PostgreSQL server URL to benchmark instead of SQLite; a scratch database is made
+    /// on it and dropped afterwards.
+    #[arg(long)]
+    pub postgres: Option<String>,
+}
+
+/// Generates the file, times the imports, and prints one summary line.
+pub async fn import(
+    config: &Config,
+    args: ImportBenchArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut settings = config.import.clone();
+    if let Some(rows) = args.batch_rows {
+        settings.batch_rows = rows;
+    }
+    let bench = BenchStore::open(args.postgres.as_deref()).await?;
+    let result = run_import(bench.store.clone(), &args, &settings).await;
+    bench.close().await?;
+    result
+}
+
+async fn run_import(
+    store: Arc<dyn Store>,
+    args: &ImportBenchArgs,
+    settings: &ImportConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("patients.csv");
+    let started = Instant::now();
+    write_file(&path, args.rows)?;
+    eprintln!(
+        "generated {} rows ({} MiB) in {:.1} s",
+        args.rows,
+        std::fs::metadata(&path)?.len() >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    let (mut first_rates, mut again_rates) = (Vec::new(), Vec::new());
+    let mut peak_growth = 0u64;
+    for run in 1..=args.runs.max(1) {
+        let practice = bench_practice(
+            store.as_ref(),
+            &format!("IMP{run:03}"),
+            ChannelOrder::default(),
+        )
+        .await?;
+        for (label, rates) in [("first", &mut first_rates), ("again", &mut again_rates)] {
+            let baseline = reset_peak_rss();
+            let started = Instant::now();
+            let report = import_csv(
+                store.clone(),
+                practice.id,
+                settings,
+                CsvSource::File(path.clone()),
+                ImportOptions::default(),
+            )
+            .await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let growth = peak_rss_kib().saturating_sub(baseline);
+            peak_growth = peak_growth.max(growth);
+            check(&report, args.rows, label == "first")?;
+            let rate = report.rows as f64 / seconds;
+            eprintln!(
+                "run {run} {label}: {} rows in {seconds:.2} s = {rate:.0} rows/s \
+                 (created {}, unchanged {}); peak RSS +{} MiB",
+                report.rows,
+                report.created,
+                report.unchanged,
+                growth / 1024
+            );
+            rates.push(rate);
+        }
+    }
+    println!(
+        "import {}: rows={} batch={} runs={} first_median={:.0} rows/s again_median={:.0} rows/s \
+         peak_rss_growth={} MiB peak_rss={} MiB",
+        store.kind(),
+        args.rows,
+        settings.batch_rows,
+        first_rates.len(),
+        median(&mut first_rates),
+        median(&mut again_rates),
+        peak_growth / 1024,
+        peak_rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// Refuses a run whose counts are not what the file must give.
+fn check(report: &ImportReport, rows: u64, first: bool) -> Result<(), String> {
+    let expected = if first { (rows, 0) } else { (0, rows) };
+    if report.rejected > 0 || (report.created, report.unchanged) != expected {
+        return Err(format!("unexpected import outcome: {}", report.summary()));
+    }
+    Ok(())
+}
+
+/// Writes `rows` synthetic patients: every one with a valid mobile spread over the UK mobile
+/// ranges (so range lookups miss as they would on a real list), a third with an email
+/// address, a tenth refusing SMS, dates of birth in UK form.
+fn write_file(path: &Path, rows: u64) -> std::io::Result<()> {
+    let mut book = PhoneBook::default();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut mobile = move || loop {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let second = [1, 2, 3, 4, 5, 7, 8, 9][(x >> 60) as usize % 8];
+        let number = format!(
+            "07{second}{:02} {:06}",
+            (x >> 40) % 100,
+            (x >> 8) % 1_000_000
+        );
+        if book
+            .parse(&number)
+            .is_ok_and(|p| p.kind == PhoneKind::Mobile)
+        {
+            return number;
+        }
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "NHS Number,Forename,Surname,Date of Birth,Mobile,Email,SMS Consent"
+    )?;
+    let mut stem = 100_000_000u32;
+    for i in 0..rows {
+        let nhs = loop {
+            stem += 1;
+            if let Some(n) = NhsNumber::from_stem(stem) {
+                break n;
+            }
+        };
+        let email = if i % 3 == 0 {
+            format!("patient{i}@example.com")
+        } else {
+            String::new()
+        };
+        let consent = if i % 10 == 0 { "no" } else { "yes" };
+        writeln!(
+            out,
+            "{},Pat,\"Bench, {}\",{:02}/{:02}/{},{},{email},{consent}",
+            nhs.as_str(),
+            i % 97,
+            1 + i % 28,
+            1 + i % 12,
+            1930 + i % 90,
+            mobile(),
+        )?;
+    }
+    out.flush()
+}

@@ -1,0 +1,221 @@
+//! `gateway bench dispatch --workers 1,2,3 --postgres URL`: unlimited dispatch throughput
+//! with N separate `gateway serve --role worker` processes (this binary) sharing one
+//! PostgreSQL database, sending to a loopback HTTP SMS gateway in this process.
+//!
+//! Each run queues a broadcast due a few seconds ahead, starts the workers, and times from
+//! the first message reaching the gateway to the last, so every worker has joined (and
+//! waited its turn) before the clock starts.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, SECRET_ENV};
+use super::{bench_practice, median};
+use crate::config::Config;
+use crate::domain::ChannelOrder;
+use crate::fanout::Fanout;
+use crate::render::{MessageTemplates, TemplateRegistry};
+use crate::store::{scratch, PostgresStore, Store};
+
+/// How far ahead each run's messages are due: time for every worker to start and join.
+const START_AHEAD: Duration = Duration::from_secs(5);
+
+/// Runs the measurement for each worker count in `args.workers`.
+pub async fn workers(
+    config: &Config,
+    args: &DispatchArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let base = args
+        .postgres
+        .as_deref()
+        .ok_or("--workers needs --postgres: SQLite serves one process")?;
+    let (url, name) = scratch::create_postgres_database(base, "gw_bench").await?;
+    let dir = tempfile::tempdir()?;
+    let result = measure(config, args, &url, dir.path()).await;
+    scratch::drop_postgres_database(base, &name).await?;
+    result
+}
+
+async fn measure(
+    config: &Config,
+    args: &DispatchArgs,
+    url: &str,
+    dir: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pg = PostgresStore::connect(url, 4).await?;
+    pg.migrate().await?;
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    std::env::set_var(SECRET_ENV, "bench-secret");
+    let (peer_url, received, peer) = start_peer().await?;
+    let practice = bench_practice(store.as_ref(), "BENCH3", ChannelOrder::parse("sms")?).await?;
+    // Two in three synthetic patients have a mobile; the practice messages by SMS only.
+    store
+        .seed_synthetic_patients(practice.id, args.messages * 3 / 2 + 3)
+        .await?;
+    let fanout = Fanout::new(
+        store.clone(),
+        Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
+        config.fanout.batch_size,
+        Arc::new(Notify::new()),
+    );
+    let config_file = dir.join("worker.toml");
+    std::fs::write(&config_file, worker_config(config, url, &peer_url))?;
+    for &count in &args.workers {
+        let mut rates = Vec::new();
+        let mut cpu_per_message = Vec::new();
+        for run in 1..=args.runs.max(1) {
+            let planned = queue_broadcast(store.as_ref(), &fanout, practice.id).await?;
+            // Due a few seconds ahead, so that every worker is up when the clock starts.
+            sqlx::query(
+                "UPDATE messages SET next_attempt_at = now() + make_interval(secs => $1)
+                 WHERE state = 'queued'",
+            )
+            .bind(START_AHEAD.as_secs_f64())
+            .execute(pg.pool())
+            .await?;
+            received.take();
+            let mut children = Vec::new();
+            for i in 0..count {
+                children.push(spawn_worker(&config_file, &dir.join(format!("w{i}.log")))?);
+            }
+            let deadline = Instant::now() + START_AHEAD + Duration::from_secs(600);
+            while (received.count() as u64) < planned && Instant::now() < deadline {
+                if let Some(i) = children
+                    .iter_mut()
+                    .position(|c| !matches!(c.try_wait(), Ok(None)))
+                {
+                    stop(&mut children);
+                    let log =
+                        std::fs::read_to_string(dir.join(format!("w{i}.log"))).unwrap_or_default();
+                    return Err(format!("worker {i} stopped early:\n{log}").into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let cpu: Duration = children.iter().map(|c| cpu_of(c.id())).sum();
+            stop(&mut children);
+            let arrivals = received.take();
+            let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
+                return Err(format!("run {run}: nothing reached the provider").into());
+            };
+            if (arrivals.len() as u64) < planned {
+                return Err(format!("run {run}: {} of {planned} arrived", arrivals.len()).into());
+            }
+            let seconds = (last.0 - first.0).as_secs_f64().max(1e-3);
+            let rate = arrivals.len() as f64 / seconds;
+            let cpu_each = cpu.as_secs_f64() / arrivals.len() as f64 * 1e6;
+            eprintln!(
+                "workers={count} run {run}: {} messages in {seconds:.2} s = {rate:.0}/s, {cpu_each:.0} µs worker CPU each",
+                arrivals.len()
+            );
+            rates.push(rate);
+            cpu_per_message.push(cpu_each);
+        }
+        println!(
+            "dispatch postgres workers={count} (processes): messages={} runs={} median={:.0} messages/s worker_cpu_per_message={:.0} µs (concurrency={} claim_batch={} each)",
+            args.messages,
+            rates.len(),
+            median(&mut rates),
+            median(&mut cpu_per_message),
+            config.dispatch.concurrency,
+            config.dispatch.claim_batch,
+        );
+    }
+    peer.abort();
+    pg.pool().close().await;
+    Ok(())
+}
+
+/// The workers' settings: this process's dispatch settings, the scratch database, and one
+/// unlimited `webhook` SMS provider pointing at the loopback gateway.
+fn worker_config(config: &Config, url: &str, peer_url: &str) -> String {
+    let d = &config.dispatch;
+    format!(
+        r#"[server]
+bind = "127.0.0.1:0"
+
+[database]
+url = "{url}"
+max_connections = {pool}
+
+[dispatch]
+concurrency = {concurrency}
+claim_batch = {claim_batch}
+lease_seconds = {lease}
+poll_interval_ms = {poll}
+
+[limits]
+patient_bulk = "1000000/day"
+patient_burst = 1000000
+
+[quiet_hours]
+start = "21:00"
+end = "21:00"
+
+[cluster]
+heartbeat_seconds = 1
+
+[telemetry]
+log_filter = "warn"
+
+[[providers]]
+name = "bench-sms-unlimited"
+kind = "webhook"
+channel = "sms"
+url = "{peer_url}"
+signing_secret_env = "{SECRET_ENV}"
+"#,
+        pool = config.database.max_connections,
+        concurrency = d.concurrency,
+        claim_batch = d.claim_batch,
+        lease = d.lease_seconds,
+        poll = d.poll_interval_ms,
+    )
+}
+
+/// Starts one worker process of this binary.
+fn spawn_worker(config_file: &Path, log: &Path) -> std::io::Result<Child> {
+    let log = std::fs::File::create(log)?;
+    Command::new(std::env::current_exe()?)
+        .args(["serve", "--role", "worker"])
+        .env("GATEWAY_CONFIG", config_file)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+}
+
+/// Stops the workers with SIGTERM (a clean leave), killing any still running after 30 s.
+fn stop(children: &mut [Child]) {
+    for child in children.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for child in children.iter_mut() {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// CPU time (user + system) process `pid` has used, from /proc (zero where it is missing).
+fn cpu_of(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after_name = s.rsplit_once(')')?.1.to_string();
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}

@@ -1,0 +1,250 @@
+//! Instances, the leader's lock and the shared per-patient cap on PostgreSQL.
+//!
+//! Heartbeats and staleness are judged by the database's clock, so instances on machines
+//! whose clocks disagree still agree on who is alive.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection, Row};
+
+use super::outbox::requeue_expired;
+use super::PostgresStore;
+use crate::store::cluster::patient_allowance;
+use crate::store::{ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult};
+
+/// The advisory lock key of the leader ("gw-leadr"); advisory locks are per database.
+const LEADER_LOCK: i64 = 0x6777_2d6c_6561_6472;
+/// The advisory lock key serialising registrations ("gw-regst").
+const REGISTER_LOCK: i64 = 0x6777_2d72_6567_7374;
+
+/// Seconds as PostgreSQL's double precision, for `make_interval`.
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[async_trait]
+impl ClusterStore for PostgresStore {
+    async fn register_instance(
+        &self,
+        instance: &NewInstance,
+        stale_after: Duration,
+    ) -> StoreResult<u32> {
+        let mut tx = self.begin().await?;
+        // Two instances registering at once: the second waits here and counts the first.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(REGISTER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO instances (id, role, dispatches, host, pid, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, now(), now())
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), is_leader = FALSE",
+        )
+        .bind(&instance.id)
+        .bind(&instance.role)
+        .bind(instance.dispatches)
+        .bind(&instance.host)
+        .bind(instance.pid as i32)
+        .execute(&mut *tx)
+        .await?;
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances
+             WHERE dispatches AND id <> $1 AND heartbeat_at > now() - make_interval(secs => $2)",
+        )
+        .bind(&instance.id)
+        .bind(secs(stale_after))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(others).unwrap_or(u32::MAX))
+    }
+
+    async fn beat(&self, id: &str) -> StoreResult<bool> {
+        let updated = sqlx::query("UPDATE instances SET heartbeat_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn live_workers(&self, stale_after: Duration) -> StoreResult<u32> {
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances
+             WHERE dispatches AND heartbeat_at > now() - make_interval(secs => $1)",
+        )
+        .bind(secs(stale_after))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX))
+    }
+
+    async fn deregister_instance(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn instances(&self) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, role, dispatches, pid, heartbeat_at, is_leader FROM instances ORDER BY started_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InstanceRecord {
+                    id: row.try_get("id")?,
+                    role: row.try_get("role")?,
+                    dispatches: row.try_get("dispatches")?,
+                    pid: i64::from(row.try_get::<i32, _>("pid")?),
+                    heartbeat_at: row.try_get("heartbeat_at")?,
+                    is_leader: row.try_get("is_leader")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_lead(&self, id: &str) -> StoreResult<Option<Box<dyn Leadership>>> {
+        // A connection of its own, outside the pool: the lock lives as long as it does. The
+        // server's keepalives notice a vanished host within about 15 s (not the default
+        // two hours), so the lock cannot outlive its holder by long.
+        let options = (*self.pool.connect_options()).clone().options([
+            ("tcp_keepalives_idle", "5"),
+            ("tcp_keepalives_interval", "2"),
+            ("tcp_keepalives_count", "3"),
+        ]);
+        let mut conn = PgConnection::connect_with(&options).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !got {
+            conn.close().await?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE instances SET is_leader = (id = $1)")
+            .bind(id)
+            .execute(&mut conn)
+            .await?;
+        Ok(Some(Box::new(PgLeadership { conn })))
+    }
+
+    async fn take_patient_quota(
+        &self,
+        wanted: &[(i64, u32)],
+        now: DateTime<Utc>,
+        interval: Duration,
+        burst: u32,
+    ) -> StoreResult<Vec<(i64, u32)>> {
+        let mut wanted = wanted.to_vec();
+        // Rows are locked in patient order, so two instances never wait on each other in a cycle.
+        wanted.sort_unstable_by_key(|(patient, _)| *patient);
+        wanted.dedup_by_key(|(patient, _)| *patient);
+        let ids: Vec<i64> = wanted.iter().map(|(p, _)| *p).collect();
+        let mut tx = self.begin().await?;
+        // Every patient gets a row first (a row due `now` is a full cap), so the lock below
+        // covers patients two instances see for the first time at once: the second insert
+        // waits for the first to commit and then reads what it stored.
+        sqlx::query(
+            "INSERT INTO patient_quota (patient_id, tat) SELECT p, $2 FROM UNNEST($1::bigint[]) AS p
+             ON CONFLICT (patient_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT patient_id, tat FROM patient_quota WHERE patient_id = ANY($1)
+             ORDER BY patient_id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let known: std::collections::HashMap<i64, DateTime<Utc>> = rows.into_iter().collect();
+        let mut allowed = Vec::with_capacity(wanted.len());
+        let mut tats = Vec::with_capacity(wanted.len());
+        for (patient, count) in &wanted {
+            let (n, tat) =
+                patient_allowance(known.get(patient).copied(), now, interval, burst, *count);
+            allowed.push((*patient, n));
+            tats.push(tat);
+        }
+        sqlx::query(
+            "UPDATE patient_quota q SET tat = u.tat
+             FROM UNNEST($1::bigint[], $2::timestamptz[]) AS u(id, tat) WHERE q.patient_id = u.id",
+        )
+        .bind(&ids)
+        .bind(&tats)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(allowed)
+    }
+}
+
+/// The leader's advisory lock, held on its own connection; the jobs run on it too.
+struct PgLeadership {
+    conn: PgConnection,
+}
+
+#[async_trait]
+impl Leadership for PgLeadership {
+    async fn confirm(&mut self) -> StoreResult<()> {
+        // If the connection dropped, so did the lock: this fails and the caller steps down.
+        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
+    async fn requeue_expired(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
+        requeue_expired(&mut self.conn, now).await
+    }
+
+    async fn remove_dead(&mut self, stale_after: Duration) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM instances WHERE heartbeat_at <= now() - make_interval(secs => $1)",
+        )
+        .bind(secs(stale_after))
+        .execute(&mut self.conn)
+        .await?
+        .rows_affected())
+    }
+
+    async fn purge(
+        &mut self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "WITH doomed AS (
+                 SELECT id FROM messages
+                 WHERE purged_at IS NULL AND created_at < $1
+                       AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
+                 ORDER BY created_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE messages m SET body = '', subject = NULL, body_html = NULL, link = NULL,
+                    address = '', purged_at = $2
+             FROM doomed WHERE m.id = doomed.id",
+        )
+        .bind(created_before)
+        .bind(now)
+        .bind(i64::from(limit))
+        .execute(&mut self.conn)
+        .await?
+        .rows_affected())
+    }
+
+    async fn forget_spent_quota(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM patient_quota WHERE tat <= $1")
+            .bind(now)
+            .execute(&mut self.conn)
+            .await?
+            .rows_affected())
+    }
+}

@@ -1,0 +1,214 @@
+//! Instances, leadership and the per-patient cap on SQLite: one process uses the file, so it
+//! is the only instance and always leads; the same jobs run on its pool.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::outbox::requeue_expired;
+use super::{at, ms, SqliteStore};
+use crate::store::cluster::patient_allowance;
+use crate::store::{ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult};
+
+/// Milliseconds since the epoch of the moment `stale_after` ago.
+fn stale_since(stale_after: Duration) -> i64 {
+    ms(Utc::now()) - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl ClusterStore for SqliteStore {
+    async fn register_instance(
+        &self,
+        instance: &NewInstance,
+        stale_after: Duration,
+    ) -> StoreResult<u32> {
+        let now = ms(Utc::now());
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO instances (id, role, dispatches, host, pid, started_at, heartbeat_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, is_leader = 0",
+        )
+        .bind(&instance.id)
+        .bind(&instance.role)
+        .bind(instance.dispatches)
+        .bind(&instance.host)
+        .bind(i64::from(instance.pid))
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND id <> ? AND heartbeat_at > ?",
+        )
+        .bind(&instance.id)
+        .bind(stale_since(stale_after))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(others).unwrap_or(u32::MAX))
+    }
+
+    async fn beat(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE id = ?")
+            .bind(ms(Utc::now()))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn live_workers(&self, stale_after: Duration) -> StoreResult<u32> {
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND heartbeat_at > ?",
+        )
+        .bind(stale_since(stale_after))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX))
+    }
+
+    async fn deregister_instance(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM instances WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn instances(&self) -> StoreResult<Vec<InstanceRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, role, dispatches, pid, heartbeat_at, is_leader FROM instances ORDER BY started_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InstanceRecord {
+                    id: row.try_get("id")?,
+                    role: row.try_get("role")?,
+                    dispatches: row.try_get("dispatches")?,
+                    pid: row.try_get("pid")?,
+                    heartbeat_at: at("instances.heartbeat_at", row.try_get("heartbeat_at")?)?,
+                    is_leader: row.try_get("is_leader")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn try_lead(&self, id: &str) -> StoreResult<Option<Box<dyn Leadership>>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE instances SET is_leader = (id = ?)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Box::new(SqliteLeadership {
+            store: self.clone(),
+        })))
+    }
+
+    async fn take_patient_quota(
+        &self,
+        wanted: &[(i64, u32)],
+        now: DateTime<Utc>,
+        interval: Duration,
+        burst: u32,
+    ) -> StoreResult<Vec<(i64, u32)>> {
+        let mut tx = self.begin_write().await?;
+        let mut allowed = Vec::with_capacity(wanted.len());
+        for (patient, count) in wanted {
+            let tat: Option<i64> =
+                sqlx::query_scalar("SELECT tat FROM patient_quota WHERE patient_id = ?")
+                    .bind(patient)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let tat = tat.map(|t| at("patient_quota.tat", t)).transpose()?;
+            let (n, tat) = patient_allowance(tat, now, interval, burst, *count);
+            sqlx::query(
+                "INSERT INTO patient_quota (patient_id, tat) VALUES (?, ?)
+                 ON CONFLICT (patient_id) DO UPDATE SET tat = excluded.tat",
+            )
+            .bind(patient)
+            .bind(ms(tat))
+            .execute(&mut *tx)
+            .await?;
+            allowed.push((*patient, n));
+        }
+        tx.commit().await?;
+        Ok(allowed)
+    }
+}
+
+/// SQLite's leadership: always held; the jobs run on the store's pool.
+struct SqliteLeadership {
+    store: SqliteStore,
+}
+
+#[async_trait]
+impl Leadership for SqliteLeadership {
+    async fn confirm(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn requeue_expired(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.store.begin_write().await?;
+        let requeued = requeue_expired(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(requeued)
+    }
+
+    async fn remove_dead(&mut self, stale_after: Duration) -> StoreResult<u64> {
+        let mut tx = self.store.begin_write().await?;
+        let removed = sqlx::query("DELETE FROM instances WHERE heartbeat_at <= ?")
+            .bind(stale_since(stale_after))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn purge(
+        &mut self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let mut tx = self.store.begin_write().await?;
+        let purged = sqlx::query(
+            "UPDATE messages SET body = '', subject = NULL, body_html = NULL, link = NULL,
+                    address = '', purged_at = ?
+             WHERE id IN (SELECT id FROM messages
+                          WHERE purged_at IS NULL AND created_at < ?
+                                AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
+                          ORDER BY created_at LIMIT ?)",
+        )
+        .bind(ms(now))
+        .bind(ms(created_before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(purged)
+    }
+
+    async fn forget_spent_quota(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.store.begin_write().await?;
+        let forgotten = sqlx::query("DELETE FROM patient_quota WHERE tat <= ?")
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(forgotten)
+    }
+}

@@ -1,0 +1,211 @@
+//! The store's side of several instances: one leader at a time, one per-patient cap for
+//! all, and the retention purge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use gateway::domain::{AttemptOutcome, Channel, ChannelOrder, MessageState, Priority};
+use gateway::store::{
+    scratch, Completion, NewMessage, PostgresStore, Recipient, SqliteStore, Store,
+};
+
+/// A migrated store: a fresh SQLite file, or a scratch database on the server at `base`.
+/// Returns it with what `drop_store` needs.
+async fn open(base: Option<&str>, dir: &std::path::Path) -> (Arc<dyn Store>, Option<String>) {
+    match base {
+        Some(base) => {
+            let (url, name) = scratch::create_postgres_database(base, "gw_cluster")
+                .await
+                .expect("scratch database");
+            let store = PostgresStore::connect(&url, 4).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            (Arc::new(store), Some(name))
+        }
+        None => {
+            let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+            let store = SqliteStore::connect(&url, 4).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            (Arc::new(store), None)
+        }
+    }
+}
+
+async fn drop_store(store: Arc<dyn Store>, base: Option<&str>, name: Option<String>) {
+    drop(store);
+    if let (Some(base), Some(name)) = (base, name) {
+        let _ = scratch::drop_postgres_database(base, &name).await;
+    }
+}
+
+/// Old final messages lose their wording and address; their state, attempts and counts
+/// stay. Recent ones, and old ones not yet final, are left alone.
+pub async fn retention_blanks_old_messages(base: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, name) = open(base.as_deref(), dir.path()).await;
+    let sms = ChannelOrder::parse("sms").unwrap();
+    let practice = gateway::bench::bench_practice(store.as_ref(), "C10002", sms)
+        .await
+        .unwrap();
+    store.seed_synthetic_patients(practice.id, 3).await.unwrap();
+    let patients = store.fanout_page(practice.id, 0, 10).await.unwrap();
+    let now = Utc::now();
+    let message = |i: usize, age_days: i64| {
+        let patient = &patients[i % patients.len()];
+        NewMessage {
+            idempotency_key: format!("retention-{i}"),
+            broadcast_id: None,
+            practice_id: practice.id,
+            recipient: Recipient::Patient {
+                patient_id: patient.id,
+                contact_id: patient.contacts[0].id,
+            },
+            channel: Channel::Sms,
+            address: format!("+4477009001{i:02}"),
+            priority: Priority::Urgent,
+            template_key: "appointment.moved".into(),
+            template_version: 1,
+            subject: Some("Moved".into()),
+            body: format!("Your appointment has moved ({i})."),
+            body_html: None,
+            link: None,
+            next_attempt_at: now - chrono::Duration::days(age_days),
+            created_at: now - chrono::Duration::days(age_days),
+        }
+    };
+    // Three old ones sent, one old one left queued, one recent one sent.
+    let batch: Vec<NewMessage> = vec![
+        message(0, 100),
+        message(1, 100),
+        message(2, 95),
+        message(3, 10),
+    ];
+    store.insert_messages(&batch).await.unwrap();
+    let lease = now + chrono::Duration::minutes(1);
+    let claimed = store
+        .claim_due("t", now, lease, 10, false, &[])
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let done: Vec<Completion> = claimed
+        .iter()
+        .map(|m| Completion {
+            message_id: m.id,
+            attempt_no: m.attempt_no,
+            provider: Some("p".into()),
+            outcome: AttemptOutcome::Accepted,
+            provider_ref: Some(format!("ref-{}", m.id)),
+            error: None,
+            new_state: MessageState::Sent,
+            next_attempt_at: None,
+            started_at: now,
+            finished_at: now,
+        })
+        .collect();
+    store.complete_many("t", &done).await.unwrap();
+    store.insert_messages(&[message(4, 120)]).await.unwrap();
+
+    let mut leadership = store
+        .try_lead("t")
+        .await
+        .unwrap()
+        .expect("alone, so leading");
+    let before = now - chrono::Duration::days(90);
+    assert_eq!(leadership.purge(before, now, 2).await.unwrap(), 2);
+    assert_eq!(leadership.purge(before, now, 2).await.unwrap(), 1);
+    assert_eq!(leadership.purge(before, now, 2).await.unwrap(), 0);
+    drop(leadership);
+
+    for m in &claimed {
+        let (view, attempts) = store.message(m.id).await.unwrap().unwrap();
+        assert_eq!(view.state, "sent");
+        assert_eq!(attempts.len(), 1, "attempts are kept");
+        if view.created_at < before {
+            assert_eq!(view.body, "", "old wording is purged");
+            assert_eq!(view.address, "", "old address is purged");
+            assert_eq!(view.subject, None);
+            assert!(
+                view.provider_ref.is_some(),
+                "the provider's reference is kept"
+            );
+        } else {
+            assert!(
+                view.body.starts_with("Your appointment"),
+                "recent wording stays"
+            );
+            assert!(view.address.starts_with("+44"));
+        }
+    }
+    let pending = store.pending_count().await.unwrap();
+    assert_eq!(pending, 1, "the old queued message is still there");
+    drop_store(store, base.as_deref(), name).await;
+}
+
+/// Only one store holds the leader's lock; when its connection goes, another takes it.
+pub async fn one_instance_leads_and_another_takes_over(base: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, name) = open(Some(&base), dir.path()).await;
+    let first = store.try_lead("first").await.unwrap().expect("free lock");
+    assert!(store.try_lead("second").await.unwrap().is_none());
+    assert!(store.try_lead("third").await.unwrap().is_none());
+    drop(first);
+    let mut second = None;
+    for _ in 0..50 {
+        second = store.try_lead("second").await.unwrap();
+        if second.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut second = second.expect("the lock is free once its connection is gone");
+    second.confirm().await.unwrap();
+    assert!(store.try_lead("first").await.unwrap().is_none());
+    drop(second);
+    drop_store(store, Some(&base), name).await;
+}
+
+/// Four instances claiming for the same patients at once never let more than the cap go.
+pub async fn patient_cap_holds_across_instances(base: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, name) = open(Some(&base), dir.path()).await;
+    let url = scratch::with_database(&base, name.as_deref().unwrap());
+    let now = Utc::now();
+    let day = Duration::from_secs(86_400);
+    let mut tasks = Vec::new();
+    for instance in 0..4 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let store = PostgresStore::connect(&url, 2).await.unwrap();
+            let mut allowed = vec![0u32; 20];
+            for round in 0..5 {
+                // Each instance asks for two messages per patient, in its own order.
+                let mut wanted: Vec<(i64, u32)> = (0..20).map(|p| (p, 2)).collect();
+                wanted.rotate_left((instance * 5 + round) % 20);
+                let got = gateway::store::ClusterStore::take_patient_quota(
+                    &store,
+                    &wanted,
+                    now,
+                    day / 6,
+                    6,
+                )
+                .await
+                .unwrap();
+                for (patient, n) in got {
+                    allowed[patient as usize] += n;
+                }
+            }
+            allowed
+        }));
+    }
+    let mut total = vec![0u32; 20];
+    for task in tasks {
+        for (patient, n) in task.await.unwrap().into_iter().enumerate() {
+            total[patient] += n;
+        }
+    }
+    assert!(
+        total.iter().all(|n| *n == 6),
+        "each patient got exactly their cap of 6: {total:?}"
+    );
+    drop_store(store, Some(&base), name).await;
+}
