@@ -62,6 +62,8 @@ async fn measure(
         config.fanout.batch_size,
         Arc::new(Notify::new()),
     );
+    // Resolved once: a rebuild replacing the binary mid-run must not stop the next spawn.
+    let exe = std::env::current_exe()?;
     let config_file = dir.join("worker.toml");
     std::fs::write(&config_file, worker_config(config, url, &peer_url))?;
     for &count in &args.workers {
@@ -80,7 +82,11 @@ async fn measure(
             received.take();
             let mut children = Vec::new();
             for i in 0..count {
-                children.push(spawn_worker(&config_file, &dir.join(format!("w{i}.log")))?);
+                children.push(spawn_worker(
+                    &exe,
+                    &config_file,
+                    &dir.join(format!("w{i}.log")),
+                )?);
             }
             let deadline = Instant::now() + START_AHEAD + Duration::from_secs(600);
             while (received.count() as u64) < planned && Instant::now() < deadline {
@@ -176,10 +182,10 @@ signing_secret_env = "{SECRET_ENV}"
     )
 }
 
-/// Starts one worker process of this binary.
-fn spawn_worker(config_file: &Path, log: &Path) -> std::io::Result<Child> {
+/// Starts one worker process of the gateway binary `exe`.
+fn spawn_worker(exe: &Path, config_file: &Path, log: &Path) -> std::io::Result<Child> {
     let log = std::fs::File::create(log)?;
-    Command::new(std::env::current_exe()?)
+    Command::new(exe)
         .args(["serve", "--role", "worker"])
         .env("GATEWAY_CONFIG", config_file)
         .stdin(Stdio::null())

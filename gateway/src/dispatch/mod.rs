@@ -390,7 +390,7 @@ impl Dispatcher {
     }
 
     /// Extends this worker's leases while messages wait in its lanes, and lets the limiters
-    /// forget idle practices and patients.
+    /// forget idle practices.
     async fn heartbeat(self, stop: CancellationToken) {
         // Three beats per lease, so a lease never runs out between two of them.
         let every = Duration::from_millis((self.config.lease_seconds * 1000 / 3).max(100));

@@ -1,5 +1,9 @@
 //! CSV imports on SQLite: each batch is one `BEGIN IMMEDIATE` transaction whose rows travel
 //! as one JSON array per statement (`json_each`), so a statement's SQL never varies.
+//!
+//! Joins with a JSON array are written `CROSS JOIN` or `IN (...)`, which fixes the array as
+//! the outer loop: without statistics the planner otherwise scans contacts by the
+//! `(channel, address)` index for every batch.
 
 use std::collections::HashMap;
 
@@ -182,10 +186,9 @@ impl ImportStore for SqliteStore {
         } else {
             sqlx::query_as(
                 "SELECT c.id, c.patient_id, c.channel, c.address, c.opted_out_at IS NOT NULL
-                 FROM patients p JOIN contacts c ON c.patient_id = p.id
-                 WHERE p.practice_id = ?1 AND p.nhs_number IN (SELECT value FROM json_each(?2))
-                   AND c.channel IN ('sms', 'email')
-                 ORDER BY c.id",
+                 FROM json_each(?2) j CROSS JOIN patients p CROSS JOIN contacts c
+                 WHERE p.practice_id = ?1 AND p.nhs_number = j.value AND c.patient_id = p.id
+                   AND c.channel IN ('sms', 'email')",
             )
             .bind(run.practice_id)
             .bind(&numbers)
