@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, SECRET_ENV};
+use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, Received, SECRET_ENV};
 use super::{bench_practice, median};
 use crate::config::Config;
 use crate::domain::ChannelOrder;
@@ -66,66 +66,36 @@ async fn measure(
     let exe = std::env::current_exe()?;
     let config_file = dir.join("worker.toml");
     std::fs::write(&config_file, worker_config(config, url, &peer_url))?;
-    for &count in &args.workers {
-        let mut rates = Vec::new();
-        let mut cpu_per_message = Vec::new();
-        for run in 1..=args.runs.max(1) {
-            let planned = queue_broadcast(store.as_ref(), &fanout, practice.id).await?;
-            // Due a few seconds ahead, so that every worker is up when the clock starts.
-            sqlx::query(
-                "UPDATE messages SET next_attempt_at = now() + make_interval(secs => $1)
-                 WHERE state = 'queued'",
-            )
-            .bind(START_AHEAD.as_secs_f64())
-            .execute(pg.pool())
-            .await?;
-            received.take();
-            let mut children = Vec::new();
-            for i in 0..count {
-                children.push(spawn_worker(
-                    &exe,
-                    &config_file,
-                    &dir.join(format!("w{i}.log")),
-                )?);
-            }
-            let deadline = Instant::now() + START_AHEAD + Duration::from_secs(600);
-            while (received.count() as u64) < planned && Instant::now() < deadline {
-                if let Some(i) = children
-                    .iter_mut()
-                    .position(|c| !matches!(c.try_wait(), Ok(None)))
-                {
-                    stop(&mut children);
-                    let log =
-                        std::fs::read_to_string(dir.join(format!("w{i}.log"))).unwrap_or_default();
-                    return Err(format!("worker {i} stopped early:\n{log}").into());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let cpu: Duration = children.iter().map(|c| cpu_of(c.id())).sum();
-            stop(&mut children);
-            let arrivals = received.take();
-            let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
-                return Err(format!("run {run}: nothing reached the provider").into());
-            };
-            if (arrivals.len() as u64) < planned {
-                return Err(format!("run {run}: {} of {planned} arrived", arrivals.len()).into());
-            }
-            let seconds = (last.0 - first.0).as_secs_f64().max(1e-3);
-            let rate = arrivals.len() as f64 / seconds;
-            let cpu_each = cpu.as_secs_f64() / arrivals.len() as f64 * 1e6;
+    let run = Run {
+        pg: &pg,
+        store: store.as_ref(),
+        fanout: &fanout,
+        practice_id: practice.id,
+        received: &received,
+        exe: &exe,
+        config_file: &config_file,
+        dir,
+    };
+    // Worker counts take turns round by round, so a slower spell of this shared machine, or
+    // the outbox growing run by run, does not fall on one count only.
+    let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![Default::default(); args.workers.len()];
+    for round in 1..=args.runs.max(1) {
+        for (&count, (rates, cpu)) in args.workers.iter().zip(results.iter_mut()) {
+            let (rate, cpu_each) = run.once(count).await?;
             eprintln!(
-                "workers={count} run {run}: {} messages in {seconds:.2} s = {rate:.0}/s, {cpu_each:.0} µs worker CPU each",
-                arrivals.len()
+                "workers={count} run {round}: {rate:.0} messages/s, {cpu_each:.0} µs worker CPU each"
             );
             rates.push(rate);
-            cpu_per_message.push(cpu_each);
+            cpu.push(cpu_each);
         }
+    }
+    for (&count, (rates, cpu)) in args.workers.iter().zip(results.iter_mut()) {
         println!(
             "dispatch postgres workers={count} (processes): messages={} runs={} median={:.0} messages/s worker_cpu_per_message={:.0} µs (concurrency={} claim_batch={} each)",
             args.messages,
             rates.len(),
-            median(&mut rates),
-            median(&mut cpu_per_message),
+            median(rates),
+            median(cpu),
             config.dispatch.concurrency,
             config.dispatch.claim_batch,
         );
@@ -133,6 +103,68 @@ async fn measure(
     peer.abort();
     pg.pool().close().await;
     Ok(())
+}
+
+/// What one timed run needs.
+struct Run<'a> {
+    pg: &'a PostgresStore,
+    store: &'a dyn Store,
+    fanout: &'a Fanout,
+    practice_id: i64,
+    received: &'a Received,
+    exe: &'a Path,
+    config_file: &'a Path,
+    dir: &'a Path,
+}
+
+impl Run<'_> {
+    /// Queues a broadcast, sends it with `count` worker processes, and returns messages per
+    /// second (first to last arrival) and the workers' CPU time per message in µs.
+    async fn once(&self, count: u32) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+        // Every run starts from a vacuumed outbox, whatever the runs before it left.
+        sqlx::query("VACUUM ANALYZE messages, attempts")
+            .execute(self.pg.pool())
+            .await?;
+        let planned = queue_broadcast(self.store, self.fanout, self.practice_id).await?;
+        // Due a few seconds ahead, so that every worker is up when the clock starts.
+        sqlx::query(
+            "UPDATE messages SET next_attempt_at = now() + make_interval(secs => $1)
+             WHERE state = 'queued'",
+        )
+        .bind(START_AHEAD.as_secs_f64())
+        .execute(self.pg.pool())
+        .await?;
+        self.received.take();
+        let log = |i: u32| self.dir.join(format!("w{i}.log"));
+        let mut children = Vec::new();
+        for i in 0..count {
+            children.push(spawn_worker(self.exe, self.config_file, &log(i))?);
+        }
+        let deadline = Instant::now() + START_AHEAD + Duration::from_secs(600);
+        while (self.received.count() as u64) < planned && Instant::now() < deadline {
+            if let Some(i) = children
+                .iter_mut()
+                .position(|c| !matches!(c.try_wait(), Ok(None)))
+            {
+                stop(&mut children);
+                let text = std::fs::read_to_string(log(i as u32)).unwrap_or_default();
+                return Err(format!("worker {i} stopped early:\n{text}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cpu: Duration = children.iter().map(|c| cpu_of(c.id())).sum();
+        stop(&mut children);
+        let arrivals = self.received.take();
+        let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
+            return Err("nothing reached the provider".into());
+        };
+        if (arrivals.len() as u64) < planned {
+            return Err(format!("{} of {planned} arrived", arrivals.len()).into());
+        }
+        let seconds = (last.0 - first.0).as_secs_f64().max(1e-3);
+        let sent = arrivals.len() as f64;
+        Ok((sent / seconds, cpu.as_secs_f64() / sent * 1e6))
+    }
 }
 
 /// The workers' settings: this process's dispatch settings, the scratch database, and one

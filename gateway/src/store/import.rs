@@ -159,8 +159,9 @@ pub trait ImportStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<ImportRun>;
     /// Records NHS numbers (each once, with its row) as met by the run, keeping the earliest
-    /// row, and returns the row each was first met at, in the order given.
-    async fn note_seen(&self, run_id: i64, seen: &[(&str, u64)]) -> StoreResult<Vec<u64>>;
+    /// row. Returns those met before at an earlier row, with that row.
+    async fn note_seen(&self, run_id: i64, seen: &[(&str, u64)])
+        -> StoreResult<Vec<(String, u64)>>;
     /// Writes valid patients with their contacts in one transaction, which also moves the
     /// run's checkpoint to `through_row` and adds the counts it returns.
     async fn import_batch(

@@ -292,7 +292,9 @@ async fn read_pass(
     let (mut t_wait, mut t_settle, mut t_write) = (0f64, 0f64, 0f64);
     loop {
         let t0 = std::time::Instant::now();
-        let Some(message) = rx.recv().await else { break };
+        let Some(message) = rx.recv().await else {
+            break;
+        };
         t_wait += t0.elapsed().as_secs_f64();
         let (rows, through) = match message {
             Message::Layout(l) => {
@@ -336,22 +338,24 @@ async fn settle_batch(
     tally: &mut Tally,
 ) -> Result<Vec<ImportedPatient>, ImportError> {
     let numbers: Vec<Option<&str>> = rows.iter().map(|(_, p)| nhs_of(p)).collect();
+    // Each number once, at its first row in the batch; the store says which it met earlier.
+    let mut first_here: HashMap<&str, u64> = HashMap::new();
     let mut seen: Vec<(&str, u64)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
     for (number, (row, _)) in numbers.iter().zip(&rows) {
         if let Some(n) = number {
-            index.entry(n).or_insert_with(|| {
+            first_here.entry(n).or_insert_with(|| {
                 seen.push((n, *row));
-                seen.len() - 1
+                *row
             });
         }
     }
-    let firsts = store.note_seen(run.id, &seen).await?;
+    let earlier: HashMap<String, u64> = store.note_seen(run.id, &seen).await?.into_iter().collect();
     let repeats: Vec<Option<u64>> = numbers
         .iter()
         .zip(&rows)
         .map(|(number, (row, _))| {
-            let first = firsts.get(*index.get((*number)?)?).copied()?;
+            let n = (*number)?;
+            let first = earlier.get(n).or(first_here.get(n)).copied()?;
             (first < *row).then_some(first)
         })
         .collect();

@@ -2,8 +2,6 @@
 //! per column (`UNNEST`). Imports of one practice take turns on a transaction-scoped
 //! advisory lock, so two of them never race to insert the same new patient.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
@@ -128,7 +126,11 @@ impl ImportStore for PostgresStore {
         Ok(run)
     }
 
-    async fn note_seen(&self, run_id: i64, seen: &[(&str, u64)]) -> StoreResult<Vec<u64>> {
+    async fn note_seen(
+        &self,
+        run_id: i64,
+        seen: &[(&str, u64)],
+    ) -> StoreResult<Vec<(String, u64)>> {
         if seen.is_empty() {
             return Ok(Vec::new());
         }
@@ -145,19 +147,18 @@ impl ImportStore for PostgresStore {
         .bind(&rows)
         .execute(&mut *tx)
         .await?;
-        let firsts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT nhs_number, first_row FROM import_seen WHERE run_id = $1 AND nhs_number = ANY($2)",
+        let earlier: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.nhs_number, s.first_row FROM UNNEST($2::text[], $3::bigint[]) AS u(n, r)
+             JOIN import_seen s ON s.run_id = $1 AND s.nhs_number = u.n
+             WHERE s.first_row < u.r",
         )
         .bind(run_id)
         .bind(&numbers)
+        .bind(&rows)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let firsts: HashMap<String, i64> = firsts.into_iter().collect();
-        Ok(seen
-            .iter()
-            .map(|(nhs, row)| firsts.get(*nhs).map_or(*row, |&r| r as u64))
-            .collect())
+        Ok(earlier.into_iter().map(|(n, r)| (n, r as u64)).collect())
     }
 
     async fn import_batch(

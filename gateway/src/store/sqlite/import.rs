@@ -5,20 +5,17 @@
 //! the outer loop: without statistics the planner otherwise scans contacts by the
 //! `(channel, address)` index for every batch.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde_json::json;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{ms, SqliteStore};
 use crate::store::import::{
-    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
-    PatientValues, StoredContact,
+    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientValues,
+    StoredContact,
 };
 use crate::store::{
     ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedPatient,
-    StoreResult,
+    StoreError, StoreResult,
 };
 
 /// A run untouched for this long is abandoned when the practice's next import starts.
@@ -31,17 +28,42 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// A patient's columns as the JSON array the statements read by position.
-fn values_json(id: Option<i64>, v: &PatientValues) -> serde_json::Value {
-    json!([
+fn values_json(id: Option<i64>, v: &PatientValues) -> impl serde::Serialize + '_ {
+    (
         id,
-        v.nhs_number,
-        v.given_name,
-        v.family_name,
-        v.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()),
-        v.landline,
-        v.preferred_channel,
-        v.language
-    ])
+        &v.nhs_number,
+        &v.given_name,
+        &v.family_name,
+        v.date_of_birth,
+        &v.landline,
+        &v.preferred_channel,
+        &v.language,
+    )
+}
+
+/// A stored patient as the JSON array `json_group_array` builds (`active` as 0 or 1).
+type PatientJson = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+/// Rows fetched as one JSON array in one row: sqlx hands SQLite rows between threads one
+/// at a time, which costs more than the query.
+fn from_json<T: serde::de::DeserializeOwned>(
+    column: &'static str,
+    text: &str,
+) -> StoreResult<Vec<T>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        column,
+        reason: e.to_string(),
+    })
 }
 
 #[async_trait]
@@ -124,7 +146,11 @@ impl ImportStore for SqliteStore {
         Ok(run)
     }
 
-    async fn note_seen(&self, run_id: i64, seen: &[(&str, u64)]) -> StoreResult<Vec<u64>> {
+    async fn note_seen(
+        &self,
+        run_id: i64,
+        seen: &[(&str, u64)],
+    ) -> StoreResult<Vec<(String, u64)>> {
         if seen.is_empty() {
             return Ok(Vec::new());
         }
@@ -140,20 +166,16 @@ impl ImportStore for SqliteStore {
         .bind(&entries)
         .execute(&mut *tx)
         .await?;
-        let firsts: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT nhs_number, first_row FROM import_seen
-             WHERE run_id = ?1 AND nhs_number IN (SELECT value ->> 0 FROM json_each(?2))",
+        let earlier: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.nhs_number, s.first_row FROM json_each(?2) j CROSS JOIN import_seen s
+             WHERE s.run_id = ?1 AND s.nhs_number = j.value ->> 0 AND s.first_row < j.value ->> 1",
         )
         .bind(run_id)
         .bind(&entries)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let firsts: HashMap<String, i64> = firsts.into_iter().collect();
-        Ok(seen
-            .iter()
-            .map(|(nhs, row)| firsts.get(*nhs).map_or(*row, |&r| r as u64))
-            .collect())
+        Ok(earlier.into_iter().map(|(n, r)| (n, r as u64)).collect())
     }
 
     async fn import_batch(
@@ -171,32 +193,39 @@ impl ImportStore for SqliteStore {
                 .collect::<Vec<_>>(),
         );
         let mut tx = self.begin_write().await?;
-        let rows: Vec<PatientRow> = sqlx::query_as(
-            "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.date_of_birth, p.landline,
-                    p.preferred_channel, p.language, p.active
+        let rows: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(p.id, p.nhs_number, p.given_name, p.family_name,
+                    p.date_of_birth, p.landline, p.preferred_channel, p.language, p.active))
              FROM patients p
              WHERE p.practice_id = ?1 AND p.nhs_number IN (SELECT value FROM json_each(?2))",
         )
         .bind(run.practice_id)
         .bind(&numbers)
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let contacts: Vec<(i64, i64, String, String, bool)> = if rows.is_empty() {
+        let rows: Vec<PatientJson> = from_json("patients", &rows)?;
+        let contacts: Vec<(i64, i64, String, String, i64)> = if rows.is_empty() {
             Vec::new()
         } else {
-            sqlx::query_as(
-                "SELECT c.id, c.patient_id, c.channel, c.address, c.opted_out_at IS NOT NULL
+            let text: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(c.id, c.patient_id, c.channel, c.address,
+                        c.opted_out_at IS NOT NULL))
                  FROM json_each(?2) j CROSS JOIN patients p CROSS JOIN contacts c
                  WHERE p.practice_id = ?1 AND p.nhs_number = j.value AND c.patient_id = p.id
                    AND c.channel IN ('sms', 'email')",
             )
             .bind(run.practice_id)
             .bind(&numbers)
-            .fetch_all(&mut *tx)
-            .await?
+            .fetch_one(&mut *tx)
+            .await?;
+            from_json("contacts", &text)?
         };
         let stored = with_contacts(
-            rows.into_iter().map(stored_patient).collect(),
+            rows.into_iter()
+                .map(|(id, n, g, f, d, l, pc, lang, active): PatientJson| {
+                    stored_patient((id, n, g, f, d, l, pc, lang, active != 0))
+                })
+                .collect(),
             contacts
                 .into_iter()
                 .map(
@@ -205,7 +234,7 @@ impl ImportStore for SqliteStore {
                         patient_id,
                         channel,
                         address,
-                        opted_out,
+                        opted_out: opted_out != 0,
                     },
                 )
                 .collect(),
@@ -249,13 +278,14 @@ impl ImportStore for SqliteStore {
             let values: Vec<_> = plan
                 .new_contacts
                 .iter()
-                .map(|c| json!([c.nhs_number, c.channel, c.address, c.opted_out]))
+                .map(|c| (c.nhs_number, c.channel, c.address, c.opted_out))
                 .collect();
             sqlx::query(
                 "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
                  SELECT p.id, j.value ->> 1, j.value ->> 2, CASE WHEN j.value ->> 3 THEN ?2 END, ?2
                  FROM json_each(?3) j CROSS JOIN patients p
                  WHERE p.practice_id = ?1 AND p.nhs_number = j.value ->> 0
+                 ORDER BY j.value ->> 1, j.value ->> 2
                  ON CONFLICT (patient_id, channel, address)
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )
