@@ -87,7 +87,14 @@ signing_secret_env = "{SECRET_ENV}"
     /// Starts `gateway serve --role ROLE` as instance `name`; returns its process id.
     pub fn start(&mut self, name: &str, role: &str) -> u32 {
         let log = File::create(self.dir.join(format!("{name}.log"))).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        // The config file says everything; settings in this environment must not override it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("GATEWAY__") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
             .args(["serve", "--role", role])
             .current_dir(&self.dir)
             .env("GATEWAY_CONFIG", &self.config)

@@ -1,5 +1,6 @@
-//! A loopback SMS gateway for the `webhook` provider kind: checks each request's signature
-//! and records when it arrived and which message it carried.
+//! A loopback SMS gateway for the `webhook` provider kind: checks each request's signature,
+//! records when it arrived and which message it carried, and answers 40 ms later, as a real
+//! gateway takes a while (so a killed instance has sends in flight).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,9 @@ use sha2::Sha256;
 /// The secret the instances sign with (their config names this environment variable).
 pub const SECRET_ENV: &str = "GATEWAY_CLUSTER_TEST_SECRET";
 pub const SECRET: &str = "cluster-test-secret";
+
+/// How long the peer takes to answer after a request arrives.
+const ANSWER_AFTER: Duration = Duration::from_millis(40);
 
 struct Log {
     arrivals: Mutex<Vec<(Instant, i64)>>,
@@ -79,6 +83,7 @@ async fn receive(State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes) -
     };
     let id = message["message_id"].as_i64().unwrap_or(-1);
     log.arrivals.lock().unwrap().push((Instant::now(), id));
+    tokio::time::sleep(ANSWER_AFTER).await;
     Json(json!({ "id": format!("peer-{id}") })).into_response()
 }
 

@@ -219,6 +219,22 @@ async fn story(store: &PostgresStore, peer: &Peer, fleet: &mut Fleet) -> Result<
             "message {id} reached the provider twice but the killed instance did not hold it"
         ));
     }
+    // Each repeat's lost first attempt is on record as `unknown`.
+    let repeated_ids: Vec<i64> = repeated.iter().map(|(id, _)| *id).collect();
+    let unknown: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT message_id) FROM attempts
+         WHERE message_id = ANY($1) AND outcome = 'unknown'",
+    )
+    .bind(&repeated_ids)
+    .fetch_one(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    if unknown != repeated_ids.len() as i64 {
+        return Err(format!(
+            "{} repeated messages but {unknown} with an `unknown` attempt",
+            repeated_ids.len()
+        ));
+    }
     let (busiest, at) = busiest_window(&peer.arrivals(), Duration::from_secs(1));
     eprintln!(
         "{} requests, {repeats} repeated, busiest second {busiest} (from {at:?} after the first)",

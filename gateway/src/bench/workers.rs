@@ -217,7 +217,14 @@ signing_secret_env = "{SECRET_ENV}"
 /// Starts one worker process of the gateway binary `exe`.
 fn spawn_worker(exe: &Path, config_file: &Path, log: &Path) -> std::io::Result<Child> {
     let log = std::fs::File::create(log)?;
-    Command::new(exe)
+    let mut command = Command::new(exe);
+    // The workers' file says everything; this process's overrides must not redirect them.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GATEWAY__") {
+            command.env_remove(key);
+        }
+    }
+    command
         .args(["serve", "--role", "worker"])
         .env("GATEWAY_CONFIG", config_file)
         .stdin(Stdio::null())

@@ -289,13 +289,7 @@ async fn read_pass(
     });
     let mut tally = Tally::default();
     let mut layout = None;
-    let (mut t_wait, mut t_settle, mut t_write) = (0f64, 0f64, 0f64);
-    loop {
-        let t0 = std::time::Instant::now();
-        let Some(message) = rx.recv().await else {
-            break;
-        };
-        t_wait += t0.elapsed().as_secs_f64();
+    while let Some(message) = rx.recv().await {
         let (rows, through) = match message {
             Message::Layout(l) => {
                 layout = Some(l);
@@ -304,23 +298,18 @@ async fn read_pass(
             Message::Batch { rows, through } => (rows, through),
         };
         let Some(layout) = &layout else { continue };
-        let t1 = std::time::Instant::now();
         let valid = settle_batch(store, run, config, layout, rows, &mut tally).await?;
-        t_settle += t1.elapsed().as_secs_f64();
-        let t2 = std::time::Instant::now();
         if phase == Phase::Importing && !valid.is_empty() {
             let counts = store
                 .import_batch(run, &layout.fields(), &valid, through, Utc::now())
                 .await?;
             tally.counts.add(counts);
             tally.batches_written += 1;
-            t_write += t2.elapsed().as_secs_f64();
             if options.stop_after_batches == Some(tally.batches_written) {
                 return Err(ImportError::Stopped(tally.batches_written));
             }
         }
     }
-    eprintln!("TIMING wait {t_wait:.2} settle {t_settle:.2} write {t_write:.2}");
     reading
         .await
         .map_err(|e| ImportError::Task(e.to_string()))??;
