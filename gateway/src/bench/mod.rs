@@ -28,11 +28,19 @@ pub struct BenchStore {
 impl BenchStore {
     /// A fresh SQLite file, or a scratch database on the PostgreSQL server at `postgres`.
     pub async fn open(postgres: Option<&str>) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::open_with(postgres, 8).await
+    }
+
+    /// As [`BenchStore::open`], with a pool of `connections`.
+    pub async fn open_with(
+        postgres: Option<&str>,
+        connections: u32,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let (store, postgres): (Arc<dyn Store>, _) = match postgres {
             Some(base) => {
                 let (url, name) = scratch::create_postgres_database(base, "gw_bench").await?;
-                let store = PostgresStore::connect(&url, 8).await?;
+                let store = PostgresStore::connect(&url, connections).await?;
                 store.migrate().await?;
                 (Arc::new(store), Some((base.to_string(), name)))
             }
@@ -41,7 +49,7 @@ impl BenchStore {
                     "sqlite://{}?mode=rwc",
                     dir.path().join("bench.db").display()
                 );
-                let store = SqliteStore::connect(&url, 8).await?;
+                let store = SqliteStore::connect(&url, connections).await?;
                 store.migrate().await?;
                 (Arc::new(store), None)
             }

@@ -190,6 +190,9 @@ impl ImportConfig {
         if !(1..=50_000).contains(&self.batch_rows) {
             return bad("batch_rows", "must be from 1 to 50000");
         }
+        if self.max_upload_bytes == 0 {
+            return bad("max_upload_bytes", "must be at least 1");
+        }
         if self.date_formats.is_empty() {
             return bad("date_formats", "must name at least one format");
         }
@@ -355,8 +358,10 @@ mod tests {
 
     #[test]
     fn settings_are_checked() {
-        let mut config = ImportConfig::default();
-        config.date_formats = names(&["dd/mm/yyyy"]);
+        let config = ImportConfig {
+            date_formats: names(&["dd/mm/yyyy"]),
+            ..ImportConfig::default()
+        };
         assert_eq!(config.check().unwrap_err().0, "import.date_formats");
         let mut config = ImportConfig::default();
         config.columns.email.push("Mobile".into());

@@ -285,7 +285,6 @@ impl ImportStore for SqliteStore {
                  SELECT p.id, j.value ->> 1, j.value ->> 2, CASE WHEN j.value ->> 3 THEN ?2 END, ?2
                  FROM json_each(?3) j CROSS JOIN patients p
                  WHERE p.practice_id = ?1 AND p.nhs_number = j.value ->> 0
-                 ORDER BY j.value ->> 1, j.value ->> 2
                  ON CONFLICT (patient_id, channel, address)
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )
