@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{Fanout, FanoutError, Wording};
-use crate::domain::{Priority, StatusAudience};
+use crate::domain::StatusAudience;
 use crate::render::appointment::{render_for_patient, AppointmentWording};
-use crate::store::{Appointment, Broadcast, FanoutContact, FanoutPatient, NewMessage, Recipient};
+use crate::store::{Appointment, Broadcast, FanoutContact, FanoutPatient, NewMessage};
 
 /// The template that tells a patient a status change stops their appointment.
 pub const AFFECTED_TEMPLATE: &str = "appointment.affected_by_closure";
@@ -90,7 +90,7 @@ impl Fanout {
             before: None,
             reason: None,
         };
-        let (rendered, version) = render_for_patient(
+        let worded = render_for_patient(
             &wording.templates,
             practice,
             &patient.language,
@@ -101,22 +101,14 @@ impl Fanout {
         Ok(NewMessage {
             idempotency_key,
             broadcast_id: Some(broadcast.id),
-            practice_id: practice.id,
-            recipient: Recipient::Patient {
-                patient_id: patient.id,
-                contact_id: contact.id,
-            },
-            channel: contact.channel,
-            address: contact.address.clone(),
-            priority: Priority::Urgent,
-            template_key: AFFECTED_TEMPLATE.to_string(),
-            template_version: version,
-            subject: rendered.subject,
-            body: rendered.body,
-            body_html: rendered.html,
-            link: rendered.link,
-            next_attempt_at: now,
-            created_at: now,
+            ..super::urgent_to(
+                practice.id,
+                patient.id,
+                contact,
+                AFFECTED_TEMPLATE,
+                worded,
+                now,
+            )
         })
     }
 }

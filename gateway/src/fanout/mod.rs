@@ -448,6 +448,38 @@ impl<'a> Wording<'a> {
     }
 }
 
+/// An urgent message to one patient's `contact`, due `now`, worded by `worded` (the rendered
+/// template `key` and its version). Callers set the idempotency key and any broadcast.
+pub fn urgent_to(
+    practice_id: i64,
+    patient_id: i64,
+    contact: &FanoutContact,
+    key: &str,
+    (rendered, version): (Rendered, i32),
+    now: DateTime<Utc>,
+) -> NewMessage {
+    NewMessage {
+        idempotency_key: String::new(),
+        broadcast_id: None,
+        practice_id,
+        recipient: Recipient::Patient {
+            patient_id,
+            contact_id: contact.id,
+        },
+        channel: contact.channel,
+        address: contact.address.clone(),
+        priority: Priority::Urgent,
+        template_key: key.to_string(),
+        template_version: version,
+        subject: rendered.subject,
+        body: rendered.body,
+        body_html: rendered.html,
+        link: rendered.link,
+        next_attempt_at: now,
+        created_at: now,
+    }
+}
+
 /// Who an anonymous follower's wording is rendered for: no name, English (bilingual
 /// practices still send Welsh first).
 fn anonymous_reader() -> FanoutPatient {

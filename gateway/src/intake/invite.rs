@@ -14,10 +14,12 @@ use serde_json::json;
 use sha2::Sha256;
 
 use crate::app::AppState;
-use crate::domain::{Channel, Language, Priority};
-use crate::render::{uk_date_time, Chosen, MessageTemplates, RenderError, Rendered};
+use crate::domain::Channel;
+use crate::fanout::urgent_to;
+use crate::render::appointment::render_for_patient;
+use crate::render::{uk_date_time, RenderError};
 use crate::store::{
-    AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store, StoreError,
+    AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
 };
 
 /// How long an invitation link works.
@@ -188,35 +190,25 @@ pub async fn send_invite(
         "invite",
         &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
     );
-    let templates = state.templates.snapshot();
-    let render = |language| render_in(&templates, practice.id, contact.channel, language, &context);
-    let (rendered, version) = if practice.bilingual {
-        let (welsh, _) = render(Language::Welsh)?;
-        let (english, version) = render(Language::English)?;
-        (Rendered::bilingual(welsh, english), version)
-    } else {
-        render(Language::of_patient(&patient.language))?
-    };
+    let worded = render_for_patient(
+        &state.templates.snapshot(),
+        practice,
+        &patient.language,
+        INVITE_TEMPLATE,
+        contact.channel,
+        |_| context.clone(),
+    )?;
 
     let message = NewMessage {
         idempotency_key: format!("push-invite:p{}:{}", patient.id, expires_at.timestamp()),
-        broadcast_id: None,
-        practice_id: practice.id,
-        recipient: Recipient::Patient {
-            patient_id: patient.id,
-            contact_id: contact.id,
-        },
-        channel: contact.channel,
-        address: contact.address.clone(),
-        priority: Priority::Urgent,
-        template_key: INVITE_TEMPLATE.to_string(),
-        template_version: version,
-        subject: rendered.subject,
-        body: rendered.body,
-        body_html: rendered.html,
-        link: rendered.link,
-        next_attempt_at: now,
-        created_at: now,
+        ..urgent_to(
+            practice.id,
+            patient.id,
+            contact,
+            INVITE_TEMPLATE,
+            worded,
+            now,
+        )
     };
     let queued = store.insert_messages(&[message]).await? == 1;
     state.wake.notify_one();
@@ -255,22 +247,6 @@ pub fn vapid_public_key(state: &AppState) -> Option<String> {
                 .as_str()
                 .map(str::to_string)
         })
-}
-
-fn render_in(
-    templates: &MessageTemplates,
-    practice_id: i64,
-    channel: Channel,
-    language: Language,
-    context: &tera::Context,
-) -> Result<(Rendered, i32), RenderError> {
-    let chosen: Chosen = templates
-        .choose(practice_id, INVITE_TEMPLATE, channel, language)
-        .ok_or_else(|| RenderError::Missing {
-            key: INVITE_TEMPLATE.to_string(),
-            channel,
-        })?;
-    Ok((templates.render_chosen(chosen, context)?, chosen.version))
 }
 
 /// The contact an invitation goes to: SMS or email only (a patient without a subscription

@@ -12,14 +12,14 @@ use sha2::{Digest, Sha256};
 use super::{kept, optional_text};
 use crate::app::AppState;
 use crate::domain::{
-    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid, Priority,
+    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid,
 };
-use crate::fanout::choose_contact;
+use crate::fanout::{choose_contact, urgent_to};
 use crate::render::appointment::{render_for_patient, AppointmentWording};
 use crate::render::RenderError;
 use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
-    IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, Recipient, StoreError,
+    IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, StoreError,
 };
 
 /// How often a change is tried again when the appointment changed under it.
@@ -310,7 +310,7 @@ async fn plan_message(
         reason: change.reason.as_deref(),
     };
     let key = change.kind.template_key();
-    let (rendered, version) = render_for_patient(
+    let worded = render_for_patient(
         &state.templates.snapshot(),
         practice,
         &patient.language,
@@ -318,26 +318,14 @@ async fn plan_message(
         contact.channel,
         |language| wording.context(practice, patient, None, language),
     )?;
-    Ok(Some(NewMessage {
-        idempotency_key: String::new(),
-        broadcast_id: None,
-        practice_id: practice.id,
-        recipient: Recipient::Patient {
-            patient_id: patient.id,
-            contact_id: contact.id,
-        },
-        channel: contact.channel,
-        address: contact.address.clone(),
-        priority: Priority::Urgent,
-        template_key: key,
-        template_version: version,
-        subject: rendered.subject,
-        body: rendered.body,
-        body_html: rendered.html,
-        link: rendered.link,
-        next_attempt_at: now,
-        created_at: now,
-    }))
+    Ok(Some(urgent_to(
+        practice.id,
+        patient.id,
+        contact,
+        &key,
+        worded,
+        now,
+    )))
 }
 
 #[cfg(test)]
