@@ -77,7 +77,16 @@ impl RateLimits {
             epoch: Instant::now(),
             clock: DefaultClock::default(),
         };
-        this.shares = RwLock::new(Arc::new(this.shares_for(1, false)));
+        let first = this.shares_for(1, false);
+        // A starting process cannot know what the provider took in the last second (from
+        // another instance, or from this one before a restart), so its provider limiters
+        // start with their burst spent: a restart or a join never adds a burst.
+        for (name, rate, burst) in &this.providers {
+            if let Some(limiter) = first.providers.get(name) {
+                let _ = limiter.check_n(share(*rate, *burst, 1).1);
+            }
+        }
+        this.shares = RwLock::new(Arc::new(first));
         this
     }
 
@@ -272,7 +281,9 @@ mod tests {
     fn a_share_divides_rate_and_burst_and_starts_spent() {
         let l = RateLimits::from_config(&[provider("10/s", 9)], &limits(None, None));
         assert_eq!(l.instances(), 1);
-        assert_eq!(goes(&l, 9), 9, "the whole burst at first start");
+        assert_eq!(goes(&l, 9), 0, "no burst at first start");
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(goes(&l, 9), 9, "the burst refills at the rate");
         assert!(l.reshare(3));
         assert!(!l.reshare(3), "the same share again changes nothing");
         // A third of the rate: one every 300 ms, and the new burst (3) already spent.
