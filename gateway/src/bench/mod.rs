@@ -125,8 +125,14 @@ fn status_kib(field: &str) -> u64 {
 
 /// CPU time this process has used (user + system), from /proc (zero where it is missing).
 pub fn process_cpu() -> std::time::Duration {
-    // Fields 14 and 15 of /proc/self/stat, in clock ticks of 1/100 s on Linux.
-    let ticks = std::fs::read_to_string("/proc/self/stat")
+    cpu_of("self")
+}
+
+/// CPU time (user + system) process `pid` (a number, or `self`) has used, from /proc (zero
+/// where it is missing).
+pub fn cpu_of(pid: &str) -> std::time::Duration {
+    // Fields 14 and 15 of /proc/{pid}/stat, in clock ticks of 1/100 s on Linux.
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             let after_name = s.rsplit_once(')')?.1.to_string();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, Received, SECRET_ENV};
-use super::{bench_practice, median};
+use super::{bench_practice, cpu_of, median};
 use crate::config::Config;
 use crate::domain::ChannelOrder;
 use crate::fanout::Fanout;
@@ -152,7 +152,7 @@ impl Run<'_> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let cpu: Duration = children.iter().map(|c| cpu_of(c.id())).sum();
+        let cpu: Duration = children.iter().map(|c| cpu_of(&c.id().to_string())).sum();
         stop(&mut children);
         let arrivals = self.received.take();
         let (Some(first), Some(last)) = (arrivals.first(), arrivals.last()) else {
@@ -248,19 +248,4 @@ fn stop(children: &mut [Child]) {
         let _ = child.kill();
         let _ = child.wait();
     }
-}
-
-/// CPU time (user + system) process `pid` has used, from /proc (zero where it is missing).
-fn cpu_of(pid: u32) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let after_name = s.rsplit_once(')')?.1.to_string();
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            let user: u64 = fields.get(11)?.parse().ok()?;
-            let system: u64 = fields.get(12)?.parse().ok()?;
-            Some(user + system)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }

@@ -172,12 +172,7 @@ impl Fanout {
             self.wake.notify_one();
             // A newer status change may have come in while this one was fanning out: then
             // what was written meanwhile is withdrawn, and the rest is not planned.
-            if let Some(newer) = self
-                .store
-                .broadcast(broadcast_id)
-                .await?
-                .and_then(|b| b.superseded_by)
-            {
+            if let Some(newer) = self.superseded_by(broadcast_id).await? {
                 let reason = format!("superseded by status change {newer}");
                 self.store
                     .cancel_queued(broadcast_id, &reason, Utc::now())
@@ -205,7 +200,7 @@ impl Fanout {
     ) -> Result<(), FanoutError> {
         let (broadcast, practice) = (wording.broadcast, wording.practice);
         let followers = self.store.followers_of(practice.id).await?;
-        if followers.is_empty() || self.superseded(broadcast.id).await? {
+        if followers.is_empty() || self.superseded_by(broadcast.id).await?.is_some() {
             return Ok(());
         }
         let (rendered, version) = wording.render(&anonymous_reader(), Channel::Push)?;
@@ -239,14 +234,13 @@ impl Fanout {
         Ok(())
     }
 
-    /// Whether a newer status change has superseded the broadcast.
-    async fn superseded(&self, broadcast_id: i64) -> Result<bool, FanoutError> {
+    /// The newer status change that has superseded the broadcast, if one has.
+    async fn superseded_by(&self, broadcast_id: i64) -> Result<Option<i64>, FanoutError> {
         Ok(self
             .store
             .broadcast(broadcast_id)
             .await?
-            .and_then(|b| b.superseded_by)
-            .is_some())
+            .and_then(|b| b.superseded_by))
     }
 
     /// One patient's message of a broadcast, on `contact`'s channel.
