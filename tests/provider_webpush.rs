@@ -89,6 +89,7 @@ fn settings(public: &str, variable: &str, extra: Value) -> serde_json::Map<Strin
         "vapid_private_key_env": variable,
         "subject": SUBJECT,
         "allow_insecure_hosts": ["127.0.0.1"],
+        "allowed_networks": ["127.0.0.0/8"],
     });
     if let (Some(map), Some(extra)) = (settings.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {

@@ -16,6 +16,7 @@ use crate::providers::{ProviderError, ProviderRegistry};
 use crate::render::{LoadError, RenderError, TemplateRegistry};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
+use crate::web::follows::FollowLimits;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub struct AppState {
     pub dispatch: Arc<DispatchControl>,
     /// Where fan-out and dispatch read "now" for quiet hours (tests set the time of day).
     pub clock: Clock,
+    /// The per-address rate of anonymous push follows.
+    pub follow_limits: Arc<FollowLimits>,
 }
 
 impl AppState {
@@ -68,7 +71,7 @@ impl AppState {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let store = store::connect(&config.database.url, config.database.max_connections).await?;
         store.migrate().await?;
-        let providers = Arc::new(ProviderRegistry::from_config(&config.providers)?);
+        let providers = Arc::new(ProviderRegistry::for_gateway(&config)?);
         Self::with_parts(config, store, providers).await
     }
 
@@ -93,6 +96,7 @@ impl AppState {
             .with_quiet_hours(config.quiet_hours()),
         );
         let metrics = Arc::new(Metrics::new());
+        let follows_per_minute = config.push.follows_per_address_per_minute;
         for channel in Channel::ALL {
             for provider in providers.for_channel(channel) {
                 metrics.add_provider(channel, provider.name());
@@ -108,6 +112,9 @@ impl AppState {
             metrics,
             dispatch,
             clock: Arc::new(chrono::Utc::now),
+            follow_limits: Arc::new(FollowLimits::new(
+                follows_per_minute,
+            )),
         })
     }
 
@@ -209,6 +216,9 @@ pub async fn serve_as(
     } else {
         crate::api::ops_router(state.clone())
     };
+    // Connection info gives handlers the client's address (anonymous follows are limited
+    // per address).
+    let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

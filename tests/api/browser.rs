@@ -1113,7 +1113,7 @@ pub async fn push_signup_stores_the_subscription_for_the_patient(_db: Db) {
     let followers = app
         .state
         .store
-        .followers_of(practice_id)
+        .followers_page(practice_id, 0, 100)
         .await
         .expect("followers");
     assert_eq!(

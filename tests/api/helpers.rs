@@ -97,6 +97,12 @@ pub struct Options {
     /// `[push] allow_insecure_hosts`: hosts whose plain-http push endpoints the subscription
     /// API accepts (a push service on loopback).
     pub push_insecure_hosts: Vec<String>,
+    /// `[push] allowed_networks`: internal networks push requests may reach. Loopback by
+    /// default, for the loopback push services the tests run; empty to see refusals.
+    pub push_allowed_networks: Vec<String>,
+    /// `[push] allowed_endpoint_hosts`: the browser push services, the test names and
+    /// loopback by default.
+    pub push_endpoint_hosts: Vec<String>,
     /// Further settings by dotted key, e.g. `("limits.patient_bulk", json!("2/day"))`.
     pub settings: Vec<(&'static str, Value)>,
 }
@@ -113,9 +119,28 @@ impl Default for Options {
             fanout_clock: None,
             providers: None,
             push_insecure_hosts: Vec::new(),
+            push_allowed_networks: vec!["127.0.0.0/8".into()],
+            push_endpoint_hosts: test_push_hosts(),
             settings: Vec::new(),
         }
     }
+}
+
+/// The browser push services (the shipped default), the names the tests' subscriptions
+/// use, and loopback, where the tests' push services listen.
+pub fn test_push_hosts() -> Vec<String> {
+    [
+        "fcm.googleapis.com",
+        "push.services.mozilla.com",
+        "push.apple.com",
+        "notify.windows.com",
+        "push.example.com",
+        "push.example.net",
+        "127.0.0.1",
+        "localhost",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// A running gateway with its own database. Dispatch does not run by itself: tests call
@@ -199,6 +224,15 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
             &options.push_insecure_hosts,
         ));
     }
+    figment = figment
+        .merge(Serialized::default(
+            "push.allowed_networks",
+            &options.push_allowed_networks,
+        ))
+        .merge(Serialized::default(
+            "push.allowed_endpoint_hosts",
+            &options.push_endpoint_hosts,
+        ));
     for (key, value) in &options.settings {
         figment = figment.merge(Serialized::default(key, value));
     }
@@ -211,7 +245,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     store.migrate().await.expect("migrate");
     let providers = match (options.stall, options.send_delay) {
         (None, Duration::ZERO) => {
-            ProviderRegistry::from_config(&config.providers).expect("providers")
+            ProviderRegistry::for_gateway(&config).expect("providers")
         }
         (stall, delay) => {
             stalling::registry(&config.providers, stall.unwrap_or((usize::MAX, 0)), delay)

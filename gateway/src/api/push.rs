@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use crate::app::AppState;
-use crate::domain::{Invalid, NhsNumber};
+use crate::domain::{EndpointRules, Invalid, NhsNumber, PushEndpoint};
 use crate::store::PushSubscription;
 
 /// A subscription as `PushSubscription.toJSON()` gives it.
@@ -34,40 +34,29 @@ pub struct KeysInput {
     auth: String,
 }
 
+/// The longest key text looked at: a 65-byte key is 87 base64url characters.
+const MAX_KEY_CHARS: usize = 128;
+
 fn base64url(value: &str) -> Option<Vec<u8>> {
+    if value.len() > MAX_KEY_CHARS {
+        return None;
+    }
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(value.trim_end_matches('='))
         .ok()
 }
 
-/// Checks a subscription: an https endpoint on a public host (unless allowed in config), a
-/// 65-byte uncompressed P-256 key and a 16-byte auth secret.
+/// Checks a subscription: the endpoint against `[push]`'s rules ([`PushEndpoint`]), a
+/// 65-byte uncompressed P-256 key and a 16-byte auth secret. Every place a subscription is
+/// accepted (API, sign-up page, anonymous follow) goes through here.
 pub fn parse_subscription(
     input: &SubscriptionInput,
-    insecure_hosts: &[String],
+    rules: &EndpointRules<'_>,
 ) -> Result<PushSubscription, Vec<Invalid>> {
     let mut errors = Vec::new();
-    match url::Url::parse(&input.endpoint) {
-        Ok(url) => {
-            let host = url.host_str().unwrap_or("").to_string();
-            let allowed = insecure_hosts.iter().any(|h| h == &host);
-            if !allowed {
-                if url.scheme() != "https" {
-                    errors.push(Invalid::new("endpoint", "must be an https URL"));
-                }
-                let internal = host.parse::<std::net::IpAddr>().is_ok()
-                    || host == "localhost"
-                    || !host.contains('.');
-                if internal {
-                    errors.push(Invalid::new(
-                        "endpoint",
-                        "must be on a public push service's host name",
-                    ));
-                }
-            }
-        }
-        Err(e) => errors.push(Invalid::new("endpoint", format!("is not a URL: {e}"))),
-    }
+    let endpoint = PushEndpoint::parse(&input.endpoint, rules)
+        .map_err(|e| errors.push(e))
+        .ok();
     if !base64url(&input.keys.p256dh).is_some_and(|k| k.len() == 65 && k[0] == 4) {
         errors.push(Invalid::new(
             "keys.p256dh",
@@ -80,14 +69,13 @@ pub fn parse_subscription(
             "must be a base64url 16-byte secret",
         ));
     }
-    if errors.is_empty() {
-        Ok(PushSubscription {
-            endpoint: input.endpoint.clone(),
+    match endpoint {
+        Some(endpoint) if errors.is_empty() => Ok(PushSubscription {
+            endpoint: endpoint.into_string(),
             p256dh: input.keys.p256dh.clone(),
             auth: input.keys.auth.clone(),
-        })
-    } else {
-        Err(errors)
+        }),
+        _ => Err(errors),
     }
 }
 
@@ -101,7 +89,8 @@ pub async fn register(
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     let not_found = || ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code));
     let nhs_number = NhsNumber::parse(&nhs).map_err(|_| not_found())?;
-    let subscription = parse_subscription(&input, &state.config.push.allow_insecure_hosts)
+    let addresses = state.config.push.address_policy();
+    let subscription = parse_subscription(&input, &state.config.push.endpoint_rules(&addresses))
         .map_err(ApiError::Validation)?;
     let id = state
         .store
@@ -117,10 +106,14 @@ pub async fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::AddressPolicy;
+    use proptest::prelude::*;
 
     fn input(endpoint: &str, p256dh_len: usize, auth_len: usize) -> SubscriptionInput {
         let mut key = vec![4u8; p256dh_len];
-        key[0] = 4;
+        if let Some(first) = key.first_mut() {
+            *first = 4;
+        }
         let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         SubscriptionInput {
             endpoint: endpoint.into(),
@@ -132,51 +125,85 @@ mod tests {
         }
     }
 
+    fn parse(
+        input: &SubscriptionInput,
+        insecure: &[String],
+        addresses: &AddressPolicy,
+    ) -> Result<PushSubscription, Vec<Invalid>> {
+        let hosts = ["fcm.googleapis.com".to_string(), "127.0.0.1".to_string()];
+        let rules = EndpointRules {
+            max_bytes: 1_024,
+            allowed_hosts: &hosts,
+            insecure_hosts: insecure,
+            addresses,
+        };
+        parse_subscription(input, &rules)
+    }
+
     #[test]
-    fn only_https_public_endpoints_with_real_keys_pass() {
-        assert!(parse_subscription(
-            &input("https://fcm.googleapis.com/fcm/send/abc", 65, 16),
-            &[]
-        )
-        .is_ok());
+    fn only_push_service_endpoints_with_real_keys_pass() {
+        let strict = AddressPolicy::default();
+        assert!(parse(&input("https://fcm.googleapis.com/fcm/send/abc", 65, 16), &[], &strict).is_ok());
         let fields = |r: Result<PushSubscription, Vec<Invalid>>| {
             r.unwrap_err()
                 .into_iter()
                 .map(|e| e.field)
                 .collect::<Vec<_>>()
         };
+        for endpoint in [
+            "http://fcm.googleapis.com/x",
+            "https://push.example.com/x",
+            "https://10.0.0.5/x",
+            "https://localhost/x",
+        ] {
+            assert_eq!(fields(parse(&input(endpoint, 65, 16), &[], &strict)), ["endpoint"], "{endpoint}");
+        }
         assert_eq!(
-            fields(parse_subscription(
-                &input("http://push.example.com/x", 65, 16),
-                &[]
-            )),
-            ["endpoint"]
-        );
-        assert_eq!(
-            fields(parse_subscription(
-                &input("https://10.0.0.5/x", 65, 16),
-                &[]
-            )),
-            ["endpoint"]
-        );
-        assert_eq!(
-            fields(parse_subscription(
-                &input("https://localhost/x", 65, 16),
-                &[]
-            )),
-            ["endpoint"]
-        );
-        assert_eq!(
-            fields(parse_subscription(
-                &input("https://push.example.com/x", 64, 8),
-                &[]
-            )),
+            fields(parse(&input("https://fcm.googleapis.com/x", 64, 8), &[], &strict)),
             ["keys.p256dh", "keys.auth"]
         );
-        assert!(parse_subscription(
-            &input("http://127.0.0.1:9/x", 65, 16),
-            &["127.0.0.1".into()]
-        )
-        .is_ok());
+        let huge = format!("https://fcm.googleapis.com/{}", "a".repeat(1_000_000));
+        assert_eq!(fields(parse(&input(&huge, 65, 16), &[], &strict)), ["endpoint"]);
+        let loopback = AddressPolicy::parse(&["127.0.0.0/8"]).unwrap();
+        assert!(parse(&input("http://127.0.0.1:9/x", 65, 16), &["127.0.0.1".into()], &loopback).is_ok());
+        assert_eq!(
+            fields(parse(&input("http://127.0.0.1:9/x", 65, 16), &["127.0.0.1".into()], &strict)),
+            ["endpoint"]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any JSON body is read as a subscription or refused, never a panic; what is
+        /// accepted has an endpoint within the cap.
+        #[test]
+        fn any_json_is_parsed_or_refused(
+            endpoint in ".{0,2048}",
+            p256dh in "[A-Za-z0-9_=+/-]{0,200}",
+            auth in "[A-Za-z0-9_=+/-]{0,64}",
+            extra in proptest::option::of(any::<i64>()),
+        ) {
+            let body = serde_json::json!({
+                "endpoint": endpoint,
+                "keys": { "p256dh": p256dh, "auth": auth },
+                "expirationTime": extra,
+            });
+            let strict = AddressPolicy::default();
+            if let Ok(input) = serde_json::from_value::<SubscriptionInput>(body) {
+                if let Ok(subscription) = parse(&input, &[], &strict) {
+                    prop_assert!(subscription.endpoint.len() <= 1_024);
+                }
+            }
+        }
+
+        /// Arbitrary JSON values never make the subscription reader panic.
+        #[test]
+        fn arbitrary_json_values_are_refused_cleanly(text in "[\\[\\]{}\":,a-z0-9 ]{0,256}") {
+            if let Ok(input) = serde_json::from_str::<SubscriptionInput>(&text) {
+                let strict = AddressPolicy::default();
+                let _ = parse(&input, &[], &strict);
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ mod message;
 mod nhs_number;
 mod ods_code;
 mod phone;
+mod push_endpoint;
 mod rate;
 mod status;
 
@@ -25,6 +26,7 @@ pub use message::{AttemptOutcome, MessageState, Priority};
 pub use nhs_number::NhsNumber;
 pub use ods_code::OdsCode;
 pub use phone::{PhoneKind, PhoneNumber};
+pub use push_endpoint::{EndpointRules, PushEndpoint, DEFAULT_MAX_ENDPOINT_BYTES};
 pub use rate::Rate;
 pub use status::{StatusAudience, StatusKind};
 

@@ -199,15 +199,19 @@ impl Fanout {
         summary: &mut FanoutSummary,
     ) -> Result<(), FanoutError> {
         let (broadcast, practice) = (wording.broadcast, wording.practice);
-        let followers = self.store.followers_of(practice.id).await?;
+        // A page at a time (keyset on row id), so memory does not grow with the followers.
+        let mut followers = self
+            .store
+            .followers_page(practice.id, 0, self.batch_size)
+            .await?;
         if followers.is_empty() || self.superseded_by(broadcast.id).await?.is_some() {
             return Ok(());
         }
         let (rendered, version) = wording.render(&anonymous_reader(), Channel::Push)?;
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, &practice.timezone);
-        for chunk in followers.chunks(self.batch_size) {
-            let batch: Vec<NewMessage> = chunk
+        while !followers.is_empty() {
+            let batch: Vec<NewMessage> = followers
                 .iter()
                 .map(|follower| NewMessage {
                     idempotency_key: format!("b{}:f{}", broadcast.id, follower.id),
@@ -230,6 +234,14 @@ impl Fanout {
             summary.inserted += self.store.insert_messages(&batch).await?;
             *summary.planned.entry(Channel::Push).or_default() += batch.len() as u64;
             self.wake.notify_one();
+            followers = match followers.last() {
+                Some(last) if followers.len() == self.batch_size => {
+                    self.store
+                        .followers_page(practice.id, last.id, self.batch_size)
+                        .await?
+                }
+                _ => Vec::new(),
+            };
         }
         Ok(())
     }
@@ -338,7 +350,7 @@ impl Fanout {
             .await?
             .ok_or(FanoutError::NotFound(practice_id))?;
         let mut audience = Audience::default();
-        let followers = self.store.followers_of(practice_id).await?.len() as u64;
+        let followers = self.store.follower_count(practice_id).await?;
         if followers > 0 {
             audience.recipients.insert(Channel::Push, followers);
         }

@@ -13,6 +13,13 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// A client for one provider: its own timeout, no redirects (a provider that redirects a
 /// POST is misconfigured), rustls for TLS.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    client_builder(timeout)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// The settings of [`client`], for a kind that adds its own (see `outbound`).
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -21,8 +28,6 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
             "gp-notification-gateway/",
             env!("CARGO_PKG_VERSION")
         ))
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 /// The wait a `Retry-After` header asks for: delta-seconds or an HTTP date.

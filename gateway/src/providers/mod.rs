@@ -208,6 +208,35 @@ impl ProviderRegistry {
         Ok(registry)
     }
 
+    /// Builds every configured provider with the gateway-wide settings they share:
+    /// `webpush` providers also allow `[push] allowed_networks` besides their own.
+    pub fn for_gateway(config: &crate::config::Config) -> Result<Self, ProviderError> {
+        let networks = &config.push.allowed_networks;
+        let configs: Vec<ProviderConfig> = config
+            .providers
+            .iter()
+            .map(|provider| {
+                let mut provider = provider.clone();
+                if provider.kind == "webpush" && !networks.is_empty() {
+                    let global = networks.iter().cloned().map(serde_json::Value::String);
+                    match provider.settings.get_mut("allowed_networks") {
+                        Some(serde_json::Value::Array(own)) => own.extend(global),
+                        // A mistyped value is left for the kind to refuse by name.
+                        Some(_) => {}
+                        None => {
+                            provider.settings.insert(
+                                "allowed_networks".into(),
+                                serde_json::Value::Array(global.collect()),
+                            );
+                        }
+                    }
+                }
+                provider
+            })
+            .collect();
+        Self::from_config(&configs)
+    }
+
     /// Adds a provider after those already serving its channel.
     pub fn add(&mut self, provider: Arc<dyn Provider>) {
         self.by_channel

@@ -23,6 +23,7 @@ use super::http::{self, DEFAULT_TIMEOUT_MS};
 use super::{Accepted, Outgoing, Provider, SendError};
 use crate::config::ProviderConfig;
 use crate::domain::{Channel, Priority};
+use crate::outbound::{self, AddressPolicy, ADDRESS_NOT_ALLOWED};
 
 /// How long a push service keeps an undelivered message unless `ttl_seconds` says otherwise.
 pub const DEFAULT_TTL_SECONDS: u64 = 86_400;
@@ -47,6 +48,8 @@ pub struct WebPushProvider {
     subject: String,
     ttl: Duration,
     allow_insecure_hosts: Vec<String>,
+    /// Which addresses endpoints may reach (the client's resolver enforces it for names).
+    addresses: AddressPolicy,
 }
 
 /// The `webpush` kind's settings.
@@ -68,6 +71,10 @@ struct WebPushSettings {
     /// Hosts whose endpoints may be plain http:// (tests and local push services only).
     #[serde(default)]
     allow_insecure_hosts: Vec<String>,
+    /// Internal networks (CIDR) endpoints may reach all the same (`[push] allowed_networks`
+    /// is added to these).
+    #[serde(default)]
+    allowed_networks: Vec<String>,
 }
 
 fn default_ttl() -> u64 {
@@ -210,6 +217,8 @@ impl WebPushProvider {
         {
             return Err("`allow_insecure_hosts` must not contain empty host names".into());
         }
+        AddressPolicy::parse(&settings.allowed_networks)
+            .map_err(|e| format!("`allowed_networks`: {e}"))?;
         Ok(())
     }
 
@@ -239,10 +248,12 @@ impl WebPushProvider {
             ));
         }
         let timeout = Duration::from_millis(settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+        let addresses = AddressPolicy::parse(&settings.allowed_networks)
+            .map_err(|e| format!("`allowed_networks`: {e}"))?;
         Ok(Self {
             name: config.name.clone(),
             channel: config.channel,
-            client: http::client(timeout)?,
+            client: outbound::guarded_client(http::client_builder(timeout), addresses.clone())?,
             signing_key,
             public_key_b64: URL_SAFE_NO_PAD.encode(public.as_bytes()),
             subject: settings.subject,
@@ -257,6 +268,7 @@ impl WebPushProvider {
                         .to_ascii_lowercase()
                 })
                 .collect(),
+            addresses,
         })
     }
 
@@ -276,6 +288,11 @@ impl WebPushProvider {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(SendError::BadRecipient {
                 reason: format!("{}: push endpoint on {host} carries credentials", self.name),
+            });
+        }
+        if outbound::check_literal(&url, &self.addresses).is_err() {
+            return Err(SendError::Permanent {
+                reason: ADDRESS_NOT_ALLOWED.into(),
             });
         }
         match url.scheme() {
@@ -417,7 +434,16 @@ impl Provider for WebPushProvider {
             .client
             .execute(request)
             .await
-            .map_err(|e| http::transport_error(&self.name, &e.without_url()))?;
+            .map_err(|e| {
+                if outbound::is_address_refusal(&e) {
+                    // The same words whatever the address or port: no map of the network.
+                    SendError::Permanent {
+                        reason: ADDRESS_NOT_ALLOWED.into(),
+                    }
+                } else {
+                    http::transport_error(&self.name, &e.without_url())
+                }
+            })?;
         let status = response.status();
         let provider = self.name.as_str();
         let message_id = message.message_id;

@@ -18,7 +18,9 @@ pub struct Follower {
 /// Where anonymous followers are kept.
 #[async_trait]
 pub trait FollowerStore: Send + Sync {
-    /// Adds a follower, or refreshes the keys of the same endpoint; returns its row id.
+    /// Adds a follower, or refreshes the keys of the same endpoint; returns its row id, or
+    /// `None` if the practice already has `cap` followers and this endpoint is not one of
+    /// them. The count and the insert are one step, so concurrent follows cannot pass the cap.
     async fn add_follower(
         &self,
         practice_id: i64,
@@ -26,13 +28,22 @@ pub trait FollowerStore: Send + Sync {
         p256dh: &str,
         auth: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<i64>;
+        cap: u64,
+    ) -> StoreResult<Option<i64>>;
     /// Removes the practice's follower with this endpoint (the browser said stop); how many.
     async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64>;
     /// Removes a follower whose subscription the push service said is gone.
     async fn remove_follower(&self, follower_id: i64) -> StoreResult<()>;
     /// A follower's keys (`p256dh`, `auth`), if it still follows.
     async fn follower_push_keys(&self, follower_id: i64) -> StoreResult<Option<(String, String)>>;
-    /// Every follower of the practice, in row order.
-    async fn followers_of(&self, practice_id: i64) -> StoreResult<Vec<Follower>>;
+    /// Up to `limit` of the practice's followers with row ids above `after`, in row order
+    /// (fan-out reads them a page at a time).
+    async fn followers_page(
+        &self,
+        practice_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Follower>>;
+    /// How many followers the practice has.
+    async fn follower_count(&self, practice_id: i64) -> StoreResult<u64>;
 }

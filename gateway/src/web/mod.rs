@@ -3,6 +3,7 @@
 
 pub mod console;
 mod console_templates;
+pub mod follows;
 pub mod pages;
 pub mod push;
 pub mod session;

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tera::Context;
 
+use super::follows::ClientAddress;
 use super::pages::{asset, page};
 use crate::api::push::{parse_subscription, SubscriptionInput};
 use crate::api::{ApiError, Caller};
@@ -118,6 +119,7 @@ struct SubscribeRequest {
 async fn subscribe(
     State(state): State<AppState>,
     Path(ods): Path<String>,
+    ClientAddress(client): ClientAddress,
     body: Result<Json<SubscribeRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
@@ -134,13 +136,21 @@ async fn subscribe(
     if vapid_public_key(&state).is_none() {
         return Err(unavailable());
     }
+    let push = &state.config.push;
+    let addresses = push.address_policy();
     let parse = |input: &SubscriptionInput| {
-        parse_subscription(input, &state.config.push.allow_insecure_hosts)
-            .map_err(ApiError::Validation)
+        parse_subscription(input, &push.endpoint_rules(&addresses)).map_err(ApiError::Validation)
     };
     if request.token.is_empty() {
+        // Anonymous: limited per client address, and capped per practice.
+        if let Err(wait) = state.follow_limits.check(client) {
+            return Err(too_many(format!(
+                "too many sign-ups from your network just now: please try again in {} seconds",
+                wait.as_secs().max(1)
+            )));
+        }
         let subscription = parse(&request.subscription)?;
-        state
+        let added = state
             .store
             .add_follower(
                 practice.id,
@@ -148,8 +158,15 @@ async fn subscribe(
                 &subscription.p256dh,
                 &subscription.auth,
                 Utc::now(),
+                push.followers_per_practice,
             )
             .await?;
+        if added.is_none() {
+            return Err(too_many(format!(
+                "{} cannot take more notification sign-ups without a link from the surgery",
+                practice.name
+            )));
+        }
         return Ok((
             StatusCode::CREATED,
             Json(json!({ "subscribed": true, "linked": false })),
@@ -191,8 +208,10 @@ struct UnsubscribeRequest {
     endpoint: String,
 }
 
-/// The longest endpoint looked for; push services' URLs are a few hundred characters.
-const MAX_ENDPOINT_CHARS: usize = 2_048;
+/// 429 with the reason, for the sign-up page's script to show.
+fn too_many(message: String) -> ApiError {
+    ApiError::Rejected(StatusCode::TOO_MANY_REQUESTS, "too_many_follows", message)
+}
 
 /// Deletes the practice's push contacts and anonymous followers with this endpoint: 200
 /// `{removed}`.
@@ -205,21 +224,28 @@ async fn unsubscribe(
     let practice = practice(&state, &ods)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no practice {ods}")))?;
+    // No length cap beyond the body limit: whatever was stored (however long, from before
+    // endpoints were capped) can be removed.
     let endpoint = request.endpoint.trim();
-    if endpoint.is_empty() || endpoint.len() > MAX_ENDPOINT_CHARS {
+    if endpoint.is_empty() {
         return Err(ApiError::Validation(vec![crate::domain::Invalid::new(
             "endpoint",
             "must be the subscription's endpoint URL",
         )]));
     }
-    let removed = state
-        .store
-        .remove_push_endpoint(practice.id, endpoint)
-        .await?
-        + state
-            .store
-            .remove_follower_endpoint(practice.id, endpoint)
-            .await?;
+    // Endpoints are stored trimmed; older rows may hold the text exactly as it was sent.
+    let mut texts = vec![endpoint];
+    if request.endpoint != endpoint {
+        texts.push(&request.endpoint);
+    }
+    let mut removed = 0;
+    for text in texts {
+        removed += state.store.remove_push_endpoint(practice.id, text).await?
+            + state
+                .store
+                .remove_follower_endpoint(practice.id, text)
+                .await?;
+    }
     Ok(Json(json!({ "removed": removed })))
 }
 

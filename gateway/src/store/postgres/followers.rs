@@ -16,10 +16,20 @@ impl FollowerStore for PostgresStore {
         p256dh: &str,
         auth: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
+        cap: u64,
+    ) -> StoreResult<Option<i64>> {
+        // Follows of one practice take turns on its row (NO KEY UPDATE does not block the
+        // inserts elsewhere that refer to the practice), so the count cannot go stale.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM practices WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(practice_id)
+            .execute(&mut *tx)
+            .await?;
+        let id = sqlx::query_scalar(
             "INSERT INTO push_followers (practice_id, endpoint, p256dh, auth, created_at)
-             VALUES ($1, $2, $3, $4, $5)
+             SELECT $1, $2, $3, $4, $5
+             WHERE (SELECT count(*) FROM push_followers WHERE practice_id = $1) < $6
+                OR EXISTS (SELECT 1 FROM push_followers WHERE practice_id = $1 AND endpoint = $2)
              ON CONFLICT (practice_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth
              RETURNING id",
         )
@@ -28,8 +38,11 @@ impl FollowerStore for PostgresStore {
         .bind(p256dh)
         .bind(auth)
         .bind(now)
-        .fetch_one(&self.pool)
-        .await?)
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
@@ -60,11 +73,18 @@ impl FollowerStore for PostgresStore {
             .transpose()
     }
 
-    async fn followers_of(&self, practice_id: i64) -> StoreResult<Vec<Follower>> {
+    async fn followers_page(
+        &self,
+        practice_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Follower>> {
         let rows = sqlx::query(
-            "SELECT id, endpoint FROM push_followers WHERE practice_id = $1 ORDER BY id",
+            "SELECT id, endpoint FROM push_followers WHERE practice_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(practice_id)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -75,5 +95,13 @@ impl FollowerStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
+            .bind(practice_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }

@@ -16,10 +16,14 @@ impl FollowerStore for SqliteStore {
         p256dh: &str,
         auth: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<i64> {
+        cap: u64,
+    ) -> StoreResult<Option<i64>> {
+        // One statement: SQLite runs it alone, so the count cannot go stale before the insert.
         Ok(sqlx::query_scalar(
             "INSERT INTO push_followers (practice_id, endpoint, p256dh, auth, created_at)
-             VALUES (?, ?, ?, ?, ?)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE (SELECT count(*) FROM push_followers WHERE practice_id = ?1) < ?6
+                OR EXISTS (SELECT 1 FROM push_followers WHERE practice_id = ?1 AND endpoint = ?2)
              ON CONFLICT (practice_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth
              RETURNING id",
         )
@@ -28,7 +32,8 @@ impl FollowerStore for SqliteStore {
         .bind(p256dh)
         .bind(auth)
         .bind(ms(now))
-        .fetch_one(&self.pool)
+        .bind(i64::try_from(cap).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
         .await?)
     }
 
@@ -60,11 +65,18 @@ impl FollowerStore for SqliteStore {
             .transpose()
     }
 
-    async fn followers_of(&self, practice_id: i64) -> StoreResult<Vec<Follower>> {
+    async fn followers_page(
+        &self,
+        practice_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Follower>> {
         let rows = sqlx::query(
-            "SELECT id, endpoint FROM push_followers WHERE practice_id = ? ORDER BY id",
+            "SELECT id, endpoint FROM push_followers WHERE practice_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(practice_id)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -75,5 +87,13 @@ impl FollowerStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = ?")
+            .bind(practice_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
