@@ -91,6 +91,17 @@
       if (response.ok) {
         say("Notifications are on. You will get notifications from the surgery on this device.");
         button.hidden = true;
+      } else if (response.status === 429) {
+        // Too many sign-ups from this network, or the surgery has as many as it takes:
+        // the answer says which.
+        var answer = await response.json().catch(function () {
+          return {};
+        });
+        say(
+          (answer.error && answer.error.message) ||
+            "Too many sign-ups just now. Please try again in a few minutes."
+        );
+        button.disabled = false;
       } else {
         say(refusal(response.status));
         button.disabled = false;

@@ -112,9 +112,7 @@ impl AppState {
             metrics,
             dispatch,
             clock: Arc::new(chrono::Utc::now),
-            follow_limits: Arc::new(FollowLimits::new(
-                follows_per_minute,
-            )),
+            follow_limits: Arc::new(FollowLimits::new(follows_per_minute)),
         })
     }
 

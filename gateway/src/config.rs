@@ -311,7 +311,10 @@ impl PushConfig {
             );
         }
         if self.follows_per_address_per_minute == 0 {
-            return invalid("follows_per_address_per_minute", "must be at least 1".into());
+            return invalid(
+                "follows_per_address_per_minute",
+                "must be at least 1".into(),
+            );
         }
         Ok(())
     }

@@ -244,9 +244,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let store = store::connect(&url, 8).await.expect("connect");
     store.migrate().await.expect("migrate");
     let providers = match (options.stall, options.send_delay) {
-        (None, Duration::ZERO) => {
-            ProviderRegistry::for_gateway(&config).expect("providers")
-        }
+        (None, Duration::ZERO) => ProviderRegistry::for_gateway(&config).expect("providers"),
         (stall, delay) => {
             stalling::registry(&config.providers, stall.unwrap_or((usize::MAX, 0)), delay)
         }

@@ -60,7 +60,12 @@ async fn push_app(db: Db, loopback: bool, settings: Vec<(&'static str, Value)>) 
     let insecure = vec!["127.0.0.1".to_string(), "localhost".to_string()];
     let providers = vec![
         provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
-        provider("log-email", "log", Channel::Email, json!({ "path": sent_log })),
+        provider(
+            "log-email",
+            "log",
+            Channel::Email,
+            json!({ "path": sent_log }),
+        ),
         provider(
             "browser-push",
             "webpush",
@@ -208,26 +213,56 @@ pub async fn internal_push_addresses_are_refused(db: Db) {
     let t = push_app(db, false, Vec::new()).await;
     let service = PushService::start(&t.vapid_public, SUBJECT, PushReply::status(201)).await;
     let (port, connections) = counting_listener().await;
-    let long = format!("https://fcm.googleapis.com/fcm/send/{}", "a".repeat(1_000_000));
+    let long = format!(
+        "https://fcm.googleapis.com/fcm/send/{}",
+        "a".repeat(1_000_000)
+    );
     for (endpoint, reason) in [
         (long.as_str(), "longer than 1024 bytes"),
         ("http://fcm.googleapis.com/fcm/send/plain", "https"),
         ("https://fcm.googleapis.com:8443/fcm/send/port", "port 443"),
-        ("https://push.attacker.example/send/x", "push service's host"),
+        (
+            "https://push.attacker.example/send/x",
+            "push service's host",
+        ),
         ("https://127.0.0.1/push/literal", "address not allowed"),
-        ("https://[::ffff:127.0.0.1]/push/mapped", "address not allowed"),
-        ("https://169.254.169.254/latest/meta-data", "address not allowed"),
-        (&format!("http://127.0.0.1:{port}/push/insecure"), "address not allowed"),
+        (
+            "https://[::ffff:127.0.0.1]/push/mapped",
+            "address not allowed",
+        ),
+        (
+            "https://169.254.169.254/latest/meta-data",
+            "address not allowed",
+        ),
+        (
+            &format!("http://127.0.0.1:{port}/push/insecure"),
+            "address not allowed",
+        ),
     ] {
         let (status, body) = t.follow(subscription(endpoint, &service)).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{endpoint:.80}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{endpoint:.80}: {body}"
+        );
         let said = body["error"]["details"][0]["reason"].as_str().unwrap_or("");
         assert!(said.contains(reason), "{endpoint:.80}: {body}");
     }
     // The API for a patient's subscription holds the same rules.
-    let path = format!("/api/v1/practices/{ODS_A}/patients/{}/push-subscriptions", nhs(1));
-    let reply = t.app.post(&path, &t.key_a, &subscription(&long, &service)).await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+    let path = format!(
+        "/api/v1/practices/{ODS_A}/patients/{}/push-subscriptions",
+        nhs(1)
+    );
+    let reply = t
+        .app
+        .post(&path, &t.key_a, &subscription(&long, &service))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
     let practice_a = t.practice_id(ODS_A).await;
     let store = &t.app.state.store;
     assert_eq!(store.follower_count(practice_a).await.expect("count"), 0);
@@ -240,7 +275,14 @@ pub async fn internal_push_addresses_are_refused(db: Db) {
     let keys = service.keys();
     let stored = format!("http://127.0.0.1:{port}/push/stored-before");
     store
-        .add_follower(practice_a, &stored, &keys.p256dh, &keys.auth, chrono::Utc::now(), u64::MAX)
+        .add_follower(
+            practice_a,
+            &stored,
+            &keys.p256dh,
+            &keys.auth,
+            chrono::Utc::now(),
+            u64::MAX,
+        )
         .await
         .expect("store")
         .expect("added");
@@ -252,11 +294,17 @@ pub async fn internal_push_addresses_are_refused(db: Db) {
     t.app.drain().await;
     let failed = t
         .app
-        .get(&format!("/api/v1/broadcasts/{a}/messages?state=failed"), &t.key_a)
+        .get(
+            &format!("/api/v1/broadcasts/{a}/messages?state=failed"),
+            &t.key_a,
+        )
         .await
         .body;
     let failed = failed["messages"].as_array().expect("messages").clone();
-    let mut addresses: Vec<&str> = failed.iter().filter_map(|m| m["address"].as_str()).collect();
+    let mut addresses: Vec<&str> = failed
+        .iter()
+        .filter_map(|m| m["address"].as_str())
+        .collect();
     addresses.sort_unstable();
     let mut expected = [by_name.as_str(), stored.as_str()];
     expected.sort_unstable();
@@ -267,10 +315,20 @@ pub async fn internal_push_addresses_are_refused(db: Db) {
             .get(&format!("/api/v1/messages/{}", message["id"]), &t.key_a)
             .await
             .body;
-        assert_eq!(detail["attempts"][0]["error"], "address not allowed", "{detail}");
-        assert_eq!(detail["message"]["last_error"], "address not allowed", "{detail}");
+        assert_eq!(
+            detail["attempts"][0]["error"], "address not allowed",
+            "{detail}"
+        );
+        assert_eq!(
+            detail["message"]["last_error"], "address not allowed",
+            "{detail}"
+        );
     }
-    assert_eq!(connections.load(Ordering::SeqCst), 0, "a connection reached loopback");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "a connection reached loopback"
+    );
     assert!(service.received().is_empty());
     t.assert_b_complete(b, 0).await;
 }
@@ -323,23 +381,36 @@ pub async fn anonymous_follows_are_limited(db: Db) {
         .collect::<Vec<_>>();
     let (replies, b) = tokio::join!(flood, t.post_status(ODS_B, &t.key_b, "closed"));
     let elapsed = started.elapsed();
-    let created = replies.iter().filter(|(s, _)| *s == StatusCode::CREATED).count() as u64;
+    let created = replies
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count() as u64;
     let limited: Vec<&Value> = replies
         .iter()
         .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
         .map(|(_, body)| body)
         .collect();
     assert_eq!(created + limited.len() as u64, 1_000, "only 201 and 429");
-    assert!(limited.iter().all(|b| b["error"]["code"] == "too_many_follows"));
+    assert!(limited
+        .iter()
+        .all(|b| b["error"]["code"] == "too_many_follows"));
     let by_cap = limited
         .iter()
-        .filter(|b| b["error"]["message"].as_str().unwrap_or("").contains("cannot take more"))
+        .filter(|b| {
+            b["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot take more")
+        })
         .count() as u64;
     // The cap holds exactly; the address's allowance is PER_MINUTE at once, plus one for
     // each 60 / PER_MINUTE seconds the flood took.
     assert_eq!(created, CAP, "{elapsed:?}");
     let allowance = PER_MINUTE + elapsed.as_secs() / (60 / PER_MINUTE) + 1;
-    assert!(created + by_cap <= allowance, "{created} + {by_cap} > {allowance}");
+    assert!(
+        created + by_cap <= allowance,
+        "{created} + {by_cap} > {allowance}"
+    );
     assert!(limited.len() as u64 >= 1_000 - allowance);
     let practice_a = t.practice_id(ODS_A).await;
     assert_eq!(store.follower_count(practice_a).await.expect("count"), CAP);
@@ -348,7 +419,14 @@ pub async fn anonymous_follows_are_limited(db: Db) {
     // 2,048 characters; PostgreSQL's unique index takes it compressed) can still be removed.
     let huge = format!("https://fcm.googleapis.com/fcm/send/{}", "x".repeat(65_536));
     store
-        .add_follower(practice_a, &huge, &keys.p256dh, &keys.auth, chrono::Utc::now(), u64::MAX)
+        .add_follower(
+            practice_a,
+            &huge,
+            &keys.p256dh,
+            &keys.auth,
+            chrono::Utc::now(),
+            u64::MAX,
+        )
         .await
         .expect("store")
         .expect("added");

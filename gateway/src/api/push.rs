@@ -143,7 +143,12 @@ mod tests {
     #[test]
     fn only_push_service_endpoints_with_real_keys_pass() {
         let strict = AddressPolicy::default();
-        assert!(parse(&input("https://fcm.googleapis.com/fcm/send/abc", 65, 16), &[], &strict).is_ok());
+        assert!(parse(
+            &input("https://fcm.googleapis.com/fcm/send/abc", 65, 16),
+            &[],
+            &strict
+        )
+        .is_ok());
         let fields = |r: Result<PushSubscription, Vec<Invalid>>| {
             r.unwrap_err()
                 .into_iter()
@@ -156,18 +161,38 @@ mod tests {
             "https://10.0.0.5/x",
             "https://localhost/x",
         ] {
-            assert_eq!(fields(parse(&input(endpoint, 65, 16), &[], &strict)), ["endpoint"], "{endpoint}");
+            assert_eq!(
+                fields(parse(&input(endpoint, 65, 16), &[], &strict)),
+                ["endpoint"],
+                "{endpoint}"
+            );
         }
         assert_eq!(
-            fields(parse(&input("https://fcm.googleapis.com/x", 64, 8), &[], &strict)),
+            fields(parse(
+                &input("https://fcm.googleapis.com/x", 64, 8),
+                &[],
+                &strict
+            )),
             ["keys.p256dh", "keys.auth"]
         );
         let huge = format!("https://fcm.googleapis.com/{}", "a".repeat(1_000_000));
-        assert_eq!(fields(parse(&input(&huge, 65, 16), &[], &strict)), ["endpoint"]);
-        let loopback = AddressPolicy::parse(&["127.0.0.0/8"]).unwrap();
-        assert!(parse(&input("http://127.0.0.1:9/x", 65, 16), &["127.0.0.1".into()], &loopback).is_ok());
         assert_eq!(
-            fields(parse(&input("http://127.0.0.1:9/x", 65, 16), &["127.0.0.1".into()], &strict)),
+            fields(parse(&input(&huge, 65, 16), &[], &strict)),
+            ["endpoint"]
+        );
+        let loopback = AddressPolicy::parse(&["127.0.0.0/8"]).unwrap();
+        assert!(parse(
+            &input("http://127.0.0.1:9/x", 65, 16),
+            &["127.0.0.1".into()],
+            &loopback
+        )
+        .is_ok());
+        assert_eq!(
+            fields(parse(
+                &input("http://127.0.0.1:9/x", 65, 16),
+                &["127.0.0.1".into()],
+                &strict
+            )),
             ["endpoint"]
         );
     }

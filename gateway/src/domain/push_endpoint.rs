@@ -166,7 +166,10 @@ mod tests {
             ("ftp://fcm.googleapis.com/x", "https"),
             ("https://fcm.googleapis.com:8443/x", "port 443"),
             ("https://push.example.net/x", "push service's host"),
-            ("https://evilfcm.googleapis.com.attacker.net/x", "push service's host"),
+            (
+                "https://evilfcm.googleapis.com.attacker.net/x",
+                "push service's host",
+            ),
             ("https://notfcm.googleapis.com/x", "push service's host"),
             ("https://push.apple.com.evil.net/x", "push service's host"),
             ("https://127.0.0.1/x", ADDRESS_NOT_ALLOWED),

@@ -166,7 +166,8 @@ impl Network {
         let v4 = |net: Ipv4Addr, ip: Ipv4Addr| {
             within(u32::from(ip).into(), u32::from(net).into(), self.prefix, 32)
         };
-        let v6 = |net: Ipv6Addr, ip: Ipv6Addr| within(u128::from(ip), u128::from(net), self.prefix, 128);
+        let v6 =
+            |net: Ipv6Addr, ip: Ipv6Addr| within(u128::from(ip), u128::from(net), self.prefix, 128);
         match (self.address, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => v4(net, ip),
             (IpAddr::V4(net), IpAddr::V6(ip)) => ip.to_ipv4_mapped().is_some_and(|ip| v4(net, ip)),
@@ -341,7 +342,15 @@ mod tests {
         assert!(!v6.contains("fe80::1".parse().unwrap()));
         let all: Network = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("10.0.0.1".parse().unwrap()));
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "host/8", "10.0.0.0/-1", "1.2.3.4/ 8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "host/8",
+            "10.0.0.0/-1",
+            "1.2.3.4/ 8",
+        ] {
             assert!(bad.parse::<Network>().is_err(), "{bad:?} parsed");
         }
     }

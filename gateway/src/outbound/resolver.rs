@@ -145,7 +145,11 @@ mod tests {
             "https://[fd00::1]:8443/x",
         ] {
             let url = url::Url::parse(url).unwrap();
-            assert_eq!(check_literal(&url, &strict), Err(AddressNotAllowed), "{url}");
+            assert_eq!(
+                check_literal(&url, &strict),
+                Err(AddressNotAllowed),
+                "{url}"
+            );
         }
         for url in ["https://8.8.8.8/x", "https://fcm.googleapis.com/fcm/send/a"] {
             let url = url::Url::parse(url).unwrap();
@@ -168,6 +172,9 @@ mod tests {
             .unwrap_err();
         assert!(is_address_refusal(&error), "{error:?}");
         listener.set_nonblocking(true).unwrap();
-        assert!(listener.accept().is_err(), "a connection reached the listener");
+        assert!(
+            listener.accept().is_err(),
+            "a connection reached the listener"
+        );
     }
 }

@@ -430,20 +430,16 @@ impl Provider for WebPushProvider {
 
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
         let (request, host) = self.prepare(message)?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| {
-                if outbound::is_address_refusal(&e) {
-                    // The same words whatever the address or port: no map of the network.
-                    SendError::Permanent {
-                        reason: ADDRESS_NOT_ALLOWED.into(),
-                    }
-                } else {
-                    http::transport_error(&self.name, &e.without_url())
+        let response = self.client.execute(request).await.map_err(|e| {
+            if outbound::is_address_refusal(&e) {
+                // The same words whatever the address or port: no map of the network.
+                SendError::Permanent {
+                    reason: ADDRESS_NOT_ALLOWED.into(),
                 }
-            })?;
+            } else {
+                http::transport_error(&self.name, &e.without_url())
+            }
+        })?;
         let status = response.status();
         let provider = self.name.as_str();
         let message_id = message.message_id;

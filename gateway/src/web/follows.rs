@@ -96,7 +96,10 @@ mod tests {
             assert!(limits.check(one).is_ok());
         }
         let wait = limits.check(one).unwrap_err();
-        assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(limits.check(two).is_ok());
     }
 
@@ -105,7 +108,9 @@ mod tests {
         let limits = FollowLimits::new(2);
         assert!(limits.check("2001:db8:1:2::1".parse().unwrap()).is_ok());
         assert!(limits.check("2001:db8:1:2::ffff".parse().unwrap()).is_ok());
-        assert!(limits.check("2001:db8:1:2:abcd::9".parse().unwrap()).is_err());
+        assert!(limits
+            .check("2001:db8:1:2:abcd::9".parse().unwrap())
+            .is_err());
         assert!(limits.check("2001:db8:1:3::1".parse().unwrap()).is_ok());
         assert!(limits.check("198.51.100.4".parse().unwrap()).is_ok());
         assert!(limits.check("::ffff:198.51.100.4".parse().unwrap()).is_ok());

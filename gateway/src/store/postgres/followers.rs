@@ -98,10 +98,11 @@ impl FollowerStore for PostgresStore {
     }
 
     async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
-            .bind(practice_id)
-            .fetch_one(&self.pool)
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
+                .bind(practice_id)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 }
