@@ -602,6 +602,25 @@ mod tests {
     }
 
     #[test]
+    fn push_settings_are_checked_by_key() {
+        let config = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert_eq!(config.push.max_endpoint_bytes, 1_024);
+        assert!(config.push.allowed_networks.is_empty());
+        assert_eq!(config.push.address_policy(), Default::default());
+        for (key, value) in [
+            ("push.allowed_networks", serde_json::json!(["10.0.0.0/33"])),
+            ("push.allowed_endpoint_hosts", serde_json::json!(["*."])),
+            ("push.max_endpoint_bytes", serde_json::json!(0)),
+            ("push.follows_per_address_per_minute", serde_json::json!(0)),
+        ] {
+            let figment =
+                Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::default(key, value));
+            let message = Config::from_figment(figment).unwrap_err().to_string();
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+        }
+    }
+
+    #[test]
     fn passwords_are_masked() {
         assert_eq!(
             mask_url_password("postgres://gw:secret@db:5432/gw"),

@@ -211,28 +211,10 @@ impl ProviderRegistry {
     /// Builds every configured provider with the gateway-wide settings they share:
     /// `webpush` providers also allow `[push] allowed_networks` besides their own.
     pub fn for_gateway(config: &crate::config::Config) -> Result<Self, ProviderError> {
-        let networks = &config.push.allowed_networks;
         let configs: Vec<ProviderConfig> = config
             .providers
             .iter()
-            .map(|provider| {
-                let mut provider = provider.clone();
-                if provider.kind == "webpush" && !networks.is_empty() {
-                    let global = networks.iter().cloned().map(serde_json::Value::String);
-                    match provider.settings.get_mut("allowed_networks") {
-                        Some(serde_json::Value::Array(own)) => own.extend(global),
-                        // A mistyped value is left for the kind to refuse by name.
-                        Some(_) => {}
-                        None => {
-                            provider.settings.insert(
-                                "allowed_networks".into(),
-                                serde_json::Value::Array(global.collect()),
-                            );
-                        }
-                    }
-                }
-                provider
-            })
+            .map(|provider| with_push_networks(provider, &config.push.allowed_networks))
             .collect();
         Self::from_config(&configs)
     }
@@ -252,6 +234,27 @@ impl ProviderRegistry {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
+}
+
+/// A `webpush` provider's table with `networks` added to its own `allowed_networks`; any
+/// other provider's unchanged.
+fn with_push_networks(provider: &ProviderConfig, networks: &[String]) -> ProviderConfig {
+    let mut provider = provider.clone();
+    if provider.kind == "webpush" && !networks.is_empty() {
+        let global = networks.iter().cloned().map(serde_json::Value::String);
+        match provider.settings.get_mut("allowed_networks") {
+            Some(serde_json::Value::Array(own)) => own.extend(global),
+            // A mistyped value is left for the kind to refuse by name.
+            Some(_) => {}
+            None => {
+                provider.settings.insert(
+                    "allowed_networks".into(),
+                    serde_json::Value::Array(global.collect()),
+                );
+            }
+        }
+    }
+    provider
 }
 
 fn build(
@@ -289,5 +292,42 @@ impl SharedFiles {
         let file = Arc::new(Mutex::new(file));
         self.open.insert(path.clone(), file.clone());
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(kind: &str, settings: serde_json::Value) -> ProviderConfig {
+        ProviderConfig {
+            name: "p".into(),
+            kind: kind.into(),
+            channel: Channel::Push,
+            rate: None,
+            burst: None,
+            settings: settings.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn push_providers_add_the_gateway_networks_to_their_own() {
+        let networks = ["10.0.0.0/8".to_string()];
+        let own = provider(
+            "webpush",
+            serde_json::json!({ "allowed_networks": ["fd00::/8"] }),
+        );
+        assert_eq!(
+            with_push_networks(&own, &networks).settings["allowed_networks"],
+            serde_json::json!(["fd00::/8", "10.0.0.0/8"])
+        );
+        let none = provider("webpush", serde_json::json!({}));
+        assert_eq!(
+            with_push_networks(&none, &networks).settings["allowed_networks"],
+            serde_json::json!(["10.0.0.0/8"])
+        );
+        let other = provider("webhook", serde_json::json!({}));
+        assert!(with_push_networks(&other, &networks).settings.is_empty());
+        assert!(with_push_networks(&none, &[]).settings.is_empty());
     }
 }
