@@ -123,6 +123,16 @@ async fn subscribe(
     body: Result<Json<SubscribeRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
+    // Anonymous follows are limited per client address before anything else is done
+    // for them, so a flood costs no database work.
+    if request.token.is_empty() {
+        if let Err(wait) = state.follow_limits.check(client) {
+            return Err(too_many(format!(
+                "too many sign-ups from your network just now: please try again in {} seconds",
+                wait.as_secs().max(1)
+            )));
+        }
+    }
     let practice = practice(&state, &ods)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no practice {ods}")))?;
@@ -142,13 +152,7 @@ async fn subscribe(
         parse_subscription(input, &push.endpoint_rules(&addresses)).map_err(ApiError::Validation)
     };
     if request.token.is_empty() {
-        // Anonymous: limited per client address, and capped per practice.
-        if let Err(wait) = state.follow_limits.check(client) {
-            return Err(too_many(format!(
-                "too many sign-ups from your network just now: please try again in {} seconds",
-                wait.as_secs().max(1)
-            )));
-        }
+        // Anonymous (already limited per address above): capped per practice.
         let subscription = parse(&request.subscription)?;
         let added = state
             .store
