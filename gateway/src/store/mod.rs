@@ -120,7 +120,11 @@ pub trait AccessStore: Send + Sync {
 #[async_trait]
 pub trait BroadcastStore: Send + Sync {
     /// Records a status change and its broadcast in one transaction, honouring the
-    /// idempotency claim if there is one.
+    /// idempotency claim if there is one. The same transaction supersedes the practice's
+    /// earlier broadcasts and cancels their unsent messages (as [`supersede_earlier`] does),
+    /// so no crash or retry can leave an older notice queued behind a newer one.
+    ///
+    /// [`supersede_earlier`]: BroadcastStore::supersede_earlier
     async fn start_status_broadcast(
         &self,
         practice_id: i64,
@@ -404,13 +408,14 @@ pub(crate) fn lanes(rows: Vec<(i16, i64)>) -> Vec<(Priority, i64)> {
 /// `(broadcast, newer status change, its kind)` rows as each broadcast's cancel reason.
 pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, String)> {
     rows.into_iter()
-        .map(|(broadcast, change, kind)| {
-            (
-                broadcast,
-                format!("superseded by status change {change} ({kind})"),
-            )
-        })
+        .map(|(broadcast, change, kind)| (broadcast, supersede_reason(change, &kind)))
         .collect()
+}
+
+/// Why the unsent messages of a broadcast superseded by status change `change` (of `kind`)
+/// are cancelled.
+pub fn supersede_reason(change: i64, kind: &str) -> String {
+    format!("superseded by status change {change} ({kind})")
 }
 
 /// A stored console role and practice as a scope.
