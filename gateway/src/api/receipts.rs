@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::domain::{Channel, PhoneNumber};
+use crate::domain::PhoneNumber;
 use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
 
@@ -208,8 +208,9 @@ pub async fn webhook(
     .await
 }
 
-/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out for the
-/// practice; START opts it back in. Answers with empty TwiML (no auto-reply).
+/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out at
+/// every practice that has it (each practice's audit trail records it); START opts it back
+/// in at the same practices. Answers with empty TwiML (no auto-reply).
 pub async fn inbound_twilio(
     State(state): State<AppState>,
     uri: OriginalUri,
@@ -223,35 +224,33 @@ pub async fn inbound_twilio(
     let reply = receipts::reply_keyword(text);
     if reply != Reply::Other {
         let number = PhoneNumber::parse(from).map_err(|e| ApiError::Validation(vec![e]))?;
-        match state
+        let opted_out = reply == Reply::OptOut;
+        let now = Utc::now();
+        // Every practice sends through the same senders, so a STOP cannot tell which of
+        // them it answers: it stops them all, and START restores the same set.
+        let reached = state
             .store
-            .practice_of_address(Channel::Sms, number.as_str())
-            .await?
-        {
-            Some(practice_id) => {
-                let opted_out = reply == Reply::OptOut;
-                let now = Utc::now();
-                let changed = state
-                    .store
-                    .set_sms_opt_out(practice_id, number.as_str(), opted_out, now)
-                    .await?;
-                let action = if opted_out {
-                    "contact.opted_out"
-                } else {
-                    "contact.opted_in"
-                };
-                let entry = AuditEntry {
-                    actor: "patient:sms-reply".into(),
-                    action: action.into(),
-                    practice_id: Some(practice_id),
-                    subject: None,
-                    details: Some(json!({ "contacts": changed }).to_string()),
-                };
-                state.store.audit(&entry, now).await?;
-            }
-            None => tracing::info!(
-                "an SMS reply came from a number no practice knows; nothing to change"
-            ),
+            .set_sms_opt_out_everywhere(number.as_str(), opted_out, now)
+            .await?;
+        if reached.is_empty() {
+            tracing::info!("an SMS reply came from a number no practice knows; nothing to change");
+        }
+        let action = if opted_out {
+            "contact.opted_out"
+        } else {
+            "contact.opted_in"
+        };
+        for (practice_id, contacts) in &reached {
+            let entry = AuditEntry {
+                actor: "patient:sms-reply".into(),
+                action: action.into(),
+                practice_id: Some(*practice_id),
+                subject: None,
+                details: Some(
+                    json!({ "contacts": contacts, "practices_reached": reached.len() }).to_string(),
+                ),
+            };
+            state.store.audit(&entry, now).await?;
         }
     }
     Ok((

@@ -273,13 +273,16 @@ pub trait ContactStore: Send + Sync {
         subscription: &PushSubscription,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>>;
-    /// The practice a reply from this address belongs to, for replies that name none: the
-    /// practice whose patient added the address most recently.
-    async fn practice_of_address(
+    /// Opts an SMS number out (or back in) at every practice with a patient who has it, in
+    /// one transaction: a reply names no practice, and every practice sends through the same
+    /// configured senders, so each of them could have sent what the patient answers. Returns
+    /// each practice touched with how many of its contacts have the number, by practice id.
+    async fn set_sms_opt_out_everywhere(
         &self,
-        channel: Channel,
         address: &str,
-    ) -> StoreResult<Option<i64>>;
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(i64, u64)>>;
 }
 
 /// Message templates: every save a new version, the newest one in use.
