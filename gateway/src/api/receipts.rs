@@ -79,7 +79,20 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError::BadRequest("missing_field", format!("the callback has no {name}")))
 }
 
-/// Records a receipt for the message the provider knows as `reference`.
+/// The configured providers whose messages a `kind` callback may settle: those of that
+/// kind, and the `log` kind's (which stands in for every kind in development and tests).
+fn providers_of_kind(state: &AppState, kind: &str) -> Vec<String> {
+    state
+        .config
+        .providers
+        .iter()
+        .filter(|p| p.kind == kind || p.kind == "log")
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Records a receipt for the message a provider of `kind` knows as `reference`; a reference
+/// another kind of provider gave is not found.
 async fn settle(
     state: &AppState,
     kind: &str,
@@ -88,9 +101,10 @@ async fn settle(
     settles: Settles,
     detail: Option<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let providers = providers_of_kind(state, kind);
     let (message_id, _, _) = state
         .store
-        .message_by_provider_ref(reference)
+        .message_by_provider_ref(&providers, reference)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message with reference {reference}")))?;
     let receipt = Receipt {

@@ -232,9 +232,12 @@ pub trait OutboxStore: Send + Sync {
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;
     /// Messages not yet final, for tests and readiness.
     async fn pending_count(&self) -> StoreResult<i64>;
-    /// The message a provider knows by `provider_ref`: its id, provider name and state.
+    /// The message one of `providers` (by name) sent and knows by `provider_ref`: its id,
+    /// provider name and state. A reference counts only with the provider that gave it, so a
+    /// callback of one kind cannot settle what a provider of another kind sent.
     async fn message_by_provider_ref(
         &self,
+        providers: &[String],
         provider_ref: &str,
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>>;
     /// Keeps a provider's receipt and, if it settles the message, moves a `sent` message

@@ -669,13 +669,18 @@ impl OutboxStore for PostgresStore {
 
     async fn message_by_provider_ref(
         &self,
+        providers: &[String],
         provider_ref: &str,
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
-        let row: Option<(i64, Option<String>, String)> =
-            sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = $1")
-                .bind(provider_ref)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, provider, state FROM messages
+             WHERE provider_ref = $1 AND provider = ANY($2)
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(provider_ref)
+        .bind(providers)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|(id, provider, state)| Ok((id, provider, parsed("messages.state", &state)?)))
             .transpose()
     }
