@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_intake;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -105,6 +106,11 @@ fn main() {
         appointments::closure_for_booked_patients_names_their_appointment,
         appointments::closure_for_all_ignores_appointments,
         appointments::closure_for_both_tells_each_patient_once,
+        isolation_intake::supersede_survives_a_crash_and_a_replay,
+        isolation_intake::supersede_repairs_what_an_older_crash_left,
+        isolation_intake::stop_reaches_every_practice_holding_the_number,
+        isolation_intake::replace_import_without_rows_is_refused,
+        isolation_intake::receipts_count_only_with_their_own_provider,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
