@@ -315,3 +315,64 @@ pub async fn unsubscribe(
          <body><h1>You are unsubscribed</h1><p>We will not email this address again about these notices.</p></body></html>",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Form bodies: arbitrary bytes, and `name=value` pairs with escapes and field names
+    /// the callbacks read.
+    fn form_body() -> impl Strategy<Value = Vec<u8>> {
+        let name = prop_oneof![
+            prop::sample::select(vec![
+                "From", "To", "Body", "MessageSid", "MessageStatus", "ErrorCode",
+            ])
+            .prop_map(String::from),
+            "[A-Za-z%+=&]{0,12}",
+        ];
+        let pairs = prop::collection::vec((name, "\\PC{0,40}"), 0..12).prop_map(|pairs| {
+            let mut body = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                body.append_pair(k, v);
+            }
+            body.finish().into_bytes()
+        });
+        prop_oneof![pairs, prop::collection::vec(any::<u8>(), 0..600)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Receipt and inbound SMS forms of any content are read without panic, into no more
+        /// pairs than the body has separators, and every step after reading answers too.
+        #[test]
+        fn callback_forms_are_read_without_panic(body in form_body()) {
+            let params = form(&Bytes::from(body.clone()));
+            prop_assert!(params.len() <= body.iter().filter(|b| **b == b'&').count() + 1);
+            let signature = receipts::twilio_signature("token", "https://gw.example/x", &params);
+            prop_assert!(receipts::same_signature(&signature, &signature));
+            if let (Ok(from), Ok(text)) = (field(&params, "From"), field(&params, "Body")) {
+                let _ = receipts::reply_keyword(text);
+                let _ = PhoneNumber::parse(from);
+            }
+            if let Ok(status) = field(&params, "MessageStatus") {
+                let _ = receipts::twilio_status(status);
+            }
+        }
+
+        /// JSON receipts (Notify's and the webhook kind's) of any bytes are read or refused.
+        #[test]
+        fn json_receipts_are_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..400), value in crate::api::extract::properties::json()) {
+            let _ = serde_json::from_slice::<NotifyReceipt>(&body);
+            let _ = serde_json::from_slice::<WebhookReceipt>(&body);
+            if let Ok(receipt) = serde_json::from_value::<NotifyReceipt>(value.clone()) {
+                let _ = receipts::notify_status(&receipt.status);
+            }
+            if let Ok(receipt) = serde_json::from_value::<WebhookReceipt>(value) {
+                let _ = receipts::webhook_status(&receipt.status);
+            }
+        }
+    }
+}
