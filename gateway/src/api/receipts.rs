@@ -79,20 +79,31 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError::BadRequest("missing_field", format!("the callback has no {name}")))
 }
 
-/// The configured providers whose messages a `kind` callback may settle: those of that
-/// kind, and the `log` kind's (which stands in for every kind in development and tests).
-fn providers_of_kind(state: &AppState, kind: &str) -> Vec<String> {
+/// The receipt callback that settles messages of a provider kind: Twilio's and Notify's
+/// their own, every other kind (webhook, smtp, webpush) the gateway's signed `webhook` one.
+/// `None` for `log`, which stands in for every kind in development and tests.
+fn receipt_callback_of(provider_kind: &str) -> Option<&'static str> {
+    match provider_kind {
+        "log" => None,
+        "twilio" => Some("twilio"),
+        "notify" => Some("notify"),
+        _ => Some("webhook"),
+    }
+}
+
+/// The configured providers whose messages the `callback` kind of receipt may settle.
+fn providers_for_callback(state: &AppState, callback: &str) -> Vec<String> {
     state
         .config
         .providers
         .iter()
-        .filter(|p| p.kind == kind || p.kind == "log")
+        .filter(|p| receipt_callback_of(&p.kind).is_none_or(|c| c == callback))
         .map(|p| p.name.clone())
         .collect()
 }
 
-/// Records a receipt for the message a provider of `kind` knows as `reference`; a reference
-/// another kind of provider gave is not found.
+/// Records a receipt for the message a provider settled by the `kind` callback knows as
+/// `reference`; a reference another kind of provider gave is not found.
 async fn settle(
     state: &AppState,
     kind: &str,
@@ -101,7 +112,7 @@ async fn settle(
     settles: Settles,
     detail: Option<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let providers = providers_of_kind(state, kind);
+    let providers = providers_for_callback(state, kind);
     let (message_id, _, _) = state
         .store
         .message_by_provider_ref(&providers, reference)
@@ -327,7 +338,12 @@ mod tests {
     fn form_body() -> impl Strategy<Value = Vec<u8>> {
         let name = prop_oneof![
             prop::sample::select(vec![
-                "From", "To", "Body", "MessageSid", "MessageStatus", "ErrorCode",
+                "From",
+                "To",
+                "Body",
+                "MessageSid",
+                "MessageStatus",
+                "ErrorCode",
             ])
             .prop_map(String::from),
             "[A-Za-z%+=&]{0,12}",
@@ -340,6 +356,16 @@ mod tests {
             body.finish().into_bytes()
         });
         prop_oneof![pairs, prop::collection::vec(any::<u8>(), 0..600)]
+    }
+
+    #[test]
+    fn each_provider_kind_has_one_receipt_callback() {
+        assert_eq!(receipt_callback_of("twilio"), Some("twilio"));
+        assert_eq!(receipt_callback_of("notify"), Some("notify"));
+        for kind in ["webhook", "smtp", "webpush"] {
+            assert_eq!(receipt_callback_of(kind), Some("webhook"), "{kind}");
+        }
+        assert_eq!(receipt_callback_of("log"), None);
     }
 
     proptest! {
