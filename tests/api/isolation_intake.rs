@@ -113,7 +113,13 @@ async fn execute(app: &TestApp, statements: &[String]) {
 }
 
 /// The idempotency claim the API makes for `key`'s status changes at `practice_id`.
-async fn claim_of(app: &TestApp, key: &str, practice_id: i64, idempotency_key: &str, request: &StatusChangeRequest) -> IdempotencyClaim {
+async fn claim_of(
+    app: &TestApp,
+    key: &str,
+    practice_id: i64,
+    idempotency_key: &str,
+    request: &StatusChangeRequest,
+) -> IdempotencyClaim {
     let record = app
         .state
         .store
@@ -198,7 +204,10 @@ async fn assert_no_closed_after_restored(
         .iter()
         .filter(|l| closed_ids.contains(&l["message_id"].as_i64().unwrap_or(-1)))
         .count();
-    assert_eq!(closed_sent, 0, "'closed' messages went out after 'restored' was recorded");
+    assert_eq!(
+        closed_sent, 0,
+        "'closed' messages went out after 'restored' was recorded"
+    );
     assert_eq!(count(app, closed, "cancelled").await, patients);
     let page = app
         .state
@@ -209,11 +218,23 @@ async fn assert_no_closed_after_restored(
     let reason = page[0].last_error.clone().unwrap_or_default();
     assert!(reason.contains("(restored)"), "{reason}");
     assert_eq!(count(app, restored, "sent").await, patients);
-    let superseded = app.state.store.broadcast(closed).await.expect("store").expect("broadcast");
+    let superseded = app
+        .state
+        .store
+        .broadcast(closed)
+        .await
+        .expect("store")
+        .expect("broadcast");
     assert!(superseded.superseded_by.is_some());
     // The other practice: untouched, sent in full.
     assert_eq!(count(app, other_closed, "sent").await, patients);
-    let other = app.state.store.broadcast(other_closed).await.expect("store").expect("broadcast");
+    let other = app
+        .state
+        .store
+        .broadcast(other_closed)
+        .await
+        .expect("store")
+        .expect("broadcast");
     assert!(other.superseded_by.is_none());
 }
 
@@ -230,7 +251,10 @@ pub async fn supersede_survives_a_crash_and_a_replay(db: Db) {
     let restored = record_restored_then_die(&app, &key_a, a, "restore-1").await;
     // Nothing else ran: the record alone has withdrawn "closed".
     assert_eq!(count(&app, closed, "queued").await, 0);
-    assert_eq!(replay_restored(&app, "R31001", &key_a, "restore-1").await, restored);
+    assert_eq!(
+        replay_restored(&app, "R31001", &key_a, "restore-1").await,
+        restored
+    );
     assert_no_closed_after_restored(&app, closed, restored, other_closed, 6).await;
 }
 
@@ -259,7 +283,10 @@ pub async fn supersede_repairs_what_an_older_crash_left(db: Db) {
         match repair {
             // What `serve` does before it listens.
             "restart" => assert_eq!(app.state.fanout.resume_unfinished().await.unwrap(), 1),
-            _ => assert_eq!(replay_restored(&app, "R31003", &key_a, "restore-2").await, restored),
+            _ => assert_eq!(
+                replay_restored(&app, "R31003", &key_a, "restore-2").await,
+                restored
+            ),
         }
         assert_no_closed_after_restored(&app, closed, restored, other_closed, 5).await;
     }
@@ -267,7 +294,10 @@ pub async fn supersede_repairs_what_an_older_crash_left(db: Db) {
 
 /// Signs and posts an inbound SMS from `from`.
 async fn inbound(app: &TestApp, from: &str, text: &str) {
-    let url = format!("{}/api/v1/inbound/sms/twilio", app.state.config.receipts.public_url);
+    let url = format!(
+        "{}/api/v1/inbound/sms/twilio",
+        app.state.config.receipts.public_url
+    );
     let (body, params) = form(&[
         ("From", from),
         ("To", "+447700900999"),
@@ -307,7 +337,9 @@ async fn audited(app: &TestApp, practice_id: i64, action: &str) -> Vec<Value> {
         .expect("audit")
         .into_iter()
         .filter(|e| e.action == action)
-        .map(|e| serde_json::from_str(e.details.as_deref().unwrap_or("null")).unwrap_or(Value::Null))
+        .map(|e| {
+            serde_json::from_str(e.details.as_deref().unwrap_or("null")).unwrap_or(Value::Null)
+        })
         .collect()
 }
 
@@ -354,7 +386,10 @@ pub async fn stop_reaches_every_practice_holding_the_number(db: Db) {
         assert!(addresses(&app, id).await.contains(&shared.to_string()));
     }
     for practice_id in [a, b] {
-        assert_eq!(audited(&app, practice_id, "contact.opted_in").await.len(), 1);
+        assert_eq!(
+            audited(&app, practice_id, "contact.opted_in").await.len(),
+            1
+        );
     }
 }
 
@@ -416,7 +451,10 @@ pub async fn replace_import_without_rows_is_refused(db: Db) {
     // A merge of the same file is harmless and allowed.
     let (status, _) = {
         let response = reqwest::Client::new()
-            .post(format!("{}/api/v1/practices/R31021/patients/import", app.address))
+            .post(format!(
+                "{}/api/v1/practices/R31021/patients/import",
+                app.address
+            ))
             .bearer_auth(&key_a)
             .header("content-type", "text/csv")
             .body(header_only)
@@ -460,11 +498,22 @@ pub async fn receipts_count_only_with_their_own_provider(db: Db) {
     );
     let state = |app: &TestApp| {
         let store = app.state.store.clone();
-        async move { store.message(id).await.expect("store").expect("message").0.state }
+        async move {
+            store
+                .message(id)
+                .await
+                .expect("store")
+                .expect("message")
+                .0
+                .state
+        }
     };
 
     // Twilio's callback, signed with Twilio's token, naming the webhook peer's reference.
-    let url = format!("{}/api/v1/receipts/twilio", app.state.config.receipts.public_url);
+    let url = format!(
+        "{}/api/v1/receipts/twilio",
+        app.state.config.receipts.public_url
+    );
     let (body, params) = form(&[("MessageSid", &reference), ("MessageStatus", "undelivered")]);
     let signature = twilio_signature(TWILIO_TOKEN, &url, &params);
     let reply = app

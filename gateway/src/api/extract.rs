@@ -111,8 +111,18 @@ pub(crate) mod properties {
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_map(Value::from),
             prop::sample::select(vec![
-                "closed", "restored", "custom", "booked", "both", "sms", "email", "push", "cy",
-                "2026-12-03T09:00:00Z", "9434765919", "07700 900123",
+                "closed",
+                "restored",
+                "custom",
+                "booked",
+                "both",
+                "sms",
+                "email",
+                "push",
+                "cy",
+                "2026-12-03T09:00:00Z",
+                "9434765919",
+                "07700 900123",
             ])
             .prop_map(Value::from),
             "\\PC{0,40}".prop_map(Value::from),
@@ -126,7 +136,10 @@ pub(crate) mod properties {
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                 prop::collection::vec(
                     (
-                        prop_oneof![prop::sample::select(NAMES.to_vec()).prop_map(String::from), "[a-z_]{0,12}"],
+                        prop_oneof![
+                            prop::sample::select(NAMES.to_vec()).prop_map(String::from),
+                            "[a-z_]{0,12}"
+                        ],
                         inner
                     ),
                     0..6
@@ -164,10 +177,13 @@ pub(crate) mod properties {
     /// A refusal is a 4xx whose JSON body names an error code and a message.
     pub(crate) fn assert_clear_refusal((status, body): (u16, String)) -> Result<(), TestCaseError> {
         prop_assert!((400..500).contains(&status), "{status}: {body}");
-        let body: Value = serde_json::from_str(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let body: Value =
+            serde_json::from_str(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(body["error"]["code"].is_string(), "{body}");
         prop_assert!(
-            body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
             "{body}"
         );
         Ok(())

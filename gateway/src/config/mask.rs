@@ -110,7 +110,13 @@ fn replace_ranges(text: &str, mut ranges: Vec<(usize, usize)>) -> String {
 fn decode(name: &str) -> String {
     url::form_urlencoded::parse(name.as_bytes())
         .next()
-        .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.into_owned()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .unwrap_or_default()
 }
 
@@ -246,10 +252,7 @@ mod tests {
             mask_secrets("host=db password = 'it\\'s a secret' dbname=gw"),
             "host=db password = *** dbname=gw"
         );
-        assert_eq!(
-            mask_secrets("password='unterminated"),
-            "password=***"
-        );
+        assert_eq!(mask_secrets("password='unterminated"), "password=***");
         assert_eq!(mask_secrets("password="), "password=***");
         assert_eq!(mask_secrets("host=db port=5432"), "host=db port=5432");
     }

@@ -18,7 +18,10 @@ impl NhsNumber {
             // Not echoed: a long paste would fill the error report.
             return Err(Invalid::new(
                 "nhs_number",
-                format!("an NHS number is 10 digits, not {} characters", input.chars().count()),
+                format!(
+                    "an NHS number is 10 digits, not {} characters",
+                    input.chars().count()
+                ),
             ));
         }
         let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();

@@ -12,9 +12,9 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome, StoreError, StoreResult,
+    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore,
+    ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage, NewStatusChange,
+    OutboxStore, Reach, Receipt, StartOutcome, StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.

@@ -13,9 +13,9 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome, StoreResult,
+    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore,
+    ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage, NewStatusChange,
+    OutboxStore, Reach, Receipt, StartOutcome, StoreResult,
 };
 
 /// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
