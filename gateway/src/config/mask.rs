@@ -257,6 +257,39 @@ mod tests {
         assert_eq!(mask_secrets("host=db port=5432"), "host=db port=5432");
     }
 
+    #[test]
+    fn printed_settings_show_no_password() {
+        use figment::providers::{Format, Serialized, Toml};
+        let figment = figment::Figment::from(Toml::string(crate::config::DEFAULT_TOML)).merge(
+            Serialized::default(
+                "database.url",
+                "postgres://gw:p@ss@db:5432/gw?sslpassword=k3y",
+            ),
+        );
+        let shown = crate::config::Config::from_figment(figment)
+            .unwrap()
+            .to_masked_toml();
+        assert!(!shown.contains("p@ss") && !shown.contains("k3y"), "{shown}");
+        assert!(
+            shown.contains("postgres://gw:***@db:5432/gw?sslpassword=***"),
+            "{shown}"
+        );
+        let mut setting = serde_json::json!({
+            "url": "https://user:s3cret@sms.example/send?token=t0k",
+            "hosts": ["host=db password=pw"],
+            "timeout_ms": 5000,
+        });
+        mask_strings_in(&mut setting);
+        assert_eq!(
+            setting,
+            serde_json::json!({
+                "url": "https://user:***@sms.example/send?token=***",
+                "hosts": ["host=db password=***"],
+                "timeout_ms": 5000,
+            })
+        );
+    }
+
     /// A password that cannot appear by chance in the rest of the generated text (which is
     /// lower-case letters and digits other than 9).
     fn password() -> impl Strategy<Value = String> {
