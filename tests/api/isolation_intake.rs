@@ -553,3 +553,64 @@ pub async fn receipts_count_only_with_their_own_provider(db: Db) {
     assert_eq!(state(&app).await.as_str(), "delivered");
     assert_eq!(count(&app, other, "sent").await, 3);
 }
+
+/// Status changes of one practice posted all at once: each supersedes the one before it,
+/// so only the newest is left to send and no older notice goes after it.
+pub async fn concurrent_status_changes_leave_only_the_newest(db: Db) {
+    let app = spawn_app(db).await;
+    let (key_a, a) = practice(&app, "R31041", 1, 4).await;
+    let (key_b, _) = practice(&app, "R31042", 101, 4).await;
+    let (other, _) = post_status(&app, "R31042", &key_b, "closed").await;
+    let posts: Vec<_> = (0..12)
+        .map(|i| {
+            let (address, key) = (app.address.clone(), key_a.clone());
+            let kind = if i % 2 == 0 { "closed" } else { "restored" };
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(format!("{address}/api/v1/practices/R31041/status"))
+                    .bearer_auth(key)
+                    .json(&json!({ "kind": kind }))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(response.status(), StatusCode::CREATED);
+            })
+        })
+        .collect();
+    for post in posts {
+        post.await.expect("post");
+    }
+    let broadcasts = app
+        .state
+        .store
+        .recent_broadcasts(a, 100)
+        .await
+        .expect("broadcasts");
+    assert_eq!(broadcasts.len(), 12);
+    let newest = broadcasts.iter().map(|b| b.id).max().expect("newest");
+    let live: Vec<i64> = broadcasts
+        .iter()
+        .filter(|b| b.superseded_by.is_none())
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(live, vec![newest], "only the newest may stand");
+    app.drain().await;
+    let newest_ids = message_ids(&app, newest).await;
+    let sent: Vec<i64> = app
+        .sent_lines()
+        .iter()
+        .filter_map(|l| l["message_id"].as_i64())
+        .collect();
+    let older_sent: Vec<i64> = {
+        let mut older = Vec::new();
+        for b in broadcasts.iter().filter(|b| b.id != newest) {
+            let ids = message_ids(&app, b.id).await;
+            older.extend(sent.iter().filter(|id| ids.contains(id)));
+        }
+        older
+    };
+    assert!(older_sent.is_empty(), "older notices sent: {older_sent:?}");
+    assert_eq!(count(&app, newest, "sent").await, 4);
+    assert_eq!(newest_ids.len(), 4);
+    assert_eq!(count(&app, other, "sent").await, 4);
+}

@@ -111,6 +111,7 @@ fn main() {
         isolation_intake::stop_reaches_every_practice_holding_the_number,
         isolation_intake::replace_import_without_rows_is_refused,
         isolation_intake::receipts_count_only_with_their_own_provider,
+        isolation_intake::concurrent_status_changes_leave_only_the_newest,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
