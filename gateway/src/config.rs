@@ -8,6 +8,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::quiet::QuietHours;
+
+/// Secrets masked out of printed settings.
+pub mod mask;
 use crate::domain::{Channel, ChannelOrder, Rate};
 
 /// The defaults, built into the binary so that it runs from any directory.
@@ -530,6 +533,11 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = mask_url_password(&shown.database.url);
+        for provider in &mut shown.providers {
+            for value in provider.settings.values_mut() {
+                mask::mask_strings_in(value);
+            }
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not print: {e}"))
     }
 
@@ -554,18 +562,9 @@ impl Config {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host` with `***`.
+/// Replaces passwords in every form a URL or connection string can carry them (`mask`).
 fn mask_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_string();
-    };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
+    mask::mask_secrets(url)
 }
 
 #[cfg(test)]

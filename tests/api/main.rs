@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_intake;
 mod isolation_push;
 mod metrics;
 mod providers_e2e;
@@ -108,6 +109,12 @@ fn main() {
         appointments::closure_for_both_tells_each_patient_once,
         isolation_push::internal_push_addresses_are_refused,
         isolation_push::anonymous_follows_are_limited,
+        isolation_intake::supersede_survives_a_crash_and_a_replay,
+        isolation_intake::supersede_repairs_what_an_older_crash_left,
+        isolation_intake::stop_reaches_every_practice_holding_the_number,
+        isolation_intake::replace_import_without_rows_is_refused,
+        isolation_intake::receipts_count_only_with_their_own_provider,
+        isolation_intake::concurrent_status_changes_leave_only_the_newest,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -69,3 +69,147 @@ pub fn path_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .map_err(|_| ApiError::NotFound(format!("no {what} {raw}")))
 }
+
+/// Property tests of JSON bodies: whatever a client sends is read or refused with a clear
+/// client error, never a panic or a 5xx.
+#[cfg(test)]
+pub(crate) mod properties {
+    use axum::body::Body;
+    use axum::response::IntoResponse;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Field names the API's bodies use, so generated objects reach past the first check.
+    const NAMES: &[&str] = &[
+        "kind",
+        "headline",
+        "details",
+        "starts_at",
+        "ends_at",
+        "audience",
+        "affected_from",
+        "affected_until",
+        "patients",
+        "nhs_number",
+        "given_name",
+        "family_name",
+        "preferred_channel",
+        "language",
+        "active",
+        "contacts",
+        "channel",
+        "address",
+        "opted_out",
+    ];
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec![
+                "closed",
+                "restored",
+                "custom",
+                "booked",
+                "both",
+                "sms",
+                "email",
+                "push",
+                "cy",
+                "2026-12-03T09:00:00Z",
+                "9434765919",
+                "07700 900123",
+            ])
+            .prop_map(Value::from),
+            "\\PC{0,40}".prop_map(Value::from),
+        ]
+    }
+
+    /// Arbitrary JSON, at most 4 deep and a few dozen values.
+    pub(crate) fn json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            prop::sample::select(NAMES.to_vec()).prop_map(String::from),
+                            "[a-z_]{0,12}"
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Reads `body` through [`ApiJson`]: the value, or the status and body of the refusal.
+    pub(crate) fn read<T: DeserializeOwned>(body: Vec<u8>) -> Result<T, (u16, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| (0, e.to_string()))?;
+        runtime.block_on(async {
+            let request = Request::builder()
+                .method("POST")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .map_err(|e| (0, e.to_string()))?;
+            match ApiJson::<T>::from_request(request, &()).await {
+                Ok(ApiJson(value)) => Ok(value),
+                Err(error) => {
+                    let response = error.into_response();
+                    let status = response.status().as_u16();
+                    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .map_err(|e| (status, e.to_string()))?;
+                    Err((status, String::from_utf8_lossy(&bytes).into_owned()))
+                }
+            }
+        })
+    }
+
+    /// A refusal is a 4xx whose JSON body names an error code and a message.
+    pub(crate) fn assert_clear_refusal((status, body): (u16, String)) -> Result<(), TestCaseError> {
+        prop_assert!((400..500).contains(&status), "{status}: {body}");
+        let body: Value =
+            serde_json::from_str(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(body["error"]["code"].is_string(), "{body}");
+        prop_assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn status_change_bodies_are_read_or_refused_clearly(value in json()) {
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            match read::<crate::intake::status::StatusChangeRequest>(body) {
+                Ok(request) => {
+                    // Checking it answers too, whatever it holds.
+                    let _ = request.parse("test");
+                    let _ = request.fingerprint();
+                }
+                Err(refusal) => assert_clear_refusal(refusal)?,
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_read_or_refused_clearly(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(refusal) = read::<crate::intake::status::StatusChangeRequest>(bytes) {
+                assert_clear_refusal(refusal)?;
+            }
+        }
+    }
+}

@@ -89,3 +89,37 @@ pub async fn show(
         .ok_or_else(not_found)?;
     Ok(Json(json!(patient)))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::api::extract::properties::{assert_clear_refusal, json, read};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A patient batch of any shape is read and checked item by item, or refused with a
+        /// clear client error; never a panic.
+        #[test]
+        fn patient_batches_are_read_or_refused_clearly(
+            value in json(),
+            wrap in any::<bool>(),
+        ) {
+            let value = if wrap {
+                serde_json::json!({ "patients": [value] })
+            } else {
+                value
+            };
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            match read::<PatientBatch>(body) {
+                Ok(batch) => {
+                    let (accepted, rejected) = parse_batch(&batch.patients);
+                    prop_assert_eq!(accepted.len() + rejected.len(), batch.patients.len());
+                }
+                Err(refusal) => assert_clear_refusal(refusal)?,
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::domain::{Channel, PhoneNumber};
+use crate::domain::PhoneNumber;
 use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
 
@@ -79,7 +79,31 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError::BadRequest("missing_field", format!("the callback has no {name}")))
 }
 
-/// Records a receipt for the message the provider knows as `reference`.
+/// The receipt callback that settles messages of a provider kind: Twilio's and Notify's
+/// their own, every other kind (webhook, smtp, webpush) the gateway's signed `webhook` one.
+/// `None` for `log`, which stands in for every kind in development and tests.
+fn receipt_callback_of(provider_kind: &str) -> Option<&'static str> {
+    match provider_kind {
+        "log" => None,
+        "twilio" => Some("twilio"),
+        "notify" => Some("notify"),
+        _ => Some("webhook"),
+    }
+}
+
+/// The configured providers whose messages the `callback` kind of receipt may settle.
+fn providers_for_callback(state: &AppState, callback: &str) -> Vec<String> {
+    state
+        .config
+        .providers
+        .iter()
+        .filter(|p| receipt_callback_of(&p.kind).is_none_or(|c| c == callback))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Records a receipt for the message a provider settled by the `kind` callback knows as
+/// `reference`; a reference another kind of provider gave is not found.
 async fn settle(
     state: &AppState,
     kind: &str,
@@ -88,9 +112,10 @@ async fn settle(
     settles: Settles,
     detail: Option<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let providers = providers_for_callback(state, kind);
     let (message_id, _, _) = state
         .store
-        .message_by_provider_ref(reference)
+        .message_by_provider_ref(&providers, reference)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message with reference {reference}")))?;
     let receipt = Receipt {
@@ -208,8 +233,9 @@ pub async fn webhook(
     .await
 }
 
-/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out for the
-/// practice; START opts it back in. Answers with empty TwiML (no auto-reply).
+/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out at
+/// every practice that has it (each practice's audit trail records it); START opts it back
+/// in at the same practices. Answers with empty TwiML (no auto-reply).
 pub async fn inbound_twilio(
     State(state): State<AppState>,
     uri: OriginalUri,
@@ -223,35 +249,33 @@ pub async fn inbound_twilio(
     let reply = receipts::reply_keyword(text);
     if reply != Reply::Other {
         let number = PhoneNumber::parse(from).map_err(|e| ApiError::Validation(vec![e]))?;
-        match state
+        let opted_out = reply == Reply::OptOut;
+        let now = Utc::now();
+        // Every practice sends through the same senders, so a STOP cannot tell which of
+        // them it answers: it stops them all, and START restores the same set.
+        let reached = state
             .store
-            .practice_of_address(Channel::Sms, number.as_str())
-            .await?
-        {
-            Some(practice_id) => {
-                let opted_out = reply == Reply::OptOut;
-                let now = Utc::now();
-                let changed = state
-                    .store
-                    .set_sms_opt_out(practice_id, number.as_str(), opted_out, now)
-                    .await?;
-                let action = if opted_out {
-                    "contact.opted_out"
-                } else {
-                    "contact.opted_in"
-                };
-                let entry = AuditEntry {
-                    actor: "patient:sms-reply".into(),
-                    action: action.into(),
-                    practice_id: Some(practice_id),
-                    subject: None,
-                    details: Some(json!({ "contacts": changed }).to_string()),
-                };
-                state.store.audit(&entry, now).await?;
-            }
-            None => tracing::info!(
-                "an SMS reply came from a number no practice knows; nothing to change"
-            ),
+            .set_sms_opt_out_everywhere(number.as_str(), opted_out, now)
+            .await?;
+        if reached.is_empty() {
+            tracing::info!("an SMS reply came from a number no practice knows; nothing to change");
+        }
+        let action = if opted_out {
+            "contact.opted_out"
+        } else {
+            "contact.opted_in"
+        };
+        for (practice_id, contacts) in &reached {
+            let entry = AuditEntry {
+                actor: "patient:sms-reply".into(),
+                action: action.into(),
+                practice_id: Some(*practice_id),
+                subject: None,
+                details: Some(
+                    json!({ "contacts": contacts, "practices_reached": reached.len() }).to_string(),
+                ),
+            };
+            state.store.audit(&entry, now).await?;
         }
     }
     Ok((
@@ -301,4 +325,80 @@ pub async fn unsubscribe(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Unsubscribed</title>\
          <body><h1>You are unsubscribed</h1><p>We will not email this address again about these notices.</p></body></html>",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Form bodies: arbitrary bytes, and `name=value` pairs with escapes and field names
+    /// the callbacks read.
+    fn form_body() -> impl Strategy<Value = Vec<u8>> {
+        let name = prop_oneof![
+            prop::sample::select(vec![
+                "From",
+                "To",
+                "Body",
+                "MessageSid",
+                "MessageStatus",
+                "ErrorCode",
+            ])
+            .prop_map(String::from),
+            "[A-Za-z%+=&]{0,12}",
+        ];
+        let pairs = prop::collection::vec((name, "\\PC{0,40}"), 0..12).prop_map(|pairs| {
+            let mut body = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                body.append_pair(k, v);
+            }
+            body.finish().into_bytes()
+        });
+        prop_oneof![pairs, prop::collection::vec(any::<u8>(), 0..600)]
+    }
+
+    #[test]
+    fn each_provider_kind_has_one_receipt_callback() {
+        assert_eq!(receipt_callback_of("twilio"), Some("twilio"));
+        assert_eq!(receipt_callback_of("notify"), Some("notify"));
+        for kind in ["webhook", "smtp", "webpush"] {
+            assert_eq!(receipt_callback_of(kind), Some("webhook"), "{kind}");
+        }
+        assert_eq!(receipt_callback_of("log"), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Receipt and inbound SMS forms of any content are read without panic, into no more
+        /// pairs than the body has separators, and every step after reading answers too.
+        #[test]
+        fn callback_forms_are_read_without_panic(body in form_body()) {
+            let params = form(&Bytes::from(body.clone()));
+            prop_assert!(params.len() <= body.iter().filter(|b| **b == b'&').count() + 1);
+            let signature = receipts::twilio_signature("token", "https://gw.example/x", &params);
+            prop_assert!(receipts::same_signature(&signature, &signature));
+            if let (Ok(from), Ok(text)) = (field(&params, "From"), field(&params, "Body")) {
+                let _ = receipts::reply_keyword(text);
+                let _ = PhoneNumber::parse(from);
+            }
+            if let Ok(status) = field(&params, "MessageStatus") {
+                let _ = receipts::twilio_status(status);
+            }
+        }
+
+        /// JSON receipts (Notify's and the webhook kind's) of any bytes are read or refused.
+        #[test]
+        fn json_receipts_are_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..400), value in crate::api::extract::properties::json()) {
+            let _ = serde_json::from_slice::<NotifyReceipt>(&body);
+            let _ = serde_json::from_slice::<WebhookReceipt>(&body);
+            if let Ok(receipt) = serde_json::from_value::<NotifyReceipt>(value.clone()) {
+                let _ = receipts::notify_status(&receipt.status);
+            }
+            if let Ok(receipt) = serde_json::from_value::<WebhookReceipt>(value) {
+                let _ = receipts::webhook_status(&receipt.status);
+            }
+        }
+    }
 }

@@ -4,6 +4,9 @@ use std::fmt;
 
 use super::Invalid;
 
+/// The longest text read as an NHS number (ten digits with any spacing fit easily).
+const MAX_INPUT_BYTES: usize = 32;
+
 /// A valid NHS number, held as its ten digits without spaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NhsNumber(String);
@@ -11,6 +14,16 @@ pub struct NhsNumber(String);
 impl NhsNumber {
     /// Parses an NHS number, accepting the usual `943 476 5919` or `943-476-5919` spacing.
     pub fn parse(input: &str) -> Result<Self, Invalid> {
+        if input.len() > MAX_INPUT_BYTES {
+            // Not echoed: a long paste would fill the error report.
+            return Err(Invalid::new(
+                "nhs_number",
+                format!(
+                    "an NHS number is 10 digits, not {} characters",
+                    input.chars().count()
+                ),
+            ));
+        }
         let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
@@ -87,6 +100,50 @@ mod tests {
         for input in ["9434765918", "943476591", "94347659190", "94347659A9", ""] {
             let err = NhsNumber::parse(input).unwrap_err();
             assert_eq!(err.field, "nhs_number");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Anything at all: an answer, never a panic; an accepted number is ten digits
+            /// and parses to itself again.
+            #[test]
+            fn any_text_is_answered_without_panic(text in "\\PC{0,200}") {
+                let parsed = NhsNumber::parse(&text);
+                if let Err(e) = &parsed {
+                    prop_assert!(e.reason.len() <= 10 * MAX_INPUT_BYTES + 100, "{}", e.reason);
+                }
+                if let Ok(n) = parsed {
+                    prop_assert_eq!(n.as_str().len(), 10);
+                    prop_assert_eq!(NhsNumber::parse(n.as_str()).unwrap(), n);
+                }
+            }
+
+            /// Digits with the usual separators, valid or not.
+            #[test]
+            fn digit_text_is_answered_without_panic(text in "[0-9 -]{0,14}") {
+                let _ = NhsNumber::parse(&text);
+            }
+
+            /// Every valid number round-trips, however it is spaced; a wrong check digit is
+            /// refused.
+            #[test]
+            fn valid_numbers_round_trip(stem in 0u32..=999_999_999, dashes in any::<bool>()) {
+                if let Some(n) = NhsNumber::from_stem(stem) {
+                    let digits = n.as_str();
+                    let sep = if dashes { "-" } else { " " };
+                    let spaced = format!("{}{sep}{}{sep}{}", &digits[..3], &digits[3..6], &digits[6..]);
+                    prop_assert_eq!(NhsNumber::parse(&spaced).unwrap(), n.clone());
+                    let last = digits.as_bytes()[9] - b'0';
+                    let wrong = format!("{}{}", &digits[..9], (last + 1) % 10);
+                    prop_assert!(NhsNumber::parse(&wrong).is_err());
+                }
+            }
         }
     }
 

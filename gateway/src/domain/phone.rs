@@ -28,6 +28,10 @@ pub struct PhoneNumber {
 /// calls them invalid; we accept them as mobiles so demos and tests never reach a real phone.
 const DRAMA_MOBILES: std::ops::RangeInclusive<u64> = 7_700_900_000..=7_700_900_999;
 
+/// The longest text read as a phone number: room for any way of writing one (spaces,
+/// brackets, an extension), while a long paste is refused before libphonenumber sees it.
+const MAX_INPUT_BYTES: usize = 64;
+
 impl PhoneNumber {
     /// Parses a UK number (with or without +44) or an international one in `+CC...` form.
     pub fn parse(input: &str) -> Result<Self, Invalid> {
@@ -40,6 +44,12 @@ impl PhoneNumber {
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return reject("it is empty");
+        }
+        if trimmed.len() > MAX_INPUT_BYTES {
+            return Err(Invalid::new(
+                "address",
+                format!("a phone number is at most {MAX_INPUT_BYTES} characters long"),
+            ));
         }
         let Ok(parsed) = phonenumber::parse(Some(country::Id::GB), trimmed) else {
             return reject("it could not be read as a UK or international number");
@@ -144,6 +154,53 @@ mod tests {
         let n = PhoneNumber::parse("+33 6 12 34 56 78").unwrap();
         assert_eq!(n.as_str(), "+33612345678");
         assert!(n.can_receive_sms());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Anything at all, of any length up to a few hundred characters: an answer,
+            /// never a panic, and an accepted number is E.164 and parses to itself again.
+            #[test]
+            fn any_text_is_answered_without_panic(text in "\\PC{0,300}") {
+                let parsed = PhoneNumber::parse(&text);
+                if text.trim().len() > MAX_INPUT_BYTES {
+                    prop_assert!(parsed.is_err());
+                }
+                if let Ok(number) = parsed {
+                    prop_assert!(number.as_str().starts_with('+'));
+                    prop_assert!(number.as_str().len() <= 16, "{}", number.as_str());
+                    prop_assert_eq!(PhoneNumber::parse(number.as_str()).unwrap(), number);
+                }
+            }
+
+            /// Number-like text (digits, pluses, spaces, brackets, dashes) too.
+            #[test]
+            fn number_like_text_is_answered_without_panic(text in "[+0-9 ()#*.x-]{0,40}") {
+                if let Ok(number) = PhoneNumber::parse(&text) {
+                    prop_assert_eq!(PhoneNumber::parse(number.as_str()).unwrap(), number);
+                }
+            }
+
+            /// Every UK mobile in the drama range, however it is written, round-trips.
+            #[test]
+            fn drama_mobiles_round_trip(n in 0u32..1000, spaced in any::<bool>(), plus in any::<bool>()) {
+                let national = format!("7700900{n:03}");
+                let text = match (plus, spaced) {
+                    (true, true) => format!("+44 {} {}", &national[..4], &national[4..]),
+                    (true, false) => format!("+44{national}"),
+                    (false, true) => format!("0{} {}", &national[..4], &national[4..]),
+                    (false, false) => format!("0{national}"),
+                };
+                let number = PhoneNumber::parse(&text).unwrap();
+                prop_assert_eq!(number.as_str(), format!("+44{national}"));
+                prop_assert_eq!(PhoneNumber::parse(&number.to_string()).unwrap(), number);
+            }
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
+        crate::intake::status::withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
         let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
         let bookings = self.bookings(&broadcast).await?;
         let mut summary = FanoutSummary::default();

@@ -8,7 +8,8 @@ use crate::app::AppState;
 use crate::domain::{Invalid, StatusAudience, StatusKind};
 use crate::fanout::FanoutError;
 use crate::store::{
-    AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome, StoreError,
+    supersede_reason, AuditEntry, Broadcast, IdempotencyClaim, NewStatusChange, Practice, Reach,
+    StartOutcome, Store, StoreError,
 };
 
 /// A status change as a client posts it.
@@ -214,35 +215,11 @@ pub async fn post_status_change(
         StartOutcome::Replayed(id) => (id, true),
         StartOutcome::KeyReused => return Err(PostStatusError::KeyReused),
     };
+    // Nobody should be told "closed" after "restored". The store withdrew the earlier
+    // broadcasts' unsent messages in the transaction that recorded this change; a replay
+    // withdraws again, which repairs what an older version may have left behind.
+    withdraw_earlier(state, broadcast_id, now).await?;
     if !replayed {
-        // Nobody should be told "closed" after "restored": earlier broadcasts' unsent
-        // messages are withdrawn as soon as the newer change is recorded.
-        let status_change_id = state
-            .store
-            .broadcast(broadcast_id)
-            .await?
-            .map(|b| b.status_change_id)
-            .unwrap_or_default();
-        let reason = format!(
-            "superseded by status change {status_change_id} ({})",
-            change.kind
-        );
-        // This process's dispatch workers stop sending what they already hold at once
-        // (other instances find out from the store within a fraction of a second).
-        state
-            .dispatch
-            .supersede(practice.id, broadcast_id, reason.clone());
-        let cancelled = state
-            .store
-            .supersede_earlier(practice.id, broadcast_id, status_change_id, &reason, now)
-            .await?;
-        if cancelled > 0 {
-            tracing::info!(
-                broadcast = broadcast_id,
-                cancelled,
-                "withdrew unsent messages of earlier broadcasts"
-            );
-        }
         let details =
             serde_json::json!({ "kind": change.kind, "headline": change.headline, "audience": change.reach.audience })
                 .to_string();
@@ -276,6 +253,59 @@ pub async fn post_status_change(
         broadcast_id,
         replayed,
     })
+}
+
+/// Withdraws the unsent messages of the practice's broadcasts before `broadcast_id`,
+/// unless a newer change has superseded that broadcast itself (then the newer one did).
+/// This process's dispatch workers drop what they already hold at once; other instances
+/// find out from the store within a fraction of a second. Idempotent: returns how many
+/// messages were still queued and are now cancelled (none after a clean start).
+pub async fn withdraw_earlier(
+    state: &AppState,
+    broadcast_id: i64,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let Some(broadcast) = state.store.broadcast(broadcast_id).await? else {
+        return Ok(0);
+    };
+    if broadcast.superseded_by.is_none() {
+        let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
+        state
+            .dispatch
+            .supersede(broadcast.practice_id, broadcast_id, reason);
+    }
+    withdraw_before(state.store.as_ref(), &broadcast, now).await
+}
+
+/// The store's half of [`withdraw_earlier`], for a fan-out resumed at start-up: a change
+/// recorded without its withdrawal (by a version that did it in a second step and died
+/// between the two) is repaired before its messages are planned.
+pub async fn withdraw_before(
+    store: &dyn Store,
+    broadcast: &Broadcast,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    if broadcast.superseded_by.is_some() {
+        return Ok(0);
+    }
+    let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
+    let cancelled = store
+        .supersede_earlier(
+            broadcast.practice_id,
+            broadcast.id,
+            broadcast.status_change_id,
+            &reason,
+            now,
+        )
+        .await?;
+    if cancelled > 0 {
+        tracing::info!(
+            broadcast = broadcast.id,
+            cancelled,
+            "withdrew unsent messages of earlier broadcasts"
+        );
+    }
+    Ok(cancelled)
 }
 
 #[cfg(test)]

@@ -120,7 +120,11 @@ pub trait AccessStore: Send + Sync {
 #[async_trait]
 pub trait BroadcastStore: Send + Sync {
     /// Records a status change and its broadcast in one transaction, honouring the
-    /// idempotency claim if there is one.
+    /// idempotency claim if there is one. The same transaction supersedes the practice's
+    /// earlier broadcasts and cancels their unsent messages (as [`supersede_earlier`] does),
+    /// so no crash or retry can leave an older notice queued behind a newer one.
+    ///
+    /// [`supersede_earlier`]: BroadcastStore::supersede_earlier
     async fn start_status_broadcast(
         &self,
         practice_id: i64,
@@ -228,9 +232,12 @@ pub trait OutboxStore: Send + Sync {
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;
     /// Messages not yet final, for tests and readiness.
     async fn pending_count(&self) -> StoreResult<i64>;
-    /// The message a provider knows by `provider_ref`: its id, provider name and state.
+    /// The message one of `providers` (by name) sent and knows by `provider_ref`: its id,
+    /// provider name and state. A reference counts only with the provider that gave it, so a
+    /// callback of one kind cannot settle what a provider of another kind sent.
     async fn message_by_provider_ref(
         &self,
+        providers: &[String],
         provider_ref: &str,
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>>;
     /// Keeps a provider's receipt and, if it settles the message, moves a `sent` message
@@ -269,13 +276,16 @@ pub trait ContactStore: Send + Sync {
         subscription: &PushSubscription,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>>;
-    /// The practice a reply from this address belongs to, for replies that name none: the
-    /// practice whose patient added the address most recently.
-    async fn practice_of_address(
+    /// Opts an SMS number out (or back in) at every practice with a patient who has it, in
+    /// one transaction: a reply names no practice, and every practice sends through the same
+    /// configured senders, so each of them could have sent what the patient answers. Returns
+    /// each practice touched with how many of its contacts have the number, by practice id.
+    async fn set_sms_opt_out_everywhere(
         &self,
-        channel: Channel,
         address: &str,
-    ) -> StoreResult<Option<i64>>;
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(i64, u64)>>;
 }
 
 /// Message templates: every save a new version, the newest one in use.
@@ -404,13 +414,14 @@ pub(crate) fn lanes(rows: Vec<(i16, i64)>) -> Vec<(Priority, i64)> {
 /// `(broadcast, newer status change, its kind)` rows as each broadcast's cancel reason.
 pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, String)> {
     rows.into_iter()
-        .map(|(broadcast, change, kind)| {
-            (
-                broadcast,
-                format!("superseded by status change {change} ({kind})"),
-            )
-        })
+        .map(|(broadcast, change, kind)| (broadcast, supersede_reason(change, &kind)))
         .collect()
+}
+
+/// Why the unsent messages of a broadcast superseded by status change `change` (of `kind`)
+/// are cancelled.
+pub fn supersede_reason(change: i64, kind: &str) -> String {
+    format!("superseded by status change {change} ({kind})")
 }
 
 /// A stored console role and practice as a scope.

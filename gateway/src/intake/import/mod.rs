@@ -55,6 +55,10 @@ pub enum ImportError {
     Task(String),
 }
 
+/// Why a `replace` import of a file without patient rows is refused.
+pub const NO_ROWS_TO_REPLACE: &str = "the file has no patient rows: a replace import would make \
+     every patient inactive, so nothing was changed (check the export, or import in merge mode)";
+
 /// An upload larger than allowed, carried inside the `io::Error` its reader returns.
 #[derive(Debug, thiserror::Error)]
 #[error("more than {0} bytes")]
@@ -179,6 +183,10 @@ async fn run_to_end(
         CsvSource::Reader(reader) => reader,
     };
     let pass = read_pass(store, run, config, reader, Phase::Importing, options).await?;
+    if run.replace && pass.rows == 0 {
+        // A header with nothing under it (an export that failed) must not empty the list.
+        return Err(ImportError::File(NO_ROWS_TO_REPLACE.into()));
+    }
     let mut counts = run.counts;
     counts.add(pass.counts);
     let unidentified = pass.unidentified;

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
-use crate::domain::Channel;
 use crate::store::{ContactStore, PushSubscription, StoreResult};
 
 #[async_trait]
@@ -122,18 +121,36 @@ impl ContactStore for PostgresStore {
         Ok(Some(id))
     }
 
-    async fn practice_of_address(
+    async fn set_sms_opt_out_everywhere(
         &self,
-        channel: Channel,
         address: &str,
-    ) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT p.practice_id FROM contacts c JOIN patients p ON p.id = c.patient_id
-             WHERE c.channel = $1 AND c.address = $2 ORDER BY c.id DESC LIMIT 1",
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(i64, u64)>> {
+        let mut tx = self.begin().await?;
+        // The rows are locked first, so the counts are of the rows the update changes.
+        let practices: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT p.practice_id, COUNT(*) FROM patients p
+             JOIN (SELECT patient_id FROM contacts WHERE channel = 'sms' AND address = $1 FOR UPDATE) c
+               ON c.patient_id = p.id
+             GROUP BY p.practice_id ORDER BY p.practice_id",
         )
-        .bind(channel.as_str())
         .bind(address)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE contacts SET opted_out_at = CASE WHEN $1::boolean THEN COALESCE(opted_out_at, $2) ELSE NULL END
+             WHERE channel = 'sms' AND address = $3",
+        )
+        .bind(opted_out)
+        .bind(now)
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(practices
+            .into_iter()
+            .map(|(practice, n)| (practice, n.max(0) as u64))
+            .collect())
     }
 }

@@ -12,9 +12,9 @@ use sqlx::Row;
 use super::{parsed, PostgresStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome, StoreError, StoreResult,
+    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore,
+    ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage, NewStatusChange,
+    OutboxStore, Reach, Receipt, StartOutcome, StoreError, StoreResult,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -30,6 +30,38 @@ const INSERT_CHUNK: usize = 4000;
 
 /// How often a lost idempotency race is re-read before giving up.
 const IDEMPOTENCY_TRIES: usize = 3;
+
+/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
+/// cancels the unsent messages of every superseded broadcast of the practice, inside the
+/// caller's transaction. Returns how many messages were cancelled.
+async fn withdraw_earlier(
+    conn: &mut sqlx::PgConnection,
+    practice_id: i64,
+    newer: i64,
+    status_change_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sqlx::query(
+        "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
+    )
+    .bind(status_change_id)
+    .bind(practice_id)
+    .bind(newer)
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query(
+        "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+         WHERE state = 'queued' AND broadcast_id IN
+               (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(practice_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
 
 fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
     Ok(MessageView {
@@ -151,6 +183,13 @@ impl BroadcastStore for PostgresStore {
         // insert; then our insert does nothing, we roll back and answer as a replay.
         for _ in 0..IDEMPOTENCY_TRIES {
             let mut tx = self.begin().await?;
+            // One status change of a practice at a time, so that the newer one always sees
+            // (and supersedes) the one before it. NO KEY UPDATE leaves the practice's rows
+            // free for inserts that reference it (messages being planned meanwhile).
+            sqlx::query("SELECT id FROM practices WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(practice_id)
+                .execute(&mut *tx)
+                .await?;
             if let Some(claim) = idempotency {
                 if let Some(outcome) = seen_claim(&mut *tx, claim).await? {
                     return Ok(outcome);
@@ -204,6 +243,16 @@ impl BroadcastStore for PostgresStore {
                     continue;
                 }
             }
+            let reason = supersede_reason(status_change_id, change.kind.as_str());
+            withdraw_earlier(
+                &mut tx,
+                practice_id,
+                broadcast_id,
+                status_change_id,
+                &reason,
+                now,
+            )
+            .await?;
             tx.commit().await?;
             return Ok(StartOutcome::Started(broadcast_id));
         }
@@ -267,25 +316,8 @@ impl BroadcastStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
-        )
-        .bind(status_change_id)
-        .bind(practice_id)
-        .bind(newer)
-        .execute(&mut *tx)
-        .await?;
-        let cancelled = sqlx::query(
-            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
-             WHERE state = 'queued' AND broadcast_id IN
-                   (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(practice_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let cancelled =
+            withdraw_earlier(&mut tx, practice_id, newer, status_change_id, reason, now).await?;
         tx.commit().await?;
         Ok(cancelled)
     }
@@ -637,13 +669,18 @@ impl OutboxStore for PostgresStore {
 
     async fn message_by_provider_ref(
         &self,
+        providers: &[String],
         provider_ref: &str,
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
-        let row: Option<(i64, Option<String>, String)> =
-            sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = $1")
-                .bind(provider_ref)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, provider, state FROM messages
+             WHERE provider_ref = $1 AND provider = ANY($2)
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(provider_ref)
+        .bind(providers)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|(id, provider, state)| Ok((id, provider, parsed("messages.state", &state)?)))
             .transpose()
     }

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{ms, SqliteStore};
-use crate::domain::Channel;
 use crate::store::{ContactStore, PushSubscription, StoreResult};
 
 #[async_trait]
@@ -121,18 +120,33 @@ impl ContactStore for SqliteStore {
         Ok(Some(id))
     }
 
-    async fn practice_of_address(
+    async fn set_sms_opt_out_everywhere(
         &self,
-        channel: Channel,
         address: &str,
-    ) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT p.practice_id FROM contacts c JOIN patients p ON p.id = c.patient_id
-             WHERE c.channel = ? AND c.address = ? ORDER BY c.id DESC LIMIT 1",
+        opted_out: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<(i64, u64)>> {
+        let mut tx = self.begin_write().await?;
+        let practices: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT p.practice_id, COUNT(*) FROM contacts c JOIN patients p ON p.id = c.patient_id
+             WHERE c.channel = 'sms' AND c.address = ? GROUP BY p.practice_id ORDER BY p.practice_id",
         )
-        .bind(channel.as_str())
         .bind(address)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE contacts SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) ELSE NULL END
+             WHERE channel = 'sms' AND address = ?",
+        )
+        .bind(opted_out)
+        .bind(ms(now))
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(practices
+            .into_iter()
+            .map(|(practice, n)| (practice, n.max(0) as u64))
+            .collect())
     }
 }

@@ -13,9 +13,9 @@ use sqlx::{QueryBuilder, Row};
 use super::{at, at_opt, ms, parsed, SqliteStore};
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, superseded_reasons, AttemptView, Broadcast, BroadcastStore, ClaimedMessage, Completion,
-    IdempotencyClaim, MessageView, NewMessage, NewStatusChange, OutboxStore, Reach, Receipt,
-    StartOutcome, StoreResult,
+    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore,
+    ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage, NewStatusChange,
+    OutboxStore, Reach, Receipt, StartOutcome, StoreResult,
 };
 
 /// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
@@ -86,6 +86,38 @@ pub(super) async fn requeue_expired(
     .bind(LOST_LEASE)
     .bind(ms(now))
     .bind(ms(now))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
+/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
+/// cancels the unsent messages of every superseded broadcast of the practice, inside the
+/// caller's write transaction. Returns how many messages were cancelled.
+async fn withdraw_earlier(
+    conn: &mut sqlx::SqliteConnection,
+    practice_id: i64,
+    newer: i64,
+    status_change_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sqlx::query(
+        "UPDATE broadcasts SET superseded_by = ? WHERE practice_id = ? AND id < ? AND superseded_by IS NULL",
+    )
+    .bind(status_change_id)
+    .bind(practice_id)
+    .bind(newer)
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query(
+        "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
+         WHERE state = 'queued' AND broadcast_id IN
+               (SELECT id FROM broadcasts WHERE practice_id = ? AND superseded_by IS NOT NULL)",
+    )
+    .bind(reason)
+    .bind(ms(now))
+    .bind(practice_id)
     .execute(&mut *conn)
     .await?
     .rows_affected())
@@ -216,6 +248,16 @@ impl BroadcastStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        let reason = supersede_reason(status_change_id, change.kind.as_str());
+        withdraw_earlier(
+            &mut tx,
+            practice_id,
+            broadcast_id,
+            status_change_id,
+            &reason,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(StartOutcome::Started(broadcast_id))
     }
@@ -275,25 +317,8 @@ impl BroadcastStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE broadcasts SET superseded_by = ? WHERE practice_id = ? AND id < ? AND superseded_by IS NULL",
-        )
-        .bind(status_change_id)
-        .bind(practice_id)
-        .bind(newer)
-        .execute(&mut *tx)
-        .await?;
-        let cancelled = sqlx::query(
-            "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
-             WHERE state = 'queued' AND broadcast_id IN
-                   (SELECT id FROM broadcasts WHERE practice_id = ? AND superseded_by IS NOT NULL)",
-        )
-        .bind(reason)
-        .bind(ms(now))
-        .bind(practice_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let cancelled =
+            withdraw_earlier(&mut tx, practice_id, newer, status_change_id, reason, now).await?;
         tx.commit().await?;
         Ok(cancelled)
     }
@@ -666,13 +691,18 @@ impl OutboxStore for SqliteStore {
 
     async fn message_by_provider_ref(
         &self,
+        providers: &[String],
         provider_ref: &str,
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
-        let row: Option<(i64, Option<String>, String)> =
-            sqlx::query_as("SELECT id, provider, state FROM messages WHERE provider_ref = ?")
-                .bind(provider_ref)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, provider, state FROM messages
+             WHERE provider_ref = ? AND provider IN (SELECT value FROM json_each(?))
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(provider_ref)
+        .bind(serde_json::to_string(providers).unwrap_or_else(|_| "[]".into()))
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|(id, provider, state)| Ok((id, provider, parsed("messages.state", &state)?)))
             .transpose()
     }
