@@ -80,9 +80,8 @@ impl AppState {
         providers: Arc<ProviderRegistry>,
     ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
-        let templates = Arc::new(
-            TemplateRegistry::load_within(store.as_ref(), config.render_budget()).await?,
-        );
+        let templates =
+            Arc::new(TemplateRegistry::load_within(store.as_ref(), config.render_budget()).await?);
         let wake = Arc::new(Notify::new());
         let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(

@@ -42,7 +42,6 @@ impl Bookings {
             (StatusAudience::Both, None) => Plan::General,
         }
     }
-
 }
 
 impl Plan<'_> {

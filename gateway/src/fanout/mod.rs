@@ -22,8 +22,8 @@ use crate::store::{
     AuditEntry, Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store,
     StoreError,
 };
-use affected::{affected_message, Bookings, Plan};
 pub use affected::AFFECTED_TEMPLATE;
+use affected::{affected_message, Bookings, Plan};
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -455,7 +455,9 @@ fn plan_page(
         *plan.per_channel.entry(contact.channel).or_default() += 1;
         let key = format!("b{broadcast_id}:p{}", patient.id);
         plan.batch.push(match to_send {
-            Plan::Affected(booked) => affected_message(wording, patient, contact, booked, key, now)?,
+            Plan::Affected(booked) => {
+                affected_message(wording, patient, contact, booked, key, now)?
+            }
             _ => message(wording, patient, contact, key, now, held_until)?,
         });
     }
@@ -496,8 +498,6 @@ fn message(
         created_at: now,
     })
 }
-
-
 
 /// A broadcast's wording while its messages are planned, from one snapshot of the
 /// templates: rendered once per template unless it is personal, in the patient's language,

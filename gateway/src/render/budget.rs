@@ -110,7 +110,9 @@ pub fn render(
         max: budget.max_output_bytes,
     };
     let result = tera.render_to(name, context, &mut out);
-    let exceeded = RUNNING.with(|r| r.replace(previous)).and_then(|r| r.exceeded);
+    let exceeded = RUNNING
+        .with(|r| r.replace(previous))
+        .and_then(|r| r.exceeded);
     match (result, exceeded) {
         (_, Some(exceeded)) => Err(Ok(exceeded)),
         (Err(e), None) => Err(Err(e)),
@@ -207,7 +209,9 @@ mod tests {
 
     #[test]
     fn output_past_the_cap_stops_the_render() {
-        let tera = tera_with("{% for a in details %}{% for b in details %}{{ details }}{% endfor %}{% endfor %}");
+        let tera = tera_with(
+            "{% for a in details %}{% for b in details %}{{ details }}{% endfor %}{% endfor %}",
+        );
         let budget = RenderBudget {
             max_loop_iterations: u64::MAX,
             ..RenderBudget::default()
@@ -220,8 +224,14 @@ mod tests {
 
     #[test]
     fn loops_without_output_are_counted() {
-        let tera = tera_with("{% for a in details %}{% for b in details %}{% endfor %}{% endfor %}");
-        let result = render(&tera, "t", &context(&"x".repeat(2000)), &RenderBudget::default());
+        let tera =
+            tera_with("{% for a in details %}{% for b in details %}{% endfor %}{% endfor %}");
+        let result = render(
+            &tera,
+            "t",
+            &context(&"x".repeat(2000)),
+            &RenderBudget::default(),
+        );
         assert_eq!(result.unwrap_err().unwrap(), Exceeded::Loops(10_000));
         let fine = render(&tera, "t", &context("abc"), &RenderBudget::default());
         assert_eq!(fine.unwrap(), "");
@@ -230,7 +240,12 @@ mod tests {
     #[test]
     fn replace_cannot_multiply_a_value_past_the_cap() {
         let tera = tera_with("{{ details | replace(from=\"x\", to=details) | replace(from=\"x\", to=details) | length }}");
-        let result = render(&tera, "t", &context(&"x".repeat(2000)), &RenderBudget::default());
+        let result = render(
+            &tera,
+            "t",
+            &context(&"x".repeat(2000)),
+            &RenderBudget::default(),
+        );
         assert_eq!(result.unwrap_err().unwrap(), Exceeded::Output(64 * 1024));
         let fine = render(&tera, "t", &context("xy"), &RenderBudget::default());
         assert_eq!(fine.unwrap(), "4"); // "xy" -> "xyy" -> "xyyy"
@@ -238,7 +253,9 @@ mod tests {
 
     #[test]
     fn time_is_checked_while_rendering() {
-        let tera = tera_with("{% for a in details %}{% for b in details %}{{ a }}{% endfor %}{% endfor %}");
+        let tera = tera_with(
+            "{% for a in details %}{% for b in details %}{{ a }}{% endfor %}{% endfor %}",
+        );
         let budget = RenderBudget {
             max_output_bytes: usize::MAX,
             max_loop_iterations: u64::MAX,
@@ -246,7 +263,14 @@ mod tests {
         };
         let started = Instant::now();
         let result = render(&tera, "t", &context(&"x".repeat(2000)), &budget);
-        assert_eq!(result.unwrap_err().unwrap(), Exceeded::Time(Duration::from_millis(20)));
-        assert!(started.elapsed() < Duration::from_millis(200), "{:?}", started.elapsed());
+        assert_eq!(
+            result.unwrap_err().unwrap(),
+            Exceeded::Time(Duration::from_millis(20))
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -12,7 +12,6 @@ use super::{Rendered, TemplateRegistry};
 use crate::domain::{Channel, Language};
 use crate::store::{AuditEntry, NewTemplate, Store, StoreError, TemplateVersion};
 
-
 /// Why an edit was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {

@@ -29,7 +29,10 @@ const LONGEST: &[(&str, usize)] = &[
 const ABSENT_WITH: &[(&str, &str)] = &[
     ("status.starts", "status.starts_at"),
     ("status.until", "status.until_at"),
-    ("appointment.previous_when", "appointment.previous_starts_at"),
+    (
+        "appointment.previous_when",
+        "appointment.previous_starts_at",
+    ),
 ];
 
 /// One set of data a template must render with.
@@ -107,7 +110,12 @@ mod tests {
         let names: Vec<_> = cases.iter().map(|c| c.name).collect();
         assert_eq!(
             names,
-            ["sample values", "optional values absent", "longest values", "Welsh characters"]
+            [
+                "sample values",
+                "optional values absent",
+                "longest values",
+                "Welsh characters"
+            ]
         );
         assert_eq!(cases[1].data["status"]["until"], Value::Null);
         assert_eq!(cases[1].data["status"]["until_at"], Value::Null);

@@ -19,11 +19,11 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use tera::Tera;
 
+pub use budget::RenderBudget;
 pub use context::{
     patient_json, practice_json, status_context, status_context_in, status_json, time_words,
     uk_date_time, TimeWords,
 };
-pub use budget::RenderBudget;
 pub use registry::{LoadError, TemplateRegistry};
 
 use crate::domain::{Channel, Language};

@@ -329,7 +329,10 @@ pub fn problems(text: &str) -> Vec<StructureProblem> {
             let after = words.get(n + 1).map(|w| w.1);
             let at = piece.inside_at + at;
             if word == "for" && !(n == 0 && name == "for") {
-                problems.push(refused(at, "list comprehensions (`[... for ...]`) are not allowed"));
+                problems.push(refused(
+                    at,
+                    "list comprehensions (`[... for ...]`) are not allowed",
+                ));
             } else if before == Some(Word::Punct(b'|')) {
                 if !ALLOWED_FILTERS.contains(&word) {
                     problems.push(refused(
@@ -390,19 +393,39 @@ mod tests {
             assert_eq!(reasons.len(), 1, "{t}: {reasons:?}");
             assert!(reasons[0].contains("nest at most 2"), "{reasons:?}");
         }
-        assert!(problems("{% for a in x %}{% for b in x %}{% endfor %}{% endfor %}{% for c in x %}{% endfor %}").is_empty());
+        assert!(problems(
+            "{% for a in x %}{% for b in x %}{% endfor %}{% endfor %}{% for c in x %}{% endfor %}"
+        )
+        .is_empty());
     }
 
     #[test]
     fn refused_tags_filters_and_functions_are_named() {
-        for tag in ["include \"x\"", "extends \"x\"", "import \"m\" as m", "macro m()", "block b", "raw", "set x = 1", "set_global x = 1", "filter upper", "component C()"] {
+        for tag in [
+            "include \"x\"",
+            "extends \"x\"",
+            "import \"m\" as m",
+            "macro m()",
+            "block b",
+            "raw",
+            "set x = 1",
+            "set_global x = 1",
+            "filter upper",
+            "component C()",
+        ] {
             let reasons = refused_reasons(&format!("a {{%- {tag} -%}} b"));
-            assert!(!reasons.is_empty() && reasons[0].contains("not allowed"), "{tag}: {reasons:?}");
+            assert!(
+                !reasons.is_empty() && reasons[0].contains("not allowed"),
+                "{tag}: {reasons:?}"
+            );
         }
         assert!(refused_reasons("{{ x | join(sep=\",\") }}")[0].contains("`join` filter"));
         assert!(refused_reasons("{{ throw(message=\"x\") }}")[0].contains("`throw` function"));
         assert!(refused_reasons("{{ [c for c in status.details] }}")[0].contains("comprehensions"));
-        assert!(problems("{{ status.until | replace(from=\"on \", to=\"\") | default(value=\"\") }}").is_empty());
+        assert!(problems(
+            "{{ status.until | replace(from=\"on \", to=\"\") | default(value=\"\") }}"
+        )
+        .is_empty());
         assert!(problems("{% for i in range(end=3) %}{{ i }}{% endfor %}").is_empty());
     }
 
