@@ -9,6 +9,8 @@ pub mod catalogue;
 mod context;
 pub mod editor;
 pub mod hard_data;
+#[cfg(test)]
+mod proptests;
 mod registry;
 pub mod sms;
 pub mod structure;

@@ -273,16 +273,14 @@ fn name(part: &str) -> String {
 /// Problems found by reading the source: constructs not allowed (from its structure, so
 /// whitespace control cannot hide them) and unknown variables.
 fn static_problems(part: &'static str, text: &str, key: &str) -> Vec<Problem> {
+    // Malformed source is left to Tera, which names the exact place; were Tera to read
+    // it anyway, compiling with the loop counters refuses it.
     let mut problems: Vec<Problem> = structure::problems(text)
         .into_iter()
+        .filter(|p| p.not_allowed)
         .map(|p| {
             let (line, column) = position(text, p.at);
-            let kind = if p.not_allowed {
-                ProblemKind::NotAllowed
-            } else {
-                ProblemKind::Syntax
-            };
-            problem(part, line, column, kind, p.reason)
+            problem(part, line, column, ProblemKind::NotAllowed, p.reason)
         })
         .collect();
     let Ok(pieces) = structure::pieces(text) else {
