@@ -127,3 +127,30 @@ mod tests {
         assert!(welsh.contains('ŵ') && welsh.chars().count() == 2000);
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use crate::render::shipped_defaults;
+    use crate::render::validate::{check, Draft, Limits};
+
+    #[test]
+    fn every_shipped_template_passes_the_save_checks() {
+        for t in shipped_defaults().unwrap() {
+            let draft = Draft {
+                subject: t.subject.clone(),
+                body: t.body.clone(),
+                html: t.html.clone(),
+                link: t.link.clone(),
+            };
+            let result = check(&t.key, t.channel, t.language, &draft, &Limits::default());
+            assert!(
+                result.is_ok(),
+                "{} {} {}: {:?}",
+                t.key,
+                t.channel,
+                t.language,
+                result.err()
+            );
+        }
+    }
+}
