@@ -96,6 +96,63 @@ async fn store_override(
         .expect("reload");
 }
 
+/// A console page as a signed-in administrator sees it.
+async fn console_page(app: &TestApp, path: &str) -> String {
+    let password = "correct horse battery staple";
+    gateway::web::session::create_user(
+        app.state.store.as_ref(),
+        "render-admin",
+        password,
+        gateway::store::KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let cookie = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next()?.split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+            .expect("cookie")
+    };
+    let form = client
+        .get(format!("{}/console/signin", app.address))
+        .send()
+        .await
+        .expect("sign-in page");
+    let pre = cookie(&form, "gw_signin");
+    let page = form.text().await.expect("page");
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("csrf") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').expect("csrf end")];
+    let signed = client
+        .post(format!("{}/console/signin", app.address))
+        .header(reqwest::header::COOKIE, format!("gw_signin={pre}"))
+        .form(&[
+            ("username", "render-admin"),
+            ("password", password),
+            ("csrf", csrf),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    let session = cookie(&signed, "gw_session");
+    client
+        .get(format!("{}{path}", app.address))
+        .header(reqwest::header::COOKIE, format!("gw_session={session}"))
+        .send()
+        .await
+        .expect("console page")
+        .text()
+        .await
+        .expect("console text")
+}
+
 /// Every message of a broadcast is `sent`, and there are `n` of them.
 async fn assert_all_sent(app: &TestApp, key: &str, broadcast: i64, n: i64) {
     let progress = app
@@ -320,6 +377,9 @@ pub async fn failing_template_fails_its_broadcast_alone(db: Db) {
             && e.subject.as_deref() == Some(&format!("broadcast:{failed}"))),
         "{audit:?}"
     );
+    let console = console_page(&app, &format!("/console/broadcasts/{failed}")).await;
+    assert!(console.contains("This notice failed"), "{console}");
+    assert!(console.contains("could not be rendered"), "{console}");
     assert_eq!(b_reply.status, StatusCode::CREATED, "{}", b_reply.body);
     app.drain().await;
     assert_all_sent(&app, &key_b, b_reply.body["id"].as_i64().unwrap(), 200).await;
