@@ -190,6 +190,15 @@ pub struct TemplatesConfig {
     /// Longest one part may take to render, in milliseconds (render budget).
     #[serde(default = "default_max_render_ms")]
     pub max_render_ms: u64,
+    /// Longest one broadcast's wording may take to render in all, in seconds.
+    #[serde(default = "default_max_broadcast_render_seconds")]
+    pub max_broadcast_render_seconds: u64,
+}
+
+fn default_max_broadcast_render_seconds() -> u64 {
+    crate::render::RenderBudget::default()
+        .max_broadcast_time
+        .as_secs()
 }
 
 fn default_max_output_bytes() -> usize {
@@ -398,10 +407,11 @@ impl Config {
         if self.templates.max_output_bytes < 1024
             || self.templates.max_loop_iterations == 0
             || !(1..=60_000).contains(&self.templates.max_render_ms)
+            || self.templates.max_broadcast_render_seconds == 0
         {
             return invalid(
                 "templates",
-                "max_output_bytes must be at least 1024, max_loop_iterations at least 1 and max_render_ms from 1 to 60000".into(),
+                "max_output_bytes must be at least 1024, max_loop_iterations and max_broadcast_render_seconds at least 1, and max_render_ms from 1 to 60000".into(),
             );
         }
         if self.failover.failures == 0 {
@@ -484,6 +494,9 @@ impl Config {
             max_output_bytes: self.templates.max_output_bytes,
             max_loop_iterations: self.templates.max_loop_iterations,
             max_time: std::time::Duration::from_millis(self.templates.max_render_ms),
+            max_broadcast_time: std::time::Duration::from_secs(
+                self.templates.max_broadcast_render_seconds,
+            ),
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::dispatch::quiet::QuietHours;
 use crate::domain::Language;
 use crate::domain::{Channel, ChannelOrder, Priority};
+use crate::render::budget::Exceeded;
 use crate::render::{
     status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
 };
@@ -443,7 +444,17 @@ fn plan_page(
         per_channel: BTreeMap::new(),
         skipped_no_contact: 0,
     };
+    let budget = wording.templates.budget();
     for patient in page {
+        // All the broadcast's renders together stay within the broadcast's render budget.
+        if wording.spent > budget.max_broadcast_time {
+            return Err(RenderError::Limit {
+                name: wording.key.clone(),
+                exceeded: Exceeded::BroadcastTime(budget.max_broadcast_time),
+            }
+            .into());
+        }
+        let started = std::time::Instant::now();
         let to_send = bookings.plan(patient.id);
         if let Plan::Nothing = to_send {
             continue;
@@ -460,6 +471,7 @@ fn plan_page(
             }
             _ => message(wording, patient, contact, key, now, held_until)?,
         });
+        wording.spent += started.elapsed();
     }
     Ok(plan)
 }
@@ -508,6 +520,8 @@ struct Wording {
     broadcast: Broadcast,
     key: String,
     shared: HashMap<i64, Rendered>,
+    /// Time spent rendering this broadcast's wording so far.
+    spent: std::time::Duration,
 }
 
 impl Wording {
@@ -518,6 +532,7 @@ impl Wording {
             practice,
             broadcast,
             shared: HashMap::new(),
+            spent: std::time::Duration::ZERO,
         }
     }
 

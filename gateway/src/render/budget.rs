@@ -22,6 +22,9 @@ pub struct RenderBudget {
     pub max_loop_iterations: u64,
     /// Longest one part may take to render.
     pub max_time: Duration,
+    /// Longest the wording of one broadcast may take to render, all patients together (a
+    /// personal template renders once per patient).
+    pub max_broadcast_time: Duration,
 }
 
 impl Default for RenderBudget {
@@ -30,6 +33,7 @@ impl Default for RenderBudget {
             max_output_bytes: 64 * 1024,
             max_loop_iterations: 10_000,
             max_time: Duration::from_millis(250),
+            max_broadcast_time: Duration::from_secs(60),
         }
     }
 }
@@ -43,6 +47,8 @@ pub enum Exceeded {
     Loops(u64),
     /// It took longer than `max_time`.
     Time(Duration),
+    /// A broadcast's wording took longer than `max_broadcast_time` in all.
+    BroadcastTime(Duration),
 }
 
 impl std::fmt::Display for Exceeded {
@@ -51,6 +57,11 @@ impl std::fmt::Display for Exceeded {
             Exceeded::Output(n) => write!(f, "renders to more than {n} bytes"),
             Exceeded::Loops(n) => write!(f, "loops run more than {n} times"),
             Exceeded::Time(t) => write!(f, "takes longer than {} ms to render", t.as_millis()),
+            Exceeded::BroadcastTime(t) => write!(
+                f,
+                "takes longer than {} s to render for the whole broadcast",
+                t.as_secs()
+            ),
         }
     }
 }
@@ -260,6 +271,7 @@ mod tests {
             max_output_bytes: usize::MAX,
             max_loop_iterations: u64::MAX,
             max_time: Duration::from_millis(20),
+            ..RenderBudget::default()
         };
         let started = Instant::now();
         let result = render(&tera, "t", &context(&"x".repeat(2000)), &budget);

@@ -45,6 +45,7 @@ fn budget() -> RenderBudget {
         max_output_bytes: 16 * 1024,
         max_loop_iterations: 2_000,
         max_time: Duration::from_millis(50),
+        ..RenderBudget::default()
     }
 }
 
