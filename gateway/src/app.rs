@@ -83,7 +83,8 @@ impl AppState {
         providers: Arc<ProviderRegistry>,
     ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
-        let templates = Arc::new(TemplateRegistry::load(store.as_ref()).await?);
+        let templates =
+            Arc::new(TemplateRegistry::load_within(store.as_ref(), config.render_budget()).await?);
         let wake = Arc::new(Notify::new());
         let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(
@@ -183,9 +184,12 @@ pub async fn serve_as(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     if role.serves_api() {
-        let resumed = state.fanout.resume_unfinished().await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "finished interrupted fan-outs");
+        // Never fatal: a broadcast that cannot be resumed is logged (and marked failed if
+        // its wording cannot be rendered); the gateway still listens and dispatches.
+        match state.fanout.resume_unfinished().await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "finished interrupted fan-outs"),
+            Err(e) => tracing::error!(error = %e, "could not list interrupted fan-outs"),
         }
     }
     let dispatches = role.dispatches() && state.config.dispatch.enabled;

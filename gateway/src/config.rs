@@ -184,6 +184,36 @@ pub struct TemplatesConfig {
     pub max_sms_segments: usize,
     /// Largest part of a template (subject, text, HTML, link), in bytes.
     pub max_part_bytes: usize,
+    /// Largest rendered part of a message, in bytes (render budget).
+    #[serde(default = "default_max_output_bytes")]
+    pub max_output_bytes: usize,
+    /// Most loop iterations while rendering one part (render budget).
+    #[serde(default = "default_max_loop_iterations")]
+    pub max_loop_iterations: u64,
+    /// Longest one part may take to render, in milliseconds (render budget).
+    #[serde(default = "default_max_render_ms")]
+    pub max_render_ms: u64,
+    /// Longest one broadcast's wording may take to render in all, in seconds.
+    #[serde(default = "default_max_broadcast_render_seconds")]
+    pub max_broadcast_render_seconds: u64,
+}
+
+fn default_max_broadcast_render_seconds() -> u64 {
+    crate::render::RenderBudget::default()
+        .max_broadcast_time
+        .as_secs()
+}
+
+fn default_max_output_bytes() -> usize {
+    crate::render::RenderBudget::default().max_output_bytes
+}
+
+fn default_max_loop_iterations() -> u64 {
+    crate::render::RenderBudget::default().max_loop_iterations
+}
+
+fn default_max_render_ms() -> u64 {
+    crate::render::RenderBudget::default().max_time.as_millis() as u64
 }
 
 /// When a failing provider is taken out of rotation and when it is tried again.
@@ -466,6 +496,16 @@ impl Config {
                 "max_sms_segments and max_part_bytes must be at least 1".into(),
             );
         }
+        if self.templates.max_output_bytes < 1024
+            || self.templates.max_loop_iterations == 0
+            || !(1..=60_000).contains(&self.templates.max_render_ms)
+            || self.templates.max_broadcast_render_seconds == 0
+        {
+            return invalid(
+                "templates",
+                "max_output_bytes must be at least 1024, max_loop_iterations and max_broadcast_render_seconds at least 1, and max_render_ms from 1 to 60000".into(),
+            );
+        }
         if self.failover.failures == 0 {
             return invalid("failover.failures", "must be at least 1".into());
         }
@@ -548,11 +588,24 @@ impl Config {
             .filter(|q| q.start != q.end)
     }
 
+    /// The limits on rendering one part of a message.
+    pub fn render_budget(&self) -> crate::render::RenderBudget {
+        crate::render::RenderBudget {
+            max_output_bytes: self.templates.max_output_bytes,
+            max_loop_iterations: self.templates.max_loop_iterations,
+            max_time: std::time::Duration::from_millis(self.templates.max_render_ms),
+            max_broadcast_time: std::time::Duration::from_secs(
+                self.templates.max_broadcast_render_seconds,
+            ),
+        }
+    }
+
     /// The limits on saved templates.
     pub fn template_limits(&self) -> crate::render::validate::Limits {
         crate::render::validate::Limits {
             max_part_bytes: self.templates.max_part_bytes,
             max_sms_segments: self.templates.max_sms_segments,
+            budget: self.render_budget(),
         }
     }
 

@@ -16,6 +16,7 @@ mod helpers;
 mod imports;
 mod isolation_intake;
 mod isolation_push;
+mod isolation_render;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -50,6 +51,8 @@ macro_rules! tests {
 fn main() {
     let args = Arguments::from_args();
     let all: Vec<(&str, TestFn)> = tests![
+        isolation_render::unbounded_rendering_is_refused_or_stopped,
+        isolation_render::failing_template_fails_its_broadcast_alone,
         broadcasts::status_change_reaches_each_eligible_patient_once,
         broadcasts::idempotency_key_replays_and_refuses_a_different_body,
         broadcasts::messages_page_through_in_order,

@@ -22,6 +22,10 @@ pub struct BroadcastView {
     status_change: StatusChangeView,
     fanout_complete: bool,
     superseded_by_status_change: Option<i64>,
+    /// When the fan-out failed (its wording could not be rendered), if it did.
+    failed_at: Option<DateTime<Utc>>,
+    /// Why it failed.
+    failure: Option<String>,
     skipped_no_contact: i64,
     total: i64,
     planned: BTreeMap<Channel, i64>,
@@ -91,6 +95,8 @@ impl BroadcastView {
             },
             fanout_complete: b.fanout_done_at.is_some(),
             superseded_by_status_change: b.superseded_by,
+            failed_at: b.failed_at,
+            failure: b.failure,
             skipped_no_contact: b.skipped_no_contact,
             total,
             planned,

@@ -91,7 +91,18 @@ impl From<StoreError> for ApiError {
 
 impl From<FanoutError> for ApiError {
     fn from(e: FanoutError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // The practice's own wording failed: say so, naming the broadcast to look at.
+            FanoutError::Failed {
+                broadcast_id,
+                reason,
+            } => ApiError::Unprocessable(
+                "broadcast_failed",
+                format!("broadcast {broadcast_id} failed: {reason}"),
+                json!({ "broadcast_id": broadcast_id, "reason": reason }),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

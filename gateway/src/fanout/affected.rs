@@ -42,7 +42,21 @@ impl Bookings {
             (StatusAudience::Both, None) => Plan::General,
         }
     }
+}
 
+impl Plan<'_> {
+    /// The plan without borrowing: `None` for nothing, `Some(None)` for the general notice,
+    /// `Some(Some(appointment))` for word of their own appointment.
+    pub(super) fn owned(&self) -> Option<Option<Appointment>> {
+        match self {
+            Plan::General => Some(None),
+            Plan::Affected(appointment) => Some(Some((*appointment).clone())),
+            Plan::Nothing => None,
+        }
+    }
+}
+
+impl Bookings {
     /// Whether people without appointments (anonymous followers too) get the general notice.
     pub(super) fn tells_everyone(&self) -> bool {
         self.audience != StatusAudience::Booked
@@ -71,44 +85,43 @@ impl Fanout {
             first,
         })
     }
+}
 
-    /// One patient's urgent message that the broadcast stops their appointment, in their
-    /// language (Welsh first for a bilingual practice), sent at once: quiet hours hold only
-    /// bulk messages.
-    pub(super) fn affected_message(
-        &self,
-        wording: &Wording<'_>,
-        patient: &FanoutPatient,
-        contact: &FanoutContact,
-        appointment: &Appointment,
-        idempotency_key: String,
-        now: DateTime<Utc>,
-    ) -> Result<NewMessage, FanoutError> {
-        let (practice, broadcast) = (wording.practice, wording.broadcast);
-        let about = AppointmentWording {
-            now: &appointment.details,
-            before: None,
-            reason: None,
-        };
-        let worded = render_for_patient(
-            &wording.templates,
-            practice,
-            &patient.language,
+/// One patient's urgent message that the broadcast stops their appointment, in their
+/// language (Welsh first for a bilingual practice), sent at once: quiet hours hold only
+/// bulk messages.
+pub(super) fn affected_message(
+    wording: &Wording,
+    patient: &FanoutPatient,
+    contact: &FanoutContact,
+    appointment: &Appointment,
+    idempotency_key: String,
+    now: DateTime<Utc>,
+) -> Result<NewMessage, FanoutError> {
+    let (practice, broadcast) = (&wording.practice, &wording.broadcast);
+    let about = AppointmentWording {
+        now: &appointment.details,
+        before: None,
+        reason: None,
+    };
+    let worded = render_for_patient(
+        &wording.templates,
+        practice,
+        &patient.language,
+        AFFECTED_TEMPLATE,
+        contact.channel,
+        |language| about.context(practice, patient, Some(broadcast), language),
+    )?;
+    Ok(NewMessage {
+        idempotency_key,
+        broadcast_id: Some(broadcast.id),
+        ..super::urgent_to(
+            practice.id,
+            patient.id,
+            contact,
             AFFECTED_TEMPLATE,
-            contact.channel,
-            |language| about.context(practice, patient, Some(broadcast), language),
-        )?;
-        Ok(NewMessage {
-            idempotency_key,
-            broadcast_id: Some(broadcast.id),
-            ..super::urgent_to(
-                practice.id,
-                patient.id,
-                contact,
-                AFFECTED_TEMPLATE,
-                worded,
-                now,
-            )
-        })
-    }
+            worded,
+            now,
+        )
+    })
 }

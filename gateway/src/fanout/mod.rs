@@ -15,14 +15,16 @@ use tokio::sync::Notify;
 use crate::dispatch::quiet::QuietHours;
 use crate::domain::Language;
 use crate::domain::{Channel, ChannelOrder, Priority};
+use crate::render::budget::Exceeded;
 use crate::render::{
     status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
 };
 use crate::store::{
-    Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store, StoreError,
+    AuditEntry, Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store,
+    StoreError,
 };
-use affected::Plan;
 pub use affected::AFFECTED_TEMPLATE;
+use affected::{affected_message, Bookings, Plan};
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,18 @@ pub enum FanoutError {
     /// The broadcast or its practice is gone.
     #[error("broadcast {0} or its practice does not exist")]
     NotFound(i64),
+    /// The broadcast's wording could not be rendered, so its fan-out was stopped and the
+    /// broadcast marked failed (other broadcasts are not affected).
+    #[error("broadcast {broadcast_id} failed: {reason}")]
+    Failed {
+        /// The broadcast.
+        broadcast_id: i64,
+        /// Why, as recorded on the broadcast.
+        reason: String,
+    },
+    /// The blocking task that renders the wording died.
+    #[error("rendering task failed: {0}")]
+    Task(String),
 }
 
 /// What a fan-out planned.
@@ -111,65 +125,105 @@ impl Fanout {
         }
     }
 
-    /// Plans every message of a status broadcast and marks its fan-out finished.
+    /// Plans every message of a status broadcast and marks its fan-out finished. If its
+    /// wording cannot be rendered (a template fails or goes over the render budget), the
+    /// fan-out stops, the broadcast is marked failed with the reason (and audited), and
+    /// [`FanoutError::Failed`] is returned; what was planned before is left to go. A
+    /// broadcast that failed before is not run again.
     pub async fn run_broadcast(&self, broadcast_id: i64) -> Result<FanoutSummary, FanoutError> {
         let broadcast = self
             .store
             .broadcast(broadcast_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
+        if let (Some(_), Some(reason)) = (broadcast.failed_at, &broadcast.failure) {
+            return Err(FanoutError::Failed {
+                broadcast_id,
+                reason: reason.clone(),
+            });
+        }
+        match self.plan_broadcast(broadcast).await {
+            Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
+            other => other,
+        }
+    }
+
+    /// Marks a broadcast failed because its wording could not be rendered, and audits it.
+    async fn fail(&self, broadcast_id: i64, error: &RenderError) -> FanoutError {
+        let reason = format!("its wording could not be rendered: {error}");
+        tracing::error!(broadcast = broadcast_id, %reason, "broadcast failed");
+        let now = Utc::now();
+        if let Err(e) = self.store.fail_fanout(broadcast_id, &reason, now).await {
+            return e.into();
+        }
+        let practice_id = match self.store.broadcast(broadcast_id).await {
+            Ok(b) => b.map(|b| b.practice_id),
+            Err(e) => return e.into(),
+        };
+        let entry = AuditEntry {
+            actor: "gateway".into(),
+            action: "broadcast.failed".into(),
+            practice_id,
+            subject: Some(format!("broadcast:{broadcast_id}")),
+            details: Some(serde_json::json!({ "reason": reason }).to_string()),
+        };
+        if let Err(e) = self.store.audit(&entry, now).await {
+            return e.into();
+        }
+        FanoutError::Failed {
+            broadcast_id,
+            reason,
+        }
+    }
+
+    async fn plan_broadcast(&self, broadcast: Broadcast) -> Result<FanoutSummary, FanoutError> {
+        let broadcast_id = broadcast.id;
         let practice = self
             .store
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
         crate::intake::status::withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
-        let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
-        let bookings = self.bookings(&broadcast).await?;
+        let bookings = Arc::new(self.bookings(&broadcast).await?);
+        let mut wording = Wording::new(self.templates.snapshot(), practice, broadcast);
+        let practice_id = wording.practice.id;
         let mut summary = FanoutSummary::default();
-        let mut batch: Vec<NewMessage> = Vec::with_capacity(self.batch_size);
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
         // beside the writer; PostgreSQL does anyway).
         let mut page = self
             .store
-            .fanout_page(practice.id, 0, self.batch_size)
+            .fanout_page(practice_id, 0, self.batch_size)
             .await?;
         while let Some(last) = page.last() {
             let next_after = last.id;
             let more = page.len() == self.batch_size;
             let now = (self.clock)();
-            let held_until = self.after_quiet_hours(now, &practice.timezone);
-            for patient in &page {
-                let plan = bookings.plan(patient.id);
-                if let Plan::Nothing = plan {
-                    continue;
-                }
-                let Some(contact) = choose_contact(patient, &practice.channel_order) else {
-                    summary.skipped_no_contact += 1;
-                    continue;
-                };
-                *summary.planned.entry(contact.channel).or_default() += 1;
-                let key = format!("b{broadcast_id}:p{}", patient.id);
-                batch.push(match plan {
-                    Plan::Affected(booked) => {
-                        self.affected_message(&wording, patient, contact, booked, key, now)?
-                    }
-                    _ => self.message(&mut wording, patient, contact, key, now, held_until)?,
-                });
+            let held_until = self.after_quiet_hours(now, &wording.practice.timezone);
+            // Rendering runs on the blocking pool, each part within the render budget.
+            let plans = bookings.clone();
+            let (back, planned) = off_runtime(wording, move |wording| {
+                plan_page(wording, &plans, &page, now, held_until)
+            })
+            .await?;
+            wording = back;
+            let planned = planned?;
+            for (channel, n) in &planned.per_channel {
+                *summary.planned.entry(*channel).or_default() += n;
             }
+            summary.skipped_no_contact += planned.skipped_no_contact;
             let next_page = async {
                 if more {
                     self.store
-                        .fanout_page(practice.id, next_after, self.batch_size)
+                        .fanout_page(practice_id, next_after, self.batch_size)
                         .await
                 } else {
                     Ok(Vec::new())
                 }
             };
-            let (inserted, next_page) = tokio::join!(self.store.insert_messages(&batch), next_page);
+            let (inserted, next_page) =
+                tokio::join!(self.store.insert_messages(&planned.batch), next_page);
             summary.inserted += inserted?;
             page = next_page?;
-            batch.clear();
             self.wake.notify_one();
             // A newer status change may have come in while this one was fanning out: then
             // what was written meanwhile is withdrawn, and the rest is not planned.
@@ -182,7 +236,7 @@ impl Fanout {
             }
         }
         if bookings.tells_everyone() {
-            self.plan_followers(&mut wording, &mut summary).await?;
+            self.plan_followers(wording, &mut summary).await?;
         }
         self.store
             .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())
@@ -196,19 +250,22 @@ impl Fanout {
     /// resumed fan-out add nothing twice.
     async fn plan_followers(
         &self,
-        wording: &mut Wording<'_>,
+        wording: Wording,
         summary: &mut FanoutSummary,
     ) -> Result<(), FanoutError> {
-        let (broadcast, practice) = (wording.broadcast, wording.practice);
+        let (broadcast_id, practice_id) = (wording.broadcast.id, wording.practice.id);
         // A page at a time (keyset on row id), so memory does not grow with the followers.
         let mut followers = self
             .store
-            .followers_page(practice.id, 0, self.batch_size)
+            .followers_page(practice_id, 0, self.batch_size)
             .await?;
-        if followers.is_empty() || self.superseded_by(broadcast.id).await?.is_some() {
+        if followers.is_empty() || self.superseded_by(broadcast_id).await?.is_some() {
             return Ok(());
         }
-        let (rendered, version) = wording.render(&anonymous_reader(), Channel::Push)?;
+        let (wording, worded) =
+            off_runtime(wording, |w| w.render(&anonymous_reader(), Channel::Push)).await?;
+        let (rendered, version) = worded?;
+        let (broadcast, practice) = (&wording.broadcast, &wording.practice);
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, &practice.timezone);
         while !followers.is_empty() {
@@ -256,42 +313,6 @@ impl Fanout {
             .and_then(|b| b.superseded_by))
     }
 
-    /// One patient's message of a broadcast, on `contact`'s channel.
-    fn message(
-        &self,
-        wording: &mut Wording<'_>,
-        patient: &FanoutPatient,
-        contact: &FanoutContact,
-        idempotency_key: String,
-        now: DateTime<Utc>,
-        held_until: DateTime<Utc>,
-    ) -> Result<NewMessage, FanoutError> {
-        let (rendered, version) = wording.render(patient, contact.channel)?;
-        Ok(NewMessage {
-            idempotency_key,
-            broadcast_id: Some(wording.broadcast.id),
-            practice_id: wording.practice.id,
-            recipient: Recipient::Patient {
-                patient_id: patient.id,
-                contact_id: contact.id,
-            },
-            channel: contact.channel,
-            address: contact.address.clone(),
-            priority: Priority::Bulk,
-            template_version: version,
-            template_key: wording.key.clone(),
-            subject: rendered.subject,
-            body: rendered.body,
-            body_html: rendered.html,
-            link: rendered.link,
-            next_attempt_at: match contact.channel {
-                Channel::Sms | Channel::Push => held_until,
-                Channel::Email => now,
-            },
-            created_at: now,
-        })
-    }
-
     /// Plans a broadcast's message again for a patient whose address was refused, on the
     /// next channel they can be reached on. Returns that channel, or `None` if there is
     /// none left or the broadcast has been superseded.
@@ -305,7 +326,7 @@ impl Fanout {
             .broadcast(broadcast_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        if broadcast.superseded_by.is_some() {
+        if broadcast.superseded_by.is_some() || broadcast.failed_at.is_some() {
             return Ok(None);
         }
         let practice = self
@@ -329,17 +350,26 @@ impl Fanout {
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, &practice.timezone);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
-        let mut wording = Wording::new(self.templates.snapshot(), &practice, &broadcast);
-        let message = match plan {
-            Plan::Nothing => return Ok(None),
-            Plan::Affected(booked) => {
-                self.affected_message(&wording, patient, contact, booked, key, now)?
+        let channel = contact.channel;
+        let (plan, contact, patient) = (plan.owned(), contact.clone(), patient.clone());
+        let wording = Wording::new(self.templates.snapshot(), practice, broadcast);
+        let (_, message) = off_runtime(wording, move |wording| match plan {
+            None => Ok(None),
+            Some(None) => message(wording, &patient, &contact, key, now, held_until).map(Some),
+            Some(Some(booked)) => {
+                affected_message(wording, &patient, &contact, &booked, key, now).map(Some)
             }
-            Plan::General => self.message(&mut wording, patient, contact, key, now, held_until)?,
+        })
+        .await?;
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(None),
+            Err(FanoutError::Render(e)) => return Err(self.fail(broadcast_id, &e).await),
+            Err(e) => return Err(e),
         };
         let inserted = self.store.insert_messages(&[message]).await?;
         self.wake.notify_one();
-        Ok((inserted == 1).then_some(contact.channel))
+        Ok((inserted == 1).then_some(channel))
     }
 
     /// Who a broadcast of the practice would reach now: patients per channel, and those
@@ -375,39 +405,148 @@ impl Fanout {
     }
 
     /// Finishes fan-outs that a stopped process left part-done. Returns how many it finished.
+    /// One that fails is logged (a render failure also marks its broadcast failed) and the
+    /// others carry on, so one bad broadcast cannot stop the gateway from starting.
     pub async fn resume_unfinished(&self) -> Result<usize, FanoutError> {
         let unfinished = self.store.unfinished_broadcasts().await?;
+        let mut finished = 0;
         for id in &unfinished {
             tracing::info!(broadcast = id, "resuming an interrupted fan-out");
-            self.run_broadcast(*id).await?;
+            match self.run_broadcast(*id).await {
+                Ok(_) => finished += 1,
+                Err(e) => {
+                    tracing::error!(broadcast = id, error = %e, "could not resume a fan-out")
+                }
+            }
         }
-        Ok(unfinished.len())
+        Ok(finished)
     }
+}
+
+/// Runs `work` on the blocking pool with the wording (rendering is CPU work that must not
+/// hold an async worker), handing the wording back.
+async fn off_runtime<T: Send + 'static>(
+    mut wording: Wording,
+    work: impl FnOnce(&mut Wording) -> T + Send + 'static,
+) -> Result<(Wording, T), FanoutError> {
+    tokio::task::spawn_blocking(move || {
+        let out = work(&mut wording);
+        (wording, out)
+    })
+    .await
+    .map_err(|e| FanoutError::Task(e.to_string()))
+}
+
+/// What one page of patients is sent.
+struct PagePlan {
+    batch: Vec<NewMessage>,
+    per_channel: BTreeMap<Channel, u64>,
+    skipped_no_contact: u64,
+}
+
+/// Plans (and words) the messages of one page of patients.
+fn plan_page(
+    wording: &mut Wording,
+    bookings: &Bookings,
+    page: &[FanoutPatient],
+    now: DateTime<Utc>,
+    held_until: DateTime<Utc>,
+) -> Result<PagePlan, FanoutError> {
+    let broadcast_id = wording.broadcast.id;
+    let mut plan = PagePlan {
+        batch: Vec::with_capacity(page.len()),
+        per_channel: BTreeMap::new(),
+        skipped_no_contact: 0,
+    };
+    let budget = wording.templates.budget();
+    for patient in page {
+        // All the broadcast's renders together stay within the broadcast's render budget.
+        if wording.spent > budget.max_broadcast_time {
+            return Err(RenderError::Limit {
+                name: wording.key.clone(),
+                exceeded: Exceeded::BroadcastTime(budget.max_broadcast_time),
+            }
+            .into());
+        }
+        let started = std::time::Instant::now();
+        let to_send = bookings.plan(patient.id);
+        if let Plan::Nothing = to_send {
+            continue;
+        }
+        let Some(contact) = choose_contact(patient, &wording.practice.channel_order) else {
+            plan.skipped_no_contact += 1;
+            continue;
+        };
+        *plan.per_channel.entry(contact.channel).or_default() += 1;
+        let key = format!("b{broadcast_id}:p{}", patient.id);
+        plan.batch.push(match to_send {
+            Plan::Affected(booked) => {
+                affected_message(wording, patient, contact, booked, key, now)?
+            }
+            _ => message(wording, patient, contact, key, now, held_until)?,
+        });
+        wording.spent += started.elapsed();
+    }
+    Ok(plan)
+}
+
+/// One patient's message of a broadcast, on `contact`'s channel.
+fn message(
+    wording: &mut Wording,
+    patient: &FanoutPatient,
+    contact: &FanoutContact,
+    idempotency_key: String,
+    now: DateTime<Utc>,
+    held_until: DateTime<Utc>,
+) -> Result<NewMessage, FanoutError> {
+    let (rendered, version) = wording.render(patient, contact.channel)?;
+    Ok(NewMessage {
+        idempotency_key,
+        broadcast_id: Some(wording.broadcast.id),
+        practice_id: wording.practice.id,
+        recipient: Recipient::Patient {
+            patient_id: patient.id,
+            contact_id: contact.id,
+        },
+        channel: contact.channel,
+        address: contact.address.clone(),
+        priority: Priority::Bulk,
+        template_version: version,
+        template_key: wording.key.clone(),
+        subject: rendered.subject,
+        body: rendered.body,
+        body_html: rendered.html,
+        link: rendered.link,
+        next_attempt_at: match contact.channel {
+            Channel::Sms | Channel::Push => held_until,
+            Channel::Email => now,
+        },
+        created_at: now,
+    })
 }
 
 /// A broadcast's wording while its messages are planned, from one snapshot of the
 /// templates: rendered once per template unless it is personal, in the patient's language,
 /// or in Welsh and English for a bilingual practice.
-struct Wording<'a> {
+struct Wording {
     templates: Arc<MessageTemplates>,
-    practice: &'a Practice,
-    broadcast: &'a Broadcast,
+    practice: Practice,
+    broadcast: Broadcast,
     key: String,
     shared: HashMap<i64, Rendered>,
+    /// Time spent rendering this broadcast's wording so far.
+    spent: std::time::Duration,
 }
 
-impl<'a> Wording<'a> {
-    fn new(
-        templates: Arc<MessageTemplates>,
-        practice: &'a Practice,
-        broadcast: &'a Broadcast,
-    ) -> Self {
+impl Wording {
+    fn new(templates: Arc<MessageTemplates>, practice: Practice, broadcast: Broadcast) -> Self {
         Self {
+            key: broadcast.kind.template_key(),
             templates,
             practice,
             broadcast,
-            key: broadcast.kind.template_key(),
             shared: HashMap::new(),
+            spent: std::time::Duration::ZERO,
         }
     }
 
@@ -439,7 +578,8 @@ impl<'a> Wording<'a> {
                 channel,
             })?;
         if chosen.personal {
-            let context = status_context_in(self.practice, self.broadcast, Some(patient), language);
+            let context =
+                status_context_in(&self.practice, &self.broadcast, Some(patient), language);
             return Ok((
                 self.templates.render_chosen(chosen, &context)?,
                 chosen.version,
@@ -448,7 +588,7 @@ impl<'a> Wording<'a> {
         if let Some(r) = self.shared.get(&chosen.id) {
             return Ok((r.clone(), chosen.version));
         }
-        let context = status_context_in(self.practice, self.broadcast, None, language);
+        let context = status_context_in(&self.practice, &self.broadcast, None, language);
         let r = self.templates.render_chosen(chosen, &context)?;
         self.shared.insert(chosen.id, r.clone());
         Ok((r, chosen.version))

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use crate::app::AppState;
 use crate::domain::Channel;
 use crate::fanout::urgent_to;
-use crate::render::appointment::render_for_patient;
+use crate::render::appointment::render_for_patient_off_runtime;
 use crate::render::{uk_date_time, RenderError};
 use crate::store::{
     AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
@@ -190,14 +190,15 @@ pub async fn send_invite(
         "invite",
         &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
     );
-    let worded = render_for_patient(
-        &state.templates.snapshot(),
+    let worded = render_for_patient_off_runtime(
+        state.templates.snapshot(),
         practice,
         &patient.language,
         INVITE_TEMPLATE,
         contact.channel,
         |_| context.clone(),
-    )?;
+    )
+    .await?;
 
     let message = NewMessage {
         idempotency_key: format!("push-invite:p{}:{}", patient.id, expires_at.timestamp()),

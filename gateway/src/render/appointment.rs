@@ -97,6 +97,40 @@ pub fn render_for_patient(
     render(Language::of_patient(patient_language))
 }
 
+/// [`render_for_patient`] on the blocking pool, so rendering never holds an async worker
+/// (each part is still bounded by the render budget).
+pub async fn render_for_patient_off_runtime(
+    templates: std::sync::Arc<MessageTemplates>,
+    practice: &Practice,
+    patient_language: &str,
+    key: &str,
+    channel: Channel,
+    context: impl Fn(Language) -> tera::Context,
+) -> Result<(Rendered, i32), RenderError> {
+    let contexts: Vec<(Language, tera::Context)> =
+        Language::ALL.iter().map(|l| (*l, context(*l))).collect();
+    let (practice, language, key) = (
+        practice.clone(),
+        patient_language.to_string(),
+        key.to_string(),
+    );
+    let name = key.clone();
+    tokio::task::spawn_blocking(move || {
+        render_for_patient(&templates, &practice, &language, &key, channel, |l| {
+            contexts
+                .iter()
+                .find(|(language, _)| *language == l)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        })
+    })
+    .await
+    .map_err(|e| RenderError::Tera {
+        name,
+        reason: format!("rendering task failed: {e}"),
+    })?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

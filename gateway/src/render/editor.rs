@@ -1,8 +1,6 @@
 //! What administrators do to templates: save a checked draft as a new version, roll back to
 //! an old one (as a new version), compare versions, and preview a draft or a saved template.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
@@ -14,9 +12,6 @@ use super::{Rendered, TemplateRegistry};
 use crate::domain::{Channel, Language};
 use crate::store::{AuditEntry, NewTemplate, Store, StoreError, TemplateVersion};
 
-/// Longest a check or preview may take before it is abandoned.
-const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Why an edit was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
@@ -26,8 +21,8 @@ pub enum EditError {
     /// No such key, channel or version.
     #[error("{0}")]
     NotFound(String),
-    /// Checking or rendering ran too long and was abandoned.
-    #[error("the template took too long to render")]
+    /// The blocking task checking or rendering the template died.
+    #[error("the template could not be rendered")]
     Timeout,
     /// The store failed.
     #[error(transparent)]
@@ -72,7 +67,8 @@ pub struct Saved {
     pub sms: Option<SmsCost>,
 }
 
-/// Checks `draft` off the async workers, with a time limit.
+/// Checks `draft` off the async workers; every render of the check is bounded by the
+/// render budget, so the check stops by itself (nothing is left running).
 async fn checked(
     target: &TemplateRef,
     draft: &Draft,
@@ -85,9 +81,9 @@ async fn checked(
         draft.clone(),
     );
     let job = tokio::task::spawn_blocking(move || check(&key, channel, language, &draft, &limits));
-    match tokio::time::timeout(RENDER_TIMEOUT, job).await {
-        Ok(Ok(result)) => result.map_err(EditError::Invalid),
-        Ok(Err(_)) | Err(_) => Err(EditError::Timeout),
+    match job.await {
+        Ok(result) => result.map_err(EditError::Invalid),
+        Err(_) => Err(EditError::Timeout),
     }
 }
 
@@ -299,7 +295,7 @@ pub async fn preview(
         Some(draft) => {
             let checked = checked(target, draft, limits).await?;
             // The check rendered the sample; render the given data the same way.
-            let rendered = render_draft(target, draft, &data)
+            let rendered = render_draft(target, draft, &data, limits)
                 .await?
                 .unwrap_or(checked.rendered);
             (rendered, checked.warnings)
@@ -318,18 +314,22 @@ pub async fn preview(
             let context = context_of(&data);
             let job =
                 tokio::task::spawn_blocking(move || templates.render_chosen(chosen, &context));
-            let rendered = match tokio::time::timeout(RENDER_TIMEOUT, job).await {
-                Ok(Ok(Ok(rendered))) => rendered,
-                Ok(Ok(Err(e))) => {
+            let rendered = match job.await {
+                Ok(Ok(rendered)) => rendered,
+                Ok(Err(e)) => {
+                    let kind = match e {
+                        super::RenderError::Limit { .. } => super::validate::ProblemKind::TooCostly,
+                        _ => super::validate::ProblemKind::Render,
+                    };
                     return Err(EditError::Invalid(vec![Problem {
                         part: "body",
                         line: 1,
                         column: 1,
-                        kind: super::validate::ProblemKind::Render,
+                        kind,
                         reason: e.to_string(),
-                    }]))
+                    }]));
                 }
-                _ => return Err(EditError::Timeout),
+                Err(_) => return Err(EditError::Timeout),
             };
             (rendered, Vec::new())
         }
@@ -352,6 +352,7 @@ async fn render_draft(
     target: &TemplateRef,
     draft: &Draft,
     data: &Value,
+    limits: Limits,
 ) -> Result<Option<Rendered>, EditError> {
     let version = TemplateVersion {
         id: 0,
@@ -371,13 +372,11 @@ async fn render_draft(
     let context = context_of(data);
     let job = tokio::task::spawn_blocking(move || {
         let (templates, _) = super::MessageTemplates::compile(std::slice::from_ref(&version));
+        let templates = templates.with_budget(limits.budget);
         let chosen = templates.global(&version.key, version.channel, version.language)?;
         templates.render_chosen(chosen, &context).ok()
     });
-    match tokio::time::timeout(RENDER_TIMEOUT, job).await {
-        Ok(Ok(rendered)) => Ok(rendered),
-        _ => Err(EditError::Timeout),
-    }
+    job.await.map_err(|_| EditError::Timeout)
 }
 
 /// A stored version's parts as a draft.

@@ -4,11 +4,16 @@
 //! and are built into the binary.
 
 pub mod appointment;
+pub mod budget;
 pub mod catalogue;
 mod context;
 pub mod editor;
+pub mod hard_data;
+#[cfg(test)]
+mod proptests;
 mod registry;
 pub mod sms;
+pub mod structure;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -16,6 +21,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use tera::Tera;
 
+pub use budget::RenderBudget;
 pub use context::{
     patient_json, practice_json, status_context, status_context_in, status_json, time_words,
     uk_date_time, TimeWords,
@@ -71,6 +77,23 @@ pub enum RenderError {
         key: String,
         /// Channel.
         channel: Channel,
+    },
+    /// The template went over the render budget (output size, loop iterations or time)
+    /// and was stopped.
+    #[error("template {name} was stopped: it {exceeded}")]
+    Limit {
+        /// Template name (`key/channel/part`).
+        name: String,
+        /// Which limit.
+        exceeded: budget::Exceeded,
+    },
+    /// The template uses a construct message templates may not use.
+    #[error("template {name}: {reason}")]
+    NotAllowed {
+        /// Template name (`key/channel/part`).
+        name: String,
+        /// What, in words.
+        reason: String,
     },
     /// Tera refused the template or failed to render it.
     #[error("template {name}: {reason}")]
@@ -212,6 +235,8 @@ pub struct MessageTemplates {
     chosen: HashMap<Scope, Chosen>,
     /// Names of the compiled parts, to know which a template has.
     parts: std::collections::HashSet<String>,
+    /// Limits on rendering each part.
+    budget: RenderBudget,
 }
 
 impl MessageTemplates {
@@ -250,6 +275,7 @@ impl MessageTemplates {
             tera: safe_tera(),
             chosen: HashMap::new(),
             parts: Default::default(),
+            budget: RenderBudget::default(),
         };
         let mut broken = Vec::new();
         for v in versions {
@@ -266,6 +292,19 @@ impl MessageTemplates {
         (templates, broken)
     }
 
+    /// Renders every part within `budget` from now on.
+    pub fn with_budget(mut self, budget: RenderBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The limits each part is rendered within.
+    pub fn budget(&self) -> RenderBudget {
+        self.budget
+    }
+
+    /// Compiles a version's parts, refusing those whose structure is not allowed (a stored
+    /// template that bypassed or predates the save checks), each loop body counted.
     fn add(&mut self, v: &TemplateVersion) -> Result<Chosen, RenderError> {
         let mut parts: Vec<(&str, &str)> = vec![("body", v.body.as_str())];
         if let Some(subject) = &v.subject {
@@ -280,9 +319,7 @@ impl MessageTemplates {
         let mut personal = false;
         for (part, text) in parts {
             let name = part_name(v.id, part);
-            self.tera
-                .add_raw_template(&name, text)
-                .map_err(|e| tera_error(&name, &e))?;
+            add_counted(&mut self.tera, &name, text)?;
             personal |= self
                 .tera
                 .get_template_variables(&name)
@@ -349,10 +386,7 @@ impl MessageTemplates {
                 return Ok(None);
             }
             let name = part_name(chosen.id, part);
-            let text = self
-                .tera
-                .render(&name, context)
-                .map_err(|e| tera_error(&name, &e))?;
+            let text = render_part(&self.tera, &name, context, &self.budget)?;
             Ok(Some(tidy(&text, part == "subject" || part == "link")))
         };
         Ok(Rendered {
@@ -388,6 +422,7 @@ pub(crate) fn safe_tera() -> Tera {
     let mut tera = Tera::new();
     tera.autoescape_on([".html"]);
     tera.register_function("range", capped_range);
+    budget::register(&mut tera);
     tera.register_filter(
         "uk_date_time",
         |v: &str, k: tera::Kwargs, _: &tera::State| uk_time_filter(v, &k, "%A %-d %B at %H:%M"),
@@ -417,6 +452,35 @@ fn uk_time_filter(value: &str, kwargs: &tera::Kwargs, format: &str) -> tera::Ter
 
 /// Most items `range` gives an edited template.
 pub const MAX_RANGE: i64 = 50;
+
+/// Checks `text`'s structure and compiles it as `name` with every loop body counted.
+pub(crate) fn add_counted(tera: &mut Tera, name: &str, text: &str) -> Result<(), RenderError> {
+    if let Some(problem) = structure::problems(text).into_iter().next() {
+        return Err(RenderError::NotAllowed {
+            name: name.to_string(),
+            reason: problem.reason,
+        });
+    }
+    let counted = structure::instrument(text).unwrap_or_else(|| text.to_string());
+    tera.add_raw_template(name, &counted)
+        .map_err(|e| tera_error(name, &e))
+}
+
+/// Renders the compiled part `name` within `budget`.
+pub(crate) fn render_part(
+    tera: &Tera,
+    name: &str,
+    context: &tera::Context,
+    budget: &RenderBudget,
+) -> Result<String, RenderError> {
+    budget::render(tera, name, context, budget).map_err(|e| match e {
+        Ok(exceeded) => RenderError::Limit {
+            name: name.to_string(),
+            exceeded,
+        },
+        Err(e) => tera_error(name, &e),
+    })
+}
 
 fn capped_range(kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<Vec<i64>> {
     let start: i64 = kwargs.get::<i64>("start")?.unwrap_or(0);

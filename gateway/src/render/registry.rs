@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 
-use super::{shipped_defaults, MessageTemplates, RenderError};
+use super::{shipped_defaults, MessageTemplates, RenderBudget, RenderError};
 use crate::store::{Store, StoreError};
 
 /// Why templates could not be loaded.
@@ -22,18 +22,25 @@ pub enum LoadError {
 /// The current compiled templates, swapped whole on every change.
 pub struct TemplateRegistry {
     current: RwLock<Arc<MessageTemplates>>,
+    budget: RenderBudget,
 }
 
 impl TemplateRegistry {
     /// Seeds the shipped defaults that the store lacks, then compiles the versions in use.
     pub async fn load(store: &dyn Store) -> Result<Self, LoadError> {
+        Self::load_within(store, RenderBudget::default()).await
+    }
+
+    /// [`load`](Self::load), rendering every part within `budget`.
+    pub async fn load_within(store: &dyn Store, budget: RenderBudget) -> Result<Self, LoadError> {
         let added = store
             .seed_templates(&shipped_defaults()?, Utc::now())
             .await?;
         if added > 0 {
             tracing::info!(added, "loaded the shipped message templates");
         }
-        let registry = Self::fixed(MessageTemplates::builtin()?);
+        let mut registry = Self::fixed(MessageTemplates::builtin()?.with_budget(budget));
+        registry.budget = budget;
         registry.reload(store).await?;
         Ok(registry)
     }
@@ -41,8 +48,14 @@ impl TemplateRegistry {
     /// A registry that only ever holds `templates` (tests and benchmarks).
     pub fn fixed(templates: MessageTemplates) -> Self {
         Self {
+            budget: templates.budget(),
             current: RwLock::new(Arc::new(templates)),
         }
+    }
+
+    /// The limits every part is rendered within.
+    pub fn budget(&self) -> RenderBudget {
+        self.budget
     }
 
     /// The templates in use now.
@@ -57,6 +70,7 @@ impl TemplateRegistry {
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
         let versions = store.current_templates().await?;
         let (templates, broken) = MessageTemplates::compile(&versions);
+        let templates = templates.with_budget(self.budget);
         for e in broken {
             tracing::error!(error = %e, "a stored template does not compile; its default is used");
         }

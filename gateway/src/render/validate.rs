@@ -1,12 +1,15 @@
 //! Checks an administrator's draft before it is saved: Tera syntax, variables the key does
-//! not offer, constructs edited templates may not use, size, and what an SMS will cost.
-//! Every problem names the part, line and column.
+//! not offer, constructs edited templates may not use (read from the template's structure,
+//! see [`super::structure`]), size, what an SMS will cost, and rendering with hard data
+//! (see [`super::hard_data`]) within the render budget. Every problem names the part, line
+//! and column, and a render problem the data it failed with.
 
 use serde::{Deserialize, Serialize};
 
-use super::catalogue::{sample, variables};
+use super::catalogue::{context_of, variables};
 use super::sms::{cost, SmsCost};
-use super::{safe_tera, tidy, Rendered};
+use super::{add_counted, budget, hard_data, safe_tera, structure, tidy};
+use super::{RenderBudget, Rendered};
 use crate::domain::{Channel, Language};
 
 /// Limits on what may be saved.
@@ -16,6 +19,8 @@ pub struct Limits {
     pub max_part_bytes: usize,
     /// Most SMS segments a template may render to with the sample values.
     pub max_sms_segments: usize,
+    /// Limits on rendering each part, with every case of hard data.
+    pub budget: RenderBudget,
 }
 
 impl Default for Limits {
@@ -23,6 +28,7 @@ impl Default for Limits {
         Self {
             max_part_bytes: 8 * 1024,
             max_sms_segments: 3,
+            budget: RenderBudget::default(),
         }
     }
 }
@@ -56,8 +62,11 @@ pub enum ProblemKind {
     NotAllowed,
     /// A part is too long, or the channel lacks or forbids a part.
     Shape,
-    /// It fails when rendered with the sample values.
+    /// It fails when rendered with the sample values or other hard data (the reason names
+    /// which).
     Render,
+    /// It goes over the render budget (output size, loop iterations or time) with some data.
+    TooCostly,
     /// The SMS would take more segments than allowed.
     SmsTooLong,
 }
@@ -99,21 +108,6 @@ pub struct Checked {
     pub warnings: Vec<Warning>,
 }
 
-/// Tags edited templates may not use: they reach other templates or define code.
-const FORBIDDEN_TAGS: &[&str] = &[
-    "include",
-    "extends",
-    "import",
-    "macro",
-    "component",
-    "block",
-    "filter",
-    "raw",
-];
-
-/// Deepest nesting of `for` loops allowed.
-const MAX_LOOP_DEPTH: usize = 2;
-
 /// Checks a draft of `key` for `channel` in `language`; on success renders it with the
 /// key's sample values.
 pub fn check(
@@ -145,30 +139,50 @@ pub fn check(
     if !problems.is_empty() {
         return Err(problems);
     }
-    // Compile every part in a fresh Tera, as the registry will.
+    // Compile every part in a fresh Tera, as the registry will: first as written, so syntax
+    // errors point at the administrator's own text, then with each loop body counted.
     let mut tera = safe_tera();
     for (part, text) in &parts {
         if let Err(e) = tera.add_raw_template(&name(part), text) {
             problems.push(from_tera(part, text, &e, ProblemKind::Syntax));
+        } else if let Err(e) = add_counted(&mut tera, &name(part), text) {
+            problems.push(problem(part, 1, 1, ProblemKind::Syntax, e.to_string()));
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let context = sample(key, language);
     let mut rendered = Rendered::default();
-    for (part, text) in &parts {
-        match tera.render(&name(part), &context) {
-            Ok(out) => {
-                let out = tidy(&out, *part == "subject" || *part == "link");
-                match *part {
-                    "subject" => rendered.subject = Some(out),
-                    "html" => rendered.html = Some(out),
-                    "link" => rendered.link = Some(out),
-                    _ => rendered.body = out,
+    for case in hard_data::cases(key, language) {
+        let context = context_of(&case.data);
+        for (part, text) in &parts {
+            match budget::render(&tera, &name(part), &context, &limits.budget) {
+                Ok(out) if case.name == "sample values" => {
+                    let out = tidy(&out, *part == "subject" || *part == "link");
+                    match *part {
+                        "subject" => rendered.subject = Some(out),
+                        "html" => rendered.html = Some(out),
+                        "link" => rendered.link = Some(out),
+                        _ => rendered.body = out,
+                    }
+                }
+                Ok(_) => {}
+                // One problem per part: the first case it fails with.
+                Err(_) if problems.iter().any(|p| p.part == *part) => {}
+                Err(Ok(exceeded)) => problems.push(problem(
+                    part,
+                    1,
+                    1,
+                    ProblemKind::TooCostly,
+                    format!("with {}: it {exceeded}", case.name),
+                )),
+                Err(Err(e)) => {
+                    // Columns count the loop counters added after each `for` tag.
+                    let mut p = from_tera(part, text, &e, ProblemKind::Render);
+                    p.reason = format!("with {}: {}", case.name, p.reason);
+                    problems.push(p);
                 }
             }
-            Err(e) => problems.push(from_tera(part, text, &e, ProblemKind::Render)),
         }
     }
     if !problems.is_empty() {
@@ -256,44 +270,32 @@ fn name(part: &str) -> String {
     }
 }
 
-/// Problems found by reading the source: forbidden tags, deep loops, unknown variables.
+/// Problems found by reading the source: constructs not allowed (from its structure, so
+/// whitespace control cannot hide them) and unknown variables.
 fn static_problems(part: &'static str, text: &str, key: &str) -> Vec<Problem> {
+    // Malformed source is left to Tera, which names the exact place; were Tera to read
+    // it anyway, compiling with the loop counters refuses it.
+    let mut problems: Vec<Problem> = structure::problems(text)
+        .into_iter()
+        .filter(|p| p.not_allowed)
+        .map(|p| {
+            let (line, column) = position(text, p.at);
+            problem(part, line, column, ProblemKind::NotAllowed, p.reason)
+        })
+        .collect();
+    let Ok(pieces) = structure::pieces(text) else {
+        return problems;
+    };
     let known: Vec<&str> = variables(key).iter().map(|v| v.name).collect();
     let objects: Vec<&str> = known
         .iter()
         .filter_map(|n| n.split_once('.').map(|(o, _)| o))
         .collect();
-    let mut problems = Vec::new();
-    let mut loop_depth = 0usize;
-    for (offset, inside, is_tag) in delimited(text) {
-        let (line, column) = position(text, offset);
-        let words: Vec<&str> = inside.split_whitespace().collect();
-        if is_tag {
-            let first = words.first().copied().unwrap_or("").trim_start_matches('-');
-            if FORBIDDEN_TAGS.contains(&first) {
-                problems.push(problem(
-                    part,
-                    line,
-                    column,
-                    ProblemKind::NotAllowed,
-                    format!("`{first}` is not allowed in message templates"),
-                ));
-            }
-            if first == "for" {
-                loop_depth += 1;
-                if loop_depth > MAX_LOOP_DEPTH {
-                    problems.push(problem(
-                        part,
-                        line,
-                        column,
-                        ProblemKind::NotAllowed,
-                        format!("loops may nest at most {MAX_LOOP_DEPTH} deep"),
-                    ));
-                }
-            } else if first == "endfor" {
-                loop_depth = loop_depth.saturating_sub(1);
-            }
-        }
+    for piece in pieces
+        .iter()
+        .filter(|p| p.kind != structure::PieceKind::Comment)
+    {
+        let (offset, inside) = (piece.inside_at, piece.inside);
         for (at, path) in paths(inside) {
             let Some((object, _)) = path.split_once('.') else {
                 continue;
@@ -318,37 +320,6 @@ fn static_problems(part: &'static str, text: &str, key: &str) -> Vec<Problem> {
         }
     }
     problems
-}
-
-/// Each `{{ ... }}` and `{% ... %}` in `text`: the offset of its inside, the inside, and
-/// whether it is a tag.
-fn delimited(text: &str) -> Vec<(usize, &str, bool)> {
-    let mut found = Vec::new();
-    let mut rest = 0;
-    while let Some(start) = text[rest..].find('{').map(|i| rest + i) {
-        let open = &text[start..];
-        let (close, is_tag) = if open.starts_with("{{") {
-            ("}}", false)
-        } else if open.starts_with("{%") {
-            ("%}", true)
-        } else {
-            rest = start + 1;
-            continue;
-        };
-        let inside_start = start + 2;
-        match text[inside_start..].find(close) {
-            Some(len) => {
-                found.push((
-                    inside_start,
-                    &text[inside_start..inside_start + len],
-                    is_tag,
-                ));
-                rest = inside_start + len + 2;
-            }
-            None => break,
-        }
-    }
-    found
 }
 
 /// Dotted names like `status.until` in an expression (outside string literals), with their

@@ -136,7 +136,8 @@ pub trait BroadcastStore: Send + Sync {
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
     /// The practice's latest broadcasts, newest first.
     async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>>;
-    /// Broadcasts whose fan-out never finished (the process stopped during it).
+    /// Broadcasts whose fan-out never finished (the process stopped during it) and did not
+    /// fail.
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
     /// Marks a fan-out complete, with the number of patients it could not reach.
     async fn finish_fanout(
@@ -145,6 +146,9 @@ pub trait BroadcastStore: Send + Sync {
         skipped_no_contact: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Marks a broadcast's fan-out failed with `reason` (its wording could not be rendered):
+    /// it is not resumed, and the messages it planned before failing are left to go.
+    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// Marks every earlier broadcast of the practice as superseded by `status_change_id`
     /// (the change behind broadcast `newer`) and cancels their unsent messages, naming it.
     /// Messages already with a provider are left to finish. Returns how many were cancelled.

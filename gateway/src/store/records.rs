@@ -301,6 +301,10 @@ pub struct Broadcast {
     pub skipped_no_contact: i64,
     /// The newer status change that superseded this broadcast, if one did.
     pub superseded_by: Option<i64>,
+    /// When its fan-out failed, if it did (its wording could not be rendered).
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Why it failed.
+    pub failure: Option<String>,
     /// Who it is for, and the period whose appointments it affects.
     pub reach: Reach,
 }

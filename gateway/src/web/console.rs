@@ -284,6 +284,7 @@ async fn practice(
                 "id": b.id, "kind": b.kind.as_str(), "headline": b.headline,
                 "at": crate::render::uk_date_time(b.created_at, &practice.timezone),
                 "superseded": b.superseded_by.is_some(),
+                "failure": b.failure,
             })
         })
         .collect();
@@ -338,6 +339,10 @@ async fn post_status(
         Ok(posted) => {
             Redirect::to(&format!("/console/broadcasts/{}", posted.broadcast_id)).into_response()
         }
+        // A failed broadcast is shown with its reason on its own page.
+        Err(crate::intake::status::PostStatusError::Fanout(
+            crate::fanout::FanoutError::Failed { broadcast_id, .. },
+        )) => Redirect::to(&format!("/console/broadcasts/{broadcast_id}")).into_response(),
         Err(e) => {
             let api: crate::api::ApiError = e.into();
             match api {
@@ -373,6 +378,7 @@ async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path
         &json!({
             "id": broadcast.id, "kind": broadcast.kind.as_str(), "headline": broadcast.headline,
             "at": crate::render::uk_date_time(broadcast.created_at, &practice.timezone),
+            "failure": broadcast.failure,
         }),
     );
     c.insert(

@@ -15,7 +15,7 @@ use crate::domain::{
     parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid,
 };
 use crate::fanout::{choose_contact, urgent_to};
-use crate::render::appointment::{render_for_patient, AppointmentWording};
+use crate::render::appointment::{render_for_patient_off_runtime, AppointmentWording};
 use crate::render::RenderError;
 use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
@@ -310,14 +310,15 @@ async fn plan_message(
         reason: change.reason.as_deref(),
     };
     let key = change.kind.template_key();
-    let worded = render_for_patient(
-        &state.templates.snapshot(),
+    let worded = render_for_patient_off_runtime(
+        state.templates.snapshot(),
         practice,
         &patient.language,
         &key,
         contact.channel,
         |language| wording.context(practice, patient, None, language),
-    )?;
+    )
+    .await?;
     Ok(Some(urgent_to(
         practice.id,
         patient.id,

@@ -141,7 +141,7 @@ where
 
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by,
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
                     s.audience, s.affected_from, s.affected_until
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
@@ -162,6 +162,8 @@ fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
         fanout_done_at: row.try_get("fanout_done_at")?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
+        failed_at: row.try_get("failed_at")?,
+        failure: row.try_get("failure")?,
         reach: Reach {
             audience: parsed("status_changes.audience", &audience)?,
             affected_from: row.try_get("affected_from")?,
@@ -283,7 +285,7 @@ impl BroadcastStore for PostgresStore {
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
         Ok(
             sqlx::query_scalar(
-                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id",
+                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL AND failed_at IS NULL ORDER BY id",
             )
             .fetch_all(&self.pool)
             .await?,
@@ -301,6 +303,18 @@ impl BroadcastStore for PostgresStore {
         )
         .bind(now)
         .bind(skipped_no_contact)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET failed_at = $1, failure = $2 WHERE id = $3 AND failed_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason)
         .bind(id)
         .execute(&self.pool)
         .await?;

@@ -149,7 +149,7 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
 
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by,
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
                     s.audience, s.affected_from, s.affected_until
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
@@ -170,6 +170,8 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
         fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
+        failed_at: at_opt("broadcasts.failed_at", row.try_get("failed_at")?)?,
+        failure: row.try_get("failure")?,
         reach: Reach {
             audience: parsed("status_changes.audience", &audience)?,
             affected_from: at_opt(
@@ -284,7 +286,7 @@ impl BroadcastStore for SqliteStore {
     async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
         Ok(
             sqlx::query_scalar(
-                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL ORDER BY id",
+                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL AND failed_at IS NULL ORDER BY id",
             )
             .fetch_all(&self.pool)
             .await?,
@@ -302,6 +304,18 @@ impl BroadcastStore for SqliteStore {
         )
         .bind(ms(now))
         .bind(skipped_no_contact)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET failed_at = ?, failure = ? WHERE id = ? AND failed_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(reason)
         .bind(id)
         .execute(&self.pool)
         .await?;
