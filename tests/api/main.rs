@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_dispatch;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -105,6 +106,8 @@ fn main() {
         appointments::closure_for_booked_patients_names_their_appointment,
         appointments::closure_for_all_ignores_appointments,
         appointments::closure_for_both_tells_each_patient_once,
+        isolation_dispatch::a_push_service_asking_for_years_pauses_only_itself,
+        isolation_dispatch::a_slow_sms_provider_does_not_hold_back_email_and_push,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
