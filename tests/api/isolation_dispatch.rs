@@ -134,9 +134,7 @@ async fn mixed_practice(
     each: u32,
     push: &PushService,
 ) -> String {
-    let key = app
-        .practice_with_key(ods, &format!("Surgery {ods}"))
-        .await;
+    let key = app.practice_with_key(ods, &format!("Surgery {ods}")).await;
     let patients: Vec<Value> = (first..first + 3 * each)
         .map(|i| match i % 3 {
             0 => json!({ "nhs_number": nhs(i), "contacts": [
@@ -278,7 +276,10 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
     while huge.state.received.lock().unwrap().is_empty()
         || years.state.received.lock().unwrap().is_empty()
     {
-        assert!(Instant::now() < deadline, "the followers' services were never tried");
+        assert!(
+            Instant::now() < deadline,
+            "the followers' services were never tried"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -287,11 +288,18 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
     let (closed_b, planned) = post_closed(&app, "R30002", &key_b).await;
     assert_eq!(
         planned,
-        HashMap::from([(Channel::Sms, 20), (Channel::Email, 20), (Channel::Push, 20)])
+        HashMap::from([
+            (Channel::Sms, 20),
+            (Channel::Email, 20),
+            (Channel::Push, 20)
+        ])
     );
     let times = finish_times(&app, closed_b, &planned, started, Duration::from_secs(15)).await;
     let slowest = times.values().max().copied().unwrap_or_default();
-    assert!(slowest < Duration::from_secs(5), "practice B took {times:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "practice B took {times:?}"
+    );
     assert_eq!(peers.sms.accepted().len(), 20);
     assert_eq!(peers.smtp.received().len(), 20);
     assert_eq!(good.received().len(), 20);
@@ -327,7 +335,9 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
 
     // /metrics names both paused origins, and only them.
     assert_eq!(
-        metrics_line(&app, "gateway_paused_origins ").await.as_deref(),
+        metrics_line(&app, "gateway_paused_origins ")
+            .await
+            .as_deref(),
         Some("gateway_paused_origins 2")
     );
     for service in [&huge, &years] {
@@ -343,9 +353,15 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
             .unwrap_or_else(|| panic!("no {prefix} line"));
         assert!((3000..=3600).contains(&seconds), "{line:?}");
     }
-    assert!(metrics_line(&app, &format!("gateway_origin_paused_seconds{{provider=\"browser-push\",origin=\"http://{}\"}}", good.addr))
-        .await
-        .is_none());
+    assert!(metrics_line(
+        &app,
+        &format!(
+            "gateway_origin_paused_seconds{{provider=\"browser-push\",origin=\"http://{}\"}}",
+            good.addr
+        )
+    )
+    .await
+    .is_none());
     worker.abort();
 }
 
@@ -362,7 +378,11 @@ async fn mixed_broadcast(db: Db, sms_delay: Duration) -> HashMap<Channel, Durati
     let (id, planned) = post_closed(&app, "R30003", &key).await;
     assert_eq!(
         planned,
-        HashMap::from([(Channel::Sms, 300), (Channel::Email, 300), (Channel::Push, 300)])
+        HashMap::from([
+            (Channel::Sms, 300),
+            (Channel::Email, 300),
+            (Channel::Push, 300)
+        ])
     );
     let times = finish_times(&app, id, &planned, started, Duration::from_secs(60)).await;
     assert_eq!(push.received().len(), 300);

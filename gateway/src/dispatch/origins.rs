@@ -145,17 +145,26 @@ impl Dispatcher {
             .saturating_duration_since(now)
             .min(crate::providers::http::PEER_DELAY_CEILING);
         let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-        tracing::debug!(message = message.id, origin, ?wait, "push service paused; message put back");
+        tracing::debug!(
+            message = message.id,
+            origin,
+            ?wait,
+            "push service paused; message put back"
+        );
         match self
             .store
             .defer(&self.owner, &[(message.id, due)], Utc::now())
             .await
         {
-            Ok(_) => self
-                .metrics
-                .message_outcome(message.channel, Some(provider.name()), Outcome::Deferred),
+            Ok(_) => self.metrics.message_outcome(
+                message.channel,
+                Some(provider.name()),
+                Outcome::Deferred,
+            ),
             // The lease runs out and the message is claimed again later.
-            Err(e) => tracing::warn!(message = message.id, error = %e, "could not put a message back"),
+            Err(e) => {
+                tracing::warn!(message = message.id, error = %e, "could not put a message back")
+            }
         }
         true
     }

@@ -173,9 +173,10 @@ mod tests {
     async fn take(slots: &Arc<Slots>, channel: Channel, n: usize) -> Vec<Slot> {
         let mut taken = Vec::new();
         for _ in 0..n {
-            let slot = tokio::time::timeout(Duration::from_millis(200), slots.clone().acquire(channel))
-                .await
-                .expect("a slot in time");
+            let slot =
+                tokio::time::timeout(Duration::from_millis(200), slots.clone().acquire(channel))
+                    .await
+                    .expect("a slot in time");
             taken.push(slot);
         }
         taken

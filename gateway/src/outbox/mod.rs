@@ -202,7 +202,14 @@ mod tests {
             reason: "429".into(),
             retry_after: Some(Duration::from_secs(u64::MAX)),
         };
-        let c = completion(&claimed(1), Some("push"), Err(busy), &p, (now, now), &now_as_is);
+        let c = completion(
+            &claimed(1),
+            Some("push"),
+            Err(busy),
+            &p,
+            (now, now),
+            &now_as_is,
+        );
         assert_eq!(c.new_state, MessageState::Queued);
         let next = c.next_attempt_at.unwrap();
         assert!(next <= now + chrono::Duration::seconds(120), "{next}");

@@ -261,7 +261,15 @@ mod tests {
         assert_eq!(parse("Fri, 31 Dec 9999 23:59:59 GMT"), Some(HOUR));
         assert_eq!(parse("Sat, 01 Jan 1994 00:00:00 GMT"), Some(Duration::ZERO));
         // Negative, fractional, garbage, empty, overlong: no wait asked for.
-        for bad in ["-1", "-18446744073709551616", "1.5", "soon", "", "  ", "1e9"] {
+        for bad in [
+            "-1",
+            "-18446744073709551616",
+            "1.5",
+            "soon",
+            "",
+            "  ",
+            "1e9",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
         assert_eq!(parse(&"9".repeat(100)), None);
@@ -272,7 +280,10 @@ mod tests {
         let huge = Duration::from_secs(u64::MAX);
         assert_eq!(clamp_peer_delay(huge, huge), PEER_DELAY_CEILING);
         assert_eq!(clamp_peer_delay(huge, HOUR), HOUR);
-        assert_eq!(clamp_peer_delay(Duration::from_secs(5), HOUR), Duration::from_secs(5));
+        assert_eq!(
+            clamp_peer_delay(Duration::from_secs(5), HOUR),
+            Duration::from_secs(5)
+        );
     }
 
     mod properties {

@@ -607,7 +607,10 @@ mod tests {
             origin("http://127.0.0.1:4000/push/a"),
             Some("http://127.0.0.1:4000".into())
         );
-        assert_ne!(origin("http://127.0.0.1:4000/a"), origin("http://127.0.0.1:4001/a"));
+        assert_ne!(
+            origin("http://127.0.0.1:4000/a"),
+            origin("http://127.0.0.1:4001/a")
+        );
         assert_eq!(origin("not a url"), None);
     }
 

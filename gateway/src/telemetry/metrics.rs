@@ -332,7 +332,11 @@ impl Metrics {
     /// Sets what dispatch holds now: messages in memory per channel, and the paused push
     /// origins as `(provider, origin, time left)`, longest first (at most
     /// [`MAX_LISTED_ORIGINS`] are named; origins no longer paused disappear).
-    pub fn dispatch_state(&self, lanes: &[(Channel, usize)], paused: &[(String, String, Duration)]) {
+    pub fn dispatch_state(
+        &self,
+        lanes: &[(Channel, usize)],
+        paused: &[(String, String, Duration)],
+    ) {
         for channel in Channel::ALL {
             let held = lanes
                 .iter()
