@@ -392,17 +392,21 @@ async fn mixed_broadcast(db: Db, sms_delay: Duration) -> HashMap<Channel, Durati
 }
 
 /// Case 9: with the SMS provider answering in 2 s, email and push (to instant peers) finish
-/// within 1.5 times their time with an instant SMS provider, measured in the same test.
+/// within 1.5 times their time with an instant SMS provider, measured in the same test (the
+/// instant runs before and after, averaged, so a machine getting busier or quieter in
+/// between does not decide the result).
 pub async fn a_slow_sms_provider_does_not_hold_back_email_and_push(db: Db) {
-    let instant = mixed_broadcast(db.clone(), Duration::ZERO).await;
-    let slow = mixed_broadcast(db, Duration::from_secs(2)).await;
-    eprintln!("instant SMS peer: {instant:?}; SMS peer answering in 2 s: {slow:?}");
+    let before = mixed_broadcast(db.clone(), Duration::ZERO).await;
+    let slow = mixed_broadcast(db.clone(), Duration::from_secs(2)).await;
+    let after = mixed_broadcast(db, Duration::ZERO).await;
+    eprintln!("instant SMS peer: {before:?} and {after:?}; SMS peer answering in 2 s: {slow:?}");
     assert!(
         slow[&Channel::Sms] >= Duration::from_secs(2),
         "the SMS peer was not slow: {slow:?}"
     );
     for channel in [Channel::Email, Channel::Push] {
-        let (fast, slowed) = (instant[&channel], slow[&channel]);
+        let fast = (before[&channel] + after[&channel]) / 2;
+        let slowed = slow[&channel];
         assert!(
             slowed.as_secs_f64() <= fast.as_secs_f64() * 1.5,
             "{channel} took {slowed:?} beside a slow SMS provider, {fast:?} beside an instant one"

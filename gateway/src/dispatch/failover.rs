@@ -180,6 +180,11 @@ impl Circuit {
     pub fn state(&self, now: Instant) -> CircuitState {
         self.lock().state(now)
     }
+
+    /// Whether it is paused or its circuit open at `now`.
+    fn out(&self, now: Instant) -> bool {
+        self.lock().out_until(now).is_some()
+    }
 }
 
 /// Every channel's providers in order of preference, each with its circuit.
@@ -225,6 +230,13 @@ impl Rotation {
             .iter()
             .find(|(c, _)| *c == channel)
             .map_or(&[], |(_, circuits)| circuits.as_slice())
+    }
+
+    /// Whether `channel` has providers and every one of them is paused or open at `now`:
+    /// its messages cannot go, so it claims no share of the concurrency slots.
+    pub fn all_out(&self, channel: Channel, now: Instant) -> bool {
+        let circuits = self.circuits(channel);
+        !circuits.is_empty() && circuits.iter().all(|c| c.out(now))
     }
 
     /// The first provider of `channel` in rotation at `now` (its place taken), or, when none
@@ -354,6 +366,12 @@ mod tests {
         for c in r.circuits(Channel::Sms) {
             c.record(Some(&down()), t0);
         }
+        assert!(r.all_out(Channel::Sms, t0));
+        assert!(!r.all_out(Channel::Sms, t0 + Duration::from_secs(10)));
+        assert!(
+            !r.all_out(Channel::Email, t0),
+            "no providers: nothing to be out"
+        );
         match r.choose(Channel::Sms, t0) {
             Some(Err(until)) => assert_eq!(until, t0 + Duration::from_secs(10)),
             _ => panic!("expected a time to come back"),

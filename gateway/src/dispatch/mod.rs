@@ -248,7 +248,12 @@ impl Dispatcher {
         let lanes = Arc::new(Lanes::default());
         self.control.watch(&lanes);
         let (recorder, writer) = Recorder::new(self.store.clone(), self.owner.clone());
-        let permits = Arc::new(Slots::new(self.config.concurrency, lanes.clone()));
+        let control = self.control.clone();
+        let permits = Arc::new(
+            Slots::new(self.config.concurrency, lanes.clone()).with_held_back(Box::new(move |c| {
+                control.rotation.all_out(c, std::time::Instant::now())
+            })),
+        );
         let stop = shutdown.child_token();
         let mut background = JoinSet::new();
         background.spawn(writer);

@@ -4,7 +4,8 @@
 //! holding its fair share (the slots divided among the channels with messages held or
 //! waiting) takes no more until each of them has its share too. So a slow or stalled channel
 //! (an SMS provider answering in seconds) cannot hold the slots email and push need, and the
-//! total in flight, which bounds the messages a kill can repeat, stays `concurrency`.
+//! total in flight, which bounds the messages a kill can repeat, stays `concurrency`. A
+//! channel whose every provider is paused or out of rotation claims no share meanwhile.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,10 +27,14 @@ struct Counts {
     wanting: [usize; 3],
 }
 
+/// Says whether a channel's messages cannot go now (every provider paused or open).
+pub type HeldBack = Box<dyn Fn(Channel) -> bool + Send + Sync>;
+
 /// The slots of one worker.
 pub struct Slots {
     total: usize,
     lanes: Arc<Lanes>,
+    held_back: HeldBack,
     counts: Mutex<Counts>,
     freed: Notify,
 }
@@ -55,9 +60,16 @@ impl Slots {
         Self {
             total: total.max(1),
             lanes,
+            held_back: Box::new(|_| false),
             counts: Mutex::default(),
             freed: Notify::new(),
         }
+    }
+
+    /// Leaves out of the fair shares the channels `held_back` says cannot send now.
+    pub fn with_held_back(mut self, held_back: HeldBack) -> Self {
+        self.held_back = held_back;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -91,7 +103,15 @@ impl Slots {
 
     /// Takes a slot for channel `i` if one is free and fairness allows.
     fn try_take(&self, i: usize) -> bool {
-        let waiting: [usize; 3] = Channel::ALL.map(|c| self.lanes.waiting(c));
+        // Messages waiting for a channel that cannot send are no demand on the slots.
+        let waiting: [usize; 3] = Channel::ALL.map(|c| {
+            let waiting = self.lanes.waiting(c);
+            if waiting > 0 && (self.held_back)(c) {
+                0
+            } else {
+                waiting
+            }
+        });
         let mut counts = self.lock();
         let used: usize = counts.held.iter().sum();
         if used >= self.total {
@@ -218,5 +238,18 @@ mod tests {
         let more = take(&slots, Channel::Sms, 6).await;
         assert_eq!(slots.held(), [9, 0, 0]);
         drop((sms, more));
+    }
+
+    #[tokio::test]
+    async fn a_channel_that_cannot_send_claims_no_share() {
+        let lanes = Arc::new(Lanes::default());
+        // Email's providers are all paused; its messages wait, its sender holds one slot.
+        let slots = Arc::new(
+            Slots::new(8, lanes.clone()).with_held_back(Box::new(|c| c == Channel::Email)),
+        );
+        lanes.push(vec![message(1, Channel::Email), message(2, Channel::Email)]);
+        let _email = take(&slots, Channel::Email, 1).await;
+        let _sms = take(&slots, Channel::Sms, 7).await;
+        assert_eq!(slots.held(), [7, 1, 0]);
     }
 }
