@@ -158,6 +158,13 @@ pub struct DispatchConfig {
     pub max_attempts: u32,
     /// Seconds after it was planned when a message stops being retried and fails.
     pub retry_max_age_seconds: u64,
+    /// The longest wait a peer may impose (Retry-After and the like), in seconds.
+    #[serde(default = "default_max_peer_delay_seconds")]
+    pub max_peer_delay_seconds: u64,
+}
+
+fn default_max_peer_delay_seconds() -> u64 {
+    3600
 }
 
 /// Rate limits per practice and per patient, as `N/s`, `N/min`, `N/h` or `N/day`.
@@ -482,6 +489,13 @@ impl Config {
             return invalid(
                 "dispatch.retry_max_age_seconds",
                 "must be at least 1".into(),
+            );
+        }
+        let ceiling = crate::providers::http::PEER_DELAY_CEILING.as_secs();
+        if !(1..=ceiling).contains(&d.max_peer_delay_seconds) {
+            return invalid(
+                "dispatch.max_peer_delay_seconds",
+                format!("must be from 1 to {ceiling} (a week)"),
             );
         }
         if self.limits.practice_burst == 0 || self.limits.patient_burst == 0 {

@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_dispatch;
 mod isolation_intake;
 mod isolation_push;
 mod isolation_render;
@@ -118,6 +119,8 @@ fn main() {
         isolation_intake::replace_import_without_rows_is_refused,
         isolation_intake::receipts_count_only_with_their_own_provider,
         isolation_intake::concurrent_status_changes_leave_only_the_newest,
+        isolation_dispatch::a_push_service_asking_for_years_pauses_only_itself,
+        isolation_dispatch::a_slow_sms_provider_does_not_hold_back_email_and_push,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -1,5 +1,6 @@
 //! A loopback SMS gateway for the `webhook` provider kind that records when each request
-//! arrived and answers as a script says: accept, fail with 500, or 429 with Retry-After.
+//! arrived and answers as a script says: accept, fail with 500, or 429 with Retry-After,
+//! each after an optional delay (a slow provider).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ struct PeerState {
     arrivals: Mutex<Vec<Arrival>>,
     count: AtomicUsize,
     script: Script,
+    /// How long each answer takes.
+    delay: Duration,
 }
 
 /// The running peer.
@@ -59,10 +62,19 @@ pub struct SmsPeer {
 impl SmsPeer {
     /// Starts a peer answering request number `n` (from 0) with `script(n)`.
     pub async fn start(script: impl Fn(usize) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_slow(Duration::ZERO, script).await
+    }
+
+    /// Starts a peer answering request `n` with `script(n)`, each answer after `delay`.
+    pub async fn start_slow(
+        delay: Duration,
+        script: impl Fn(usize) -> Answer + Send + Sync + 'static,
+    ) -> Self {
         let state = Arc::new(PeerState {
             arrivals: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             script: Box::new(script),
+            delay,
         });
         let app = axum::Router::new()
             .fallback(receive)
@@ -118,6 +130,7 @@ async fn receive(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -
         to: body["to"].as_str().unwrap_or_default().to_string(),
         answer,
     });
+    tokio::time::sleep(state.delay).await;
     match answer {
         Answer::Accept => Json(json!({ "id": format!("peer-{n}") })).into_response(),
         Answer::Fail => (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response(),

@@ -22,6 +22,16 @@ pub async fn show(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
             "the database did not answer; try again".into(),
         )
     })?;
+    let paused: Vec<(String, String, std::time::Duration)> = state
+        .dispatch
+        .origins
+        .paused(std::time::Instant::now())
+        .into_iter()
+        .map(|p| (p.provider, p.origin, p.left))
+        .collect();
+    state
+        .metrics
+        .dispatch_state(&state.dispatch.lane_depth(), &paused);
     Ok((
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.encode(&depth),

@@ -40,6 +40,8 @@ pub struct Lanes {
     arrived: HashMap<Channel, Notify>,
     /// Messages taken from the queues whose sends have not finished.
     in_hand: AtomicUsize,
+    /// The same, per channel (in the order of `Channel::ALL`).
+    in_hand_by_channel: [AtomicUsize; 3],
     /// Signalled when a message leaves the queues or its send finishes.
     taken: Notify,
 }
@@ -50,9 +52,22 @@ impl Default for Lanes {
             queues: Mutex::default(),
             arrived: Channel::ALL.iter().map(|c| (*c, Notify::new())).collect(),
             in_hand: AtomicUsize::new(0),
+            in_hand_by_channel: Default::default(),
             taken: Notify::new(),
         }
     }
+}
+
+/// Where `channel` is in `Channel::ALL` (and in per-channel arrays).
+pub(super) fn channel_index(channel: Channel) -> usize {
+    Channel::ALL
+        .iter()
+        .position(|c| *c == channel)
+        .unwrap_or_default()
+}
+
+fn waiting_in(q: &ChannelQueue) -> usize {
+    q.urgent.len() + q.bulk.values().map(VecDeque::len).sum::<usize>()
 }
 
 impl Lanes {
@@ -100,9 +115,40 @@ impl Lanes {
 
     /// Messages waiting across all channels.
     pub fn len(&self) -> usize {
-        self.lock()
-            .values()
-            .map(|q| q.urgent.len() + q.bulk.values().map(VecDeque::len).sum::<usize>())
+        self.lock().values().map(waiting_in).sum()
+    }
+
+    /// Messages of `channel` waiting.
+    pub fn waiting(&self, channel: Channel) -> usize {
+        self.lock().get(&channel).map_or(0, waiting_in)
+    }
+
+    /// Messages of each channel held in memory: waiting, or taken and not yet finished.
+    pub fn held(&self) -> [(Channel, usize); 3] {
+        let queues = self.lock();
+        Channel::ALL.map(|c| {
+            let waiting = queues.get(&c).map_or(0, waiting_in);
+            let in_hand = self.in_hand_by_channel[channel_index(c)].load(Ordering::SeqCst);
+            (c, waiting + in_hand)
+        })
+    }
+
+    /// The channels with at least `room` messages waiting: the claimer leaves their
+    /// broadcast messages in the outbox, so a stalled channel cannot take the others' room.
+    pub fn full(&self, room: usize) -> Vec<Channel> {
+        let queues = self.lock();
+        Channel::ALL
+            .into_iter()
+            .filter(|c| queues.get(c).map_or(0, waiting_in) >= room)
+            .collect()
+    }
+
+    /// Room left below `room` per channel, summed over the channels that are not full.
+    pub fn room(&self, room: usize) -> usize {
+        let queues = self.lock();
+        Channel::ALL
+            .iter()
+            .map(|c| room.saturating_sub(queues.get(c).map_or(0, waiting_in)))
             .sum()
     }
 
@@ -167,8 +213,9 @@ impl Lanes {
         !waiting && self.in_hand.load(Ordering::SeqCst) == 0
     }
 
-    /// Marks the send of a message taken by `next` as finished (or abandoned).
-    pub fn done(&self) {
+    /// Marks the send of a message of `channel` taken by `next` as finished (or abandoned).
+    pub fn done(&self, channel: Channel) {
+        self.in_hand_by_channel[channel_index(channel)].fetch_sub(1, Ordering::SeqCst);
         self.in_hand.fetch_sub(1, Ordering::SeqCst);
         self.taken.notify_waiters();
     }
@@ -186,6 +233,7 @@ impl Lanes {
 
     /// Counts a message as taken; called with the queues locked so `idle` never misses it.
     fn take(&self, message: ClaimedMessage) -> Next {
+        self.in_hand_by_channel[channel_index(message.channel)].fetch_add(1, Ordering::SeqCst);
         self.in_hand.fetch_add(1, Ordering::SeqCst);
         self.taken.notify_waiters();
         Next::Send(message)
@@ -336,5 +384,31 @@ mod tests {
         }
         assert_eq!(lanes.len(), 1);
         assert!(matches!(lanes.next(Channel::Email, &limits), Next::Empty));
+    }
+
+    #[test]
+    fn room_and_depth_are_counted_per_channel() {
+        let on = |id, channel| ClaimedMessage {
+            channel,
+            ..message(id, 10, Priority::Bulk)
+        };
+        let lanes = Lanes::default();
+        lanes.push((0..5).map(|i| on(i, Channel::Push)).collect());
+        lanes.push(vec![on(10, Channel::Sms)]);
+        // A full push lane leaves room for SMS and email; push alone is skipped.
+        assert_eq!(lanes.full(5), vec![Channel::Push]);
+        assert_eq!(lanes.room(5), 4 + 5);
+        assert_eq!(lanes.waiting(Channel::Push), 5);
+        // Taken messages stay in the depth until their sends finish.
+        let Next::Send(taken) = lanes.next(Channel::Push, &unlimited()) else {
+            panic!("a push message was waiting");
+        };
+        assert_eq!(lanes.full(5), Vec::<Channel>::new());
+        let depth = |lanes: &Lanes, c| lanes.held().iter().find(|(d, _)| *d == c).unwrap().1;
+        assert_eq!(depth(&lanes, Channel::Push), 5);
+        assert_eq!(depth(&lanes, Channel::Sms), 1);
+        assert_eq!(depth(&lanes, Channel::Email), 0);
+        lanes.done(taken.channel);
+        assert_eq!(depth(&lanes, Channel::Push), 4);
     }
 }

@@ -8,19 +8,21 @@
 pub mod failover;
 pub mod lanes;
 pub mod limits;
+pub mod origins;
 pub mod quiet;
 mod recorder;
 mod screen;
 mod send;
+mod slots;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
 use chrono_tz::Tz;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -34,8 +36,10 @@ use crate::telemetry::metrics::{CircuitGauge, Metrics, Outcome};
 use failover::{CircuitState, Rotation};
 use lanes::Lanes;
 use limits::RateLimits;
+use origins::Origins;
 use quiet::QuietHours;
 use recorder::Recorder;
+use slots::Slots;
 
 /// How often a worker checks whether broadcasts it holds messages of were superseded.
 const SUPERSEDE_CHECK: Duration = Duration::from_millis(200);
@@ -47,6 +51,10 @@ pub struct DispatchControl {
     pub limits: RateLimits,
     /// Each channel's providers with their health.
     pub rotation: Rotation,
+    /// The health of each push service origin (web push), apart from the provider's.
+    pub origins: Origins,
+    /// The lanes of this process's workers, for the depth `/metrics` shows.
+    lanes: Mutex<Vec<Weak<Lanes>>>,
     practices: Mutex<HashMap<i64, PracticeInfo>>,
     /// Per practice, the newest broadcast known to supersede the ones before it, with the
     /// reason their messages are cancelled with.
@@ -56,9 +64,12 @@ pub struct DispatchControl {
 impl DispatchControl {
     /// Limiters and circuits for the configured providers.
     pub fn new(providers: &ProviderRegistry, config: &Config) -> Self {
+        let max_pause = Duration::from_secs(config.dispatch.max_peer_delay_seconds);
         Self {
             limits: RateLimits::from_config(&config.providers, &config.limits),
-            rotation: Rotation::new(providers, &config.failover),
+            rotation: Rotation::with_max_pause(providers, &config.failover, max_pause),
+            origins: Origins::new(config.failover.clone(), max_pause),
+            lanes: Mutex::default(),
             practices: Mutex::default(),
             superseded: Mutex::default(),
         }
@@ -82,6 +93,34 @@ impl DispatchControl {
             .get(&practice_id)
             .filter(|(newer, _)| broadcast_id < *newer)
             .map(|(_, reason)| reason.clone())
+    }
+}
+
+impl DispatchControl {
+    /// Remembers a worker's lanes, for [`DispatchControl::lane_depth`].
+    fn watch(&self, lanes: &Arc<Lanes>) {
+        let mut watched = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        watched.retain(|l| l.strong_count() > 0);
+        watched.push(Arc::downgrade(lanes));
+    }
+
+    /// Messages held in memory by this process's workers, per channel: waiting in their
+    /// lanes or being sent.
+    pub fn lane_depth(&self) -> Vec<(Channel, usize)> {
+        let watched = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        Channel::ALL
+            .iter()
+            .map(|c| {
+                let held = watched
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .flat_map(|l| l.held())
+                    .filter(|(d, _)| d == c)
+                    .map(|(_, n)| n)
+                    .sum();
+                (*c, held)
+            })
+            .collect()
     }
 }
 
@@ -207,8 +246,14 @@ impl Dispatcher {
         // Every task lives in a JoinSet owned here, so dropping this future (a kill, in
         // tests) stops them all, as the end of the process would.
         let lanes = Arc::new(Lanes::default());
+        self.control.watch(&lanes);
         let (recorder, writer) = Recorder::new(self.store.clone(), self.owner.clone());
-        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let control = self.control.clone();
+        let permits = Arc::new(
+            Slots::new(self.config.concurrency, lanes.clone()).with_held_back(Box::new(move |c| {
+                control.rotation.all_out(c, std::time::Instant::now())
+            })),
+        );
         let stop = shutdown.child_token();
         let mut background = JoinSet::new();
         background.spawn(writer);
@@ -273,7 +318,10 @@ impl Dispatcher {
                 self.withdraw_superseded(lanes, recorder).await;
                 supersede_checked = std::time::Instant::now();
             }
-            let room = high_water.saturating_sub(lanes.len());
+            // Room is counted per channel: a full lane (a stalled channel) only stops the
+            // claiming of its own broadcast messages.
+            let full = lanes.full(high_water);
+            let room = lanes.room(high_water);
             let urgent_only = room == 0;
             let limit = if urgent_only { batch } else { room.min(batch) };
             // No practice takes more than half the lanes while others have messages due.
@@ -287,7 +335,15 @@ impl Dispatcher {
             let lease_until = now + chrono::Duration::seconds(self.config.lease_seconds as i64);
             let claimed = match self
                 .store
-                .claim_due(&self.owner, now, lease_until, limit, urgent_only, &crowded)
+                .claim_due_skipping(
+                    &self.owner,
+                    now,
+                    lease_until,
+                    limit,
+                    urgent_only,
+                    &crowded,
+                    &full,
+                )
                 .await
             {
                 Ok(claimed) => claimed,

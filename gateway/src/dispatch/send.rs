@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -13,6 +12,7 @@ use super::failover::Circuit;
 use super::lanes::{Lanes, Next};
 use super::limits::Verdict;
 use super::recorder::Recorder;
+use super::slots::{Slot, Slots};
 use super::Dispatcher;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::outbox::completion;
@@ -30,7 +30,7 @@ impl Dispatcher {
         channel: Channel,
         lanes: Arc<Lanes>,
         recorder: Recorder,
-        permits: Arc<Semaphore>,
+        permits: Arc<Slots>,
         stop: CancellationToken,
     ) {
         let mut sends = JoinSet::new();
@@ -64,10 +64,10 @@ impl Dispatcher {
                     sends.spawn(async move {
                         this.send_and_record(message, circuit, &recorder).await;
                         drop(permit);
-                        lanes.done();
+                        lanes.done(channel);
                     });
                 }
-                None => lanes.done(),
+                None => lanes.done(channel),
             }
         }
         while sends.join_next().await.is_some() {}
@@ -78,11 +78,11 @@ impl Dispatcher {
     async fn clearance(
         &self,
         channel: Channel,
-        permits: &Arc<Semaphore>,
+        permits: &Arc<Slots>,
         stop: &CancellationToken,
-    ) -> Option<(OwnedSemaphorePermit, Option<Arc<Circuit>>)> {
+    ) -> Option<(Slot, Option<Arc<Circuit>>)> {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.ok()?,
+            p = permits.clone().acquire(channel) => p,
             _ = stop.cancelled() => return None,
         };
         let circuit = loop {
@@ -139,12 +139,17 @@ impl Dispatcher {
         } else if let Some(circuit) = &circuit {
             match self.outgoing(&message).await {
                 Ok(outgoing) => {
+                    // A paused push service: the message goes back to the outbox unsent.
+                    if self.held_by_origin(&message, circuit).await {
+                        return;
+                    }
                     let began = Instant::now();
                     let result = circuit.provider().send(&outgoing).await;
                     let name = circuit.provider().name();
                     self.metrics
                         .send_duration(message.channel, name, began.elapsed());
-                    let state = circuit.record(result.as_ref().err(), Instant::now());
+                    let state =
+                        self.record_health(circuit, &message.address, result.as_ref().err());
                     self.circuit_gauge(name, state);
                     result
                 }

@@ -22,6 +22,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// How long after it was planned a message may still be retried.
     pub max_age: Duration,
+    /// The longest a provider's Retry-After may put a retry off.
+    pub max_peer_delay: Duration,
 }
 
 impl RetryPolicy {
@@ -32,6 +34,7 @@ impl RetryPolicy {
             cap: Duration::from_millis(config.retry_cap_ms),
             max_attempts: config.max_attempts,
             max_age: Duration::from_secs(config.retry_max_age_seconds),
+            max_peer_delay: Duration::from_secs(config.max_peer_delay_seconds),
         }
     }
 
@@ -42,7 +45,7 @@ impl RetryPolicy {
     }
 
     /// The wait after try `attempt_no`: uniform in [0, ceiling] ("full jitter"), and never
-    /// shorter than the provider's Retry-After.
+    /// shorter than the provider's Retry-After (itself cut to `max_peer_delay`).
     pub fn delay(
         &self,
         attempt_no: i32,
@@ -51,7 +54,12 @@ impl RetryPolicy {
     ) -> Duration {
         let ceiling = self.ceiling(attempt_no).as_millis() as u64;
         let jittered = Duration::from_millis(rng.gen_range(0..=ceiling));
-        retry_after.map_or(jittered, |after| jittered.max(after))
+        retry_after.map_or(jittered, |after| {
+            jittered.max(crate::providers::http::clamp_peer_delay(
+                after,
+                self.max_peer_delay,
+            ))
+        })
     }
 }
 
@@ -85,11 +93,8 @@ pub fn completion(
         }) => {
             c.outcome = AttemptOutcome::Retryable;
             let delay = policy.delay(message.attempt_no, retry_after, &mut rand::thread_rng());
-            let next = hold(
-                finished_at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-            );
-            let deadline = message.created_at
-                + chrono::Duration::from_std(policy.max_age).unwrap_or(chrono::Duration::MAX);
+            let next = hold(later(finished_at, delay));
+            let deadline = later(message.created_at, policy.max_age);
             if message.attempt_no >= policy.max_attempts as i32 {
                 c.new_state = MessageState::Failed;
                 c.error = Some(format!(
@@ -123,6 +128,14 @@ pub fn completion(
     c
 }
 
+/// `at` plus `wait`, or the latest time there is: never an overflow panic.
+fn later(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| at.checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +147,7 @@ mod tests {
             cap: Duration::from_secs(60),
             max_attempts: 3,
             max_age: Duration::from_secs(3600),
+            max_peer_delay: Duration::from_secs(120),
         }
     }
 
@@ -173,7 +187,33 @@ mod tests {
             assert!(d <= p.ceiling(attempt));
             let d = p.delay(attempt, Some(Duration::from_secs(90)), &mut rng);
             assert!(d >= Duration::from_secs(90));
+            // A Retry-After past the cap is cut to it.
+            let d = p.delay(attempt, Some(Duration::from_secs(u64::MAX)), &mut rng);
+            let cap = Duration::from_secs(120);
+            assert!(d >= cap && d <= cap.max(p.ceiling(attempt)), "{d:?}");
         }
+    }
+
+    #[test]
+    fn an_absurd_retry_after_becomes_a_retry_within_the_cap() {
+        let p = policy();
+        let now = Utc::now();
+        let busy = SendError::Retryable {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+        };
+        let c = completion(
+            &claimed(1),
+            Some("push"),
+            Err(busy),
+            &p,
+            (now, now),
+            &now_as_is,
+        );
+        assert_eq!(c.new_state, MessageState::Queued);
+        let next = c.next_attempt_at.unwrap();
+        assert!(next <= now + chrono::Duration::seconds(120), "{next}");
+        assert_eq!(later(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
     }
 
     #[test]

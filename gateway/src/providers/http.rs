@@ -30,15 +30,57 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
         ))
 }
 
-/// The wait a `Retry-After` header asks for: delta-seconds or an HTTP date.
+/// The longest wait any peer can ask for, whatever the configured cap
+/// (`dispatch.max_peer_delay_seconds`, at most this): a week.
+pub const PEER_DELAY_CEILING: Duration = Duration::from_secs(7 * 86_400);
+
+/// The wait a `Retry-After` header asks for: delta-seconds or an HTTP date, at most
+/// [`PEER_DELAY_CEILING`] (dispatch caps it further by its settings).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, chrono::Utc::now(), PEER_DELAY_CEILING)
+}
+
+/// Reads a `Retry-After` value (RFC 9110 section 10.2.3) as of `now`: delta-seconds, or an
+/// HTTP date in any of its three forms (IMF-fixdate, RFC 850, asctime). The wait is at most
+/// `cap`: a number too large for any integer is the cap, a date in the past is no wait.
+/// `None` for anything else (negative numbers, garbage). Never panics, whatever the text.
+pub fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    cap: Duration,
+) -> Option<Duration> {
+    let value = value.trim();
+    // Real headers are short; a long one is not worth parsing.
+    if value.is_empty() || value.len() > 64 {
+        return None;
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: a number of seconds, saturating rather than overflowing.
+        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(clamp_peer_delay(Duration::from_secs(seconds), cap));
+    }
+    let at = http_date(value)?;
+    let wait = at.signed_duration_since(now);
+    let wait = wait.to_std().unwrap_or(Duration::ZERO);
+    Some(clamp_peer_delay(wait, cap))
+}
+
+/// An HTTP date: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, read as RFC 2822), RFC 850
+/// (`Sunday, 06-Nov-94 08:49:37 GMT`) or asctime (`Sun Nov  6 08:49:37 1994`).
+fn http_date(value: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc2822(value) {
+        return Some(at.with_timezone(&chrono::Utc));
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|naive| naive.and_utc())
+}
+
+/// A wait a peer asked for, cut to `cap`: the one place a peer's number becomes a wait.
+pub fn clamp_peer_delay(wait: Duration, cap: Duration) -> Duration {
+    wait.min(cap).min(PEER_DELAY_CEILING)
 }
 
 /// A request that got no HTTP answer: timeouts, refused or reset connections and broken
@@ -189,6 +231,111 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&headers), Some(PEER_DELAY_CEILING));
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn at(text: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn retry_after_is_clamped_in_every_form() {
+        let now = at("1994-11-06T08:49:00Z");
+        let parse = |v: &str| parse_retry_after(v, now, HOUR);
+        // Delta seconds: small, at the cap, huge, beyond u64, with spaces.
+        assert_eq!(parse("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse(" 3600 "), Some(HOUR));
+        assert_eq!(parse("1000000000"), Some(HOUR));
+        assert_eq!(parse("18446744073709551615"), Some(HOUR));
+        assert_eq!(parse("99999999999999999999999999999"), Some(HOUR));
+        assert_eq!(parse("0"), Some(Duration::ZERO));
+        // HTTP dates in their three forms, 37 s after `now`.
+        let soon = Some(Duration::from_secs(37));
+        assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), soon);
+        assert_eq!(parse("Sunday, 06-Nov-94 08:49:37 GMT"), soon);
+        assert_eq!(parse("Sun Nov  6 08:49:37 1994"), soon);
+        // Far in the future: the cap; in the past: no wait.
+        assert_eq!(parse("Fri, 31 Dec 9999 23:59:59 GMT"), Some(HOUR));
+        assert_eq!(parse("Sat, 01 Jan 1994 00:00:00 GMT"), Some(Duration::ZERO));
+        // Negative, fractional, garbage, empty, overlong: no wait asked for.
+        for bad in [
+            "-1",
+            "-18446744073709551616",
+            "1.5",
+            "soon",
+            "",
+            "  ",
+            "1e9",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse(&"9".repeat(100)), None);
+    }
+
+    #[test]
+    fn a_configured_cap_above_the_ceiling_is_the_ceiling() {
+        let huge = Duration::from_secs(u64::MAX);
+        assert_eq!(clamp_peer_delay(huge, huge), PEER_DELAY_CEILING);
+        assert_eq!(clamp_peer_delay(huge, HOUR), HOUR);
+        assert_eq!(
+            clamp_peer_delay(Duration::from_secs(5), HOUR),
+            Duration::from_secs(5)
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any header text: no panic, and never a wait over the cap.
+            #[test]
+            fn any_text_gives_no_wait_or_one_within_the_cap(
+                value in ".{0,80}",
+                cap_seconds in 0u64..1_000_000,
+                now_seconds in 0i64..4_000_000_000,
+            ) {
+                let cap = Duration::from_secs(cap_seconds);
+                let now = chrono::DateTime::from_timestamp(now_seconds, 0).unwrap();
+                if let Some(wait) = parse_retry_after(&value, now, cap) {
+                    prop_assert!(wait <= cap);
+                }
+            }
+
+            /// Numbers and dates as peers write them, including absurd ones.
+            #[test]
+            fn numbers_and_dates_stay_within_the_cap(
+                seconds in any::<u64>(),
+                extra_digits in "[0-9]{0,30}",
+                year in 0u32..100_000,
+                day in 1u32..32,
+            ) {
+                let now = chrono::Utc::now();
+                for value in [
+                    seconds.to_string(),
+                    format!("{seconds}{extra_digits}"),
+                    format!("Sun, {day:02} Nov {year} 08:49:37 GMT"),
+                    format!("Sunday, {day:02}-Nov-{:02} 08:49:37 GMT", year % 100),
+                    format!("Sun Nov {day:2} 08:49:37 {year}"),
+                ] {
+                    if let Some(wait) = parse_retry_after(&value, now, HOUR) {
+                        prop_assert!(wait <= HOUR, "{value:?} gave {wait:?}");
+                    }
+                }
+                let whole = parse_retry_after(&seconds.to_string(), now, HOUR);
+                prop_assert_eq!(whole, Some(Duration::from_secs(seconds).min(HOUR)));
+            }
+        }
     }
 
     #[test]

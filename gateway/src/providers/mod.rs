@@ -116,6 +116,14 @@ pub trait Provider: Send + Sync {
     fn channel(&self) -> Channel;
     /// Hands one message over.
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError>;
+    /// For a provider that reaches many independent services (web push: each endpoint's
+    /// push service), the service a message to `address` goes to, as an origin
+    /// (`scheme://host:port`). Its pauses and failures are then kept per origin, so one
+    /// service can hold back only its own messages. `None` (the default): one service.
+    fn origin(&self, address: &str) -> Option<String> {
+        let _ = address;
+        None
+    }
 }
 
 /// A provider that could not be built from its config.

@@ -428,6 +428,13 @@ impl Provider for WebPushProvider {
         self.channel
     }
 
+    /// Each push service is its own peer: one that is slow, failing or asks for a pause
+    /// holds back only the subscriptions on it.
+    fn origin(&self, address: &str) -> Option<String> {
+        let url = url::Url::parse(address.trim()).ok()?;
+        url.has_host().then(|| url.origin().ascii_serialization())
+    }
+
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
         let (request, host) = self.prepare(message)?;
         let response = self.client.execute(request).await.map_err(|e| {
@@ -600,6 +607,33 @@ mod tests {
         ] {
             assert!(check_subject(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn each_push_service_origin_is_its_own_peer() {
+        let (public, private) = generate_vapid_keys();
+        let variable = "GATEWAY_TEST_WEBPUSH_UNIT_ORIGIN";
+        std::env::set_var(variable, &private);
+        let provider =
+            WebPushProvider::new(&config(&public, variable, "mailto:it@surgery.nhs.uk")).unwrap();
+        let origin = |a: &str| provider.origin(a);
+        assert_eq!(
+            origin("https://fcm.googleapis.com/fcm/send/abc"),
+            Some("https://fcm.googleapis.com".into())
+        );
+        assert_eq!(
+            origin("https://Push.Example.net:8443/x"),
+            Some("https://push.example.net:8443".into())
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:4000/push/a"),
+            Some("http://127.0.0.1:4000".into())
+        );
+        assert_ne!(
+            origin("http://127.0.0.1:4000/a"),
+            origin("http://127.0.0.1:4001/a")
+        );
+        assert_eq!(origin("not a url"), None);
     }
 
     #[test]

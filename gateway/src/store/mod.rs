@@ -201,6 +201,30 @@ pub trait OutboxStore: Send + Sync {
         limit: usize,
         urgent_only: bool,
         skip_practices: &[i64],
+    ) -> StoreResult<Vec<ClaimedMessage>> {
+        self.claim_due_skipping(
+            owner,
+            now,
+            lease_until,
+            limit,
+            urgent_only,
+            skip_practices,
+            &[],
+        )
+        .await
+    }
+    /// As [`OutboxStore::claim_due`], also leaving the bulk messages of `skip_channels`
+    /// (whose lanes are full) for later, so a stalled channel takes no other channel's room.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_due_skipping(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+        urgent_only: bool,
+        skip_practices: &[i64],
+        skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records attempts and the messages' new states in one transaction. For each, whether
     /// `owner` still held the lease (the attempt is recorded all the same).

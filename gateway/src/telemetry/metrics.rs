@@ -136,6 +136,21 @@ struct LaneLabels {
     lane: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    provider: String,
+    origin: String,
+}
+
+/// Most paused origins listed by name in one scrape (the longest pauses); the count of all
+/// of them is `gateway_paused_origins`.
+pub const MAX_LISTED_ORIGINS: usize = 50;
+
 /// Every lane the queue-depth gauge reports, zero when empty.
 const LANES: [Priority; 2] = [Priority::Urgent, Priority::Bulk];
 
@@ -161,6 +176,9 @@ pub struct Metrics {
     rate_limit_wait_seconds: Family<LimiterLabels, Counter<f64>>,
     circuit_state: Family<ProviderLabels, Gauge>,
     queue_depth: Family<LaneLabels, Gauge>,
+    lane_depth: Family<ChannelLabels, Gauge>,
+    paused_origins: Gauge,
+    origin_paused: Family<OriginLabels, Gauge>,
 }
 
 impl Metrics {
@@ -175,6 +193,9 @@ impl Metrics {
         let rate_limit_wait_seconds = Family::<LimiterLabels, Counter<f64>>::default();
         let circuit_state = Family::<ProviderLabels, Gauge>::default();
         let queue_depth = Family::<LaneLabels, Gauge>::default();
+        let lane_depth = Family::<ChannelLabels, Gauge>::default();
+        let paused_origins = Gauge::default();
+        let origin_paused = Family::<OriginLabels, Gauge>::default();
 
         // Counters get `_total` and unit-registered metrics get `_seconds` when encoded.
         let mut registry = Registry::with_prefix("gateway");
@@ -210,6 +231,22 @@ impl Metrics {
             "Queued messages per lane, read from the store at scrape time",
             queue_depth.clone(),
         );
+        registry.register(
+            "lane_depth",
+            "Messages this process's workers hold in memory per channel, waiting or being sent",
+            lane_depth.clone(),
+        );
+        registry.register(
+            "paused_origins",
+            "Push services (origins) paused by their Retry-After or with their circuit open",
+            paused_origins.clone(),
+        );
+        registry.register_with_unit(
+            "origin_paused",
+            "Time left before a paused push service (origin) is tried again, longest first",
+            Unit::Seconds,
+            origin_paused.clone(),
+        );
 
         let metrics = Self {
             registry,
@@ -219,6 +256,9 @@ impl Metrics {
             rate_limit_wait_seconds,
             circuit_state,
             queue_depth,
+            lane_depth,
+            paused_origins,
+            origin_paused,
         };
         // A family with no series is left out of the exposition: start the fixed ones at 0
         // (creating the series is the point; the guards are dropped at once).
@@ -289,6 +329,39 @@ impl Metrics {
         self.circuit_state.get_or_create(&labels).set(state.value());
     }
 
+    /// Sets what dispatch holds now: messages in memory per channel, and the paused push
+    /// origins as `(provider, origin, time left)`, longest first (at most
+    /// [`MAX_LISTED_ORIGINS`] are named; origins no longer paused disappear).
+    pub fn dispatch_state(
+        &self,
+        lanes: &[(Channel, usize)],
+        paused: &[(String, String, Duration)],
+    ) {
+        for channel in Channel::ALL {
+            let held = lanes
+                .iter()
+                .filter(|(c, _)| *c == channel)
+                .map(|(_, n)| *n)
+                .sum::<usize>();
+            self.lane_depth
+                .get_or_create(&ChannelLabels {
+                    channel: channel.as_str(),
+                })
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
+        }
+        self.paused_origins
+            .set(i64::try_from(paused.len()).unwrap_or(i64::MAX));
+        self.origin_paused.clear();
+        for (provider, origin, left) in paused.iter().take(MAX_LISTED_ORIGINS) {
+            let labels = OriginLabels {
+                provider: provider.clone(),
+                origin: origin.clone(),
+            };
+            let seconds = i64::try_from(left.as_secs()).unwrap_or(i64::MAX).max(1);
+            self.origin_paused.get_or_create(&labels).set(seconds);
+        }
+    }
+
     /// Prometheus text exposition of everything, with the queue depth per lane given.
     /// A lane missing from `queue_depth` is reported as 0, never as its last value.
     pub fn encode(&self, queue_depth: &[(Priority, i64)]) -> String {
@@ -329,6 +402,30 @@ mod tests {
             text.lines().any(|l| l == line),
             "missing line {line:?} in:\n{text}"
         );
+    }
+
+    #[test]
+    fn lane_depth_and_paused_origins_are_shown_and_cleared() {
+        let metrics = Metrics::new();
+        let paused = vec![(
+            "browser-push".to_string(),
+            "https://push.example:8443".to_string(),
+            Duration::from_secs(3599),
+        )];
+        metrics.dispatch_state(&[(Channel::Sms, 12), (Channel::Push, 3)], &paused);
+        let text = metrics.encode(&[]);
+        assert_line(&text, "gateway_lane_depth{channel=\"sms\"} 12");
+        assert_line(&text, "gateway_lane_depth{channel=\"email\"} 0");
+        assert_line(&text, "gateway_lane_depth{channel=\"push\"} 3");
+        assert_line(&text, "gateway_paused_origins 1");
+        assert_line(
+            &text,
+            "gateway_origin_paused_seconds{provider=\"browser-push\",origin=\"https://push.example:8443\"} 3599",
+        );
+        metrics.dispatch_state(&[], &[]);
+        let text = metrics.encode(&[]);
+        assert_line(&text, "gateway_paused_origins 0");
+        assert!(!text.contains("push.example"), "{text}");
     }
 
     #[test]

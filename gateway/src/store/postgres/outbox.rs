@@ -474,7 +474,7 @@ impl OutboxStore for PostgresStore {
         Ok(inserted)
     }
 
-    async fn claim_due(
+    async fn claim_due_skipping(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -482,13 +482,16 @@ impl OutboxStore for PostgresStore {
         limit: usize,
         urgent_only: bool,
         skip_practices: &[i64],
+        skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
+        let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
         let mut tx = self.begin().await?;
         requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
             "WITH due AS (
                  SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
-                        AND priority <= $5 AND (priority = 0 OR practice_id <> ALL($6))
+                        AND priority <= $5
+                        AND (priority = 0 OR (practice_id <> ALL($6) AND channel <> ALL($7)))
                  ORDER BY priority, next_attempt_at, id LIMIT $2
                  FOR UPDATE SKIP LOCKED
              )
@@ -508,6 +511,7 @@ impl OutboxStore for PostgresStore {
             Priority::Bulk.rank()
         })
         .bind(skip_practices)
+        .bind(&skip_channels)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

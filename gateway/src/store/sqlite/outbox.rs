@@ -481,7 +481,7 @@ impl OutboxStore for SqliteStore {
         Ok(inserted)
     }
 
-    async fn claim_due(
+    async fn claim_due_skipping(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -489,7 +489,9 @@ impl OutboxStore for SqliteStore {
         limit: usize,
         urgent_only: bool,
         skip_practices: &[i64],
+        skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
+        let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
         let mut tx = self.begin_write().await?;
         requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
@@ -497,7 +499,8 @@ impl OutboxStore for SqliteStore {
                     attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
                                  AND priority <= ?
-                                 AND (priority = 0 OR practice_id NOT IN (SELECT value FROM json_each(?)))
+                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each(?))
+                                                       AND channel NOT IN (SELECT value FROM json_each(?))))
                           ORDER BY priority, next_attempt_at, id LIMIT ?)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
                        body_html, link, priority, attempts, created_at",
@@ -512,6 +515,7 @@ impl OutboxStore for SqliteStore {
             Priority::Bulk.rank()
         })
         .bind(serde_json::to_string(skip_practices).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&skip_channels).unwrap_or_else(|_| "[]".into()))
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
