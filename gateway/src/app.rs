@@ -61,6 +61,8 @@ pub struct AppState {
     pub dispatch: Arc<DispatchControl>,
     /// Where fan-out and dispatch read "now" for quiet hours (tests set the time of day).
     pub clock: Clock,
+    /// Console sign-in throttle and password-check limit.
+    pub signin: Arc<crate::web::signin_guard::SigninGuard>,
 }
 
 impl AppState {
@@ -98,7 +100,11 @@ impl AppState {
                 metrics.add_provider(channel, provider.name());
             }
         }
+        let signin = Arc::new(crate::web::signin_guard::SigninGuard::new(
+            config.signin.clone(),
+        ));
         Ok(Self {
+            signin,
             store,
             fanout,
             templates,
@@ -209,9 +215,13 @@ pub async fn serve_as(
     } else {
         crate::api::ops_router(state.clone())
     };
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    // Connections' addresses are kept for handlers that count per client (sign-in).
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await;
     if let Some(worker) = worker {
         // In-flight sends get a bounded time to finish; leases not given back simply expire.
         if tokio::time::timeout(Duration::from_secs(30), worker)

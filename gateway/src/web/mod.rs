@@ -6,6 +6,7 @@ mod console_templates;
 pub mod pages;
 pub mod push;
 pub mod session;
+pub mod signin_guard;
 
 use axum::Router;
 
