@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_uploads;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -105,6 +106,8 @@ fn main() {
         appointments::closure_for_booked_patients_names_their_appointment,
         appointments::closure_for_all_ignores_appointments,
         appointments::closure_for_both_tells_each_patient_once,
+        isolation_uploads::large_appointment_csv_is_linear_capped_and_isolated,
+        isolation_uploads::signin_floods_lock_names_and_addresses_audited_and_isolated,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
