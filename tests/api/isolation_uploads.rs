@@ -72,7 +72,7 @@ fn big_file(rows: u32) -> (String, Vec<u64>) {
             text.push('\n');
             row += 1;
         }
-        let patient = if row % 2 == 0 {
+        let patient = if row.is_multiple_of(2) {
             nhs((row % 200) as u32)
         } else {
             unknown.push(row);

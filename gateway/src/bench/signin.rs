@@ -221,7 +221,7 @@ async fn sign_in_wrong(client: &reqwest::Client, base: &str, i: usize) -> Option
         .form(&[
             (
                 "username",
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     "bench.admin".to_string()
                 } else {
                     format!("guess{i}")

@@ -8,8 +8,11 @@ use super::phones::PhoneBook;
 use super::reader::{Record, Rows};
 use super::rows::parse_row;
 
-/// Every record of `bytes` as (row, fields, oversized), or `None` if the header is refused.
-fn records(bytes: &[u8], max_row_bytes: usize) -> Option<Vec<(u64, Vec<Vec<u8>>, bool)>> {
+/// A record as read: its row, its fields and whether it was too long to keep.
+type Kept = (u64, Vec<Vec<u8>>, bool);
+
+/// Every record of `bytes`, or `None` if the header is refused.
+fn records(bytes: &[u8], max_row_bytes: usize) -> Option<Vec<Kept>> {
     let mut rows = Rows::open(bytes).ok()?.with_max_row_bytes(max_row_bytes);
     let mut record = Record::default();
     let mut out = Vec::new();
