@@ -64,6 +64,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The per-address rate of anonymous push follows.
     pub follow_limits: Arc<FollowLimits>,
+    /// Console sign-in throttle and password-check limit.
+    pub signin: Arc<crate::web::signin_guard::SigninGuard>,
 }
 
 impl AppState {
@@ -103,7 +105,11 @@ impl AppState {
                 metrics.add_provider(channel, provider.name());
             }
         }
+        let signin = Arc::new(crate::web::signin_guard::SigninGuard::new(
+            config.signin.clone(),
+        ));
         Ok(Self {
+            signin,
             store,
             fanout,
             templates,
@@ -218,8 +224,8 @@ pub async fn serve_as(
     } else {
         crate::api::ops_router(state.clone())
     };
-    // Connection info gives handlers the client's address (anonymous follows are limited
-    // per address).
+    // Connections' addresses are kept for handlers that count per client (anonymous follows,
+    // console sign-in).
     let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

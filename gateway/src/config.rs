@@ -69,6 +69,9 @@ pub struct Config {
     /// How long message wording and addresses are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Console sign-in: throttling failures, and how many password checks run at once.
+    #[serde(default)]
+    pub signin: crate::web::signin_guard::SigninConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }

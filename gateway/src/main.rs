@@ -9,7 +9,7 @@ use gateway::app::{self, AppState};
 use gateway::cluster::Role;
 use gateway::config::Config;
 use gateway::domain::OdsCode;
-use gateway::intake::appointments::import_file;
+use gateway::intake::appointments::import_file_with;
 use gateway::store::{self, KeyScope};
 use gateway::{api, bench, demo, telemetry};
 
@@ -129,6 +129,10 @@ enum BenchCommand {
     Dispatch(bench::DispatchArgs),
     /// CSV contact import throughput (rows per second) and peak memory.
     Import(bench::ImportBenchArgs),
+    /// CSV appointment import throughput (rows per second) and peak memory, per file size.
+    Appointments(bench::AppointmentsBenchArgs),
+    /// `/healthz` latency alone and during parallel anonymous sign-in loops.
+    Signin(bench::SigninBenchArgs),
 }
 
 #[tokio::main]
@@ -196,25 +200,33 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Bench {
             which: BenchCommand::Import(args),
         } => bench::import(&config, args).await?,
+        Command::Bench {
+            which: BenchCommand::Appointments(args),
+        } => bench::appointments(&config, args).await?,
+        Command::Bench {
+            which: BenchCommand::Signin(args),
+        } => bench::signin(&config, args).await?,
         Command::ImportContacts(args) => gateway::intake::import::cli::run(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
         Command::ImportAppointments { practice, file } => {
             let store = store::connect(&config.database.url, 1).await?;
             store.migrate().await?;
-            let (rows, summary) = import_file(store.as_ref(), &practice, &file, "cli").await?;
+            let (rows, summary) =
+                import_file_with(store.as_ref(), &config.import, &practice, &file, "cli").await?;
             for rejected in &summary.rejected {
                 for e in &rejected.errors {
                     let line = rejected.line.unwrap_or_default();
-                    eprintln!("line {line}: {}: {}", e.field, e.reason);
+                    eprintln!("row {line}: {}: {}", e.field, e.reason);
                 }
+            }
+            if summary.rejected_not_listed > 0 {
+                eprintln!("... and {} more rows refused", summary.rejected_not_listed);
             }
             println!(
                 "{rows} rows: {} created, {} updated, {} rejected",
-                summary.created,
-                summary.updated,
-                summary.rejected.len()
+                summary.created, summary.updated, summary.rejected_count
             );
-            if summary.created + summary.updated == 0 && !summary.rejected.is_empty() {
+            if summary.created + summary.updated == 0 && summary.rejected_count > 0 {
                 return Err("no appointment could be imported".into());
             }
         }

@@ -18,6 +18,7 @@ mod isolation_dispatch;
 mod isolation_intake;
 mod isolation_push;
 mod isolation_render;
+mod isolation_uploads;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -121,6 +122,8 @@ fn main() {
         isolation_intake::concurrent_status_changes_leave_only_the_newest,
         isolation_dispatch::a_push_service_asking_for_years_pauses_only_itself,
         isolation_dispatch::a_slow_sms_provider_does_not_hold_back_email_and_push,
+        isolation_uploads::large_appointment_csv_is_linear_capped_and_isolated,
+        isolation_uploads::signin_floods_lock_names_and_addresses_audited_and_isolated,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

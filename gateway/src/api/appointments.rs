@@ -1,7 +1,7 @@
 //! `/practices/{ods}/appointments`: import bookings (a JSON batch or a CSV file) with
 //! per-row errors, read one back, and post a change that messages the patient.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +17,9 @@ use crate::domain::Invalid;
 use crate::intake::appointments::change::{
     post_appointment_change, AppointmentChangeRequest, ChangeError,
 };
-use crate::intake::appointments::{self, csv, AppointmentInput, ImportSummary, Row, MAX_BATCH};
-use crate::store::Practice;
+use crate::intake::appointments::{
+    self, AppointmentInput, FileImportError, ImportSummary, Row, MAX_BATCH,
+};
 
 /// A batch of appointments.
 #[derive(Debug, Deserialize)]
@@ -43,40 +44,58 @@ pub async fn upsert(
             format!("at most {MAX_BATCH} appointments per request; send larger lists as CSV to /appointments/import"),
         )]));
     }
-    let rows: Vec<Row> = batch.appointments.into_iter().map(|a| (None, a)).collect();
-    import(&state, &caller, &practice, &rows).await
+    let rows: Vec<Row> = batch
+        .appointments
+        .into_iter()
+        .map(|a| Row {
+            line: None,
+            input: Ok(a),
+        })
+        .collect();
+    let summary = appointments::import(
+        state.store.as_ref(),
+        &practice,
+        rows,
+        &state.config.import,
+        &caller.actor,
+    )
+    .await?;
+    answer(summary)
 }
 
-/// `POST /practices/{ods}/appointments/import`: the same from a CSV file (the body), with
-/// rejected rows named by line.
+/// `POST /practices/{ods}/appointments/import`: the same from a CSV file (the body, at most
+/// `import.max_upload_bytes`, spooled to a temporary file and never held whole), with
+/// rejected rows named by their spreadsheet row. A file over `import.max_rows` rows is
+/// refused (413) before anything is written.
 pub async fn import_csv(
     State(state): State<AppState>,
     caller: Caller,
     Path(ods): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::BadRequest("invalid_csv", "the file is not UTF-8 text".into()))?;
-    let rows = csv::read(text).map_err(|e| ApiError::BadRequest("invalid_csv", e.to_string()))?;
-    import(&state, &caller, &practice, &rows).await
+    let spool = super::imports::spool_body(body, state.config.import.max_upload_bytes).await?;
+    let summary = appointments::import_csv_file(
+        state.store.as_ref(),
+        &practice,
+        &state.config.import,
+        spool.path().to_path_buf(),
+        &caller.actor,
+    )
+    .await;
+    drop(spool);
+    answer(summary?)
 }
 
-/// Imports parsed rows, audits the import and answers with its summary.
-async fn import(
-    state: &AppState,
-    caller: &Caller,
-    practice: &Practice,
-    rows: &[Row],
-) -> Result<Json<Value>, ApiError> {
-    let summary = appointments::import(state.store.as_ref(), practice, rows, &caller.actor).await?;
-    if summary.created + summary.updated == 0 && !summary.rejected.is_empty() {
+/// The summary; 422 with every listed problem when every row was refused.
+fn answer(summary: ImportSummary) -> Result<Json<Value>, ApiError> {
+    if summary.created + summary.updated == 0 && summary.rejected_count > 0 {
         return Err(ApiError::Validation(rejections(&summary)));
     }
     Ok(Json(json!(summary)))
 }
 
-/// Every rejected row's problems, each under `appointments[i]` (or `line N` of a file).
+/// Every listed rejected row's problems, each under `appointments[i]` (or `line N` of a file).
 fn rejections(summary: &ImportSummary) -> Vec<Invalid> {
     summary
         .rejected
@@ -147,6 +166,23 @@ pub async fn change(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+impl From<FileImportError> for ApiError {
+    fn from(e: FileImportError) -> Self {
+        match e {
+            FileImportError::Csv(_) => ApiError::BadRequest("invalid_csv", e.to_string()),
+            FileImportError::TooManyRows(_) => ApiError::Rejected(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_rows",
+                e.to_string(),
+            ),
+            FileImportError::Read(..) => ApiError::BadRequest("unreadable_body", e.to_string()),
+            FileImportError::NoPractice(_) => ApiError::NotFound(e.to_string()),
+            FileImportError::Store(e) => e.into(),
+            FileImportError::Task(_) => ApiError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<ChangeError> for ApiError {

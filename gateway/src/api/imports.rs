@@ -94,32 +94,17 @@ pub async fn import(
     let csv_report = query.csv_report()?;
     check_content_type(&headers)?;
     let limit = state.config.import.max_upload_bytes;
-    let mut received = 0u64;
-    let stream = body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(io::Error::other)?;
-        received += chunk.len() as u64;
-        if received > limit {
-            return Err(io::Error::other(TooLarge(limit)));
-        }
-        Ok(chunk)
-    });
-    let mut reader = StreamReader::new(stream);
     // Kept until the import is done: dropping it removes the spooled file.
     let mut spool = None;
     let source = if query.all_or_nothing {
-        let file = tempfile::NamedTempFile::new()
-            .map_err(|e| ApiError::Internal(format!("temporary file: {e}")))?;
-        let mut out = tokio::fs::File::from_std(
-            file.reopen()
-                .map_err(|e| ApiError::Internal(format!("temporary file: {e}")))?,
-        );
-        let copied = tokio::io::copy(&mut reader, &mut out).await;
-        copied.and(out.flush().await).map_err(upload_error)?;
+        let file = spool_body(body, limit).await?;
         let path = file.path().to_path_buf();
         spool = Some(file);
         CsvSource::File(path)
     } else {
-        CsvSource::Reader(Box::new(SyncIoBridge::new(reader)))
+        CsvSource::Reader(Box::new(SyncIoBridge::new(StreamReader::new(limited(
+            body, limit,
+        )))))
     };
     let options = ImportOptions {
         replace,
@@ -150,6 +135,40 @@ pub async fn import(
         )
         .await?;
     Ok(respond(report, csv_report))
+}
+
+/// The body as a stream that fails with [`TooLarge`] once more than `limit` bytes came.
+fn limited(
+    body: Body,
+    limit: u64,
+) -> impl futures_util::Stream<Item = io::Result<axum::body::Bytes>> {
+    let mut received = 0u64;
+    body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(io::Error::other)?;
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(io::Error::other(TooLarge(limit)));
+        }
+        Ok(chunk)
+    })
+}
+
+/// Copies an upload of at most `limit` bytes to a temporary file (removed when dropped), so
+/// that it can be read more than once without being held in memory.
+pub(super) async fn spool_body(
+    body: Body,
+    limit: u64,
+) -> Result<tempfile::NamedTempFile, ApiError> {
+    let mut reader = StreamReader::new(limited(body, limit));
+    let file = tempfile::NamedTempFile::new()
+        .map_err(|e| ApiError::Internal(format!("temporary file: {e}")))?;
+    let mut out = tokio::fs::File::from_std(
+        file.reopen()
+            .map_err(|e| ApiError::Internal(format!("temporary file: {e}")))?,
+    );
+    let copied = tokio::io::copy(&mut reader, &mut out).await;
+    copied.and(out.flush().await).map_err(upload_error)?;
+    Ok(file)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -216,6 +235,11 @@ impl From<ImportError> for ApiError {
             ImportError::TooLarge(_) => ApiError::Rejected(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
+                e.to_string(),
+            ),
+            ImportError::TooManyRows(_) => ApiError::Rejected(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_rows",
                 e.to_string(),
             ),
             ImportError::Read(_) => ApiError::BadRequest("unreadable_body", e.to_string()),

@@ -1,18 +1,22 @@
 //! `gateway bench ...`: throughput and latency measured on a fresh scratch database
 //! (SQLite in a temporary folder, or a scratch database on a PostgreSQL server).
 
+pub mod appointments;
 pub mod dispatch;
 pub mod fanout;
 pub mod import;
+pub mod signin;
 pub mod workers;
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
+pub use appointments::{appointments, AppointmentsBenchArgs};
 pub use dispatch::{dispatch, DispatchArgs};
 pub use fanout::{fanout, FanoutArgs};
 pub use import::{import, ImportBenchArgs};
+pub use signin::{signin, SigninBenchArgs};
 
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{scratch, NewPractice, PostgresStore, Practice, SqliteStore, Store};

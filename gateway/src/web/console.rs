@@ -15,10 +15,12 @@ use tera::Context;
 
 use super::pages::{asset, error_page, page};
 use super::session::{self, csrf_matches, random_token};
+use super::signin_guard::{ClientAddress, Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::domain::{OdsCode, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
-use crate::store::{KeyScope, Practice, SessionRecord};
+use crate::store::{AuditEntry, KeyScope, Practice, SessionRecord};
+use std::time::Instant;
 
 /// The console's routes.
 pub fn routes() -> Router<AppState> {
@@ -170,6 +172,7 @@ struct SigninForm {
 
 async fn signin(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<SigninForm>,
 ) -> Response {
@@ -187,17 +190,35 @@ async fn signin(
             "This sign-in form has expired. Reload the page and try again.",
         );
     }
+    let guard = state.signin.clone();
+    let mut subjects = vec![Subject::user(&form.username)];
+    subjects.extend(client.map(Subject::Address));
+    if let Some(left) = guard.locked(&subjects, Instant::now()) {
+        return refused(&state, &headers, Refusal::Locked(left));
+    }
     let user = match state.store.user_by_name(form.username.trim()).await {
         Ok(user) => user,
         Err(e) => return internal(e),
     };
-    let Some(user) = session::authenticate(user, &form.password) else {
-        return signin_form(
-            &state,
-            &headers,
-            Some("That username and password do not match."),
-        );
+    let password = form.password;
+    let checked = guard
+        .hash(move || session::authenticate(user, &password))
+        .await;
+    let user = match checked {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            for lock in guard.failed(&subjects, Instant::now()) {
+                audit_lock(&state, &lock, client).await;
+            }
+            return signin_form(
+                &state,
+                &headers,
+                Some("That username and password do not match."),
+            );
+        }
+        Err(refusal) => return refused(&state, &headers, refusal),
     };
+    guard.succeeded(&subjects[0]);
     match session::start(state.store.as_ref(), &user).await {
         Ok(token) => {
             let mut response = Redirect::to("/console/practices").into_response();
@@ -207,6 +228,56 @@ async fn signin(
             response
         }
         Err(e) => internal(e),
+    }
+}
+
+/// The sign-in form again, saying why this attempt was not checked: 429 while locked, 503
+/// while too many password checks wait; with `Retry-After`.
+fn refused(state: &AppState, headers: &HeaderMap, refusal: Refusal) -> Response {
+    let (status, seconds, problem) = match refusal {
+        Refusal::Locked(left) => {
+            let seconds = left.as_secs().max(1);
+            let minutes = seconds.div_ceil(60);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                seconds,
+                format!(
+                    "Too many failed sign-ins. Sign-in is paused for this username or this \
+                     network; try again in {minutes} minute{}.",
+                    if minutes == 1 { "" } else { "s" }
+                ),
+            )
+        }
+        Refusal::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "Too many sign-ins at once. Try again in a moment.".to_string(),
+        ),
+    };
+    let mut response = signin_form(state, headers, Some(&problem));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Records in the audit log that a user name or an address has just been locked.
+async fn audit_lock(state: &AppState, lock: &Locked, client: Option<std::net::IpAddr>) {
+    let details = json!({
+        "failures": lock.failures,
+        "locked_seconds": lock.seconds,
+        "address": client.map(|ip| ip.to_string()),
+    });
+    let entry = AuditEntry {
+        actor: "anonymous".into(),
+        action: "console.signin_locked".into(),
+        practice_id: None,
+        subject: Some(lock.subject.audit_subject()),
+        details: Some(details.to_string()),
+    };
+    if let Err(e) = state.store.audit(&entry, chrono::Utc::now()).await {
+        tracing::error!(error = %e, "could not audit a sign-in lock");
     }
 }
 

@@ -7,6 +7,7 @@ pub mod follows;
 pub mod pages;
 pub mod push;
 pub mod session;
+pub mod signin_guard;
 
 use axum::Router;
 

@@ -7,6 +7,8 @@
 //! `reference`, `appointment_id`, `nhs_no`, `place`).
 
 use super::{AppointmentInput, Row};
+use crate::domain::Invalid;
+use crate::intake::import::reader::{Record, Rows, DEFAULT_MAX_ROW_BYTES};
 
 /// Why a file could not be read at all (a bad row is reported with the row instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,92 +67,118 @@ fn normalise(header: &str) -> String {
         .replace([' ', '-'], "_")
 }
 
-/// The line (from 1) of the record the reader started at byte `offset`. The csv crate's own
-/// line count skips blank lines and counts a CRLF late, and its offset is where it began
-/// scanning, before the line ends it skipped, so those are stepped over here.
-fn line_at(text: &str, offset: u64) -> u64 {
-    let bytes = text.as_bytes();
-    let mut at = (offset as usize).min(bytes.len());
-    while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
-        at += 1;
-    }
-    bytes[..at].iter().filter(|b| **b == b'\n').count() as u64 + 1
+/// Where each understood column is in a file, told from its header row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    at: Vec<Option<usize>>,
 }
 
-/// Reads a CSV appointment list into rows with their line numbers. A row that cannot be
-/// read (bad quoting, not UTF-8) is returned with its problem as the row's `nhs_number`
-/// left empty, so it is rejected with the rest of its reasons.
-pub fn read(text: &str) -> Result<Vec<Row>, CsvError> {
-    let mut reader = ::csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(::csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| CsvError::Header(e.to_string()))?
-        .clone();
-    if headers.is_empty() || headers.iter().all(|h| h.trim().is_empty()) {
-        return Err(CsvError::Empty);
+impl Columns {
+    /// Finds the columns in a header row, naming any required one that is missing.
+    pub fn from_headers(headers: &[String]) -> Result<Self, CsvError> {
+        if headers.is_empty() || headers.iter().all(|h| h.trim().is_empty()) {
+            return Err(CsvError::Empty);
+        }
+        let position = |column: &str| {
+            let names = COLUMNS
+                .iter()
+                .find(|(name, _)| *name == column)
+                .map(|(_, names)| *names)
+                .unwrap_or_default();
+            headers
+                .iter()
+                .position(|h| names.contains(&normalise(h).as_str()))
+        };
+        let missing: Vec<&'static str> = REQUIRED
+            .into_iter()
+            .filter(|c| position(c).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(CsvError::MissingColumns(missing));
+        }
+        Ok(Self {
+            at: COLUMNS.iter().map(|(c, _)| position(c)).collect(),
+        })
     }
-    let position = |column: &str| {
-        let names = COLUMNS
-            .iter()
-            .find(|(name, _)| *name == column)
-            .map(|(_, names)| *names)
-            .unwrap_or_default();
-        headers
-            .iter()
-            .position(|h| names.contains(&normalise(h).as_str()))
-    };
-    let missing: Vec<&'static str> = REQUIRED
-        .into_iter()
-        .filter(|c| position(c).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return Err(CsvError::MissingColumns(missing));
-    }
-    let at: Vec<Option<usize>> = COLUMNS.iter().map(|(c, _)| position(c)).collect();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(record) => record,
-            Err(e) => {
-                let line = e.position().map(|p| line_at(text, p.byte()));
-                rows.push((
-                    line,
-                    AppointmentInput {
-                        external_ref: format!("(unreadable row: {e})"),
-                        ..Default::default()
-                    },
-                ));
-                continue;
+
+    /// The appointment a record gives, `None` for an empty row (skipped, as a spreadsheet's
+    /// empty row), or why the row cannot be read at all.
+    pub fn row(
+        &self,
+        record: &Record,
+        max_row_bytes: usize,
+    ) -> Option<Result<AppointmentInput, Invalid>> {
+        if record.oversized() {
+            return Some(Err(Invalid::new(
+                "",
+                format!("the row is longer than {max_row_bytes} bytes (import.max_row_bytes): is a quote left open?"),
+            )));
+        }
+        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            return None;
+        }
+        let mut unreadable = None;
+        let mut cell = |i: usize| -> String {
+            let bytes = self.at[i].and_then(|i| record.get(i)).unwrap_or_default();
+            match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_string(),
+                Err(_) => {
+                    unreadable.get_or_insert(COLUMNS[i].0);
+                    String::new()
+                }
             }
         };
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let line = record.position().map(|p| line_at(text, p.byte()));
-        let cell = |i: usize| at[i].and_then(|i| record.get(i)).unwrap_or("").to_string();
-        let optional = |i: usize| Some(cell(i)).filter(|v| !v.is_empty());
-        rows.push((
-            line,
-            AppointmentInput {
-                nhs_number: cell(0),
-                starts_at: cell(1),
-                external_ref: cell(2),
-                clinician: optional(3),
-                location: optional(4),
-                mode: optional(5),
-                status: optional(6),
-            },
-        ));
+        let mut optional = |i: usize| Some(cell(i)).filter(|v| !v.is_empty());
+        let input = AppointmentInput {
+            clinician: optional(3),
+            location: optional(4),
+            mode: optional(5),
+            status: optional(6),
+            nhs_number: cell(0),
+            starts_at: cell(1),
+            external_ref: cell(2),
+        };
+        Some(match unreadable {
+            Some(column) => Err(Invalid::new(
+                column,
+                "is not UTF-8 text: save the file as \"CSV UTF-8\"",
+            )),
+            None => Ok(input),
+        })
     }
-    Ok(rows)
+}
+
+/// Reads a whole CSV appointment list held in memory into rows with their spreadsheet row
+/// numbers (the header is row 1), through the same streaming reader as an upload. For small
+/// files and tests: imports stream the file instead ([`super::import_csv_file`]).
+pub fn read(bytes: &[u8]) -> Result<Vec<Row>, CsvError> {
+    let mut rows = Rows::open(bytes)
+        .map_err(|e| CsvError::Header(e.to_string()))?
+        .with_max_row_bytes(DEFAULT_MAX_ROW_BYTES);
+    let columns = Columns::from_headers(rows.headers())?;
+    let mut out = Vec::new();
+    let mut record = Record::default();
+    while let Some(row) = rows
+        .next_into(&mut record)
+        .map_err(|e| CsvError::Header(e.to_string()))?
+    {
+        if let Some(input) = columns.row(&record, DEFAULT_MAX_ROW_BYTES) {
+            out.push(Row {
+                line: Some(row),
+                input,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn input(row: &Row) -> &AppointmentInput {
+        row.input.as_ref().unwrap()
+    }
 
     #[test]
     fn columns_are_found_by_name_in_any_order() {
@@ -158,32 +186,62 @@ mod tests {
                     A-1,Ada,943 476 5919,2024-07-22 10:30,\"Patel, Dr\",Room 2\r\n\
                     \r\n\
                     A-2,Bo,9434765870,22/07/2024 11:00,,\r\n";
-        let rows = read(text).unwrap();
+        let rows = read(text.as_bytes()).unwrap();
         assert_eq!(rows.len(), 2);
-        let (line, first) = &rows[0];
-        assert_eq!(*line, Some(2));
+        let first = input(&rows[0]);
+        assert_eq!(rows[0].line, Some(2));
         assert_eq!(first.external_ref, "A-1");
         assert_eq!(first.nhs_number, "943 476 5919");
         assert_eq!(first.clinician.as_deref(), Some("Patel, Dr"));
         assert_eq!(first.location.as_deref(), Some("Room 2"));
-        assert_eq!(rows[1].0, Some(4));
-        assert_eq!(rows[1].1.clinician, None);
+        assert_eq!(rows[1].line, Some(4));
+        assert_eq!(input(&rows[1]).clinician, None);
     }
 
     #[test]
     fn missing_columns_are_named() {
         assert_eq!(
-            read("nhs_number,clinician\n9434765919,Dr Patel\n"),
-            Err(CsvError::MissingColumns(vec!["starts_at", "external_ref"]))
+            read(b"nhs_number,clinician\n9434765919,Dr Patel\n").err(),
+            Some(CsvError::MissingColumns(vec!["starts_at", "external_ref"]))
         );
-        assert_eq!(read(""), Err(CsvError::Empty));
+        assert!(matches!(read(b""), Err(CsvError::Header(_))));
+        assert!(matches!(read(b" , \n"), Err(CsvError::Empty)));
     }
 
     #[test]
     fn short_rows_leave_their_cells_empty() {
-        let rows = read("nhs_number,starts_at,external_ref\n9434765919\n").unwrap();
-        assert_eq!(rows[0].1.nhs_number, "9434765919");
-        assert_eq!(rows[0].1.starts_at, "");
-        assert_eq!(rows[0].1.external_ref, "");
+        let rows = read(b"nhs_number,starts_at,external_ref\n9434765919\n").unwrap();
+        assert_eq!(input(&rows[0]).nhs_number, "9434765919");
+        assert_eq!(input(&rows[0]).starts_at, "");
+        assert_eq!(input(&rows[0]).external_ref, "");
+    }
+
+    #[test]
+    fn rows_are_numbered_as_a_spreadsheet_shows_them() {
+        let text = b"nhs_number,starts_at,external_ref,location\n\
+                     1,x,A,\"two\nlines\"\n2,y,B,\n\n3,z,C,\n";
+        let rows = read(text).unwrap();
+        let lines: Vec<Option<u64>> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(5)]);
+    }
+
+    #[test]
+    fn bad_bytes_and_runaway_rows_are_refused_alone() {
+        let mut text = b"nhs_number,starts_at,external_ref\n1,\xff,A\n2,\"".to_vec();
+        text.extend(std::iter::repeat_n(b'x', DEFAULT_MAX_ROW_BYTES + 10));
+        text.extend(b"\",B\n3,z,C\n");
+        let rows = read(&text).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].input.as_ref().unwrap_err().field, "starts_at");
+        assert!(rows[1]
+            .input
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("longer than"));
+        assert_eq!(
+            (rows[2].line, input(&rows[2]).external_ref.as_str()),
+            (Some(4), "C")
+        );
     }
 }

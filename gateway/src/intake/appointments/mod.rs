@@ -1,22 +1,22 @@
 //! Appointments coming in: batches of bookings (JSON or CSV), each row parsed on its own so
-//! one bad row never spoils the rest, matched to the practice's patients and upserted; and
-//! one-patient changes ([`change`]).
+//! one bad row never spoils the rest, matched to the practice's patients and upserted
+//! ([`import`]); and one-patient changes ([`change`]).
 
 pub mod change;
 pub mod csv;
+pub mod import;
+#[cfg(test)]
+mod proptests;
 
-use std::collections::HashSet;
-use std::path::Path;
-
-use chrono::Utc;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
+pub use import::{import, import_csv_file, import_file, import_file_with, FileImportError};
 
 use crate::domain::{
-    parse_external_ref, parse_start, AppointmentMode, AppointmentState, Invalid, NhsNumber, OdsCode,
+    parse_external_ref, parse_start, AppointmentMode, AppointmentState, Invalid, NhsNumber,
 };
-use crate::store::{AppointmentUpsert, AuditEntry, Practice, Store, StoreError};
+use crate::store::AppointmentUpsert;
 
 /// Most appointments accepted in one JSON batch; larger lists go through CSV import.
 pub const MAX_BATCH: usize = 10_000;
@@ -51,9 +51,9 @@ pub struct AppointmentInput {
 /// A row that was not imported, with every reason found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RejectedAppointment {
-    /// Position in the batch, from 0.
+    /// Position in the batch (or among the file's data rows), from 0.
     pub index: usize,
-    /// Line of the CSV file, for a file.
+    /// Row of the CSV file as a spreadsheet numbers it (the header is row 1), for a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
     /// The external reference as given.
@@ -65,16 +65,41 @@ pub struct RejectedAppointment {
 /// What an import did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportSummary {
+    /// Data rows read (empty rows not counted).
+    pub rows: u64,
     /// Appointments new to the practice.
     pub created: u64,
     /// Appointments already there, updated.
     pub updated: u64,
-    /// Rows not imported, with reasons.
+    /// Rows not imported, with reasons, in row order: at most `import.max_reported_errors`.
     pub rejected: Vec<RejectedAppointment>,
+    /// Rows not imported, all of them.
+    pub rejected_count: u64,
+    /// Rows not imported and not listed in `rejected`, beyond the limit.
+    pub rejected_not_listed: u64,
 }
 
-/// One row of a batch: its CSV line (if from a file) and its values.
-pub type Row = (Option<u64>, AppointmentInput);
+impl ImportSummary {
+    /// Counts a rejected row, listing it while fewer than `limit` are.
+    fn reject(&mut self, row: RejectedAppointment, limit: usize) {
+        self.rejected_count += 1;
+        if self.rejected.len() < limit {
+            self.rejected.push(row);
+        } else {
+            self.rejected_not_listed += 1;
+        }
+    }
+}
+
+/// One row of a batch: its spreadsheet row (for a file) and its values, or why the row
+/// could not be read at all.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The row as a spreadsheet numbers it (header = 1), for a file.
+    pub line: Option<u64>,
+    /// The values, or why they cannot be read (bad bytes, a runaway row).
+    pub input: Result<AppointmentInput, Invalid>,
+}
 
 /// A row parsed, waiting for its patient to be found.
 struct Parsed {
@@ -147,133 +172,6 @@ fn word<T: std::str::FromStr<Err = Invalid>>(
         None => Ok(default),
         Some(text) => text.to_ascii_lowercase().replace([' ', '-'], "_").parse(),
     }
-}
-
-/// Imports a batch of appointments for `practice`: each row parsed on its own, a repeated
-/// external reference rejected at its second appearance, rows naming no patient of the
-/// practice rejected, the rest upserted by external reference in one transaction (the
-/// imported row is taken as the truth: time, clinician, place, mode and status). An import
-/// that stored anything is audited as done by `actor`.
-pub async fn import(
-    store: &dyn Store,
-    practice: &Practice,
-    rows: &[Row],
-    actor: &str,
-) -> Result<ImportSummary, StoreError> {
-    let timezone: Tz = practice
-        .timezone
-        .parse()
-        .unwrap_or(chrono_tz::Europe::London);
-    let mut summary = ImportSummary::default();
-    let mut parsed = Vec::with_capacity(rows.len());
-    let mut seen = HashSet::new();
-    for (index, (line, input)) in rows.iter().enumerate() {
-        let reject = |errors| RejectedAppointment {
-            index,
-            line: *line,
-            external_ref: input.external_ref.clone(),
-            errors,
-        };
-        match parse_row(input, timezone) {
-            Ok(row) if !seen.insert(row.upsert.external_ref.clone()) => {
-                summary.rejected.push(reject(vec![Invalid::new(
-                    "external_ref",
-                    "appears more than once in this import",
-                )]))
-            }
-            Ok(row) => parsed.push((index, row)),
-            Err(errors) => summary.rejected.push(reject(errors)),
-        }
-    }
-    let numbers: Vec<String> = parsed
-        .iter()
-        .map(|(_, row)| row.nhs_number.as_str().to_string())
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let patients = store.patient_ids_by_nhs(practice.id, &numbers).await?;
-    let mut accepted = Vec::with_capacity(parsed.len());
-    for (index, mut row) in parsed {
-        match patients.get(row.nhs_number.as_str()) {
-            Some(id) => {
-                row.upsert.patient_id = *id;
-                accepted.push(row.upsert);
-            }
-            None => summary.rejected.push(RejectedAppointment {
-                index,
-                line: rows[index].0,
-                external_ref: row.upsert.external_ref,
-                errors: vec![Invalid::new(
-                    "nhs_number",
-                    format!(
-                        "no patient with NHS number {} at this practice: add the patient first",
-                        row.nhs_number.as_str()
-                    ),
-                )],
-            }),
-        }
-    }
-    summary.rejected.sort_by_key(|r| r.index);
-    if accepted.is_empty() {
-        return Ok(summary);
-    }
-    let now = Utc::now();
-    let upserted = store
-        .upsert_appointments(practice.id, &accepted, now)
-        .await?;
-    summary.created = upserted.created;
-    summary.updated = upserted.updated;
-    let details = json!({ "created": summary.created, "updated": summary.updated, "rejected": summary.rejected.len() });
-    store
-        .audit(
-            &AuditEntry {
-                actor: actor.to_string(),
-                action: "appointments.imported".into(),
-                practice_id: Some(practice.id),
-                subject: None,
-                details: Some(details.to_string()),
-            },
-            now,
-        )
-        .await?;
-    Ok(summary)
-}
-
-/// Why a file of appointments could not be imported at all.
-#[derive(Debug, thiserror::Error)]
-pub enum FileImportError {
-    /// The file could not be read.
-    #[error("cannot read {0}: {1}")]
-    Read(String, std::io::Error),
-    /// It is not a usable CSV appointment list.
-    #[error(transparent)]
-    Csv(#[from] csv::CsvError),
-    /// No practice has this ODS code.
-    #[error("no practice {0}")]
-    NoPractice(String),
-    /// Storage failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Imports the CSV file at `path` for the practice with ODS code `ods` (the command line's
-/// `gateway import-appointments`). Returns how many rows the file had, and the summary.
-pub async fn import_file(
-    store: &dyn Store,
-    ods: &str,
-    path: &Path,
-    actor: &str,
-) -> Result<(usize, ImportSummary), FileImportError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| FileImportError::Read(path.display().to_string(), e))?;
-    let practice = match OdsCode::parse(ods) {
-        Ok(code) => store.practice_by_ods(&code).await?,
-        Err(_) => None,
-    }
-    .ok_or_else(|| FileImportError::NoPractice(ods.to_string()))?;
-    let rows = csv::read(&text)?;
-    let summary = import(store, &practice, &rows, actor).await?;
-    Ok((rows.len(), summary))
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub struct ImportConfig {
     pub max_reported_errors: usize,
     /// Largest file accepted through the API, in bytes.
     pub max_upload_bytes: u64,
+    /// Most data rows read from one file (contacts or appointments); a longer file is refused.
+    pub max_rows: u64,
+    /// Longest row kept, in bytes; a longer row is refused on its own (memory stays bounded).
+    pub max_row_bytes: usize,
     /// Header names each field is recognised by.
     pub columns: ColumnNames,
 }
@@ -88,6 +92,8 @@ impl Default for ImportConfig {
             date_formats: names(&["%d/%m/%Y", "%Y-%m-%d", "%d-%m-%Y", "%d.%m.%Y"]),
             max_reported_errors: 100_000,
             max_upload_bytes: 1 << 30,
+            max_rows: 1_000_000,
+            max_row_bytes: super::reader::DEFAULT_MAX_ROW_BYTES,
             columns: ColumnNames::default(),
         }
     }

@@ -10,6 +10,8 @@
 pub mod cli;
 pub mod mapping;
 pub mod phones;
+#[cfg(test)]
+mod proptests;
 pub mod reader;
 pub mod report;
 pub mod rows;
@@ -44,6 +46,12 @@ pub enum ImportError {
     /// The upload is larger than `import.max_upload_bytes`.
     #[error("the file is larger than the {0} bytes allowed (import.max_upload_bytes)")]
     TooLarge(u64),
+    /// The file has more data rows than `import.max_rows`.
+    #[error(
+        "the file has more than {0} rows (import.max_rows): split it into smaller files; \
+         the batches before the limit were imported"
+    )]
+    TooManyRows(u64),
     /// The database failed.
     #[error("database: {0}")]
     Store(#[from] StoreError),
@@ -134,7 +142,8 @@ pub async fn import_csv(
     let outcome = run_to_end(&store, &run, config, source, &options).await;
     if let Err(e) = &outcome {
         // A file that cannot be imported, or an upload that cannot be resumed, is given up.
-        if fingerprint.is_none() || matches!(e, ImportError::File(_)) {
+        if fingerprint.is_none() || matches!(e, ImportError::File(_) | ImportError::TooManyRows(_))
+        {
             let _ = store
                 .finish_import(&run, ImportEnd::Abandoned, Utc::now())
                 .await;
@@ -408,7 +417,7 @@ fn read_batches(
     input: impl Read,
     tx: &mpsc::Sender<Message>,
 ) -> Result<(), ImportError> {
-    let mut rows = Rows::open(input)?;
+    let mut rows = Rows::open(input)?.with_max_row_bytes(config.max_row_bytes);
     let layout =
         Layout::from_headers(config, rows.headers().to_vec()).map_err(ImportError::File)?;
     if tx.blocking_send(Message::Layout(layout.clone())).is_err() {
@@ -418,11 +427,16 @@ fn read_batches(
     let mut phones = phones::PhoneBook::default();
     let mut batch = Vec::with_capacity(config.batch_rows);
     let mut through = 1;
+    let mut counted = 0u64;
     while let Some(row) = rows.next_into(&mut record)? {
         through = row;
         match parse_row(config, &layout, &mut phones, row, &record) {
             Parsed::Blank => continue,
             parsed => batch.push((row, parsed)),
+        }
+        counted += 1;
+        if counted > config.max_rows {
+            return Err(ImportError::TooManyRows(config.max_rows));
         }
         if batch.len() >= config.batch_rows {
             let rows = std::mem::replace(&mut batch, Vec::with_capacity(config.batch_rows));

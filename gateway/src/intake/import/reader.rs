@@ -9,6 +9,9 @@ use csv_core::ReadRecordResult;
 /// Longest header line read before giving up on the file as not a CSV.
 const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// Longest record kept by default (see [`Rows::with_max_row_bytes`]).
+pub const DEFAULT_MAX_ROW_BYTES: usize = 1 << 16;
+
 /// Why a file cannot be read as a CSV at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -25,6 +28,8 @@ pub enum ReadError {
 pub struct Record {
     data: Vec<u8>,
     ends: Vec<usize>,
+    /// The record was longer than the reader keeps: its fields were dropped.
+    oversized: bool,
 }
 
 impl Record {
@@ -60,6 +65,12 @@ impl Record {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 
+    /// Whether the record was longer than the reader's limit. Its fields were dropped (it
+    /// reads as empty) so that one runaway row, such as a quote left open, cannot fill memory.
+    pub fn oversized(&self) -> bool {
+        self.oversized
+    }
+
     fn breaks(&self) -> u64 {
         self.data.iter().filter(|&&b| b == b'\n').count() as u64
     }
@@ -81,6 +92,8 @@ pub struct Rows<R: Read> {
     inner_breaks: u64,
     /// The separator found in the header line.
     pub delimiter: u8,
+    /// Longest record kept; longer ones come back [`Record::oversized`] and empty.
+    max_row_bytes: usize,
 }
 
 impl<R: Read> Rows<R> {
@@ -106,6 +119,7 @@ impl<R: Read> Rows<R> {
             ends_with_line_feed: false,
             inner_breaks: 0,
             delimiter,
+            max_row_bytes: MAX_HEADER_BYTES,
         };
         let mut raw = Record::default();
         rows.next_into(&mut raw)?;
@@ -117,7 +131,15 @@ impl<R: Read> Rows<R> {
             })?;
             rows.headers.push(text.trim().to_string());
         }
+        rows.max_row_bytes = DEFAULT_MAX_ROW_BYTES;
         Ok(rows)
+    }
+
+    /// Keeps records of at most `bytes` (unquoted); a longer record is read to its end but
+    /// returned empty and [`Record::oversized`], with its row number still right.
+    pub fn with_max_row_bytes(mut self, bytes: usize) -> Self {
+        self.max_row_bytes = bytes.max(1);
+        self
     }
 
     /// The header row, trimmed.
@@ -129,8 +151,20 @@ impl<R: Read> Rows<R> {
     pub fn next_into(&mut self, record: &mut Record) -> Result<Option<u64>, ReadError> {
         record.data.clear();
         record.ends.clear();
+        record.oversized = false;
         let (mut out_len, mut ends_len) = (0, 0);
         loop {
+            if out_len > self.max_row_bytes || ends_len > self.max_row_bytes {
+                // Too long to keep: count its line breaks for the row numbers, then drop
+                // what was read and go on to the record's end.
+                self.inner_breaks += record.data[..out_len]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
+                record.oversized = true;
+                out_len = 0;
+                ends_len = 0;
+            }
             if record.data.len() < out_len + 1024 {
                 record
                     .data
@@ -160,6 +194,17 @@ impl<R: Read> Rows<R> {
                 | ReadRecordResult::OutputFull
                 | ReadRecordResult::OutputEndsFull => continue,
                 ReadRecordResult::Record => {
+                    if out_len > self.max_row_bytes || ends_len > self.max_row_bytes {
+                        record.oversized = true;
+                    }
+                    if record.oversized {
+                        ends_len = 0;
+                        self.inner_breaks += record.data[..out_len]
+                            .iter()
+                            .filter(|&&b| b == b'\n')
+                            .count() as u64;
+                        out_len = 0;
+                    }
                     record.ends.truncate(ends_len);
                     record.data.truncate(out_len);
                     // The line the record ends on: its own line feed, if consumed, is not

@@ -31,6 +31,20 @@ pub fn parse_row(
     row: u64,
     record: &Record,
 ) -> Parsed {
+    if record.oversized() {
+        let reason = format!(
+            "is longer than {} bytes (import.max_row_bytes): is a quote left open?",
+            config.max_row_bytes
+        );
+        return Parsed::Rejected(
+            None,
+            vec![RowError {
+                row,
+                column: None,
+                reason,
+            }],
+        );
+    }
     if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
         return Parsed::Blank;
     }
