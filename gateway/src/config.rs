@@ -119,6 +119,10 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (per-client
+    /// limits count by it). Empty: the connection's own address is the client's.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Where data is kept.

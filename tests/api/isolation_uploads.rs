@@ -255,7 +255,7 @@ pub async fn signin_floods_lock_names_and_addresses_audited_and_isolated(db: Db)
     let app = spawn_app_with(
         db,
         Options {
-            settings: vec![("signin.trusted_proxies", json!(["127.0.0.1"]))],
+            settings: vec![("server.trusted_proxies", json!(["127.0.0.1"]))],
             ..Default::default()
         },
     )

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
+use super::client_address::ClientAddress;
 use super::pages::{asset, error_page, page};
 use super::session::{self, csrf_matches, random_token};
-use super::signin_guard::{ClientAddress, Locked, Refusal, Subject};
+use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::domain::{OdsCode, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tera::Context;
 
-use super::follows::ClientAddress;
+use super::client_address::ClientAddress;
 use super::pages::{asset, page};
 use crate::api::push::{parse_subscription, SubscriptionInput};
 use crate::api::{ApiError, Caller};
@@ -126,7 +126,10 @@ async fn subscribe(
     // Anonymous follows are limited per client address before anything else is done
     // for them, so a flood costs no database work.
     if request.token.is_empty() {
-        if let Err(wait) = state.follow_limits.check(client) {
+        if let Err(wait) = state
+            .follow_limits
+            .check(client.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()))
+        {
             return Err(too_many(format!(
                 "too many sign-ups from your network just now: please try again in {} seconds",
                 wait.as_secs().max(1)
