@@ -137,6 +137,11 @@ impl Dispatcher {
                 ),
             })
         } else if let Some(circuit) = &circuit {
+            // The lease fence: a message this worker may no longer hold is dropped unsent.
+            if !recorder.fence().admit(&message).await {
+                circuit.unused();
+                return;
+            }
             match self.outgoing(&message).await {
                 Ok(outgoing) => {
                     let began = Instant::now();

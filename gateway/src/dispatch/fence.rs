@@ -1,0 +1,288 @@
+//! The send fence: a worker hands a message to a provider only while it still holds the
+//! message's lease, with a margin.
+//!
+//! Two checks stand before every send. Locally, the worker's leases were last renewed (by its
+//! heartbeat, which extends them all) recently enough that none can have expired: a worker
+//! that was paused or cut off from the database finds its fence closed, sends nothing and
+//! drops what it holds. Then in the database, in batches (group commit), each message is
+//! marked started only if its lease is still this worker's for this attempt (owner and
+//! attempt number: the same token the recorder compares) and runs well past now; a message
+//! another worker took over is not sent. Marking also says which messages were really in
+//! flight: a lease that expires on a started message gets an `unknown` attempt, one that
+//! expires on a message only claimed goes back to the queue uncounted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::lanes::Lanes;
+use super::Dispatcher;
+use crate::store::{ClaimedMessage, Store};
+
+/// Most messages marked started in one statement.
+const MAX_BATCH: usize = 512;
+/// Seconds of this instance's share of the provider rates a worker holds in memory at most.
+const HOLD_SECONDS: f64 = 3.0;
+/// The fewest messages a worker keeps waiting, whatever the rate.
+const HOLD_AT_LEAST: usize = 4;
+
+type Mark = ((i64, i32), oneshot::Sender<bool>);
+
+/// One worker's view of its leases and the marker of started sends.
+pub struct Fence {
+    lease: Duration,
+    margin: Duration,
+    epoch: Instant,
+    /// When (nanoseconds after `epoch`) the last renewal of every lease held was issued.
+    renewed: AtomicU64,
+    /// Messages dropped without a send whose leases may still be this worker's: given back
+    /// at the next heartbeat, so that it does not keep them alive.
+    given_back: Mutex<Vec<i64>>,
+    marks: mpsc::Sender<Mark>,
+}
+
+impl Fence {
+    /// A fence for leases of `lease`, opened now, and the marker to run for `owner`; the
+    /// marker ends once the fence is dropped.
+    pub fn new(
+        store: Arc<dyn Store>,
+        owner: String,
+        lease: Duration,
+    ) -> (Arc<Self>, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let margin = margin_of(lease);
+        let fence = Arc::new(Self {
+            lease,
+            margin,
+            epoch: Instant::now(),
+            renewed: AtomicU64::new(0),
+            given_back: Mutex::default(),
+            marks: tx,
+        });
+        fence.renewed(Instant::now());
+        (fence, mark(store, owner, lease, margin, rx))
+    }
+
+    /// Records that a renewal of every lease held, issued at `issued`, succeeded.
+    pub fn renewed(&self, issued: Instant) {
+        let nanos = issued.saturating_duration_since(self.epoch).as_nanos() as u64;
+        self.renewed.fetch_max(nanos, Ordering::SeqCst);
+    }
+
+    /// Whether every lease held is still live with the margin at `at`.
+    pub fn open_at(&self, at: Instant) -> bool {
+        let renewed = self.epoch + Duration::from_nanos(self.renewed.load(Ordering::SeqCst));
+        at < renewed + self.lease.saturating_sub(self.margin)
+    }
+
+    /// Notes a message dropped without a send, to give its lease back.
+    fn give_back(&self, id: i64) {
+        self.given_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+    }
+
+    fn take_given_back(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether `message` may go to a provider now: the fence is open and the database marks
+    /// it started for this worker. A `false` means the message is dropped, unsent.
+    pub async fn admit(&self, message: &ClaimedMessage) -> bool {
+        let asked = Instant::now();
+        if !self.open_at(asked) {
+            self.give_back(message.id);
+            return false;
+        }
+        let (done, answer) = oneshot::channel();
+        if self
+            .marks
+            .send(((message.id, message.attempt_no), done))
+            .await
+            .is_err()
+        {
+            self.give_back(message.id);
+            return false;
+        }
+        let started = tokio::time::timeout(self.lease.saturating_sub(self.margin), answer).await;
+        match started {
+            Ok(Ok(true)) if asked.elapsed() < self.lease.saturating_sub(self.margin) => true,
+            // Marked, but too late to be sure the lease outlasts the send.
+            Ok(Ok(true)) => {
+                self.give_back(message.id);
+                false
+            }
+            // Another worker holds it, or it is no longer due: nothing of ours to give back.
+            Ok(Ok(false)) => false,
+            // No answer: the mark may yet land; giving the lease back clears it.
+            Ok(Err(_)) | Err(_) => {
+                self.give_back(message.id);
+                false
+            }
+        }
+    }
+}
+
+/// The margin a lease must still have when a send starts: a third of it (the heartbeat
+/// renews three times per lease, so a worker on time never finds its fence closed).
+pub fn margin_of(lease: Duration) -> Duration {
+    lease / 3
+}
+
+/// How many claimed messages a worker keeps waiting: a few seconds of its share of the
+/// provider rates, at least a handful, never more than `most`.
+pub fn hold_limit(most: usize, share_per_second: Option<f64>) -> usize {
+    match share_per_second {
+        Some(rate) if rate.is_finite() && rate >= 0.0 => {
+            let held = (rate * HOLD_SECONDS).ceil();
+            let held = if held >= most as f64 {
+                most
+            } else {
+                held as usize
+            };
+            held.max(HOLD_AT_LEAST).min(most.max(1))
+        }
+        _ => most,
+    }
+}
+
+/// Marks sends started in batches until every fence is dropped.
+async fn mark(
+    store: Arc<dyn Store>,
+    owner: String,
+    lease: Duration,
+    margin: Duration,
+    mut rx: mpsc::Receiver<Mark>,
+) {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let margin = chrono::Duration::from_std(margin / 2).unwrap_or(chrono::Duration::zero());
+    let mut batch: Vec<Mark> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let (sends, answers): (Vec<(i64, i32)>, Vec<oneshot::Sender<bool>>) =
+            batch.drain(..).unzip();
+        let now = Utc::now();
+        let started = match store
+            .start_sends(&owner, &sends, now, now + margin, now + lease)
+            .await
+        {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::warn!(error = %e, count = sends.len(), "dispatch: could not mark sends started; they wait");
+                vec![false; sends.len()]
+            }
+        };
+        for ((id, _), (answer, started)) in sends.iter().zip(answers.into_iter().zip(started)) {
+            if !started {
+                tracing::debug!(message = id, "lease no longer held: not sent");
+            }
+            let _ = answer.send(started);
+        }
+    }
+}
+
+impl Dispatcher {
+    /// One heartbeat of this worker's leases: extends them all, or, if the last renewal is
+    /// too old for them all to be live (the process was paused, the database unreachable),
+    /// drops every message waiting in memory and gives back the leases not started first.
+    /// Each store call is cut off after `limit`.
+    pub(super) async fn renew_leases(&self, fence: &Fence, lanes: &Lanes, limit: Duration) {
+        let issued = Instant::now();
+        if !fence.open_at(issued) {
+            let dropped = lanes.drain_all();
+            tracing::warn!(
+                owner = %self.owner,
+                dropped = dropped.len(),
+                "dispatch: leases not renewed in time; dropped the messages held in memory"
+            );
+            fence.take_given_back();
+            match tokio::time::timeout(limit, self.store.release_leases(&self.owner, Utc::now()))
+                .await
+            {
+                Ok(Ok(n)) => tracing::info!(released = n, "dispatch: gave back unstarted leases"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "dispatch: could not give back leases");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("dispatch: giving back leases took too long");
+                    return;
+                }
+            }
+        } else {
+            let back = fence.take_given_back();
+            if !back.is_empty() {
+                let now = Utc::now();
+                let due: Vec<_> = back.iter().map(|id| (*id, now)).collect();
+                let given = tokio::time::timeout(limit, self.store.defer(&self.owner, &due, now));
+                if !matches!(given.await, Ok(Ok(_))) {
+                    // Tried again at the next heartbeat (and released if the fence closes).
+                    for id in back {
+                        fence.give_back(id);
+                    }
+                }
+            }
+        }
+        let until = Utc::now()
+            + chrono::Duration::from_std(fence.lease).unwrap_or(chrono::Duration::MAX);
+        match tokio::time::timeout(limit, self.store.extend_leases(&self.owner, until)).await {
+            Ok(Ok(_)) => fence.renewed(issued),
+            Ok(Err(e)) => tracing::warn!(error = %e, "dispatch: could not extend leases"),
+            Err(_) => tracing::warn!("dispatch: extending leases took too long"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_holds_a_few_seconds_of_its_share() {
+        // 100/s among three instances: about 100 messages, not 1,024.
+        assert_eq!(hold_limit(1024, Some(100.0 / 3.0)), 100);
+        assert_eq!(hold_limit(1024, Some(50.0)), 150);
+        // Never more than the claimer's own limit, never fewer than a handful.
+        assert_eq!(hold_limit(64, Some(10_000.0)), 64);
+        assert_eq!(hold_limit(1024, Some(0.01)), HOLD_AT_LEAST);
+        assert_eq!(hold_limit(2, Some(0.01)), 2);
+        // No rate to go by: the claimer's limit.
+        assert_eq!(hold_limit(1024, None), 1024);
+        assert_eq!(hold_limit(1024, Some(f64::NAN)), 1024);
+        assert_eq!(hold_limit(1024, Some(f64::INFINITY)), 1024);
+    }
+
+    #[test]
+    fn the_fence_closes_when_renewals_stop() {
+        let lease = Duration::from_secs(3);
+        assert_eq!(margin_of(lease), Duration::from_secs(1));
+        let (tx, _rx) = mpsc::channel(1);
+        let epoch = Instant::now();
+        let fence = Fence {
+            lease,
+            margin: margin_of(lease),
+            epoch,
+            renewed: AtomicU64::new(0),
+            given_back: Mutex::default(),
+            marks: tx,
+        };
+        assert!(fence.open_at(epoch + Duration::from_millis(1_999)));
+        assert!(!fence.open_at(epoch + Duration::from_secs(2)));
+        // A renewal issued a second later keeps it open a second longer; an older one
+        // arriving late changes nothing.
+        fence.renewed(epoch + Duration::from_secs(1));
+        fence.renewed(epoch + Duration::from_millis(500));
+        assert!(fence.open_at(epoch + Duration::from_millis(2_999)));
+        assert!(!fence.open_at(epoch + Duration::from_secs(3)));
+    }
+}
