@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_cluster;
 mod metrics;
 mod providers_e2e;
 mod push_pages;
@@ -105,6 +106,7 @@ fn main() {
         appointments::closure_for_booked_patients_names_their_appointment,
         appointments::closure_for_all_ignores_appointments,
         appointments::closure_for_both_tells_each_patient_once,
+        isolation_cluster::a_lease_taken_over_before_the_send_is_not_sent,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
