@@ -108,22 +108,17 @@ impl Fence {
             self.give_back(message.id);
             return false;
         }
-        let started = tokio::time::timeout(self.lease.saturating_sub(self.margin), answer).await;
-        match started {
-            Ok(Ok(true)) if asked.elapsed() < self.lease.saturating_sub(self.margin) => true,
-            // Marked, but too late to be sure the lease outlasts the send.
-            Ok(Ok(true)) => {
-                self.give_back(message.id);
-                false
-            }
-            // Another worker holds it, or it is no longer due: nothing of ours to give back.
-            Ok(Ok(false)) => false,
-            // No answer: the mark may yet land; giving the lease back clears it.
-            Ok(Err(_)) | Err(_) => {
-                self.give_back(message.id);
-                false
-            }
+        let limit = self.lease.saturating_sub(self.margin);
+        let started = tokio::time::timeout(limit, answer).await;
+        if matches!(started, Ok(Ok(true))) && asked.elapsed() < limit {
+            return true;
         }
+        // Refused (another worker holds it, or this lease ran too short), marked too late to
+        // be sure the lease outlasts the send, or no answer (the mark may yet land): the
+        // lease, if still this worker's, goes back to the queue at the next heartbeat rather
+        // than being kept alive by it.
+        self.give_back(message.id);
+        false
     }
 }
 

@@ -582,7 +582,11 @@ impl OutboxStore for PostgresStore {
 
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "UPDATE messages SET lease_expires_at = $1 WHERE state = 'sending' AND lease_owner = $2",
+            // Rows locked by this worker's own recording or marking are skipped (those are
+            // settled or extended there), so the statements never deadlock.
+            "UPDATE messages SET lease_expires_at = $1
+             WHERE id IN (SELECT id FROM messages WHERE state = 'sending' AND lease_owner = $2
+                          FOR UPDATE SKIP LOCKED)",
         )
         .bind(until)
         .bind(owner)
