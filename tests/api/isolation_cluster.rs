@@ -88,9 +88,13 @@ pub async fn a_lease_taken_over_before_the_send_is_not_sent(db: Db) {
 
     // Practice B's broadcast and practice A's first message go at once.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count(&app, b, MessageState::Sent).await < 1 || count(&app, a, MessageState::Sent).await < 1
+    while count(&app, b, MessageState::Sent).await < 1
+        || count(&app, a, MessageState::Sent).await < 1
     {
-        assert!(Instant::now() < deadline, "the first messages were not sent");
+        assert!(
+            Instant::now() < deadline,
+            "the first messages were not sent"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let waiting: Vec<i64> = app

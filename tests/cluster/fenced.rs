@@ -38,7 +38,11 @@ pub async fn frozen_leader_and_stalled_worker_give_way(base_url: String) {
         .await
         .expect("scratch database");
     let dir = tempfile::tempdir().expect("temp dir");
-    let peers = [Peer::start().await, Peer::start().await, Peer::start().await];
+    let peers = [
+        Peer::start().await,
+        Peer::start().await,
+        Peer::start().await,
+    ];
     let proxy = Proxy::start(authority(&url)).await;
     let mut fleet = Fleet::new(
         dir.path(),
@@ -113,7 +117,10 @@ async fn story(
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let a_id = instance_of(store, a).await?.ok_or("a is not registered")?.id;
+    let a_id = instance_of(store, a)
+        .await?
+        .ok_or("a is not registered")?
+        .id;
 
     // Freeze the leader and cut the other worker off, together.
     fleet.signal(a, "STOP");
@@ -195,7 +202,9 @@ async fn story(
         held.len()
     );
     if in_flight > CONCURRENCY {
-        return Err(format!("{in_flight} sends in flight with concurrency {CONCURRENCY}"));
+        return Err(format!(
+            "{in_flight} sends in flight with concurrency {CONCURRENCY}"
+        ));
     }
     // It drops out of the count once its heartbeat is stale.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -221,7 +230,10 @@ async fn story(
         .map(|step| {
             let from = dropped + Duration::from_millis(50 * step);
             let to = from + Duration::from_secs(1);
-            survivors.iter().filter(|at| **at >= from && **at < to).count()
+            survivors
+                .iter()
+                .filter(|at| **at >= from && **at < to)
+                .count()
         })
         .max()
         .unwrap_or(0);

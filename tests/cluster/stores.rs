@@ -148,7 +148,11 @@ pub async fn one_instance_leads_and_another_takes_over(base: String) {
     let dir = tempfile::tempdir().unwrap();
     let (store, name) = open(Some(&base), dir.path()).await;
     let lease = Duration::from_millis(1_500);
-    let mut first = store.try_lead("first", lease).await.unwrap().expect("free lease");
+    let mut first = store
+        .try_lead("first", lease)
+        .await
+        .unwrap()
+        .expect("free lease");
     assert!(store.try_lead("second", lease).await.unwrap().is_none());
     first.confirm().await.unwrap();
     assert!(store.try_lead("third", lease).await.unwrap().is_none());
@@ -182,7 +186,11 @@ pub async fn one_instance_leads_and_another_takes_over(base: String) {
     assert!(store.try_lead("first", lease).await.unwrap().is_none());
     // A clean stop hands over at once.
     second.resign().await.unwrap();
-    let mut third = store.try_lead("third", lease).await.unwrap().expect("resigned");
+    let mut third = store
+        .try_lead("third", lease)
+        .await
+        .unwrap()
+        .expect("resigned");
     third.confirm().await.unwrap();
     drop_store(store, Some(&base), name).await;
 }

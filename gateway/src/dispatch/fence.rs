@@ -51,7 +51,10 @@ impl Fence {
         store: Arc<dyn Store>,
         owner: String,
         lease: Duration,
-    ) -> (Arc<Self>, impl std::future::Future<Output = ()> + Send + 'static) {
+    ) -> (
+        Arc<Self>,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let margin = margin_of(lease);
         let fence = Arc::new(Self {
@@ -228,8 +231,8 @@ impl Dispatcher {
                 }
             }
         }
-        let until = Utc::now()
-            + chrono::Duration::from_std(fence.lease).unwrap_or(chrono::Duration::MAX);
+        let until =
+            Utc::now() + chrono::Duration::from_std(fence.lease).unwrap_or(chrono::Duration::MAX);
         match tokio::time::timeout(limit, self.store.extend_leases(&self.owner, until)).await {
             Ok(Ok(_)) => fence.renewed(issued),
             Ok(Err(e)) => tracing::warn!(error = %e, "dispatch: could not extend leases"),

@@ -575,8 +575,7 @@ impl OutboxStore for PostgresStore {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        let started: std::collections::HashSet<i64> =
-            started.into_iter().map(|(id,)| id).collect();
+        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
         Ok(ids.iter().map(|id| started.contains(id)).collect())
     }
 

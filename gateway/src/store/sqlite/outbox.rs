@@ -594,8 +594,7 @@ impl OutboxStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let started: std::collections::HashSet<i64> =
-            started.into_iter().map(|(id,)| id).collect();
+        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
         Ok(sends.iter().map(|(id, _)| started.contains(id)).collect())
     }
 
