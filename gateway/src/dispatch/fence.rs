@@ -42,6 +42,16 @@ pub struct Fence {
     /// at the next heartbeat, so that it does not keep them alive.
     given_back: Mutex<Vec<i64>>,
     marks: mpsc::Sender<Mark>,
+    store: Arc<dyn Store>,
+    owner: String,
+}
+
+/// A message's admission, asked for as soon as its sender takes it (so the database round
+/// trip overlaps the waits for a slot and the rate) and settled just before the send.
+pub struct Admission {
+    id: i64,
+    asked: Instant,
+    answer: Option<oneshot::Receiver<bool>>,
 }
 
 impl Fence {
@@ -64,6 +74,8 @@ impl Fence {
             renewed: AtomicU64::new(0),
             given_back: Mutex::default(),
             marks: tx,
+            store: store.clone(),
+            owner: owner.clone(),
         });
         fence.renewed(Instant::now());
         (fence, mark(store, owner, lease, margin, rx))
@@ -93,35 +105,65 @@ impl Fence {
         std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Whether `message` may go to a provider now: the fence is open and the database marks
-    /// it started for this worker. A `false` means the message is dropped, unsent.
-    pub async fn admit(&self, message: &ClaimedMessage) -> bool {
+    /// Asks for `message`'s admission: if the fence is open, the database is asked to mark
+    /// it started (see [`Fence::admit`]).
+    pub async fn request(&self, message: &ClaimedMessage) -> Admission {
         let asked = Instant::now();
-        if !self.open_at(asked) {
-            self.give_back(message.id);
-            return false;
+        let mut admission = Admission {
+            id: message.id,
+            asked,
+            answer: None,
+        };
+        if self.open_at(asked) {
+            let (done, answer) = oneshot::channel();
+            if self
+                .marks
+                .send(((message.id, message.attempt_no), done))
+                .await
+                .is_ok()
+            {
+                admission.answer = Some(answer);
+            }
         }
-        let (done, answer) = oneshot::channel();
-        if self
-            .marks
-            .send(((message.id, message.attempt_no), done))
-            .await
-            .is_err()
-        {
-            self.give_back(message.id);
-            return false;
-        }
+        admission
+    }
+
+    /// Whether the message may go to a provider now: the fence was open when asked and still
+    /// is, and the database marked it started for this worker (its lease still this worker's
+    /// for this attempt, with a margin, and extended). A `false` means the message is dropped,
+    /// unsent, its lease (if still this worker's) given back at the next heartbeat.
+    pub async fn admit(&self, admission: Admission) -> bool {
         let limit = self.lease.saturating_sub(self.margin);
-        let started = tokio::time::timeout(limit, answer).await;
-        if matches!(started, Ok(Ok(true))) && asked.elapsed() < limit {
+        let started = match admission.answer {
+            Some(answer) => {
+                let left = limit.saturating_sub(admission.asked.elapsed());
+                matches!(tokio::time::timeout(left, answer).await, Ok(Ok(true)))
+            }
+            None => false,
+        };
+        if started && admission.asked.elapsed() < limit && self.open_at(Instant::now()) {
             return true;
         }
         // Refused (another worker holds it, or this lease ran too short), marked too late to
-        // be sure the lease outlasts the send, or no answer (the mark may yet land): the
-        // lease, if still this worker's, goes back to the queue at the next heartbeat rather
-        // than being kept alive by it.
-        self.give_back(message.id);
+        // be sure the lease outlasts the send, or no answer (the mark may yet land).
+        self.give_back(admission.id);
         false
+    }
+
+    /// Gives back an admission that will not be used (the worker is stopping): a message
+    /// marked started is returned to the queue uncounted at once.
+    pub async fn abandon(&self, admission: Admission) {
+        let Some(answer) = admission.answer else {
+            return;
+        };
+        let limit = self.lease.saturating_sub(self.margin);
+        if let Ok(Ok(true)) = tokio::time::timeout(limit, answer).await {
+            let now = Utc::now();
+            let due = [(admission.id, now)];
+            if let Err(e) = self.store.defer(&self.owner, &due, now).await {
+                tracing::warn!(error = %e, message = admission.id, "dispatch: could not give back a lease");
+            }
+        }
     }
 }
 
@@ -260,20 +302,16 @@ mod tests {
         assert_eq!(hold_limit(1024, Some(f64::INFINITY)), 1024);
     }
 
-    #[test]
-    fn the_fence_closes_when_renewals_stop() {
+    #[tokio::test]
+    async fn the_fence_closes_when_renewals_stop() {
         let lease = Duration::from_secs(3);
         assert_eq!(margin_of(lease), Duration::from_secs(1));
-        let (tx, _rx) = mpsc::channel(1);
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("f.db").display());
+        let store = crate::store::connect(&url, 1).await.unwrap();
+        let (fence, _marker) = Fence::new(store, "w".into(), lease);
         let epoch = Instant::now();
-        let fence = Fence {
-            lease,
-            margin: margin_of(lease),
-            epoch,
-            renewed: AtomicU64::new(0),
-            given_back: Mutex::default(),
-            marks: tx,
-        };
+        fence.renewed(epoch);
         assert!(fence.open_at(epoch + Duration::from_millis(1_999)));
         assert!(!fence.open_at(epoch + Duration::from_secs(2)));
         // A renewal issued a second later keeps it open a second longer; an older one

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::failover::Circuit;
+use super::fence::Admission;
 use super::lanes::{Lanes, Next};
 use super::limits::Verdict;
 use super::recorder::Recorder;
@@ -20,6 +21,10 @@ use crate::providers::{Outgoing, PushKeys, SendError};
 use crate::receipts;
 use crate::store::{ClaimedMessage, StoreError};
 use crate::telemetry::metrics::{Limiter, Outcome};
+
+/// How long after its rate token a send may start; later (the lease fence's database check
+/// was slow), it takes the rate again rather than bunching up with the sends after it.
+const PACE_SLACK: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Dispatcher {
     /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
@@ -55,36 +60,48 @@ impl Dispatcher {
                     continue;
                 }
             };
-            // If the wait is cut short by shutdown, the message's lease is given back.
-            match self.clearance(channel, &permits, &stop).await {
-                Some((permit, circuit)) => {
+            // If a wait is cut short by shutdown, the message's lease is given back.
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.ok(),
+                _ = stop.cancelled() => None,
+            };
+            let Some(permit) = permit else {
+                lanes.done();
+                continue;
+            };
+            // With a slot, the send has begun: the lease fence's database check runs while
+            // the rate is awaited, so the send still follows its rate token at once.
+            let admission = recorder.fence().request(&message).await;
+            match self.clearance(channel, &stop).await {
+                Some(circuit) => {
                     let this = self.clone();
                     let lanes = lanes.clone();
                     let recorder = recorder.clone();
+                    let cleared = Instant::now();
                     sends.spawn(async move {
-                        this.send_and_record(message, circuit, &recorder).await;
+                        this.send_and_record(message, circuit, (admission, cleared), &recorder)
+                            .await;
                         drop(permit);
                         lanes.done();
                     });
                 }
-                None => lanes.done(),
+                None => {
+                    recorder.fence().abandon(admission).await;
+                    lanes.done();
+                }
             }
         }
         while sends.join_next().await.is_some() {}
     }
 
-    /// Waits for a concurrency slot, a provider of `channel` in rotation and room in its
-    /// rate. `None` if `stop` came first; a channel without providers gets no circuit.
+    /// Waits for a provider of `channel` in rotation and room in its rate (the caller holds
+    /// a concurrency slot). `None` if `stop` came first; a channel without providers gets no
+    /// circuit.
     async fn clearance(
         &self,
         channel: Channel,
-        permits: &Arc<Semaphore>,
         stop: &CancellationToken,
-    ) -> Option<(OwnedSemaphorePermit, Option<Arc<Circuit>>)> {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.ok()?,
-            _ = stop.cancelled() => return None,
-        };
+    ) -> Option<Option<Arc<Circuit>>> {
         let circuit = loop {
             match self.control.rotation.choose(channel, Instant::now()) {
                 None => break None,
@@ -105,7 +122,7 @@ impl Dispatcher {
                 }
             }
         }
-        Some((permit, circuit))
+        Some(circuit)
     }
 
     /// Sends one message through `circuit`'s provider and records the outcome.
@@ -113,6 +130,7 @@ impl Dispatcher {
         &self,
         message: ClaimedMessage,
         circuit: Option<Arc<Circuit>>,
+        (admission, cleared): (Admission, Instant),
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
@@ -138,9 +156,18 @@ impl Dispatcher {
             })
         } else if let Some(circuit) = &circuit {
             // The lease fence: a message this worker may no longer hold is dropped unsent.
-            if !recorder.fence().admit(&message).await {
+            if !recorder.fence().admit(admission).await {
                 circuit.unused();
                 return;
+            }
+            if cleared.elapsed() > PACE_SLACK {
+                // The fence's check outlasted the wait for the rate: take the rate again, so
+                // the provider sees sends spaced as its limiter spaced them.
+                let name = circuit.provider().name();
+                while let Verdict::Wait(wait) = self.control.limits.provider(name) {
+                    self.metrics.rate_limit_wait(Limiter::Provider, wait);
+                    tokio::time::sleep(wait).await;
+                }
             }
             match self.outgoing(&message).await {
                 Ok(outgoing) => {
