@@ -41,6 +41,8 @@ pub struct Fence {
     /// Messages dropped without a send whose leases may still be this worker's: given back
     /// at the next heartbeat, so that it does not keep them alive.
     given_back: Mutex<Vec<i64>>,
+    /// How many times the renewals were found late (every lease possibly lost).
+    breaks: AtomicU64,
     marks: mpsc::Sender<Mark>,
     store: Arc<dyn Store>,
     owner: String,
@@ -51,7 +53,13 @@ pub struct Fence {
 pub struct Admission {
     id: i64,
     asked: Instant,
+    breaks: u64,
     answer: Option<oneshot::Receiver<bool>>,
+}
+
+/// An admitted message: it may be sent while [`Fence::holds`] says so.
+pub struct Admitted {
+    breaks: u64,
 }
 
 impl Fence {
@@ -73,6 +81,7 @@ impl Fence {
             epoch: Instant::now(),
             renewed: AtomicU64::new(0),
             given_back: Mutex::default(),
+            breaks: AtomicU64::new(0),
             marks: tx,
             store: store.clone(),
             owner: owner.clone(),
@@ -112,6 +121,7 @@ impl Fence {
         let mut admission = Admission {
             id: message.id,
             asked,
+            breaks: self.breaks.load(Ordering::SeqCst),
             answer: None,
         };
         if self.open_at(asked) {
@@ -132,7 +142,7 @@ impl Fence {
     /// is, and the database marked it started for this worker (its lease still this worker's
     /// for this attempt, with a margin, and extended). A `false` means the message is dropped,
     /// unsent, its lease (if still this worker's) given back at the next heartbeat.
-    pub async fn admit(&self, admission: Admission) -> bool {
+    pub async fn admit(&self, admission: Admission) -> Option<Admitted> {
         let limit = self.lease.saturating_sub(self.margin);
         let started = match admission.answer {
             Some(answer) => {
@@ -141,13 +151,32 @@ impl Fence {
             }
             None => false,
         };
-        if started && admission.asked.elapsed() < limit && self.open_at(Instant::now()) {
-            return true;
+        let admitted = Admitted {
+            breaks: admission.breaks,
+        };
+        if started && admission.asked.elapsed() < limit && self.holds(&admitted) {
+            return Some(admitted);
         }
         // Refused (another worker holds it, or this lease ran too short), marked too late to
         // be sure the lease outlasts the send, or no answer (the mark may yet land).
         self.give_back(admission.id);
-        false
+        None
+    }
+
+    /// Whether an admitted message's lease is still live with the margin now: the fence is
+    /// open and has not been found broken since the message was admitted.
+    pub fn holds(&self, admitted: &Admitted) -> bool {
+        self.open_at(Instant::now()) && self.breaks.load(Ordering::SeqCst) == admitted.breaks
+    }
+
+    /// Returns an admitted message that will not be sent to the queue uncounted at once.
+    pub async fn release_now(&self, id: i64) {
+        let now = Utc::now();
+        let due = [(id, now)];
+        if let Err(e) = self.store.defer(&self.owner, &due, now).await {
+            tracing::warn!(error = %e, message = id, "dispatch: could not give back a lease");
+            self.give_back(id);
+        }
     }
 
     /// Gives back an admission that will not be used (the worker is stopping): a message
@@ -158,11 +187,7 @@ impl Fence {
         };
         let limit = self.lease.saturating_sub(self.margin);
         if let Ok(Ok(true)) = tokio::time::timeout(limit, answer).await {
-            let now = Utc::now();
-            let due = [(admission.id, now)];
-            if let Err(e) = self.store.defer(&self.owner, &due, now).await {
-                tracing::warn!(error = %e, message = admission.id, "dispatch: could not give back a lease");
-            }
+            self.release_now(admission.id).await;
         }
     }
 }
@@ -239,6 +264,8 @@ impl Dispatcher {
     pub(super) async fn renew_leases(&self, fence: &Fence, lanes: &Lanes, limit: Duration) {
         let issued = Instant::now();
         if !fence.open_at(issued) {
+            // Admitted messages not yet sent may have been taken over too: they are not sent.
+            fence.breaks.fetch_add(1, Ordering::SeqCst);
             let dropped = lanes.drain_all();
             tracing::warn!(
                 owner = %self.owner,

@@ -22,10 +22,6 @@ use crate::receipts;
 use crate::store::{ClaimedMessage, StoreError};
 use crate::telemetry::metrics::{Limiter, Outcome};
 
-/// How long after its rate token a send may start; later (the lease fence's database check
-/// was slow), it takes the rate again rather than bunching up with the sends after it.
-const PACE_SLACK: std::time::Duration = std::time::Duration::from_millis(5);
-
 impl Dispatcher {
     /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
     /// then running on its own so slow providers overlap up to the concurrency. Returns once
@@ -69,17 +65,19 @@ impl Dispatcher {
                 lanes.done();
                 continue;
             };
-            // With a slot, the send has begun: the lease fence's database check runs while
-            // the rate is awaited, so the send still follows its rate token at once.
+            // With a slot, the send has begun: the lease fence's database check is asked for
+            // now and the provider's rate is taken once it has answered, just before the send
+            // (so the send follows its rate token at once, and the check's round trip
+            // overlaps other sends).
             let admission = recorder.fence().request(&message).await;
             match self.clearance(channel, &stop).await {
                 Some(circuit) => {
                     let this = self.clone();
                     let lanes = lanes.clone();
                     let recorder = recorder.clone();
-                    let cleared = Instant::now();
+                    let stop = stop.clone();
                     sends.spawn(async move {
-                        this.send_and_record(message, circuit, (admission, cleared), &recorder)
+                        this.send_and_record(message, circuit, (admission, stop), &recorder)
                             .await;
                         drop(permit);
                         lanes.done();
@@ -94,9 +92,8 @@ impl Dispatcher {
         while sends.join_next().await.is_some() {}
     }
 
-    /// Waits for a provider of `channel` in rotation and room in its rate (the caller holds
-    /// a concurrency slot). `None` if `stop` came first; a channel without providers gets no
-    /// circuit.
+    /// Waits for a provider of `channel` in rotation (the caller holds a concurrency slot).
+    /// `None` if `stop` came first; a channel without providers gets no circuit.
     async fn clearance(
         &self,
         channel: Channel,
@@ -112,17 +109,19 @@ impl Dispatcher {
                 },
             }
         };
-        if let Some(circuit) = &circuit {
-            while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name())
-            {
-                self.metrics.rate_limit_wait(Limiter::Provider, wait);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return None,
-                }
+        Some(circuit)
+    }
+
+    /// Waits for room in `circuit`'s provider rate; false if `stop` came first.
+    async fn provider_rate(&self, circuit: &Circuit, stop: &CancellationToken) -> bool {
+        while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name()) {
+            self.metrics.rate_limit_wait(Limiter::Provider, wait);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return false,
             }
         }
-        Some(circuit)
+        true
     }
 
     /// Sends one message through `circuit`'s provider and records the outcome.
@@ -130,11 +129,11 @@ impl Dispatcher {
         &self,
         message: ClaimedMessage,
         circuit: Option<Arc<Circuit>>,
-        (admission, cleared): (Admission, Instant),
+        (admission, stop): (Admission, CancellationToken),
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
-        // The last moment to stop a message a newer status change has superseded.
+        // A message a newer status change has superseded is not sent.
         if let Some(reason) = message
             .broadcast_id
             .and_then(|b| self.control.superseded_reason(message.practice_id, b))
@@ -156,18 +155,26 @@ impl Dispatcher {
             })
         } else if let Some(circuit) = &circuit {
             // The lease fence: a message this worker may no longer hold is dropped unsent.
-            if !recorder.fence().admit(admission).await {
+            let fence = recorder.fence();
+            let Some(admitted) = fence.admit(admission).await else {
                 circuit.unused();
                 return;
+            };
+            // The rate, then the fence once more (a long wait, e.g. while sends are held, may
+            // outlast the leases' renewals).
+            if !self.provider_rate(circuit, &stop).await || !fence.holds(&admitted) {
+                circuit.unused();
+                fence.release_now(message.id).await;
+                return;
             }
-            if cleared.elapsed() > PACE_SLACK {
-                // The fence's check outlasted the wait for the rate: take the rate again, so
-                // the provider sees sends spaced as its limiter spaced them.
-                let name = circuit.provider().name();
-                while let Verdict::Wait(wait) = self.control.limits.provider(name) {
-                    self.metrics.rate_limit_wait(Limiter::Provider, wait);
-                    tokio::time::sleep(wait).await;
-                }
+            // And the last moment to stop a message a newer status change has superseded.
+            if let Some(reason) = message
+                .broadcast_id
+                .and_then(|b| self.control.superseded_reason(message.practice_id, b))
+            {
+                circuit.unused();
+                self.withdraw(&message, reason, recorder).await;
+                return;
             }
             match self.outgoing(&message).await {
                 Ok(outgoing) => {
