@@ -22,6 +22,9 @@ use crate::receipts;
 use crate::store::{ClaimedMessage, StoreError};
 use crate::telemetry::metrics::{Limiter, Outcome};
 
+/// Most sends of one channel waiting for their provider's rate at once.
+const RATE_QUEUE: usize = 4;
+
 impl Dispatcher {
     /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
     /// then running on its own so slow providers overlap up to the concurrency. Returns once
@@ -35,6 +38,9 @@ impl Dispatcher {
         stop: CancellationToken,
     ) {
         let mut sends = JoinSet::new();
+        // Bulk sends of this channel waiting for their rate token at once: a few, so an
+        // urgent message has few sends ahead of it (start marks still overlap freely).
+        let ahead = Arc::new(Semaphore::new(RATE_QUEUE));
         while !stop.is_cancelled() {
             while sends.try_join_next().is_some() {}
             let message = match lanes.next(channel, &self.control.limits) {
@@ -76,9 +82,15 @@ impl Dispatcher {
                     let lanes = lanes.clone();
                     let recorder = recorder.clone();
                     let stop = stop.clone();
+                    let queued = ahead.clone();
                     sends.spawn(async move {
-                        this.send_and_record(message, circuit, (admission, stop), &recorder)
-                            .await;
+                        this.send_and_record(
+                            message,
+                            circuit,
+                            (admission, queued, stop),
+                            &recorder,
+                        )
+                        .await;
                         drop(permit);
                         lanes.done();
                     });
@@ -129,7 +141,7 @@ impl Dispatcher {
         &self,
         message: ClaimedMessage,
         circuit: Option<Arc<Circuit>>,
-        (admission, stop): (Admission, CancellationToken),
+        (admission, queued, stop): (Admission, Arc<Semaphore>, CancellationToken),
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
@@ -162,7 +174,19 @@ impl Dispatcher {
             };
             // The rate, then the fence once more (a long wait, e.g. while sends are held, may
             // outlast the leases' renewals).
-            if !self.provider_rate(circuit, &stop).await || !fence.holds(&admitted) {
+            // Bulk sends wait for the rate a few at a time, in turn; urgent ones go straight
+            // to it, so they never wait behind more than those few.
+            let turn = match message.priority {
+                Priority::Urgent => None,
+                Priority::Bulk => tokio::select! {
+                    t = queued.acquire_owned() => t.ok(),
+                    _ = stop.cancelled() => None,
+                },
+            };
+            let rated = (turn.is_some() || message.priority == Priority::Urgent)
+                && self.provider_rate(circuit, &stop).await;
+            drop(turn);
+            if !rated || !fence.holds(&admitted) {
                 circuit.unused();
                 fence.release_now(message.id).await;
                 return;
