@@ -14,6 +14,7 @@ mod dispatch_control;
 mod errors;
 mod helpers;
 mod imports;
+mod isolation_cluster;
 mod isolation_dispatch;
 mod isolation_intake;
 mod isolation_push;
@@ -124,6 +125,7 @@ fn main() {
         isolation_dispatch::a_slow_sms_provider_does_not_hold_back_email_and_push,
         isolation_uploads::large_appointment_csv_is_linear_capped_and_isolated,
         isolation_uploads::signin_floods_lock_names_and_addresses_audited_and_isolated,
+        isolation_cluster::a_lease_taken_over_before_the_send_is_not_sent,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -27,6 +27,8 @@ pub struct Settings<'a> {
 pub struct Fleet {
     dir: PathBuf,
     config: PathBuf,
+    /// The config file's text, for instances started with some settings changed.
+    toml: String,
     children: Vec<(String, Child)>,
 }
 
@@ -76,16 +78,44 @@ signing_secret_env = "{SECRET_ENV}"
             burst = settings.burst,
             provider_url = settings.provider_url,
         );
-        std::fs::write(&config, toml).expect("write config");
+        std::fs::write(&config, &toml).expect("write config");
         Self {
             dir: dir.to_path_buf(),
             config,
+            toml,
             children: Vec::new(),
         }
     }
 
     /// Starts `gateway serve --role ROLE` as instance `name`; returns its process id.
     pub fn start(&mut self, name: &str, role: &str) -> u32 {
+        let config = self.config.clone();
+        self.start_with_config(name, role, &config)
+    }
+
+    /// Starts instance `name` with each `(from, to)` replaced in its copy of the config
+    /// (another database address, another provider URL); returns its process id.
+    pub fn start_changed(&mut self, name: &str, role: &str, changes: &[(&str, &str)]) -> u32 {
+        let mut toml = self.toml.clone();
+        for (from, to) in changes {
+            assert!(toml.contains(from), "{from} is not in the config");
+            toml = toml.replace(from, to);
+        }
+        let config = self.dir.join(format!("gateway-{name}.toml"));
+        std::fs::write(&config, toml).expect("write config");
+        self.start_with_config(name, role, &config)
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the instance.
+    pub fn signal(&mut self, pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    fn start_with_config(&mut self, name: &str, role: &str, config: &Path) -> u32 {
         let log = File::create(self.dir.join(format!("{name}.log"))).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
         // The config file says everything; settings in this environment must not override it.
@@ -97,7 +127,7 @@ signing_secret_env = "{SECRET_ENV}"
         let child = command
             .args(["serve", "--role", role])
             .current_dir(&self.dir)
-            .env("GATEWAY_CONFIG", &self.config)
+            .env("GATEWAY_CONFIG", config)
             .env(SECRET_ENV, SECRET)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())

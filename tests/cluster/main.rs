@@ -7,8 +7,10 @@
 //! are reported as ignored with the reason, unless `GATEWAY_REQUIRE_POSTGRES=1` (as in CI),
 //! which makes that a failure.
 
+mod fenced;
 mod fleet;
 mod peer;
+mod proxy;
 mod scale_out;
 mod stores;
 
@@ -52,6 +54,10 @@ fn main() {
         (
             "postgres::instances_share_one_rate_survive_a_kill_and_a_join",
             |url| Box::pin(scale_out::instances_share_one_rate_survive_a_kill_and_a_join(url)),
+        ),
+        (
+            "postgres::frozen_leader_and_stalled_worker_give_way",
+            |url| Box::pin(fenced::frozen_leader_and_stalled_worker_give_way(url)),
         ),
     ];
     for (name, test) in pg_tests {

@@ -24,6 +24,7 @@ const ANSWER_AFTER: Duration = Duration::from_millis(40);
 
 struct Log {
     arrivals: Mutex<Vec<(Instant, i64)>>,
+    recipients: Mutex<Vec<String>>,
 }
 
 /// The running peer.
@@ -38,6 +39,7 @@ impl Peer {
     pub async fn start() -> Self {
         let log = Arc::new(Log {
             arrivals: Mutex::new(Vec::new()),
+            recipients: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .fallback(receive)
@@ -51,6 +53,11 @@ impl Peer {
     /// Every accepted request so far: arrival time and message id.
     pub fn arrivals(&self) -> Vec<(Instant, i64)> {
         self.log.arrivals.lock().unwrap().clone()
+    }
+
+    /// The number each accepted request was for (numbers may repeat across patients).
+    pub fn recipients(&self) -> Vec<String> {
+        self.log.recipients.lock().unwrap().clone()
     }
 
     /// How many requests have arrived.
@@ -83,6 +90,8 @@ async fn receive(State(log): State<Arc<Log>>, headers: HeaderMap, body: Bytes) -
     };
     let id = message["message_id"].as_i64().unwrap_or(-1);
     log.arrivals.lock().unwrap().push((Instant::now(), id));
+    let to = message["to"].as_str().unwrap_or_default().to_string();
+    log.recipients.lock().unwrap().push(to);
     tokio::time::sleep(ANSWER_AFTER).await;
     Json(json!({ "id": format!("peer-{id}") })).into_response()
 }

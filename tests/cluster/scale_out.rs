@@ -55,6 +55,12 @@ pub async fn instances_share_one_rate_survive_a_kill_and_a_join(base_url: String
 
 /// Queues 5,000 SMS for 5,000 patients (7,500 synthetic patients, two in three with a mobile).
 async fn queue_broadcast(store: &PostgresStore) -> Result<u64, String> {
+    queue_sms(store, MESSAGES).await
+}
+
+/// Queues about `messages` SMS, one per patient (half as many again synthetic patients, two
+/// in three with a mobile); returns how many.
+pub async fn queue_sms(store: &PostgresStore, messages: usize) -> Result<u64, String> {
     store.migrate().await.map_err(|e| e.to_string())?;
     let store: Arc<dyn Store> = Arc::new(store.clone());
     let sms = ChannelOrder::parse("sms").map_err(|e| e.reason)?;
@@ -62,7 +68,7 @@ async fn queue_broadcast(store: &PostgresStore) -> Result<u64, String> {
         .await
         .map_err(|e| e.to_string())?;
     store
-        .seed_synthetic_patients(practice.id, (MESSAGES * 3 / 2) as u64)
+        .seed_synthetic_patients(practice.id, (messages * 3 / 2) as u64)
         .await
         .map_err(|e| e.to_string())?;
     let change = NewStatusChange {
@@ -92,7 +98,7 @@ async fn queue_broadcast(store: &PostgresStore) -> Result<u64, String> {
 }
 
 /// Waits until `done` holds, checking every 50 ms that the instances still run.
-async fn wait_for(
+pub async fn wait_for(
     what: &str,
     limit: Duration,
     fleet: &mut Fleet,

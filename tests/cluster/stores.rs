@@ -106,7 +106,7 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
     store.insert_messages(&[message(4, 120)]).await.unwrap();
 
     let mut leadership = store
-        .try_lead("t")
+        .try_lead("t", Duration::from_secs(5))
         .await
         .unwrap()
         .expect("alone, so leading");
@@ -141,26 +141,57 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
     drop_store(store, base.as_deref(), name).await;
 }
 
-/// Only one store holds the leader's lock; when its connection goes, another takes it.
+/// Only one instance holds the leader's lease; one that stops renewing it loses it when it
+/// expires (however open its connections), its jobs then change nothing, and a resigning
+/// leader hands over at once.
 pub async fn one_instance_leads_and_another_takes_over(base: String) {
     let dir = tempfile::tempdir().unwrap();
     let (store, name) = open(Some(&base), dir.path()).await;
-    let first = store.try_lead("first").await.unwrap().expect("free lock");
-    assert!(store.try_lead("second").await.unwrap().is_none());
-    assert!(store.try_lead("third").await.unwrap().is_none());
-    drop(first);
+    let lease = Duration::from_millis(1_500);
+    let mut first = store
+        .try_lead("first", lease)
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert!(store.try_lead("second", lease).await.unwrap().is_none());
+    first.confirm().await.unwrap();
+    assert!(store.try_lead("third", lease).await.unwrap().is_none());
+    // An instance that stopped beating, for the leader to remove.
+    let dead = gateway::store::NewInstance {
+        id: "dead".into(),
+        role: "worker".into(),
+        dispatches: true,
+        host: "h".into(),
+        pid: 1,
+    };
+    store.register_instance(&dead, lease).await.unwrap();
+    // The first leader stops renewing (frozen): the second takes over after the lease.
     let mut second = None;
-    for _ in 0..50 {
-        second = store.try_lead("second").await.unwrap();
+    for _ in 0..100 {
+        second = store.try_lead("second", lease).await.unwrap();
         if second.is_some() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut second = second.expect("the lock is free once its connection is gone");
+    let mut second = second.expect("the lease is free once it expires");
+    // The frozen leader wakes: its jobs change nothing and it learns it lost the lead.
+    assert_eq!(first.remove_dead(Duration::ZERO).await.unwrap(), 0);
+    assert!(matches!(
+        first.confirm().await,
+        Err(gateway::store::StoreError::LeaseLost(_))
+    ));
+    assert_eq!(second.remove_dead(Duration::ZERO).await.unwrap(), 1);
     second.confirm().await.unwrap();
-    assert!(store.try_lead("first").await.unwrap().is_none());
-    drop(second);
+    assert!(store.try_lead("first", lease).await.unwrap().is_none());
+    // A clean stop hands over at once.
+    second.resign().await.unwrap();
+    let mut third = store
+        .try_lead("third", lease)
+        .await
+        .unwrap()
+        .expect("resigned");
+    third.confirm().await.unwrap();
     drop_store(store, Some(&base), name).await;
 }
 

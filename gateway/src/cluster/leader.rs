@@ -1,6 +1,9 @@
 //! The leader: the one instance that runs the periodic jobs, elected through the database
-//! (a PostgreSQL advisory lock held on a connection of its own). If the leader dies, its
-//! connection closes, the lock is free, and another instance takes it within a heartbeat.
+//! as a lease (a row with an expiry) that the leader renews at every heartbeat. A leader
+//! that stops renewing (killed, frozen with SIGSTOP, cut off from the database) loses the
+//! lead when its lease runs out, `missed_beats` heartbeats after its last renewal, and
+//! another instance takes it at its next bid; the old leader's job statements are fenced by
+//! the lease, and at its next round it finds the lease gone and stands down.
 //!
 //! Jobs, every heartbeat: return expired leases to the queue (even when no worker is
 //! claiming) and remove dead instances. Every ten minutes: the retention purge, and
@@ -36,7 +39,7 @@ pub(super) async fn run(
     let mut next_purge = Instant::now();
     loop {
         if leading.is_none() {
-            match within(timing.beat, store.try_lead(&id)).await {
+            match within(timing.beat, store.try_lead(&id, lead_lease(timing))).await {
                 Ok(Some(leadership)) => {
                     tracing::info!(instance = %id, "leading the periodic jobs");
                     leading = Some(leadership);
@@ -53,7 +56,7 @@ pub(super) async fn run(
                 retention_days,
             };
             if let Err(e) = jobs.run(&mut next_purge).await {
-                // The lock may be gone with the connection: stand down and bid again.
+                // The lease may have run out: stand down and bid again.
                 tracing::warn!(error = %e, "lost leadership");
                 leading = None;
             }
@@ -63,8 +66,18 @@ pub(super) async fn run(
             _ = stop.cancelled() => break,
         }
     }
-    // Dropping the leadership closes its connection, which frees the lock at once.
-    drop(leading);
+    // Give the lease up, so another instance takes over at once rather than when it expires.
+    if let Some(mut leadership) = leading {
+        if let Err(e) = within(timing.beat, leadership.resign()).await {
+            tracing::warn!(error = %e, "could not give up the lead; it expires on its own");
+        }
+    }
+}
+
+/// How long the leader's lease lasts without a renewal: as long as an instance's heartbeat
+/// may be missing before it is taken for dead.
+fn lead_lease(timing: Timing) -> Duration {
+    timing.stale_after()
 }
 
 /// One round of the leader's jobs.
@@ -102,6 +115,8 @@ impl Jobs<'_> {
             if n < u64::from(PURGE_BATCH) {
                 break true;
             }
+            // A long purge keeps the lease renewed, or another instance would take over.
+            within(limit, self.leadership.confirm()).await?;
             if started.elapsed() >= PURGE_ROUND {
                 break false;
             }

@@ -1,6 +1,6 @@
 //! Several gateway instances on one PostgreSQL database: each registers with a heartbeat,
-//! divides the rate limits by the live dispatching instances, and one of them (the leader)
-//! runs the periodic jobs.
+//! divides the rate limits by the live dispatching instances, and one of them (the leader,
+//! holding a lease in the database that it renews every heartbeat) runs the periodic jobs.
 //!
 //! The share is what keeps the cluster under a provider's rate: every instance takes `1/N`
 //! of it, `N` read from the database at every heartbeat. A joining instance waits one and a

@@ -204,6 +204,18 @@ impl Lanes {
         withdrawn
     }
 
+    /// Takes out every waiting message (a worker that may have lost its leases drops what
+    /// it holds).
+    pub fn drain_all(&self) -> Vec<ClaimedMessage> {
+        let drained: Vec<ClaimedMessage> = self
+            .lock()
+            .drain()
+            .flat_map(|(_, q)| q.urgent.into_iter().chain(q.bulk.into_values().flatten()))
+            .collect();
+        self.taken.notify_waiters();
+        drained
+    }
+
     /// Whether nothing is waiting and no send taken from here is still running.
     pub fn idle(&self) -> bool {
         let queues = self.lock();

@@ -40,6 +40,8 @@ struct Shares {
 /// practice limit, `N` being the live dispatching instances.
 pub struct RateLimits {
     providers: Vec<(String, Rate, u32)>,
+    /// Whether some provider has no rate of its own (then no rate bounds what is held).
+    unrated: bool,
     practice: Option<(Rate, u32)>,
     patient: Option<(Rate, u32)>,
     shares: RwLock<Arc<Shares>>,
@@ -52,6 +54,7 @@ pub struct RateLimits {
 impl RateLimits {
     /// Limiters for the configured providers' rates and the practice and patient limits.
     pub fn from_config(providers: &[ProviderConfig], limits: &LimitsConfig) -> Self {
+        let unrated = providers.iter().any(|p| p.rate.is_none());
         let providers = providers
             .iter()
             .filter_map(|p| {
@@ -65,6 +68,7 @@ impl RateLimits {
             .collect();
         let mut this = Self {
             providers,
+            unrated,
             practice: limits.practice.map(|rate| (rate, limits.practice_burst)),
             patient: limits.patient_bulk.map(|rate| (rate, limits.patient_burst)),
             shares: RwLock::new(Arc::new(Shares {
@@ -128,6 +132,16 @@ impl RateLimits {
         let fresh = Arc::new(self.shares_for(instances, true));
         *self.shares.write().unwrap_or_else(|e| e.into_inner()) = fresh;
         true
+    }
+
+    /// This instance's share of every provider's rate together, in messages per second;
+    /// `None` if some provider has no rate (or none is configured).
+    pub fn share_per_second(&self) -> Option<f64> {
+        if self.unrated || self.providers.is_empty() {
+            return None;
+        }
+        let total: f64 = self.providers.iter().map(|(_, r, _)| r.per_second()).sum();
+        Some(total / f64::from(self.instances().max(1)))
     }
 
     /// How many instances the rates are divided among now.

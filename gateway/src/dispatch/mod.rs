@@ -6,6 +6,7 @@
 //! at most `concurrency` messages: those in flight at the kill.
 
 pub mod failover;
+pub mod fence;
 pub mod lanes;
 pub mod limits;
 pub mod origins;
@@ -247,7 +248,8 @@ impl Dispatcher {
         // tests) stops them all, as the end of the process would.
         let lanes = Arc::new(Lanes::default());
         self.control.watch(&lanes);
-        let (recorder, writer) = Recorder::new(self.store.clone(), self.owner.clone());
+        let lease = Duration::from_secs(self.config.lease_seconds);
+        let (recorder, writer) = Recorder::new(self.store.clone(), self.owner.clone(), lease);
         let control = self.control.clone();
         let permits = Arc::new(
             Slots::new(self.config.concurrency, lanes.clone()).with_held_back(Box::new(move |c| {
@@ -257,7 +259,8 @@ impl Dispatcher {
         let stop = shutdown.child_token();
         let mut background = JoinSet::new();
         background.spawn(writer);
-        background.spawn(self.clone().heartbeat(stop.clone()));
+        let fence = recorder.fence();
+        background.spawn(self.clone().heartbeat(fence, lanes.clone(), stop.clone()));
         let mut senders = JoinSet::new();
         for channel in Channel::ALL {
             senders.spawn(self.clone().sender(
@@ -305,7 +308,7 @@ impl Dispatcher {
         until_idle: bool,
     ) -> Result<u64, StoreError> {
         let batch = self.config.claim_batch;
-        let high_water = (batch * 4).max(self.config.concurrency * 2);
+        let most = (batch * 4).max(self.config.concurrency * 2);
         let idle = Duration::from_millis(self.config.poll_interval_ms);
         let mut total = 0u64;
         // Set when leaving crowded practices out found nothing: they are the only ones with
@@ -314,6 +317,9 @@ impl Dispatcher {
         let mut alone_until: Option<std::time::Instant> = None;
         let mut supersede_checked = std::time::Instant::now();
         while !stop.is_cancelled() {
+            // A few seconds of this instance's share of the rates, so a dead or new worker's
+            // share moves to the others quickly.
+            let high_water = fence::hold_limit(most, self.control.limits.share_per_second());
             if supersede_checked.elapsed() >= SUPERSEDE_CHECK {
                 self.withdraw_superseded(lanes, recorder).await;
                 supersede_checked = std::time::Instant::now();
@@ -445,9 +451,9 @@ impl Dispatcher {
             .message_outcome(message.channel, None, Outcome::Cancelled);
     }
 
-    /// Extends this worker's leases while messages wait in its lanes, and lets the limiters
-    /// forget idle practices.
-    async fn heartbeat(self, stop: CancellationToken) {
+    /// Extends this worker's leases while messages wait in its lanes (dropping them if the
+    /// leases may have been lost: see `fence`), and lets the limiters forget idle practices.
+    async fn heartbeat(self, fence: Arc<fence::Fence>, lanes: Arc<Lanes>, stop: CancellationToken) {
         // Three beats per lease, so a lease never runs out between two of them.
         let every = Duration::from_millis((self.config.lease_seconds * 1000 / 3).max(100));
         loop {
@@ -455,10 +461,7 @@ impl Dispatcher {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            let until = Utc::now() + chrono::Duration::seconds(self.config.lease_seconds as i64);
-            if let Err(e) = self.store.extend_leases(&self.owner, until).await {
-                tracing::warn!(error = %e, "dispatch: could not extend leases");
-            }
+            self.renew_leases(&fence, &lanes, every).await;
             self.control.limits.forget_idle();
         }
     }

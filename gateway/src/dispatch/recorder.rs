@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::fence::Fence;
 use crate::store::{Completion, Store};
 
 /// Most outcomes written in one transaction.
@@ -14,21 +15,34 @@ const MAX_BATCH: usize = 512;
 
 type Entry = (Completion, oneshot::Sender<bool>);
 
-/// A handle for recording outcomes; the writer stops when every handle is dropped.
+/// A handle for recording outcomes, with the fence its sends pass first (see `fence`); the
+/// writer stops when every handle and the fence are dropped.
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Entry>,
+    fence: Arc<Fence>,
 }
 
 impl Recorder {
-    /// A recorder and the writer to run for `owner`'s outcomes; the writer ends once every
-    /// recorder is dropped and what they sent is stored.
+    /// A recorder and the writer to run for `owner`'s outcomes, fenced by leases of `lease`;
+    /// the writer ends once every recorder and the fence are dropped and what they sent is
+    /// stored.
     pub fn new(
         store: Arc<dyn Store>,
         owner: String,
+        lease: Duration,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        (Self { tx }, write(store, owner, rx))
+        let (fence, marker) = Fence::new(store.clone(), owner.clone(), lease);
+        let writer = async move {
+            tokio::join!(write(store, owner, rx), marker);
+        };
+        (Self { tx, fence }, writer)
+    }
+
+    /// The lease fence every send passes just before the provider is called.
+    pub fn fence(&self) -> Arc<Fence> {
+        self.fence.clone()
     }
 
     /// Stores one outcome; resolves once it is committed. Returns false if the lease had

@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::failover::Circuit;
+use super::fence::Admission;
 use super::lanes::{Lanes, Next};
 use super::limits::Verdict;
 use super::recorder::Recorder;
-use super::slots::{Slot, Slots};
+use super::slots::Slots;
 use super::Dispatcher;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::outbox::completion;
@@ -20,6 +22,9 @@ use crate::providers::{Outgoing, PushKeys, SendError};
 use crate::receipts;
 use crate::store::{ClaimedMessage, StoreError};
 use crate::telemetry::metrics::{Limiter, Outcome};
+
+/// Most sends of one channel waiting for their provider's rate at once.
+const RATE_QUEUE: usize = 4;
 
 impl Dispatcher {
     /// Sends `channel`'s messages until `stop`: one at a time through the limits, each send
@@ -34,6 +39,9 @@ impl Dispatcher {
         stop: CancellationToken,
     ) {
         let mut sends = JoinSet::new();
+        // Bulk sends of this channel waiting for their rate token at once: a few, so an
+        // urgent message has few sends ahead of it (start marks still overlap freely).
+        let ahead = Arc::new(Semaphore::new(RATE_QUEUE));
         while !stop.is_cancelled() {
             while sends.try_join_next().is_some() {}
             let message = match lanes.next(channel, &self.control.limits) {
@@ -55,36 +63,55 @@ impl Dispatcher {
                     continue;
                 }
             };
-            // If the wait is cut short by shutdown, the message's lease is given back.
-            match self.clearance(channel, &permits, &stop).await {
-                Some((permit, circuit)) => {
+            // If a wait is cut short by shutdown, the message's lease is given back.
+            let permit = tokio::select! {
+                p = permits.clone().acquire(channel) => Some(p),
+                _ = stop.cancelled() => None,
+            };
+            let Some(permit) = permit else {
+                lanes.done(channel);
+                continue;
+            };
+            // With a slot, the send has begun: the lease fence's database check is asked for
+            // now and the provider's rate is taken once it has answered, just before the send
+            // (so the send follows its rate token at once, and the check's round trip
+            // overlaps other sends).
+            let admission = recorder.fence().request(&message).await;
+            match self.clearance(channel, &stop).await {
+                Some(circuit) => {
                     let this = self.clone();
                     let lanes = lanes.clone();
                     let recorder = recorder.clone();
+                    let stop = stop.clone();
+                    let queued = ahead.clone();
                     sends.spawn(async move {
-                        this.send_and_record(message, circuit, &recorder).await;
+                        this.send_and_record(
+                            message,
+                            circuit,
+                            (admission, queued, stop),
+                            &recorder,
+                        )
+                        .await;
                         drop(permit);
                         lanes.done(channel);
                     });
                 }
-                None => lanes.done(channel),
+                None => {
+                    recorder.fence().abandon(admission).await;
+                    lanes.done(channel);
+                }
             }
         }
         while sends.join_next().await.is_some() {}
     }
 
-    /// Waits for a concurrency slot, a provider of `channel` in rotation and room in its
-    /// rate. `None` if `stop` came first; a channel without providers gets no circuit.
+    /// Waits for a provider of `channel` in rotation (the caller holds a concurrency slot).
+    /// `None` if `stop` came first; a channel without providers gets no circuit.
     async fn clearance(
         &self,
         channel: Channel,
-        permits: &Arc<Slots>,
         stop: &CancellationToken,
-    ) -> Option<(Slot, Option<Arc<Circuit>>)> {
-        let permit = tokio::select! {
-            p = permits.clone().acquire(channel) => p,
-            _ = stop.cancelled() => return None,
-        };
+    ) -> Option<Option<Arc<Circuit>>> {
         let circuit = loop {
             match self.control.rotation.choose(channel, Instant::now()) {
                 None => break None,
@@ -95,17 +122,19 @@ impl Dispatcher {
                 },
             }
         };
-        if let Some(circuit) = &circuit {
-            while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name())
-            {
-                self.metrics.rate_limit_wait(Limiter::Provider, wait);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return None,
-                }
+        Some(circuit)
+    }
+
+    /// Waits for room in `circuit`'s provider rate; false if `stop` came first.
+    async fn provider_rate(&self, circuit: &Circuit, stop: &CancellationToken) -> bool {
+        while let Verdict::Wait(wait) = self.control.limits.provider(circuit.provider().name()) {
+            self.metrics.rate_limit_wait(Limiter::Provider, wait);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return false,
             }
         }
-        Some((permit, circuit))
+        true
     }
 
     /// Sends one message through `circuit`'s provider and records the outcome.
@@ -113,10 +142,11 @@ impl Dispatcher {
         &self,
         message: ClaimedMessage,
         circuit: Option<Arc<Circuit>>,
+        (admission, queued, stop): (Admission, Arc<Semaphore>, CancellationToken),
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
-        // The last moment to stop a message a newer status change has superseded.
+        // A message a newer status change has superseded is not sent.
         if let Some(reason) = message
             .broadcast_id
             .and_then(|b| self.control.superseded_reason(message.practice_id, b))
@@ -137,6 +167,40 @@ impl Dispatcher {
                 ),
             })
         } else if let Some(circuit) = &circuit {
+            // The lease fence: a message this worker may no longer hold is dropped unsent.
+            let fence = recorder.fence();
+            let Some(admitted) = fence.admit(admission).await else {
+                circuit.unused();
+                return;
+            };
+            // The rate, then the fence once more (a long wait, e.g. while sends are held, may
+            // outlast the leases' renewals).
+            // Bulk sends wait for the rate a few at a time, in turn; urgent ones go straight
+            // to it, so they never wait behind more than those few.
+            let turn = match message.priority {
+                Priority::Urgent => None,
+                Priority::Bulk => tokio::select! {
+                    t = queued.acquire_owned() => t.ok(),
+                    _ = stop.cancelled() => None,
+                },
+            };
+            let rated = (turn.is_some() || message.priority == Priority::Urgent)
+                && self.provider_rate(circuit, &stop).await;
+            drop(turn);
+            if !rated || !fence.holds(&admitted) {
+                circuit.unused();
+                fence.release_now(message.id).await;
+                return;
+            }
+            // And the last moment to stop a message a newer status change has superseded.
+            if let Some(reason) = message
+                .broadcast_id
+                .and_then(|b| self.control.superseded_reason(message.practice_id, b))
+            {
+                circuit.unused();
+                self.withdraw(&message, reason, recorder).await;
+                return;
+            }
             match self.outgoing(&message).await {
                 Ok(outgoing) => {
                     // A paused push service: the message goes back to the outbox unsent.

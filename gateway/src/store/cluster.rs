@@ -36,11 +36,11 @@ pub struct InstanceRecord {
     pub pid: i64,
     /// Its last heartbeat.
     pub heartbeat_at: DateTime<Utc>,
-    /// Whether it holds the leader's lock (as it last recorded).
+    /// Whether it holds the leader's lease (as it last recorded).
     pub is_leader: bool,
 }
 
-/// Instances, their heartbeats and the leader's lock.
+/// Instances, their heartbeats and the leader's lease.
 #[async_trait]
 pub trait ClusterStore: Send + Sync {
     /// Registers an instance (again, if its row was removed) and returns how many *other*
@@ -59,10 +59,13 @@ pub trait ClusterStore: Send + Sync {
     async fn deregister_instance(&self, id: &str) -> StoreResult<()>;
     /// Every registered instance, oldest first.
     async fn instances(&self) -> StoreResult<Vec<InstanceRecord>>;
-    /// Takes the leader's lock for instance `id` if no one holds it. PostgreSQL holds it on a
-    /// connection of its own (a session advisory lock): if that connection or its process
-    /// dies, the lock is free for another. SQLite serves one process, which always leads.
-    async fn try_lead(&self, id: &str) -> StoreResult<Option<Box<dyn Leadership>>>;
+    /// Takes the leader's lease for instance `id` for `lease` if no one holds it or its
+    /// holder's has expired. On PostgreSQL it is a row with an expiry by the database's
+    /// clock, renewed by [`Leadership::confirm`]: a leader that stops renewing (dead, frozen,
+    /// cut off) loses it when it expires, whatever its connections do. SQLite serves one
+    /// process, which always leads.
+    async fn try_lead(&self, id: &str, lease: Duration)
+        -> StoreResult<Option<Box<dyn Leadership>>>;
     /// For each `(patient, wanted)`, how many of `wanted` non-urgent messages the patient may
     /// have now under a cap of one per `interval` with `burst` at once (GCRA, counted in
     /// the database so that every instance shares it), counting those allowed.
@@ -75,12 +78,18 @@ pub trait ClusterStore: Send + Sync {
     ) -> StoreResult<Vec<(i64, u32)>>;
 }
 
-/// The leader's lock, held; the periodic jobs run through it, so that only the leader
-/// runs them (on PostgreSQL, on the very connection holding the lock).
+/// The leader's lease, held; the periodic jobs run through it, so that only the leader
+/// runs them (on PostgreSQL each job's statement checks the lease is still this one, so a
+/// deposed leader that wakes up mid-round changes nothing).
 #[async_trait]
 pub trait Leadership: Send {
-    /// Checks the lock is still held; an error means leadership is lost.
+    /// Renews the lease for another `lease` from now; an error
+    /// ([`StoreError::LeaseLost`](super::StoreError::LeaseLost) if another took it) means
+    /// leadership is lost.
     async fn confirm(&mut self) -> StoreResult<()>;
+    /// Gives the lease up at once (a clean stop), so another instance takes it at its next
+    /// bid.
+    async fn resign(&mut self) -> StoreResult<()>;
     /// Returns expired leases to the queue, recording each lost attempt as `unknown`, even
     /// when no worker is claiming. Returns how many.
     async fn requeue_expired(&mut self, now: DateTime<Utc>) -> StoreResult<u64>;

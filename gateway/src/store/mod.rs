@@ -45,6 +45,9 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A lease (the leader's) is no longer held by the caller.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// A stored value could not be read back into a domain type.
     #[error("corrupt stored value in {column}: {reason}")]
     Corrupt {
@@ -189,7 +192,8 @@ pub trait OutboxStore: Send + Sync {
     /// Writes messages in multi-row batches; rows whose idempotency key exists are skipped.
     /// Returns how many were new.
     async fn insert_messages(&self, messages: &[NewMessage]) -> StoreResult<u64>;
-    /// Returns expired leases to the queue (recording their attempt as `unknown`), then
+    /// Returns expired leases to the queue (recording a started one's attempt as `unknown`,
+    /// an unstarted one uncounted), then
     /// claims up to `limit` due messages for `owner` until `lease_until`, urgent first
     /// (only urgent ones if `urgent_only`), leaving bulk messages of `skip_practices` (those
     /// with their fair share already claimed) for later.
@@ -241,6 +245,19 @@ pub trait OutboxStore: Send + Sync {
             .await?;
         Ok(held.first().copied().unwrap_or(false))
     }
+    /// The send fence, just before messages go to a provider: marks each `(id, attempt)` of
+    /// `owner` as started at `now` if its lease is still `owner`'s for that attempt (the
+    /// token the recorder compares too) and runs past `live_after`, extending it to at least
+    /// `lease_until`. Returns, for each, whether it may be sent. A started message whose lease
+    /// expires gets an `unknown` attempt; an unstarted one goes back to the queue uncounted.
+    async fn start_sends(
+        &self,
+        owner: &str,
+        sends: &[(i64, i32)],
+        now: DateTime<Utc>,
+        live_after: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<bool>>;
     /// Extends every lease `owner` holds to `until` (a worker's heartbeat while messages wait
     /// for a rate limit). Returns how many.
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64>;
@@ -254,7 +271,8 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// Queued messages per lane.
     async fn queue_depth(&self) -> StoreResult<Vec<(Priority, i64)>>;
-    /// Gives back every lease `owner` holds, for a clean shutdown.
+    /// Gives back every lease `owner` holds on messages not started (see `start_sends`),
+    /// uncounted: at a clean shutdown, or when the worker may have lost its leases.
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64>;
     /// One message with its attempts.
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;

@@ -1,21 +1,27 @@
-//! Instances, the leader's lock and the shared per-patient cap on PostgreSQL.
+//! Instances, the leader's lease and the shared per-patient cap on PostgreSQL.
 //!
-//! Heartbeats and staleness are judged by the database's clock, so instances on machines
-//! whose clocks disagree still agree on who is alive.
+//! Heartbeats, staleness and the leader's lease are judged by the database's clock, so
+//! instances on machines whose clocks disagree still agree on who is alive and who leads.
+//! Every statement about the lease stands alone (no transaction spans two), so a leader
+//! frozen between two of them holds no row lock that others would wait on.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{PgPool, Row};
 
 use super::outbox::requeue_expired;
 use super::PostgresStore;
 use crate::store::cluster::patient_allowance;
-use crate::store::{ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult};
+use crate::store::{
+    ClusterStore, InstanceRecord, Leadership, NewInstance, StoreError, StoreResult,
+};
 
-/// The advisory lock key of the leader ("gw-leadr"); advisory locks are per database.
-const LEADER_LOCK: i64 = 0x6777_2d6c_6561_6472;
+/// The condition a leader's job statement runs under: the lease is still holder `$1` at
+/// generation `$2`, unexpired.
+const LEAD_HELD: &str = "EXISTS (SELECT 1 FROM leader_lease
+                               WHERE holder = $1 AND generation = $2 AND expires_at > now())";
 /// The advisory lock key serialising registrations ("gw-regst").
 const REGISTER_LOCK: i64 = 0x6777_2d72_6567_7374;
 
@@ -109,29 +115,42 @@ impl ClusterStore for PostgresStore {
             .collect()
     }
 
-    async fn try_lead(&self, id: &str) -> StoreResult<Option<Box<dyn Leadership>>> {
-        // A connection of its own, outside the pool: the lock lives as long as it does. The
-        // server's keepalives notice a vanished host within about 15 s (not the default
-        // two hours), so the lock cannot outlive its holder by long.
-        let options = (*self.pool.connect_options()).clone().options([
-            ("tcp_keepalives_idle", "5"),
-            ("tcp_keepalives_interval", "2"),
-            ("tcp_keepalives_count", "3"),
-        ]);
-        let mut conn = PgConnection::connect_with(&options).await?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut conn)
-            .await?;
-        if !got {
-            conn.close().await?;
+    async fn try_lead(
+        &self,
+        id: &str,
+        lease: Duration,
+    ) -> StoreResult<Option<Box<dyn Leadership>>> {
+        // Free, expired, or already ours: take it, bumping the generation that fences the
+        // previous holder's jobs.
+        let generation: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO leader_lease (id, holder, expires_at)
+             VALUES (1, $1, now() + make_interval(secs => $2))
+             ON CONFLICT (id) DO UPDATE
+                 SET holder = excluded.holder, expires_at = excluded.expires_at,
+                     generation = leader_lease.generation + 1
+                 WHERE leader_lease.expires_at <= now() OR leader_lease.holder = excluded.holder
+             RETURNING generation",
+        )
+        .bind(id)
+        .bind(secs(lease))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(generation) = generation else {
             return Ok(None);
-        }
-        sqlx::query("UPDATE instances SET is_leader = (id = $1)")
-            .bind(id)
-            .execute(&mut conn)
-            .await?;
-        Ok(Some(Box::new(PgLeadership { conn })))
+        };
+        sqlx::query(&format!(
+            "UPDATE instances SET is_leader = (id = $1) WHERE {LEAD_HELD}"
+        ))
+        .bind(id)
+        .bind(generation)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(Box::new(PgLeadership {
+            pool: self.pool.clone(),
+            id: id.to_string(),
+            generation,
+            lease,
+        })))
     }
 
     async fn take_patient_quota(
@@ -187,29 +206,64 @@ impl ClusterStore for PostgresStore {
     }
 }
 
-/// The leader's advisory lock, held on its own connection; the jobs run on it too.
+/// The leader's lease, held: the jobs run on the pool, each statement fenced by the lease.
 struct PgLeadership {
-    conn: PgConnection,
+    pool: PgPool,
+    id: String,
+    generation: i64,
+    lease: Duration,
 }
 
 #[async_trait]
 impl Leadership for PgLeadership {
     async fn confirm(&mut self) -> StoreResult<()> {
-        // If the connection dropped, so did the lock: this fails and the caller steps down.
-        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
+        let renewed = sqlx::query(
+            "UPDATE leader_lease SET expires_at = now() + make_interval(secs => $3)
+             WHERE holder = $1 AND generation = $2 AND expires_at > now()",
+        )
+        .bind(&self.id)
+        .bind(self.generation)
+        .bind(secs(self.lease))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if renewed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost(
+                "the leader's lease expired or another instance took it".into(),
+            ))
+        }
+    }
+
+    async fn resign(&mut self) -> StoreResult<()> {
+        sqlx::query("DELETE FROM leader_lease WHERE holder = $1 AND generation = $2")
+            .bind(&self.id)
+            .bind(self.generation)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE instances SET is_leader = FALSE WHERE id = $1")
+            .bind(&self.id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn requeue_expired(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
-        requeue_expired(&mut self.conn, now).await
+        // Claimers do this too: it is safe from any instance, so it needs no fence.
+        let mut conn = self.pool.acquire().await?;
+        requeue_expired(&mut conn, now).await
     }
 
     async fn remove_dead(&mut self, stale_after: Duration) -> StoreResult<u64> {
-        Ok(sqlx::query(
-            "DELETE FROM instances WHERE heartbeat_at <= now() - make_interval(secs => $1)",
-        )
+        Ok(sqlx::query(&format!(
+            "DELETE FROM instances
+             WHERE heartbeat_at <= now() - make_interval(secs => $3) AND {LEAD_HELD}"
+        ))
+        .bind(&self.id)
+        .bind(self.generation)
         .bind(secs(stale_after))
-        .execute(&mut self.conn)
+        .execute(&self.pool)
         .await?
         .rows_affected())
     }
@@ -220,31 +274,38 @@ impl Leadership for PgLeadership {
         now: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<u64> {
-        Ok(sqlx::query(
+        Ok(sqlx::query(&format!(
             "WITH doomed AS (
                  SELECT id FROM messages
-                 WHERE purged_at IS NULL AND created_at < $1
+                 WHERE purged_at IS NULL AND created_at < $3
                        AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
-                 ORDER BY created_at LIMIT $3
+                       AND {LEAD_HELD}
+                 ORDER BY created_at LIMIT $5
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE messages m SET body = '', subject = NULL, body_html = NULL, link = NULL,
-                    address = '', purged_at = $2
-             FROM doomed WHERE m.id = doomed.id",
-        )
+                    address = '', purged_at = $4
+             FROM doomed WHERE m.id = doomed.id"
+        ))
+        .bind(&self.id)
+        .bind(self.generation)
         .bind(created_before)
         .bind(now)
         .bind(i64::from(limit))
-        .execute(&mut self.conn)
+        .execute(&self.pool)
         .await?
         .rows_affected())
     }
 
     async fn forget_spent_quota(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
-        Ok(sqlx::query("DELETE FROM patient_quota WHERE tat <= $1")
-            .bind(now)
-            .execute(&mut self.conn)
-            .await?
-            .rows_affected())
+        Ok(sqlx::query(&format!(
+            "DELETE FROM patient_quota WHERE tat <= $3 AND {LEAD_HELD}"
+        ))
+        .bind(&self.id)
+        .bind(self.generation)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 }

@@ -87,32 +87,40 @@ fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
     })
 }
 
-/// Returns expired leases to the queue and records each lost attempt as `unknown`, in one
-/// statement: the attempt's start is the claim time (`updated_at` before this update), read
-/// from the locked row; rows another process is reaping are skipped. Returns how many.
+/// Returns expired leases to the queue in one statement: a message whose send had started
+/// gets an `unknown` attempt (it may or may not have reached the provider), started when the
+/// send began; one that was only claimed goes back uncounted, due when it was. Rows another
+/// process is reaping are skipped. Returns how many leases were returned.
 pub(super) async fn requeue_expired(
     conn: &mut sqlx::PgConnection,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
-    Ok(sqlx::query(
+    let requeued: i64 = sqlx::query_scalar(
         "WITH expired AS (
-             SELECT id, attempts, updated_at FROM messages
+             SELECT id, attempts, send_started_at FROM messages
              WHERE state = 'sending' AND lease_expires_at <= $1
              FOR UPDATE SKIP LOCKED
          ), requeued AS (
              UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = $1, last_error = $2, updated_at = $1
-             FROM expired WHERE m.id = expired.id
-             RETURNING expired.id, expired.attempts, expired.updated_at
+                    send_started_at = NULL,
+                    attempts = CASE WHEN e.send_started_at IS NULL THEN m.attempts - 1 ELSE m.attempts END,
+                    next_attempt_at = CASE WHEN e.send_started_at IS NULL THEN m.next_attempt_at ELSE $1 END,
+                    last_error = CASE WHEN e.send_started_at IS NULL THEN m.last_error ELSE $2 END,
+                    updated_at = $1
+             FROM expired e WHERE m.id = e.id
+             RETURNING e.id, e.attempts, e.send_started_at
+         ), lost AS (
+             INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
+             SELECT id, attempts, NULL, 'unknown', $2, send_started_at, $1 FROM requeued
+             WHERE send_started_at IS NOT NULL
          )
-         INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-         SELECT id, attempts, NULL, 'unknown', $2, updated_at, $1 FROM requeued",
+         SELECT COUNT(*) FROM requeued",
     )
     .bind(now)
     .bind(LOST_LEASE)
-    .execute(conn)
-    .await?
-    .rows_affected())
+    .fetch_one(conn)
+    .await?;
+    Ok(u64::try_from(requeued).unwrap_or(0))
 }
 
 /// What an idempotency key already stands for, if it has been used.
@@ -496,7 +504,7 @@ impl OutboxStore for PostgresStore {
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
-                    attempts = m.attempts + 1, updated_at = $1
+                    send_started_at = NULL, attempts = m.attempts + 1, updated_at = $1
              FROM due WHERE m.id = due.id
              RETURNING m.id, m.practice_id, m.patient_id, m.follower_id, m.broadcast_id, m.contact_id, m.channel, m.address,
                        m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at",
@@ -564,13 +572,15 @@ impl OutboxStore for PostgresStore {
         .await?;
         let updated: Vec<(i64,)> = sqlx::query_as(
             "UPDATE messages m SET state = u.state, next_attempt_at = COALESCE(u.next_at, m.next_attempt_at),
-                    lease_owner = NULL, lease_expires_at = NULL, provider = COALESCE(u.provider, m.provider),
+                    lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
+                    provider = COALESCE(u.provider, m.provider),
                     provider_ref = COALESCE(u.provider_ref, m.provider_ref), last_error = u.error,
                     updated_at = u.finished_at
              FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                         $6::text[], $7::timestamptz[])
-                  AS u(id, state, next_at, provider, provider_ref, error, finished_at)
-             WHERE m.id = u.id AND m.lease_owner = $8 AND m.state = 'sending'
+                         $6::text[], $7::timestamptz[], $9::int[])
+                  AS u(id, state, next_at, provider, provider_ref, error, finished_at, attempt)
+             WHERE m.id = u.id AND m.lease_owner = $8 AND m.attempts = u.attempt
+                   AND m.state = 'sending'
              RETURNING m.id",
         )
         .bind(&ids)
@@ -581,6 +591,7 @@ impl OutboxStore for PostgresStore {
         .bind(&errors)
         .bind(&finished)
         .bind(owner)
+        .bind(done.iter().map(|c| c.attempt_no).collect::<Vec<i32>>())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -588,9 +599,43 @@ impl OutboxStore for PostgresStore {
         Ok(ids.iter().map(|id| updated.contains(id)).collect())
     }
 
+    async fn start_sends(
+        &self,
+        owner: &str,
+        sends: &[(i64, i32)],
+        now: DateTime<Utc>,
+        live_after: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<bool>> {
+        let ids: Vec<i64> = sends.iter().map(|(id, _)| *id).collect();
+        let started: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE messages m SET send_started_at = $3,
+                    lease_expires_at = GREATEST(m.lease_expires_at, $5)
+             FROM UNNEST($1::bigint[], $2::int[]) AS s(id, attempt)
+             WHERE m.id = s.id AND m.attempts = s.attempt AND m.lease_owner = $6
+                   AND m.state = 'sending' AND m.lease_expires_at > $4
+                   AND m.send_started_at IS NULL
+             RETURNING m.id",
+        )
+        .bind(&ids)
+        .bind(sends.iter().map(|(_, a)| *a).collect::<Vec<i32>>())
+        .bind(now)
+        .bind(live_after)
+        .bind(lease_until)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
+        Ok(ids.iter().map(|id| started.contains(id)).collect())
+    }
+
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "UPDATE messages SET lease_expires_at = $1 WHERE state = 'sending' AND lease_owner = $2",
+            // Rows locked by this worker's own recording or marking are skipped (those are
+            // settled or extended there), so the statements never deadlock.
+            "UPDATE messages SET lease_expires_at = $1
+             WHERE id IN (SELECT id FROM messages WHERE state = 'sending' AND lease_owner = $2
+                          FOR UPDATE SKIP LOCKED)",
         )
         .bind(until)
         .bind(owner)
@@ -607,7 +652,8 @@ impl OutboxStore for PostgresStore {
     ) -> StoreResult<u64> {
         Ok(sqlx::query(
             "UPDATE messages m SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    attempts = m.attempts - 1, next_attempt_at = d.at, updated_at = $3
+                    send_started_at = NULL, attempts = m.attempts - 1, next_attempt_at = d.at,
+                    updated_at = $3
              FROM UNNEST($1::bigint[], $2::timestamptz[]) AS d(id, at)
              WHERE m.id = d.id AND m.state = 'sending' AND m.lease_owner = $4",
         )
@@ -634,7 +680,7 @@ impl OutboxStore for PostgresStore {
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     attempts = attempts - 1, next_attempt_at = $1, updated_at = $1
-             WHERE state = 'sending' AND lease_owner = $2",
+             WHERE state = 'sending' AND lease_owner = $2 AND send_started_at IS NULL",
         )
         .bind(now)
         .bind(owner)

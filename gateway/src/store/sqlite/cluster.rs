@@ -103,7 +103,11 @@ impl ClusterStore for SqliteStore {
             .collect()
     }
 
-    async fn try_lead(&self, id: &str) -> StoreResult<Option<Box<dyn Leadership>>> {
+    async fn try_lead(
+        &self,
+        id: &str,
+        _lease: Duration,
+    ) -> StoreResult<Option<Box<dyn Leadership>>> {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE instances SET is_leader = (id = ?)")
             .bind(id)
@@ -155,6 +159,10 @@ struct SqliteLeadership {
 #[async_trait]
 impl Leadership for SqliteLeadership {
     async fn confirm(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn resign(&mut self) -> StoreResult<()> {
         Ok(())
     }
 

@@ -61,16 +61,18 @@ const MESSAGE_COLUMNS: &str =
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
 
-/// Returns expired leases to the queue and records each lost attempt as `unknown`, inside
-/// the caller's write transaction. Returns how many.
+/// Returns expired leases to the queue, inside the caller's write transaction: a message
+/// whose send had started gets an `unknown` attempt (it may or may not have reached the
+/// provider), started when the send began; one that was only claimed goes back uncounted,
+/// due when it was. Returns how many leases were returned.
 pub(super) async fn requeue_expired(
     conn: &mut sqlx::SqliteConnection,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
     sqlx::query(
         "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-         SELECT id, attempts, NULL, 'unknown', ?, updated_at, ? FROM messages
-         WHERE state = 'sending' AND lease_expires_at <= ?",
+         SELECT id, attempts, NULL, 'unknown', ?, send_started_at, ? FROM messages
+         WHERE state = 'sending' AND lease_expires_at <= ? AND send_started_at IS NOT NULL",
     )
     .bind(LOST_LEASE)
     .bind(ms(now))
@@ -79,7 +81,10 @@ pub(super) async fn requeue_expired(
     .await?;
     Ok(sqlx::query(
         "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                next_attempt_at = ?, last_error = ?, updated_at = ?
+                attempts = CASE WHEN send_started_at IS NULL THEN attempts - 1 ELSE attempts END,
+                next_attempt_at = CASE WHEN send_started_at IS NULL THEN next_attempt_at ELSE ? END,
+                last_error = CASE WHEN send_started_at IS NULL THEN last_error ELSE ? END,
+                send_started_at = NULL, updated_at = ?
          WHERE state = 'sending' AND lease_expires_at <= ?",
     )
     .bind(ms(now))
@@ -496,7 +501,7 @@ impl OutboxStore for SqliteStore {
         requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
             "UPDATE messages SET state = 'sending', lease_owner = ?, lease_expires_at = ?,
-                    attempts = attempts + 1, updated_at = ?
+                    send_started_at = NULL, attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
                                  AND priority <= ?
                                  AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each(?))
@@ -582,16 +587,18 @@ impl OutboxStore for SqliteStore {
         .await?;
         let held: Vec<(i64,)> = sqlx::query_as(
             "UPDATE messages SET state = u.state, next_attempt_at = COALESCE(u.next, messages.next_attempt_at),
-                    lease_owner = NULL, lease_expires_at = NULL,
+                    lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
                     provider = COALESCE(u.provider, messages.provider),
                     provider_ref = COALESCE(u.ref, messages.provider_ref),
                     last_error = u.error, updated_at = u.finished
              FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.state') AS state,
                           json_extract(value, '$.next') AS next, json_extract(value, '$.provider') AS provider,
                           json_extract(value, '$.ref') AS ref, json_extract(value, '$.error') AS error,
-                          json_extract(value, '$.finished') AS finished
+                          json_extract(value, '$.finished') AS finished,
+                          json_extract(value, '$.attempt') AS attempt
                    FROM json_each(?)) AS u
-             WHERE messages.id = u.id AND messages.lease_owner = ? AND messages.state = 'sending'
+             WHERE messages.id = u.id AND messages.lease_owner = ? AND messages.attempts = u.attempt
+                   AND messages.state = 'sending'
              RETURNING messages.id",
         )
         .bind(&batch)
@@ -601,6 +608,37 @@ impl OutboxStore for SqliteStore {
         tx.commit().await?;
         let held: std::collections::HashSet<i64> = held.into_iter().map(|(id,)| id).collect();
         Ok(done.iter().map(|c| held.contains(&c.message_id)).collect())
+    }
+
+    async fn start_sends(
+        &self,
+        owner: &str,
+        sends: &[(i64, i32)],
+        now: DateTime<Utc>,
+        live_after: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<bool>> {
+        let batch = serde_json::to_string(sends).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.begin_write().await?;
+        let started: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE messages SET send_started_at = ?, lease_expires_at = MAX(lease_expires_at, ?)
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
+                   FROM json_each(?)) AS s
+             WHERE messages.id = s.id AND messages.attempts = s.attempt
+                   AND messages.lease_owner = ? AND messages.state = 'sending'
+                   AND messages.lease_expires_at > ? AND messages.send_started_at IS NULL
+             RETURNING messages.id",
+        )
+        .bind(ms(now))
+        .bind(ms(lease_until))
+        .bind(batch)
+        .bind(owner)
+        .bind(ms(live_after))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
+        Ok(sends.iter().map(|(id, _)| started.contains(id)).collect())
     }
 
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
@@ -628,7 +666,8 @@ impl OutboxStore for SqliteStore {
         .unwrap_or_else(|_| "[]".into());
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    attempts = attempts - 1, next_attempt_at = d.at, updated_at = ?
+                    send_started_at = NULL, attempts = attempts - 1, next_attempt_at = d.at,
+                    updated_at = ?
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
                    FROM json_each(?)) AS d
              WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = ?",
@@ -655,7 +694,7 @@ impl OutboxStore for SqliteStore {
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     attempts = attempts - 1, next_attempt_at = ?, updated_at = ?
-             WHERE state = 'sending' AND lease_owner = ?",
+             WHERE state = 'sending' AND lease_owner = ? AND send_started_at IS NULL",
         )
         .bind(ms(now))
         .bind(ms(now))
