@@ -243,7 +243,6 @@ async fn story(
             "{best}/s within two heartbeats of the dead worker dropping out; the limit is {RATE}/s"
         ));
     }
-    let _ = resumed;
 
     let deadline = Instant::now() + Duration::from_secs(150);
     while store.pending_count().await.map_err(|e| e.to_string())? > 0 {
@@ -286,26 +285,33 @@ async fn story(
     fleet.terminate_all(Duration::from_secs(30));
 
     // Repeats by message (the synthetic patients share a thousand numbers, so not by
-    // number), put down to the event that explains them: the kill (one copy went to the
-    // killed worker's peer), else the stall (one went to c's), else the freeze.
-    let mut copies: HashMap<i64, [usize; 3]> = HashMap::new();
+    // number), put down to the worker whose copy came first: its outcome was the one lost, so
+    // its event explains the repeat. `a` (peer 0) was frozen; `c` (peer 2) was cut off, and
+    // may also be the one killed later (then its first copies after the resume are the
+    // kill's); the killed worker's first copies are the kill's. A second copy's sender says
+    // nothing of the cause: `c` may resend what the frozen `a` lost, and the reverse.
+    let mut first: HashMap<i64, (Instant, usize)> = HashMap::new();
+    let mut copies: HashMap<i64, usize> = HashMap::new();
     for (i, peer) in peers.iter().enumerate() {
-        for (_, id) in peer.arrivals() {
-            copies.entry(id).or_default()[i] += 1;
+        for (at, id) in peer.arrivals() {
+            *copies.entry(id).or_default() += 1;
+            let earliest = first.entry(id).or_insert((at, i));
+            if at < earliest.0 {
+                *earliest = (at, i);
+            }
         }
     }
-    let mut repeats = HashMap::from([("kill", 0), ("stall", 0), ("freeze", 0)]);
-    for by_peer in copies.values() {
-        let total: usize = by_peer.iter().sum();
-        if total < 2 {
+    let mut repeats = HashMap::from([("kill", 0), ("stall", 0), ("freeze", 0), ("none", 0)]);
+    for (id, total) in &copies {
+        if *total < 2 {
             continue;
         }
-        let cause = if by_peer[victim_peer] > 0 {
-            "kill"
-        } else if by_peer[2] > 0 {
-            "stall"
-        } else {
-            "freeze"
+        let (at, peer) = first[id];
+        let cause = match peer {
+            2 if at < resumed => "stall",
+            0 => "freeze",
+            p if p == victim_peer => "kill",
+            _ => "none",
         };
         *repeats.entry(cause).or_default() += total - 1;
     }
