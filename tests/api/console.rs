@@ -78,16 +78,6 @@ async fn get(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
     (response.status(), response.text().await.unwrap())
 }
 
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    app.state
-        .store
-        .practice_by_ods(&gateway::domain::OdsCode::parse(ods).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
 pub async fn sign_in_sessions_and_csrf(db: Db) {
     let app = spawn_app(db).await;
     let store = app.state.store.as_ref();
@@ -169,7 +159,7 @@ pub async fn practice_users_see_only_their_practice(db: Db) {
     let app = spawn_app(db).await;
     app.practice_with_key("C10001", "Own Surgery").await;
     app.practice_with_key("C10002", "Other Surgery").await;
-    let own = practice_id(&app, "C10001").await;
+    let own = app.practice_id("C10001").await;
     gateway::web::session::create_user(
         app.state.store.as_ref(),
         "reception",

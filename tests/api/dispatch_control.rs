@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use gateway::domain::{Channel, OdsCode, Priority};
+use gateway::domain::{Channel, Priority};
 use gateway::store::{NewMessage, Recipient};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -22,23 +22,13 @@ async fn sms_practice(app: &TestApp, ods: &str, patients: u64) -> (String, i64) 
             json!({ "ods_code": ods, "name": format!("Surgery {ods}"), "channel_order": ["sms"] }),
         )
         .await;
-    let id = practice_id(app, ods).await;
+    let id = app.practice_id(ods).await;
     app.state
         .store
         .seed_synthetic_patients(id, patients)
         .await
         .expect("seed");
     (key, id)
-}
-
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    app.state
-        .store
-        .practice_by_ods(&OdsCode::parse(ods).expect("ods"))
-        .await
-        .expect("store")
-        .expect("practice")
-        .id
 }
 
 /// Posts a status change; returns the broadcast id and how many SMS it planned.

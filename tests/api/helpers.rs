@@ -420,6 +420,18 @@ impl TestApp {
             .await
     }
 
+    /// The row id of the practice with this ODS code (it must exist).
+    pub async fn practice_id(&self, ods: &str) -> i64 {
+        let ods = gateway::domain::OdsCode::parse(ods).expect("ods");
+        self.state
+            .store
+            .practice_by_ods(&ods)
+            .await
+            .expect("store")
+            .expect("practice")
+            .id
+    }
+
     /// Creates a practice (as admin) and returns a key scoped to it.
     pub async fn practice_with_key(&self, ods: &str, name: &str) -> String {
         self.practice_with_settings(serde_json::json!({ "ods_code": ods, "name": name }))

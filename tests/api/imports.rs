@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use gateway::domain::OdsCode;
 use gateway::intake::import::{import_csv, CsvSource, ImportError, ImportOptions, ImportReport};
 use gateway::store::ListedPatient;
 use reqwest::StatusCode;
@@ -41,17 +40,6 @@ async fn upload(
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    let ods = OdsCode::parse(ods).expect("ods");
-    app.state
-        .store
-        .practice_by_ods(&ods)
-        .await
-        .expect("store")
-        .expect("practice")
-        .id
 }
 
 /// Every patient of the practice with contacts and opt-outs, in NHS number order.
@@ -152,7 +140,7 @@ pub async fn every_error_class_is_reported_by_row_and_column(db: Db) {
     );
 
     // The valid rows are stored, quoted commas and line breaks intact, a "no" as an opt-out.
-    let list = listing(&app, practice_id(&app, "T60001").await).await;
+    let list = listing(&app, app.practice_id("T60001").await).await;
     assert_eq!(list.len(), 3);
     let ada = find(&list, "9990000018");
     assert_eq!(ada.landline.as_deref(), Some("+442079460001"));
@@ -228,7 +216,7 @@ pub async fn bom_semicolons_crlf_quotes_and_a_header_mapping(db: Db) {
         [(4, Some("Tel (Mob)".into())), (5, Some("Born".into()))]
     );
     assert_eq!(report["created"], 2);
-    let list = listing(&app, practice_id(&app, "T60002").await).await;
+    let list = listing(&app, app.practice_id("T60002").await).await;
     let jo = find(&list, &nhs(1));
     assert_eq!(jo.given_name.as_deref(), Some("Smith; Jo"));
     assert_eq!(
@@ -251,7 +239,7 @@ pub async fn bom_semicolons_crlf_quotes_and_a_header_mapping(db: Db) {
 pub async fn reimporting_the_same_file_changes_nothing_and_keeps_opt_outs(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T60003", "Repeat Surgery").await;
-    let practice = practice_id(&app, "T60003").await;
+    let practice = app.practice_id("T60003").await;
     let (_, first) = upload(&app, "T60003", &key, "", fixture("list_v1.csv")).await;
     assert_eq!(
         (first["created"].as_u64(), first["rejected"].as_u64()),
@@ -307,7 +295,7 @@ pub async fn replace_deactivates_exactly_the_missing_patients(db: Db) {
     )
     .await;
     let key = app.practice_with_key("T60004", "Sync Surgery").await;
-    let practice = practice_id(&app, "T60004").await;
+    let practice = app.practice_id("T60004").await;
     upload(&app, "T60004", &key, "", fixture("list_v1.csv")).await;
     let other = json!({ "patients": [{ "nhs_number": nhs(9), "contacts": [] }] });
     app.post("/api/v1/practices/T60004/patients", &key, &other)
@@ -523,7 +511,7 @@ pub async fn killed_import_resumed_ends_as_a_clean_one(db: Db) {
     for ods in ["T60005", "T60006", "T60007"] {
         let key = app.practice_with_key(ods, "Resume Surgery").await;
         seed(&app, ods, &key).await;
-        practices.push(practice_id(&app, ods).await);
+        practices.push(app.practice_id(ods).await);
     }
     let clean = run_file(&app, practices[0], &path, true, None)
         .await
@@ -647,7 +635,7 @@ pub async fn uploads_stream_past_the_body_limit_and_bad_requests_are_refused(db:
     assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // All or nothing: one bad row and nothing is written.
-    let practice = practice_id(&app, "T60009").await;
+    let practice = app.practice_id("T60009").await;
     let bad = format!(
         "NHS Number,Mobile\n{},07700900001\n{},0791112\n",
         nhs(500),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, MessageState, OdsCode};
+use gateway::domain::{Channel, MessageState};
 use gateway::providers::generate_vapid_keys;
 use gateway::store::PushSubscription;
 use serde_json::{json, Value};
@@ -115,16 +115,6 @@ impl Peers {
     }
 }
 
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    app.state
-        .store
-        .practice_by_ods(&OdsCode::parse(ods).expect("ods"))
-        .await
-        .expect("store")
-        .expect("practice")
-        .id
-}
-
 /// A practice with `each` patients on SMS, `each` on email and `each` on push (subscribed
 /// on `push`), numbered from `first`. Returns its key.
 async fn mixed_practice(
@@ -152,7 +142,7 @@ async fn mixed_practice(
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let id = practice_id(app, ods).await;
+    let id = app.practice_id(ods).await;
     let keys = push.keys();
     for i in (first..first + 3 * each).filter(|i| i % 3 == 2) {
         let subscription = PushSubscription {
@@ -257,7 +247,7 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
 
     // Practice A: two anonymous followers on the pausing push services.
     let key_a = app.practice_with_key("R30001", "Follower Surgery").await;
-    let a = practice_id(&app, "R30001").await;
+    let a = app.practice_id("R30001").await;
     for (service, name) in [(&huge, "huge"), (&years, "years")] {
         let keys = service.keys();
         let endpoint = service.endpoint(name);

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use gateway::domain::{Channel, OdsCode};
+use gateway::domain::Channel;
 use gateway::intake::import::cli::{self, ImportArgs};
 use gateway::intake::status::StatusChangeRequest;
 use gateway::receipts::{twilio_signature, webhook_signature};
@@ -41,17 +41,7 @@ async fn practice(app: &TestApp, ods: &str, first: u32, count: u32) -> (String, 
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    (key, practice_id(app, ods).await)
-}
-
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    app.state
-        .store
-        .practice_by_ods(&OdsCode::parse(ods).expect("ods"))
-        .await
-        .expect("store")
-        .expect("practice")
-        .id
+    (key, app.practice_id(ods).await)
 }
 
 /// Posts a status change; returns the broadcast id and the SMS it planned.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, OdsCode};
+use gateway::domain::Channel;
 use gateway::providers::generate_vapid_keys;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -147,15 +147,7 @@ impl PushApp {
     }
 
     async fn practice_id(&self, ods: &str) -> i64 {
-        let ods = OdsCode::parse(ods).expect("ods");
-        self.app
-            .state
-            .store
-            .practice_by_ods(&ods)
-            .await
-            .expect("store")
-            .expect("practice")
-            .id
+        self.app.practice_id(ods).await
     }
 
     /// Posts a status change for the practice; the broadcast's id.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::domain::{Channel, Language, OdsCode};
+use gateway::domain::{Channel, Language};
 use gateway::store::NewTemplate;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -48,16 +48,6 @@ async fn add_patients(app: &TestApp, ods: &str, key: &str, first: u32, n: u32, c
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["rejected"], json!([]), "{}", reply.body);
-}
-
-async fn practice_id(app: &TestApp, ods: &str) -> i64 {
-    app.state
-        .store
-        .practice_by_ods(&OdsCode::parse(ods).expect("ods"))
-        .await
-        .expect("store")
-        .expect("practice")
-        .id
 }
 
 /// Stores a practice override straight into the store, as a template saved before these
@@ -224,7 +214,7 @@ pub async fn unbounded_rendering_is_refused_or_stopped(db: Db) {
     );
 
     // In use anyway (stored by hand): the preview is stopped at the cap, quickly.
-    let a = practice_id(&app, "R10001").await;
+    let a = app.practice_id("R10001").await;
     store_override(&app, a, "status.custom", Channel::Email, huge).await;
     let details = "x".repeat(300);
     let mut data = gateway::render::catalogue::sample_json("status.custom", Language::English);
@@ -330,7 +320,7 @@ pub async fn failing_template_fails_its_broadcast_alone(db: Db) {
     );
 
     // In use anyway: A's closure (no end time) fails alone, with the reason.
-    let a = practice_id(&app, "R20001").await;
+    let a = app.practice_id("R20001").await;
     store_override(
         &app,
         a,
