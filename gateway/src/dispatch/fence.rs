@@ -226,14 +226,7 @@ async fn mark(
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let margin = chrono::Duration::from_std(margin / 2).unwrap_or(chrono::Duration::zero());
     let mut batch: Vec<Mark> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
-            }
-        }
+    while super::recorder::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let (sends, answers): (Vec<(i64, i32)>, Vec<oneshot::Sender<bool>>) =
             batch.drain(..).unzip();
         let now = Utc::now();

@@ -58,14 +58,7 @@ impl Recorder {
 
 async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entry>) {
     let mut batch: Vec<Entry> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let (completions, senders): (Vec<Completion>, Vec<oneshot::Sender<bool>>) =
             batch.drain(..).unzip();
         // An outcome is never dropped: while the database is away, sending waits for it.
@@ -90,4 +83,24 @@ async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entr
             let _ = done.send(held);
         }
     }
+}
+
+/// Group commit's intake: waits for one entry, then takes whatever else is already queued,
+/// up to `max` in `batch`. False once every sender is gone and the queue is empty.
+pub(super) async fn next_batch<T>(
+    rx: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) -> bool {
+    let Some(first) = rx.recv().await else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(entry) => batch.push(entry),
+            Err(_) => break,
+        }
+    }
+    true
 }
