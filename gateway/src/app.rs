@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Role};
 use crate::config::Config;
-use crate::dispatch::{DispatchControl, Dispatcher, UnsubscribeLinks};
+use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
 use crate::fanout::{Clock, Fanout, FanoutError};
+use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
 use crate::render::{LoadError, RenderError, TemplateRegistry};
 use crate::store::{self, Store, StoreError};
@@ -147,25 +148,15 @@ impl AppState {
             self.config.dispatch.clone(),
             self.wake.clone(),
         )
-        .with_unsubscribe_links(self.unsubscribe_links())
+        .with_unsubscribe_links(self.signed_links().ok())
         .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
         .with_metrics(self.metrics.clone())
         .with_rerouting(self.fanout.clone())
     }
 
-    /// Where unsubscribe links point and their secret, if one is configured.
-    pub fn unsubscribe_links(&self) -> Option<UnsubscribeLinks> {
-        let variable = &self.config.receipts.unsubscribe_secret_env;
-        let secret = std::env::var(variable).ok().filter(|s| !s.is_empty())?;
-        Some(UnsubscribeLinks {
-            public_url: self
-                .config
-                .receipts
-                .public_url
-                .trim_end_matches('/')
-                .to_string(),
-            secret,
-        })
+    /// Unsubscribe and invitation links, with the secret as the environment holds it now.
+    pub fn signed_links(&self) -> Result<SignedLinks, NoSecret> {
+        SignedLinks::from_config(&self.config.receipts)
     }
 }
 

@@ -24,6 +24,8 @@ pub mod domain;
 pub mod fanout;
 /// What comes in: status changes and patient lists, parsed and recorded.
 pub mod intake;
+/// Signed links: email unsubscribe and push invitation, one secret, one kind per prefix.
+pub mod links;
 /// Outgoing requests to addresses from outside: public addresses only, checked at connect.
 pub mod outbound;
 /// The outbox's rules: next state after a send, and the retry schedule.

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DispatchConfig};
 use crate::domain::{AttemptOutcome, Channel, MessageState};
 use crate::fanout::{Clock, Fanout};
+use crate::links::SignedLinks;
 use crate::outbox::RetryPolicy;
 use crate::providers::{PracticeRef, ProviderRegistry};
 use crate::store::{ClaimedMessage, Completion, Store, StoreError};
@@ -142,20 +143,11 @@ pub struct Dispatcher {
     policy: RetryPolicy,
     owner: String,
     wake: Arc<Notify>,
-    links: Option<UnsubscribeLinks>,
+    links: Option<SignedLinks>,
     quiet_hours: Option<QuietHours>,
     clock: Clock,
     metrics: Arc<Metrics>,
     fanout: Option<Arc<Fanout>>,
-}
-
-/// Where unsubscribe links point and what signs them.
-#[derive(Clone)]
-pub struct UnsubscribeLinks {
-    /// The gateway's public base URL, without a trailing slash.
-    pub public_url: String,
-    /// The signing secret.
-    pub secret: String,
 }
 
 impl Dispatcher {
@@ -187,7 +179,7 @@ impl Dispatcher {
     }
 
     /// Adds one-click unsubscribe links to bulk email.
-    pub fn with_unsubscribe_links(mut self, links: Option<UnsubscribeLinks>) -> Self {
+    pub fn with_unsubscribe_links(mut self, links: Option<SignedLinks>) -> Self {
         self.links = links;
         self
     }

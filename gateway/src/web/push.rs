@@ -25,10 +25,8 @@ use crate::api::push::{parse_subscription, SubscriptionInput};
 use crate::api::{ApiError, Caller};
 use crate::app::AppState;
 use crate::domain::{NhsNumber, OdsCode};
-use crate::intake::invite::{
-    invite_expiry, invite_secret, read_invite_token, send_invite, vapid_public_key, InviteError,
-    SendInviteError,
-};
+use crate::intake::invite::{send_invite, vapid_public_key, SendInviteError};
+use crate::links::{invite_expiry, InviteError};
 use crate::render::uk_date_time;
 use crate::store::{Practice, StoreError};
 
@@ -346,9 +344,9 @@ async fn check_token(
     practice: &Practice,
     token: &str,
 ) -> Result<String, TokenRefused> {
-    let secret = invite_secret(state).map_err(|_| TokenRefused::NoSecret)?;
+    let links = state.signed_links().map_err(|_| TokenRefused::NoSecret)?;
     let (practice_id, patient_id) =
-        read_invite_token(&secret, token, Utc::now()).map_err(|e| match e {
+        links.invited(token, Utc::now()).map_err(|e| match e {
             InviteError::Expired(_) => TokenRefused::Expired,
             InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
         })?;
