@@ -12,6 +12,9 @@ use crate::config::Config;
 use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
 use crate::fanout::{Clock, Fanout, FanoutError};
+use crate::intake::appointments::change::AppointmentChanges;
+use crate::intake::invite::{vapid_public_key, Invitations};
+use crate::intake::status::StatusChanges;
 use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
 use crate::render::{LoadError, RenderError, TemplateRegistry};
@@ -152,6 +155,35 @@ impl AppState {
         .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
         .with_metrics(self.metrics.clone())
         .with_rerouting(self.fanout.clone())
+    }
+
+    /// What posting a status change takes.
+    pub fn status_changes(&self) -> StatusChanges {
+        StatusChanges {
+            store: self.store.clone(),
+            fanout: self.fanout.clone(),
+            dispatch: self.dispatch.clone(),
+        }
+    }
+
+    /// What making an appointment change takes.
+    pub fn appointment_changes(&self) -> AppointmentChanges {
+        AppointmentChanges {
+            store: self.store.clone(),
+            templates: self.templates.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// What sending push invitations takes (the link secret as the environment holds it now).
+    pub fn invitations(&self) -> Invitations {
+        Invitations {
+            store: self.store.clone(),
+            templates: self.templates.clone(),
+            wake: self.wake.clone(),
+            links: self.signed_links(),
+            vapid_public_key: vapid_public_key(&self.config.providers),
+        }
     }
 
     /// Unsubscribe and invitation links, with the secret as the environment holds it now.

@@ -3,15 +3,18 @@
 //!
 //! The link is signed (see [`crate::links`]); without the signing secret no invite can be made.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
+use tokio::sync::Notify;
 
-use crate::app::AppState;
+use crate::config::ProviderConfig;
 use crate::domain::Channel;
 use crate::fanout::urgent_to;
-use crate::links::SignedLinks;
+use crate::links::{NoSecret, SignedLinks};
 use crate::render::appointment::render_for_patient_off_runtime;
-use crate::render::{uk_date_time, RenderError};
+use crate::render::{uk_date_time, RenderError, TemplateRegistry};
 use crate::store::{
     AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
 };
@@ -21,6 +24,22 @@ pub const INVITE_VALIDITY: Duration = Duration::days(7);
 
 /// The template key of the invitation message.
 pub const INVITE_TEMPLATE: &str = "push.invite";
+
+/// What sending invitations takes: the store, the message templates, the dispatch workers'
+/// wake-up, the signed links and the key browsers subscribe with.
+#[derive(Clone)]
+pub struct Invitations {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Message wording.
+    pub templates: Arc<TemplateRegistry>,
+    /// Pokes idle dispatch workers when the invitation lands.
+    pub wake: Arc<Notify>,
+    /// The links invitations carry, or why none can be made.
+    pub links: Result<SignedLinks, NoSecret>,
+    /// See [`vapid_public_key`]; `None` when web push is not set up.
+    pub vapid_public_key: Option<String>,
+}
 
 /// An invitation on its way.
 #[derive(Debug, Clone)]
@@ -60,17 +79,19 @@ pub enum SendInviteError {
 /// email (their preferred channel, else the practice's order) with a link valid for
 /// [`INVITE_VALIDITY`]. Recorded in the audit trail as done by `actor`.
 pub async fn send_invite(
-    state: &AppState,
+    invitations: &Invitations,
     practice: &Practice,
     nhs_number: &str,
     actor: &str,
 ) -> Result<InviteSent, SendInviteError> {
-    if vapid_public_key(state).is_none() {
+    if invitations.vapid_public_key.is_none() {
         return Err(SendInviteError::PushNotConfigured);
     }
-    let links = SignedLinks::from_config(&state.config.receipts)
-        .map_err(|no_secret| SendInviteError::NoSecret(no_secret.0))?;
-    let store = state.store.as_ref();
+    let links = invitations
+        .links
+        .as_ref()
+        .map_err(|no_secret| SendInviteError::NoSecret(no_secret.0.clone()))?;
+    let store = invitations.store.as_ref();
     if store.patient(practice.id, nhs_number).await?.is_none() {
         return Err(SendInviteError::UnknownPatient(nhs_number.to_string()));
     }
@@ -99,7 +120,7 @@ pub async fn send_invite(
         &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
     );
     let worded = render_for_patient_off_runtime(
-        state.templates.snapshot(),
+        invitations.templates.snapshot(),
         practice,
         &patient.language,
         INVITE_TEMPLATE,
@@ -120,7 +141,7 @@ pub async fn send_invite(
         )
     };
     let queued = store.insert_messages(&[message]).await? == 1;
-    state.wake.notify_one();
+    invitations.wake.notify_one();
     store
         .audit(
             &AuditEntry {
@@ -144,10 +165,8 @@ pub async fn send_invite(
 
 /// The VAPID public key browsers subscribe with: the first `webpush` provider's
 /// `vapid_public_key`. `None` if no such provider is configured.
-pub fn vapid_public_key(state: &AppState) -> Option<String> {
-    state
-        .config
-        .providers
+pub fn vapid_public_key(providers: &[ProviderConfig]) -> Option<String> {
+    providers
         .iter()
         .filter(|p| p.kind == "webpush")
         .find_map(|p| {

@@ -63,7 +63,7 @@ async fn signup_page(
     let mut context = practice_context(&practice);
     // What the script needs, on the page that shows the button.
     let (mut vapid, mut shown_token, mut expires) = (String::new(), String::new(), String::new());
-    let (status, shows) = match vapid_public_key(&state) {
+    let (status, shows) = match vapid_public_key(&state.config.providers) {
         None => (StatusCode::OK, "unavailable"),
         Some(key) if token.is_empty() => {
             vapid = key;
@@ -144,7 +144,7 @@ async fn subscribe(
             "notifications cannot be turned on at the moment".into(),
         )
     };
-    if vapid_public_key(&state).is_none() {
+    if vapid_public_key(&state.config.providers).is_none() {
         return Err(unavailable());
     }
     let push = &state.config.push;
@@ -264,9 +264,14 @@ pub async fn send_invite_api(
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     let nhs_number = NhsNumber::parse(&nhs)
         .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
-    let sent = send_invite(&state, &practice, nhs_number.as_str(), &caller.actor)
-        .await
-        .map_err(invite_error)?;
+    let sent = send_invite(
+        &state.invitations(),
+        &practice,
+        nhs_number.as_str(),
+        &caller.actor,
+    )
+    .await
+    .map_err(invite_error)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -345,11 +350,10 @@ async fn check_token(
     token: &str,
 ) -> Result<String, TokenRefused> {
     let links = state.signed_links().map_err(|_| TokenRefused::NoSecret)?;
-    let (practice_id, patient_id) =
-        links.invited(token, Utc::now()).map_err(|e| match e {
-            InviteError::Expired(_) => TokenRefused::Expired,
-            InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
-        })?;
+    let (practice_id, patient_id) = links.invited(token, Utc::now()).map_err(|e| match e {
+        InviteError::Expired(_) => TokenRefused::Expired,
+        InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
+    })?;
     if practice_id != practice.id {
         return Err(TokenRefused::Invalid);
     }
