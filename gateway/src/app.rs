@@ -11,13 +11,14 @@ use crate::cluster::{Cluster, Role};
 use crate::config::Config;
 use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
-use crate::fanout::{Clock, Fanout, FanoutError};
+use crate::fanout::{Fanout, FanoutError};
 use crate::intake::appointments::change::AppointmentChanges;
 use crate::intake::invite::{vapid_public_key, Invitations};
 use crate::intake::status::StatusChanges;
 use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
 use crate::render::{LoadError, RenderError, TemplateRegistry};
+use crate::schedule::{system_clock, Clock};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::web::follows::FollowLimits;
@@ -122,7 +123,7 @@ impl AppState {
             wake,
             metrics,
             dispatch,
-            clock: Arc::new(chrono::Utc::now),
+            clock: system_clock(),
             follow_limits: Arc::new(FollowLimits::new(follows_per_minute)),
         })
     }

@@ -7,7 +7,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::quiet::QuietHours;
+use crate::schedule::{PracticeZone, QuietHours};
 
 /// Secrets masked out of printed settings.
 pub mod mask;
@@ -542,19 +542,8 @@ impl Config {
         if self.retention.days == 0 {
             return invalid("retention.days", "must be at least 1".into());
         }
-        if self
-            .practice_defaults
-            .timezone
-            .parse::<chrono_tz::Tz>()
-            .is_err()
-        {
-            return invalid(
-                "practice_defaults.timezone",
-                format!(
-                    "{:?} is not an IANA timezone such as Europe/London",
-                    self.practice_defaults.timezone
-                ),
-            );
+        if let Err(e) = PracticeZone::parse(&self.practice_defaults.timezone) {
+            return invalid("practice_defaults.timezone", e.to_string());
         }
         if let Err(reason) = QuietHours::parse(&self.quiet_hours.start, &self.quiet_hours.end) {
             return invalid("quiet_hours", reason);

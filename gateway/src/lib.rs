@@ -36,6 +36,8 @@ pub mod providers;
 pub mod receipts;
 /// Message wording: Tera templates per key and channel.
 pub mod render;
+/// Time for fan-out and dispatch: the clock, practices' timezones, quiet hours.
+pub mod schedule;
 /// Storage traits with a SQLite and a PostgreSQL implementation.
 pub mod store;
 /// Logging set-up and Prometheus metrics.
