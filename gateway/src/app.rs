@@ -17,7 +17,7 @@ use crate::intake::invite::{vapid_public_key, Invitations};
 use crate::intake::status::StatusChanges;
 use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
-use crate::render::{LoadError, RenderError, TemplateRegistry};
+use crate::render::{LoadError, RenderBudget, RenderError, TemplateRegistry};
 use crate::schedule::{system_clock, Clock};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
@@ -90,8 +90,13 @@ impl AppState {
         providers: Arc<ProviderRegistry>,
     ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
-        let templates =
-            Arc::new(TemplateRegistry::load_within(store.as_ref(), config.render_budget()).await?);
+        let templates = Arc::new(
+            TemplateRegistry::load_within(
+                store.as_ref(),
+                RenderBudget::from_config(&config.templates),
+            )
+            .await?,
+        );
         let wake = Arc::new(Notify::new());
         let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(

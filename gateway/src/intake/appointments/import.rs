@@ -20,9 +20,9 @@ use tokio::sync::mpsc;
 
 use super::csv::{Columns, CsvError};
 use super::{parse_row, ImportSummary, Parsed, RejectedAppointment, Row};
+use crate::config::ImportConfig;
 use crate::domain::{Invalid, OdsCode};
 use crate::intake::import::reader::{ReadError, Record, Rows};
-use crate::intake::import::ImportConfig;
 use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, Practice, Store, StoreError};
 
