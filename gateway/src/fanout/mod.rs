@@ -5,6 +5,7 @@
 //! repeated or resumed fan-out add nothing twice.
 
 mod affected;
+mod withdraw;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::store::{
 };
 pub use affected::AFFECTED_TEMPLATE;
 use affected::{affected_message, Bookings, Plan};
+pub use withdraw::withdraw_before;
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +180,7 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        crate::intake::status::withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
+        withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
         let bookings = Arc::new(self.bookings(&broadcast).await?);
         let mut wording = Wording::new(self.templates.snapshot(), practice, broadcast);
         let practice_id = wording.practice.id;

@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 
 use crate::dispatch::DispatchControl;
 use crate::domain::{Invalid, StatusAudience, StatusKind};
-use crate::fanout::{Fanout, FanoutError};
+use crate::fanout::{withdraw_before, Fanout, FanoutError};
 use crate::store::{
-    supersede_reason, AuditEntry, Broadcast, IdempotencyClaim, NewStatusChange, Practice, Reach,
-    StartOutcome, Store, StoreError,
+    supersede_reason, AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome,
+    Store, StoreError,
 };
 
 /// A status change as a client posts it.
@@ -289,37 +289,6 @@ pub async fn withdraw_earlier(
             .supersede(broadcast.practice_id, broadcast_id, reason);
     }
     withdraw_before(changes.store.as_ref(), &broadcast, now).await
-}
-
-/// The store's half of [`withdraw_earlier`], for a fan-out resumed at start-up: a change
-/// recorded without its withdrawal (by a version that did it in a second step and died
-/// between the two) is repaired before its messages are planned.
-pub async fn withdraw_before(
-    store: &dyn Store,
-    broadcast: &Broadcast,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    if broadcast.superseded_by.is_some() {
-        return Ok(0);
-    }
-    let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
-    let cancelled = store
-        .supersede_earlier(
-            broadcast.practice_id,
-            broadcast.id,
-            broadcast.status_change_id,
-            &reason,
-            now,
-        )
-        .await?;
-    if cancelled > 0 {
-        tracing::info!(
-            broadcast = broadcast.id,
-            cancelled,
-            "withdrew unsent messages of earlier broadcasts"
-        );
-    }
-    Ok(cancelled)
 }
 
 #[cfg(test)]
