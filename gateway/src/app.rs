@@ -9,11 +9,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, Role};
 use crate::config::Config;
-use crate::dispatch::{DispatchControl, Dispatcher, UnsubscribeLinks};
+use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
-use crate::fanout::{Clock, Fanout, FanoutError};
+use crate::fanout::{Fanout, FanoutError};
+use crate::intake::appointments::change::AppointmentChanges;
+use crate::intake::invite::{vapid_public_key, Invitations};
+use crate::intake::status::StatusChanges;
+use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
-use crate::render::{LoadError, RenderError, TemplateRegistry};
+use crate::render::{LoadError, RenderBudget, RenderError, TemplateRegistry};
+use crate::schedule::{system_clock, Clock};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
 use crate::web::follows::FollowLimits;
@@ -85,8 +90,13 @@ impl AppState {
         providers: Arc<ProviderRegistry>,
     ) -> Result<Self, StartError> {
         PhoneNumber::load_metadata();
-        let templates =
-            Arc::new(TemplateRegistry::load_within(store.as_ref(), config.render_budget()).await?);
+        let templates = Arc::new(
+            TemplateRegistry::load_within(
+                store.as_ref(),
+                RenderBudget::from_config(&config.templates),
+            )
+            .await?,
+        );
         let wake = Arc::new(Notify::new());
         let dispatch = Arc::new(DispatchControl::new(&providers, &config));
         let fanout = Arc::new(
@@ -118,7 +128,7 @@ impl AppState {
             wake,
             metrics,
             dispatch,
-            clock: Arc::new(chrono::Utc::now),
+            clock: system_clock(),
             follow_limits: Arc::new(FollowLimits::new(follows_per_minute)),
         })
     }
@@ -147,25 +157,44 @@ impl AppState {
             self.config.dispatch.clone(),
             self.wake.clone(),
         )
-        .with_unsubscribe_links(self.unsubscribe_links())
+        .with_unsubscribe_links(self.signed_links().ok())
         .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
         .with_metrics(self.metrics.clone())
         .with_rerouting(self.fanout.clone())
     }
 
-    /// Where unsubscribe links point and their secret, if one is configured.
-    pub fn unsubscribe_links(&self) -> Option<UnsubscribeLinks> {
-        let variable = &self.config.receipts.unsubscribe_secret_env;
-        let secret = std::env::var(variable).ok().filter(|s| !s.is_empty())?;
-        Some(UnsubscribeLinks {
-            public_url: self
-                .config
-                .receipts
-                .public_url
-                .trim_end_matches('/')
-                .to_string(),
-            secret,
-        })
+    /// What posting a status change takes.
+    pub fn status_changes(&self) -> StatusChanges {
+        StatusChanges {
+            store: self.store.clone(),
+            fanout: self.fanout.clone(),
+            dispatch: self.dispatch.clone(),
+        }
+    }
+
+    /// What making an appointment change takes.
+    pub fn appointment_changes(&self) -> AppointmentChanges {
+        AppointmentChanges {
+            store: self.store.clone(),
+            templates: self.templates.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+
+    /// What sending push invitations takes (the link secret as the environment holds it now).
+    pub fn invitations(&self) -> Invitations {
+        Invitations {
+            store: self.store.clone(),
+            templates: self.templates.clone(),
+            wake: self.wake.clone(),
+            links: self.signed_links(),
+            vapid_public_key: vapid_public_key(&self.config.providers),
+        }
+    }
+
+    /// Unsubscribe and invitation links, with the secret as the environment holds it now.
+    pub fn signed_links(&self) -> Result<SignedLinks, NoSecret> {
+        SignedLinks::from_config(&self.config.receipts)
     }
 }
 

@@ -137,7 +137,8 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
         starts_at: Some(chrono::Utc::now()),
         ..Default::default()
     };
-    let posted = post_status_change(&state, &practice, &request, "demo", None).await?;
+    let posted =
+        post_status_change(&state.status_changes(), &practice, &request, "demo", None).await?;
     let broadcast = state
         .store
         .broadcast(posted.broadcast_id)

@@ -24,6 +24,8 @@ pub mod domain;
 pub mod fanout;
 /// What comes in: status changes and patient lists, parsed and recorded.
 pub mod intake;
+/// Signed links: email unsubscribe and push invitation, one secret, one kind per prefix.
+pub mod links;
 /// Outgoing requests to addresses from outside: public addresses only, checked at connect.
 pub mod outbound;
 /// The outbox's rules: next state after a send, and the retry schedule.
@@ -34,6 +36,8 @@ pub mod providers;
 pub mod receipts;
 /// Message wording: Tera templates per key and channel.
 pub mod render;
+/// Time for fan-out and dispatch: the clock, practices' timezones, quiet hours.
+pub mod schedule;
 /// Storage traits with a SQLite and a PostgreSQL implementation.
 pub mod store;
 /// Logging set-up and Prometheus metrics.

@@ -23,7 +23,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::{SinkExt, StreamExt};
 use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, OdsCode};
-use gateway::intake::invite::invite_token;
+use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
 use gateway::store::KeyScope;
 use gateway::web::session::create_user;

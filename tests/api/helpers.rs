@@ -88,7 +88,7 @@ pub struct Options {
     /// The end of quiet hours (21:00 to this); "21:00", the default, turns them off.
     pub quiet_hours_end: &'static str,
     /// Fan-outs read "now" from this clock instead of the system's.
-    pub fanout_clock: Option<gateway::fanout::Clock>,
+    pub fanout_clock: Option<gateway::schedule::Clock>,
     /// `(after, count)`: once `after` messages have gone, the next `count` sends write their
     /// line and then hang, as a provider call does when the process is killed mid-send.
     pub stall: Option<(usize, usize)>,

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use chrono::{Duration, Utc};
 use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, OdsCode, Priority};
-use gateway::intake::invite::invite_token;
+use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -139,7 +139,7 @@ pub async fn change(
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     let idempotency = idempotency_key(&headers, &caller)?;
     let posted = post_appointment_change(
-        &state,
+        &state.appointment_changes(),
         &practice,
         &external_ref,
         &request,

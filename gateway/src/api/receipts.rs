@@ -288,8 +288,8 @@ pub async fn inbound_twilio(
 /// The contact an unsubscribe link names, or 404 for a link that is not ours.
 fn unsubscribe_contact(state: &AppState, token: &str) -> Result<i64, ApiError> {
     let not_ours = || ApiError::NotFound("this unsubscribe link is not valid".into());
-    let links = state.unsubscribe_links().ok_or_else(not_ours)?;
-    receipts::read_unsubscribe_token(&links.secret, token).ok_or_else(not_ours)
+    let links = state.signed_links().map_err(|_| not_ours())?;
+    links.unsubscribe_contact(token).ok_or_else(not_ours)
 }
 
 /// `GET /unsubscribe/{token}`: a page with one button, so that mail scanners following

@@ -23,8 +23,14 @@ pub async fn post(
 ) -> Result<Response, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     let idempotency_key = idempotency_key(&headers, &caller)?;
-    let posted =
-        post_status_change(&state, &practice, &request, &caller.actor, idempotency_key).await?;
+    let posted = post_status_change(
+        &state.status_changes(),
+        &practice,
+        &request,
+        &caller.actor,
+        idempotency_key,
+    )
+    .await?;
     let view = BroadcastView::load(&state, posted.broadcast_id).await?;
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     if posted.replayed {

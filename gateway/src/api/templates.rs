@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::domain::{Channel, Language};
 use crate::render::catalogue::{sample_json, variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
-use crate::render::validate::Draft;
+use crate::render::validate::{Draft, Limits};
 
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> Self {
@@ -232,7 +232,7 @@ pub async fn save(
     let saved = editor::save(
         state.store.as_ref(),
         &state.templates,
-        state.config.template_limits(),
+        Limits::from_config(&state.config.templates),
         &target,
         &request.draft,
         &caller.actor,
@@ -273,7 +273,7 @@ pub async fn rollback(
     let saved = editor::rollback(
         state.store.as_ref(),
         &state.templates,
-        state.config.template_limits(),
+        Limits::from_config(&state.config.templates),
         &target,
         request.version,
         &caller.actor,
@@ -335,7 +335,7 @@ pub async fn preview(
     };
     let preview = editor::preview(
         &state.templates,
-        state.config.template_limits(),
+        Limits::from_config(&state.config.templates),
         &target,
         request.draft.as_ref(),
         data,

@@ -10,7 +10,6 @@ pub mod fence;
 pub mod lanes;
 pub mod limits;
 pub mod origins;
-pub mod quiet;
 mod recorder;
 mod screen;
 mod send;
@@ -21,7 +20,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
-use chrono_tz::Tz;
 use rand::Rng;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -29,16 +27,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DispatchConfig};
 use crate::domain::{AttemptOutcome, Channel, MessageState};
-use crate::fanout::{Clock, Fanout};
+use crate::fanout::Fanout;
+use crate::links::SignedLinks;
 use crate::outbox::RetryPolicy;
 use crate::providers::{PracticeRef, ProviderRegistry};
+use crate::schedule::{system_clock, Clock, PracticeZone, QuietHours};
 use crate::store::{ClaimedMessage, Completion, Store, StoreError};
 use crate::telemetry::metrics::{CircuitGauge, Metrics, Outcome};
 use failover::{CircuitState, Rotation};
 use lanes::Lanes;
 use limits::RateLimits;
 use origins::Origins;
-use quiet::QuietHours;
 use recorder::Recorder;
 use slots::Slots;
 
@@ -129,7 +128,7 @@ impl DispatchControl {
 #[derive(Clone)]
 struct PracticeInfo {
     reference: PracticeRef,
-    timezone: Tz,
+    timezone: PracticeZone,
 }
 
 /// One dispatch worker: a claimer feeding per-channel lanes, a sender per channel, and a
@@ -142,20 +141,11 @@ pub struct Dispatcher {
     policy: RetryPolicy,
     owner: String,
     wake: Arc<Notify>,
-    links: Option<UnsubscribeLinks>,
+    links: Option<SignedLinks>,
     quiet_hours: Option<QuietHours>,
     clock: Clock,
     metrics: Arc<Metrics>,
     fanout: Option<Arc<Fanout>>,
-}
-
-/// Where unsubscribe links point and what signs them.
-#[derive(Clone)]
-pub struct UnsubscribeLinks {
-    /// The gateway's public base URL, without a trailing slash.
-    pub public_url: String,
-    /// The signing secret.
-    pub secret: String,
 }
 
 impl Dispatcher {
@@ -180,14 +170,14 @@ impl Dispatcher {
             wake,
             links: None,
             quiet_hours: None,
-            clock: Arc::new(Utc::now),
+            clock: system_clock(),
             metrics: Arc::new(Metrics::new()),
             fanout: None,
         }
     }
 
     /// Adds one-click unsubscribe links to bulk email.
-    pub fn with_unsubscribe_links(mut self, links: Option<UnsubscribeLinks>) -> Self {
+    pub fn with_unsubscribe_links(mut self, links: Option<SignedLinks>) -> Self {
         self.links = links;
         self
     }
@@ -478,7 +468,7 @@ impl Dispatcher {
         }
         let info = match self.store.practice_by_id(practice_id).await? {
             Some(p) => PracticeInfo {
-                timezone: p.timezone.parse().unwrap_or(chrono_tz::Europe::London),
+                timezone: PracticeZone::of_stored(&p.timezone),
                 reference: PracticeRef {
                     ods_code: p.ods_code.to_string(),
                     name: p.name,
@@ -487,7 +477,7 @@ impl Dispatcher {
             },
             None => PracticeInfo {
                 reference: PracticeRef::default(),
-                timezone: chrono_tz::Europe::London,
+                timezone: PracticeZone::UK,
             },
         };
         if let Ok(mut m) = self.control.practices.lock() {

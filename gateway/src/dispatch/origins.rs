@@ -143,7 +143,7 @@ impl Dispatcher {
         circuit.unused();
         let wait = until
             .saturating_duration_since(now)
-            .min(crate::providers::http::PEER_DELAY_CEILING);
+            .min(crate::config::PEER_DELAY_CEILING);
         let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         tracing::debug!(
             message = message.id,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::recorder::Recorder;
 use super::Dispatcher;
 use crate::domain::{AttemptOutcome, Channel, MessageState, Priority, Rate};
+use crate::schedule::PracticeZone;
 use crate::store::{ClaimedMessage, Completion};
 use crate::telemetry::metrics::Outcome;
 
@@ -126,8 +127,9 @@ impl Dispatcher {
         let quiet = self.quiet_hours?;
         let timezone = match self.practice(practice_id).await {
             Ok(p) => p.timezone,
-            Err(_) => chrono_tz::Europe::London,
-        };
+            Err(_) => PracticeZone::UK,
+        }
+        .tz();
         // The worker's clock may be set (tests): a time is judged as that far from its "now".
         let offset = (self.clock)() - Utc::now();
         Some(move |at: DateTime<Utc>| {

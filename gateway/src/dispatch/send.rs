@@ -19,7 +19,6 @@ use super::Dispatcher;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::outbox::completion;
 use crate::providers::{Outgoing, PushKeys, SendError};
-use crate::receipts;
 use crate::store::{ClaimedMessage, StoreError};
 use crate::telemetry::metrics::{Limiter, Outcome};
 
@@ -326,11 +325,9 @@ impl Dispatcher {
             message.contact_id,
             &self.links,
         ) {
-            (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => Some(format!(
-                "{}/unsubscribe/{}",
-                links.public_url,
-                receipts::unsubscribe_token(&links.secret, contact_id)
-            )),
+            (Channel::Email, Priority::Bulk, Some(contact_id), Some(links)) => {
+                Some(links.unsubscribe_url(contact_id))
+            }
             _ => None,
         };
         Ok(Outgoing {

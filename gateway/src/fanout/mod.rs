@@ -5,6 +5,7 @@
 //! repeated or resumed fan-out add nothing twice.
 
 mod affected;
+mod withdraw;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,19 +13,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::dispatch::quiet::QuietHours;
 use crate::domain::Language;
 use crate::domain::{Channel, ChannelOrder, Priority};
 use crate::render::budget::Exceeded;
 use crate::render::{
     status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
 };
+use crate::schedule::{system_clock, Clock, PracticeZone, QuietHours};
 use crate::store::{
     AuditEntry, Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store,
     StoreError,
 };
 pub use affected::AFFECTED_TEMPLATE;
 use affected::{affected_message, Bookings, Plan};
+pub use withdraw::withdraw_before;
 
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +84,6 @@ pub struct Fanout {
     clock: Clock,
 }
 
-/// Where "now" comes from: the system clock, or a fixed one in tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
 impl Fanout {
     /// A fan-out writing `batch_size` messages per statement.
     pub fn new(
@@ -99,7 +98,7 @@ impl Fanout {
             batch_size,
             wake,
             quiet_hours: None,
-            clock: Arc::new(Utc::now),
+            clock: system_clock(),
         }
     }
 
@@ -118,9 +117,7 @@ impl Fanout {
     /// When bulk SMS and push planned at `now` may first go, in the practice's timezone.
     fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: &str) -> DateTime<Utc> {
         match self.quiet_hours {
-            Some(quiet) => {
-                quiet.next_allowed(now, timezone.parse().unwrap_or(chrono_tz::Europe::London))
-            }
+            Some(quiet) => quiet.next_allowed(now, PracticeZone::of_stored(timezone).tz()),
             None => now,
         }
     }
@@ -183,7 +180,7 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        crate::intake::status::withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
+        withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
         let bookings = Arc::new(self.bookings(&broadcast).await?);
         let mut wording = Wording::new(self.templates.snapshot(), practice, broadcast);
         let practice_id = wording.practice.id;

@@ -1,23 +1,20 @@
 //! Push invitations: one patient is sent, by SMS or email, a personal link to the page where
 //! their browser subscribes (`/p/{ods}/notifications?t=...`).
 //!
-//! The link's token names the practice and patient by row id (never the NHS number) and an
-//! expiry, signed with HMAC-SHA256. The secret is the one that signs email unsubscribe links,
-//! from the variable `receipts.unsubscribe_secret_env`; the two kinds of token sign different
-//! prefixes, so one can never pass for the other. Without the secret no invite can be made.
+//! The link is signed (see [`crate::links`]); without the signing secret no invite can be made.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
+use tokio::sync::Notify;
 
-use crate::app::AppState;
+use crate::config::ProviderConfig;
 use crate::domain::Channel;
 use crate::fanout::urgent_to;
+use crate::links::{NoSecret, SignedLinks};
 use crate::render::appointment::render_for_patient_off_runtime;
-use crate::render::{uk_date_time, RenderError};
+use crate::render::{uk_date_time, RenderError, TemplateRegistry};
 use crate::store::{
     AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
 };
@@ -28,91 +25,20 @@ pub const INVITE_VALIDITY: Duration = Duration::days(7);
 /// The template key of the invitation message.
 pub const INVITE_TEMPLATE: &str = "push.invite";
 
-/// Bytes of the HMAC kept in a token: 128 bits, for a link that is short enough to text.
-const MAC_BYTES: usize = 16;
-
-/// Why an invite token was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InviteError {
-    /// Not shaped like a token at all (cut short when copied, or made up).
-    #[error("the link is incomplete")]
-    Malformed,
-    /// Shaped like one, but not signed by this gateway (altered, or signed with another secret).
-    #[error("the link has been changed or was not made by this gateway")]
-    BadSignature,
-    /// Genuine, but past its expiry.
-    #[error("the link expired at {0}")]
-    Expired(DateTime<Utc>),
-}
-
-/// The token of an invitation link: `{practice_id}.{patient_id}.{expires}.{mac}`, with the
-/// expiry in unix seconds and the MAC in base64url, so it needs no escaping in a URL.
-pub fn invite_token(
-    secret: &str,
-    practice_id: i64,
-    patient_id: i64,
-    expires_at: DateTime<Utc>,
-) -> String {
-    let claims = format!("{practice_id}.{patient_id}.{}", expires_at.timestamp());
-    let mac =
-        URL_SAFE_NO_PAD.encode(&invite_mac(secret, &claims).finalize().into_bytes()[..MAC_BYTES]);
-    format!("{claims}.{mac}")
-}
-
-/// The `(practice_id, patient_id)` a token names, if it is genuine and not expired at `now`.
-/// The signature is checked first, so an altered token never reads as merely expired.
-pub fn read_invite_token(
-    secret: &str,
-    token: &str,
-    now: DateTime<Utc>,
-) -> Result<(i64, i64), InviteError> {
-    let (claims, mac) = token
-        .trim()
-        .rsplit_once('.')
-        .ok_or(InviteError::Malformed)?;
-    let mac = URL_SAFE_NO_PAD
-        .decode(mac)
-        .ok()
-        .filter(|m| m.len() == MAC_BYTES)
-        .ok_or(InviteError::Malformed)?;
-    let fields: Vec<&str> = claims.split('.').collect();
-    let [practice, patient, expires] = fields[..] else {
-        return Err(InviteError::Malformed);
-    };
-    // Signed over the text as given: "+7" and "07" are other tokens, not the same one.
-    invite_mac(secret, claims)
-        .verify_truncated_left(&mac)
-        .map_err(|_| InviteError::BadSignature)?;
-    let number = |s: &str| s.parse::<i64>().map_err(|_| InviteError::Malformed);
-    let expires_at = DateTime::from_timestamp(number(expires)?, 0).ok_or(InviteError::Malformed)?;
-    if now >= expires_at {
-        return Err(InviteError::Expired(expires_at));
-    }
-    Ok((number(practice)?, number(patient)?))
-}
-
-/// The expiry a token claims, unchecked: for saying when a link ends once
-/// [`read_invite_token`] has accepted it.
-pub fn invite_expiry(token: &str) -> Option<DateTime<Utc>> {
-    let seconds = token.trim().split('.').nth(2)?.parse().ok()?;
-    DateTime::from_timestamp(seconds, 0)
-}
-
-fn invite_mac(secret: &str, claims: &str) -> Hmac<Sha256> {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(b"push-invite:");
-    mac.update(claims.as_bytes());
-    mac
-}
-
-/// The secret invite tokens are signed with, if the variable naming it is set.
-pub fn invite_secret(state: &AppState) -> Result<String, SendInviteError> {
-    let variable = &state.config.receipts.unsubscribe_secret_env;
-    std::env::var(variable)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| SendInviteError::NoSecret(variable.clone()))
+/// What sending invitations takes: the store, the message templates, the dispatch workers'
+/// wake-up, the signed links and the key browsers subscribe with.
+#[derive(Clone)]
+pub struct Invitations {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Message wording.
+    pub templates: Arc<TemplateRegistry>,
+    /// Pokes idle dispatch workers when the invitation lands.
+    pub wake: Arc<Notify>,
+    /// The links invitations carry, or why none can be made.
+    pub links: Result<SignedLinks, NoSecret>,
+    /// See [`vapid_public_key`]; `None` when web push is not set up.
+    pub vapid_public_key: Option<String>,
 }
 
 /// An invitation on its way.
@@ -153,16 +79,19 @@ pub enum SendInviteError {
 /// email (their preferred channel, else the practice's order) with a link valid for
 /// [`INVITE_VALIDITY`]. Recorded in the audit trail as done by `actor`.
 pub async fn send_invite(
-    state: &AppState,
+    invitations: &Invitations,
     practice: &Practice,
     nhs_number: &str,
     actor: &str,
 ) -> Result<InviteSent, SendInviteError> {
-    if vapid_public_key(state).is_none() {
+    if invitations.vapid_public_key.is_none() {
         return Err(SendInviteError::PushNotConfigured);
     }
-    let secret = invite_secret(state)?;
-    let store = state.store.as_ref();
+    let links = invitations
+        .links
+        .as_ref()
+        .map_err(|no_secret| SendInviteError::NoSecret(no_secret.0.clone()))?;
+    let store = invitations.store.as_ref();
     if store.patient(practice.id, nhs_number).await?.is_none() {
         return Err(SendInviteError::UnknownPatient(nhs_number.to_string()));
     }
@@ -174,11 +103,11 @@ pub async fn send_invite(
 
     let now = Utc::now();
     let expires_at = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now) + INVITE_VALIDITY;
-    let token = invite_token(&secret, practice.id, patient.id, expires_at);
-    let link = format!(
-        "{}/p/{}/notifications?t={token}",
-        state.config.receipts.public_url.trim_end_matches('/'),
-        practice.ods_code.as_str()
+    let link = links.invite_url(
+        practice.ods_code.as_str(),
+        practice.id,
+        patient.id,
+        expires_at,
     );
     let mut context = tera::Context::new();
     context.insert("practice", &crate::render::practice_json(practice));
@@ -191,7 +120,7 @@ pub async fn send_invite(
         &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
     );
     let worded = render_for_patient_off_runtime(
-        state.templates.snapshot(),
+        invitations.templates.snapshot(),
         practice,
         &patient.language,
         INVITE_TEMPLATE,
@@ -212,7 +141,7 @@ pub async fn send_invite(
         )
     };
     let queued = store.insert_messages(&[message]).await? == 1;
-    state.wake.notify_one();
+    invitations.wake.notify_one();
     store
         .audit(
             &AuditEntry {
@@ -236,10 +165,8 @@ pub async fn send_invite(
 
 /// The VAPID public key browsers subscribe with: the first `webpush` provider's
 /// `vapid_public_key`. `None` if no such provider is configured.
-pub fn vapid_public_key(state: &AppState) -> Option<String> {
-    state
-        .config
-        .providers
+pub fn vapid_public_key(providers: &[ProviderConfig]) -> Option<String> {
+    providers
         .iter()
         .filter(|p| p.kind == "webpush")
         .find_map(|p| {
@@ -288,86 +215,4 @@ async fn reachable_patient(
     };
     let page = store.fanout_page(practice_id, id - 1, 1).await?;
     Ok(page.into_iter().find(|p| p.id == id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    const SECRET: &str = "invite-test-secret";
-
-    fn at(hour: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 7, 22, hour, 0, 0).unwrap()
-    }
-
-    #[test]
-    fn token_round_trips_and_is_url_safe() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
-        assert!(
-            token
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-            "{token}"
-        );
-        assert!(token.len() < 48, "{token} is short enough to text");
-        assert_eq!(read_invite_token(SECRET, &token, at(9)), Ok((3, 12_345)));
-        assert_eq!(invite_expiry(&token), Some(at(12)));
-    }
-
-    #[test]
-    fn altered_or_foreign_tokens_are_refused() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
-        let other_patient = token.replacen("12345", "12346", 1);
-        assert_eq!(
-            read_invite_token(SECRET, &other_patient, at(9)),
-            Err(InviteError::BadSignature)
-        );
-        let later = invite_token(SECRET, 3, 12_345, at(23));
-        let (claims, _) = later.rsplit_once('.').unwrap();
-        let (_, mac) = token.rsplit_once('.').unwrap();
-        assert_eq!(
-            read_invite_token(SECRET, &format!("{claims}.{mac}"), at(9)),
-            Err(InviteError::BadSignature),
-            "a longer expiry cannot be grafted on"
-        );
-        assert_eq!(
-            read_invite_token("another-secret", &token, at(9)),
-            Err(InviteError::BadSignature)
-        );
-        let padded = token.replacen("3.", "+3.", 1);
-        assert_eq!(
-            read_invite_token(SECRET, &padded, at(9)),
-            Err(InviteError::BadSignature)
-        );
-        for junk in ["", "abc", "1.2.3", "1.2.3.!!", &token[..token.len() - 4]] {
-            assert_eq!(
-                read_invite_token(SECRET, junk, at(9)),
-                Err(InviteError::Malformed),
-                "{junk:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn token_expires_at_its_time() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
-        assert!(read_invite_token(SECRET, &token, at(12) - Duration::seconds(1)).is_ok());
-        assert_eq!(
-            read_invite_token(SECRET, &token, at(12)),
-            Err(InviteError::Expired(at(12)))
-        );
-        let forged_and_expired = token.replacen("12345", "1", 1);
-        assert_eq!(
-            read_invite_token(SECRET, &forged_and_expired, at(13)),
-            Err(InviteError::BadSignature),
-            "the signature is checked before the expiry"
-        );
-    }
-
-    #[test]
-    fn unsubscribe_tokens_do_not_pass_as_invites() {
-        let unsubscribe = crate::receipts::unsubscribe_token(SECRET, 42);
-        assert!(read_invite_token(SECRET, &unsubscribe, at(9)).is_err());
-    }
 }

@@ -1,15 +1,17 @@
 //! Practice status changes: parsed, recorded with their broadcast, and fanned out.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
+use crate::dispatch::DispatchControl;
 use crate::domain::{Invalid, StatusAudience, StatusKind};
-use crate::fanout::FanoutError;
+use crate::fanout::{withdraw_before, Fanout, FanoutError};
 use crate::store::{
-    supersede_reason, AuditEntry, Broadcast, IdempotencyClaim, NewStatusChange, Practice, Reach,
-    StartOutcome, Store, StoreError,
+    supersede_reason, AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome,
+    Store, StoreError,
 };
 
 /// A status change as a client posts it.
@@ -70,6 +72,18 @@ pub struct Posted {
     pub broadcast_id: i64,
     /// True when the Idempotency-Key matched an earlier identical request.
     pub replayed: bool,
+}
+
+/// What posting a status change takes: the store, the fan-out that plans its messages, and
+/// this process's dispatch workers, told at once which broadcasts a change supersedes.
+#[derive(Clone)]
+pub struct StatusChanges {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Plans the broadcast's messages.
+    pub fanout: Arc<Fanout>,
+    /// This process's dispatch workers.
+    pub dispatch: Arc<DispatchControl>,
 }
 
 /// The headline patients see when the practice gives none.
@@ -193,7 +207,7 @@ impl StatusChangeRequest {
 /// Records a status change and fans it out before returning, so the answer carries
 /// the planned counts. With an Idempotency-Key, a retry returns the first broadcast.
 pub async fn post_status_change(
-    state: &AppState,
+    changes: &StatusChanges,
     practice: &Practice,
     request: &StatusChangeRequest,
     actor: &str,
@@ -206,7 +220,7 @@ pub async fn post_status_change(
         request_hash: request.fingerprint(),
     });
     let now = Utc::now();
-    let (broadcast_id, replayed) = match state
+    let (broadcast_id, replayed) = match changes
         .store
         .start_status_broadcast(practice.id, &change, claim.as_ref(), now)
         .await?
@@ -218,12 +232,12 @@ pub async fn post_status_change(
     // Nobody should be told "closed" after "restored". The store withdrew the earlier
     // broadcasts' unsent messages in the transaction that recorded this change; a replay
     // withdraws again, which repairs what an older version may have left behind.
-    withdraw_earlier(state, broadcast_id, now).await?;
+    withdraw_earlier(changes, broadcast_id, now).await?;
     if !replayed {
         let details =
             serde_json::json!({ "kind": change.kind, "headline": change.headline, "audience": change.reach.audience })
                 .to_string();
-        state
+        changes
             .store
             .audit(
                 &AuditEntry {
@@ -237,14 +251,14 @@ pub async fn post_status_change(
             )
             .await?;
     }
-    let unfinished = state
+    let unfinished = changes
         .store
         .broadcast(broadcast_id)
         .await?
         .is_some_and(|b| b.fanout_done_at.is_none());
     if unfinished {
         // Spawned so that a client hanging up cannot cancel a fan-out half way.
-        let fanout = state.fanout.clone();
+        let fanout = changes.fanout.clone();
         tokio::spawn(async move { fanout.run_broadcast(broadcast_id).await })
             .await
             .map_err(|e| PostStatusError::Task(e.to_string()))??;
@@ -261,51 +275,20 @@ pub async fn post_status_change(
 /// find out from the store within a fraction of a second. Idempotent: returns how many
 /// messages were still queued and are now cancelled (none after a clean start).
 pub async fn withdraw_earlier(
-    state: &AppState,
+    changes: &StatusChanges,
     broadcast_id: i64,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let Some(broadcast) = state.store.broadcast(broadcast_id).await? else {
+    let Some(broadcast) = changes.store.broadcast(broadcast_id).await? else {
         return Ok(0);
     };
     if broadcast.superseded_by.is_none() {
         let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
-        state
+        changes
             .dispatch
             .supersede(broadcast.practice_id, broadcast_id, reason);
     }
-    withdraw_before(state.store.as_ref(), &broadcast, now).await
-}
-
-/// The store's half of [`withdraw_earlier`], for a fan-out resumed at start-up: a change
-/// recorded without its withdrawal (by a version that did it in a second step and died
-/// between the two) is repaired before its messages are planned.
-pub async fn withdraw_before(
-    store: &dyn Store,
-    broadcast: &Broadcast,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    if broadcast.superseded_by.is_some() {
-        return Ok(0);
-    }
-    let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
-    let cancelled = store
-        .supersede_earlier(
-            broadcast.practice_id,
-            broadcast.id,
-            broadcast.status_change_id,
-            &reason,
-            now,
-        )
-        .await?;
-    if cancelled > 0 {
-        tracing::info!(
-            broadcast = broadcast.id,
-            cancelled,
-            "withdrew unsent messages of earlier broadcasts"
-        );
-    }
-    Ok(cancelled)
+    withdraw_before(changes.store.as_ref(), &broadcast, now).await
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::{Accepted, SendError};
+use crate::config::PEER_DELAY_CEILING;
 
 /// Default time allowed for one provider request, connection included.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
@@ -29,10 +30,6 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
             env!("CARGO_PKG_VERSION")
         ))
 }
-
-/// The longest wait any peer can ask for, whatever the configured cap
-/// (`dispatch.max_peer_delay_seconds`, at most this): a week.
-pub const PEER_DELAY_CEILING: Duration = Duration::from_secs(7 * 86_400);
 
 /// The wait a `Retry-After` header asks for: delta-seconds or an HTTP date, at most
 /// [`PEER_DELAY_CEILING`] (dispatch caps it further by its settings).

@@ -70,30 +70,6 @@ pub fn same_signature(expected: &str, given: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The token in an email's one-click unsubscribe link: the contact's id and an HMAC of it,
-/// so a link opts out exactly one address and cannot be guessed for another.
-pub fn unsubscribe_token(secret: &str, contact_id: i64) -> String {
-    format!(
-        "{contact_id}.{}",
-        &unsubscribe_mac(secret, contact_id)[..32]
-    )
-}
-
-/// The contact an unsubscribe token names, if its signature is right.
-pub fn read_unsubscribe_token(secret: &str, token: &str) -> Option<i64> {
-    let (id, mac) = token.split_once('.')?;
-    let contact_id: i64 = id.parse().ok()?;
-    let expected = unsubscribe_mac(secret, contact_id);
-    same_signature(&expected[..32], mac).then_some(contact_id)
-}
-
-fn unsubscribe_mac(secret: &str, contact_id: i64) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(format!("unsubscribe:{contact_id}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// What a patient's text reply asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
@@ -177,16 +153,6 @@ mod tests {
         );
         assert!(same_signature(&signature, &signature.clone()));
         assert!(!same_signature(&signature, "x"));
-    }
-
-    #[test]
-    fn unsubscribe_tokens_name_one_contact_and_resist_forgery() {
-        let token = unsubscribe_token("secret", 42);
-        assert_eq!(read_unsubscribe_token("secret", &token), Some(42));
-        assert_eq!(read_unsubscribe_token("other", &token), None);
-        let forged = token.replacen("42.", "43.", 1);
-        assert_eq!(read_unsubscribe_token("secret", &forged), None);
-        assert_eq!(read_unsubscribe_token("secret", "junk"), None);
     }
 
     #[test]

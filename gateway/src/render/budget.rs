@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use super::structure;
+use crate::config::TemplatesConfig;
 
 /// Limits on rendering one part (subject, text, HTML or link) of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,13 +28,28 @@ pub struct RenderBudget {
     pub max_broadcast_time: Duration,
 }
 
+impl RenderBudget {
+    /// The budget `[templates]` sets.
+    pub fn from_config(templates: &TemplatesConfig) -> Self {
+        Self {
+            max_output_bytes: templates.max_output_bytes,
+            max_loop_iterations: templates.max_loop_iterations,
+            max_time: Duration::from_millis(templates.max_render_ms),
+            max_broadcast_time: Duration::from_secs(templates.max_broadcast_render_seconds),
+        }
+    }
+}
+
 impl Default for RenderBudget {
+    /// The budget when `[templates]` leaves it out.
     fn default() -> Self {
         Self {
-            max_output_bytes: 64 * 1024,
-            max_loop_iterations: 10_000,
-            max_time: Duration::from_millis(250),
-            max_broadcast_time: Duration::from_secs(60),
+            max_output_bytes: TemplatesConfig::DEFAULT_MAX_OUTPUT_BYTES,
+            max_loop_iterations: TemplatesConfig::DEFAULT_MAX_LOOP_ITERATIONS,
+            max_time: Duration::from_millis(TemplatesConfig::DEFAULT_MAX_RENDER_MS),
+            max_broadcast_time: Duration::from_secs(
+                TemplatesConfig::DEFAULT_MAX_BROADCAST_RENDER_SECONDS,
+            ),
         }
     }
 }

@@ -1,15 +1,15 @@
 //! The variables a template sees, built from stored records.
 
 use chrono::{DateTime, Datelike, Utc};
-use chrono_tz::Tz;
 use serde_json::json;
 
 use crate::domain::Language;
+use crate::schedule::PracticeZone;
 use crate::store::{Broadcast, FanoutPatient, Practice};
 
 /// A time in words in the practice's timezone, as patients read it: "Monday 22 July at 10:30".
 pub fn uk_date_time(at: DateTime<Utc>, timezone: &str) -> String {
-    let tz: Tz = timezone.parse().unwrap_or(chrono_tz::Europe::London);
+    let tz = PracticeZone::of_stored(timezone).tz();
     at.with_timezone(&tz)
         .format("%A %-d %B at %H:%M")
         .to_string()
@@ -60,7 +60,7 @@ const WELSH_MONTHS: [&str; 12] = [
 
 /// `at` in words in the practice's `timezone`, in `language`.
 pub fn time_words(at: DateTime<Utc>, timezone: &str, language: Language) -> TimeWords {
-    let tz: Tz = timezone.parse().unwrap_or(chrono_tz::Europe::London);
+    let tz = PracticeZone::of_stored(timezone).tz();
     let local = at.with_timezone(&tz);
     let time = local.format("%H:%M").to_string();
     match language {

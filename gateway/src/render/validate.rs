@@ -10,6 +10,7 @@ use super::catalogue::{context_of, variables};
 use super::sms::{cost, SmsCost};
 use super::{add_counted, budget, hard_data, safe_tera, structure, tidy};
 use super::{RenderBudget, Rendered};
+use crate::config::TemplatesConfig;
 use crate::domain::{Channel, Language};
 
 /// Limits on what may be saved.
@@ -21,6 +22,17 @@ pub struct Limits {
     pub max_sms_segments: usize,
     /// Limits on rendering each part, with every case of hard data.
     pub budget: RenderBudget,
+}
+
+impl Limits {
+    /// The limits `[templates]` sets.
+    pub fn from_config(templates: &TemplatesConfig) -> Self {
+        Self {
+            max_part_bytes: templates.max_part_bytes,
+            max_sms_segments: templates.max_sms_segments,
+            budget: RenderBudget::from_config(templates),
+        }
+    }
 }
 
 impl Default for Limits {

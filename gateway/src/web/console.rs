@@ -407,7 +407,7 @@ async fn post_status(
         ..Default::default()
     };
     let actor = format!("user:{}", signed.0.user.username);
-    match post_status_change(&state, &practice, &request, &actor, None).await {
+    match post_status_change(&state.status_changes(), &practice, &request, &actor, None).await {
         Ok(posted) => {
             Redirect::to(&format!("/console/broadcasts/{}", posted.broadcast_id)).into_response()
         }

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::domain::{Channel, Language};
 use crate::render::catalogue::{variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
-use crate::render::validate::Draft;
+use crate::render::validate::{Draft, Limits};
 use crate::store::KeyScope;
 
 /// The template pages' routes.
@@ -265,7 +265,7 @@ async fn save(
     match editor::save(
         state.store.as_ref(),
         &state.templates,
-        state.config.template_limits(),
+        Limits::from_config(&state.config.templates),
         &target,
         &draft,
         &author,
@@ -324,7 +324,7 @@ async fn rollback(
     match editor::rollback(
         state.store.as_ref(),
         &state.templates,
-        state.config.template_limits(),
+        Limits::from_config(&state.config.templates),
         &target,
         form.version,
         &author,

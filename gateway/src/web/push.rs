@@ -25,10 +25,8 @@ use crate::api::push::{parse_subscription, SubscriptionInput};
 use crate::api::{ApiError, Caller};
 use crate::app::AppState;
 use crate::domain::{NhsNumber, OdsCode};
-use crate::intake::invite::{
-    invite_expiry, invite_secret, read_invite_token, send_invite, vapid_public_key, InviteError,
-    SendInviteError,
-};
+use crate::intake::invite::{send_invite, vapid_public_key, SendInviteError};
+use crate::links::{invite_expiry, InviteError};
 use crate::render::uk_date_time;
 use crate::store::{Practice, StoreError};
 
@@ -65,7 +63,7 @@ async fn signup_page(
     let mut context = practice_context(&practice);
     // What the script needs, on the page that shows the button.
     let (mut vapid, mut shown_token, mut expires) = (String::new(), String::new(), String::new());
-    let (status, shows) = match vapid_public_key(&state) {
+    let (status, shows) = match vapid_public_key(&state.config.providers) {
         None => (StatusCode::OK, "unavailable"),
         Some(key) if token.is_empty() => {
             vapid = key;
@@ -146,7 +144,7 @@ async fn subscribe(
             "notifications cannot be turned on at the moment".into(),
         )
     };
-    if vapid_public_key(&state).is_none() {
+    if vapid_public_key(&state.config.providers).is_none() {
         return Err(unavailable());
     }
     let push = &state.config.push;
@@ -266,9 +264,14 @@ pub async fn send_invite_api(
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     let nhs_number = NhsNumber::parse(&nhs)
         .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
-    let sent = send_invite(&state, &practice, nhs_number.as_str(), &caller.actor)
-        .await
-        .map_err(invite_error)?;
+    let sent = send_invite(
+        &state.invitations(),
+        &practice,
+        nhs_number.as_str(),
+        &caller.actor,
+    )
+    .await
+    .map_err(invite_error)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -346,12 +349,11 @@ async fn check_token(
     practice: &Practice,
     token: &str,
 ) -> Result<String, TokenRefused> {
-    let secret = invite_secret(state).map_err(|_| TokenRefused::NoSecret)?;
-    let (practice_id, patient_id) =
-        read_invite_token(&secret, token, Utc::now()).map_err(|e| match e {
-            InviteError::Expired(_) => TokenRefused::Expired,
-            InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
-        })?;
+    let links = state.signed_links().map_err(|_| TokenRefused::NoSecret)?;
+    let (practice_id, patient_id) = links.invited(token, Utc::now()).map_err(|e| match e {
+        InviteError::Expired(_) => TokenRefused::Expired,
+        InviteError::Malformed | InviteError::BadSignature => TokenRefused::Invalid,
+    })?;
     if practice_id != practice.id {
         return Err(TokenRefused::Invalid);
     }

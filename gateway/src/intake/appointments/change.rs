@@ -3,27 +3,42 @@
 //! after, and one urgent message to the patient on their best channel, all in one
 //! transaction. With an Idempotency-Key, a retried change is recorded and sent once.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 
 use super::{kept, optional_text};
-use crate::app::AppState;
 use crate::domain::{
     parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid,
 };
 use crate::fanout::{choose_contact, urgent_to};
 use crate::render::appointment::{render_for_patient_off_runtime, AppointmentWording};
-use crate::render::RenderError;
+use crate::render::{RenderError, TemplateRegistry};
+use crate::schedule::PracticeZone;
 use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
-    IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, StoreError,
+    IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, Store, StoreError,
 };
 
 /// How often a change is tried again when the appointment changed under it.
 const STALE_TRIES: usize = 3;
+
+/// What making an appointment change takes: the store, the message templates that word the
+/// patient's message, and the dispatch workers' wake-up.
+#[derive(Clone)]
+pub struct AppointmentChanges {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Message wording.
+    pub templates: Arc<TemplateRegistry>,
+    /// Pokes idle dispatch workers when the message lands.
+    pub wake: Arc<Notify>,
+}
 
 /// A change as a client posts it. Only the fields its kind takes may be given.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -189,14 +204,14 @@ impl AppointmentChangeRequest {
 /// Makes a change to the practice's appointment `external_ref` and queues the patient's
 /// message. With an Idempotency-Key (`(caller scope, key)`), a retry returns the first change.
 pub async fn post_appointment_change(
-    state: &AppState,
+    changes: &AppointmentChanges,
     practice: &Practice,
     external_ref: &str,
     request: &AppointmentChangeRequest,
     actor: &str,
     idempotency: Option<(String, String)>,
 ) -> Result<ChangePosted, ChangeError> {
-    let store = state.store.as_ref();
+    let store = changes.store.as_ref();
     let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
         scope: format!("{scope}:practice:{}:appointment_change", practice.id),
         key,
@@ -218,10 +233,7 @@ pub async fn post_appointment_change(
             };
         }
     }
-    let timezone: Tz = practice
-        .timezone
-        .parse()
-        .unwrap_or(chrono_tz::Europe::London);
+    let timezone = PracticeZone::of_stored(&practice.timezone).tz();
     for _ in 0..STALE_TRIES {
         let appointment = store
             .appointment_by_ref(practice.id, external_ref)
@@ -234,7 +246,7 @@ pub async fn post_appointment_change(
             .parse(&appointment, timezone)
             .map_err(ChangeError::Invalid)?;
         let now = Utc::now();
-        let message = plan_message(state, practice, &appointment, &parsed, now).await?;
+        let message = plan_message(changes, practice, &appointment, &parsed, now).await?;
         let change = NewAppointmentChange {
             appointment_id: appointment.id,
             read_at: appointment.updated_at,
@@ -250,7 +262,7 @@ pub async fn post_appointment_change(
         {
             ChangeOutcome::Recorded(change) => {
                 if change.message_id.is_some() {
-                    state.wake.notify_one();
+                    changes.wake.notify_one();
                 }
                 let details = json!({ "kind": change.kind, "change": change.id, "message": change.message_id });
                 store
@@ -287,14 +299,14 @@ pub async fn post_appointment_change(
 /// or `None` if they cannot be reached (no usable contact, or no longer registered). Its
 /// idempotency key is set by the store from the change's id.
 async fn plan_message(
-    state: &AppState,
+    changes: &AppointmentChanges,
     practice: &Practice,
     appointment: &Appointment,
     change: &ParsedChange,
     now: DateTime<Utc>,
 ) -> Result<Option<NewMessage>, ChangeError> {
     // The page starting just before the patient holds them, with their usable contacts.
-    let page = state
+    let page = changes
         .store
         .fanout_page(practice.id, appointment.patient_id - 1, 1)
         .await?;
@@ -311,7 +323,7 @@ async fn plan_message(
     };
     let key = change.kind.template_key();
     let worded = render_for_patient_off_runtime(
-        state.templates.snapshot(),
+        changes.templates.snapshot(),
         practice,
         &patient.language,
         &key,

@@ -7,8 +7,9 @@
 //! `reference`, `appointment_id`, `nhs_no`, `place`).
 
 use super::{AppointmentInput, Row};
+use crate::config::DEFAULT_MAX_ROW_BYTES;
 use crate::domain::Invalid;
-use crate::intake::import::reader::{Record, Rows, DEFAULT_MAX_ROW_BYTES};
+use crate::intake::import::reader::{Record, Rows};
 
 /// Why a file could not be read at all (a bad row is reported with the row instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,9 +20,10 @@ use tokio::sync::mpsc;
 
 use super::csv::{Columns, CsvError};
 use super::{parse_row, ImportSummary, Parsed, RejectedAppointment, Row};
+use crate::config::ImportConfig;
 use crate::domain::{Invalid, OdsCode};
 use crate::intake::import::reader::{ReadError, Record, Rows};
-use crate::intake::import::ImportConfig;
+use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, Practice, Store, StoreError};
 
 /// Why a file of appointments could not be imported at all. Nothing was written.
@@ -73,7 +74,7 @@ impl Checker {
     /// A checker reading times in the practice's `timezone` (UK time if it is unknown).
     fn new(timezone: &str) -> Self {
         Self {
-            timezone: timezone.parse().unwrap_or(chrono_tz::Europe::London),
+            timezone: PracticeZone::of_stored(timezone).tz(),
             seen: RefSet::default(),
             next: 0,
         }

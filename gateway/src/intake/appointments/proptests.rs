@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::csv::read;
 use super::parse_row;
-use crate::intake::import::reader::DEFAULT_MAX_ROW_BYTES;
+use crate::config::DEFAULT_MAX_ROW_BYTES;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

@@ -25,7 +25,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-pub use mapping::{ColumnNames, ImportConfig};
+pub use crate::config::{ColumnNames, ImportConfig};
 pub use report::{ImportReport, RowError};
 
 use self::mapping::{Field, Layout};

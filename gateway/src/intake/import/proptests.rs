@@ -3,10 +3,11 @@
 
 use proptest::prelude::*;
 
-use super::mapping::{ImportConfig, Layout};
+use super::mapping::Layout;
 use super::phones::PhoneBook;
 use super::reader::{Record, Rows};
 use super::rows::parse_row;
+use crate::config::ImportConfig;
 
 /// A record as read: its row, its fields and whether it was too long to keep.
 type Kept = (u64, Vec<Vec<u8>>, bool);

@@ -6,11 +6,10 @@ use std::io::{self, BufRead, BufReader, Cursor, Read};
 
 use csv_core::ReadRecordResult;
 
+use crate::config::DEFAULT_MAX_ROW_BYTES;
+
 /// Longest header line read before giving up on the file as not a CSV.
 const MAX_HEADER_BYTES: usize = 1 << 20;
-
-/// Longest record kept by default (see [`Rows::with_max_row_bytes`]).
-pub const DEFAULT_MAX_ROW_BYTES: usize = 1 << 16;
 
 /// Why a file cannot be read as a CSV at all.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! One CSV row to one patient: every field checked, every problem named with its column.
 
-use super::mapping::{Field, ImportConfig, Layout};
+use super::mapping::{Field, Layout};
 use super::phones::{Phone, PhoneBook};
 use super::reader::Record;
 use super::report::RowError;
+use crate::config::ImportConfig;
 use crate::domain::{Channel, EmailAddress, Language, NhsNumber, PhoneKind};
 use crate::store::{ContactUpsert, ImportedPatient, PatientUpsert};
 use chrono::{Datelike, NaiveDate, Utc};
