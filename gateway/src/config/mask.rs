@@ -24,8 +24,10 @@ fn is_secret_name(name: &str) -> bool {
 /// `text` with every password and secret parameter in it replaced by [`MASK`].
 pub fn mask_secrets(text: &str) -> String {
     match text.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", mask_after_scheme(rest)),
-        None => {
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            format!("{scheme}://{}", mask_after_scheme(rest))
+        }
+        _ => {
             let ranges = text
                 .find('?')
                 .map(|q| query_secrets(text, q + 1))
@@ -33,6 +35,14 @@ pub fn mask_secrets(text: &str) -> String {
             mask_key_values(&replace_ranges(text, ranges))
         }
     }
+}
+
+/// Whether `text` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`),
+/// so a key/value string whose password holds `://` is not read as a URL.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// The part of a URL after `scheme://`. An unescaped `/`, `?`, `#` or `@` in a password makes
@@ -244,6 +254,10 @@ mod tests {
 
     #[test]
     fn key_value_passwords_are_masked() {
+        assert_eq!(
+            mask_secrets("host=db user=gw password=Z9:// dbname=gw"),
+            "host=db user=gw password=*** dbname=gw"
+        );
         assert_eq!(
             mask_secrets("host=db user=gw password=hunter2 dbname=gw"),
             "host=db user=gw password=*** dbname=gw"
