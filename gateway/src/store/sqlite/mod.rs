@@ -3,14 +3,29 @@
 //! Times are INTEGER milliseconds since the epoch. Write transactions start with
 //! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
 
+/// API keys and the audit trail.
+mod access;
+/// Appointments and the changes made to them.
 mod appointments;
+/// Status changes and the broadcasts they start.
+mod broadcasts;
+/// Instances, leadership and patients' caps.
 mod cluster;
+/// Console users and sessions.
 mod console;
+/// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
-mod directory;
+/// Anonymous push followers.
 mod followers;
+/// Contact-list imports.
 mod import;
+/// Durable messages: inserting, claiming, completing.
 mod outbox;
+/// Patients with their contacts.
+mod patients;
+/// Practices.
+mod practices;
+/// Message templates and their versions.
 mod templates;
 
 use std::str::FromStr;
@@ -19,12 +34,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::{
-    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, Store, StoreError,
-    StoreResult,
-};
+use super::{Store, StoreError, StoreResult};
 
 /// The SQLite implementation of every store trait.
 #[derive(Clone)]
@@ -150,98 +162,6 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl AccessStore for SqliteStore {
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
-        let (role, practice_id) = match key.scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
-        let id = sqlx::query_scalar(
-            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(role)
-        .bind(practice_id)
-        .bind(&key.label)
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, role, practice_id, label, prefix FROM api_keys
-             WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            let role: String = row.try_get("role")?;
-            let practice_id: Option<i64> = row.try_get("practice_id")?;
-            let scope = match (role.as_str(), practice_id) {
-                ("admin", _) => KeyScope::Admin,
-                ("practice", Some(id)) => KeyScope::Practice(id),
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        column: "api_keys.role",
-                        reason: format!("{role} key without a practice"),
-                    })
-                }
-            };
-            Ok(ApiKeyRecord {
-                id: row.try_get("id")?,
-                scope,
-                label: row.try_get("label")?,
-                prefix: row.try_get("prefix")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ms(now))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(entry.practice_id)
-        .bind(&entry.subject)
-        .bind(&entry.details)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, details FROM audit_log
-             WHERE practice_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    at: at("audit_log.at", row.try_get("at")?)?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    details: row.try_get("details")?,
-                })
-            })
-            .collect()
     }
 }
 

@@ -1,0 +1,103 @@
+//! API keys and the audit trail on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{at, ms, SqliteStore};
+use crate::store::{
+    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
+    StoreResult,
+};
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
+        let (role, practice_id) = match key.scope {
+            KeyScope::Admin => ("admin", None),
+            KeyScope::Practice(id) => ("practice", Some(id)),
+        };
+        let id = sqlx::query_scalar(
+            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(role)
+        .bind(practice_id)
+        .bind(&key.label)
+        .bind(ms(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT id, role, practice_id, label, prefix FROM api_keys
+             WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let role: String = row.try_get("role")?;
+            let practice_id: Option<i64> = row.try_get("practice_id")?;
+            let scope = match (role.as_str(), practice_id) {
+                ("admin", _) => KeyScope::Admin,
+                ("practice", Some(id)) => KeyScope::Practice(id),
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        column: "api_keys.role",
+                        reason: format!("{role} key without a practice"),
+                    })
+                }
+            };
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                scope,
+                label: row.try_get("label")?,
+                prefix: row.try_get("prefix")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ms(now))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(entry.practice_id)
+        .bind(&entry.subject)
+        .bind(&entry.details)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject, details FROM audit_log
+             WHERE practice_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(practice_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    at: at("audit_log.at", row.try_get("at")?)?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    details: row.try_get("details")?,
+                })
+            })
+            .collect()
+    }
+}
