@@ -34,6 +34,8 @@ pub mod scratch;
 mod sqlite;
 /// Message templates and their versions.
 mod templates;
+/// One timestamp type, encoded as each database keeps times.
+mod timestamp;
 
 use std::sync::Arc;
 
@@ -67,6 +69,7 @@ pub use postgres::PostgresStore;
 pub use practices::{NewPractice, Practice, PracticeStore};
 pub use sqlite::SqliteStore;
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
+pub(crate) use timestamp::{At, TimeColumn};
 
 use crate::domain::Priority;
 
@@ -172,6 +175,14 @@ pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, Str
 /// are cancelled.
 pub fn supersede_reason(change: i64, kind: &str) -> String {
     format!("superseded by status change {change} ({kind})")
+}
+
+/// Parses a stored domain value, reporting the column if it cannot be read.
+pub(crate) fn parsed<T: std::str::FromStr>(column: &'static str, text: &str) -> StoreResult<T> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        column,
+        reason: format!("{text:?} is not a known value"),
+    })
 }
 
 /// A stored console role and practice as a scope.

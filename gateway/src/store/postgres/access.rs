@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
-    StoreResult,
+    AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
+    StoreResult, TimeColumn,
 };
 
 #[async_trait]
@@ -26,7 +26,7 @@ impl AccessStore for PostgresStore {
         .bind(role)
         .bind(practice_id)
         .bind(&key.label)
-        .bind(now)
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -68,7 +68,7 @@ impl AccessStore for PostgresStore {
             "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(&entry.actor)
         .bind(&entry.action)
         .bind(entry.practice_id)
@@ -91,7 +91,7 @@ impl AccessStore for PostgresStore {
         rows.iter()
             .map(|row| {
                 Ok(AuditRecord {
-                    at: row.try_get("at")?,
+                    at: row.time("at")?,
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,

@@ -6,11 +6,11 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::outbox::{message_from_row, MESSAGE_COLUMNS};
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::domain::{Channel, MessageState};
 use crate::store::{
-    supersede_reason, superseded_reasons, Broadcast, BroadcastStore, IdempotencyClaim, MessageView,
-    NewStatusChange, Reach, StartOutcome, StoreError, StoreResult,
+    parsed, supersede_reason, superseded_reasons, At, Broadcast, BroadcastStore, IdempotencyClaim,
+    MessageView, NewStatusChange, Reach, StartOutcome, StoreError, StoreResult, TimeColumn,
 };
 
 /// How often a lost idempotency race is re-read before giving up.
@@ -41,7 +41,7 @@ async fn withdraw_earlier(
                (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
     )
     .bind(reason)
-    .bind(now)
+    .bind(At(now))
     .bind(practice_id)
     .execute(&mut *conn)
     .await?
@@ -89,19 +89,19 @@ fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
         kind: parsed("status_changes.kind", &kind)?,
         headline: row.try_get("headline")?,
         details: row.try_get("details")?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
+        starts_at: row.time_opt("starts_at")?,
+        ends_at: row.time_opt("ends_at")?,
         created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        fanout_done_at: row.try_get("fanout_done_at")?,
+        created_at: row.time("created_at")?,
+        fanout_done_at: row.time_opt("fanout_done_at")?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
-        failed_at: row.try_get("failed_at")?,
+        failed_at: row.time_opt("failed_at")?,
         failure: row.try_get("failure")?,
         reach: Reach {
             audience: parsed("status_changes.audience", &audience)?,
-            affected_from: row.try_get("affected_from")?,
-            affected_until: row.try_get("affected_until")?,
+            affected_from: row.time_opt("affected_from")?,
+            affected_until: row.time_opt("affected_until")?,
         },
     })
 }
@@ -140,13 +140,13 @@ impl BroadcastStore for PostgresStore {
             .bind(change.kind.as_str())
             .bind(&change.headline)
             .bind(&change.details)
-            .bind(change.starts_at)
-            .bind(change.ends_at)
+            .bind(change.starts_at.map(At))
+            .bind(change.ends_at.map(At))
             .bind(&change.created_by)
-            .bind(now)
+            .bind(At(now))
             .bind(change.reach.audience.as_str())
-            .bind(change.reach.affected_from)
-            .bind(change.reach.affected_until)
+            .bind(change.reach.affected_from.map(At))
+            .bind(change.reach.affected_until.map(At))
             .fetch_one(&mut *tx)
             .await?;
             let broadcast_id: i64 = sqlx::query_scalar(
@@ -154,7 +154,7 @@ impl BroadcastStore for PostgresStore {
             )
             .bind(practice_id)
             .bind(status_change_id)
-            .bind(now)
+            .bind(At(now))
             .fetch_one(&mut *tx)
             .await?;
             if let Some(claim) = idempotency {
@@ -166,7 +166,7 @@ impl BroadcastStore for PostgresStore {
                 .bind(&claim.key)
                 .bind(&claim.request_hash)
                 .bind(broadcast_id)
-                .bind(now)
+                .bind(At(now))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -235,7 +235,7 @@ impl BroadcastStore for PostgresStore {
         sqlx::query(
             "UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(skipped_no_contact)
         .bind(id)
         .execute(&self.pool)
@@ -247,7 +247,7 @@ impl BroadcastStore for PostgresStore {
         sqlx::query(
             "UPDATE broadcasts SET failed_at = $1, failure = $2 WHERE id = $3 AND failed_at IS NULL",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(reason)
         .bind(id)
         .execute(&self.pool)
@@ -281,7 +281,7 @@ impl BroadcastStore for PostgresStore {
              WHERE broadcast_id = $3 AND state = 'queued'",
         )
         .bind(reason)
-        .bind(now)
+        .bind(At(now))
         .bind(broadcast_id)
         .execute(&self.pool)
         .await?

@@ -7,7 +7,8 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    scope_of, unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreResult, User,
+    scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult, TimeColumn,
+    User,
 };
 
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
@@ -42,7 +43,7 @@ impl ConsoleStore for PostgresStore {
         .bind(password_hash)
         .bind(role)
         .bind(practice_id)
-        .bind(now)
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("user {username}")))?;
@@ -74,8 +75,8 @@ impl ConsoleStore for PostgresStore {
         .bind(token_hash)
         .bind(user_id)
         .bind(csrf_token)
-        .bind(now)
-        .bind(expires_at)
+        .bind(At(now))
+        .bind(At(expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -92,14 +93,14 @@ impl ConsoleStore for PostgresStore {
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
-        .bind(now)
+        .bind(At(now))
         .fetch_optional(&self.pool)
         .await?;
         match row {
             Some(row) => Ok(Some(SessionRecord {
                 user: user_from_row(&row)?,
                 csrf_token: row.try_get("csrf_token")?,
-                expires_at: row.try_get("expires_at")?,
+                expires_at: row.time("expires_at")?,
             })),
             None => Ok(None),
         }
@@ -108,7 +109,7 @@ impl ConsoleStore for PostgresStore {
     async fn end_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at <= $2")
             .bind(token_hash)
-            .bind(now)
+            .bind(At(now))
             .execute(&self.pool)
             .await?;
         Ok(())

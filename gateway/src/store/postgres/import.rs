@@ -3,16 +3,16 @@
 //! advisory lock, so two of them never race to insert the same new patient.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::PostgresStore;
 use crate::store::import::{
     group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
-    PatientValues, StoredContact,
+    PatientValues, StoredContact, ABANDON_AFTER,
 };
 use crate::store::{
-    ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedPatient,
-    StoreResult,
+    At, ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient,
+    ListedPatient, StoreResult,
 };
 
 /// The first key of the advisory lock imports take (the second is the practice id).
@@ -56,21 +56,21 @@ impl ImportStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ImportRun> {
         let mode = if replace { "replace" } else { "merge" };
-        let stale = now - Duration::days(7);
+        let stale = now - ABANDON_AFTER;
         let mut tx = self.begin().await?;
         sqlx::query(
             "DELETE FROM import_seen WHERE run_id IN
                (SELECT id FROM import_runs WHERE state = 'running' AND updated_at < $1)",
         )
-        .bind(stale)
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE import_runs SET state = 'abandoned', finished_at = $1
              WHERE state = 'running' AND updated_at < $2",
         )
-        .bind(now)
-        .bind(stale)
+        .bind(At(now))
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         let found: Option<RunRow> = match fingerprint {
@@ -109,7 +109,7 @@ impl ImportStore for PostgresStore {
                 .bind(practice_id)
                 .bind(fingerprint)
                 .bind(mode)
-                .bind(now)
+                .bind(At(now))
                 .fetch_one(&mut *tx)
                 .await?;
                 ImportRun {
@@ -227,7 +227,7 @@ impl ImportStore for PostgresStore {
                       AS u(n, g, f, d, l, pc, lang)",
             )
             .bind(run.practice_id)
-            .bind(now)
+            .bind(At(now))
             .bind(&c.nhs)
             .bind(&c.given)
             .bind(&c.family)
@@ -249,7 +249,7 @@ impl ImportStore for PostgresStore {
                       AS u(id, g, f, d, l, pc, lang)
                  WHERE p.id = u.id",
             )
-            .bind(now)
+            .bind(At(now))
             .bind(&c.ids)
             .bind(&c.given)
             .bind(&c.family)
@@ -271,7 +271,7 @@ impl ImportStore for PostgresStore {
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )
             .bind(run.practice_id)
-            .bind(now)
+            .bind(At(now))
             .bind(nc.iter().map(|c| c.nhs_number).collect::<Vec<_>>())
             .bind(nc.iter().map(|c| c.channel).collect::<Vec<_>>())
             .bind(nc.iter().map(|c| c.address).collect::<Vec<_>>())
@@ -283,7 +283,7 @@ impl ImportStore for PostgresStore {
             sqlx::query(
                 "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1) WHERE id = ANY($2)",
             )
-            .bind(now)
+            .bind(At(now))
             .bind(&plan.opt_outs)
             .execute(&mut *tx)
             .await?;
@@ -304,7 +304,7 @@ impl ImportStore for PostgresStore {
         .bind(counts.created as i64)
         .bind(counts.updated as i64)
         .bind(counts.unchanged as i64)
-        .bind(now)
+        .bind(At(now))
         .bind(run.id)
         .execute(&mut *tx)
         .await?;
@@ -331,7 +331,7 @@ impl ImportStore for PostgresStore {
                    AND NOT EXISTS (SELECT 1 FROM import_seen s
                                    WHERE s.run_id = $3 AND s.nhs_number = p.nhs_number)",
             )
-            .bind(now)
+            .bind(At(now))
             .bind(run.practice_id)
             .bind(run.id)
             .execute(&mut *tx)
@@ -355,7 +355,7 @@ impl ImportStore for PostgresStore {
         )
         .bind(state)
         .bind(deactivated as i64)
-        .bind(now)
+        .bind(At(now))
         .bind(run.id)
         .execute(&mut *tx)
         .await?;

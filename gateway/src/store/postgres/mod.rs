@@ -1,6 +1,6 @@
 //! The PostgreSQL store: shared by several gateway processes, so claims take row locks.
 //!
-//! Times are TIMESTAMPTZ and bind directly as `DateTime<Utc>`; flags are real booleans.
+//! Times are TIMESTAMPTZ (`store::At` binds them as `DateTime<Utc>`); flags are real booleans.
 //! Transactions run at READ COMMITTED; work that several processes may race for is
 //! selected `FOR UPDATE SKIP LOCKED` so that no two processes take the same row.
 
@@ -37,7 +37,7 @@ use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::{Store, StoreError, StoreResult};
+use super::{Store, StoreResult};
 
 /// The PostgreSQL implementation of every store trait.
 #[derive(Clone)]
@@ -68,14 +68,6 @@ impl PostgresStore {
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         super::begin_detached(&self.pool, None).await
     }
-}
-
-/// Parses a stored domain value, reporting the column if it cannot be read.
-pub(super) fn parsed<T: FromStr>(column: &'static str, text: &str) -> StoreResult<T> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        reason: format!("{text:?} is not a known value"),
-    })
 }
 
 #[async_trait]

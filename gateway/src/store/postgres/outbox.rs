@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage, OutboxStore, Receipt,
-    StoreResult,
+    lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
+    OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
 /// Why a reaped lease's attempt is `unknown`.
@@ -42,12 +42,12 @@ pub(super) fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
         body: row.try_get("body")?,
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
+        next_attempt_at: row.time("next_attempt_at")?,
         provider: row.try_get("provider")?,
         provider_ref: row.try_get("provider_ref")?,
         last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -80,7 +80,7 @@ pub(super) async fn requeue_expired(
          )
          SELECT COUNT(*) FROM requeued",
     )
-    .bind(now)
+    .bind(At(now))
     .bind(LOST_LEASE)
     .fetch_one(conn)
     .await?;
@@ -183,10 +183,10 @@ impl OutboxStore for PostgresStore {
              RETURNING m.id, m.practice_id, m.patient_id, m.follower_id, m.broadcast_id, m.contact_id, m.channel, m.address,
                        m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(owner)
-        .bind(lease_until)
+        .bind(At(lease_until))
         .bind(if urgent_only {
             Priority::Urgent.rank()
         } else {
@@ -216,7 +216,7 @@ impl OutboxStore for PostgresStore {
                     link: row.try_get("link")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
-                    created_at: row.try_get("created_at")?,
+                    created_at: row.time("created_at")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -293,9 +293,9 @@ impl OutboxStore for PostgresStore {
         )
         .bind(&ids)
         .bind(sends.iter().map(|(_, a)| *a).collect::<Vec<i32>>())
-        .bind(now)
-        .bind(live_after)
-        .bind(lease_until)
+        .bind(At(now))
+        .bind(At(live_after))
+        .bind(At(lease_until))
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
@@ -311,7 +311,7 @@ impl OutboxStore for PostgresStore {
              WHERE id IN (SELECT id FROM messages WHERE state = 'sending' AND lease_owner = $2
                           FOR UPDATE SKIP LOCKED)",
         )
-        .bind(until)
+        .bind(At(until))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -333,7 +333,7 @@ impl OutboxStore for PostgresStore {
         )
         .bind(due.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
         .bind(due.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-        .bind(now)
+        .bind(At(now))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -356,7 +356,7 @@ impl OutboxStore for PostgresStore {
                     attempts = attempts - 1, next_attempt_at = $1, updated_at = $1
              WHERE state = 'sending' AND lease_owner = $2 AND send_started_at IS NULL",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -387,8 +387,8 @@ impl OutboxStore for PostgresStore {
                 provider: a.try_get("provider")?,
                 outcome: a.try_get("outcome")?,
                 error: a.try_get("error")?,
-                started_at: a.try_get("started_at")?,
-                finished_at: a.try_get("finished_at")?,
+                started_at: a.time("started_at")?,
+                finished_at: a.time("finished_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -434,7 +434,7 @@ impl OutboxStore for PostgresStore {
         .bind(&receipt.status)
         .bind(receipt.new_state.map(|s| s.as_str()))
         .bind(&receipt.detail)
-        .bind(now)
+        .bind(At(now))
         .execute(&mut *tx)
         .await?;
         let moved = match receipt.new_state {
@@ -445,7 +445,7 @@ impl OutboxStore for PostgresStore {
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)
-                .bind(now)
+                .bind(At(now))
                 .bind(receipt.message_id)
                 .execute(&mut *tx)
                 .await?

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::store::{
-    ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert, PatientView,
-    StoreResult, UpsertSummary,
+    parsed, At, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
+    PatientView, StoreResult, TimeColumn, UpsertSummary,
 };
 
 #[async_trait]
@@ -39,7 +39,7 @@ impl PatientStore for PostgresStore {
             .bind(p.preferred_channel.map(|c| c.as_str()))
             .bind(&p.language)
             .bind(p.active)
-            .bind(now)
+            .bind(At(now))
             .fetch_one(&mut *tx)
             .await?;
             if inserted {
@@ -74,8 +74,8 @@ impl PatientStore for PostgresStore {
                 .bind(patient_id)
                 .bind(c.channel.as_str())
                 .bind(&c.address)
-                .bind(c.opted_out.then_some(now))
-                .bind(now)
+                .bind(c.opted_out.then_some(At(now)))
+                .bind(At(now))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -194,7 +194,7 @@ impl PatientStore for PostgresStore {
             Ok(ContactView {
                 channel: c.try_get("channel")?,
                 address: c.try_get("address")?,
-                opted_out_at: c.try_get("opted_out_at")?,
+                opted_out_at: c.time_opt("opted_out_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::PostgresStore;
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{
-    unique_violation, NewPractice, Practice, PracticeStore, StoreError, StoreResult,
+    unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
 };
 
 const PRACTICE_COLUMNS: &str =
@@ -33,7 +33,7 @@ fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
             reason: e.reason,
         })?,
         bilingual: row.try_get("bilingual")?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -52,7 +52,7 @@ impl PracticeStore for PostgresStore {
         .bind(&p.timezone)
         .bind(p.channel_order.to_text())
         .bind(p.bilingual)
-        .bind(now)
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;

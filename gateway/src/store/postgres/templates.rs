@@ -5,9 +5,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::domain::{Channel, Language};
-use crate::store::{unique_violation, NewTemplate, StoreResult, TemplateStore, TemplateVersion};
+use crate::store::{
+    parsed, unique_violation, At, NewTemplate, StoreResult, TemplateStore, TemplateVersion,
+    TimeColumn,
+};
 
 /// The advisory lock key serialising the seeding of shipped templates ("gw-seedt").
 const SEED_LOCK: i64 = 0x6777_2d73_6565_6474;
@@ -30,7 +33,7 @@ fn template_from_row(row: &PgRow) -> StoreResult<TemplateVersion> {
         link: row.try_get("link")?,
         author: row.try_get("author")?,
         note: row.try_get("note")?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -94,7 +97,7 @@ impl TemplateStore for PostgresStore {
         .bind(&t.link)
         .bind(&t.author)
         .bind(&t.note)
-        .bind(now)
+        .bind(At(now))
         .bind(t.practice_id.unwrap_or(0))
         .bind(&t.key)
         .bind(t.channel.as_str())
@@ -136,7 +139,7 @@ impl TemplateStore for PostgresStore {
             .bind(&t.link)
             .bind(&t.author)
             .bind(&t.note)
-            .bind(now)
+            .bind(At(now))
             .bind(&t.key)
             .bind(t.channel.as_str())
             .bind(t.language.as_str())

@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{at, ms, SqliteStore};
+use super::SqliteStore;
 use crate::store::{
-    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
-    StoreResult,
+    AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
+    StoreResult, TimeColumn,
 };
 
 #[async_trait]
@@ -19,14 +19,14 @@ impl AccessStore for SqliteStore {
         };
         let id = sqlx::query_scalar(
             "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(&key.key_hash)
         .bind(&key.prefix)
         .bind(role)
         .bind(practice_id)
         .bind(&key.label)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -35,7 +35,7 @@ impl AccessStore for SqliteStore {
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(
             "SELECT id, role, practice_id, label, prefix FROM api_keys
-             WHERE key_hash = ? AND revoked_at IS NULL",
+             WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
         .fetch_optional(&self.pool)
@@ -66,9 +66,9 @@ impl AccessStore for SqliteStore {
     async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(&entry.actor)
         .bind(&entry.action)
         .bind(entry.practice_id)
@@ -82,7 +82,7 @@ impl AccessStore for SqliteStore {
     async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT at, actor, action, subject, details FROM audit_log
-             WHERE practice_id = ? ORDER BY id DESC LIMIT ?",
+             WHERE practice_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(practice_id)
         .bind(limit)
@@ -91,7 +91,7 @@ impl AccessStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 Ok(AuditRecord {
-                    at: at("audit_log.at", row.try_get("at")?)?,
+                    at: row.time("at")?,
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,

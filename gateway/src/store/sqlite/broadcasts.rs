@@ -6,11 +6,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::outbox::{message_from_row, MESSAGE_COLUMNS};
-use super::{at, at_opt, ms, parsed, SqliteStore};
+use super::SqliteStore;
 use crate::domain::{Channel, MessageState};
 use crate::store::{
-    supersede_reason, superseded_reasons, Broadcast, BroadcastStore, IdempotencyClaim, MessageView,
-    NewStatusChange, Reach, StartOutcome, StoreResult,
+    parsed, supersede_reason, superseded_reasons, At, Broadcast, BroadcastStore, IdempotencyClaim,
+    MessageView, NewStatusChange, Reach, StartOutcome, StoreResult, TimeColumn,
 };
 
 /// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
@@ -25,7 +25,7 @@ async fn withdraw_earlier(
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
     sqlx::query(
-        "UPDATE broadcasts SET superseded_by = ? WHERE practice_id = ? AND id < ? AND superseded_by IS NULL",
+        "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
     )
     .bind(status_change_id)
     .bind(practice_id)
@@ -33,16 +33,40 @@ async fn withdraw_earlier(
     .execute(&mut *conn)
     .await?;
     Ok(sqlx::query(
-        "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
+        "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
          WHERE state = 'queued' AND broadcast_id IN
-               (SELECT id FROM broadcasts WHERE practice_id = ? AND superseded_by IS NOT NULL)",
+               (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
     )
     .bind(reason)
-    .bind(ms(now))
+    .bind(At(now))
     .bind(practice_id)
     .execute(&mut *conn)
     .await?
     .rows_affected())
+}
+
+/// What an idempotency key already stands for, if it has been used.
+async fn seen_claim<'e, E>(
+    executor: E,
+    claim: &IdempotencyClaim,
+) -> StoreResult<Option<StartOutcome>>
+where
+    E: sqlx::SqliteExecutor<'e>,
+{
+    let seen: Option<(String, i64)> = sqlx::query_as(
+        "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .fetch_optional(executor)
+    .await?;
+    Ok(seen.map(|(hash, broadcast_id)| {
+        if hash == claim.request_hash {
+            StartOutcome::Replayed(broadcast_id)
+        } else {
+            StartOutcome::KeyReused
+        }
+    }))
 }
 
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
@@ -62,25 +86,19 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
         kind: parsed("status_changes.kind", &kind)?,
         headline: row.try_get("headline")?,
         details: row.try_get("details")?,
-        starts_at: at_opt("status_changes.starts_at", row.try_get("starts_at")?)?,
-        ends_at: at_opt("status_changes.ends_at", row.try_get("ends_at")?)?,
+        starts_at: row.time_opt("starts_at")?,
+        ends_at: row.time_opt("ends_at")?,
         created_by: row.try_get("created_by")?,
-        created_at: at("broadcasts.created_at", row.try_get("created_at")?)?,
-        fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
+        created_at: row.time("created_at")?,
+        fanout_done_at: row.time_opt("fanout_done_at")?,
         skipped_no_contact: row.try_get("skipped_no_contact")?,
         superseded_by: row.try_get("superseded_by")?,
-        failed_at: at_opt("broadcasts.failed_at", row.try_get("failed_at")?)?,
+        failed_at: row.time_opt("failed_at")?,
         failure: row.try_get("failure")?,
         reach: Reach {
             audience: parsed("status_changes.audience", &audience)?,
-            affected_from: at_opt(
-                "status_changes.affected_from",
-                row.try_get("affected_from")?,
-            )?,
-            affected_until: at_opt(
-                "status_changes.affected_until",
-                row.try_get("affected_until")?,
-            )?,
+            affected_from: row.time_opt("affected_from")?,
+            affected_until: row.time_opt("affected_until")?,
         },
     })
 }
@@ -96,56 +114,45 @@ impl BroadcastStore for SqliteStore {
     ) -> StoreResult<StartOutcome> {
         let mut tx = self.begin_write().await?;
         if let Some(claim) = idempotency {
-            let seen: Option<(String, i64)> = sqlx::query_as(
-                "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = ? AND key = ?",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((hash, broadcast_id)) = seen {
-                return Ok(if hash == claim.request_hash {
-                    StartOutcome::Replayed(broadcast_id)
-                } else {
-                    StartOutcome::KeyReused
-                });
+            if let Some(outcome) = seen_claim(&mut *tx, claim).await? {
+                return Ok(outcome);
             }
         }
         let status_change_id: i64 = sqlx::query_scalar(
             "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
                                          audience, affected_from, affected_until)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(practice_id)
         .bind(change.kind.as_str())
         .bind(&change.headline)
         .bind(&change.details)
-        .bind(change.starts_at.map(ms))
-        .bind(change.ends_at.map(ms))
+        .bind(change.starts_at.map(At))
+        .bind(change.ends_at.map(At))
         .bind(&change.created_by)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(change.reach.audience.as_str())
-        .bind(change.reach.affected_from.map(ms))
-        .bind(change.reach.affected_until.map(ms))
+        .bind(change.reach.affected_from.map(At))
+        .bind(change.reach.affected_until.map(At))
         .fetch_one(&mut *tx)
         .await?;
         let broadcast_id: i64 = sqlx::query_scalar(
-            "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES (?, ?, ?) RETURNING id",
+            "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(practice_id)
         .bind(status_change_id)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&mut *tx)
         .await?;
         if let Some(claim) = idempotency {
             sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, broadcast_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO idempotency_keys (scope, key, request_hash, broadcast_id, created_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&claim.scope)
             .bind(&claim.key)
             .bind(&claim.request_hash)
             .bind(broadcast_id)
-            .bind(ms(now))
+            .bind(At(now))
             .execute(&mut *tx)
             .await?;
         }
@@ -164,7 +171,7 @@ impl BroadcastStore for SqliteStore {
     }
 
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
-        let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = ?"))
+        let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -173,7 +180,7 @@ impl BroadcastStore for SqliteStore {
 
     async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>> {
         let rows = sqlx::query(&format!(
-            "{BROADCAST_SELECT} WHERE b.practice_id = ? ORDER BY b.id DESC LIMIT ?"
+            "{BROADCAST_SELECT} WHERE b.practice_id = $1 ORDER BY b.id DESC LIMIT $2"
         ))
         .bind(practice_id)
         .bind(limit)
@@ -199,9 +206,9 @@ impl BroadcastStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE broadcasts SET fanout_done_at = ?, skipped_no_contact = ? WHERE id = ?",
+            "UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(skipped_no_contact)
         .bind(id)
         .execute(&self.pool)
@@ -211,9 +218,9 @@ impl BroadcastStore for SqliteStore {
 
     async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE broadcasts SET failed_at = ?, failure = ? WHERE id = ? AND failed_at IS NULL",
+            "UPDATE broadcasts SET failed_at = $1, failure = $2 WHERE id = $3 AND failed_at IS NULL",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(reason)
         .bind(id)
         .execute(&self.pool)
@@ -243,11 +250,11 @@ impl BroadcastStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
-             WHERE broadcast_id = ? AND state = 'queued'",
+            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+             WHERE broadcast_id = $3 AND state = 'queued'",
         )
         .bind(reason)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(broadcast_id)
         .execute(&self.pool)
         .await?
@@ -257,7 +264,7 @@ impl BroadcastStore for SqliteStore {
     async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
         let rows: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
-             WHERE b.id IN (SELECT value FROM json_each(?))",
+             WHERE b.id IN (SELECT value FROM json_each($1))",
         )
         .bind(serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into()))
         .fetch_all(&self.pool)
@@ -267,7 +274,7 @@ impl BroadcastStore for SqliteStore {
 
     async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = ? GROUP BY channel, state",
+            "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = $1 GROUP BY channel, state",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -292,12 +299,11 @@ impl BroadcastStore for SqliteStore {
     ) -> StoreResult<Vec<MessageView>> {
         let rows = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id
-             WHERE m.broadcast_id = ? AND m.id > ? AND (? IS NULL OR m.state = ?)
-             ORDER BY m.id LIMIT ?"
+             WHERE m.broadcast_id = $1 AND m.id > $2 AND ($3 IS NULL OR m.state = $3)
+             ORDER BY m.id LIMIT $4"
         ))
         .bind(id)
         .bind(after_id)
-        .bind(state.map(|s| s.as_str()))
         .bind(state.map(|s| s.as_str()))
         .bind(limit)
         .fetch_all(&self.pool)

@@ -1,7 +1,8 @@
 //! The embedded SQLite store: one file, WAL journal, one writer at a time.
 //!
-//! Times are INTEGER milliseconds since the epoch. Write transactions start with
-//! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
+//! Times are INTEGER milliseconds since the epoch (`store::At` encodes them). Write
+//! transactions start with `BEGIN IMMEDIATE` so that a reader never has to upgrade to a
+//! writer mid-transaction.
 
 /// API keys and the audit trail.
 mod access;
@@ -32,7 +33,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
@@ -82,35 +83,6 @@ impl SqliteStore {
     }
 }
 
-/// A time as stored: milliseconds since the epoch.
-pub(super) fn ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-/// A stored time read back.
-pub(super) fn at(column: &'static str, millis: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(millis).ok_or(StoreError::Corrupt {
-        column,
-        reason: format!("{millis} is not a time"),
-    })
-}
-
-/// An optional stored time read back.
-pub(super) fn at_opt(
-    column: &'static str,
-    millis: Option<i64>,
-) -> StoreResult<Option<DateTime<Utc>>> {
-    millis.map(|m| at(column, m)).transpose()
-}
-
-/// Parses a stored domain value, reporting the column if it cannot be read.
-pub(super) fn parsed<T: FromStr>(column: &'static str, text: &str) -> StoreResult<T> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        reason: format!("{text:?} is not a known value"),
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     /// Migrates on a connection of its own with foreign keys off, as SQLite requires for
@@ -136,7 +108,7 @@ impl Store for SqliteStore {
     }
 
     async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()> {
-        let now = ms(Utc::now());
+        let now = Utc::now().timestamp_millis();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?)
@@ -209,7 +181,7 @@ mod tests {
                 .await
                 .expect("the next write is not kept waiting")
                 .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
-            sqlx::query("INSERT INTO marks (n) VALUES (?)")
+            sqlx::query("INSERT INTO marks (n) VALUES ($1)")
                 .bind(attempt as i64)
                 .execute(&mut *tx)
                 .await

@@ -1,6 +1,6 @@
 //! The outbox on SQLite.
 //!
-//! Claiming is `UPDATE ... WHERE id IN (SELECT ... LIMIT ?) RETURNING`: SQLite has one
+//! Claiming is `UPDATE ... WHERE id IN (SELECT ... LIMIT $n) RETURNING`: SQLite has one
 //! writer, so no row locks are needed; several processes on one file are not supported.
 
 use std::collections::HashMap;
@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::{at, ms, parsed, SqliteStore};
+use super::SqliteStore;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage, OutboxStore, Receipt,
-    StoreResult,
+    lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
+    OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
 /// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
@@ -32,8 +32,8 @@ type SharedKey<'a> = (
     &'a str,
     Option<&'a str>,
     Option<&'a str>,
-    i64,
-    i64,
+    At,
+    At,
 );
 
 fn shared_key(m: &NewMessage) -> SharedKey<'_> {
@@ -47,8 +47,8 @@ fn shared_key(m: &NewMessage) -> SharedKey<'_> {
         &m.body,
         m.body_html.as_deref(),
         m.link.as_deref(),
-        ms(m.next_attempt_at),
-        ms(m.created_at),
+        At(m.next_attempt_at),
+        At(m.created_at),
     )
 }
 
@@ -70,26 +70,23 @@ pub(super) async fn requeue_expired(
 ) -> StoreResult<u64> {
     sqlx::query(
         "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-         SELECT id, attempts, NULL, 'unknown', ?, send_started_at, ? FROM messages
-         WHERE state = 'sending' AND lease_expires_at <= ? AND send_started_at IS NOT NULL",
+         SELECT id, attempts, NULL, 'unknown', $2, send_started_at, $1 FROM messages
+         WHERE state = 'sending' AND lease_expires_at <= $1 AND send_started_at IS NOT NULL",
     )
+    .bind(At(now))
     .bind(LOST_LEASE)
-    .bind(ms(now))
-    .bind(ms(now))
     .execute(&mut *conn)
     .await?;
     Ok(sqlx::query(
         "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                 attempts = CASE WHEN send_started_at IS NULL THEN attempts - 1 ELSE attempts END,
-                next_attempt_at = CASE WHEN send_started_at IS NULL THEN next_attempt_at ELSE ? END,
-                last_error = CASE WHEN send_started_at IS NULL THEN last_error ELSE ? END,
-                send_started_at = NULL, updated_at = ?
-         WHERE state = 'sending' AND lease_expires_at <= ?",
+                next_attempt_at = CASE WHEN send_started_at IS NULL THEN next_attempt_at ELSE $1 END,
+                last_error = CASE WHEN send_started_at IS NULL THEN last_error ELSE $2 END,
+                send_started_at = NULL, updated_at = $1
+         WHERE state = 'sending' AND lease_expires_at <= $1",
     )
-    .bind(ms(now))
+    .bind(At(now))
     .bind(LOST_LEASE)
-    .bind(ms(now))
-    .bind(ms(now))
     .execute(&mut *conn)
     .await?
     .rows_affected())
@@ -110,12 +107,12 @@ pub(super) fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
         body: row.try_get("body")?,
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
-        next_attempt_at: at("messages.next_attempt_at", row.try_get("next_attempt_at")?)?,
+        next_attempt_at: row.time("next_attempt_at")?,
         provider: row.try_get("provider")?,
         provider_ref: row.try_get("provider_ref")?,
         last_error: row.try_get("last_error")?,
-        created_at: at("messages.created_at", row.try_get("created_at")?)?,
-        updated_at: at("messages.updated_at", row.try_get("updated_at")?)?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -159,8 +156,8 @@ impl OutboxStore for SqliteStore {
                     .push_bind(&m.body)
                     .push_bind(&m.body_html)
                     .push_bind(&m.link)
-                    .push_bind(ms(m.next_attempt_at))
-                    .push_bind(ms(m.created_at));
+                    .push_bind(At(m.next_attempt_at))
+                    .push_bind(At(m.created_at));
             });
             insert.push(
                 "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k) AS (",
@@ -207,20 +204,19 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
-            "UPDATE messages SET state = 'sending', lease_owner = ?, lease_expires_at = ?,
-                    send_started_at = NULL, attempts = attempts + 1, updated_at = ?
-             WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
-                                 AND priority <= ?
-                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each(?))
-                                                       AND channel NOT IN (SELECT value FROM json_each(?))))
-                          ORDER BY priority, next_attempt_at, id LIMIT ?)
+            "UPDATE messages SET state = 'sending', lease_owner = $1, lease_expires_at = $2,
+                    send_started_at = NULL, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $3
+                                 AND priority <= $4
+                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each($5))
+                                                       AND channel NOT IN (SELECT value FROM json_each($6))))
+                          ORDER BY priority, next_attempt_at, id LIMIT $7)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
                        body_html, link, priority, attempts, created_at",
         )
         .bind(owner)
-        .bind(ms(lease_until))
-        .bind(ms(now))
-        .bind(ms(now))
+        .bind(At(lease_until))
+        .bind(At(now))
         .bind(if urgent_only {
             Priority::Urgent.rank()
         } else {
@@ -251,7 +247,7 @@ impl OutboxStore for SqliteStore {
                     link: row.try_get("link")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
-                    created_at: at("messages.created_at", row.try_get("created_at")?)?,
+                    created_at: row.time("created_at")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -273,9 +269,9 @@ impl OutboxStore for SqliteStore {
                     "ref": c.provider_ref,
                     "error": c.error,
                     "state": c.new_state.as_str(),
-                    "next": c.next_attempt_at.map(ms),
-                    "started": ms(c.started_at),
-                    "finished": ms(c.finished_at),
+                    "next": c.next_attempt_at.map(|t| t.timestamp_millis()),
+                    "started": c.started_at.timestamp_millis(),
+                    "finished": c.finished_at.timestamp_millis(),
                 })
             })
             .collect();
@@ -287,7 +283,7 @@ impl OutboxStore for SqliteStore {
                     json_extract(value, '$.provider'), json_extract(value, '$.outcome'),
                     json_extract(value, '$.error'), json_extract(value, '$.started'),
                     json_extract(value, '$.finished')
-             FROM json_each(?)",
+             FROM json_each($1)",
         )
         .bind(&batch)
         .execute(&mut *tx)
@@ -303,8 +299,8 @@ impl OutboxStore for SqliteStore {
                           json_extract(value, '$.ref') AS ref, json_extract(value, '$.error') AS error,
                           json_extract(value, '$.finished') AS finished,
                           json_extract(value, '$.attempt') AS attempt
-                   FROM json_each(?)) AS u
-             WHERE messages.id = u.id AND messages.lease_owner = ? AND messages.attempts = u.attempt
+                   FROM json_each($1)) AS u
+             WHERE messages.id = u.id AND messages.lease_owner = $2 AND messages.attempts = u.attempt
                    AND messages.state = 'sending'
              RETURNING messages.id",
         )
@@ -328,19 +324,19 @@ impl OutboxStore for SqliteStore {
         let batch = serde_json::to_string(sends).unwrap_or_else(|_| "[]".into());
         let mut tx = self.begin_write().await?;
         let started: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE messages SET send_started_at = ?, lease_expires_at = MAX(lease_expires_at, ?)
+            "UPDATE messages SET send_started_at = $1, lease_expires_at = MAX(lease_expires_at, $2)
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
-                   FROM json_each(?)) AS s
+                   FROM json_each($3)) AS s
              WHERE messages.id = s.id AND messages.attempts = s.attempt
-                   AND messages.lease_owner = ? AND messages.state = 'sending'
-                   AND messages.lease_expires_at > ? AND messages.send_started_at IS NULL
+                   AND messages.lease_owner = $4 AND messages.state = 'sending'
+                   AND messages.lease_expires_at > $5 AND messages.send_started_at IS NULL
              RETURNING messages.id",
         )
-        .bind(ms(now))
-        .bind(ms(lease_until))
+        .bind(At(now))
+        .bind(At(lease_until))
         .bind(batch)
         .bind(owner)
-        .bind(ms(live_after))
+        .bind(At(live_after))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -350,9 +346,9 @@ impl OutboxStore for SqliteStore {
 
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "UPDATE messages SET lease_expires_at = ? WHERE state = 'sending' AND lease_owner = ?",
+            "UPDATE messages SET lease_expires_at = $1 WHERE state = 'sending' AND lease_owner = $2",
         )
-        .bind(ms(until))
+        .bind(At(until))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -367,19 +363,19 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<u64> {
         let batch = serde_json::to_string(
             &due.iter()
-                .map(|(id, at)| (*id, ms(*at)))
+                .map(|(id, at)| (*id, at.timestamp_millis()))
                 .collect::<Vec<_>>(),
         )
         .unwrap_or_else(|_| "[]".into());
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     send_started_at = NULL, attempts = attempts - 1, next_attempt_at = d.at,
-                    updated_at = ?
+                    updated_at = $1
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
-                   FROM json_each(?)) AS d
-             WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = ?",
+                   FROM json_each($2)) AS d
+             WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = $3",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(batch)
         .bind(owner)
         .execute(&self.pool)
@@ -400,11 +396,10 @@ impl OutboxStore for SqliteStore {
         // The attempt never started talking to a provider, so it does not count.
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    attempts = attempts - 1, next_attempt_at = ?, updated_at = ?
-             WHERE state = 'sending' AND lease_owner = ? AND send_started_at IS NULL",
+                    attempts = attempts - 1, next_attempt_at = $1, updated_at = $1
+             WHERE state = 'sending' AND lease_owner = $2 AND send_started_at IS NULL",
         )
-        .bind(ms(now))
-        .bind(ms(now))
+        .bind(At(now))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -413,7 +408,7 @@ impl OutboxStore for SqliteStore {
 
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = ?"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -423,7 +418,7 @@ impl OutboxStore for SqliteStore {
         };
         let attempts = sqlx::query(
             "SELECT attempt_no, provider, outcome, error, started_at, finished_at FROM attempts
-             WHERE message_id = ? ORDER BY id",
+             WHERE message_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -435,8 +430,8 @@ impl OutboxStore for SqliteStore {
                 provider: a.try_get("provider")?,
                 outcome: a.try_get("outcome")?,
                 error: a.try_get("error")?,
-                started_at: at("attempts.started_at", a.try_get("started_at")?)?,
-                finished_at: at("attempts.finished_at", a.try_get("finished_at")?)?,
+                started_at: a.time("started_at")?,
+                finished_at: a.time("finished_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -460,7 +455,7 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
         let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
             "SELECT id, provider, state FROM messages
-             WHERE provider_ref = ? AND provider IN (SELECT value FROM json_each(?))
+             WHERE provider_ref = $1 AND provider IN (SELECT value FROM json_each($2))
              ORDER BY id DESC LIMIT 1",
         )
         .bind(provider_ref)
@@ -475,25 +470,25 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO receipts (message_id, provider, status, new_state, detail, received_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(receipt.message_id)
         .bind(&receipt.provider)
         .bind(&receipt.status)
         .bind(receipt.new_state.map(|s| s.as_str()))
         .bind(&receipt.detail)
-        .bind(ms(now))
+        .bind(At(now))
         .execute(&mut *tx)
         .await?;
         let moved = match receipt.new_state {
             Some(state) => {
                 sqlx::query(
-                    "UPDATE messages SET state = ?, last_error = COALESCE(?, last_error), updated_at = ?
-                     WHERE id = ? AND state = 'sent'",
+                    "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
+                     WHERE id = $4 AND state = 'sent'",
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)
-                .bind(ms(now))
+                .bind(At(now))
                 .bind(receipt.message_id)
                 .execute(&mut *tx)
                 .await?

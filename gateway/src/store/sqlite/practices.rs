@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{at, ms, SqliteStore};
+use super::SqliteStore;
 use crate::domain::{ChannelOrder, OdsCode};
 use crate::store::{
-    unique_violation, NewPractice, Practice, PracticeStore, StoreError, StoreResult,
+    unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
 };
 
 const PRACTICE_COLUMNS: &str =
@@ -32,8 +32,8 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
             column: "practices.channel_order",
             reason: e.reason,
         })?,
-        bilingual: row.try_get::<i64, _>("bilingual")? != 0,
-        created_at: at("practices.created_at", row.try_get("created_at")?)?,
+        bilingual: row.try_get("bilingual")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -42,7 +42,7 @@ impl PracticeStore for SqliteStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
             "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -52,7 +52,7 @@ impl PracticeStore for SqliteStore {
         .bind(&p.timezone)
         .bind(p.channel_order.to_text())
         .bind(p.bilingual)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
@@ -70,7 +70,7 @@ impl PracticeStore for SqliteStore {
 
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
         let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = ?"
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"
         ))
         .bind(ods.as_str())
         .fetch_optional(&self.pool)
@@ -80,7 +80,7 @@ impl PracticeStore for SqliteStore {
 
     async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
         let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ?"
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)

@@ -5,9 +5,12 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{at, ms, parsed, SqliteStore};
+use super::SqliteStore;
 use crate::domain::{Channel, Language};
-use crate::store::{unique_violation, NewTemplate, StoreResult, TemplateStore, TemplateVersion};
+use crate::store::{
+    parsed, unique_violation, At, NewTemplate, StoreResult, TemplateStore, TemplateVersion,
+    TimeColumn,
+};
 
 const COLUMNS: &str = "id, practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at";
 
@@ -27,7 +30,7 @@ fn template_from_row(row: &SqliteRow) -> StoreResult<TemplateVersion> {
         link: row.try_get("link")?,
         author: row.try_get("author")?,
         note: row.try_get("note")?,
-        created_at: at("message_templates.created_at", row.try_get("created_at")?)?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -55,7 +58,7 @@ impl TemplateStore for SqliteStore {
     ) -> StoreResult<Vec<TemplateVersion>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM message_templates
-             WHERE COALESCE(practice_id, 0) = ? AND key = ? AND channel = ? AND language = ?
+             WHERE COALESCE(practice_id, 0) = $1 AND key = $2 AND channel = $3 AND language = $4
              ORDER BY version DESC"
         ))
         .bind(practice_id.unwrap_or(0))
@@ -76,9 +79,9 @@ impl TemplateStore for SqliteStore {
         let row = sqlx::query(&format!(
             "INSERT INTO message_templates
                  (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
-             SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, ?, ?, ?, ?
+             SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1, $5, $6, $7, $8, $9, $10, $11
              FROM message_templates
-             WHERE COALESCE(practice_id, 0) = ? AND key = ? AND channel = ? AND language = ?
+             WHERE COALESCE(practice_id, 0) = $12 AND key = $13 AND channel = $14 AND language = $15
              RETURNING {COLUMNS}"
         ))
         .bind(t.practice_id)
@@ -91,7 +94,7 @@ impl TemplateStore for SqliteStore {
         .bind(&t.link)
         .bind(&t.author)
         .bind(&t.note)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(t.practice_id.unwrap_or(0))
         .bind(&t.key)
         .bind(t.channel.as_str())
@@ -114,9 +117,9 @@ impl TemplateStore for SqliteStore {
             added += sqlx::query(
                 "INSERT INTO message_templates
                      (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
-                 SELECT NULL, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?
+                 SELECT NULL, $1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10
                  WHERE NOT EXISTS (SELECT 1 FROM message_templates
-                                   WHERE practice_id IS NULL AND key = ? AND channel = ? AND language = ?)",
+                                   WHERE practice_id IS NULL AND key = $11 AND channel = $12 AND language = $13)",
             )
             .bind(&t.key)
             .bind(t.channel.as_str())
@@ -127,7 +130,7 @@ impl TemplateStore for SqliteStore {
             .bind(&t.link)
             .bind(&t.author)
             .bind(&t.note)
-            .bind(ms(now))
+            .bind(At(now))
             .bind(&t.key)
             .bind(t.channel.as_str())
             .bind(t.language.as_str())
