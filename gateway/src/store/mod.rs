@@ -185,15 +185,28 @@ pub(crate) fn parsed<T: std::str::FromStr>(column: &'static str, text: &str) -> 
     })
 }
 
-/// A stored console role and practice as a scope.
-pub(crate) fn scope_of(role: &str, practice_id: Option<i64>) -> StoreResult<KeyScope> {
+/// A stored role and practice (of an API key or a console user, read from `column`) as a
+/// scope.
+pub(crate) fn scope_of(
+    column: &'static str,
+    role: &str,
+    practice_id: Option<i64>,
+) -> StoreResult<KeyScope> {
     match (role, practice_id) {
         ("admin", _) => Ok(KeyScope::Admin),
         ("practice", Some(id)) => Ok(KeyScope::Practice(id)),
         _ => Err(StoreError::Corrupt {
-            column: "users.role",
+            column,
             reason: format!("{role:?} without a practice"),
         }),
+    }
+}
+
+/// A scope as it is stored: the role and, for a practice, its id (`scope_of` reads it back).
+pub(crate) fn role_of(scope: KeyScope) -> (&'static str, Option<i64>) {
+    match scope {
+        KeyScope::Admin => ("admin", None),
+        KeyScope::Practice(id) => ("practice", Some(id)),
     }
 }
 

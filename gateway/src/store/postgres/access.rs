@@ -6,17 +6,14 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, KeyScope, NewApiKey, StoreError,
+    role_of, scope_of, AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, NewApiKey,
     StoreResult, TimeColumn,
 };
 
 #[async_trait]
 impl AccessStore for PostgresStore {
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
-        let (role, practice_id) = match key.scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
+        let (role, practice_id) = role_of(key.scope);
         let id = sqlx::query_scalar(
             "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -43,19 +40,9 @@ impl AccessStore for PostgresStore {
         row.map(|row| {
             let role: String = row.try_get("role")?;
             let practice_id: Option<i64> = row.try_get("practice_id")?;
-            let scope = match (role.as_str(), practice_id) {
-                ("admin", _) => KeyScope::Admin,
-                ("practice", Some(id)) => KeyScope::Practice(id),
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        column: "api_keys.role",
-                        reason: format!("{role} key without a practice"),
-                    })
-                }
-            };
             Ok(ApiKeyRecord {
                 id: row.try_get("id")?,
-                scope,
+                scope: scope_of("api_keys.role", &role, practice_id)?,
                 label: row.try_get("label")?,
                 prefix: row.try_get("prefix")?,
             })

@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult, TimeColumn,
-    User,
+    role_of, scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult,
+    TimeColumn, User,
 };
 
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
@@ -18,7 +18,7 @@ fn user_from_row(row: &PgRow) -> StoreResult<User> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
-        scope: scope_of(&role, practice_id)?,
+        scope: scope_of("users.role", &role, practice_id)?,
     })
 }
 
@@ -31,10 +31,7 @@ impl ConsoleStore for PostgresStore {
         scope: KeyScope,
         now: DateTime<Utc>,
     ) -> StoreResult<User> {
-        let (role, practice_id) = match scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
+        let (role, practice_id) = role_of(scope);
         let row = sqlx::query(
             "INSERT INTO users (username, password_hash, role, practice_id, created_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id, username, password_hash, role, practice_id",
