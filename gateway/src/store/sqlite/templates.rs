@@ -81,7 +81,7 @@ impl TemplateStore for SqliteStore {
                  (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
              SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1, $5, $6, $7, $8, $9, $10, $11
              FROM message_templates
-             WHERE COALESCE(practice_id, 0) = $12 AND key = $13 AND channel = $14 AND language = $15
+             WHERE COALESCE(practice_id, 0) = $12 AND key = $2 AND channel = $3 AND language = $4
              RETURNING {COLUMNS}"
         ))
         .bind(t.practice_id)
@@ -96,9 +96,6 @@ impl TemplateStore for SqliteStore {
         .bind(&t.note)
         .bind(At(now))
         .bind(t.practice_id.unwrap_or(0))
-        .bind(&t.key)
-        .bind(t.channel.as_str())
-        .bind(t.language.as_str())
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;
@@ -119,7 +116,7 @@ impl TemplateStore for SqliteStore {
                      (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
                  SELECT NULL, $1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10
                  WHERE NOT EXISTS (SELECT 1 FROM message_templates
-                                   WHERE practice_id IS NULL AND key = $11 AND channel = $12 AND language = $13)",
+                                   WHERE practice_id IS NULL AND key = $1 AND channel = $2 AND language = $3)",
             )
             .bind(&t.key)
             .bind(t.channel.as_str())
@@ -131,9 +128,6 @@ impl TemplateStore for SqliteStore {
             .bind(&t.author)
             .bind(&t.note)
             .bind(At(now))
-            .bind(&t.key)
-            .bind(t.channel.as_str())
-            .bind(t.language.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
