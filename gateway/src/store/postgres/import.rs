@@ -4,6 +4,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::Postgres;
 
 use super::PostgresStore;
 use crate::store::import::{
@@ -43,6 +46,21 @@ impl Columns {
         self.landline.push(v.landline.clone());
         self.preferred.push(v.preferred_channel.clone());
         self.language.push(v.language.clone());
+    }
+
+    /// Binds the columns an import writes, after the key (NHS numbers or row ids), in the
+    /// order both statements list them.
+    fn bind_values<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.given)
+            .bind(&self.family)
+            .bind(&self.born)
+            .bind(&self.landline)
+            .bind(&self.preferred)
+            .bind(&self.language)
     }
 }
 
@@ -219,7 +237,7 @@ impl ImportStore for PostgresStore {
         if !plan.inserts.is_empty() {
             let mut c = Columns::default();
             plan.inserts.iter().for_each(|v| c.push(0, v));
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO patients (practice_id, nhs_number, given_name, family_name, date_of_birth,
                                        landline, preferred_channel, language, active, created_at, updated_at)
                  SELECT $1, n, g, f, d, l, pc, lang, TRUE, $2, $2
@@ -228,20 +246,13 @@ impl ImportStore for PostgresStore {
             )
             .bind(run.practice_id)
             .bind(At(now))
-            .bind(&c.nhs)
-            .bind(&c.given)
-            .bind(&c.family)
-            .bind(&c.born)
-            .bind(&c.landline)
-            .bind(&c.preferred)
-            .bind(&c.language)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&c.nhs);
+            c.bind_values(insert).execute(&mut *tx).await?;
         }
         if !plan.updates.is_empty() {
             let mut c = Columns::default();
             plan.updates.iter().for_each(|(id, v)| c.push(*id, v));
-            sqlx::query(
+            let update = sqlx::query(
                 "UPDATE patients p SET given_name = u.g, family_name = u.f, date_of_birth = u.d,
                         landline = u.l, preferred_channel = u.pc, language = u.lang, active = TRUE,
                         updated_at = $1
@@ -250,15 +261,8 @@ impl ImportStore for PostgresStore {
                  WHERE p.id = u.id",
             )
             .bind(At(now))
-            .bind(&c.ids)
-            .bind(&c.given)
-            .bind(&c.family)
-            .bind(&c.born)
-            .bind(&c.landline)
-            .bind(&c.preferred)
-            .bind(&c.language)
-            .execute(&mut *tx)
-            .await?;
+            .bind(&c.ids);
+            c.bind_values(update).execute(&mut *tx).await?;
         }
         if !plan.new_contacts.is_empty() {
             let nc = &plan.new_contacts;

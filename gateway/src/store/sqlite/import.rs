@@ -6,12 +6,12 @@
 //! `(channel, address)` index for every batch.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
 use crate::store::import::{
-    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientValues,
-    StoredContact, ABANDON_AFTER,
+    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
+    PatientValues, StoredContact, ABANDON_AFTER,
 };
 use crate::store::{
     At, ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient,
@@ -37,19 +37,6 @@ fn values_json(id: Option<i64>, v: &PatientValues) -> impl serde::Serialize + '_
         &v.language,
     )
 }
-
-/// A stored patient as the JSON array `json_group_array` builds (`active` as 0 or 1).
-type PatientJson = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<NaiveDate>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-);
 
 /// Rows fetched as one JSON array in one row: sqlx hands SQLite rows between threads one
 /// at a time, which costs more than the query.
@@ -192,7 +179,8 @@ impl ImportStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let rows: String = sqlx::query_scalar(
             "SELECT json_group_array(json_array(p.id, p.nhs_number, p.given_name, p.family_name,
-                    p.date_of_birth, p.landline, p.preferred_channel, p.language, p.active))
+                    p.date_of_birth, p.landline, p.preferred_channel, p.language,
+                    CASE WHEN p.active THEN json('true') ELSE json('false') END))
              FROM patients p
              WHERE p.practice_id = $1 AND p.nhs_number IN (SELECT value FROM json_each($2))",
         )
@@ -200,7 +188,7 @@ impl ImportStore for SqliteStore {
         .bind(&numbers)
         .fetch_one(&mut *tx)
         .await?;
-        let rows: Vec<PatientJson> = from_json("patients", &rows)?;
+        let rows: Vec<PatientRow> = from_json("patients", &rows)?;
         let contacts: Vec<(i64, i64, String, String, i64)> = if rows.is_empty() {
             Vec::new()
         } else {
@@ -218,11 +206,7 @@ impl ImportStore for SqliteStore {
             from_json("contacts", &text)?
         };
         let stored = with_contacts(
-            rows.into_iter()
-                .map(|(id, n, g, f, d, l, pc, lang, active): PatientJson| {
-                    stored_patient((id, n, g, f, d, l, pc, lang, active != 0))
-                })
-                .collect(),
+            rows.into_iter().map(stored_patient).collect(),
             contacts
                 .into_iter()
                 .map(
