@@ -7,11 +7,14 @@
 mod plan;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::{PatientUpsert, StoreResult};
 use crate::domain::Channel;
+
+/// A run untouched for this long is abandoned when the practice's next import starts.
+pub(crate) const ABANDON_AFTER: TimeDelta = TimeDelta::days(7);
 
 /// Which columns a file has. An import writes those and leaves the rest of a patient alone;
 /// for a contact channel it covers, the file's address replaces the stored ones.

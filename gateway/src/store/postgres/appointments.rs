@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::store::appointments::change_message_key;
 use crate::store::{
-    Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
-    ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage, StoreError, StoreResult,
-    UpsertSummary,
+    parsed, Appointment, AppointmentChange, AppointmentDetails, AppointmentStore,
+    AppointmentUpsert, At, ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage,
+    StoreError, StoreResult, TimeColumn, UpsertSummary,
 };
 
 /// How often a lost idempotency race is re-read before giving up.
@@ -34,14 +34,14 @@ fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
         nhs_number: row.try_get("nhs_number")?,
         external_ref: row.try_get("external_ref")?,
         details: AppointmentDetails {
-            starts_at: row.try_get("starts_at")?,
+            starts_at: row.time("starts_at")?,
             clinician: row.try_get("clinician")?,
             location: row.try_get("location")?,
             mode: parsed("appointments.mode", &mode)?,
         },
         state: parsed("appointments.state", &state)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -49,7 +49,7 @@ fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
 fn details_from_row(row: &PgRow, side: &str) -> StoreResult<AppointmentDetails> {
     let mode: String = row.try_get(format!("{side}_mode").as_str())?;
     Ok(AppointmentDetails {
-        starts_at: row.try_get(format!("{side}_starts_at").as_str())?,
+        starts_at: row.time(format!("{side}_starts_at").as_str())?,
         clinician: row.try_get(format!("{side}_clinician").as_str())?,
         location: row.try_get(format!("{side}_location").as_str())?,
         mode: parsed("appointment_changes.mode", &mode)?,
@@ -67,7 +67,7 @@ fn change_from_row(row: &PgRow) -> StoreResult<AppointmentChange> {
         reason: row.try_get("reason")?,
         message_id: row.try_get("message_id")?,
         created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -161,7 +161,7 @@ impl AppointmentStore for PostgresStore {
         .bind(&locations)
         .bind(&modes)
         .bind(&states)
-        .bind(now)
+        .bind(At(now))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -199,8 +199,8 @@ impl AppointmentStore for PostgresStore {
              ORDER BY a.patient_id, a.starts_at, a.id"
         ))
         .bind(practice_id)
-        .bind(from)
-        .bind(until)
+        .bind(At(from))
+        .bind(At(until))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(appointment_from_row).collect()
@@ -240,14 +240,14 @@ impl AppointmentStore for PostgresStore {
                         updated_at = $6
                  WHERE id = $7 AND updated_at = $8 AND state = 'booked'",
             )
-            .bind(after.starts_at)
+            .bind(At(after.starts_at))
             .bind(&after.clinician)
             .bind(&after.location)
             .bind(after.mode.as_str())
             .bind(change.kind.leaves().as_str())
-            .bind(now)
+            .bind(At(now))
             .bind(change.appointment_id)
-            .bind(change.read_at)
+            .bind(At(change.read_at))
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -264,11 +264,11 @@ impl AppointmentStore for PostgresStore {
             )
             .bind(change.appointment_id)
             .bind(change.kind.as_str())
-            .bind(before.starts_at)
+            .bind(At(before.starts_at))
             .bind(&before.clinician)
             .bind(&before.location)
             .bind(before.mode.as_str())
-            .bind(after.starts_at)
+            .bind(At(after.starts_at))
             .bind(&after.clinician)
             .bind(&after.location)
             .bind(after.mode.as_str())
@@ -277,7 +277,7 @@ impl AppointmentStore for PostgresStore {
             .bind(idempotency.map(|c| &c.key))
             .bind(idempotency.map(|c| &c.request_hash))
             .bind(&change.created_by)
-            .bind(now)
+            .bind(At(now))
             .fetch_optional(&mut *tx)
             .await?;
             let Some((change_id, created_at)) = recorded else {
@@ -317,8 +317,8 @@ impl AppointmentStore for PostgresStore {
                 .bind(&m.body)
                 .bind(&m.body_html)
                 .bind(&m.link)
-                .bind(m.next_attempt_at)
-                .bind(m.created_at)
+                .bind(At(m.next_attempt_at))
+                .bind(At(m.created_at))
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query("UPDATE appointment_changes SET message_id = $1 WHERE id = $2")

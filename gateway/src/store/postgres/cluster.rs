@@ -15,7 +15,7 @@ use super::outbox::requeue_expired;
 use super::PostgresStore;
 use crate::store::cluster::patient_allowance;
 use crate::store::{
-    ClusterStore, InstanceRecord, Leadership, NewInstance, StoreError, StoreResult,
+    At, ClusterStore, InstanceRecord, Leadership, NewInstance, StoreError, StoreResult, TimeColumn,
 };
 
 /// The condition a leader's job statement runs under: the lease is still holder `$1` at
@@ -108,7 +108,7 @@ impl ClusterStore for PostgresStore {
                     role: row.try_get("role")?,
                     dispatches: row.try_get("dispatches")?,
                     pid: i64::from(row.try_get::<i32, _>("pid")?),
-                    heartbeat_at: row.try_get("heartbeat_at")?,
+                    heartbeat_at: row.time("heartbeat_at")?,
                     is_leader: row.try_get("is_leader")?,
                 })
             })
@@ -174,7 +174,7 @@ impl ClusterStore for PostgresStore {
              ON CONFLICT (patient_id) DO NOTHING",
         )
         .bind(&ids)
-        .bind(now)
+        .bind(At(now))
         .execute(&mut *tx)
         .await?;
         let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
@@ -289,8 +289,8 @@ impl Leadership for PgLeadership {
         ))
         .bind(&self.id)
         .bind(self.generation)
-        .bind(created_before)
-        .bind(now)
+        .bind(At(created_before))
+        .bind(At(now))
         .bind(i64::from(limit))
         .execute(&self.pool)
         .await?
@@ -303,7 +303,7 @@ impl Leadership for PgLeadership {
         ))
         .bind(&self.id)
         .bind(self.generation)
-        .bind(now)
+        .bind(At(now))
         .execute(&self.pool)
         .await?
         .rows_affected())

@@ -7,7 +7,8 @@ use sqlx::Row;
 
 use super::PostgresStore;
 use crate::store::{
-    scope_of, unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreResult, User,
+    role_of, scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult,
+    TimeColumn, User,
 };
 
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
@@ -17,7 +18,7 @@ fn user_from_row(row: &PgRow) -> StoreResult<User> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
-        scope: scope_of(&role, practice_id)?,
+        scope: scope_of("users.role", &role, practice_id)?,
     })
 }
 
@@ -30,10 +31,7 @@ impl ConsoleStore for PostgresStore {
         scope: KeyScope,
         now: DateTime<Utc>,
     ) -> StoreResult<User> {
-        let (role, practice_id) = match scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
+        let (role, practice_id) = role_of(scope);
         let row = sqlx::query(
             "INSERT INTO users (username, password_hash, role, practice_id, created_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id, username, password_hash, role, practice_id",
@@ -42,7 +40,7 @@ impl ConsoleStore for PostgresStore {
         .bind(password_hash)
         .bind(role)
         .bind(practice_id)
-        .bind(now)
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("user {username}")))?;
@@ -74,8 +72,8 @@ impl ConsoleStore for PostgresStore {
         .bind(token_hash)
         .bind(user_id)
         .bind(csrf_token)
-        .bind(now)
-        .bind(expires_at)
+        .bind(At(now))
+        .bind(At(expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -92,14 +90,14 @@ impl ConsoleStore for PostgresStore {
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
-        .bind(now)
+        .bind(At(now))
         .fetch_optional(&self.pool)
         .await?;
         match row {
             Some(row) => Ok(Some(SessionRecord {
                 user: user_from_row(&row)?,
                 csrf_token: row.try_get("csrf_token")?,
-                expires_at: row.try_get("expires_at")?,
+                expires_at: row.time("expires_at")?,
             })),
             None => Ok(None),
         }
@@ -108,7 +106,7 @@ impl ConsoleStore for PostgresStore {
     async fn end_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at <= $2")
             .bind(token_hash)
-            .bind(now)
+            .bind(At(now))
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
-use crate::store::{ContactStore, PushSubscription, StoreResult};
+use crate::store::{At, ContactStore, PushSubscription, StoreResult};
 
 #[async_trait]
 impl ContactStore for PostgresStore {
@@ -12,7 +12,7 @@ impl ContactStore for PostgresStore {
         sqlx::query(
             "UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, $1) WHERE id = $2",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(contact_id)
         .execute(&self.pool)
         .await?;
@@ -52,7 +52,7 @@ impl ContactStore for PostgresStore {
                AND patient_id IN (SELECT id FROM patients WHERE practice_id = $4)",
         )
         .bind(opted_out)
-        .bind(now)
+        .bind(At(now))
         .bind(address)
         .bind(practice_id)
         .execute(&self.pool)
@@ -65,7 +65,7 @@ impl ContactStore for PostgresStore {
         let changed = sqlx::query(
             "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1) WHERE id = $2",
         )
-        .bind(now)
+        .bind(At(now))
         .bind(contact_id)
         .execute(&self.pool)
         .await?
@@ -114,7 +114,7 @@ impl ContactStore for PostgresStore {
         .bind(&s.endpoint)
         .bind(&s.p256dh)
         .bind(&s.auth)
-        .bind(now)
+        .bind(At(now))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -143,7 +143,7 @@ impl ContactStore for PostgresStore {
              WHERE channel = 'sms' AND address = $3",
         )
         .bind(opted_out)
-        .bind(now)
+        .bind(At(now))
         .bind(address)
         .execute(&mut *tx)
         .await?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::PostgresStore;
-use crate::store::{Follower, FollowerStore, StoreResult};
+use crate::store::{At, Follower, FollowerStore, StoreResult};
 
 #[async_trait]
 impl FollowerStore for PostgresStore {
@@ -37,7 +37,7 @@ impl FollowerStore for PostgresStore {
         .bind(endpoint)
         .bind(p256dh)
         .bind(auth)
-        .bind(now)
+        .bind(At(now))
         .bind(i64::try_from(cap).unwrap_or(i64::MAX))
         .fetch_optional(&mut *tx)
         .await?;

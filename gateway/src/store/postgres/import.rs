@@ -3,16 +3,19 @@
 //! advisory lock, so two of them never race to insert the same new patient.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::Postgres;
 
 use super::PostgresStore;
 use crate::store::import::{
     group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
-    PatientValues, StoredContact,
+    PatientValues, StoredContact, ABANDON_AFTER,
 };
 use crate::store::{
-    ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedPatient,
-    StoreResult,
+    At, ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient,
+    ListedPatient, StoreResult,
 };
 
 /// The first key of the advisory lock imports take (the second is the practice id).
@@ -44,6 +47,21 @@ impl Columns {
         self.preferred.push(v.preferred_channel.clone());
         self.language.push(v.language.clone());
     }
+
+    /// Binds the columns an import writes, after the key (NHS numbers or row ids), in the
+    /// order both statements list them.
+    fn bind_values<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.given)
+            .bind(&self.family)
+            .bind(&self.born)
+            .bind(&self.landline)
+            .bind(&self.preferred)
+            .bind(&self.language)
+    }
 }
 
 #[async_trait]
@@ -56,21 +74,21 @@ impl ImportStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ImportRun> {
         let mode = if replace { "replace" } else { "merge" };
-        let stale = now - Duration::days(7);
+        let stale = now - ABANDON_AFTER;
         let mut tx = self.begin().await?;
         sqlx::query(
             "DELETE FROM import_seen WHERE run_id IN
                (SELECT id FROM import_runs WHERE state = 'running' AND updated_at < $1)",
         )
-        .bind(stale)
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE import_runs SET state = 'abandoned', finished_at = $1
              WHERE state = 'running' AND updated_at < $2",
         )
-        .bind(now)
-        .bind(stale)
+        .bind(At(now))
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         let found: Option<RunRow> = match fingerprint {
@@ -109,7 +127,7 @@ impl ImportStore for PostgresStore {
                 .bind(practice_id)
                 .bind(fingerprint)
                 .bind(mode)
-                .bind(now)
+                .bind(At(now))
                 .fetch_one(&mut *tx)
                 .await?;
                 ImportRun {
@@ -219,7 +237,7 @@ impl ImportStore for PostgresStore {
         if !plan.inserts.is_empty() {
             let mut c = Columns::default();
             plan.inserts.iter().for_each(|v| c.push(0, v));
-            sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO patients (practice_id, nhs_number, given_name, family_name, date_of_birth,
                                        landline, preferred_channel, language, active, created_at, updated_at)
                  SELECT $1, n, g, f, d, l, pc, lang, TRUE, $2, $2
@@ -227,21 +245,14 @@ impl ImportStore for PostgresStore {
                       AS u(n, g, f, d, l, pc, lang)",
             )
             .bind(run.practice_id)
-            .bind(now)
-            .bind(&c.nhs)
-            .bind(&c.given)
-            .bind(&c.family)
-            .bind(&c.born)
-            .bind(&c.landline)
-            .bind(&c.preferred)
-            .bind(&c.language)
-            .execute(&mut *tx)
-            .await?;
+            .bind(At(now))
+            .bind(&c.nhs);
+            c.bind_values(insert).execute(&mut *tx).await?;
         }
         if !plan.updates.is_empty() {
             let mut c = Columns::default();
             plan.updates.iter().for_each(|(id, v)| c.push(*id, v));
-            sqlx::query(
+            let update = sqlx::query(
                 "UPDATE patients p SET given_name = u.g, family_name = u.f, date_of_birth = u.d,
                         landline = u.l, preferred_channel = u.pc, language = u.lang, active = TRUE,
                         updated_at = $1
@@ -249,16 +260,9 @@ impl ImportStore for PostgresStore {
                       AS u(id, g, f, d, l, pc, lang)
                  WHERE p.id = u.id",
             )
-            .bind(now)
-            .bind(&c.ids)
-            .bind(&c.given)
-            .bind(&c.family)
-            .bind(&c.born)
-            .bind(&c.landline)
-            .bind(&c.preferred)
-            .bind(&c.language)
-            .execute(&mut *tx)
-            .await?;
+            .bind(At(now))
+            .bind(&c.ids);
+            c.bind_values(update).execute(&mut *tx).await?;
         }
         if !plan.new_contacts.is_empty() {
             let nc = &plan.new_contacts;
@@ -271,7 +275,7 @@ impl ImportStore for PostgresStore {
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )
             .bind(run.practice_id)
-            .bind(now)
+            .bind(At(now))
             .bind(nc.iter().map(|c| c.nhs_number).collect::<Vec<_>>())
             .bind(nc.iter().map(|c| c.channel).collect::<Vec<_>>())
             .bind(nc.iter().map(|c| c.address).collect::<Vec<_>>())
@@ -283,7 +287,7 @@ impl ImportStore for PostgresStore {
             sqlx::query(
                 "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1) WHERE id = ANY($2)",
             )
-            .bind(now)
+            .bind(At(now))
             .bind(&plan.opt_outs)
             .execute(&mut *tx)
             .await?;
@@ -304,7 +308,7 @@ impl ImportStore for PostgresStore {
         .bind(counts.created as i64)
         .bind(counts.updated as i64)
         .bind(counts.unchanged as i64)
-        .bind(now)
+        .bind(At(now))
         .bind(run.id)
         .execute(&mut *tx)
         .await?;
@@ -331,7 +335,7 @@ impl ImportStore for PostgresStore {
                    AND NOT EXISTS (SELECT 1 FROM import_seen s
                                    WHERE s.run_id = $3 AND s.nhs_number = p.nhs_number)",
             )
-            .bind(now)
+            .bind(At(now))
             .bind(run.practice_id)
             .bind(run.id)
             .execute(&mut *tx)
@@ -355,7 +359,7 @@ impl ImportStore for PostgresStore {
         )
         .bind(state)
         .bind(deactivated as i64)
-        .bind(now)
+        .bind(At(now))
         .bind(run.id)
         .execute(&mut *tx)
         .await?;

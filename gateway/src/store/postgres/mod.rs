@@ -1,31 +1,43 @@
 //! The PostgreSQL store: shared by several gateway processes, so claims take row locks.
 //!
-//! Times are TIMESTAMPTZ and bind directly as `DateTime<Utc>`; flags are real booleans.
+//! Times are TIMESTAMPTZ (`store::At` binds them as `DateTime<Utc>`); flags are real booleans.
 //! Transactions run at READ COMMITTED; work that several processes may race for is
 //! selected `FOR UPDATE SKIP LOCKED` so that no two processes take the same row.
 
+/// API keys and the audit trail.
+mod access;
+/// Appointments and the changes made to them.
 mod appointments;
+/// Status changes and the broadcasts they start.
+mod broadcasts;
+/// Instances, leadership and patients' caps.
 mod cluster;
+/// Console users and sessions.
 mod console;
+/// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
-mod directory;
+/// Anonymous push followers.
 mod followers;
+/// Contact-list imports.
 mod import;
+/// Durable messages: inserting, claiming, completing.
 mod outbox;
+/// Patients with their contacts.
+mod patients;
+/// Practices.
+mod practices;
+/// Message templates and their versions.
 mod templates;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
-use super::{
-    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, Store, StoreError,
-    StoreResult,
-};
+use super::{Store, StoreResult};
 
 /// The PostgreSQL implementation of every store trait.
 #[derive(Clone)]
@@ -56,14 +68,6 @@ impl PostgresStore {
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         super::begin_detached(&self.pool, None).await
     }
-}
-
-/// Parses a stored domain value, reporting the column if it cannot be read.
-pub(super) fn parsed<T: FromStr>(column: &'static str, text: &str) -> StoreResult<T> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        reason: format!("{text:?} is not a known value"),
-    })
 }
 
 #[async_trait]
@@ -114,97 +118,5 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl AccessStore for PostgresStore {
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
-        let (role, practice_id) = match key.scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
-        let id = sqlx::query_scalar(
-            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(role)
-        .bind(practice_id)
-        .bind(&key.label)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, role, practice_id, label, prefix FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            let role: String = row.try_get("role")?;
-            let practice_id: Option<i64> = row.try_get("practice_id")?;
-            let scope = match (role.as_str(), practice_id) {
-                ("admin", _) => KeyScope::Admin,
-                ("practice", Some(id)) => KeyScope::Practice(id),
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        column: "api_keys.role",
-                        reason: format!("{role} key without a practice"),
-                    })
-                }
-            };
-            Ok(ApiKeyRecord {
-                id: row.try_get("id")?,
-                scope,
-                label: row.try_get("label")?,
-                prefix: row.try_get("prefix")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(entry.practice_id)
-        .bind(&entry.subject)
-        .bind(&entry.details)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, details FROM audit_log
-             WHERE practice_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    at: row.try_get("at")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    details: row.try_get("details")?,
-                })
-            })
-            .collect()
     }
 }

@@ -2,12 +2,16 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
 
-use super::{parsed, PostgresStore};
+use super::PostgresStore;
 use crate::domain::{Channel, Language};
-use crate::store::{unique_violation, NewTemplate, StoreResult, TemplateStore, TemplateVersion};
+use crate::store::{
+    parsed, unique_violation, At, NewTemplate, StoreResult, TemplateStore, TemplateVersion,
+    TimeColumn,
+};
 
 /// The advisory lock key serialising the seeding of shipped templates ("gw-seedt").
 const SEED_LOCK: i64 = 0x6777_2d73_6565_6474;
@@ -30,8 +34,28 @@ fn template_from_row(row: &PgRow) -> StoreResult<TemplateVersion> {
         link: row.try_get("link")?,
         author: row.try_get("author")?,
         note: row.try_get("note")?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.time("created_at")?,
     })
+}
+
+/// Binds what both statements that write a version take as `$1` to `$10`: the template's
+/// key, channel and language, its wording, author and note, and the time.
+fn bind_version<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    t: &'q NewTemplate,
+    now: DateTime<Utc>,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(&t.key)
+        .bind(t.channel.as_str())
+        .bind(t.language.as_str())
+        .bind(&t.subject)
+        .bind(&t.body)
+        .bind(&t.html)
+        .bind(&t.link)
+        .bind(&t.author)
+        .bind(&t.note)
+        .bind(At(now))
 }
 
 #[async_trait]
@@ -76,32 +100,21 @@ impl TemplateStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<TemplateVersion> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO message_templates
                  (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
-             SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1, $5, $6, $7, $8, $9, $10, $11
+             SELECT $11, $1, $2, $3, COALESCE(MAX(version), 0) + 1, $4, $5, $6, $7, $8, $9, $10
              FROM message_templates
-             WHERE COALESCE(practice_id, 0) = $12 AND key = $13 AND channel = $14 AND language = $15
+             WHERE COALESCE(practice_id, 0) = $12 AND key = $1 AND channel = $2 AND language = $3
              RETURNING {COLUMNS}"
-        ))
-        .bind(t.practice_id)
-        .bind(&t.key)
-        .bind(t.channel.as_str())
-        .bind(t.language.as_str())
-        .bind(&t.subject)
-        .bind(&t.body)
-        .bind(&t.html)
-        .bind(&t.link)
-        .bind(&t.author)
-        .bind(&t.note)
-        .bind(now)
-        .bind(t.practice_id.unwrap_or(0))
-        .bind(&t.key)
-        .bind(t.channel.as_str())
-        .bind(t.language.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;
+        );
+        let insert = sqlx::query(&sql);
+        let row = bind_version(insert, t, now)
+            .bind(t.practice_id)
+            .bind(t.practice_id.unwrap_or(0))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;
         tx.commit().await?;
         template_from_row(&row)
     }
@@ -120,29 +133,17 @@ impl TemplateStore for PostgresStore {
             .execute(&mut *tx)
             .await?;
         for t in defaults {
-            added += sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO message_templates
                      (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
                  SELECT NULL, $1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10
                  WHERE NOT EXISTS (SELECT 1 FROM message_templates
-                                   WHERE practice_id IS NULL AND key = $11 AND channel = $12 AND language = $13)",
-            )
-            .bind(&t.key)
-            .bind(t.channel.as_str())
-            .bind(t.language.as_str())
-            .bind(&t.subject)
-            .bind(&t.body)
-            .bind(&t.html)
-            .bind(&t.link)
-            .bind(&t.author)
-            .bind(&t.note)
-            .bind(now)
-            .bind(&t.key)
-            .bind(t.channel.as_str())
-            .bind(t.language.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+                                   WHERE practice_id IS NULL AND key = $1 AND channel = $2 AND language = $3)",
+            );
+            added += bind_version(insert, t, now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(added)

@@ -9,11 +9,12 @@ use serde_json::json;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{at, ms, parsed, SqliteStore};
+use super::SqliteStore;
 use crate::store::appointments::change_message_key;
 use crate::store::{
-    Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
-    ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage, StoreResult, UpsertSummary,
+    parsed, Appointment, AppointmentChange, AppointmentDetails, AppointmentStore,
+    AppointmentUpsert, At, ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage,
+    StoreResult, TimeColumn, UpsertSummary,
 };
 
 const APPOINTMENT_SELECT: &str =
@@ -31,14 +32,14 @@ fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
         nhs_number: row.try_get("nhs_number")?,
         external_ref: row.try_get("external_ref")?,
         details: AppointmentDetails {
-            starts_at: at("appointments.starts_at", row.try_get("starts_at")?)?,
+            starts_at: row.time("starts_at")?,
             clinician: row.try_get("clinician")?,
             location: row.try_get("location")?,
             mode: parsed("appointments.mode", &mode)?,
         },
         state: parsed("appointments.state", &state)?,
-        created_at: at("appointments.created_at", row.try_get("created_at")?)?,
-        updated_at: at("appointments.updated_at", row.try_get("updated_at")?)?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -46,10 +47,7 @@ fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
 fn details_from_row(row: &SqliteRow, side: &str) -> StoreResult<AppointmentDetails> {
     let mode: String = row.try_get(format!("{side}_mode").as_str())?;
     Ok(AppointmentDetails {
-        starts_at: at(
-            "appointment_changes.starts_at",
-            row.try_get(format!("{side}_starts_at").as_str())?,
-        )?,
+        starts_at: row.time(format!("{side}_starts_at").as_str())?,
         clinician: row.try_get(format!("{side}_clinician").as_str())?,
         location: row.try_get(format!("{side}_location").as_str())?,
         mode: parsed("appointment_changes.mode", &mode)?,
@@ -67,7 +65,7 @@ fn change_from_row(row: &SqliteRow) -> StoreResult<AppointmentChange> {
         reason: row.try_get("reason")?,
         message_id: row.try_get("message_id")?,
         created_by: row.try_get("created_by")?,
-        created_at: at("appointment_changes.created_at", row.try_get("created_at")?)?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -78,7 +76,7 @@ async fn change_by_key<'e, E: sqlx::SqliteExecutor<'e>>(
     key: &str,
 ) -> StoreResult<Option<(String, AppointmentChange)>> {
     let row = sqlx::query(
-        "SELECT * FROM appointment_changes WHERE idempotency_scope = ? AND idempotency_key = ?",
+        "SELECT * FROM appointment_changes WHERE idempotency_scope = $1 AND idempotency_key = $2",
     )
     .bind(scope)
     .bind(key)
@@ -99,7 +97,7 @@ impl AppointmentStore for SqliteStore {
     ) -> StoreResult<HashMap<String, i64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT nhs_number, id FROM patients
-             WHERE practice_id = ? AND nhs_number IN (SELECT value FROM json_each(?))",
+             WHERE practice_id = $1 AND nhs_number IN (SELECT value FROM json_each($2))",
         )
         .bind(practice_id)
         .bind(json!(nhs_numbers).to_string())
@@ -122,7 +120,7 @@ impl AppointmentStore for SqliteStore {
             .map(|a| json!({
                 "patient": a.patient_id,
                 "ref": a.external_ref,
-                "starts": ms(a.starts_at),
+                "starts": a.starts_at.timestamp_millis(),
                 "clinician": a.clinician,
                 "location": a.location,
                 "mode": a.mode.as_str(),
@@ -132,8 +130,8 @@ impl AppointmentStore for SqliteStore {
         .to_string();
         let mut tx = self.begin_write().await?;
         let existing: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM appointments WHERE practice_id = ?
-               AND external_ref IN (SELECT json_extract(value, '$.ref') FROM json_each(?))",
+            "SELECT count(*) FROM appointments WHERE practice_id = $1
+               AND external_ref IN (SELECT json_extract(value, '$.ref') FROM json_each($2))",
         )
         .bind(practice_id)
         .bind(&rows)
@@ -143,19 +141,18 @@ impl AppointmentStore for SqliteStore {
         sqlx::query(
             "INSERT INTO appointments (practice_id, patient_id, external_ref, starts_at, clinician, location,
                                        mode, state, created_at, updated_at)
-             SELECT ?, json_extract(value, '$.patient'), json_extract(value, '$.ref'),
+             SELECT $1, json_extract(value, '$.patient'), json_extract(value, '$.ref'),
                     json_extract(value, '$.starts'), json_extract(value, '$.clinician'),
                     json_extract(value, '$.location'), json_extract(value, '$.mode'),
-                    json_extract(value, '$.state'), ?, ?
-             FROM json_each(?) WHERE true
+                    json_extract(value, '$.state'), $2, $2
+             FROM json_each($3) WHERE true
              ON CONFLICT (practice_id, external_ref) DO UPDATE SET
                  patient_id = excluded.patient_id, starts_at = excluded.starts_at,
                  clinician = excluded.clinician, location = excluded.location, mode = excluded.mode,
                  state = excluded.state, updated_at = excluded.updated_at",
         )
         .bind(practice_id)
-        .bind(ms(now))
-        .bind(ms(now))
+        .bind(At(now))
         .bind(&rows)
         .execute(&mut *tx)
         .await?;
@@ -173,7 +170,7 @@ impl AppointmentStore for SqliteStore {
         external_ref: &str,
     ) -> StoreResult<Option<Appointment>> {
         let row = sqlx::query(&format!(
-            "{APPOINTMENT_SELECT} WHERE a.practice_id = ? AND a.external_ref = ?"
+            "{APPOINTMENT_SELECT} WHERE a.practice_id = $1 AND a.external_ref = $2"
         ))
         .bind(practice_id)
         .bind(external_ref)
@@ -189,13 +186,13 @@ impl AppointmentStore for SqliteStore {
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<Appointment>> {
         let rows = sqlx::query(&format!(
-            "{APPOINTMENT_SELECT} WHERE a.practice_id = ? AND a.state = 'booked'
-               AND a.starts_at >= ? AND a.starts_at < ?
+            "{APPOINTMENT_SELECT} WHERE a.practice_id = $1 AND a.state = 'booked'
+               AND a.starts_at >= $2 AND a.starts_at < $3
              ORDER BY a.patient_id, a.starts_at, a.id"
         ))
         .bind(practice_id)
-        .bind(ms(from))
-        .bind(ms(until))
+        .bind(At(from))
+        .bind(At(until))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(appointment_from_row).collect()
@@ -229,17 +226,17 @@ impl AppointmentStore for SqliteStore {
         }
         let (before, after) = (&change.before, &change.after);
         let updated = sqlx::query(
-            "UPDATE appointments SET starts_at = ?, clinician = ?, location = ?, mode = ?, state = ?, updated_at = ?
-             WHERE id = ? AND updated_at = ? AND state = 'booked'",
+            "UPDATE appointments SET starts_at = $1, clinician = $2, location = $3, mode = $4, state = $5, updated_at = $6
+             WHERE id = $7 AND updated_at = $8 AND state = 'booked'",
         )
-        .bind(ms(after.starts_at))
+        .bind(At(after.starts_at))
         .bind(&after.clinician)
         .bind(&after.location)
         .bind(after.mode.as_str())
         .bind(change.kind.leaves().as_str())
-        .bind(ms(now))
+        .bind(At(now))
         .bind(change.appointment_id)
-        .bind(ms(change.read_at))
+        .bind(At(change.read_at))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -250,15 +247,15 @@ impl AppointmentStore for SqliteStore {
             "INSERT INTO appointment_changes (appointment_id, kind, old_starts_at, old_clinician, old_location,
                  old_mode, new_starts_at, new_clinician, new_location, new_mode, reason,
                  idempotency_scope, idempotency_key, request_hash, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(change.appointment_id)
         .bind(change.kind.as_str())
-        .bind(ms(before.starts_at))
+        .bind(At(before.starts_at))
         .bind(&before.clinician)
         .bind(&before.location)
         .bind(before.mode.as_str())
-        .bind(ms(after.starts_at))
+        .bind(At(after.starts_at))
         .bind(&after.clinician)
         .bind(&after.location)
         .bind(after.mode.as_str())
@@ -267,7 +264,7 @@ impl AppointmentStore for SqliteStore {
         .bind(idempotency.map(|c| &c.key))
         .bind(idempotency.map(|c| &c.request_hash))
         .bind(&change.created_by)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&mut *tx)
         .await?;
         let mut message_id = None;
@@ -276,7 +273,7 @@ impl AppointmentStore for SqliteStore {
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                      address, priority, template_key, template_version, subject, body, body_html, link, state,
                      next_attempt_at, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16) RETURNING id",
             )
             .bind(change_message_key(change_id))
             .bind(m.broadcast_id)
@@ -292,12 +289,11 @@ impl AppointmentStore for SqliteStore {
             .bind(&m.body)
             .bind(&m.body_html)
             .bind(&m.link)
-            .bind(ms(m.next_attempt_at))
-            .bind(ms(m.created_at))
-            .bind(ms(m.created_at))
+            .bind(At(m.next_attempt_at))
+            .bind(At(m.created_at))
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query("UPDATE appointment_changes SET message_id = ? WHERE id = ?")
+            sqlx::query("UPDATE appointment_changes SET message_id = $1 WHERE id = $2")
                 .bind(id)
                 .bind(change_id)
                 .execute(&mut *tx)
@@ -314,7 +310,8 @@ impl AppointmentStore for SqliteStore {
             reason: change.reason.clone(),
             message_id,
             created_by: change.created_by.clone(),
-            created_at: DateTime::from_timestamp_millis(ms(now)).unwrap_or(now),
+            // As stored: to the millisecond.
+            created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
         }))
     }
 }

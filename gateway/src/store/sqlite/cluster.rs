@@ -4,17 +4,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::Row;
 
 use super::outbox::requeue_expired;
-use super::{at, ms, SqliteStore};
+use super::SqliteStore;
 use crate::store::cluster::patient_allowance;
-use crate::store::{ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult};
+use crate::store::{
+    At, ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult, TimeColumn,
+};
 
-/// Milliseconds since the epoch of the moment `stale_after` ago.
-fn stale_since(stale_after: Duration) -> i64 {
-    ms(Utc::now()) - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX)
+/// The moment `stale_after` ago.
+fn stale_since(stale_after: Duration) -> At {
+    let ago = TimeDelta::from_std(stale_after).unwrap_or(TimeDelta::MAX);
+    At(Utc::now()
+        .checked_sub_signed(ago)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC))
 }
 
 #[async_trait]
@@ -24,11 +29,11 @@ impl ClusterStore for SqliteStore {
         instance: &NewInstance,
         stale_after: Duration,
     ) -> StoreResult<u32> {
-        let now = ms(Utc::now());
+        let now = At(Utc::now());
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO instances (id, role, dispatches, host, pid, started_at, heartbeat_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, is_leader = 0",
         )
         .bind(&instance.id)
@@ -41,7 +46,7 @@ impl ClusterStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let others: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND id <> ? AND heartbeat_at > ?",
+            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND id <> $1 AND heartbeat_at > $2",
         )
         .bind(&instance.id)
         .bind(stale_since(stale_after))
@@ -53,8 +58,8 @@ impl ClusterStore for SqliteStore {
 
     async fn beat(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE id = ?")
-            .bind(ms(Utc::now()))
+        let updated = sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE id = $2")
+            .bind(At(Utc::now()))
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -65,7 +70,7 @@ impl ClusterStore for SqliteStore {
 
     async fn live_workers(&self, stale_after: Duration) -> StoreResult<u32> {
         let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND heartbeat_at > ?",
+            "SELECT COUNT(*) FROM instances WHERE dispatches <> 0 AND heartbeat_at > $1",
         )
         .bind(stale_since(stale_after))
         .fetch_one(&self.pool)
@@ -75,7 +80,7 @@ impl ClusterStore for SqliteStore {
 
     async fn deregister_instance(&self, id: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM instances WHERE id = ?")
+        sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -96,7 +101,7 @@ impl ClusterStore for SqliteStore {
                     role: row.try_get("role")?,
                     dispatches: row.try_get("dispatches")?,
                     pid: row.try_get("pid")?,
-                    heartbeat_at: at("instances.heartbeat_at", row.try_get("heartbeat_at")?)?,
+                    heartbeat_at: row.time("heartbeat_at")?,
                     is_leader: row.try_get("is_leader")?,
                 })
             })
@@ -109,7 +114,7 @@ impl ClusterStore for SqliteStore {
         _lease: Duration,
     ) -> StoreResult<Option<Box<dyn Leadership>>> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE instances SET is_leader = (id = ?)")
+        sqlx::query("UPDATE instances SET is_leader = (id = $1)")
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -129,19 +134,19 @@ impl ClusterStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut allowed = Vec::with_capacity(wanted.len());
         for (patient, count) in wanted {
-            let tat: Option<i64> =
-                sqlx::query_scalar("SELECT tat FROM patient_quota WHERE patient_id = ?")
+            let tat: Option<At> =
+                sqlx::query_scalar("SELECT tat FROM patient_quota WHERE patient_id = $1")
                     .bind(patient)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let tat = tat.map(|t| at("patient_quota.tat", t)).transpose()?;
+            let tat = tat.map(|t| t.0);
             let (n, tat) = patient_allowance(tat, now, interval, burst, *count);
             sqlx::query(
-                "INSERT INTO patient_quota (patient_id, tat) VALUES (?, ?)
+                "INSERT INTO patient_quota (patient_id, tat) VALUES ($1, $2)
                  ON CONFLICT (patient_id) DO UPDATE SET tat = excluded.tat",
             )
             .bind(patient)
-            .bind(ms(tat))
+            .bind(At(tat))
             .execute(&mut *tx)
             .await?;
             allowed.push((*patient, n));
@@ -175,7 +180,7 @@ impl Leadership for SqliteLeadership {
 
     async fn remove_dead(&mut self, stale_after: Duration) -> StoreResult<u64> {
         let mut tx = self.store.begin_write().await?;
-        let removed = sqlx::query("DELETE FROM instances WHERE heartbeat_at <= ?")
+        let removed = sqlx::query("DELETE FROM instances WHERE heartbeat_at <= $1")
             .bind(stale_since(stale_after))
             .execute(&mut *tx)
             .await?
@@ -193,14 +198,14 @@ impl Leadership for SqliteLeadership {
         let mut tx = self.store.begin_write().await?;
         let purged = sqlx::query(
             "UPDATE messages SET body = '', subject = NULL, body_html = NULL, link = NULL,
-                    address = '', purged_at = ?
+                    address = '', purged_at = $1
              WHERE id IN (SELECT id FROM messages
-                          WHERE purged_at IS NULL AND created_at < ?
+                          WHERE purged_at IS NULL AND created_at < $2
                                 AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
-                          ORDER BY created_at LIMIT ?)",
+                          ORDER BY created_at LIMIT $3)",
         )
-        .bind(ms(now))
-        .bind(ms(created_before))
+        .bind(At(now))
+        .bind(At(created_before))
         .bind(i64::from(limit))
         .execute(&mut *tx)
         .await?
@@ -211,8 +216,8 @@ impl Leadership for SqliteLeadership {
 
     async fn forget_spent_quota(&mut self, now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.store.begin_write().await?;
-        let forgotten = sqlx::query("DELETE FROM patient_quota WHERE tat <= ?")
-            .bind(ms(now))
+        let forgotten = sqlx::query("DELETE FROM patient_quota WHERE tat <= $1")
+            .bind(At(now))
             .execute(&mut *tx)
             .await?
             .rows_affected();

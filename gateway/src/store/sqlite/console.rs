@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{at, ms, SqliteStore};
+use super::SqliteStore;
 use crate::store::{
-    scope_of, unique_violation, ConsoleStore, KeyScope, SessionRecord, StoreResult, User,
+    role_of, scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult,
+    TimeColumn, User,
 };
 
 fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
@@ -17,7 +18,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
-        scope: scope_of(&role, practice_id)?,
+        scope: scope_of("users.role", &role, practice_id)?,
     })
 }
 
@@ -30,19 +31,16 @@ impl ConsoleStore for SqliteStore {
         scope: KeyScope,
         now: DateTime<Utc>,
     ) -> StoreResult<User> {
-        let (role, practice_id) = match scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
+        let (role, practice_id) = role_of(scope);
         let row = sqlx::query(
             "INSERT INTO users (username, password_hash, role, practice_id, created_at)
-             VALUES (?, ?, ?, ?, ?) RETURNING id, username, password_hash, role, practice_id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, username, password_hash, role, practice_id",
         )
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(practice_id)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("user {username}")))?;
@@ -51,7 +49,7 @@ impl ConsoleStore for SqliteStore {
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "SELECT id, username, password_hash, role, practice_id FROM users WHERE username = ?",
+            "SELECT id, username, password_hash, role, practice_id FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -69,13 +67,13 @@ impl ConsoleStore for SqliteStore {
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(csrf_token)
-        .bind(ms(now))
-        .bind(ms(expires_at))
+        .bind(At(now))
+        .bind(At(expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -89,26 +87,26 @@ impl ConsoleStore for SqliteStore {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.password_hash, u.role, u.practice_id, s.csrf_token, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ? AND s.expires_at > ?",
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_optional(&self.pool)
         .await?;
         match row {
             Some(row) => Ok(Some(SessionRecord {
                 user: user_from_row(&row)?,
                 csrf_token: row.try_get("csrf_token")?,
-                expires_at: at("sessions.expires_at", row.try_get("expires_at")?)?,
+                expires_at: row.time("expires_at")?,
             })),
             None => Ok(None),
         }
     }
 
     async fn end_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ? OR expires_at <= ?")
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at <= $2")
             .bind(token_hash)
-            .bind(ms(now))
+            .bind(At(now))
             .execute(&self.pool)
             .await?;
         Ok(())

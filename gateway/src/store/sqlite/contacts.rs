@@ -3,16 +3,16 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ms, SqliteStore};
-use crate::store::{ContactStore, PushSubscription, StoreResult};
+use super::SqliteStore;
+use crate::store::{At, ContactStore, PushSubscription, StoreResult};
 
 #[async_trait]
 impl ContactStore for SqliteStore {
     async fn mark_bad_recipient(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, ?) WHERE id = ?",
+            "UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, $1) WHERE id = $2",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(contact_id)
         .execute(&self.pool)
         .await?;
@@ -20,7 +20,7 @@ impl ContactStore for SqliteStore {
     }
 
     async fn remove_contact(&self, contact_id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM contacts WHERE id = ?")
+        sqlx::query("DELETE FROM contacts WHERE id = $1")
             .bind(contact_id)
             .execute(&self.pool)
             .await?;
@@ -29,8 +29,8 @@ impl ContactStore for SqliteStore {
 
     async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "DELETE FROM contacts WHERE channel = 'push' AND address = ?2
-               AND patient_id IN (SELECT id FROM patients WHERE practice_id = ?1)",
+            "DELETE FROM contacts WHERE channel = 'push' AND address = $2
+               AND patient_id IN (SELECT id FROM patients WHERE practice_id = $1)",
         )
         .bind(practice_id)
         .bind(endpoint)
@@ -47,12 +47,12 @@ impl ContactStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let changed = sqlx::query(
-            "UPDATE contacts SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) ELSE NULL END
-             WHERE channel = 'sms' AND address = ?
-               AND patient_id IN (SELECT id FROM patients WHERE practice_id = ?)",
+            "UPDATE contacts SET opted_out_at = CASE WHEN $1 THEN COALESCE(opted_out_at, $2) ELSE NULL END
+             WHERE channel = 'sms' AND address = $3
+               AND patient_id IN (SELECT id FROM patients WHERE practice_id = $4)",
         )
         .bind(opted_out)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(address)
         .bind(practice_id)
         .execute(&self.pool)
@@ -63,9 +63,9 @@ impl ContactStore for SqliteStore {
 
     async fn opt_out_contact(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let changed = sqlx::query(
-            "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, ?) WHERE id = ?",
+            "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1) WHERE id = $2",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(contact_id)
         .execute(&self.pool)
         .await?
@@ -75,7 +75,7 @@ impl ContactStore for SqliteStore {
 
     async fn push_keys(&self, contact_id: i64) -> StoreResult<Option<(String, String)>> {
         let keys: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT push_p256dh, push_auth FROM contacts WHERE id = ? AND channel = 'push'",
+            "SELECT push_p256dh, push_auth FROM contacts WHERE id = $1 AND channel = 'push'",
         )
         .bind(contact_id)
         .fetch_optional(&self.pool)
@@ -91,19 +91,20 @@ impl ContactStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.begin_write().await?;
-        let patient: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
-                .bind(practice_id)
-                .bind(nhs_number)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let patient: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
+        )
+        .bind(practice_id)
+        .bind(nhs_number)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(patient_id) = patient else {
             return Ok(None);
         };
         // A browser that subscribes again gets fresh keys and a clean record.
         let id = sqlx::query_scalar(
             "INSERT INTO contacts (patient_id, channel, address, push_p256dh, push_auth, created_at)
-             VALUES (?, 'push', ?, ?, ?, ?)
+             VALUES ($1, 'push', $2, $3, $4, $5)
              ON CONFLICT (patient_id, channel, address) DO UPDATE SET
                  push_p256dh = excluded.push_p256dh, push_auth = excluded.push_auth,
                  bad_recipient_at = NULL, opted_out_at = NULL
@@ -113,7 +114,7 @@ impl ContactStore for SqliteStore {
         .bind(&s.endpoint)
         .bind(&s.p256dh)
         .bind(&s.auth)
-        .bind(ms(now))
+        .bind(At(now))
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -129,17 +130,17 @@ impl ContactStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let practices: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT p.practice_id, COUNT(*) FROM contacts c JOIN patients p ON p.id = c.patient_id
-             WHERE c.channel = 'sms' AND c.address = ? GROUP BY p.practice_id ORDER BY p.practice_id",
+             WHERE c.channel = 'sms' AND c.address = $1 GROUP BY p.practice_id ORDER BY p.practice_id",
         )
         .bind(address)
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE contacts SET opted_out_at = CASE WHEN ? THEN COALESCE(opted_out_at, ?) ELSE NULL END
-             WHERE channel = 'sms' AND address = ?",
+            "UPDATE contacts SET opted_out_at = CASE WHEN $1 THEN COALESCE(opted_out_at, $2) ELSE NULL END
+             WHERE channel = 'sms' AND address = $3",
         )
         .bind(opted_out)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(address)
         .execute(&mut *tx)
         .await?;

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{ms, SqliteStore};
-use crate::store::{Follower, FollowerStore, StoreResult};
+use super::SqliteStore;
+use crate::store::{At, Follower, FollowerStore, StoreResult};
 
 #[async_trait]
 impl FollowerStore for SqliteStore {
@@ -21,9 +21,9 @@ impl FollowerStore for SqliteStore {
         // One statement: SQLite runs it alone, so the count cannot go stale before the insert.
         Ok(sqlx::query_scalar(
             "INSERT INTO push_followers (practice_id, endpoint, p256dh, auth, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE (SELECT count(*) FROM push_followers WHERE practice_id = ?1) < ?6
-                OR EXISTS (SELECT 1 FROM push_followers WHERE practice_id = ?1 AND endpoint = ?2)
+             SELECT $1, $2, $3, $4, $5
+             WHERE (SELECT count(*) FROM push_followers WHERE practice_id = $1) < $6
+                OR EXISTS (SELECT 1 FROM push_followers WHERE practice_id = $1 AND endpoint = $2)
              ON CONFLICT (practice_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth
              RETURNING id",
         )
@@ -31,7 +31,7 @@ impl FollowerStore for SqliteStore {
         .bind(endpoint)
         .bind(p256dh)
         .bind(auth)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(i64::try_from(cap).unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)
         .await?)
@@ -39,7 +39,7 @@ impl FollowerStore for SqliteStore {
 
     async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
         Ok(
-            sqlx::query("DELETE FROM push_followers WHERE practice_id = ? AND endpoint = ?")
+            sqlx::query("DELETE FROM push_followers WHERE practice_id = $1 AND endpoint = $2")
                 .bind(practice_id)
                 .bind(endpoint)
                 .execute(&self.pool)
@@ -49,7 +49,7 @@ impl FollowerStore for SqliteStore {
     }
 
     async fn remove_follower(&self, follower_id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM push_followers WHERE id = ?")
+        sqlx::query("DELETE FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .execute(&self.pool)
             .await?;
@@ -57,7 +57,7 @@ impl FollowerStore for SqliteStore {
     }
 
     async fn follower_push_keys(&self, follower_id: i64) -> StoreResult<Option<(String, String)>> {
-        let row = sqlx::query("SELECT p256dh, auth FROM push_followers WHERE id = ?")
+        let row = sqlx::query("SELECT p256dh, auth FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -72,7 +72,7 @@ impl FollowerStore for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<Follower>> {
         let rows = sqlx::query(
-            "SELECT id, endpoint FROM push_followers WHERE practice_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id, endpoint FROM push_followers WHERE practice_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(practice_id)
         .bind(after)
@@ -91,7 +91,7 @@ impl FollowerStore for SqliteStore {
 
     async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
         let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = ?")
+            sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
                 .bind(practice_id)
                 .fetch_one(&self.pool)
                 .await?;

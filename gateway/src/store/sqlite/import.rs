@@ -6,20 +6,17 @@
 //! `(channel, address)` index for every batch.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
-use super::{ms, SqliteStore};
+use super::SqliteStore;
 use crate::store::import::{
-    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientValues,
-    StoredContact,
+    group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
+    PatientValues, StoredContact, ABANDON_AFTER,
 };
 use crate::store::{
-    ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedPatient,
-    StoreError, StoreResult,
+    At, ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient,
+    ListedPatient, StoreError, StoreResult,
 };
-
-/// A run untouched for this long is abandoned when the practice's next import starts.
-const ABANDON_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
 
 type RunRow = (i64, i64, i64, i64, i64);
 
@@ -40,19 +37,6 @@ fn values_json(id: Option<i64>, v: &PatientValues) -> impl serde::Serialize + '_
         &v.language,
     )
 }
-
-/// A stored patient as the JSON array `json_group_array` builds (`active` as 0 or 1).
-type PatientJson = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<NaiveDate>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-);
 
 /// Rows fetched as one JSON array in one row: sqlx hands SQLite rows between threads one
 /// at a time, which costs more than the query.
@@ -76,27 +60,28 @@ impl ImportStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ImportRun> {
         let mode = if replace { "replace" } else { "merge" };
+        let stale = now - ABANDON_AFTER;
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM import_seen WHERE run_id IN
-               (SELECT id FROM import_runs WHERE state = 'running' AND updated_at < ?)",
+               (SELECT id FROM import_runs WHERE state = 'running' AND updated_at < $1)",
         )
-        .bind(ms(now) - ABANDON_AFTER_MS)
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE import_runs SET state = 'abandoned', finished_at = ?1
-             WHERE state = 'running' AND updated_at < ?2",
+            "UPDATE import_runs SET state = 'abandoned', finished_at = $1
+             WHERE state = 'running' AND updated_at < $2",
         )
-        .bind(ms(now))
-        .bind(ms(now) - ABANDON_AFTER_MS)
+        .bind(At(now))
+        .bind(At(stale))
         .execute(&mut *tx)
         .await?;
         let found: Option<RunRow> = match fingerprint {
             Some(fingerprint) => {
                 sqlx::query_as(
                     "SELECT id, through_row, created, updated, unchanged FROM import_runs
-                     WHERE practice_id = ? AND fingerprint = ? AND mode = ? AND state = 'running'
+                     WHERE practice_id = $1 AND fingerprint = $2 AND mode = $3 AND state = 'running'
                      ORDER BY id DESC LIMIT 1",
                 )
                 .bind(practice_id)
@@ -123,13 +108,12 @@ impl ImportStore for SqliteStore {
             None => {
                 let id = sqlx::query_scalar(
                     "INSERT INTO import_runs (practice_id, fingerprint, mode, state, started_at, updated_at)
-                     VALUES (?, ?, ?, 'running', ?, ?) RETURNING id",
+                     VALUES ($1, $2, $3, 'running', $4, $4) RETURNING id",
                 )
                 .bind(practice_id)
                 .bind(fingerprint)
                 .bind(mode)
-                .bind(ms(now))
-                .bind(ms(now))
+                .bind(At(now))
                 .fetch_one(&mut *tx)
                 .await?;
                 ImportRun {
@@ -159,7 +143,7 @@ impl ImportStore for SqliteStore {
         // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT.
         sqlx::query(
             "INSERT INTO import_seen (run_id, nhs_number, first_row)
-             SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true
+             SELECT $1, value ->> 0, value ->> 1 FROM json_each($2) WHERE true
              ON CONFLICT (run_id, nhs_number) DO NOTHING",
         )
         .bind(run_id)
@@ -167,8 +151,8 @@ impl ImportStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let earlier: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT s.nhs_number, s.first_row FROM json_each(?2) j CROSS JOIN import_seen s
-             WHERE s.run_id = ?1 AND s.nhs_number = j.value ->> 0 AND s.first_row < j.value ->> 1",
+            "SELECT s.nhs_number, s.first_row FROM json_each($2) j CROSS JOIN import_seen s
+             WHERE s.run_id = $1 AND s.nhs_number = j.value ->> 0 AND s.first_row < j.value ->> 1",
         )
         .bind(run_id)
         .bind(&entries)
@@ -195,23 +179,24 @@ impl ImportStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let rows: String = sqlx::query_scalar(
             "SELECT json_group_array(json_array(p.id, p.nhs_number, p.given_name, p.family_name,
-                    p.date_of_birth, p.landline, p.preferred_channel, p.language, p.active))
+                    p.date_of_birth, p.landline, p.preferred_channel, p.language,
+                    CASE WHEN p.active THEN json('true') ELSE json('false') END))
              FROM patients p
-             WHERE p.practice_id = ?1 AND p.nhs_number IN (SELECT value FROM json_each(?2))",
+             WHERE p.practice_id = $1 AND p.nhs_number IN (SELECT value FROM json_each($2))",
         )
         .bind(run.practice_id)
         .bind(&numbers)
         .fetch_one(&mut *tx)
         .await?;
-        let rows: Vec<PatientJson> = from_json("patients", &rows)?;
+        let rows: Vec<PatientRow> = from_json("patients", &rows)?;
         let contacts: Vec<(i64, i64, String, String, i64)> = if rows.is_empty() {
             Vec::new()
         } else {
             let text: String = sqlx::query_scalar(
                 "SELECT json_group_array(json_array(c.id, c.patient_id, c.channel, c.address,
                         c.opted_out_at IS NOT NULL))
-                 FROM json_each(?2) j CROSS JOIN patients p CROSS JOIN contacts c
-                 WHERE p.practice_id = ?1 AND p.nhs_number = j.value AND c.patient_id = p.id
+                 FROM json_each($2) j CROSS JOIN patients p CROSS JOIN contacts c
+                 WHERE p.practice_id = $1 AND p.nhs_number = j.value AND c.patient_id = p.id
                    AND c.channel IN ('sms', 'email')",
             )
             .bind(run.practice_id)
@@ -221,11 +206,7 @@ impl ImportStore for SqliteStore {
             from_json("contacts", &text)?
         };
         let stored = with_contacts(
-            rows.into_iter()
-                .map(|(id, n, g, f, d, l, pc, lang, active): PatientJson| {
-                    stored_patient((id, n, g, f, d, l, pc, lang, active != 0))
-                })
-                .collect(),
+            rows.into_iter().map(stored_patient).collect(),
             contacts
                 .into_iter()
                 .map(
@@ -240,15 +221,15 @@ impl ImportStore for SqliteStore {
                 .collect(),
         );
         let plan = plan_batch(fields, patients, &stored);
-        let at = ms(now);
+        let at = At(now);
         if !plan.inserts.is_empty() {
             let values: Vec<_> = plan.inserts.iter().map(|v| values_json(None, v)).collect();
             sqlx::query(
                 "INSERT INTO patients (practice_id, nhs_number, given_name, family_name, date_of_birth,
                                        landline, preferred_channel, language, active, created_at, updated_at)
-                 SELECT ?1, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
-                        value ->> 7, 1, ?2, ?2
-                 FROM json_each(?3)",
+                 SELECT $1, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6,
+                        value ->> 7, 1, $2, $2
+                 FROM json_each($3)",
             )
             .bind(run.practice_id)
             .bind(at)
@@ -266,8 +247,8 @@ impl ImportStore for SqliteStore {
                 "UPDATE patients SET given_name = u.value ->> 2, family_name = u.value ->> 3,
                         date_of_birth = u.value ->> 4, landline = u.value ->> 5,
                         preferred_channel = u.value ->> 6, language = u.value ->> 7, active = 1,
-                        updated_at = ?1
-                 FROM json_each(?2) AS u WHERE patients.id = u.value ->> 0",
+                        updated_at = $1
+                 FROM json_each($2) AS u WHERE patients.id = u.value ->> 0",
             )
             .bind(at)
             .bind(to_json(&values))
@@ -282,9 +263,9 @@ impl ImportStore for SqliteStore {
                 .collect();
             sqlx::query(
                 "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
-                 SELECT p.id, j.value ->> 1, j.value ->> 2, CASE WHEN j.value ->> 3 THEN ?2 END, ?2
-                 FROM json_each(?3) j CROSS JOIN patients p
-                 WHERE p.practice_id = ?1 AND p.nhs_number = j.value ->> 0
+                 SELECT p.id, j.value ->> 1, j.value ->> 2, CASE WHEN j.value ->> 3 THEN $2 END, $2
+                 FROM json_each($3) j CROSS JOIN patients p
+                 WHERE p.practice_id = $1 AND p.nhs_number = j.value ->> 0
                  ON CONFLICT (patient_id, channel, address)
                  DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
             )
@@ -296,8 +277,8 @@ impl ImportStore for SqliteStore {
         }
         if !plan.opt_outs.is_empty() {
             sqlx::query(
-                "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, ?1)
-                 WHERE id IN (SELECT value FROM json_each(?2))",
+                "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1)
+                 WHERE id IN (SELECT value FROM json_each($2))",
             )
             .bind(at)
             .bind(to_json(&plan.opt_outs))
@@ -307,7 +288,7 @@ impl ImportStore for SqliteStore {
         if !plan.removals.is_empty() {
             sqlx::query(
                 "DELETE FROM contacts WHERE opted_out_at IS NULL
-                   AND id IN (SELECT value FROM json_each(?1))",
+                   AND id IN (SELECT value FROM json_each($1))",
             )
             .bind(to_json(&plan.removals))
             .execute(&mut *tx)
@@ -315,9 +296,9 @@ impl ImportStore for SqliteStore {
         }
         let counts = plan.counts;
         sqlx::query(
-            "UPDATE import_runs SET through_row = ?1, created = created + ?2, updated = updated + ?3,
-                    unchanged = unchanged + ?4, updated_at = ?5
-             WHERE id = ?6",
+            "UPDATE import_runs SET through_row = $1, created = created + $2, updated = updated + $3,
+                    unchanged = unchanged + $4, updated_at = $5
+             WHERE id = $6",
         )
         .bind(through_row as i64)
         .bind(counts.created as i64)
@@ -340,12 +321,12 @@ impl ImportStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let deactivated = if end == (ImportEnd::Completed { deactivate: true }) {
             sqlx::query(
-                "UPDATE patients SET active = 0, updated_at = ?1
-                 WHERE practice_id = ?2 AND active = 1
+                "UPDATE patients SET active = 0, updated_at = $1
+                 WHERE practice_id = $2 AND active = 1
                    AND NOT EXISTS (SELECT 1 FROM import_seen s
-                                   WHERE s.run_id = ?3 AND s.nhs_number = patients.nhs_number)",
+                                   WHERE s.run_id = $3 AND s.nhs_number = patients.nhs_number)",
             )
-            .bind(ms(now))
+            .bind(At(now))
             .bind(run.practice_id)
             .bind(run.id)
             .execute(&mut *tx)
@@ -354,7 +335,7 @@ impl ImportStore for SqliteStore {
         } else {
             0
         };
-        sqlx::query("DELETE FROM import_seen WHERE run_id = ?")
+        sqlx::query("DELETE FROM import_seen WHERE run_id = $1")
             .bind(run.id)
             .execute(&mut *tx)
             .await?;
@@ -364,12 +345,12 @@ impl ImportStore for SqliteStore {
             ImportEnd::Abandoned => "abandoned",
         };
         sqlx::query(
-            "UPDATE import_runs SET state = ?1, deactivated = ?2, finished_at = ?3, updated_at = ?3
-             WHERE id = ?4",
+            "UPDATE import_runs SET state = $1, deactivated = $2, finished_at = $3, updated_at = $3
+             WHERE id = $4",
         )
         .bind(state)
         .bind(deactivated as i64)
-        .bind(ms(now))
+        .bind(At(now))
         .bind(run.id)
         .execute(&mut *tx)
         .await?;
@@ -387,8 +368,8 @@ impl ImportStore for SqliteStore {
             "SELECT p.nhs_number, p.given_name, p.family_name, p.date_of_birth, p.landline,
                     p.preferred_channel, p.language, p.active, c.channel, c.address,
                     c.opted_out_at IS NOT NULL
-             FROM (SELECT * FROM patients WHERE practice_id = ?1 AND nhs_number > ?2
-                   ORDER BY nhs_number LIMIT ?3) p
+             FROM (SELECT * FROM patients WHERE practice_id = $1 AND nhs_number > $2
+                   ORDER BY nhs_number LIMIT $3) p
              LEFT JOIN contacts c ON c.patient_id = p.id
              ORDER BY p.nhs_number, c.channel, c.address",
         )

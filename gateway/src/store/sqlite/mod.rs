@@ -1,30 +1,43 @@
 //! The embedded SQLite store: one file, WAL journal, one writer at a time.
 //!
-//! Times are INTEGER milliseconds since the epoch. Write transactions start with
-//! `BEGIN IMMEDIATE` so that a reader never has to upgrade to a writer mid-transaction.
+//! Times are INTEGER milliseconds since the epoch (`store::At` encodes them). Write
+//! transactions start with `BEGIN IMMEDIATE` so that a reader never has to upgrade to a
+//! writer mid-transaction.
 
+/// API keys and the audit trail.
+mod access;
+/// Appointments and the changes made to them.
 mod appointments;
+/// Status changes and the broadcasts they start.
+mod broadcasts;
+/// Instances, leadership and patients' caps.
 mod cluster;
+/// Console users and sessions.
 mod console;
+/// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
-mod directory;
+/// Anonymous push followers.
 mod followers;
+/// Contact-list imports.
 mod import;
+/// Durable messages: inserting, claiming, completing.
 mod outbox;
+/// Patients with their contacts.
+mod patients;
+/// Practices.
+mod practices;
+/// Message templates and their versions.
 mod templates;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 
-use super::{
-    AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey, Store, StoreError,
-    StoreResult,
-};
+use super::{Store, StoreError, StoreResult};
 
 /// The SQLite implementation of every store trait.
 #[derive(Clone)]
@@ -70,35 +83,6 @@ impl SqliteStore {
     }
 }
 
-/// A time as stored: milliseconds since the epoch.
-pub(super) fn ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-/// A stored time read back.
-pub(super) fn at(column: &'static str, millis: i64) -> StoreResult<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(millis).ok_or(StoreError::Corrupt {
-        column,
-        reason: format!("{millis} is not a time"),
-    })
-}
-
-/// An optional stored time read back.
-pub(super) fn at_opt(
-    column: &'static str,
-    millis: Option<i64>,
-) -> StoreResult<Option<DateTime<Utc>>> {
-    millis.map(|m| at(column, m)).transpose()
-}
-
-/// Parses a stored domain value, reporting the column if it cannot be read.
-pub(super) fn parsed<T: FromStr>(column: &'static str, text: &str) -> StoreResult<T> {
-    text.parse().map_err(|_| StoreError::Corrupt {
-        column,
-        reason: format!("{text:?} is not a known value"),
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     /// Migrates on a connection of its own with foreign keys off, as SQLite requires for
@@ -124,7 +108,7 @@ impl Store for SqliteStore {
     }
 
     async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()> {
-        let now = ms(Utc::now());
+        let now = Utc::now().timestamp_millis();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?)
@@ -150,98 +134,6 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl AccessStore for SqliteStore {
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
-        let (role, practice_id) = match key.scope {
-            KeyScope::Admin => ("admin", None),
-            KeyScope::Practice(id) => ("practice", Some(id)),
-        };
-        let id = sqlx::query_scalar(
-            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&key.key_hash)
-        .bind(&key.prefix)
-        .bind(role)
-        .bind(practice_id)
-        .bind(&key.label)
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, role, practice_id, label, prefix FROM api_keys
-             WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            let role: String = row.try_get("role")?;
-            let practice_id: Option<i64> = row.try_get("practice_id")?;
-            let scope = match (role.as_str(), practice_id) {
-                ("admin", _) => KeyScope::Admin,
-                ("practice", Some(id)) => KeyScope::Practice(id),
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        column: "api_keys.role",
-                        reason: format!("{role} key without a practice"),
-                    })
-                }
-            };
-            Ok(ApiKeyRecord {
-                id: row.try_get("id")?,
-                scope,
-                label: row.try_get("label")?,
-                prefix: row.try_get("prefix")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ms(now))
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(entry.practice_id)
-        .bind(&entry.subject)
-        .bind(&entry.details)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, details FROM audit_log
-             WHERE practice_id = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    at: at("audit_log.at", row.try_get("at")?)?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    details: row.try_get("details")?,
-                })
-            })
-            .collect()
     }
 }
 
@@ -289,7 +181,7 @@ mod tests {
                 .await
                 .expect("the next write is not kept waiting")
                 .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
-            sqlx::query("INSERT INTO marks (n) VALUES (?)")
+            sqlx::query("INSERT INTO marks (n) VALUES ($1)")
                 .bind(attempt as i64)
                 .execute(&mut *tx)
                 .await

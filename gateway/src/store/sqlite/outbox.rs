@@ -1,6 +1,6 @@
-//! Status changes, broadcasts and the outbox on SQLite.
+//! The outbox on SQLite.
 //!
-//! Claiming is `UPDATE ... WHERE id IN (SELECT ... LIMIT ?) RETURNING`: SQLite has one
+//! Claiming is `UPDATE ... WHERE id IN (SELECT ... LIMIT $n) RETURNING`: SQLite has one
 //! writer, so no row locks are needed; several processes on one file are not supported.
 
 use std::collections::HashMap;
@@ -10,12 +10,11 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
-use super::{at, at_opt, ms, parsed, SqliteStore};
+use super::SqliteStore;
 use crate::domain::{Channel, MessageState, Priority};
 use crate::store::{
-    lanes, supersede_reason, superseded_reasons, AttemptView, Broadcast, BroadcastStore,
-    ClaimedMessage, Completion, IdempotencyClaim, MessageView, NewMessage, NewStatusChange,
-    OutboxStore, Reach, Receipt, StartOutcome, StoreResult,
+    lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
+    OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
 /// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
@@ -33,8 +32,8 @@ type SharedKey<'a> = (
     &'a str,
     Option<&'a str>,
     Option<&'a str>,
-    i64,
-    i64,
+    At,
+    At,
 );
 
 fn shared_key(m: &NewMessage) -> SharedKey<'_> {
@@ -48,15 +47,15 @@ fn shared_key(m: &NewMessage) -> SharedKey<'_> {
         &m.body,
         m.body_html.as_deref(),
         m.link.as_deref(),
-        ms(m.next_attempt_at),
-        ms(m.created_at),
+        At(m.next_attempt_at),
+        At(m.created_at),
     )
 }
 
 /// Why a reaped lease's attempt is `unknown`.
 const LOST_LEASE: &str = "lease expired: the worker stopped before recording an outcome, so the provider may or may not have the message";
 
-const MESSAGE_COLUMNS: &str =
+pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
     m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
@@ -71,64 +70,29 @@ pub(super) async fn requeue_expired(
 ) -> StoreResult<u64> {
     sqlx::query(
         "INSERT INTO attempts (message_id, attempt_no, provider, outcome, error, started_at, finished_at)
-         SELECT id, attempts, NULL, 'unknown', ?, send_started_at, ? FROM messages
-         WHERE state = 'sending' AND lease_expires_at <= ? AND send_started_at IS NOT NULL",
+         SELECT id, attempts, NULL, 'unknown', $2, send_started_at, $1 FROM messages
+         WHERE state = 'sending' AND lease_expires_at <= $1 AND send_started_at IS NOT NULL",
     )
+    .bind(At(now))
     .bind(LOST_LEASE)
-    .bind(ms(now))
-    .bind(ms(now))
     .execute(&mut *conn)
     .await?;
     Ok(sqlx::query(
         "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                 attempts = CASE WHEN send_started_at IS NULL THEN attempts - 1 ELSE attempts END,
-                next_attempt_at = CASE WHEN send_started_at IS NULL THEN next_attempt_at ELSE ? END,
-                last_error = CASE WHEN send_started_at IS NULL THEN last_error ELSE ? END,
-                send_started_at = NULL, updated_at = ?
-         WHERE state = 'sending' AND lease_expires_at <= ?",
+                next_attempt_at = CASE WHEN send_started_at IS NULL THEN next_attempt_at ELSE $1 END,
+                last_error = CASE WHEN send_started_at IS NULL THEN last_error ELSE $2 END,
+                send_started_at = NULL, updated_at = $1
+         WHERE state = 'sending' AND lease_expires_at <= $1",
     )
-    .bind(ms(now))
+    .bind(At(now))
     .bind(LOST_LEASE)
-    .bind(ms(now))
-    .bind(ms(now))
     .execute(&mut *conn)
     .await?
     .rows_affected())
 }
 
-/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
-/// cancels the unsent messages of every superseded broadcast of the practice, inside the
-/// caller's write transaction. Returns how many messages were cancelled.
-async fn withdraw_earlier(
-    conn: &mut sqlx::SqliteConnection,
-    practice_id: i64,
-    newer: i64,
-    status_change_id: i64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
-    sqlx::query(
-        "UPDATE broadcasts SET superseded_by = ? WHERE practice_id = ? AND id < ? AND superseded_by IS NULL",
-    )
-    .bind(status_change_id)
-    .bind(practice_id)
-    .bind(newer)
-    .execute(&mut *conn)
-    .await?;
-    Ok(sqlx::query(
-        "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
-         WHERE state = 'queued' AND broadcast_id IN
-               (SELECT id FROM broadcasts WHERE practice_id = ? AND superseded_by IS NOT NULL)",
-    )
-    .bind(reason)
-    .bind(ms(now))
-    .bind(practice_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
-}
-
-fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
+pub(super) fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
     Ok(MessageView {
         id: row.try_get("id")?,
         broadcast_id: row.try_get("broadcast_id")?,
@@ -143,273 +107,13 @@ fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
         body: row.try_get("body")?,
         state: row.try_get("state")?,
         attempts: row.try_get("attempts")?,
-        next_attempt_at: at("messages.next_attempt_at", row.try_get("next_attempt_at")?)?,
+        next_attempt_at: row.time("next_attempt_at")?,
         provider: row.try_get("provider")?,
         provider_ref: row.try_get("provider_ref")?,
         last_error: row.try_get("last_error")?,
-        created_at: at("messages.created_at", row.try_get("created_at")?)?,
-        updated_at: at("messages.updated_at", row.try_get("updated_at")?)?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
-}
-
-/// Reads broadcasts with their status changes; callers add the WHERE clause.
-const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
-                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
-                    s.audience, s.affected_from, s.affected_until
-             FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
-/// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
-fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
-    let kind: String = row.try_get("kind")?;
-    let audience: String = row.try_get("audience")?;
-    Ok(Broadcast {
-        id: row.try_get("id")?,
-        practice_id: row.try_get("practice_id")?,
-        status_change_id: row.try_get("status_change_id")?,
-        kind: parsed("status_changes.kind", &kind)?,
-        headline: row.try_get("headline")?,
-        details: row.try_get("details")?,
-        starts_at: at_opt("status_changes.starts_at", row.try_get("starts_at")?)?,
-        ends_at: at_opt("status_changes.ends_at", row.try_get("ends_at")?)?,
-        created_by: row.try_get("created_by")?,
-        created_at: at("broadcasts.created_at", row.try_get("created_at")?)?,
-        fanout_done_at: at_opt("broadcasts.fanout_done_at", row.try_get("fanout_done_at")?)?,
-        skipped_no_contact: row.try_get("skipped_no_contact")?,
-        superseded_by: row.try_get("superseded_by")?,
-        failed_at: at_opt("broadcasts.failed_at", row.try_get("failed_at")?)?,
-        failure: row.try_get("failure")?,
-        reach: Reach {
-            audience: parsed("status_changes.audience", &audience)?,
-            affected_from: at_opt(
-                "status_changes.affected_from",
-                row.try_get("affected_from")?,
-            )?,
-            affected_until: at_opt(
-                "status_changes.affected_until",
-                row.try_get("affected_until")?,
-            )?,
-        },
-    })
-}
-
-#[async_trait]
-impl BroadcastStore for SqliteStore {
-    async fn start_status_broadcast(
-        &self,
-        practice_id: i64,
-        change: &NewStatusChange,
-        idempotency: Option<&IdempotencyClaim>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<StartOutcome> {
-        let mut tx = self.begin_write().await?;
-        if let Some(claim) = idempotency {
-            let seen: Option<(String, i64)> = sqlx::query_as(
-                "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = ? AND key = ?",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some((hash, broadcast_id)) = seen {
-                return Ok(if hash == claim.request_hash {
-                    StartOutcome::Replayed(broadcast_id)
-                } else {
-                    StartOutcome::KeyReused
-                });
-            }
-        }
-        let status_change_id: i64 = sqlx::query_scalar(
-            "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
-                                         audience, affected_from, affected_until)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(practice_id)
-        .bind(change.kind.as_str())
-        .bind(&change.headline)
-        .bind(&change.details)
-        .bind(change.starts_at.map(ms))
-        .bind(change.ends_at.map(ms))
-        .bind(&change.created_by)
-        .bind(ms(now))
-        .bind(change.reach.audience.as_str())
-        .bind(change.reach.affected_from.map(ms))
-        .bind(change.reach.affected_until.map(ms))
-        .fetch_one(&mut *tx)
-        .await?;
-        let broadcast_id: i64 = sqlx::query_scalar(
-            "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(practice_id)
-        .bind(status_change_id)
-        .bind(ms(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        if let Some(claim) = idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (scope, key, request_hash, broadcast_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(&claim.request_hash)
-            .bind(broadcast_id)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let reason = supersede_reason(status_change_id, change.kind.as_str());
-        withdraw_earlier(
-            &mut tx,
-            practice_id,
-            broadcast_id,
-            status_change_id,
-            &reason,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(StartOutcome::Started(broadcast_id))
-    }
-
-    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
-        let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(broadcast_from_row).transpose()
-    }
-
-    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>> {
-        let rows = sqlx::query(&format!(
-            "{BROADCAST_SELECT} WHERE b.practice_id = ? ORDER BY b.id DESC LIMIT ?"
-        ))
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(broadcast_from_row).collect()
-    }
-
-    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL AND failed_at IS NULL ORDER BY id",
-            )
-            .fetch_all(&self.pool)
-            .await?,
-        )
-    }
-
-    async fn finish_fanout(
-        &self,
-        id: i64,
-        skipped_no_contact: i64,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE broadcasts SET fanout_done_at = ?, skipped_no_contact = ? WHERE id = ?",
-        )
-        .bind(ms(now))
-        .bind(skipped_no_contact)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE broadcasts SET failed_at = ?, failure = ? WHERE id = ? AND failed_at IS NULL",
-        )
-        .bind(ms(now))
-        .bind(reason)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn supersede_earlier(
-        &self,
-        practice_id: i64,
-        newer: i64,
-        status_change_id: i64,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let cancelled =
-            withdraw_earlier(&mut tx, practice_id, newer, status_change_id, reason, now).await?;
-        tx.commit().await?;
-        Ok(cancelled)
-    }
-
-    async fn cancel_queued(
-        &self,
-        broadcast_id: i64,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        Ok(sqlx::query(
-            "UPDATE messages SET state = 'cancelled', last_error = ?, updated_at = ?
-             WHERE broadcast_id = ? AND state = 'queued'",
-        )
-        .bind(reason)
-        .bind(ms(now))
-        .bind(broadcast_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
-    }
-
-    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
-             WHERE b.id IN (SELECT value FROM json_each(?))",
-        )
-        .bind(serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into()))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(superseded_reasons(rows))
-    }
-
-    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = ? GROUP BY channel, state",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(c, s, n)| {
-                Ok((
-                    parsed("messages.channel", &c)?,
-                    parsed("messages.state", &s)?,
-                    n,
-                ))
-            })
-            .collect()
-    }
-
-    async fn broadcast_messages(
-        &self,
-        id: i64,
-        after_id: i64,
-        limit: i64,
-        state: Option<MessageState>,
-    ) -> StoreResult<Vec<MessageView>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id
-             WHERE m.broadcast_id = ? AND m.id > ? AND (? IS NULL OR m.state = ?)
-             ORDER BY m.id LIMIT ?"
-        ))
-        .bind(id)
-        .bind(after_id)
-        .bind(state.map(|s| s.as_str()))
-        .bind(state.map(|s| s.as_str()))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(message_from_row).collect()
-    }
 }
 
 #[async_trait]
@@ -452,8 +156,8 @@ impl OutboxStore for SqliteStore {
                     .push_bind(&m.body)
                     .push_bind(&m.body_html)
                     .push_bind(&m.link)
-                    .push_bind(ms(m.next_attempt_at))
-                    .push_bind(ms(m.created_at));
+                    .push_bind(At(m.next_attempt_at))
+                    .push_bind(At(m.created_at));
             });
             insert.push(
                 "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k) AS (",
@@ -500,20 +204,19 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         requeue_expired(&mut tx, now).await?;
         let rows = sqlx::query(
-            "UPDATE messages SET state = 'sending', lease_owner = ?, lease_expires_at = ?,
-                    send_started_at = NULL, attempts = attempts + 1, updated_at = ?
-             WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= ?
-                                 AND priority <= ?
-                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each(?))
-                                                       AND channel NOT IN (SELECT value FROM json_each(?))))
-                          ORDER BY priority, next_attempt_at, id LIMIT ?)
+            "UPDATE messages SET state = 'sending', lease_owner = $1, lease_expires_at = $2,
+                    send_started_at = NULL, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $3
+                                 AND priority <= $4
+                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each($5))
+                                                       AND channel NOT IN (SELECT value FROM json_each($6))))
+                          ORDER BY priority, next_attempt_at, id LIMIT $7)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
                        body_html, link, priority, attempts, created_at",
         )
         .bind(owner)
-        .bind(ms(lease_until))
-        .bind(ms(now))
-        .bind(ms(now))
+        .bind(At(lease_until))
+        .bind(At(now))
         .bind(if urgent_only {
             Priority::Urgent.rank()
         } else {
@@ -544,7 +247,7 @@ impl OutboxStore for SqliteStore {
                     link: row.try_get("link")?,
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
-                    created_at: at("messages.created_at", row.try_get("created_at")?)?,
+                    created_at: row.time("created_at")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -566,9 +269,9 @@ impl OutboxStore for SqliteStore {
                     "ref": c.provider_ref,
                     "error": c.error,
                     "state": c.new_state.as_str(),
-                    "next": c.next_attempt_at.map(ms),
-                    "started": ms(c.started_at),
-                    "finished": ms(c.finished_at),
+                    "next": c.next_attempt_at.map(|t| t.timestamp_millis()),
+                    "started": c.started_at.timestamp_millis(),
+                    "finished": c.finished_at.timestamp_millis(),
                 })
             })
             .collect();
@@ -580,7 +283,7 @@ impl OutboxStore for SqliteStore {
                     json_extract(value, '$.provider'), json_extract(value, '$.outcome'),
                     json_extract(value, '$.error'), json_extract(value, '$.started'),
                     json_extract(value, '$.finished')
-             FROM json_each(?)",
+             FROM json_each($1)",
         )
         .bind(&batch)
         .execute(&mut *tx)
@@ -596,8 +299,8 @@ impl OutboxStore for SqliteStore {
                           json_extract(value, '$.ref') AS ref, json_extract(value, '$.error') AS error,
                           json_extract(value, '$.finished') AS finished,
                           json_extract(value, '$.attempt') AS attempt
-                   FROM json_each(?)) AS u
-             WHERE messages.id = u.id AND messages.lease_owner = ? AND messages.attempts = u.attempt
+                   FROM json_each($1)) AS u
+             WHERE messages.id = u.id AND messages.lease_owner = $2 AND messages.attempts = u.attempt
                    AND messages.state = 'sending'
              RETURNING messages.id",
         )
@@ -621,19 +324,19 @@ impl OutboxStore for SqliteStore {
         let batch = serde_json::to_string(sends).unwrap_or_else(|_| "[]".into());
         let mut tx = self.begin_write().await?;
         let started: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE messages SET send_started_at = ?, lease_expires_at = MAX(lease_expires_at, ?)
+            "UPDATE messages SET send_started_at = $1, lease_expires_at = MAX(lease_expires_at, $2)
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
-                   FROM json_each(?)) AS s
+                   FROM json_each($3)) AS s
              WHERE messages.id = s.id AND messages.attempts = s.attempt
-                   AND messages.lease_owner = ? AND messages.state = 'sending'
-                   AND messages.lease_expires_at > ? AND messages.send_started_at IS NULL
+                   AND messages.lease_owner = $4 AND messages.state = 'sending'
+                   AND messages.lease_expires_at > $5 AND messages.send_started_at IS NULL
              RETURNING messages.id",
         )
-        .bind(ms(now))
-        .bind(ms(lease_until))
+        .bind(At(now))
+        .bind(At(lease_until))
         .bind(batch)
         .bind(owner)
-        .bind(ms(live_after))
+        .bind(At(live_after))
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -643,9 +346,9 @@ impl OutboxStore for SqliteStore {
 
     async fn extend_leases(&self, owner: &str, until: DateTime<Utc>) -> StoreResult<u64> {
         Ok(sqlx::query(
-            "UPDATE messages SET lease_expires_at = ? WHERE state = 'sending' AND lease_owner = ?",
+            "UPDATE messages SET lease_expires_at = $1 WHERE state = 'sending' AND lease_owner = $2",
         )
-        .bind(ms(until))
+        .bind(At(until))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -660,19 +363,19 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<u64> {
         let batch = serde_json::to_string(
             &due.iter()
-                .map(|(id, at)| (*id, ms(*at)))
+                .map(|(id, at)| (*id, at.timestamp_millis()))
                 .collect::<Vec<_>>(),
         )
         .unwrap_or_else(|_| "[]".into());
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                     send_started_at = NULL, attempts = attempts - 1, next_attempt_at = d.at,
-                    updated_at = ?
+                    updated_at = $1
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
-                   FROM json_each(?)) AS d
-             WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = ?",
+                   FROM json_each($2)) AS d
+             WHERE messages.id = d.id AND messages.state = 'sending' AND messages.lease_owner = $3",
         )
-        .bind(ms(now))
+        .bind(At(now))
         .bind(batch)
         .bind(owner)
         .execute(&self.pool)
@@ -693,11 +396,10 @@ impl OutboxStore for SqliteStore {
         // The attempt never started talking to a provider, so it does not count.
         Ok(sqlx::query(
             "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                    attempts = attempts - 1, next_attempt_at = ?, updated_at = ?
-             WHERE state = 'sending' AND lease_owner = ? AND send_started_at IS NULL",
+                    attempts = attempts - 1, next_attempt_at = $1, updated_at = $1
+             WHERE state = 'sending' AND lease_owner = $2 AND send_started_at IS NULL",
         )
-        .bind(ms(now))
-        .bind(ms(now))
+        .bind(At(now))
         .bind(owner)
         .execute(&self.pool)
         .await?
@@ -706,7 +408,7 @@ impl OutboxStore for SqliteStore {
 
     async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = ?"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -716,7 +418,7 @@ impl OutboxStore for SqliteStore {
         };
         let attempts = sqlx::query(
             "SELECT attempt_no, provider, outcome, error, started_at, finished_at FROM attempts
-             WHERE message_id = ? ORDER BY id",
+             WHERE message_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -728,8 +430,8 @@ impl OutboxStore for SqliteStore {
                 provider: a.try_get("provider")?,
                 outcome: a.try_get("outcome")?,
                 error: a.try_get("error")?,
-                started_at: at("attempts.started_at", a.try_get("started_at")?)?,
-                finished_at: at("attempts.finished_at", a.try_get("finished_at")?)?,
+                started_at: a.time("started_at")?,
+                finished_at: a.time("finished_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -753,7 +455,7 @@ impl OutboxStore for SqliteStore {
     ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
         let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
             "SELECT id, provider, state FROM messages
-             WHERE provider_ref = ? AND provider IN (SELECT value FROM json_each(?))
+             WHERE provider_ref = $1 AND provider IN (SELECT value FROM json_each($2))
              ORDER BY id DESC LIMIT 1",
         )
         .bind(provider_ref)
@@ -768,25 +470,25 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO receipts (message_id, provider, status, new_state, detail, received_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(receipt.message_id)
         .bind(&receipt.provider)
         .bind(&receipt.status)
         .bind(receipt.new_state.map(|s| s.as_str()))
         .bind(&receipt.detail)
-        .bind(ms(now))
+        .bind(At(now))
         .execute(&mut *tx)
         .await?;
         let moved = match receipt.new_state {
             Some(state) => {
                 sqlx::query(
-                    "UPDATE messages SET state = ?, last_error = COALESCE(?, last_error), updated_at = ?
-                     WHERE id = ? AND state = 'sent'",
+                    "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
+                     WHERE id = $4 AND state = 'sent'",
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)
-                .bind(ms(now))
+                .bind(At(now))
                 .bind(receipt.message_id)
                 .execute(&mut *tx)
                 .await?

@@ -1,94 +1,14 @@
-//! Practices, patients and contacts on PostgreSQL.
+//! Patients and their contacts on PostgreSQL.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{parsed, PostgresStore};
-use crate::domain::{ChannelOrder, OdsCode};
+use super::PostgresStore;
 use crate::store::{
-    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore,
-    PatientUpsert, PatientView, Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+    parsed, At, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
+    PatientView, StoreResult, TimeColumn, UpsertSummary,
 };
-
-const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
-
-fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
-    let ods: String = row.try_get("ods_code")?;
-    let order: String = row.try_get("channel_order")?;
-    Ok(Practice {
-        id: row.try_get("id")?,
-        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
-            column: "practices.ods_code",
-            reason: e.reason,
-        })?,
-        name: row.try_get("name")?,
-        phone: row.try_get("phone")?,
-        website: row.try_get("website")?,
-        email: row.try_get("email")?,
-        timezone: row.try_get("timezone")?,
-        channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
-            column: "practices.channel_order",
-            reason: e.reason,
-        })?,
-        bilingual: row.try_get("bilingual")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-#[async_trait]
-impl PracticeStore for PostgresStore {
-    async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRACTICE_COLUMNS}"
-        ))
-        .bind(p.ods_code.as_str())
-        .bind(&p.name)
-        .bind(&p.phone)
-        .bind(&p.website)
-        .bind(&p.email)
-        .bind(&p.timezone)
-        .bind(p.channel_order.to_text())
-        .bind(p.bilingual)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
-        practice_from_row(&row)
-    }
-
-    async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(practice_from_row).collect()
-    }
-
-    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"
-        ))
-        .bind(ods.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(practice_from_row).transpose()
-    }
-
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(practice_from_row).transpose()
-    }
-}
 
 #[async_trait]
 impl PatientStore for PostgresStore {
@@ -119,7 +39,7 @@ impl PatientStore for PostgresStore {
             .bind(p.preferred_channel.map(|c| c.as_str()))
             .bind(&p.language)
             .bind(p.active)
-            .bind(now)
+            .bind(At(now))
             .fetch_one(&mut *tx)
             .await?;
             if inserted {
@@ -154,8 +74,8 @@ impl PatientStore for PostgresStore {
                 .bind(patient_id)
                 .bind(c.channel.as_str())
                 .bind(&c.address)
-                .bind(c.opted_out.then_some(now))
-                .bind(now)
+                .bind(c.opted_out.then_some(At(now)))
+                .bind(At(now))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -274,7 +194,7 @@ impl PatientStore for PostgresStore {
             Ok(ContactView {
                 channel: c.try_get("channel")?,
                 address: c.try_get("address")?,
-                opted_out_at: c.try_get("opted_out_at")?,
+                opted_out_at: c.time_opt("opted_out_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

@@ -1,15 +1,13 @@
-//! Practices, patients and contacts on SQLite.
+//! Patients and their contacts on SQLite.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::{at, at_opt, ms, parsed, SqliteStore};
-use crate::domain::{ChannelOrder, OdsCode};
+use super::SqliteStore;
 use crate::store::{
-    unique_violation, ContactView, FanoutContact, FanoutPatient, NewPractice, PatientStore,
-    PatientUpsert, PatientView, Practice, PracticeStore, StoreError, StoreResult, UpsertSummary,
+    parsed, At, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
+    PatientView, StoreError, StoreResult, TimeColumn, UpsertSummary,
 };
 
 /// One patient-contact pair of a fan-out page, as the JSON array SQLite builds.
@@ -25,84 +23,6 @@ type FanoutRow = (
     Option<String>,
 );
 
-const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
-
-fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
-    let ods: String = row.try_get("ods_code")?;
-    let order: String = row.try_get("channel_order")?;
-    Ok(Practice {
-        id: row.try_get("id")?,
-        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
-            column: "practices.ods_code",
-            reason: e.reason,
-        })?,
-        name: row.try_get("name")?,
-        phone: row.try_get("phone")?,
-        website: row.try_get("website")?,
-        email: row.try_get("email")?,
-        timezone: row.try_get("timezone")?,
-        channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
-            column: "practices.channel_order",
-            reason: e.reason,
-        })?,
-        bilingual: row.try_get::<i64, _>("bilingual")? != 0,
-        created_at: at("practices.created_at", row.try_get("created_at")?)?,
-    })
-}
-
-#[async_trait]
-impl PracticeStore for SqliteStore {
-    async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {PRACTICE_COLUMNS}"
-        ))
-        .bind(p.ods_code.as_str())
-        .bind(&p.name)
-        .bind(&p.phone)
-        .bind(&p.website)
-        .bind(&p.email)
-        .bind(&p.timezone)
-        .bind(p.channel_order.to_text())
-        .bind(p.bilingual)
-        .bind(ms(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
-        practice_from_row(&row)
-    }
-
-    async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(practice_from_row).collect()
-    }
-
-    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = ?"
-        ))
-        .bind(ods.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(practice_from_row).transpose()
-    }
-
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(practice_from_row).transpose()
-    }
-}
-
 #[async_trait]
 impl PatientStore for SqliteStore {
     async fn upsert_patients(
@@ -115,7 +35,7 @@ impl PatientStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         for p in patients {
             let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?",
+                "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
             )
             .bind(practice_id)
             .bind(p.nhs_number.as_str())
@@ -125,15 +45,15 @@ impl PatientStore for SqliteStore {
             let patient_id = match existing {
                 Some(id) => {
                     sqlx::query(
-                        "UPDATE patients SET given_name = ?, family_name = ?, preferred_channel = ?,
-                         language = ?, active = ?, updated_at = ? WHERE id = ?",
+                        "UPDATE patients SET given_name = $1, family_name = $2, preferred_channel = $3,
+                         language = $4, active = $5, updated_at = $6 WHERE id = $7",
                     )
                     .bind(&p.given_name)
                     .bind(&p.family_name)
                     .bind(preferred)
                     .bind(&p.language)
                     .bind(p.active)
-                    .bind(ms(now))
+                    .bind(At(now))
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -145,7 +65,7 @@ impl PatientStore for SqliteStore {
                     sqlx::query_scalar(
                         "INSERT INTO patients (practice_id, nhs_number, given_name, family_name,
                          preferred_channel, language, active, created_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
                     )
                     .bind(practice_id)
                     .bind(p.nhs_number.as_str())
@@ -154,14 +74,13 @@ impl PatientStore for SqliteStore {
                     .bind(preferred)
                     .bind(&p.language)
                     .bind(p.active)
-                    .bind(ms(now))
-                    .bind(ms(now))
+                    .bind(At(now))
                     .fetch_one(&mut *tx)
                     .await?
                 }
             };
             let existing_contacts: Vec<(i64, String, String)> =
-                sqlx::query_as("SELECT id, channel, address FROM contacts WHERE patient_id = ?")
+                sqlx::query_as("SELECT id, channel, address FROM contacts WHERE patient_id = $1")
                     .bind(patient_id)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -172,7 +91,7 @@ impl PatientStore for SqliteStore {
                     .iter()
                     .any(|c| c.channel.as_str() == channel && c.address == address);
                 if channel_named && !kept {
-                    sqlx::query("DELETE FROM contacts WHERE id = ?")
+                    sqlx::query("DELETE FROM contacts WHERE id = $1")
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
@@ -181,15 +100,15 @@ impl PatientStore for SqliteStore {
             for c in &p.contacts {
                 sqlx::query(
                     "INSERT INTO contacts (patient_id, channel, address, opted_out_at, created_at)
-                     VALUES (?, ?, ?, ?, ?)
+                     VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (patient_id, channel, address)
                      DO UPDATE SET opted_out_at = COALESCE(contacts.opted_out_at, excluded.opted_out_at)",
                 )
                 .bind(patient_id)
                 .bind(c.channel.as_str())
                 .bind(&c.address)
-                .bind(c.opted_out.then(|| ms(now)))
-                .bind(ms(now))
+                .bind(c.opted_out.then_some(At(now)))
+                .bind(At(now))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -212,8 +131,8 @@ impl PatientStore for SqliteStore {
              FROM (SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
                           c.id AS contact_id, c.channel, c.address
                    FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
-                         FROM patients WHERE practice_id = ? AND active = 1 AND id > ?
-                         ORDER BY id LIMIT ?) p
+                         FROM patients WHERE practice_id = $1 AND active = 1 AND id > $2
+                         ORDER BY id LIMIT $3) p
                    LEFT JOIN contacts c
                      ON c.patient_id = p.id AND c.opted_out_at IS NULL AND c.bad_recipient_at IS NULL)",
         )
@@ -267,11 +186,13 @@ impl PatientStore for SqliteStore {
 
     async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM patients WHERE practice_id = ? AND nhs_number = ?")
-                .bind(practice_id)
-                .bind(nhs_number)
-                .fetch_optional(&self.pool)
-                .await?,
+            sqlx::query_scalar(
+                "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
+            )
+            .bind(practice_id)
+            .bind(nhs_number)
+            .fetch_optional(&self.pool)
+            .await?,
         )
     }
 
@@ -281,11 +202,13 @@ impl PatientStore for SqliteStore {
         patient_id: i64,
     ) -> StoreResult<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT nhs_number FROM patients WHERE practice_id = ? AND id = ?")
-                .bind(practice_id)
-                .bind(patient_id)
-                .fetch_optional(&self.pool)
-                .await?,
+            sqlx::query_scalar(
+                "SELECT nhs_number FROM patients WHERE practice_id = $1 AND id = $2",
+            )
+            .bind(practice_id)
+            .bind(patient_id)
+            .fetch_optional(&self.pool)
+            .await?,
         )
     }
 
@@ -296,7 +219,7 @@ impl PatientStore for SqliteStore {
     ) -> StoreResult<Option<PatientView>> {
         let Some(row) = sqlx::query(
             "SELECT id, nhs_number, given_name, family_name, preferred_channel, language, active
-             FROM patients WHERE practice_id = ? AND nhs_number = ?",
+             FROM patients WHERE practice_id = $1 AND nhs_number = $2",
         )
         .bind(practice_id)
         .bind(nhs_number)
@@ -307,7 +230,7 @@ impl PatientStore for SqliteStore {
         };
         let id: i64 = row.try_get("id")?;
         let contacts = sqlx::query(
-            "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = ? ORDER BY id",
+            "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -317,7 +240,7 @@ impl PatientStore for SqliteStore {
             Ok(ContactView {
                 channel: c.try_get("channel")?,
                 address: c.try_get("address")?,
-                opted_out_at: at_opt("contacts.opted_out_at", c.try_get("opted_out_at")?)?,
+                opted_out_at: c.time_opt("opted_out_at")?,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;

@@ -1,0 +1,85 @@
+//! API keys and the audit trail.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::StoreResult;
+
+/// Who an API key speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every practice, and practice management.
+    Admin,
+    /// One practice (by row id) and nothing else.
+    Practice(i64),
+}
+
+/// A key to store.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// SHA-256 of the whole key, hex.
+    pub key_hash: String,
+    /// The key's first characters, to recognise it in lists.
+    pub prefix: String,
+    /// Its scope.
+    pub scope: KeyScope,
+    /// A note saying whose it is.
+    pub label: String,
+}
+
+/// A stored, live key.
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    /// Row id.
+    pub id: i64,
+    /// Its scope.
+    pub scope: KeyScope,
+    /// Whose it is.
+    pub label: String,
+    /// First characters.
+    pub prefix: String,
+}
+
+/// An event for the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Who: `key:<prefix>` or `cli`.
+    pub actor: String,
+    /// What, such as `status_change.posted`.
+    pub action: String,
+    /// The practice it concerned.
+    pub practice_id: Option<i64>,
+    /// The thing acted on, such as `broadcast:12`.
+    pub subject: Option<String>,
+    /// Anything else worth keeping, as JSON (no patient data).
+    pub details: Option<String>,
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Acted on.
+    pub subject: Option<String>,
+    /// More, as JSON text.
+    pub details: Option<String>,
+}
+
+/// API keys and the audit trail.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Stores a new key by its hash.
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64>;
+    /// The live (unrevoked) key with this hash.
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Records who did what.
+    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()>;
+    /// The most recent audit entries of a practice, newest first.
+    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+}

@@ -1,0 +1,165 @@
+//! Status changes and the broadcasts they start, including superseding older ones.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{MessageView, StoreResult};
+use crate::domain::{Channel, MessageState, StatusAudience, StatusKind};
+
+/// A status change to record.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewStatusChange {
+    /// What happened.
+    pub kind: StatusKind,
+    /// One line for patients.
+    pub headline: String,
+    /// More words, optional.
+    pub details: Option<String>,
+    /// When the disruption starts, if known.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// When it is expected to end, if known.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Who posted it (audit actor).
+    pub created_by: String,
+    /// Who it is for, and the period whose appointments it affects.
+    pub reach: Reach,
+}
+
+/// Who a status change is for: everyone, or patients booked in its affected period, or both
+/// (each told in their own words). The period is `[affected_from, affected_until)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// All (the general notice), booked or both.
+    pub audience: StatusAudience,
+    /// Start of the period whose appointments are affected (`None`: from when it was posted).
+    pub affected_from: Option<DateTime<Utc>>,
+    /// End of that period (needed unless the audience is `all`).
+    pub affected_until: Option<DateTime<Utc>>,
+}
+
+/// The request's `Idempotency-Key` with what it must match.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    /// Who the key belongs to (the API key and resource), so clients cannot collide.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request body: the same key with another body is refused.
+    pub request_hash: String,
+}
+
+/// What starting a broadcast did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// A new status change and broadcast.
+    Started(i64),
+    /// The idempotency key was seen with the same body: this is that broadcast.
+    Replayed(i64),
+    /// The idempotency key was seen with a different body.
+    KeyReused,
+}
+
+/// A broadcast with the status change behind it.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// Row id.
+    pub id: i64,
+    /// Practice row id.
+    pub practice_id: i64,
+    /// The status change.
+    pub status_change_id: i64,
+    /// Its kind.
+    pub kind: StatusKind,
+    /// Its headline.
+    pub headline: String,
+    /// Its details.
+    pub details: Option<String>,
+    /// Start of the disruption.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Expected end.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Who posted it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// When fan-out finished, if it has.
+    pub fanout_done_at: Option<DateTime<Utc>>,
+    /// Patients with no usable contact.
+    pub skipped_no_contact: i64,
+    /// The newer status change that superseded this broadcast, if one did.
+    pub superseded_by: Option<i64>,
+    /// When its fan-out failed, if it did (its wording could not be rendered).
+    pub failed_at: Option<DateTime<Utc>>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Who it is for, and the period whose appointments it affects.
+    pub reach: Reach,
+}
+
+/// Status changes and the broadcasts they start.
+#[async_trait]
+pub trait BroadcastStore: Send + Sync {
+    /// Records a status change and its broadcast in one transaction, honouring the
+    /// idempotency claim if there is one. The same transaction supersedes the practice's
+    /// earlier broadcasts and cancels their unsent messages (as [`supersede_earlier`] does),
+    /// so no crash or retry can leave an older notice queued behind a newer one.
+    ///
+    /// [`supersede_earlier`]: BroadcastStore::supersede_earlier
+    async fn start_status_broadcast(
+        &self,
+        practice_id: i64,
+        change: &NewStatusChange,
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome>;
+    /// A broadcast with its status change.
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    /// The practice's latest broadcasts, newest first.
+    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>>;
+    /// Broadcasts whose fan-out never finished (the process stopped during it) and did not
+    /// fail.
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
+    /// Marks a fan-out complete, with the number of patients it could not reach.
+    async fn finish_fanout(
+        &self,
+        id: i64,
+        skipped_no_contact: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Marks a broadcast's fan-out failed with `reason` (its wording could not be rendered):
+    /// it is not resumed, and the messages it planned before failing are left to go.
+    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Marks every earlier broadcast of the practice as superseded by `status_change_id`
+    /// (the change behind broadcast `newer`) and cancels their unsent messages, naming it.
+    /// Messages already with a provider are left to finish. Returns how many were cancelled.
+    async fn supersede_earlier(
+        &self,
+        practice_id: i64,
+        newer: i64,
+        status_change_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Cancels a broadcast's unsent messages with `reason` (a fan-out that finds its broadcast
+    /// superseded cleans up what it wrote meanwhile). Returns how many were cancelled.
+    async fn cancel_queued(
+        &self,
+        broadcast_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Which of these broadcasts have been superseded: each with the reason its unsent
+    /// messages are cancelled with (naming the newer status change).
+    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    /// Message counts of a broadcast by channel and state.
+    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
+    /// A page of a broadcast's messages in id order, optionally of one state.
+    async fn broadcast_messages(
+        &self,
+        id: i64,
+        after_id: i64,
+        limit: i64,
+        state: Option<MessageState>,
+    ) -> StoreResult<Vec<MessageView>>;
+}

@@ -1,0 +1,340 @@
+//! Status changes and the broadcasts they start on PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::outbox::{message_from_row, MESSAGE_COLUMNS};
+use super::PostgresStore;
+use crate::domain::{Channel, MessageState};
+use crate::store::{
+    parsed, supersede_reason, superseded_reasons, At, Broadcast, BroadcastStore, IdempotencyClaim,
+    MessageView, NewStatusChange, Reach, StartOutcome, StoreError, StoreResult, TimeColumn,
+};
+
+/// How often a lost idempotency race is re-read before giving up.
+const IDEMPOTENCY_TRIES: usize = 3;
+
+/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
+/// cancels the unsent messages of every superseded broadcast of the practice, inside the
+/// caller's transaction. Returns how many messages were cancelled.
+async fn withdraw_earlier(
+    conn: &mut sqlx::PgConnection,
+    practice_id: i64,
+    newer: i64,
+    status_change_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    sqlx::query(
+        "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
+    )
+    .bind(status_change_id)
+    .bind(practice_id)
+    .bind(newer)
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query(
+        "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+         WHERE state = 'queued' AND broadcast_id IN
+               (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
+    )
+    .bind(reason)
+    .bind(At(now))
+    .bind(practice_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
+/// What an idempotency key already stands for, if it has been used.
+async fn seen_claim<'e, E>(
+    executor: E,
+    claim: &IdempotencyClaim,
+) -> StoreResult<Option<StartOutcome>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let seen: Option<(String, i64)> = sqlx::query_as(
+        "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .fetch_optional(executor)
+    .await?;
+    Ok(seen.map(|(hash, broadcast_id)| {
+        if hash == claim.request_hash {
+            StartOutcome::Replayed(broadcast_id)
+        } else {
+            StartOutcome::KeyReused
+        }
+    }))
+}
+
+/// Reads broadcasts with their status changes; callers add the WHERE clause.
+const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
+                    s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
+                    s.audience, s.affected_from, s.affected_until
+             FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
+
+/// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
+fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
+    let kind: String = row.try_get("kind")?;
+    let audience: String = row.try_get("audience")?;
+    Ok(Broadcast {
+        id: row.try_get("id")?,
+        practice_id: row.try_get("practice_id")?,
+        status_change_id: row.try_get("status_change_id")?,
+        kind: parsed("status_changes.kind", &kind)?,
+        headline: row.try_get("headline")?,
+        details: row.try_get("details")?,
+        starts_at: row.time_opt("starts_at")?,
+        ends_at: row.time_opt("ends_at")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.time("created_at")?,
+        fanout_done_at: row.time_opt("fanout_done_at")?,
+        skipped_no_contact: row.try_get("skipped_no_contact")?,
+        superseded_by: row.try_get("superseded_by")?,
+        failed_at: row.time_opt("failed_at")?,
+        failure: row.try_get("failure")?,
+        reach: Reach {
+            audience: parsed("status_changes.audience", &audience)?,
+            affected_from: row.time_opt("affected_from")?,
+            affected_until: row.time_opt("affected_until")?,
+        },
+    })
+}
+
+#[async_trait]
+impl BroadcastStore for PostgresStore {
+    async fn start_status_broadcast(
+        &self,
+        practice_id: i64,
+        change: &NewStatusChange,
+        idempotency: Option<&IdempotencyClaim>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StartOutcome> {
+        // A request racing us with the same key may commit between our look-up and our
+        // insert; then our insert does nothing, we roll back and answer as a replay.
+        for _ in 0..IDEMPOTENCY_TRIES {
+            let mut tx = self.begin().await?;
+            // One status change of a practice at a time, so that the newer one always sees
+            // (and supersedes) the one before it. NO KEY UPDATE leaves the practice's rows
+            // free for inserts that reference it (messages being planned meanwhile).
+            sqlx::query("SELECT id FROM practices WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(practice_id)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(claim) = idempotency {
+                if let Some(outcome) = seen_claim(&mut *tx, claim).await? {
+                    return Ok(outcome);
+                }
+            }
+            let status_change_id: i64 = sqlx::query_scalar(
+                "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
+                                             audience, affected_from, affected_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .bind(practice_id)
+            .bind(change.kind.as_str())
+            .bind(&change.headline)
+            .bind(&change.details)
+            .bind(change.starts_at.map(At))
+            .bind(change.ends_at.map(At))
+            .bind(&change.created_by)
+            .bind(At(now))
+            .bind(change.reach.audience.as_str())
+            .bind(change.reach.affected_from.map(At))
+            .bind(change.reach.affected_until.map(At))
+            .fetch_one(&mut *tx)
+            .await?;
+            let broadcast_id: i64 = sqlx::query_scalar(
+                "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(practice_id)
+            .bind(status_change_id)
+            .bind(At(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(claim) = idempotency {
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash, broadcast_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.request_hash)
+                .bind(broadcast_id)
+                .bind(At(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if claimed == 0 {
+                    tx.rollback().await?;
+                    if let Some(outcome) = seen_claim(&self.pool, claim).await? {
+                        return Ok(outcome);
+                    }
+                    // The winner's row is gone again (removed meanwhile): try afresh.
+                    continue;
+                }
+            }
+            let reason = supersede_reason(status_change_id, change.kind.as_str());
+            withdraw_earlier(
+                &mut tx,
+                practice_id,
+                broadcast_id,
+                status_change_id,
+                &reason,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(StartOutcome::Started(broadcast_id));
+        }
+        Err(StoreError::Duplicate(
+            "idempotency key in use by a concurrent request".to_string(),
+        ))
+    }
+
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+        let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(broadcast_from_row).transpose()
+    }
+
+    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(&format!(
+            "{BROADCAST_SELECT} WHERE b.practice_id = $1 ORDER BY b.id DESC LIMIT $2"
+        ))
+        .bind(practice_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(broadcast_from_row).collect()
+    }
+
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL AND failed_at IS NULL ORDER BY id",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn finish_fanout(
+        &self,
+        id: i64,
+        skipped_no_contact: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET fanout_done_at = $1, skipped_no_contact = $2 WHERE id = $3",
+        )
+        .bind(At(now))
+        .bind(skipped_no_contact)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE broadcasts SET failed_at = $1, failure = $2 WHERE id = $3 AND failed_at IS NULL",
+        )
+        .bind(At(now))
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn supersede_earlier(
+        &self,
+        practice_id: i64,
+        newer: i64,
+        status_change_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let cancelled =
+            withdraw_earlier(&mut tx, practice_id, newer, status_change_id, reason, now).await?;
+        tx.commit().await?;
+        Ok(cancelled)
+    }
+
+    async fn cancel_queued(
+        &self,
+        broadcast_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+             WHERE broadcast_id = $3 AND state = 'queued'",
+        )
+        .bind(reason)
+        .bind(At(now))
+        .bind(broadcast_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
+             WHERE b.id = ANY($1)",
+        )
+        .bind(broadcast_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(superseded_reasons(rows))
+    }
+
+    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = $1 GROUP BY channel, state",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(c, s, n)| {
+                Ok((
+                    parsed("messages.channel", &c)?,
+                    parsed("messages.state", &s)?,
+                    n,
+                ))
+            })
+            .collect()
+    }
+
+    async fn broadcast_messages(
+        &self,
+        id: i64,
+        after_id: i64,
+        limit: i64,
+        state: Option<MessageState>,
+    ) -> StoreResult<Vec<MessageView>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id
+             WHERE m.broadcast_id = $1 AND m.id > $2 AND ($3::text IS NULL OR m.state = $3)
+             ORDER BY m.id LIMIT $4"
+        ))
+        .bind(id)
+        .bind(after_id)
+        .bind(state.map(|s| s.as_str()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_from_row).collect()
+    }
+}

@@ -1,0 +1,90 @@
+//! API keys and the audit trail on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::store::{
+    role_of, scope_of, AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, NewApiKey,
+    StoreResult, TimeColumn,
+};
+
+#[async_trait]
+impl AccessStore for SqliteStore {
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
+        let (role, practice_id) = role_of(key.scope);
+        let id = sqlx::query_scalar(
+            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(role)
+        .bind(practice_id)
+        .bind(&key.label)
+        .bind(At(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT id, role, practice_id, label, prefix FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let role: String = row.try_get("role")?;
+            let practice_id: Option<i64> = row.try_get("practice_id")?;
+            Ok(ApiKeyRecord {
+                id: row.try_get("id")?,
+                scope: scope_of("api_keys.role", &role, practice_id)?,
+                label: row.try_get("label")?,
+                prefix: row.try_get("prefix")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, practice_id, subject, details)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(At(now))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(entry.practice_id)
+        .bind(&entry.subject)
+        .bind(&entry.details)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, subject, details FROM audit_log
+             WHERE practice_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(practice_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    at: row.time("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    details: row.try_get("details")?,
+                })
+            })
+            .collect()
+    }
+}

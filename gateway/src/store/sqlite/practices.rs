@@ -1,0 +1,90 @@
+//! Practices on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::domain::{ChannelOrder, OdsCode};
+use crate::store::{
+    unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
+};
+
+const PRACTICE_COLUMNS: &str =
+    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
+
+fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
+    let ods: String = row.try_get("ods_code")?;
+    let order: String = row.try_get("channel_order")?;
+    Ok(Practice {
+        id: row.try_get("id")?,
+        ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
+            column: "practices.ods_code",
+            reason: e.reason,
+        })?,
+        name: row.try_get("name")?,
+        phone: row.try_get("phone")?,
+        website: row.try_get("website")?,
+        email: row.try_get("email")?,
+        timezone: row.try_get("timezone")?,
+        channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
+            column: "practices.channel_order",
+            reason: e.reason,
+        })?,
+        bilingual: row.try_get("bilingual")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+#[async_trait]
+impl PracticeStore for SqliteStore {
+    async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRACTICE_COLUMNS}"
+        ))
+        .bind(p.ods_code.as_str())
+        .bind(&p.name)
+        .bind(&p.phone)
+        .bind(&p.website)
+        .bind(&p.email)
+        .bind(&p.timezone)
+        .bind(p.channel_order.to_text())
+        .bind(p.bilingual)
+        .bind(At(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
+        practice_from_row(&row)
+    }
+
+    async fn list_practices(&self) -> StoreResult<Vec<Practice>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices ORDER BY ods_code"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(practice_from_row).collect()
+    }
+
+    async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE ods_code = $1"
+        ))
+        .bind(ods.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+
+    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+}
