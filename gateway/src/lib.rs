@@ -4,7 +4,7 @@
 //! The modules follow a message through the pipeline:
 //! intake -> fan-out -> outbox -> dispatch -> providers, with the API on top and the store below.
 
-/// The HTTP JSON API.
+/// The HTTP JSON API's handlers, one file per resource.
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
@@ -22,6 +22,8 @@ pub mod dispatch;
 pub mod domain;
 /// One trigger into one outbox message per eligible patient, in batches.
 pub mod fanout;
+/// The one place routes are assembled: API, pages, ops routes, fallbacks and middleware.
+pub mod http;
 /// What comes in: status changes and patient lists, parsed and recorded.
 pub mod intake;
 /// Outgoing requests to addresses from outside: public addresses only, checked at connect.

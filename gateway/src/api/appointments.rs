@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
 use crate::domain::Invalid;

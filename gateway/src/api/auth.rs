@@ -8,7 +8,7 @@ use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
+use crate::http::ApiError;
 use crate::app::AppState;
 use crate::domain::OdsCode;
 use crate::store::{AuditEntry, KeyScope, NewApiKey, Practice, Store, StoreError};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::{path_id, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Channel, Invalid, MessageState, StatusAudience, StatusKind};

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 
 /// A JSON body; malformed JSON, unknown fields and oversized bodies become API errors.
 pub struct ApiJson<T>(pub T);

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::intake::import::cli::counts_json;

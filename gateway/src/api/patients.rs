@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};

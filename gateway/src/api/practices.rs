@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber};

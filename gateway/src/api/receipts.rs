@@ -11,7 +11,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
+use crate::http::ApiError;
 use crate::app::AppState;
 use crate::domain::PhoneNumber;
 use crate::receipts::{self, Reply, Settles};

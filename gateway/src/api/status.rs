@@ -7,7 +7,7 @@ use axum::Json;
 
 use super::auth::Caller;
 use super::broadcasts::BroadcastView;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
 use crate::intake::status::{post_status_change, StatusChangeRequest};

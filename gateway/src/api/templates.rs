@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
-use super::error::ApiError;
+use crate::http::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Channel, Language};

@@ -7,8 +7,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
@@ -23,39 +22,25 @@ use crate::intake::status::{default_headline, post_status_change, StatusChangeRe
 use crate::store::{AuditEntry, KeyScope, Practice, SessionRecord};
 use std::time::Instant;
 
-/// The console's routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::to("/console/practices") }),
-        )
-        .route("/console/signin", get(signin_page).post(signin))
-        .route("/console/signout", post(signout))
-        .route("/console/practices", get(practices))
-        .route("/console/practices/{ods}", get(practice))
-        .route("/console/practices/{ods}/status", post(post_status))
-        .route("/console/broadcasts/{id}", get(broadcast))
-        .route("/console/audit", get(audit))
-        .merge(super::console_templates::routes())
-        .route(
-            "/static/console.js",
-            get(|| async {
-                asset(
-                    "application/javascript; charset=utf-8",
-                    include_str!("../../../static/console.js"),
-                )
-            }),
-        )
-        .route(
-            "/static/console.css",
-            get(|| async {
-                asset(
-                    "text/css; charset=utf-8",
-                    include_str!("../../../static/console.css"),
-                )
-            }),
-        )
+/// `/console`: the practices list is the console's front page.
+pub(crate) async fn home() -> Redirect {
+    Redirect::to("/console/practices")
+}
+
+/// `/static/console.js`: template and status-change previews, a broadcast's live progress.
+pub(crate) async fn script() -> Response {
+    asset(
+        "application/javascript; charset=utf-8",
+        include_str!("../../../static/console.js"),
+    )
+}
+
+/// `/static/console.css`.
+pub(crate) async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../../static/console.css"),
+    )
 }
 
 /// A signed-in console user; pages without one redirect to the sign-in page.
@@ -131,7 +116,7 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 /// The double-submit cookie protecting the sign-in form itself.
 const SIGNIN_COOKIE: &str = "gw_signin";
 
-async fn signin_page(headers: HeaderMap, State(state): State<AppState>) -> Response {
+pub(crate) async fn signin_page(headers: HeaderMap, State(state): State<AppState>) -> Response {
     signin_form(&state, &headers, None)
 }
 
@@ -164,14 +149,14 @@ fn secure(state: &AppState) -> bool {
 }
 
 #[derive(Deserialize)]
-struct SigninForm {
+pub(crate) struct SigninForm {
     username: String,
     password: String,
     #[serde(default)]
     csrf: String,
 }
 
-async fn signin(
+pub(crate) async fn signin(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     headers: HeaderMap,
@@ -283,12 +268,12 @@ async fn audit_lock(state: &AppState, lock: &Locked, client: Option<std::net::Ip
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(crate) struct CsrfForm {
     #[serde(default)]
     csrf: String,
 }
 
-async fn signout(
+pub(crate) async fn signout(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
@@ -313,7 +298,7 @@ async fn signout(
     response
 }
 
-async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
+pub(crate) async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
     let all = match state.store.list_practices().await {
         Ok(all) => all,
         Err(e) => return internal(e),
@@ -336,7 +321,7 @@ async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
     page(StatusCode::OK, "console/practices.html", &c)
 }
 
-async fn practice(
+pub(crate) async fn practice(
     State(state): State<AppState>,
     signed: Signed,
     Path(ods): Path<String>,
@@ -376,7 +361,7 @@ async fn practice(
 }
 
 #[derive(Deserialize)]
-struct StatusForm {
+pub(crate) struct StatusForm {
     #[serde(default)]
     csrf: String,
     kind: String,
@@ -386,7 +371,7 @@ struct StatusForm {
     details: String,
 }
 
-async fn post_status(
+pub(crate) async fn post_status(
     State(state): State<AppState>,
     signed: Signed,
     Path(ods): Path<String>,
@@ -416,9 +401,9 @@ async fn post_status(
             crate::fanout::FanoutError::Failed { broadcast_id, .. },
         )) => Redirect::to(&format!("/console/broadcasts/{broadcast_id}")).into_response(),
         Err(e) => {
-            let api: crate::api::ApiError = e.into();
+            let api: crate::http::ApiError = e.into();
             match api {
-                crate::api::ApiError::Validation(errors) => error_page(
+                crate::http::ApiError::Validation(errors) => error_page(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &errors
                         .iter()
@@ -432,7 +417,7 @@ async fn post_status(
     }
 }
 
-async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
+pub(crate) async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
     let broadcast = match state.store.broadcast(id).await {
         Ok(Some(b)) if signed.can_see(b.practice_id) => b,
@@ -461,12 +446,12 @@ async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path
 }
 
 #[derive(Deserialize)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     #[serde(default)]
     practice: Option<String>,
 }
 
-async fn audit(
+pub(crate) async fn audit(
     State(state): State<AppState>,
     signed: Signed,
     Query(q): Query<AuditQuery>,

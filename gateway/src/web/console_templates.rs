@@ -4,8 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,18 +17,7 @@ use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::Draft;
 use crate::store::KeyScope;
 
-/// The template pages' routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/console/templates", get(list))
-        .route("/console/templates/{key}/{channel}", get(edit).post(save))
-        .route(
-            "/console/templates/{key}/{channel}/rollback",
-            post(rollback),
-        )
-}
-
-async fn list(State(state): State<AppState>, signed: Signed) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     let current = match state.store.current_templates().await {
         Ok(c) => c,
         Err(e) => return internal(e),
@@ -88,7 +76,7 @@ async fn list(State(state): State<AppState>, signed: Signed) -> Response {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Which {
+pub(crate) struct Which {
     #[serde(default)]
     language: Option<String>,
     #[serde(default)]
@@ -130,7 +118,7 @@ async fn target(
     Ok((target, practice.map(|p| p.ods_code.to_string())))
 }
 
-async fn edit(
+pub(crate) async fn edit(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,
@@ -217,7 +205,7 @@ async fn editor_page(
 }
 
 #[derive(Deserialize)]
-struct SaveForm {
+pub(crate) struct SaveForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -235,7 +223,7 @@ struct SaveForm {
     note: Option<String>,
 }
 
-async fn save(
+pub(crate) async fn save(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,
@@ -291,7 +279,7 @@ async fn save(
 }
 
 #[derive(Deserialize)]
-struct RollbackForm {
+pub(crate) struct RollbackForm {
     #[serde(default)]
     csrf: String,
     version: i32,
@@ -301,7 +289,7 @@ struct RollbackForm {
     practice: Option<String>,
 }
 
-async fn rollback(
+pub(crate) async fn rollback(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,

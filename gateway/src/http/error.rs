@@ -1,4 +1,5 @@
-//! The one error type of the HTTP API: a status code and `{ "error": { code, message, details } }`.
+//! The one error type of the JSON API (and of the pages' JSON calls): a status code and
+//! `{ "error": { code, message, details } }`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
