@@ -8,6 +8,8 @@
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
+/// Who is calling and what they may do: API keys, console users and sessions, one `Principal`.
+pub mod auth;
 /// The `gateway bench` command: fan-out throughput and memory.
 pub mod bench;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.

@@ -3,9 +3,11 @@
 
 /// `/practices/{ods}/appointments`: bookings, their CSV import and one patient's changes.
 pub(crate) mod appointments;
-mod auth;
 /// `/broadcasts/{id}` and `/messages/{id}`: progress by state and channel, messages paged.
 pub(crate) mod broadcasts;
+/// The caller of a request: an API key, or the console's session for its scripts.
+mod caller;
+/// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
 mod extract;
 /// `POST /practices/{ods}/patients/import`: a CSV list of patients.
 pub(crate) mod imports;
@@ -21,5 +23,3 @@ pub(crate) mod receipts;
 pub(crate) mod status;
 /// `/templates`: message wording with history, diff, rollback and preview.
 pub(crate) mod templates;
-
-pub use auth::{hash_key, issue_key, Caller};

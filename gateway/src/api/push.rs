@@ -8,7 +8,7 @@ use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::NhsNumber;

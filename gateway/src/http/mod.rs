@@ -116,7 +116,10 @@ fn page_routes() -> Router<AppState> {
         .route("/console/signout", post(console::signout))
         .route("/console/practices", get(console::practices))
         .route("/console/practices/{ods}", get(console::practice))
-        .route("/console/practices/{ods}/status", post(console::post_status))
+        .route(
+            "/console/practices/{ods}/status",
+            post(console::post_status),
+        )
         .route("/console/broadcasts/{id}", get(console::broadcast))
         .route("/console/audit", get(console::audit))
         .route("/console/templates", get(console_templates::list))

@@ -14,12 +14,14 @@ use tera::Context;
 
 use super::client_address::ClientAddress;
 use super::pages::{asset, error_page, page};
-use super::session::{self, csrf_matches, random_token};
 use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
-use crate::domain::{OdsCode, StatusKind};
+use crate::auth::session::{self, csrf_matches, random_token};
+use crate::auth::{users, Denied, Principal};
+use crate::domain::StatusKind;
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
-use crate::store::{AuditEntry, KeyScope, Practice, SessionRecord};
+use crate::store::{AuditEntry, Practice, SessionRecord};
+use std::ops::Deref;
 use std::time::Instant;
 
 /// `/console`: the practices list is the console's front page.
@@ -43,15 +45,32 @@ pub(crate) async fn stylesheet() -> Response {
     )
 }
 
-/// A signed-in console user; pages without one redirect to the sign-in page.
-pub struct Signed(pub SessionRecord);
+/// A signed-in console user; pages without one redirect to the sign-in page. What the user
+/// may see and change is its [`Principal`]'s to say.
+pub struct Signed {
+    /// Who it is, with every access rule.
+    pub principal: Principal,
+    /// The session: the user's name and the CSRF token its forms echo.
+    pub session: SessionRecord,
+}
+
+impl Deref for Signed {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
 
 impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match session::current(state.store.as_ref(), &parts.headers).await {
-            Ok(Some(s)) => Ok(Signed(s)),
+            Ok(Some(session)) => Ok(Signed {
+                principal: Principal::of_session(&session),
+                session,
+            }),
             Ok(None) => Err(Redirect::to("/console/signin").into_response()),
             Err(e) => {
                 tracing::error!(error = %e, "console: could not read the session");
@@ -68,39 +87,34 @@ impl Signed {
     /// The page context every console page starts from: who is signed in and the CSRF token.
     pub fn context(&self) -> Context {
         let mut c = Context::new();
-        c.insert("user", &self.0.user.username);
-        c.insert("admin", &matches!(self.0.user.scope, KeyScope::Admin));
-        c.insert("csrf", &self.0.csrf_token);
+        c.insert("user", &self.session.user.username);
+        c.insert("admin", &self.is_admin());
+        c.insert("csrf", &self.session.csrf_token);
         c
     }
 
     /// The refusal of a form without this session's CSRF token (`None`: it has it).
     pub fn refuse_without_csrf(&self, given: &str) -> Option<Response> {
-        (!csrf_matches(&self.0, Some(given))).then(|| {
+        (!csrf_matches(&self.session, Some(given))).then(|| {
             error_page(
                 StatusCode::FORBIDDEN,
                 "This form has expired or did not come from this console. Go back, reload the page and try again.",
             )
         })
     }
+}
 
-    /// Whether this user may see the practice.
-    pub fn can_see(&self, practice_id: i64) -> bool {
-        match self.0.user.scope {
-            KeyScope::Admin => true,
-            KeyScope::Practice(own) => own == practice_id,
-        }
-    }
-
-    /// The practice with this ODS code if the user may see it; else a 404 page.
-    pub async fn practice(&self, state: &AppState, ods: &str) -> Result<Practice, Response> {
-        let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such practice.");
-        let code = OdsCode::parse(ods).map_err(|_| not_found())?;
-        match state.store.practice_by_ods(&code).await {
-            Ok(Some(p)) if self.can_see(p.id) => Ok(p),
-            Ok(_) => Err(not_found()),
-            Err(e) => Err(internal(e)),
-        }
+/// The page for a refusal: what the user may not see is "not found", exactly as if it did
+/// not exist; what they may see but not change is 403.
+pub fn denied(refusal: Denied) -> Response {
+    match refusal {
+        Denied::NoPractice(_) => error_page(StatusCode::NOT_FOUND, "There is no such practice."),
+        Denied::GlobalWording => error_page(
+            StatusCode::FORBIDDEN,
+            "Only administrators change the wording every practice uses.",
+        ),
+        Denied::AdminOnly => error_page(StatusCode::FORBIDDEN, "This is for administrators."),
+        Denied::Store(e) => internal(e),
     }
 }
 
@@ -188,7 +202,7 @@ pub(crate) async fn signin(
     };
     let password = form.password;
     let checked = guard
-        .hash(move || session::authenticate(user, &password))
+        .hash(move || users::authenticate(user, &password))
         .await;
     let user = match checked {
         Ok(Some(user)) => user,
@@ -283,11 +297,7 @@ pub(crate) async fn signout(
         return refused;
     }
     if let Some(token) = session::token_in(&headers) {
-        if let Err(e) = state
-            .store
-            .end_session(&crate::api::hash_key(&token), chrono::Utc::now())
-            .await
-        {
+        if let Err(e) = session::end(state.store.as_ref(), &token).await {
             return internal(e);
         }
     }
@@ -326,9 +336,9 @@ pub(crate) async fn practice(
     signed: Signed,
     Path(ods): Path<String>,
 ) -> Response {
-    let practice = match signed.practice(&state, &ods).await {
+    let practice = match signed.practice(state.store.as_ref(), &ods).await {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(refusal) => return denied(refusal),
     };
     let recent = match state.store.recent_broadcasts(practice.id, 10).await {
         Ok(b) => b,
@@ -380,9 +390,9 @@ pub(crate) async fn post_status(
     if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
-    let practice = match signed.practice(&state, &ods).await {
+    let practice = match signed.practice(state.store.as_ref(), &ods).await {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(refusal) => return denied(refusal),
     };
     let blank = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     let request = StatusChangeRequest {
@@ -391,8 +401,7 @@ pub(crate) async fn post_status(
         details: blank(form.details),
         ..Default::default()
     };
-    let actor = format!("user:{}", signed.0.user.username);
-    match post_status_change(&state, &practice, &request, &actor, None).await {
+    match post_status_change(&state, &practice, &request, &signed.actor, None).await {
         Ok(posted) => {
             Redirect::to(&format!("/console/broadcasts/{}", posted.broadcast_id)).into_response()
         }
@@ -417,7 +426,11 @@ pub(crate) async fn post_status(
     }
 }
 
-pub(crate) async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
+pub(crate) async fn broadcast(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<i64>,
+) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
     let broadcast = match state.store.broadcast(id).await {
         Ok(Some(b)) if signed.can_see(b.practice_id) => b,
@@ -461,9 +474,9 @@ pub(crate) async fn audit(
         Err(e) => return internal(e),
     };
     let chosen = match &q.practice {
-        Some(ods) => match signed.practice(&state, ods).await {
+        Some(ods) => match signed.practice(state.store.as_ref(), ods).await {
             Ok(p) => Some(p),
-            Err(r) => return r,
+            Err(refusal) => return denied(refusal),
         },
         None => visible.first().cloned(),
     };

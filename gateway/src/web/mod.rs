@@ -14,7 +14,5 @@ pub mod follows;
 pub mod pages;
 /// Patients' push sign-up and stop pages, their JSON calls, script and service worker.
 pub mod push;
-/// Console sign-in: password hashes, sessions and their CSRF tokens.
-pub mod session;
 /// Console sign-in throttling: per user name and per address, and a cap on password checks.
 pub mod signin_guard;
