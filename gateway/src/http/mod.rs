@@ -10,6 +10,11 @@ mod ops;
 /// A browser's push subscription as its script sends it, checked before it is stored.
 pub(crate) mod push_subscription;
 
+/// Fails the build's tests if a route is declared outside `http/` or `api` and `web`
+/// import each other.
+#[cfg(test)]
+mod layout_test;
+
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
