@@ -249,9 +249,9 @@ pub async fn serve_as(
         })
     });
     let router = if role.serves_api() {
-        crate::api::router(state.clone())
+        crate::http::router(state.clone())
     } else {
-        crate::api::ops_router(state.clone())
+        crate::http::ops_router(state.clone())
     };
     // Connections' addresses are kept for handlers that count per client (anonymous follows,
     // console sign-in).

@@ -110,7 +110,7 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
             batch.clear();
         }
     }
-    let key = crate::api::issue_key(
+    let key = crate::auth::issue_key(
         state.store.as_ref(),
         KeyScope::Practice(practice.id),
         "demo",
@@ -119,9 +119,9 @@ pub async fn run(mut config: Config, patient_count: u32) -> Result<(), Box<dyn s
     .await?;
 
     // A console sign-in for the demo: a fresh admin user each run, password printed below.
-    let console_user = format!("demo-admin-{}", &crate::web::session::random_token()[..6]);
-    let console_password = crate::web::session::random_token()[..20].to_string();
-    crate::web::session::create_user(
+    let console_user = format!("demo-admin-{}", &crate::auth::session::random_token()[..6]);
+    let console_password = crate::auth::session::random_token()[..20].to_string();
+    crate::auth::create_user(
         state.store.as_ref(),
         &console_user,
         &console_password,

@@ -4,10 +4,12 @@
 //! The modules follow a message through the pipeline:
 //! intake -> fan-out -> outbox -> dispatch -> providers, with the API on top and the store below.
 
-/// The HTTP JSON API.
+/// The HTTP JSON API's handlers, one file per resource.
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
+/// Who is calling and what they may do: API keys, console users and sessions, one `Principal`.
+pub mod auth;
 /// The `gateway bench` command: fan-out throughput and memory.
 pub mod bench;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.
@@ -22,6 +24,8 @@ pub mod dispatch;
 pub mod domain;
 /// One trigger into one outbox message per eligible patient, in batches.
 pub mod fanout;
+/// The one place routes are assembled: API, pages, ops routes, fallbacks and middleware.
+pub mod http;
 /// What comes in: status changes and patient lists, parsed and recorded.
 pub mod intake;
 /// Signed links: email unsubscribe and push invitation, one secret, one kind per prefix.

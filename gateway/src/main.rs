@@ -11,7 +11,7 @@ use gateway::config::Config;
 use gateway::domain::OdsCode;
 use gateway::intake::appointments::import_file_with;
 use gateway::store::{self, KeyScope};
-use gateway::{api, bench, demo, telemetry};
+use gateway::{auth, bench, demo, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -186,7 +186,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let store = store::connect(&config.database.url, 1).await?;
             store.migrate().await?;
             let scope = scope_for(store.as_ref(), admin, practice.as_deref()).await?;
-            let key = api::issue_key(store.as_ref(), scope, &label, "cli").await?;
+            let key = auth::issue_key(store.as_ref(), scope, &label, "cli").await?;
             println!("{key}");
             eprintln!("Keep this key safe: it is shown only now and stored only as a hash.");
         }
@@ -249,7 +249,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            gateway::web::session::create_user(store.as_ref(), &username, &password, scope).await?;
+            auth::create_user(store.as_ref(), &username, &password, scope).await?;
             println!("user {username} can now sign in at /console");
         }
         Command::Vapid {

@@ -81,7 +81,7 @@ async fn get(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
 pub async fn sign_in_sessions_and_csrf(db: Db) {
     let app = spawn_app(db).await;
     let store = app.state.store.as_ref();
-    gateway::web::session::create_user(store, "admin", PASSWORD, KeyScope::Admin)
+    gateway::auth::create_user(store, "admin", PASSWORD, KeyScope::Admin)
         .await
         .unwrap();
     // Not signed in: pages send you to the sign-in form.
@@ -160,7 +160,7 @@ pub async fn practice_users_see_only_their_practice(db: Db) {
     app.practice_with_key("C10001", "Own Surgery").await;
     app.practice_with_key("C10002", "Other Surgery").await;
     let own = app.practice_id("C10001").await;
-    gateway::web::session::create_user(
+    gateway::auth::create_user(
         app.state.store.as_ref(),
         "reception",
         PASSWORD,

@@ -256,7 +256,7 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         state = state.with_clock(clock);
     }
     let admin_key =
-        gateway::api::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
+        gateway::auth::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")
             .await
             .expect("admin key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -450,7 +450,7 @@ impl TestApp {
             .await
             .expect("store")
             .expect("practice");
-        gateway::api::issue_key(
+        gateway::auth::issue_key(
             self.state.store.as_ref(),
             KeyScope::Practice(practice.id),
             "test",

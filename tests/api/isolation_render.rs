@@ -89,7 +89,7 @@ async fn store_override(
 /// A console page as a signed-in administrator sees it.
 async fn console_page(app: &TestApp, path: &str) -> String {
     let password = "correct horse battery staple";
-    gateway::web::session::create_user(
+    gateway::auth::create_user(
         app.state.store.as_ref(),
         "render-admin",
         password,

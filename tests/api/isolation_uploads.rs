@@ -261,14 +261,9 @@ pub async fn signin_floods_lock_names_and_addresses_audited_and_isolated(db: Db)
     )
     .await;
     for name in ["victim", "other"] {
-        gateway::web::session::create_user(
-            app.state.store.as_ref(),
-            name,
-            PASSWORD,
-            KeyScope::Admin,
-        )
-        .await
-        .expect("user");
+        gateway::auth::create_user(app.state.store.as_ref(), name, PASSWORD, KeyScope::Admin)
+            .await
+            .expect("user");
     }
     let key_b = practice_b(&app, 300).await;
 

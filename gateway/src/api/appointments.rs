@@ -9,11 +9,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
 use crate::domain::Invalid;
+use crate::http::ApiError;
 use crate::intake::appointments::change::{
     post_appointment_change, AppointmentChangeRequest, ChangeError,
 };

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::{path_id, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Channel, Invalid, MessageState, StatusAudience, StatusKind};
+use crate::http::ApiError;
 
 /// A broadcast's progress.
 #[derive(Debug, Serialize)]

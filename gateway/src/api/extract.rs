@@ -5,8 +5,8 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::auth::Caller;
-use super::error::ApiError;
+use crate::auth::Principal;
+use crate::http::ApiError;
 
 /// A JSON body; malformed JSON, unknown fields and oversized bodies become API errors.
 pub struct ApiJson<T>(pub T);
@@ -47,7 +47,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// The request's `Idempotency-Key`, if it has one, as `(caller's scope, key)`.
 pub fn idempotency_key(
     headers: &HeaderMap,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<Option<(String, String)>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);

@@ -18,10 +18,10 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::ApiQuery;
 use crate::app::AppState;
+use crate::http::ApiError;
 use crate::intake::import::cli::counts_json;
 use crate::intake::import::{
     import_csv, CsvSource, ImportError, ImportOptions, ImportReport, TooLarge,

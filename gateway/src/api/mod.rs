@@ -1,139 +1,25 @@
-//! The HTTP JSON API under `/api/v1`, plus `/healthz`, `/readyz` and `/metrics`.
+//! The HTTP JSON API under `/api/v1`: one file per resource. Its routes are declared in
+//! `http`, and it answers errors as `http::ApiError`.
 
-mod appointments;
-mod auth;
-mod broadcasts;
-mod error;
+/// `/practices/{ods}/appointments`: bookings, their CSV import and one patient's changes.
+pub(crate) mod appointments;
+/// `/broadcasts/{id}` and `/messages/{id}`: progress by state and channel, messages paged.
+pub(crate) mod broadcasts;
+/// The caller of a request: an API key, or the console's session for its scripts.
+mod caller;
+/// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
 mod extract;
-mod imports;
-mod metrics;
-mod patients;
-mod practices;
+/// `POST /practices/{ods}/patients/import`: a CSV list of patients.
+pub(crate) mod imports;
+/// `/practices/{ods}/patients`: a JSON batch of patients with their contacts.
+pub(crate) mod patients;
+/// `/practices`: admins add practices; each key sees the practices it may.
+pub(crate) mod practices;
+/// A patient's browsers: push subscriptions and sign-up invitations.
 pub(crate) mod push;
-mod receipts;
-mod status;
-mod templates;
-
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
-
-pub use auth::{hash_key, issue_key, Caller};
-pub use error::ApiError;
-
-use crate::app::AppState;
-
-/// Every route, with body limits, panic safety and request tracing.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/practices", post(practices::create).get(practices::list))
-        .route("/practices/{ods}", get(practices::show))
-        .route("/practices/{ods}/patients", post(patients::upsert))
-        .route("/practices/{ods}/patients/import", post(imports::import))
-        .route("/practices/{ods}/patients/{nhs}", get(patients::show))
-        .route("/practices/{ods}/status", post(status::post))
-        .route("/practices/{ods}/appointments", post(appointments::upsert))
-        .route(
-            "/practices/{ods}/appointments/import",
-            post(appointments::import_csv),
-        )
-        .route(
-            "/practices/{ods}/appointments/{external_ref}",
-            get(appointments::show),
-        )
-        .route(
-            "/practices/{ods}/appointments/{external_ref}/changes",
-            post(appointments::change),
-        )
-        .route("/broadcasts/{id}", get(broadcasts::show))
-        .route("/broadcasts/{id}/messages", get(broadcasts::messages))
-        .route("/messages/{id}", get(broadcasts::message))
-        .route(
-            "/practices/{ods}/patients/{nhs}/push-subscriptions",
-            post(push::register),
-        )
-        .route(
-            "/practices/{ods}/patients/{nhs}/push-invite",
-            post(crate::web::push::send_invite_api),
-        )
-        .route("/receipts/twilio", post(receipts::twilio))
-        .route("/receipts/notify", post(receipts::notify))
-        .route("/receipts/webhook", post(receipts::webhook))
-        .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
-        .route("/templates", get(templates::list))
-        .route("/templates/preview", post(templates::preview))
-        .route(
-            "/templates/{key}/{channel}",
-            get(templates::show).put(templates::save),
-        )
-        .route(
-            "/templates/{key}/{channel}/versions",
-            get(templates::versions),
-        )
-        .route("/templates/{key}/{channel}/diff", get(templates::diff))
-        .route(
-            "/templates/{key}/{channel}/rollback",
-            post(templates::rollback),
-        );
-    Router::new()
-        .nest("/api/v1", api)
-        .route(
-            "/unsubscribe/{token}",
-            get(receipts::unsubscribe_page).post(receipts::unsubscribe),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics::show))
-        .merge(crate::web::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal("a handler panicked".into()).into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// What a `worker` instance serves: `/healthz`, `/readyz` and `/metrics`, nothing else.
-pub fn ops_router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics::show))
-        .fallback(not_found)
-        .with_state(state)
-}
-
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": state.store.kind() })),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "database unreachable" })),
-            )
-        }
-    }
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".into())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::Rejected(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not take that method".into(),
-    )
-}
+/// Provider callbacks, inbound SMS and the unsubscribe links in emails.
+pub(crate) mod receipts;
+/// `POST /practices/{ods}/status`: a status change, which starts a broadcast.
+pub(crate) mod status;
+/// `/templates`: message wording with history, diff, rollback and preview.
+pub(crate) mod templates;

@@ -6,11 +6,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};
+use crate::http::ApiError;
 use crate::intake::patients::{parse_batch, PatientInput, MAX_BATCH};
 use crate::store::AuditEntry;
 

@@ -6,11 +6,11 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber};
+use crate::http::ApiError;
 use crate::store::{AuditEntry, NewPractice, Practice};
 
 /// A practice to add.

@@ -11,9 +11,9 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::PhoneNumber;
+use crate::http::ApiError;
 use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
 

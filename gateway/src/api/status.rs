@@ -5,11 +5,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::auth::Caller;
 use super::broadcasts::BroadcastView;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
+use crate::http::ApiError;
 use crate::intake::status::{post_status_change, StatusChangeRequest};
 
 /// Records the change, fans it out and answers 201 with the broadcast and its planned

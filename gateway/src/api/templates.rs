@@ -7,11 +7,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::error::ApiError;
+use super::caller::Caller;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
+use crate::auth::Unnamed;
 use crate::domain::{Channel, Language};
+use crate::http::ApiError;
 use crate::render::catalogue::{sample_json, variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::{Draft, Limits};
@@ -50,7 +51,8 @@ pub struct Which {
 }
 
 /// Resolves a template reference the caller may read; `editing` also requires the right to
-/// change it (admins change anything, practice keys only their own overrides).
+/// change it (`auth::Principal::may_edit_template`). Without `practice` it is the global
+/// wording, whoever asks: a practice key names its practice to reach its overrides.
 async fn resolve(
     state: &AppState,
     caller: &Caller,
@@ -67,23 +69,17 @@ async fn resolve(
         Some(l) => l.parse().map_err(|e| ApiError::Validation(vec![e]))?,
         None => Language::English,
     };
-    let practice_id = match practice {
-        Some(ods) => Some(caller.practice(state.store.as_ref(), ods).await?.id),
-        None => None,
-    };
-    if editing && practice_id.is_none() {
-        caller.require_admin().map_err(|_| {
-            ApiError::Forbidden(
-                "only administrators change the global wording; give `practice` to change your own"
-                    .into(),
-            )
-        })?;
+    let practice = caller
+        .template_practice(state.store.as_ref(), practice, Unnamed::Global)
+        .await?;
+    if editing {
+        caller.may_edit_template(practice.as_ref())?;
     }
     let target = TemplateRef {
         key: key.to_string(),
         channel,
         language,
-        practice_id,
+        practice_id: practice.map(|p| p.id),
     };
     target.known()?;
     Ok(target)
@@ -94,7 +90,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     let current = state.store.current_templates().await?;
     let visible: Vec<_> = current
         .into_iter()
-        .filter(|t| t.practice_id.is_none_or(|p| caller.can_see(p)))
+        .filter(|t| caller.can_see_template(t.practice_id))
         .map(|t| {
             json!({
                 "key": t.key, "channel": t.channel, "language": t.language,

@@ -93,7 +93,7 @@ async fn phase(
         Arc::new(ProviderRegistry::default()),
     )
     .await?;
-    crate::web::session::create_user(
+    crate::auth::create_user(
         state.store.as_ref(),
         "bench.admin",
         "a long enough password",

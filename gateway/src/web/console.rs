@@ -7,66 +7,70 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
 use super::client_address::ClientAddress;
 use super::pages::{asset, error_page, page};
-use super::session::{self, csrf_matches, random_token};
 use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
-use crate::domain::{OdsCode, StatusKind};
+use crate::auth::session::{self, csrf_matches, random_token};
+use crate::auth::{users, Denied, Principal};
+use crate::domain::StatusKind;
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
-use crate::store::{AuditEntry, KeyScope, Practice, SessionRecord};
+use crate::store::{AuditEntry, Practice, SessionRecord};
+use std::ops::Deref;
 use std::time::Instant;
 
-/// The console's routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/console",
-            get(|| async { Redirect::to("/console/practices") }),
-        )
-        .route("/console/signin", get(signin_page).post(signin))
-        .route("/console/signout", post(signout))
-        .route("/console/practices", get(practices))
-        .route("/console/practices/{ods}", get(practice))
-        .route("/console/practices/{ods}/status", post(post_status))
-        .route("/console/broadcasts/{id}", get(broadcast))
-        .route("/console/audit", get(audit))
-        .merge(super::console_templates::routes())
-        .route(
-            "/static/console.js",
-            get(|| async {
-                asset(
-                    "application/javascript; charset=utf-8",
-                    include_str!("../../../static/console.js"),
-                )
-            }),
-        )
-        .route(
-            "/static/console.css",
-            get(|| async {
-                asset(
-                    "text/css; charset=utf-8",
-                    include_str!("../../../static/console.css"),
-                )
-            }),
-        )
+/// `/console`: the practices list is the console's front page.
+pub(crate) async fn home() -> Redirect {
+    Redirect::to("/console/practices")
 }
 
-/// A signed-in console user; pages without one redirect to the sign-in page.
-pub struct Signed(pub SessionRecord);
+/// `/static/console.js`: template and status-change previews, a broadcast's live progress.
+pub(crate) async fn script() -> Response {
+    asset(
+        "application/javascript; charset=utf-8",
+        include_str!("../../../static/console.js"),
+    )
+}
+
+/// `/static/console.css`.
+pub(crate) async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../../static/console.css"),
+    )
+}
+
+/// A signed-in console user; pages without one redirect to the sign-in page. What the user
+/// may see and change is its [`Principal`]'s to say.
+pub struct Signed {
+    /// Who it is, with every access rule.
+    pub principal: Principal,
+    /// The session: the user's name and the CSRF token its forms echo.
+    pub session: SessionRecord,
+}
+
+impl Deref for Signed {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
 
 impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match session::current(state.store.as_ref(), &parts.headers).await {
-            Ok(Some(s)) => Ok(Signed(s)),
+            Ok(Some(session)) => Ok(Signed {
+                principal: Principal::of_session(&session),
+                session,
+            }),
             Ok(None) => Err(Redirect::to("/console/signin").into_response()),
             Err(e) => {
                 tracing::error!(error = %e, "console: could not read the session");
@@ -83,39 +87,34 @@ impl Signed {
     /// The page context every console page starts from: who is signed in and the CSRF token.
     pub fn context(&self) -> Context {
         let mut c = Context::new();
-        c.insert("user", &self.0.user.username);
-        c.insert("admin", &matches!(self.0.user.scope, KeyScope::Admin));
-        c.insert("csrf", &self.0.csrf_token);
+        c.insert("user", &self.session.user.username);
+        c.insert("admin", &self.is_admin());
+        c.insert("csrf", &self.session.csrf_token);
         c
     }
 
     /// The refusal of a form without this session's CSRF token (`None`: it has it).
     pub fn refuse_without_csrf(&self, given: &str) -> Option<Response> {
-        (!csrf_matches(&self.0, Some(given))).then(|| {
+        (!csrf_matches(&self.session, Some(given))).then(|| {
             error_page(
                 StatusCode::FORBIDDEN,
                 "This form has expired or did not come from this console. Go back, reload the page and try again.",
             )
         })
     }
+}
 
-    /// Whether this user may see the practice.
-    pub fn can_see(&self, practice_id: i64) -> bool {
-        match self.0.user.scope {
-            KeyScope::Admin => true,
-            KeyScope::Practice(own) => own == practice_id,
-        }
-    }
-
-    /// The practice with this ODS code if the user may see it; else a 404 page.
-    pub async fn practice(&self, state: &AppState, ods: &str) -> Result<Practice, Response> {
-        let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such practice.");
-        let code = OdsCode::parse(ods).map_err(|_| not_found())?;
-        match state.store.practice_by_ods(&code).await {
-            Ok(Some(p)) if self.can_see(p.id) => Ok(p),
-            Ok(_) => Err(not_found()),
-            Err(e) => Err(internal(e)),
-        }
+/// The page for a refusal: what the user may not see is "not found", exactly as if it did
+/// not exist; what they may see but not change is 403.
+pub fn denied(refusal: Denied) -> Response {
+    match refusal {
+        Denied::NoPractice(_) => error_page(StatusCode::NOT_FOUND, "There is no such practice."),
+        Denied::GlobalWording => error_page(
+            StatusCode::FORBIDDEN,
+            "Only administrators change the wording every practice uses.",
+        ),
+        Denied::AdminOnly => error_page(StatusCode::FORBIDDEN, "This is for administrators."),
+        Denied::Store(e) => internal(e),
     }
 }
 
@@ -131,7 +130,7 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
 /// The double-submit cookie protecting the sign-in form itself.
 const SIGNIN_COOKIE: &str = "gw_signin";
 
-async fn signin_page(headers: HeaderMap, State(state): State<AppState>) -> Response {
+pub(crate) async fn signin_page(headers: HeaderMap, State(state): State<AppState>) -> Response {
     signin_form(&state, &headers, None)
 }
 
@@ -164,14 +163,14 @@ fn secure(state: &AppState) -> bool {
 }
 
 #[derive(Deserialize)]
-struct SigninForm {
+pub(crate) struct SigninForm {
     username: String,
     password: String,
     #[serde(default)]
     csrf: String,
 }
 
-async fn signin(
+pub(crate) async fn signin(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     headers: HeaderMap,
@@ -203,7 +202,7 @@ async fn signin(
     };
     let password = form.password;
     let checked = guard
-        .hash(move || session::authenticate(user, &password))
+        .hash(move || users::authenticate(user, &password))
         .await;
     let user = match checked {
         Ok(Some(user)) => user,
@@ -283,12 +282,12 @@ async fn audit_lock(state: &AppState, lock: &Locked, client: Option<std::net::Ip
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(crate) struct CsrfForm {
     #[serde(default)]
     csrf: String,
 }
 
-async fn signout(
+pub(crate) async fn signout(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
@@ -298,11 +297,7 @@ async fn signout(
         return refused;
     }
     if let Some(token) = session::token_in(&headers) {
-        if let Err(e) = state
-            .store
-            .end_session(&crate::api::hash_key(&token), chrono::Utc::now())
-            .await
-        {
+        if let Err(e) = session::end(state.store.as_ref(), &token).await {
             return internal(e);
         }
     }
@@ -313,7 +308,7 @@ async fn signout(
     response
 }
 
-async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
+pub(crate) async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
     let all = match state.store.list_practices().await {
         Ok(all) => all,
         Err(e) => return internal(e),
@@ -336,14 +331,14 @@ async fn practices(State(state): State<AppState>, signed: Signed) -> Response {
     page(StatusCode::OK, "console/practices.html", &c)
 }
 
-async fn practice(
+pub(crate) async fn practice(
     State(state): State<AppState>,
     signed: Signed,
     Path(ods): Path<String>,
 ) -> Response {
-    let practice = match signed.practice(&state, &ods).await {
+    let practice = match signed.practice(state.store.as_ref(), &ods).await {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(refusal) => return denied(refusal),
     };
     let recent = match state.store.recent_broadcasts(practice.id, 10).await {
         Ok(b) => b,
@@ -376,7 +371,7 @@ async fn practice(
 }
 
 #[derive(Deserialize)]
-struct StatusForm {
+pub(crate) struct StatusForm {
     #[serde(default)]
     csrf: String,
     kind: String,
@@ -386,7 +381,7 @@ struct StatusForm {
     details: String,
 }
 
-async fn post_status(
+pub(crate) async fn post_status(
     State(state): State<AppState>,
     signed: Signed,
     Path(ods): Path<String>,
@@ -395,9 +390,9 @@ async fn post_status(
     if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
         return refused;
     }
-    let practice = match signed.practice(&state, &ods).await {
+    let practice = match signed.practice(state.store.as_ref(), &ods).await {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(refusal) => return denied(refusal),
     };
     let blank = |s: String| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     let request = StatusChangeRequest {
@@ -406,8 +401,15 @@ async fn post_status(
         details: blank(form.details),
         ..Default::default()
     };
-    let actor = format!("user:{}", signed.0.user.username);
-    match post_status_change(&state.status_changes(), &practice, &request, &actor, None).await {
+    match post_status_change(
+        &state.status_changes(),
+        &practice,
+        &request,
+        &signed.actor,
+        None,
+    )
+    .await
+    {
         Ok(posted) => {
             Redirect::to(&format!("/console/broadcasts/{}", posted.broadcast_id)).into_response()
         }
@@ -416,9 +418,9 @@ async fn post_status(
             crate::fanout::FanoutError::Failed { broadcast_id, .. },
         )) => Redirect::to(&format!("/console/broadcasts/{broadcast_id}")).into_response(),
         Err(e) => {
-            let api: crate::api::ApiError = e.into();
+            let api: crate::http::ApiError = e.into();
             match api {
-                crate::api::ApiError::Validation(errors) => error_page(
+                crate::http::ApiError::Validation(errors) => error_page(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &errors
                         .iter()
@@ -432,7 +434,11 @@ async fn post_status(
     }
 }
 
-async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path<i64>) -> Response {
+pub(crate) async fn broadcast(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<i64>,
+) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
     let broadcast = match state.store.broadcast(id).await {
         Ok(Some(b)) if signed.can_see(b.practice_id) => b,
@@ -461,12 +467,12 @@ async fn broadcast(State(state): State<AppState>, signed: Signed, Path(id): Path
 }
 
 #[derive(Deserialize)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     #[serde(default)]
     practice: Option<String>,
 }
 
-async fn audit(
+pub(crate) async fn audit(
     State(state): State<AppState>,
     signed: Signed,
     Query(q): Query<AuditQuery>,
@@ -476,9 +482,9 @@ async fn audit(
         Err(e) => return internal(e),
     };
     let chosen = match &q.practice {
-        Some(ods) => match signed.practice(&state, ods).await {
+        Some(ods) => match signed.practice(state.store.as_ref(), ods).await {
             Ok(p) => Some(p),
-            Err(r) => return r,
+            Err(refusal) => return denied(refusal),
         },
         None => visible.first().cloned(),
     };

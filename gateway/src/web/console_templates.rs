@@ -4,32 +4,21 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Form;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::console::{internal, Signed};
+use super::console::{denied, internal, Signed};
 use super::pages::{error_page, page};
 use crate::app::AppState;
+use crate::auth::Unnamed;
 use crate::domain::{Channel, Language};
 use crate::render::catalogue::{variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::{Draft, Limits};
-use crate::store::KeyScope;
+use crate::store::Practice;
 
-/// The template pages' routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/console/templates", get(list))
-        .route("/console/templates/{key}/{channel}", get(edit).post(save))
-        .route(
-            "/console/templates/{key}/{channel}/rollback",
-            post(rollback),
-        )
-}
-
-async fn list(State(state): State<AppState>, signed: Signed) -> Response {
+pub(crate) async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     let current = match state.store.current_templates().await {
         Ok(c) => c,
         Err(e) => return internal(e),
@@ -88,7 +77,7 @@ async fn list(State(state): State<AppState>, signed: Signed) -> Response {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct Which {
+pub(crate) struct Which {
     #[serde(default)]
     language: Option<String>,
     #[serde(default)]
@@ -99,7 +88,8 @@ struct Which {
     to: Option<i32>,
 }
 
-/// The template a page is about, if the user may see (and, for a practice user, edit) it.
+/// The template a page is about, if the user may see it. Without `practice` a practice user
+/// means their own practice's wording, an administrator the global one.
 async fn target(
     state: &AppState,
     signed: &Signed,
@@ -107,19 +97,14 @@ async fn target(
     channel: &str,
     language: Option<&str>,
     practice: Option<&str>,
-) -> Result<(TemplateRef, Option<String>), Response> {
+) -> Result<(TemplateRef, Option<Practice>), Response> {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such template.");
     let channel: Channel = channel.parse().map_err(|_| not_found())?;
     let language: Language = language.unwrap_or("en").parse().map_err(|_| not_found())?;
-    // A practice user always edits their own practice's wording.
-    let practice = match (practice, signed.0.user.scope) {
-        (Some(ods), _) => Some(signed.practice(state, ods).await?),
-        (None, KeyScope::Practice(own)) => match state.store.practice_by_id(own).await {
-            Ok(p) => p,
-            Err(e) => return Err(internal(e)),
-        },
-        (None, KeyScope::Admin) => None,
-    };
+    let practice = signed
+        .template_practice(state.store.as_ref(), practice, Unnamed::OwnPractice)
+        .await
+        .map_err(denied)?;
     let target = TemplateRef {
         key: key.to_string(),
         channel,
@@ -127,10 +112,10 @@ async fn target(
         practice_id: practice.as_ref().map(|p| p.id),
     };
     target.known().map_err(|_| not_found())?;
-    Ok((target, practice.map(|p| p.ods_code.to_string())))
+    Ok((target, practice))
 }
 
-async fn edit(
+pub(crate) async fn edit(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,
@@ -146,7 +131,7 @@ async fn edit(
     )
     .await
     {
-        Ok(t) => t,
+        Ok((target, practice)) => (target, practice.map(|p| p.ods_code.to_string())),
         Err(r) => return r,
     };
     editor_page(&state, &signed, &target, ods, None, StatusCode::OK, &which).await
@@ -217,7 +202,7 @@ async fn editor_page(
 }
 
 #[derive(Deserialize)]
-struct SaveForm {
+pub(crate) struct SaveForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -235,7 +220,7 @@ struct SaveForm {
     note: Option<String>,
 }
 
-async fn save(
+pub(crate) async fn save(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,
@@ -260,7 +245,6 @@ async fn save(
         html: form.html.map(|h| h.replace("\r\n", "\n")),
         link: form.link,
     };
-    let author = format!("user:{}", signed.0.user.username);
     let note = form.note.filter(|n| !n.trim().is_empty());
     match editor::save(
         state.store.as_ref(),
@@ -268,7 +252,7 @@ async fn save(
         Limits::from_config(&state.config.templates),
         &target,
         &draft,
-        &author,
+        &signed.actor,
         note,
     )
     .await
@@ -291,7 +275,7 @@ async fn save(
 }
 
 #[derive(Deserialize)]
-struct RollbackForm {
+pub(crate) struct RollbackForm {
     #[serde(default)]
     csrf: String,
     version: i32,
@@ -301,7 +285,7 @@ struct RollbackForm {
     practice: Option<String>,
 }
 
-async fn rollback(
+pub(crate) async fn rollback(
     State(state): State<AppState>,
     signed: Signed,
     Path((key, channel)): Path<(String, String)>,
@@ -320,14 +304,13 @@ async fn rollback(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let author = format!("user:{}", signed.0.user.username);
     match editor::rollback(
         state.store.as_ref(),
         &state.templates,
         Limits::from_config(&state.config.templates),
         &target,
         form.version,
-        &author,
+        &signed.actor,
     )
     .await
     {
@@ -349,7 +332,7 @@ async fn rollback(
 }
 
 /// The template a form changes, after its CSRF token and the user's right to change it
-/// (the standard wording is for administrators) are checked.
+/// (`auth::Principal::may_edit_template`: the standard wording is for administrators).
 async fn editable(
     state: &AppState,
     signed: &Signed,
@@ -362,14 +345,11 @@ async fn editable(
         return Err(refused);
     }
     let practice = practice.filter(|p| !p.is_empty());
-    let (target, ods) = target(state, signed, key, channel, language, practice).await?;
-    if target.practice_id.is_none() && !matches!(signed.0.user.scope, KeyScope::Admin) {
-        return Err(error_page(
-            StatusCode::FORBIDDEN,
-            "Only administrators change the wording every practice uses.",
-        ));
-    }
-    Ok((target, ods))
+    let (target, practice) = target(state, signed, key, channel, language, practice).await?;
+    signed
+        .may_edit_template(practice.as_ref())
+        .map_err(denied)?;
+    Ok((target, practice.map(|p| p.ods_code.to_string())))
 }
 
 fn edit_url(target: &TemplateRef, ods: Option<&str>) -> String {

@@ -1,21 +1,18 @@
 //! Web pages on top of the API: the admin console (`/console`) and the patients' push
 //! sign-up pages (`/p/{ods}/notifications`). Server-rendered with Tera, little JavaScript.
+//! Their routes are declared in `http`.
 
 /// The client a request comes from, through a trusted proxy if one is configured.
 pub mod client_address;
+/// The console's pages: sign-in, practices, status changes, broadcasts and the audit log.
 pub mod console;
-mod console_templates;
+/// The console's template pages: list, editor, save, history and rollback.
+pub(crate) mod console_templates;
+/// The per-address rate of anonymous push follows.
 pub mod follows;
+/// Page templates and how pages are answered (security headers, error pages).
 pub mod pages;
+/// Patients' push sign-up and stop pages, their JSON calls, script and service worker.
 pub mod push;
-pub mod session;
+/// Console sign-in throttling: per user name and per address, and a cap on password checks.
 pub mod signin_guard;
-
-use axum::Router;
-
-use crate::app::AppState;
-
-/// Every page route.
-pub fn router() -> Router<AppState> {
-    Router::new().merge(console::routes()).merge(push::routes())
-}

@@ -1,6 +1,6 @@
 //! Patients' push sign-up: the page an invitation links to (`/p/{ods}/notifications?t=...`),
 //! the page for stopping, the JSON calls their script makes, the script and the service
-//! worker, and the API call that sends an invitation.
+//! worker. The API call that sends an invitation is `api::push::invite`.
 //!
 //! With an invitation's token the sign-up links the browser to the patient it names (by row
 //! id; it also names the practice, and expires: see `intake::invite`), who then gets their
@@ -12,8 +12,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,35 +20,22 @@ use tera::Context;
 
 use super::client_address::ClientAddress;
 use super::pages::{asset, page};
-use crate::api::push::{parse_subscription, SubscriptionInput};
-use crate::api::{ApiError, Caller};
 use crate::app::AppState;
-use crate::domain::{NhsNumber, OdsCode};
-use crate::intake::invite::{send_invite, vapid_public_key, SendInviteError};
+use crate::domain::OdsCode;
+use crate::http::push_subscription::{parse_subscription, SubscriptionInput};
+use crate::http::ApiError;
+use crate::intake::invite::vapid_public_key;
 use crate::links::{invite_expiry, InviteError};
 use crate::render::uk_date_time;
 use crate::store::{Practice, StoreError};
 
-/// The sign-up and stop pages, their JSON calls, `/static/push.js`, `/static/patient.css`
-/// and `/sw.js`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/p/{ods}/notifications", get(signup_page))
-        .route("/p/{ods}/notifications/subscribe", post(subscribe))
-        .route("/p/{ods}/notifications/stop", get(stop_page))
-        .route("/p/{ods}/notifications/unsubscribe", post(unsubscribe))
-        .route("/static/push.js", get(script))
-        .route("/static/patient.css", get(stylesheet))
-        .route("/sw.js", get(service_worker))
-}
-
 /// `?t=` of the sign-up page.
 #[derive(Debug, Deserialize)]
-struct SignupQuery {
+pub(crate) struct SignupQuery {
     t: Option<String>,
 }
 
-async fn signup_page(
+pub(crate) async fn signup_page(
     State(state): State<AppState>,
     Path(ods): Path<String>,
     Query(query): Query<SignupQuery>,
@@ -91,7 +77,7 @@ async fn signup_page(
     page(status, "push/signup.html", &context)
 }
 
-async fn stop_page(State(state): State<AppState>, Path(ods): Path<String>) -> Response {
+pub(crate) async fn stop_page(State(state): State<AppState>, Path(ods): Path<String>) -> Response {
     match practice(&state, &ods).await {
         Ok(Some(practice)) => page(
             StatusCode::OK,
@@ -106,7 +92,7 @@ async fn stop_page(State(state): State<AppState>, Path(ods): Path<String>) -> Re
 /// The sign-up call: the invitation's token (empty to follow the practice anonymously) and
 /// the browser's subscription.
 #[derive(Debug, Deserialize)]
-struct SubscribeRequest {
+pub(crate) struct SubscribeRequest {
     #[serde(default)]
     token: String,
     subscription: SubscriptionInput,
@@ -114,7 +100,7 @@ struct SubscribeRequest {
 
 /// Stores the browser's subscription for the patient the token names, or without a token as
 /// an anonymous follower of the practice: 201 `{subscribed, linked}`.
-async fn subscribe(
+pub(crate) async fn subscribe(
     State(state): State<AppState>,
     Path(ods): Path<String>,
     ClientAddress(client): ClientAddress,
@@ -209,7 +195,7 @@ async fn subscribe(
 
 /// The stop call: the endpoint of the browser's subscription.
 #[derive(Debug, Deserialize)]
-struct UnsubscribeRequest {
+pub(crate) struct UnsubscribeRequest {
     endpoint: String,
 }
 
@@ -220,7 +206,7 @@ fn too_many(message: String) -> ApiError {
 
 /// Deletes the practice's push contacts and anonymous followers with this endpoint: 200
 /// `{removed}`.
-async fn unsubscribe(
+pub(crate) async fn unsubscribe(
     State(state): State<AppState>,
     Path(ods): Path<String>,
     body: Result<Json<UnsubscribeRequest>, JsonRejection>,
@@ -254,62 +240,14 @@ async fn unsubscribe(
     Ok(Json(json!({ "removed": removed })))
 }
 
-/// `POST /api/v1/practices/{ods}/patients/{nhs}/push-invite`: texts or emails the patient a
-/// link to the sign-up page. 201 `{channel, expires_at, queued}`.
-pub async fn send_invite_api(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((ods, nhs)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let nhs_number = NhsNumber::parse(&nhs)
-        .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
-    let sent = send_invite(
-        &state.invitations(),
-        &practice,
-        nhs_number.as_str(),
-        &caller.actor,
-    )
-    .await
-    .map_err(invite_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "channel": sent.channel,
-            "expires_at": sent.expires_at,
-            "queued": sent.queued,
-        })),
-    ))
-}
-
-fn invite_error(e: SendInviteError) -> ApiError {
-    match e {
-        SendInviteError::NoSecret(_) => ApiError::Conflict("invite_secret_missing", e.to_string()),
-        SendInviteError::PushNotConfigured => push_not_configured(),
-        SendInviteError::UnknownPatient(_) => ApiError::NotFound(e.to_string()),
-        SendInviteError::NoContact(_) => {
-            ApiError::Unprocessable("no_usable_contact", e.to_string(), Value::Null)
-        }
-        SendInviteError::Render(e) => ApiError::Internal(e.to_string()),
-        SendInviteError::Store(e) => e.into(),
-    }
-}
-
-fn push_not_configured() -> ApiError {
-    ApiError::Conflict(
-        "push_not_configured",
-        SendInviteError::PushNotConfigured.to_string(),
-    )
-}
-
-async fn script() -> Response {
+pub(crate) async fn script() -> Response {
     asset(
         "application/javascript; charset=utf-8",
         include_str!("../../../static/push.js"),
     )
 }
 
-async fn stylesheet() -> Response {
+pub(crate) async fn stylesheet() -> Response {
     asset(
         "text/css; charset=utf-8",
         include_str!("../../../static/patient.css"),
@@ -318,7 +256,7 @@ async fn stylesheet() -> Response {
 
 /// The service worker, allowed to control the whole origin so one subscription serves every
 /// practice's pages.
-async fn service_worker() -> Response {
+pub(crate) async fn service_worker() -> Response {
     let mut response = asset(
         "application/javascript; charset=utf-8",
         include_str!("../../../static/sw.js"),

@@ -1,4 +1,5 @@
-//! The one error type of the HTTP API: a status code and `{ "error": { code, message, details } }`.
+//! The one error type of the JSON API (and of the pages' JSON calls): a status code and
+//! `{ "error": { code, message, details } }`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
@@ -6,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::auth::Denied;
 use crate::domain::Invalid;
 use crate::fanout::FanoutError;
 use crate::intake::status::PostStatusError;
@@ -85,6 +87,20 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("already_exists", format!("{what} already exists"))
             }
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(e: Denied) -> Self {
+        match e {
+            Denied::AdminOnly => ApiError::Forbidden("this needs an admin key".into()),
+            Denied::GlobalWording => ApiError::Forbidden(
+                "only administrators change the global wording; give `practice` to change your own"
+                    .into(),
+            ),
+            Denied::NoPractice(ods) => ApiError::NotFound(format!("no practice {ods}")),
+            Denied::Store(e) => e.into(),
         }
     }
 }

@@ -1,0 +1,163 @@
+//! The one place the HTTP server is put together: every route of the gateway (the JSON API,
+//! provider callbacks, unsubscribe links, the console, the patients' push pages, the ops
+//! routes), the fallbacks and the middleware. Handlers live with their feature (`api`, `web`);
+//! only their addresses are here, so a reader finds any route from this file.
+
+/// The API's error type and its JSON body, also spoken by the pages' JSON calls.
+pub mod error;
+/// `/healthz`, `/readyz` and `/metrics`: served by every instance, whatever its role.
+mod ops;
+/// A browser's push subscription as its script sends it, checked before it is stored.
+pub(crate) mod push_subscription;
+
+/// Fails the build's tests if a route is declared outside `http/` or `api` and `web`
+/// import each other.
+#[cfg(test)]
+mod layout_test;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::app::AppState;
+
+/// Every route, with body limits, panic safety and request tracing.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api_routes())
+        .route(
+            "/unsubscribe/{token}",
+            get(crate::api::receipts::unsubscribe_page).post(crate::api::receipts::unsubscribe),
+        )
+        .merge(ops::routes())
+        .merge(page_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".into()).into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// What a `worker` instance serves: `/healthz`, `/readyz` and `/metrics`, nothing else.
+pub fn ops_router(state: AppState) -> Router {
+    ops::routes().fallback(not_found).with_state(state)
+}
+
+/// The JSON API, nested under `/api/v1`.
+fn api_routes() -> Router<AppState> {
+    use crate::api::{
+        appointments, broadcasts, imports, patients, practices, push, receipts, status, templates,
+    };
+    Router::new()
+        .route("/practices", post(practices::create).get(practices::list))
+        .route("/practices/{ods}", get(practices::show))
+        .route("/practices/{ods}/patients", post(patients::upsert))
+        .route("/practices/{ods}/patients/import", post(imports::import))
+        .route("/practices/{ods}/patients/{nhs}", get(patients::show))
+        .route("/practices/{ods}/status", post(status::post))
+        .route("/practices/{ods}/appointments", post(appointments::upsert))
+        .route(
+            "/practices/{ods}/appointments/import",
+            post(appointments::import_csv),
+        )
+        .route(
+            "/practices/{ods}/appointments/{external_ref}",
+            get(appointments::show),
+        )
+        .route(
+            "/practices/{ods}/appointments/{external_ref}/changes",
+            post(appointments::change),
+        )
+        .route("/broadcasts/{id}", get(broadcasts::show))
+        .route("/broadcasts/{id}/messages", get(broadcasts::messages))
+        .route("/messages/{id}", get(broadcasts::message))
+        .route(
+            "/practices/{ods}/patients/{nhs}/push-subscriptions",
+            post(push::register),
+        )
+        .route(
+            "/practices/{ods}/patients/{nhs}/push-invite",
+            post(push::invite),
+        )
+        .route("/receipts/twilio", post(receipts::twilio))
+        .route("/receipts/notify", post(receipts::notify))
+        .route("/receipts/webhook", post(receipts::webhook))
+        .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
+        .route("/templates", get(templates::list))
+        .route("/templates/preview", post(templates::preview))
+        .route(
+            "/templates/{key}/{channel}",
+            get(templates::show).put(templates::save),
+        )
+        .route(
+            "/templates/{key}/{channel}/versions",
+            get(templates::versions),
+        )
+        .route("/templates/{key}/{channel}/diff", get(templates::diff))
+        .route(
+            "/templates/{key}/{channel}/rollback",
+            post(templates::rollback),
+        )
+}
+
+/// The pages: the admin console, the patients' push sign-up pages and their static files.
+fn page_routes() -> Router<AppState> {
+    use crate::web::{console, console_templates, push};
+    Router::new()
+        .route("/console", get(console::home))
+        .route(
+            "/console/signin",
+            get(console::signin_page).post(console::signin),
+        )
+        .route("/console/signout", post(console::signout))
+        .route("/console/practices", get(console::practices))
+        .route("/console/practices/{ods}", get(console::practice))
+        .route(
+            "/console/practices/{ods}/status",
+            post(console::post_status),
+        )
+        .route("/console/broadcasts/{id}", get(console::broadcast))
+        .route("/console/audit", get(console::audit))
+        .route("/console/templates", get(console_templates::list))
+        .route(
+            "/console/templates/{key}/{channel}",
+            get(console_templates::edit).post(console_templates::save),
+        )
+        .route(
+            "/console/templates/{key}/{channel}/rollback",
+            post(console_templates::rollback),
+        )
+        .route("/static/console.js", get(console::script))
+        .route("/static/console.css", get(console::stylesheet))
+        .route("/p/{ods}/notifications", get(push::signup_page))
+        .route("/p/{ods}/notifications/subscribe", post(push::subscribe))
+        .route("/p/{ods}/notifications/stop", get(push::stop_page))
+        .route(
+            "/p/{ods}/notifications/unsubscribe",
+            post(push::unsubscribe),
+        )
+        .route("/static/push.js", get(push::script))
+        .route("/static/patient.css", get(push::stylesheet))
+        .route("/sw.js", get(push::service_worker))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Rejected(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method".into(),
+    )
+}
