@@ -10,12 +10,12 @@ pub mod api;
 pub mod app;
 /// The `gateway bench` command: fan-out throughput and memory.
 pub mod bench;
+/// The `gateway` command line: serve, migrate, keys, users, imports, the demo.
+pub mod cli;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.
 pub mod cluster;
 /// Typed settings from `config/default.toml`, a file and the environment.
 pub mod config;
-/// The `gateway demo` command: a practice, patients and a broadcast on a fresh machine.
-pub mod demo;
 /// Workers that claim due messages with a lease and hand them to providers.
 pub mod dispatch;
 /// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.
