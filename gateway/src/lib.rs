@@ -8,8 +8,6 @@
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
-/// The `gateway bench` command: fan-out throughput and memory.
-pub mod bench;
 /// The `gateway` command line: serve, migrate, keys, users, imports, the demo.
 pub mod cli;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.

@@ -1,5 +1,4 @@
-//! The `gateway` command: serve, migrate, manage keys, run the demo or a benchmark (see
-//! [`gateway::cli`]).
+//! The `gateway` command: serve, migrate, manage keys, run the demo (see [`gateway::cli`]).
 
 use std::process::ExitCode;
 

@@ -12,6 +12,10 @@ mod fleet;
 mod peer;
 mod proxy;
 mod scale_out;
+// Shared with the API tests and the benchmarks; each includer uses only some of it.
+#[allow(dead_code)]
+#[path = "../support/seed.rs"]
+mod seed;
 mod stores;
 
 use std::future::Future;

@@ -64,7 +64,7 @@ pub async fn queue_sms(store: &PostgresStore, messages: usize) -> Result<u64, St
     store.migrate().await.map_err(|e| e.to_string())?;
     let store: Arc<dyn Store> = Arc::new(store.clone());
     let sms = ChannelOrder::parse("sms").map_err(|e| e.reason)?;
-    let practice = gateway::bench::bench_practice(store.as_ref(), "C10001", sms)
+    let practice = crate::seed::practice(store.as_ref(), "C10001", sms)
         .await
         .map_err(|e| e.to_string())?;
     store

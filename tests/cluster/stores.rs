@@ -44,7 +44,7 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let (store, name) = open(base.as_deref(), dir.path()).await;
     let sms = ChannelOrder::parse("sms").unwrap();
-    let practice = gateway::bench::bench_practice(store.as_ref(), "C10002", sms)
+    let practice = crate::seed::practice(store.as_ref(), "C10002", sms)
         .await
         .unwrap();
     store.seed_synthetic_patients(practice.id, 3).await.unwrap();

@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, AppState};
-use crate::bench;
 use crate::cluster::Role;
 use crate::config::Config;
 use crate::domain::OdsCode;
@@ -56,11 +55,6 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         patients: u32,
     },
-    /// Measure performance (see docs/performance.md).
-    Bench {
-        #[command(subcommand)]
-        which: BenchCommand,
-    },
     /// Print the effective configuration, secrets masked.
     PrintConfig,
     /// Import a practice's patients and contacts from a CSV file (columns named as in the
@@ -87,21 +81,6 @@ enum Command {
 enum VapidCommand {
     /// Generate a VAPID key pair for the `webpush` provider and print it once.
     Generate,
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Fan-out throughput (messages planned and persisted per second) and peak memory.
-    Fanout(bench::FanoutArgs),
-    /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
-    /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
-    Dispatch(bench::DispatchArgs),
-    /// CSV contact import throughput (rows per second) and peak memory.
-    Import(bench::ImportBenchArgs),
-    /// CSV appointment import throughput (rows per second) and peak memory, per file size.
-    Appointments(bench::AppointmentsBenchArgs),
-    /// `/healthz` latency alone and during parallel anonymous sign-in loops.
-    Signin(bench::SigninBenchArgs),
 }
 
 /// Loads the configuration, starts logging, and runs the command; errors are printed.
@@ -133,13 +112,6 @@ async fn execute(command: Command, config: Config) -> Result<(), Box<dyn std::er
         }
         Command::Keys { action } => keys::run(&config, action).await?,
         Command::Demo { patients } => demo::run(config, patients).await?,
-        Command::Bench { which } => match which {
-            BenchCommand::Fanout(args) => bench::fanout(&config, args).await?,
-            BenchCommand::Dispatch(args) => bench::dispatch(&config, args).await?,
-            BenchCommand::Import(args) => bench::import(&config, args).await?,
-            BenchCommand::Appointments(args) => bench::appointments(&config, args).await?,
-            BenchCommand::Signin(args) => bench::signin(&config, args).await?,
-        },
         Command::ImportContacts(args) => import_contacts::run(&config, args).await?,
         Command::PrintConfig => print!("{}", config.to_masked_toml()),
         Command::ImportAppointments(args) => import_appointments::run(&config, args).await?,

@@ -1,9 +1,10 @@
-//! `gateway bench dispatch`: how fast dispatch sends through an unlimited provider
+//! `dispatch`: how fast dispatch sends through an unlimited provider
 //! (messages/s and CPU per message), how close it keeps to a limited provider's rate, and
 //! how long urgent messages wait behind a queued broadcast. The provider is the `webhook`
 //! kind talking to a loopback HTTP server in this process.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,19 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{bench_practice, median, process_cpu, BenchStore};
-use crate::config::{Config, ProviderConfig};
-use crate::dispatch::{DispatchControl, Dispatcher};
-use crate::domain::{Channel, ChannelOrder, Priority, StatusKind};
-use crate::fanout::Fanout;
-use crate::providers::ProviderRegistry;
-use crate::render::{MessageTemplates, TemplateRegistry};
-use crate::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
+use super::{median, process_cpu, seed, BenchStore};
+use gateway::config::{Config, ProviderConfig};
+use gateway::dispatch::{DispatchControl, Dispatcher};
+use gateway::domain::{Channel, ChannelOrder, Priority, StatusKind};
+use gateway::fanout::Fanout;
+use gateway::providers::ProviderRegistry;
+use gateway::render::{MessageTemplates, TemplateRegistry};
+use gateway::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
 pub(super) const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
 
-/// Options of `gateway bench dispatch`.
+/// Options of the `dispatch` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct DispatchArgs {
     /// Messages per run through the unlimited provider.
@@ -56,6 +57,10 @@ pub struct DispatchArgs {
     /// `--workers 1,2,3` (needs `--postgres`).
     #[arg(long, value_delimiter = ',')]
     pub workers: Vec<u32>,
+    /// The `gateway` binary the `--workers` processes run (default: the one Cargo built with
+    /// this benchmark).
+    #[arg(long)]
+    pub gateway: Option<PathBuf>,
 }
 
 /// Runs the three measurements and prints a summary line for each.
@@ -204,7 +209,7 @@ async fn run(
 
     let kind = store.kind();
     let mut bench = Bench {
-        practice: bench_practice(store.as_ref(), "BENCH2", ChannelOrder::parse("sms")?).await?,
+        practice: seed::practice(store.as_ref(), "BENCH2", ChannelOrder::parse("sms")?).await?,
         fanout: Fanout::new(
             store.clone(),
             Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
@@ -340,14 +345,14 @@ async fn limited_patients(bench: &Bench, count: u64) -> Result<u64, Box<dyn std:
         left -= claimed.len();
         let done: Vec<_> = claimed
             .iter()
-            .map(|m| crate::store::Completion {
+            .map(|m| gateway::store::Completion {
                 message_id: m.id,
                 attempt_no: m.attempt_no,
                 provider: None,
-                outcome: crate::domain::AttemptOutcome::Permanent,
+                outcome: gateway::domain::AttemptOutcome::Permanent,
                 provider_ref: None,
                 error: Some("trimmed by the benchmark".into()),
-                new_state: crate::domain::MessageState::Cancelled,
+                new_state: gateway::domain::MessageState::Cancelled,
                 next_attempt_at: None,
                 started_at: now,
                 finished_at: now,
