@@ -72,7 +72,7 @@ pub async fn dispatch(
         return super::workers::workers(config, &args).await;
     }
     let bench = BenchStore::open(args.postgres.as_deref()).await?;
-    let result = run(bench.store.clone(), config, &args).await;
+    let result = run(bench.store.clone(), &bench.url, config, &args).await;
     bench.close().await?;
     result
 }
@@ -127,6 +127,8 @@ async fn receive(State(received): State<Arc<Received>>, Json(body): Json<Value>)
 /// a broadcast.
 struct Bench {
     store: Arc<dyn Store>,
+    /// The store's database, for seeding.
+    url: String,
     config: Config,
     practice: Practice,
     fanout: Fanout,
@@ -201,6 +203,7 @@ pub(super) async fn queue_broadcast(
 
 async fn run(
     store: Arc<dyn Store>,
+    url: &str,
     config: &Config,
     args: &DispatchArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -217,6 +220,7 @@ async fn run(
             Arc::new(Notify::new()),
         ),
         store,
+        url: url.to_string(),
         config: config.clone(),
         received,
         peer_url,
@@ -233,10 +237,7 @@ async fn measure(
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Two in three synthetic patients have a mobile; the practice messages by SMS only.
     let patients = args.messages.max(args.limited_messages).max(args.backlog) * 3 / 2 + 3;
-    bench
-        .store
-        .seed_synthetic_patients(bench.practice.id, patients)
-        .await?;
+    seed::synthetic_patients(&bench.url, bench.practice.id, patients).await?;
 
     // 1. Unlimited: how fast, and how much CPU per message (this process, peer included).
     let mut rates = Vec::new();

@@ -36,21 +36,20 @@ pub struct FanoutArgs {
 pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std::error::Error>> {
     let batch_size = args.batch_size.unwrap_or(config.fanout.batch_size);
     let bench = BenchStore::open(args.postgres.as_deref()).await?;
-    let result = run_fanout(bench.store.clone(), &args, batch_size).await;
+    let result = run_fanout(bench.store.clone(), &bench.url, &args, batch_size).await;
     bench.close().await?;
     result
 }
 
 async fn run_fanout(
     store: Arc<dyn Store>,
+    url: &str,
     args: &FanoutArgs,
     batch_size: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let practice = seed::practice(store.as_ref(), "BENCH1", ChannelOrder::default()).await?;
     let seed_started = Instant::now();
-    store
-        .seed_synthetic_patients(practice.id, args.patients)
-        .await?;
+    seed::synthetic_patients(url, practice.id, args.patients).await?;
     eprintln!(
         "seeded {} patients in {:.1} s",
         args.patients,

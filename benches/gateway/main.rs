@@ -16,6 +16,10 @@ mod appointments;
 mod dispatch;
 mod fanout;
 mod import;
+// Shared with the tests (tests/support): one copy of the scratch databases and the seeding.
+#[allow(dead_code)]
+#[path = "../../tests/support/scratch.rs"]
+mod scratch;
 #[allow(dead_code)]
 #[path = "../../tests/support/seed.rs"]
 mod seed;
@@ -27,7 +31,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::store::{scratch, PostgresStore, SqliteStore, Store};
+use gateway::store::{PostgresStore, SqliteStore, Store};
 
 /// The benchmark to run.
 #[derive(Parser)]
@@ -88,6 +92,8 @@ async fn main() -> ExitCode {
 /// A migrated scratch store, removed again by [`BenchStore::close`].
 struct BenchStore {
     store: Arc<dyn Store>,
+    /// Where it is, for seeding through a connection of the benchmark's own.
+    url: String,
     postgres: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -104,12 +110,12 @@ impl BenchStore {
         connections: u32,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let (store, postgres): (Arc<dyn Store>, _) = match postgres {
+        let (store, postgres, url): (Arc<dyn Store>, _, _) = match postgres {
             Some(base) => {
                 let (url, name) = scratch::create_postgres_database(base, "gw_bench").await?;
                 let store = PostgresStore::connect(&url, connections).await?;
                 store.migrate().await?;
-                (Arc::new(store), Some((base.to_string(), name)))
+                (Arc::new(store), Some((base.to_string(), name)), url)
             }
             None => {
                 let url = format!(
@@ -118,11 +124,12 @@ impl BenchStore {
                 );
                 let store = SqliteStore::connect(&url, connections).await?;
                 store.migrate().await?;
-                (Arc::new(store), None)
+                (Arc::new(store), None, url)
             }
         };
         Ok(Self {
             store,
+            url,
             postgres,
             _dir: dir,
         })

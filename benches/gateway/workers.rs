@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, Received, SECRET_ENV};
-use super::{cpu_of, median, seed};
+use super::{cpu_of, median, scratch, seed};
 use gateway::config::Config;
 use gateway::domain::ChannelOrder;
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{scratch, PostgresStore, Store};
+use gateway::store::{PostgresStore, Store};
 
 /// How far ahead each run's messages are due: time for every worker to start and join.
 const START_AHEAD: Duration = Duration::from_secs(5);
@@ -54,9 +54,7 @@ async fn measure(
     let (peer_url, received, peer) = start_peer().await?;
     let practice = seed::practice(store.as_ref(), "BENCH3", ChannelOrder::parse("sms")?).await?;
     // Two in three synthetic patients have a mobile; the practice messages by SMS only.
-    store
-        .seed_synthetic_patients(practice.id, args.messages * 3 / 2 + 3)
-        .await?;
+    seed::synthetic_patients(url, practice.id, args.messages * 3 / 2 + 3).await?;
     let fanout = Fanout::new(
         store.clone(),
         Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
