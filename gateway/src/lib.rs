@@ -3,12 +3,16 @@
 //!
 //! The modules follow a message through the pipeline:
 //! intake -> fan-out -> outbox -> dispatch -> providers, with the API on top and the store below.
+//!
+//! Tools stay out of the library and the shipped binary: the benchmarks are their own target
+//! (`benches/gateway`), and test scaffolding (scratch databases, synthetic patients) lives in
+//! `tests/support`.
 
 /// The HTTP JSON API.
 pub mod api;
 /// Wiring the state together and running the API and workers.
 pub mod app;
-/// The `gateway` command line: serve, migrate, keys, users, imports, the demo.
+/// The `gateway` command line (`main.rs` only parses it): serve, keys, users, imports, demo.
 pub mod cli;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.
 pub mod cluster;
