@@ -3,6 +3,10 @@
 //!
 //! The modules follow a message through the pipeline:
 //! intake -> fan-out -> outbox -> dispatch -> providers, with the API on top and the store below.
+//!
+//! Tools stay out of the library and the shipped binary: the benchmarks are their own target
+//! (`benches/gateway`), and test scaffolding (scratch databases, synthetic patients) lives in
+//! `tests/support`.
 
 /// The HTTP JSON API's handlers, one file per resource.
 pub mod api;
@@ -10,14 +14,12 @@ pub mod api;
 pub mod app;
 /// Who is calling and what they may do: API keys, console users and sessions, one `Principal`.
 pub mod auth;
-/// The `gateway bench` command: fan-out throughput and memory.
-pub mod bench;
+/// The `gateway` command line (`main.rs` only parses it): serve, keys, users, imports, demo.
+pub mod cli;
 /// Several instances on one database: heartbeats, shares of the rate limits, the leader.
 pub mod cluster;
 /// Typed settings from `config/default.toml`, a file and the environment.
 pub mod config;
-/// The `gateway demo` command: a practice, patients and a broadcast on a fresh machine.
-pub mod demo;
 /// Workers that claim due messages with a lease and hand them to providers.
 pub mod dispatch;
 /// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.

@@ -23,9 +23,7 @@ async fn sms_practice(app: &TestApp, ods: &str, patients: u64) -> (String, i64) 
         )
         .await;
     let id = app.practice_id(ods).await;
-    app.state
-        .store
-        .seed_synthetic_patients(id, patients)
+    crate::seed::synthetic_patients(&app.state.config.database.url, id, patients)
         .await
         .expect("seed");
     (key, id)

@@ -11,11 +11,13 @@ use gateway::app::{self, AppState};
 use gateway::config::{Config, ProviderConfig, DEFAULT_TOML};
 use gateway::domain::Channel;
 use gateway::providers::{ProviderRegistry, SharedFiles};
-use gateway::store::{self, scratch, KeyScope};
+use gateway::store::{self, KeyScope};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
+
+use crate::scratch;
 
 /// Which database a test runs against.
 #[derive(Clone, Debug)]

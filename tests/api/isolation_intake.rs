@@ -6,8 +6,8 @@
 
 use std::collections::HashSet;
 
+use gateway::cli::import_contacts::{self as cli, ImportArgs};
 use gateway::domain::Channel;
-use gateway::intake::import::cli::{self, ImportArgs};
 use gateway::intake::status::StatusChangeRequest;
 use gateway::receipts::{twilio_signature, webhook_signature};
 use gateway::store::{IdempotencyClaim, StartOutcome};

@@ -35,6 +35,13 @@ mod push_service;
 #[allow(dead_code)]
 #[path = "../support/smtp_server.rs"]
 mod smtp_server;
+// Shared with the cluster tests and the benchmarks.
+#[allow(dead_code)]
+#[path = "../support/scratch.rs"]
+mod scratch;
+#[allow(dead_code)]
+#[path = "../support/seed.rs"]
+mod seed;
 
 use std::future::Future;
 use std::pin::Pin;

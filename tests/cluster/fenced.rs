@@ -16,12 +16,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use gateway::store::{scratch, ClusterStore, OutboxStore, PostgresStore};
+use gateway::store::{ClusterStore, OutboxStore, PostgresStore};
 
 use crate::fleet::{Fleet, Settings};
 use crate::peer::Peer;
 use crate::proxy::{authority, Proxy};
 use crate::scale_out::{queue_sms, wait_for};
+use crate::scratch;
 
 const MESSAGES: usize = 8_000;
 const RATE: usize = 100;

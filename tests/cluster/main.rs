@@ -12,6 +12,13 @@ mod fleet;
 mod peer;
 mod proxy;
 mod scale_out;
+// Shared with the API tests and the benchmarks; each includer uses only some of them.
+#[allow(dead_code)]
+#[path = "../support/scratch.rs"]
+mod scratch;
+#[allow(dead_code)]
+#[path = "../support/seed.rs"]
+mod seed;
 mod stores;
 
 use std::future::Future;
@@ -31,13 +38,19 @@ fn main() {
         }
         eprintln!("note: PostgreSQL cluster tests skipped (reported as ignored): {reason}");
     }
-    let mut trials = vec![Trial::test(
-        "sqlite::retention_blanks_old_messages_and_keeps_their_record",
-        || {
-            run(stores::retention_blanks_old_messages(None));
+    let mut trials = vec![
+        Trial::test(
+            "sqlite::retention_blanks_old_messages_and_keeps_their_record",
+            || {
+                run(stores::retention_blanks_old_messages(None));
+                Ok(())
+            },
+        ),
+        Trial::test("scratch::database_is_swapped_in_the_url", || {
+            scratch::database_is_swapped_in_the_url();
             Ok(())
-        },
-    )];
+        }),
+    ];
     type PgTest = fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
     let pg_tests: Vec<(&str, PgTest)> = vec![
         (

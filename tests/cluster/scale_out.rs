@@ -11,12 +11,13 @@ use gateway::domain::{ChannelOrder, StatusKind};
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
 use gateway::store::{
-    scratch, ClusterStore, NewStatusChange, OutboxStore, PostgresStore, StartOutcome, Store,
+    ClusterStore, NewStatusChange, OutboxStore, PostgresStore, StartOutcome, Store,
 };
 use tokio::sync::Notify;
 
 use crate::fleet::{Fleet, Settings};
 use crate::peer::{busiest_window, Peer};
+use crate::scratch;
 
 const MESSAGES: usize = 5_000;
 const RATE: usize = 100;
@@ -62,15 +63,17 @@ async fn queue_broadcast(store: &PostgresStore) -> Result<u64, String> {
 /// in three with a mobile); returns how many.
 pub async fn queue_sms(store: &PostgresStore, messages: usize) -> Result<u64, String> {
     store.migrate().await.map_err(|e| e.to_string())?;
+    let pool = store.pool().clone();
     let store: Arc<dyn Store> = Arc::new(store.clone());
     let sms = ChannelOrder::parse("sms").map_err(|e| e.reason)?;
-    let practice = gateway::bench::bench_practice(store.as_ref(), "C10001", sms)
+    let practice = crate::seed::practice(store.as_ref(), "C10001", sms)
         .await
         .map_err(|e| e.to_string())?;
-    store
-        .seed_synthetic_patients(practice.id, (messages * 3 / 2) as u64)
+    let mut connection = pool.acquire().await.map_err(|e| e.to_string())?;
+    crate::seed::postgres_patients(&mut connection, practice.id, (messages * 3 / 2) as u64)
         .await
         .map_err(|e| e.to_string())?;
+    drop(connection);
     let change = NewStatusChange {
         kind: StatusKind::SystemsDown,
         headline: "Our computer systems are down.".into(),

@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gateway::domain::{AttemptOutcome, Channel, ChannelOrder, MessageState, Priority};
-use gateway::store::{
-    scratch, Completion, NewMessage, PostgresStore, Recipient, SqliteStore, Store,
-};
+use gateway::store::{Completion, NewMessage, PostgresStore, Recipient, SqliteStore, Store};
+
+use crate::scratch;
 
 /// A migrated store: a fresh SQLite file, or a scratch database on the server at `base`.
-/// Returns it with what `drop_store` needs.
-async fn open(base: Option<&str>, dir: &std::path::Path) -> (Arc<dyn Store>, Option<String>) {
+/// Returns it with what `drop_store` needs and its URL.
+async fn open(
+    base: Option<&str>,
+    dir: &std::path::Path,
+) -> (Arc<dyn Store>, Option<String>, String) {
     match base {
         Some(base) => {
             let (url, name) = scratch::create_postgres_database(base, "gw_cluster")
@@ -20,13 +23,13 @@ async fn open(base: Option<&str>, dir: &std::path::Path) -> (Arc<dyn Store>, Opt
                 .expect("scratch database");
             let store = PostgresStore::connect(&url, 4).await.expect("connect");
             store.migrate().await.expect("migrate");
-            (Arc::new(store), Some(name))
+            (Arc::new(store), Some(name), url)
         }
         None => {
             let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
             let store = SqliteStore::connect(&url, 4).await.expect("connect");
             store.migrate().await.expect("migrate");
-            (Arc::new(store), None)
+            (Arc::new(store), None, url)
         }
     }
 }
@@ -42,12 +45,14 @@ async fn drop_store(store: Arc<dyn Store>, base: Option<&str>, name: Option<Stri
 /// stay. Recent ones, and old ones not yet final, are left alone.
 pub async fn retention_blanks_old_messages(base: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, name) = open(base.as_deref(), dir.path()).await;
+    let (store, name, url) = open(base.as_deref(), dir.path()).await;
     let sms = ChannelOrder::parse("sms").unwrap();
-    let practice = gateway::bench::bench_practice(store.as_ref(), "C10002", sms)
+    let practice = crate::seed::practice(store.as_ref(), "C10002", sms)
         .await
         .unwrap();
-    store.seed_synthetic_patients(practice.id, 3).await.unwrap();
+    crate::seed::synthetic_patients(&url, practice.id, 3)
+        .await
+        .unwrap();
     let patients = store.fanout_page(practice.id, 0, 10).await.unwrap();
     let now = Utc::now();
     let message = |i: usize, age_days: i64| {
@@ -146,7 +151,7 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
 /// leader hands over at once.
 pub async fn one_instance_leads_and_another_takes_over(base: String) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, name) = open(Some(&base), dir.path()).await;
+    let (store, name, _) = open(Some(&base), dir.path()).await;
     let lease = Duration::from_millis(1_500);
     let mut first = store
         .try_lead("first", lease)
@@ -198,7 +203,7 @@ pub async fn one_instance_leads_and_another_takes_over(base: String) {
 /// Four instances claiming for the same patients at once never let more than the cap go.
 pub async fn patient_cap_holds_across_instances(base: String) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, name) = open(Some(&base), dir.path()).await;
+    let (store, name, _) = open(Some(&base), dir.path()).await;
     let url = scratch::with_database(&base, name.as_deref().unwrap());
     let now = Utc::now();
     let day = Duration::from_secs(86_400);

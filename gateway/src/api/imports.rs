@@ -22,7 +22,7 @@ use super::caller::Caller;
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::http::ApiError;
-use crate::intake::import::cli::counts_json;
+use crate::intake::import::counts_json;
 use crate::intake::import::{
     import_csv, CsvSource, ImportError, ImportOptions, ImportReport, TooLarge,
 };

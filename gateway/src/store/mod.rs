@@ -29,7 +29,6 @@ mod patients;
 mod postgres;
 /// Practices, the tenants.
 mod practices;
-pub mod scratch;
 /// The SQLite implementation.
 mod sqlite;
 /// Message templates and their versions.
@@ -123,9 +122,6 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
     /// Which database this is (`sqlite` or `postgres`).
     fn kind(&self) -> &'static str;
-    /// Bulk-inserts `count` synthetic patients (two in three on SMS, one in three on email)
-    /// for benchmarks, in SQL rather than row by row.
-    async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()>;
 }
 
 /// Opens the database named by `url` (`sqlite:...` or `postgres://...`), without migrating.

@@ -7,7 +7,6 @@
 //! the run's list of numbers met in the database (`import_seen`), not an in-memory set; the
 //! same list tells a `replace` import whom to make inactive, once the whole file is read.
 
-pub mod cli;
 pub mod mapping;
 pub mod phones;
 #[cfg(test)]
@@ -26,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 pub use crate::config::{ColumnNames, ImportConfig};
-pub use report::{ImportReport, RowError};
+pub use report::{counts_json, ImportReport, RowError};
 
 use self::mapping::{Field, Layout};
 use self::reader::{ReadError, Record, Rows};

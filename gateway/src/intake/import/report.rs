@@ -87,6 +87,21 @@ impl ImportReport {
     }
 }
 
+/// The counts of a report, for the audit trail (never patients' details).
+pub fn counts_json(report: &ImportReport) -> serde_json::Value {
+    serde_json::json!({
+        "import_id": report.import_id,
+        "mode": report.mode,
+        "imported": report.imported,
+        "rows": report.rows,
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "rejected": report.rejected,
+        "deactivated": report.deactivated,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -86,37 +85,5 @@ impl Store for PostgresStore {
 
     fn kind(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()> {
-        let now = Utc::now();
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO patients (practice_id, nhs_number, given_name, family_name, language, active, created_at, updated_at)
-             SELECT $1, 'S' || lpad(i::text, 9, '0'), 'Pat', 'Bench', 'en', TRUE, $2, $2
-             FROM generate_series(1, $3::bigint) AS i",
-        )
-        .bind(practice_id)
-        .bind(now)
-        .bind(count as i64)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO contacts (patient_id, channel, address, created_at)
-             SELECT id, CASE id % 3 WHEN 0 THEN 'email' ELSE 'sms' END,
-                    CASE id % 3 WHEN 0 THEN 'patient' || id || '@example.com'
-                                ELSE '+447700900' || lpad((id % 1000)::text, 3, '0') END, $1
-             FROM patients WHERE practice_id = $2",
-        )
-        .bind(now)
-        .bind(practice_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        // Plan fan-out queries on real row counts, as autovacuum would soon after an import.
-        sqlx::query("ANALYZE patients, contacts")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 }

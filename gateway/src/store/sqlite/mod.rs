@@ -33,7 +33,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
@@ -105,35 +104,6 @@ impl Store for SqliteStore {
 
     fn kind(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn seed_synthetic_patients(&self, practice_id: i64, count: u64) -> StoreResult<()> {
-        let now = Utc::now().timestamp_millis();
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < ?)
-             INSERT INTO patients (practice_id, nhs_number, given_name, family_name, language, active, created_at, updated_at)
-             SELECT ?, printf('S%09d', i), 'Pat', 'Bench', 'en', 1, ?, ? FROM seq",
-        )
-        .bind(count as i64)
-        .bind(practice_id)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO contacts (patient_id, channel, address, created_at)
-             SELECT id, CASE id % 3 WHEN 0 THEN 'email' ELSE 'sms' END,
-                    CASE id % 3 WHEN 0 THEN 'patient' || id || '@example.com'
-                                ELSE printf('+447700900%03d', id % 1000) END, ?
-             FROM patients WHERE practice_id = ?",
-        )
-        .bind(now)
-        .bind(practice_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! `gateway bench import`: CSV contact import throughput (rows per second) and peak memory,
+//! `import`: CSV contact import throughput (rows per second) and peak memory,
 //! for a first import (every patient new) and a re-import of the same file (every patient
 //! unchanged), on a fresh database.
 
@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
-use crate::config::Config;
-use crate::domain::{ChannelOrder, NhsNumber, PhoneKind};
-use crate::intake::import::phones::PhoneBook;
-use crate::intake::import::{import_csv, CsvSource, ImportConfig, ImportOptions, ImportReport};
-use crate::store::Store;
+use super::{median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
+use gateway::config::Config;
+use gateway::domain::{ChannelOrder, NhsNumber, PhoneKind};
+use gateway::intake::import::phones::PhoneBook;
+use gateway::intake::import::{import_csv, CsvSource, ImportConfig, ImportOptions, ImportReport};
+use gateway::store::Store;
 
-/// Options of `gateway bench import`.
+/// Options of the `import` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct ImportBenchArgs {
     /// Rows in the generated file (one patient each).
@@ -69,7 +69,7 @@ async fn run_import(
     let (mut first_rates, mut again_rates) = (Vec::new(), Vec::new());
     let mut peak_growth = 0u64;
     for run in 1..=args.runs.max(1) {
-        let practice = bench_practice(
+        let practice = seed::practice(
             store.as_ref(),
             &format!("IMP{run:03}"),
             ChannelOrder::default(),

@@ -1,15 +1,16 @@
 //! Throwaway PostgreSQL databases, one per test or benchmark run, dropped afterwards.
+//!
+//! Test support, shared with the benchmarks (`benches/gateway`): the product never creates
+//! or drops databases.
 
 use rand::Rng;
 use sqlx::Connection;
-
-use super::StoreResult;
 
 /// Creates a uniquely named database on the server of `base_url` and returns its URL and name.
 pub async fn create_postgres_database(
     base_url: &str,
     prefix: &str,
-) -> StoreResult<(String, String)> {
+) -> Result<(String, String), sqlx::Error> {
     let name = format!("{prefix}_{:016x}", rand::thread_rng().gen::<u64>());
     let mut admin = sqlx::PgConnection::connect(base_url).await?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -20,7 +21,7 @@ pub async fn create_postgres_database(
 }
 
 /// Drops a database made by [`create_postgres_database`], closing any connections left to it.
-pub async fn drop_postgres_database(base_url: &str, name: &str) -> StoreResult<()> {
+pub async fn drop_postgres_database(base_url: &str, name: &str) -> Result<(), sqlx::Error> {
     let mut admin = sqlx::PgConnection::connect(base_url).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
@@ -46,20 +47,16 @@ pub fn with_database(base_url: &str, name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn database_is_swapped_in_the_url() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/test", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h/test?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
+/// [`with_database`] keeps the server and the query string. A trial of the cluster test
+/// binary runs it: these harness-less targets compile without `cfg(test)`.
+pub fn database_is_swapped_in_the_url() {
+    assert_eq!(
+        with_database("postgres://u@h:5432/test", "x"),
+        "postgres://u@h:5432/x"
+    );
+    assert_eq!(
+        with_database("postgres://u@h/test?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }

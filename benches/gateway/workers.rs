@@ -1,12 +1,13 @@
-//! `gateway bench dispatch --workers 1,2,3 --postgres URL`: unlimited dispatch throughput
-//! with N separate `gateway serve --role worker` processes (this binary) sharing one
-//! PostgreSQL database, sending to a loopback HTTP SMS gateway in this process.
+//! `dispatch --workers 1,2,3 --postgres URL`: unlimited dispatch throughput with N separate
+//! `gateway serve --role worker` processes (the `gateway` binary Cargo built beside this
+//! benchmark, or the one named by `--gateway`) sharing one PostgreSQL database, sending to a
+//! loopback HTTP SMS gateway in this process.
 //!
 //! Each run queues a broadcast due a few seconds ahead, starts the workers, and times from
 //! the first message reaching the gateway to the last, so every worker has joined (and
 //! waited its turn) before the clock starts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, Received, SECRET_ENV};
-use super::{bench_practice, cpu_of, median};
-use crate::config::Config;
-use crate::domain::ChannelOrder;
-use crate::fanout::Fanout;
-use crate::render::{MessageTemplates, TemplateRegistry};
-use crate::store::{scratch, PostgresStore, Store};
+use super::{cpu_of, median, scratch, seed};
+use gateway::config::Config;
+use gateway::domain::ChannelOrder;
+use gateway::fanout::Fanout;
+use gateway::render::{MessageTemplates, TemplateRegistry};
+use gateway::store::{PostgresStore, Store};
 
 /// How far ahead each run's messages are due: time for every worker to start and join.
 const START_AHEAD: Duration = Duration::from_secs(5);
@@ -51,19 +52,21 @@ async fn measure(
     let store: Arc<dyn Store> = Arc::new(pg.clone());
     std::env::set_var(SECRET_ENV, "bench-secret");
     let (peer_url, received, peer) = start_peer().await?;
-    let practice = bench_practice(store.as_ref(), "BENCH3", ChannelOrder::parse("sms")?).await?;
+    let practice = seed::practice(store.as_ref(), "BENCH3", ChannelOrder::parse("sms")?).await?;
     // Two in three synthetic patients have a mobile; the practice messages by SMS only.
-    store
-        .seed_synthetic_patients(practice.id, args.messages * 3 / 2 + 3)
-        .await?;
+    seed::synthetic_patients(url, practice.id, args.messages * 3 / 2 + 3).await?;
     let fanout = Fanout::new(
         store.clone(),
         Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
         config.fanout.batch_size,
         Arc::new(Notify::new()),
     );
-    // Resolved once: a rebuild replacing the binary mid-run must not stop the next spawn.
-    let exe = std::env::current_exe()?;
+    // A rebuild during a long run would swap the binary under the later runs: name a copy
+    // with `--gateway` to measure one binary throughout.
+    let exe = args
+        .gateway
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gateway")));
     let config_file = dir.join("worker.toml");
     std::fs::write(&config_file, worker_config(config, url, &peer_url))?;
     let run = Run {

@@ -1,9 +1,10 @@
-//! `gateway bench dispatch`: how fast dispatch sends through an unlimited provider
+//! `dispatch`: how fast dispatch sends through an unlimited provider
 //! (messages/s and CPU per message), how close it keeps to a limited provider's rate, and
 //! how long urgent messages wait behind a queued broadcast. The provider is the `webhook`
 //! kind talking to a loopback HTTP server in this process.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,19 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{bench_practice, median, process_cpu, BenchStore};
-use crate::config::{Config, ProviderConfig};
-use crate::dispatch::{DispatchControl, Dispatcher};
-use crate::domain::{Channel, ChannelOrder, Priority, StatusKind};
-use crate::fanout::Fanout;
-use crate::providers::ProviderRegistry;
-use crate::render::{MessageTemplates, TemplateRegistry};
-use crate::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
+use super::{median, process_cpu, seed, BenchStore};
+use gateway::config::{Config, ProviderConfig};
+use gateway::dispatch::{DispatchControl, Dispatcher};
+use gateway::domain::{Channel, ChannelOrder, Priority, StatusKind};
+use gateway::fanout::Fanout;
+use gateway::providers::ProviderRegistry;
+use gateway::render::{MessageTemplates, TemplateRegistry};
+use gateway::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
 pub(super) const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
 
-/// Options of `gateway bench dispatch`.
+/// Options of the `dispatch` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct DispatchArgs {
     /// Messages per run through the unlimited provider.
@@ -56,6 +57,10 @@ pub struct DispatchArgs {
     /// `--workers 1,2,3` (needs `--postgres`).
     #[arg(long, value_delimiter = ',')]
     pub workers: Vec<u32>,
+    /// The `gateway` binary the `--workers` processes run (default: the one Cargo built with
+    /// this benchmark).
+    #[arg(long)]
+    pub gateway: Option<PathBuf>,
 }
 
 /// Runs the three measurements and prints a summary line for each.
@@ -67,7 +72,7 @@ pub async fn dispatch(
         return super::workers::workers(config, &args).await;
     }
     let bench = BenchStore::open(args.postgres.as_deref()).await?;
-    let result = run(bench.store.clone(), config, &args).await;
+    let result = run(bench.store.clone(), &bench.url, config, &args).await;
     bench.close().await?;
     result
 }
@@ -122,6 +127,8 @@ async fn receive(State(received): State<Arc<Received>>, Json(body): Json<Value>)
 /// a broadcast.
 struct Bench {
     store: Arc<dyn Store>,
+    /// The store's database, for seeding.
+    url: String,
     config: Config,
     practice: Practice,
     fanout: Fanout,
@@ -196,6 +203,7 @@ pub(super) async fn queue_broadcast(
 
 async fn run(
     store: Arc<dyn Store>,
+    url: &str,
     config: &Config,
     args: &DispatchArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -204,7 +212,7 @@ async fn run(
 
     let kind = store.kind();
     let mut bench = Bench {
-        practice: bench_practice(store.as_ref(), "BENCH2", ChannelOrder::parse("sms")?).await?,
+        practice: seed::practice(store.as_ref(), "BENCH2", ChannelOrder::parse("sms")?).await?,
         fanout: Fanout::new(
             store.clone(),
             Arc::new(TemplateRegistry::fixed(MessageTemplates::builtin()?)),
@@ -212,6 +220,7 @@ async fn run(
             Arc::new(Notify::new()),
         ),
         store,
+        url: url.to_string(),
         config: config.clone(),
         received,
         peer_url,
@@ -228,10 +237,7 @@ async fn measure(
 ) -> Result<(), Box<dyn std::error::Error>> {
     // Two in three synthetic patients have a mobile; the practice messages by SMS only.
     let patients = args.messages.max(args.limited_messages).max(args.backlog) * 3 / 2 + 3;
-    bench
-        .store
-        .seed_synthetic_patients(bench.practice.id, patients)
-        .await?;
+    seed::synthetic_patients(&bench.url, bench.practice.id, patients).await?;
 
     // 1. Unlimited: how fast, and how much CPU per message (this process, peer included).
     let mut rates = Vec::new();
@@ -340,14 +346,14 @@ async fn limited_patients(bench: &Bench, count: u64) -> Result<u64, Box<dyn std:
         left -= claimed.len();
         let done: Vec<_> = claimed
             .iter()
-            .map(|m| crate::store::Completion {
+            .map(|m| gateway::store::Completion {
                 message_id: m.id,
                 attempt_no: m.attempt_no,
                 provider: None,
-                outcome: crate::domain::AttemptOutcome::Permanent,
+                outcome: gateway::domain::AttemptOutcome::Permanent,
                 provider_ref: None,
                 error: Some("trimmed by the benchmark".into()),
-                new_state: crate::domain::MessageState::Cancelled,
+                new_state: gateway::domain::MessageState::Cancelled,
                 next_attempt_at: None,
                 started_at: now,
                 finished_at: now,

@@ -1,4 +1,4 @@
-//! `gateway bench fanout`: fan-out throughput (messages planned and persisted per second)
+//! `fanout`: fan-out throughput (messages planned and persisted per second)
 //! and peak memory, on a fresh database seeded with synthetic patients.
 
 use std::sync::Arc;
@@ -7,14 +7,14 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::Notify;
 
-use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
-use crate::config::Config;
-use crate::domain::ChannelOrder;
-use crate::fanout::Fanout;
-use crate::render::{MessageTemplates, TemplateRegistry};
-use crate::store::{NewStatusChange, StartOutcome, Store};
+use super::{median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
+use gateway::config::Config;
+use gateway::domain::ChannelOrder;
+use gateway::fanout::Fanout;
+use gateway::render::{MessageTemplates, TemplateRegistry};
+use gateway::store::{NewStatusChange, StartOutcome, Store};
 
-/// Options of `gateway bench fanout`.
+/// Options of the `fanout` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct FanoutArgs {
     /// Patients in the practice (one message each).
@@ -36,21 +36,20 @@ pub struct FanoutArgs {
 pub async fn fanout(config: &Config, args: FanoutArgs) -> Result<(), Box<dyn std::error::Error>> {
     let batch_size = args.batch_size.unwrap_or(config.fanout.batch_size);
     let bench = BenchStore::open(args.postgres.as_deref()).await?;
-    let result = run_fanout(bench.store.clone(), &args, batch_size).await;
+    let result = run_fanout(bench.store.clone(), &bench.url, &args, batch_size).await;
     bench.close().await?;
     result
 }
 
 async fn run_fanout(
     store: Arc<dyn Store>,
+    url: &str,
     args: &FanoutArgs,
     batch_size: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let practice = bench_practice(store.as_ref(), "BENCH1", ChannelOrder::default()).await?;
+    let practice = seed::practice(store.as_ref(), "BENCH1", ChannelOrder::default()).await?;
     let seed_started = Instant::now();
-    store
-        .seed_synthetic_patients(practice.id, args.patients)
-        .await?;
+    seed::synthetic_patients(url, practice.id, args.patients).await?;
     eprintln!(
         "seeded {} patients in {:.1} s",
         args.patients,
@@ -67,7 +66,7 @@ async fn run_fanout(
     let mut peak_growth = 0u64;
     for run in 1..=args.runs.max(1) {
         let change = NewStatusChange {
-            kind: crate::domain::StatusKind::SystemsDown,
+            kind: gateway::domain::StatusKind::SystemsDown,
             headline: "Our computer systems are down.".into(),
             details: None,
             starts_at: None,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
-use super::{import_csv, CsvSource, ImportOptions, ImportReport, Phase};
 use crate::config::Config;
 use crate::domain::OdsCode;
+use crate::intake::import::{
+    counts_json, import_csv, CsvSource, ImportOptions, ImportReport, Phase,
+};
 use crate::store::{self, AuditEntry};
 
 /// Rejected rows printed when no report file is asked for.
@@ -128,19 +129,4 @@ fn print_errors(report: &ImportReport) {
     if more > 0 {
         eprintln!("... and {more} more: use --report FILE to list them all");
     }
-}
-
-/// The counts of a report, for the audit trail (never patients' details).
-pub fn counts_json(report: &ImportReport) -> serde_json::Value {
-    json!({
-        "import_id": report.import_id,
-        "mode": report.mode,
-        "imported": report.imported,
-        "rows": report.rows,
-        "created": report.created,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "rejected": report.rejected,
-        "deactivated": report.deactivated,
-    })
 }

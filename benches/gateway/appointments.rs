@@ -1,4 +1,4 @@
-//! `gateway bench appointments`: CSV appointment import throughput (rows per second) and
+//! `appointments`: CSV appointment import throughput (rows per second) and
 //! peak memory for files of several sizes in one invocation (by default 20,000 and 200,000
 //! rows), each size on a fresh database whose practice has a fixed list of patients. A share of rows
 //! names patients the practice does not have, so the refusal path is timed too. Linear work
@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{bench_practice, median, peak_rss_kib, reset_peak_rss, BenchStore};
-use crate::config::Config;
-use crate::domain::{ChannelOrder, NhsNumber};
-use crate::intake::appointments::import_csv_file;
-use crate::intake::import::{import_csv, CsvSource, ImportConfig, ImportOptions};
-use crate::store::Store;
+use super::{median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
+use gateway::config::Config;
+use gateway::domain::{ChannelOrder, NhsNumber};
+use gateway::intake::appointments::import_csv_file;
+use gateway::intake::import::{import_csv, CsvSource, ImportConfig, ImportOptions};
+use gateway::store::Store;
 
-/// Options of `gateway bench appointments`.
+/// Options of the `appointments` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct AppointmentsBenchArgs {
     /// File sizes in rows, comma separated; each is imported `runs` times.
@@ -86,7 +86,7 @@ async fn run(
     }
     let mut settings = settings.clone();
     settings.max_rows = settings.max_rows.max(rows);
-    let practice = bench_practice(store.as_ref(), "APT001", ChannelOrder::default()).await?;
+    let practice = seed::practice(store.as_ref(), "APT001", ChannelOrder::default()).await?;
     let dir = tempfile::tempdir()?;
     let patients = dir.path().join("patients.csv");
     let numbers = write_patients(&patients, args.patients)?;

@@ -1,4 +1,4 @@
-//! `gateway bench signin`: `/healthz` latency (p50, p99) on a real server on loopback, alone
+//! `signin`: `/healthz` latency (p50, p99) on a real server on loopback, alone
 //! and while anonymous clients loop on console sign-in with wrong passwords, in one
 //! invocation. Three phases: `/healthz` alone; during the loops with throttling off (every
 //! attempt costs an Argon2 check, so this measures the hashing limit alone); and during the
@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::BenchStore;
-use crate::app::{self, AppState};
-use crate::config::Config;
-use crate::providers::ProviderRegistry;
-use crate::store::KeyScope;
+use gateway::app::{self, AppState};
+use gateway::config::Config;
+use gateway::providers::ProviderRegistry;
+use gateway::store::KeyScope;
 
-/// Options of `gateway bench signin`.
+/// Options of the `signin` benchmark.
 #[derive(Debug, clap::Args)]
 pub struct SigninBenchArgs {
     /// Parallel sign-in loops.
@@ -93,7 +93,7 @@ async fn phase(
         Arc::new(ProviderRegistry::default()),
     )
     .await?;
-    crate::auth::create_user(
+    gateway::auth::create_user(
         state.store.as_ref(),
         "bench.admin",
         "a long enough password",
