@@ -1,15 +1,16 @@
 //! Keeps the shape `http` promises: every route is declared in `http/`, `api` and `web` do not
-//! import each other, and `auth` sits below all three. A plain scan of the source tree, so a
-//! route added anywhere else, or an import across, fails `cargo test` with the file and line.
+//! import each other, `auth` sits below all three, and the code map in `docs/architecture.md`
+//! names every route with its handlers. A plain scan of the source tree, so a route added
+//! anywhere else, an import across, or a route the map misses fails `cargo test` with the
+//! place to look.
 
 use std::path::{Path, PathBuf};
 
 /// The library's source, from the package root.
 const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/src");
 
-/// Files that build an axum router which is not the gateway's: the dispatch benchmark's
-/// stand-in provider, which the benchmark sends messages to.
-const NOT_GATEWAY_ROUTES: &[&str] = &["bench/"];
+/// The architecture record, whose code map names every route and its handlers.
+const ARCHITECTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/architecture.md");
 
 /// Every `.rs` file under `dir`, as (path relative to `SOURCE` with `/` separators, text).
 fn sources(dir: &Path, found: &mut Vec<(String, String)>) {
@@ -167,11 +168,7 @@ fn routes_are_declared_only_in_http_and_api_and_web_stay_apart() {
     );
     let mut problems = Vec::new();
     for (path, text) in &files {
-        if !path.starts_with("http/")
-            && !NOT_GATEWAY_ROUTES
-                .iter()
-                .any(|allowed| path.starts_with(allowed))
-        {
+        if !path.starts_with("http/") {
             for line in route_declarations(text) {
                 problems.push(format!(
                     "{path}:{line}: declares a route; routes belong in gateway/src/http/"
@@ -193,6 +190,135 @@ fn routes_are_declared_only_in_http_and_api_and_web_stay_apart() {
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// A route as `http/` declares it: its path and each method with its handler
+/// (`module::function`, `crate::` dropped; `None` for an inline closure).
+#[derive(Debug, PartialEq)]
+struct Declared {
+    path: String,
+    handlers: Vec<(String, Option<String>)>,
+}
+
+/// The text from an opening parenthesis at `open` to its match, without either.
+fn inside_parentheses(text: &str, open: usize) -> &str {
+    let mut depth = 0usize;
+    for (at, c) in text[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[open + 1..open + at];
+                }
+            }
+            _ => {}
+        }
+    }
+    &text[open + 1..]
+}
+
+/// Every `.route(...)` in a file, with rustfmt's line breaks undone.
+fn declared_routes(text: &str) -> Vec<Declared> {
+    let flat: String = code_lines(text)
+        .iter()
+        .map(|(_, line)| line.trim())
+        .collect();
+    let mut routes = Vec::new();
+    for (at, _) in flat.match_indices(".route(") {
+        let arguments = inside_parentheses(&flat, at + ".route".len());
+        let Some(path) = arguments.split('"').nth(1) else {
+            continue;
+        };
+        let mut handlers = Vec::new();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            for (found, _) in arguments.match_indices(&format!("{method}(")) {
+                let before = arguments[..found].chars().next_back();
+                if before.is_some_and(|c| is_ident(c) || c == ':') {
+                    continue;
+                }
+                let handler = inside_parentheses(arguments, found + method.len());
+                let named = handler.chars().all(|c| is_ident(c) || c == ':');
+                handlers.push((
+                    method.to_uppercase(),
+                    named.then(|| handler.trim_start_matches("crate::").to_string()),
+                ));
+            }
+        }
+        routes.push(Declared {
+            path: path.to_string(),
+            handlers,
+        });
+    }
+    routes
+}
+
+#[test]
+fn the_code_map_names_every_route_and_its_handlers() {
+    let mut files = Vec::new();
+    sources(&Path::new(SOURCE).join("http"), &mut files);
+    let routes: Vec<Declared> = files
+        .iter()
+        .filter(|(path, _)| path != "http/layout_test.rs")
+        .flat_map(|(_, text)| declared_routes(text))
+        .collect();
+    assert!(routes.len() > 40, "the scan found only {routes:?}");
+    let map = std::fs::read_to_string(ARCHITECTURE)
+        .unwrap_or_else(|e| panic!("cannot read {ARCHITECTURE}: {e}"));
+    let rows: Vec<&str> = map.lines().filter(|l| l.starts_with("| `/")).collect();
+    let mut problems = Vec::new();
+    for route in &routes {
+        let cell = format!("| `{}` |", route.path);
+        let Some(row) = rows.iter().find(|row| row.starts_with(&cell)) else {
+            problems.push(format!("{} is not in the code map", route.path));
+            continue;
+        };
+        for (method, handler) in &route.handlers {
+            let named = handler
+                .as_ref()
+                .is_none_or(|h| row.contains(&format!("{h}`")));
+            if !row.contains(&format!("{method} ")) || !named {
+                problems.push(format!(
+                    "{}: the code map does not say {method} {}",
+                    route.path,
+                    handler.as_deref().unwrap_or("(inline)")
+                ));
+            }
+        }
+    }
+    if rows.len() != routes.len() {
+        problems.push(format!(
+            "the code map has {} route rows for {} routes",
+            rows.len(),
+            routes.len()
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/architecture.md, section Code map:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn route_declarations_are_read_across_lines() {
+    let text = ".route(\n    \"/a/{id}\",\n    get(x::show).post(crate::y::save),\n)\n.route(\"/h\", get(|| async { \"ok\" }))";
+    assert_eq!(
+        declared_routes(text),
+        [
+            Declared {
+                path: "/a/{id}".into(),
+                handlers: vec![
+                    ("GET".into(), Some("x::show".into())),
+                    ("POST".into(), Some("y::save".into())),
+                ],
+            },
+            Declared {
+                path: "/h".into(),
+                handlers: vec![("GET".into(), None)],
+            },
+        ]
+    );
 }
 
 #[test]

@@ -10,8 +10,8 @@ mod ops;
 /// A browser's push subscription as its script sends it, checked before it is stored.
 pub(crate) mod push_subscription;
 
-/// Fails the build's tests if a route is declared outside `http/` or `api` and `web`
-/// import each other.
+/// Fails the build's tests if a route is declared outside `http/`, `api` and `web` import
+/// each other, or the code map in `docs/architecture.md` misses a route.
 #[cfg(test)]
 mod layout_test;
 
