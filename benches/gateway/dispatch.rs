@@ -22,7 +22,9 @@ use gateway::domain::{Channel, ChannelOrder, Priority, StatusKind};
 use gateway::fanout::Fanout;
 use gateway::providers::ProviderRegistry;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store};
+use gateway::store::{
+    BroadcastStore, NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store,
+};
 
 /// Environment variable holding the loopback peer's signing secret.
 pub(super) const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
@@ -179,7 +181,7 @@ impl Bench {
 
 /// Queues one broadcast to every patient of the practice; returns how many messages it planned.
 pub(super) async fn queue_broadcast(
-    store: &dyn Store,
+    store: &dyn BroadcastStore,
     fanout: &Fanout,
     practice_id: i64,
 ) -> Result<u64, Box<dyn std::error::Error>> {

@@ -20,7 +20,7 @@ use gateway::config::Config;
 use gateway::domain::ChannelOrder;
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{PostgresStore, Store};
+use gateway::store::{BroadcastStore, PostgresStore, Store};
 
 /// How far ahead each run's messages are due: time for every worker to start and join.
 const START_AHEAD: Duration = Duration::from_secs(5);
@@ -111,7 +111,7 @@ async fn measure(
 /// What one timed run needs.
 struct Run<'a> {
     pg: &'a PostgresStore,
-    store: &'a dyn Store,
+    store: &'a dyn BroadcastStore,
     fanout: &'a Fanout,
     practice_id: i64,
     received: &'a Received,

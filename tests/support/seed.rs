@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gateway::domain::{ChannelOrder, OdsCode};
-use gateway::store::{NewPractice, Practice, Store};
+use gateway::store::{NewPractice, Practice, PracticeStore};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 /// A practice named "Benchmark Surgery" with the code `ods`, messaging in `channel_order`.
 pub async fn practice(
-    store: &dyn Store,
+    store: &dyn PracticeStore,
     ods: &str,
     channel_order: ChannelOrder,
 ) -> Result<Practice, Box<dyn std::error::Error>> {

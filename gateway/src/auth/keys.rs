@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::Principal;
-use crate::store::{AuditEntry, KeyScope, NewApiKey, Store, StoreError};
+use crate::store::{AccessStore, AuditEntry, KeyScope, NewApiKey, StoreError};
 
 /// The stored form of a key (and of a session's cookie token): SHA-256, hex. Both are 256
 /// random bits, so a fast hash is enough.
@@ -16,7 +16,7 @@ pub fn hash_key(key: &str) -> String {
 
 /// Creates a key, stores its hash and returns the key itself: the only time it is seen.
 pub async fn issue_key(
-    store: &dyn Store,
+    store: &dyn AccessStore,
     scope: KeyScope,
     label: &str,
     actor: &str,
@@ -56,7 +56,10 @@ pub async fn issue_key(
 }
 
 /// Who a key speaks for, if it is a live key of ours.
-pub async fn key_principal(store: &dyn Store, key: &str) -> Result<Option<Principal>, StoreError> {
+pub async fn key_principal(
+    store: &dyn AccessStore,
+    key: &str,
+) -> Result<Option<Principal>, StoreError> {
     Ok(store
         .api_key_by_hash(&hash_key(key))
         .await?

@@ -6,7 +6,7 @@
 //! everything.
 
 use crate::domain::OdsCode;
-use crate::store::{ApiKeyRecord, KeyScope, Practice, SessionRecord, Store, StoreError};
+use crate::store::{ApiKeyRecord, KeyScope, Practice, PracticeStore, SessionRecord, StoreError};
 
 /// Who is calling: an API key or a signed-in console user.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl Principal {
 
     /// The practice with this ODS code, if it exists and this principal may see it. Another
     /// practice's is "not found", exactly as if it did not exist.
-    pub async fn practice(&self, store: &dyn Store, ods: &str) -> Result<Practice, Denied> {
+    pub async fn practice(&self, store: &dyn PracticeStore, ods: &str) -> Result<Practice, Denied> {
         let not_found = || Denied::NoPractice(ods.to_string());
         let code = OdsCode::parse(ods).map_err(|_| not_found())?;
         match store.practice_by_ods(&code).await? {
@@ -140,7 +140,7 @@ impl Principal {
     /// it), else as `unnamed` says. `None` is the global wording.
     pub async fn template_practice(
         &self,
-        store: &dyn Store,
+        store: &dyn PracticeStore,
         named: Option<&str>,
         unnamed: Unnamed,
     ) -> Result<Option<Practice>, Denied> {

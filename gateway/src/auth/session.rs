@@ -7,7 +7,7 @@ use chrono::{Duration, Utc};
 use rand::RngCore;
 
 use super::hash_key;
-use crate::store::{SessionRecord, Store, StoreError, User};
+use crate::store::{ConsoleStore, SessionRecord, StoreError, User};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "gw_session";
@@ -23,7 +23,7 @@ pub fn random_token() -> String {
 }
 
 /// Starts a session for `user`; returns the cookie token (shown to the browser only).
-pub async fn start(store: &dyn Store, user: &User) -> Result<String, StoreError> {
+pub async fn start(store: &dyn ConsoleStore, user: &User) -> Result<String, StoreError> {
     let token = random_token();
     let now = Utc::now();
     store
@@ -39,7 +39,7 @@ pub async fn start(store: &dyn Store, user: &User) -> Result<String, StoreError>
 }
 
 /// Ends the session of this cookie token (sign-out), and any that have expired.
-pub async fn end(store: &dyn Store, token: &str) -> Result<(), StoreError> {
+pub async fn end(store: &dyn ConsoleStore, token: &str) -> Result<(), StoreError> {
     store.end_session(&hash_key(token), Utc::now()).await
 }
 
@@ -58,7 +58,7 @@ pub fn token_in(headers: &HeaderMap) -> Option<String> {
 
 /// The live session a request's cookie names.
 pub async fn current(
-    store: &dyn Store,
+    store: &dyn ConsoleStore,
     headers: &HeaderMap,
 ) -> Result<Option<SessionRecord>, StoreError> {
     match token_in(headers) {

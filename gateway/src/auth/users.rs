@@ -7,7 +7,7 @@ use argon2::Argon2;
 use chrono::Utc;
 
 use super::session::random_token;
-use crate::store::{KeyScope, Store, StoreError, User};
+use crate::store::{ConsoleStore, KeyScope, StoreError, User};
 
 /// Why a user could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum UserError {
 
 /// Adds a console user with an Argon2id hash of `password`.
 pub async fn create_user(
-    store: &dyn Store,
+    store: &dyn ConsoleStore,
     username: &str,
     password: &str,
     scope: KeyScope,

@@ -16,7 +16,7 @@ use crate::app::{self, AppState};
 use crate::cluster::Role;
 use crate::config::Config;
 use crate::domain::OdsCode;
-use crate::store::{self, KeyScope, Store};
+use crate::store::{self, KeyScope, PracticeStore};
 use crate::telemetry;
 
 /// The command line as parsed.
@@ -147,7 +147,7 @@ async fn serve(config: Config, role: Role) -> Result<(), Box<dyn std::error::Err
 
 /// Everything (`--admin`) or the practice named by `--practice`, which must exist.
 async fn scope_for(
-    store: &dyn Store,
+    store: &dyn PracticeStore,
     admin: bool,
     practice: Option<&str>,
 ) -> Result<KeyScope, Box<dyn std::error::Error>> {

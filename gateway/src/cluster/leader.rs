@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Timing;
-use crate::store::{Leadership, Store, StoreError, StoreResult};
+use crate::store::{ClusterStore, Leadership, StoreError, StoreResult};
 
 /// Time between retention purges.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
@@ -29,7 +29,7 @@ const PURGE_ROUND: Duration = Duration::from_secs(20);
 
 /// Bids for leadership every heartbeat and, while leading, runs the jobs, until `stop`.
 pub(super) async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClusterStore>,
     id: String,
     timing: Timing,
     retention_days: u32,

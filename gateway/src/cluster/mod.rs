@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dispatch::DispatchControl;
-use crate::store::{NewInstance, Store, StoreResult};
+use crate::store::{ClusterStore, NewInstance, StoreResult};
 
 /// What an instance runs: `gateway serve --role all|api|worker`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -95,7 +95,7 @@ impl Timing {
 /// until [`Cluster::leave`].
 pub struct Cluster {
     id: String,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClusterStore>,
     ready_at: Instant,
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -106,7 +106,7 @@ impl Cluster {
     /// others have shrunk theirs, if there are others), and starts its heartbeat and its
     /// bid for leadership.
     pub async fn join(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ClusterStore>,
         control: Arc<DispatchControl>,
         config: &Config,
         role: Role,
@@ -189,7 +189,7 @@ impl Cluster {
 
 /// Keeps this instance's row fresh and its share of the limits in step with the count.
 struct Heartbeat {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClusterStore>,
     instance: NewInstance,
     control: Arc<DispatchControl>,
     timing: Timing,

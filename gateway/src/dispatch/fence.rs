@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lanes::Lanes;
 use super::Dispatcher;
-use crate::store::{ClaimedMessage, Store};
+use crate::store::{ClaimedMessage, OutboxStore};
 
 /// Most messages marked started in one statement.
 const MAX_BATCH: usize = 512;
@@ -44,7 +44,7 @@ pub struct Fence {
     /// How many times the renewals were found late (every lease possibly lost).
     breaks: AtomicU64,
     marks: mpsc::Sender<Mark>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     owner: String,
 }
 
@@ -66,7 +66,7 @@ impl Fence {
     /// A fence for leases of `lease`, opened now, and the marker to run for `owner`; the
     /// marker ends once the fence is dropped.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OutboxStore>,
         owner: String,
         lease: Duration,
     ) -> (
@@ -217,7 +217,7 @@ pub fn hold_limit(most: usize, share_per_second: Option<f64>) -> usize {
 
 /// Marks sends started in batches until every fence is dropped.
 async fn mark(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     owner: String,
     lease: Duration,
     margin: Duration,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::fence::Fence;
-use crate::store::{Completion, Store};
+use crate::store::{Completion, OutboxStore};
 
 /// Most outcomes written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -28,7 +28,7 @@ impl Recorder {
     /// the writer ends once every recorder and the fence are dropped and what they sent is
     /// stored.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn OutboxStore>,
         owner: String,
         lease: Duration,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
@@ -56,7 +56,7 @@ impl Recorder {
     }
 }
 
-async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entry>) {
+async fn write(store: Arc<dyn OutboxStore>, owner: String, mut rx: mpsc::Receiver<Entry>) {
     let mut batch: Vec<Entry> = Vec::with_capacity(MAX_BATCH);
     while next_batch(&mut rx, &mut batch, MAX_BATCH).await {
         let (completions, senders): (Vec<Completion>, Vec<oneshot::Sender<bool>>) =

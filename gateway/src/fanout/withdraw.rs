@@ -2,14 +2,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{supersede_reason, Broadcast, Store, StoreError};
+use crate::store::{supersede_reason, Broadcast, BroadcastStore, StoreError};
 
 /// Withdraws the unsent messages of the practice's broadcasts before `broadcast`, in the
 /// store (the half of `intake::status::withdraw_earlier` that a fan-out resumed at start-up
 /// repeats: a change recorded without its withdrawal, by a version that did it in a second
 /// step and died between the two, is repaired before its messages are planned).
 pub async fn withdraw_before(
-    store: &dyn Store,
+    store: &dyn BroadcastStore,
     broadcast: &Broadcast,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {

@@ -16,7 +16,7 @@ use crate::links::{NoSecret, SignedLinks};
 use crate::render::appointment::render_for_patient_off_runtime;
 use crate::render::{uk_date_time, RenderError, TemplateRegistry};
 use crate::store::{
-    AuditEntry, FanoutContact, FanoutPatient, NewMessage, Practice, Store, StoreError,
+    AuditEntry, FanoutContact, FanoutPatient, NewMessage, PatientStore, Practice, Store, StoreError,
 };
 
 /// How long an invitation link works.
@@ -206,7 +206,7 @@ fn invite_contact<'a>(
 /// The active patient with this NHS number and their usable contacts (with row ids): the
 /// fan-out page that starts just before them.
 async fn reachable_patient(
-    store: &dyn Store,
+    store: &dyn PatientStore,
     practice_id: i64,
     nhs_number: &str,
 ) -> Result<Option<FanoutPatient>, StoreError> {

@@ -1,5 +1,11 @@
 //! What administrators do to templates: save a checked draft as a new version, roll back to
 //! an old one (as a new version), compare versions, and preview a draft or a saved template.
+//!
+//! Each function takes only the stores it uses: the templates, and for saving also the audit
+//! trail. They are generic over the store (`?Sized`, so a `&dyn Store` passes as it is)
+//! rather than taking `&dyn` references, because a saving function hands its store on to
+//! [`history`] and to the registry's reload, and a generic store cannot be narrowed to another
+//! `dyn` there.
 
 use chrono::Utc;
 use serde::Serialize;
@@ -10,7 +16,9 @@ use super::sms::{cost, SmsCost};
 use super::validate::{check, Draft, Limits, Problem, Warning};
 use super::{Rendered, TemplateRegistry};
 use crate::domain::{Channel, Language};
-use crate::store::{AuditEntry, NewTemplate, Store, StoreError, TemplateVersion};
+use crate::store::{
+    AccessStore, AuditEntry, NewTemplate, StoreError, TemplateStore, TemplateVersion,
+};
 
 /// Why an edit was refused.
 #[derive(Debug, thiserror::Error)]
@@ -89,15 +97,18 @@ async fn checked(
 
 /// Checks and saves `draft` as the next version, records it in the audit trail, then
 /// reloads the templates in use.
-pub async fn save(
-    store: &dyn Store,
+pub async fn save<S>(
+    store: &S,
     registry: &TemplateRegistry,
     limits: Limits,
     target: &TemplateRef,
     draft: &Draft,
     author: &str,
     note: Option<String>,
-) -> Result<Saved, EditError> {
+) -> Result<Saved, EditError>
+where
+    S: TemplateStore + AccessStore + ?Sized,
+{
     save_as(
         store,
         registry,
@@ -113,8 +124,8 @@ pub async fn save(
 
 /// Saves a checked draft as the next version and audits it as `action`.
 #[allow(clippy::too_many_arguments)]
-async fn save_as(
-    store: &dyn Store,
+async fn save_as<S>(
+    store: &S,
     registry: &TemplateRegistry,
     limits: Limits,
     target: &TemplateRef,
@@ -122,7 +133,10 @@ async fn save_as(
     author: &str,
     note: Option<String>,
     action: &str,
-) -> Result<Saved, EditError> {
+) -> Result<Saved, EditError>
+where
+    S: TemplateStore + AccessStore + ?Sized,
+{
     target.known()?;
     let checked = checked(target, draft, limits).await?;
     let template = store
@@ -153,14 +167,17 @@ async fn save_as(
 
 /// Saves a copy of version `version` as the next version (checked again, since limits may
 /// have changed), then reloads the templates in use.
-pub async fn rollback(
-    store: &dyn Store,
+pub async fn rollback<S>(
+    store: &S,
     registry: &TemplateRegistry,
     limits: Limits,
     target: &TemplateRef,
     version: i32,
     author: &str,
-) -> Result<Saved, EditError> {
+) -> Result<Saved, EditError>
+where
+    S: TemplateStore + AccessStore + ?Sized,
+{
     let old = find_version(store, target, version).await?;
     let draft = draft_of(&old);
     save_as(
@@ -177,10 +194,10 @@ pub async fn rollback(
 }
 
 /// The template's history, newest first: the practice's own versions for an override.
-pub async fn history(
-    store: &dyn Store,
-    target: &TemplateRef,
-) -> Result<Vec<TemplateVersion>, EditError> {
+pub async fn history<S>(store: &S, target: &TemplateRef) -> Result<Vec<TemplateVersion>, EditError>
+where
+    S: TemplateStore + ?Sized,
+{
     target.known()?;
     Ok(store
         .template_history(
@@ -193,11 +210,14 @@ pub async fn history(
 }
 
 /// One version of a template.
-pub async fn find_version(
-    store: &dyn Store,
+pub async fn find_version<S>(
+    store: &S,
     target: &TemplateRef,
     version: i32,
-) -> Result<TemplateVersion, EditError> {
+) -> Result<TemplateVersion, EditError>
+where
+    S: TemplateStore + ?Sized,
+{
     history(store, target)
         .await?
         .into_iter()
@@ -231,12 +251,15 @@ pub struct PartDiff {
 }
 
 /// Compares versions `from` and `to`.
-pub async fn diff(
-    store: &dyn Store,
+pub async fn diff<S>(
+    store: &S,
     target: &TemplateRef,
     from: i32,
     to: i32,
-) -> Result<VersionDiff, EditError> {
+) -> Result<VersionDiff, EditError>
+where
+    S: TemplateStore + ?Sized,
+{
     let older = find_version(store, target, from).await?;
     let newer = find_version(store, target, to).await?;
     let pairs = [

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use chrono::Utc;
 
 use super::{shipped_defaults, MessageTemplates, RenderBudget, RenderError};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, TemplateStore};
 
 /// Why templates could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +27,15 @@ pub struct TemplateRegistry {
 
 impl TemplateRegistry {
     /// Seeds the shipped defaults that the store lacks, then compiles the versions in use.
-    pub async fn load(store: &dyn Store) -> Result<Self, LoadError> {
+    pub async fn load(store: &dyn TemplateStore) -> Result<Self, LoadError> {
         Self::load_within(store, RenderBudget::default()).await
     }
 
     /// [`load`](Self::load), rendering every part within `budget`.
-    pub async fn load_within(store: &dyn Store, budget: RenderBudget) -> Result<Self, LoadError> {
+    pub async fn load_within(
+        store: &dyn TemplateStore,
+        budget: RenderBudget,
+    ) -> Result<Self, LoadError> {
         let added = store
             .seed_templates(&shipped_defaults()?, Utc::now())
             .await?;
@@ -66,8 +69,12 @@ impl TemplateRegistry {
         }
     }
 
-    /// Recompiles from the store (after a save or a rollback).
-    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+    /// Recompiles from the store (after a save or a rollback). Generic (and `?Sized`) so
+    /// that the template editor, generic over its store, can pass its own.
+    pub async fn reload<S>(&self, store: &S) -> Result<(), StoreError>
+    where
+        S: TemplateStore + ?Sized,
+    {
         let versions = store.current_templates().await?;
         let (templates, broken) = MessageTemplates::compile(&versions);
         let templates = templates.with_budget(self.budget);

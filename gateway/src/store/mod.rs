@@ -1,9 +1,19 @@
 //! Storage: narrow traits per concern, one honest implementation per database.
 //!
 //! Each trait lives in its own file with the records it reads and writes; `Store` bundles
-//! them. Handlers and workers hold an `Arc<dyn Store>`; `sqlite/` and `postgres/` each
-//! implement every trait in their own SQL (files named after the traits), since the
-//! schemas and the claim query differ.
+//! them, and `sqlite/` and `postgres/` each implement every trait in their own SQL (files
+//! named after the traits), since the schemas and the claim query differ.
+//!
+//! The whole `Arc<dyn Store>` is held where most of it is used: `AppState` (the handlers
+//! reach the store through it), the dispatch worker, the fan-out, and the intake services
+//! built from `AppState` (status changes, appointment changes, invitations), which write the
+//! audit trail beside their own concern. Everything else takes the narrow trait it calls,
+//! and a caller passes its `&dyn Store` or `Arc<dyn Store>` as is (trait upcasting): the
+//! cluster's heartbeat and leader an `Arc<dyn ClusterStore>`, the outcome recorder and the
+//! lease fence an `Arc<dyn OutboxStore>`, the patient-list import an `ImportStore`, sessions
+//! and users a `ConsoleStore`, API keys an `AccessStore`, the template registry a
+//! `TemplateStore`. Functions that need two or three traits and hand the store on (the
+//! template editor, the appointment import) are generic over `S: ... + ?Sized` instead.
 
 /// API keys and the audit trail.
 mod access;

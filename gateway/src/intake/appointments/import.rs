@@ -24,7 +24,9 @@ use crate::config::ImportConfig;
 use crate::domain::{Invalid, OdsCode};
 use crate::intake::import::reader::{ReadError, Record, Rows};
 use crate::schedule::PracticeZone;
-use crate::store::{AuditEntry, Practice, Store, StoreError};
+use crate::store::{
+    AccessStore, AppointmentStore, AuditEntry, Practice, PracticeStore, StoreError,
+};
 
 /// Why a file of appointments could not be imported at all. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -140,14 +142,17 @@ impl RefSet {
 
 /// Matches a batch of checked rows to the practice's patients (one query), upserts the
 /// matched ones (one transaction) and counts the rest as refused, in row order.
-async fn settle(
-    store: &dyn Store,
+async fn settle<S>(
+    store: &S,
     practice_id: i64,
     batch: Vec<Checked>,
     summary: &mut ImportSummary,
     limit: usize,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    S: AppointmentStore + ?Sized,
+{
     let numbers: Vec<String> = batch
         .iter()
         .filter_map(|c| match c {
@@ -206,13 +211,16 @@ async fn settle(
 }
 
 /// Audits an import that stored anything, as done by `actor`.
-async fn audit(
-    store: &dyn Store,
+async fn audit<S>(
+    store: &S,
     practice: &Practice,
     summary: &ImportSummary,
     actor: &str,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    S: AccessStore + ?Sized,
+{
     if summary.created + summary.updated == 0 {
         return Ok(());
     }
@@ -237,13 +245,16 @@ async fn audit(
 /// rejected, the rest upserted by external reference in one transaction (the imported row
 /// is taken as the truth: time, clinician, place, mode and status). An import that stored
 /// anything is audited as done by `actor`.
-pub async fn import(
-    store: &dyn Store,
+pub async fn import<S>(
+    store: &S,
     practice: &Practice,
     rows: Vec<Row>,
     config: &ImportConfig,
     actor: &str,
-) -> Result<ImportSummary, FileImportError> {
+) -> Result<ImportSummary, FileImportError>
+where
+    S: AppointmentStore + AccessStore + ?Sized,
+{
     let mut checker = Checker::new(&practice.timezone);
     let checked = tokio::task::spawn_blocking(move || {
         rows.into_iter()
@@ -270,13 +281,16 @@ pub async fn import(
 /// Imports the CSV appointment list at `path` for `practice`: counted first (a file over
 /// `import.max_rows` is refused before anything is written), then read and checked on a
 /// blocking thread in batches that are matched and upserted one transaction each.
-pub async fn import_csv_file(
-    store: &dyn Store,
+pub async fn import_csv_file<S>(
+    store: &S,
     practice: &Practice,
     config: &ImportConfig,
     path: PathBuf,
     actor: &str,
-) -> Result<ImportSummary, FileImportError> {
+) -> Result<ImportSummary, FileImportError>
+where
+    S: AppointmentStore + AccessStore + ?Sized,
+{
     let (tx, mut rx) = mpsc::channel::<Vec<Checked>>(2);
     let settings = config.clone();
     let checker = Checker::new(&practice.timezone);
@@ -386,24 +400,30 @@ fn read_error(e: ReadError, path: &Path) -> FileImportError {
 
 /// Imports the CSV file at `path` for the practice with ODS code `ods` with the default
 /// `[import]` settings. Returns how many data rows the file had, and the summary.
-pub async fn import_file(
-    store: &dyn Store,
+pub async fn import_file<S>(
+    store: &S,
     ods: &str,
     path: &Path,
     actor: &str,
-) -> Result<(u64, ImportSummary), FileImportError> {
+) -> Result<(u64, ImportSummary), FileImportError>
+where
+    S: PracticeStore + AppointmentStore + AccessStore + ?Sized,
+{
     import_file_with(store, &ImportConfig::default(), ods, path, actor).await
 }
 
 /// [`import_file`] with these `[import]` settings (the command line's
 /// `gateway import-appointments`).
-pub async fn import_file_with(
-    store: &dyn Store,
+pub async fn import_file_with<S>(
+    store: &S,
     config: &ImportConfig,
     ods: &str,
     path: &Path,
     actor: &str,
-) -> Result<(u64, ImportSummary), FileImportError> {
+) -> Result<(u64, ImportSummary), FileImportError>
+where
+    S: PracticeStore + AppointmentStore + AccessStore + ?Sized,
+{
     let practice = match OdsCode::parse(ods) {
         Ok(code) => store.practice_by_ods(&code).await?,
         Err(_) => None,

@@ -30,7 +30,7 @@ pub use report::{counts_json, ImportReport, RowError};
 use self::mapping::{Field, Layout};
 use self::reader::{ReadError, Record, Rows};
 use self::rows::{parse_row, Parsed};
-use crate::store::{ImportCounts, ImportEnd, ImportRun, ImportedPatient, Store, StoreError};
+use crate::store::{ImportCounts, ImportEnd, ImportRun, ImportStore, ImportedPatient, StoreError};
 
 /// Why an import stopped before the end of the file. Rows already committed stay; nobody
 /// is made inactive.
@@ -120,7 +120,7 @@ pub struct ImportOptions {
 
 /// Imports a CSV patient list into the practice, returning the report.
 pub async fn import_csv(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ImportStore>,
     practice_id: i64,
     config: &ImportConfig,
     source: CsvSource,
@@ -152,7 +152,7 @@ pub async fn import_csv(
 }
 
 async fn run_to_end(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ImportStore>,
     run: &ImportRun,
     config: &ImportConfig,
     source: CsvSource,
@@ -284,7 +284,7 @@ enum Message {
 /// Reads the whole file once: rows are checked on a blocking task, repeats found through
 /// the store, and (when importing) valid rows after the run's checkpoint written.
 async fn read_pass(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ImportStore>,
     run: &ImportRun,
     config: &ImportConfig,
     input: Box<dyn Read + Send>,
@@ -335,7 +335,7 @@ async fn read_pass(
 /// Counts a batch's rows, refuses repeats (naming the row of the first), and returns the
 /// valid rows the run has not committed yet.
 async fn settle_batch(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn ImportStore>,
     run: &ImportRun,
     config: &ImportConfig,
     layout: &Layout,
