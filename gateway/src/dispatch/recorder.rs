@@ -76,7 +76,7 @@ async fn write(store: Arc<dyn Store>, owner: String, mut rx: mpsc::Receiver<Entr
         for ((c, done), held) in completions.iter().zip(senders).zip(held) {
             if !held {
                 tracing::warn!(
-                    message = c.message_id,
+                    message = c.message_id.get(),
                     "lease was lost before the outcome was recorded"
                 );
             }

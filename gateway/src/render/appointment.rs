@@ -139,7 +139,7 @@ mod tests {
 
     fn practice(bilingual: bool) -> Practice {
         Practice {
-            id: 1,
+            id: crate::domain::PracticeId::new(1),
             ods_code: OdsCode::parse("A81001").unwrap(),
             name: "Riverside Surgery".into(),
             phone: Some("01632 960000".into()),
@@ -154,7 +154,7 @@ mod tests {
 
     fn patient(language: &str) -> FanoutPatient {
         FanoutPatient {
-            id: 7,
+            id: crate::domain::PatientId::new(7),
             nhs_number: "9434765919".into(),
             given_name: Some("Alex".into()),
             family_name: None,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{ChannelOrder, OdsCode};
+use crate::domain::{ChannelOrder, OdsCode, PracticeId};
 
 /// A practice to add.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct NewPractice {
 #[derive(Debug, Clone)]
 pub struct Practice {
     /// Row id.
-    pub id: i64,
+    pub id: PracticeId,
     /// Its ODS code.
     pub ods_code: OdsCode,
     /// Name patients know it by.
@@ -66,5 +66,5 @@ pub trait PracticeStore: Send + Sync {
     /// One practice by ODS code.
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
     /// One practice by id.
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>>;
+    async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
 }

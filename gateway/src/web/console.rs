@@ -18,7 +18,7 @@ use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::auth::session::{self, csrf_matches, random_token};
 use crate::auth::{users, Denied, Principal};
-use crate::domain::StatusKind;
+use crate::domain::{BroadcastId, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{AuditEntry, Practice, SessionRecord};
 use std::ops::Deref;
@@ -437,7 +437,7 @@ pub(crate) async fn post_status(
 pub(crate) async fn broadcast(
     State(state): State<AppState>,
     signed: Signed,
-    Path(id): Path<i64>,
+    Path(id): Path<BroadcastId>,
 ) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
     let broadcast = match state.store.broadcast(id).await {

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::csv::{Columns, CsvError};
 use super::{parse_row, ImportSummary, Parsed, RejectedAppointment, Row};
 use crate::config::ImportConfig;
-use crate::domain::{Invalid, OdsCode};
+use crate::domain::{Invalid, OdsCode, PatientId, PracticeId};
 use crate::intake::import::reader::{ReadError, Record, Rows};
 use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, Practice, Store, StoreError};
@@ -142,7 +142,7 @@ impl RefSet {
 /// matched ones (one transaction) and counts the rest as refused, in row order.
 async fn settle(
     store: &dyn Store,
-    practice_id: i64,
+    practice_id: PracticeId,
     batch: Vec<Checked>,
     summary: &mut ImportSummary,
     limit: usize,
@@ -157,7 +157,7 @@ async fn settle(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let patients: HashMap<String, i64> = match numbers.is_empty() {
+    let patients: HashMap<String, PatientId> = match numbers.is_empty() {
         true => HashMap::new(),
         false => store.patient_ids_by_nhs(practice_id, &numbers).await?,
     };

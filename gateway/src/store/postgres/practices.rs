@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PostgresStore;
-use crate::domain::{ChannelOrder, OdsCode};
+use crate::domain::{ChannelOrder, OdsCode, PracticeId};
 use crate::store::{
     unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
 };
@@ -78,7 +78,7 @@ impl PracticeStore for PostgresStore {
         row.as_ref().map(practice_from_row).transpose()
     }
 
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
+    async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
         let row = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
         ))
