@@ -25,7 +25,7 @@ pub async fn practice(
                 phone: None,
                 website: None,
                 email: None,
-                timezone: "Europe/London".into(),
+                timezone: gateway::schedule::PracticeZone::UK,
                 channel_order,
                 bilingual: false,
             },

@@ -474,7 +474,7 @@ impl Dispatcher {
         }
         let info = match self.store.practice_by_id(practice_id).await? {
             Some(p) => PracticeInfo {
-                timezone: PracticeZone::of_stored(&p.timezone),
+                timezone: p.timezone,
                 reference: PracticeRef {
                     ods_code: p.ods_code.to_string(),
                     name: p.name,

@@ -120,9 +120,9 @@ impl Fanout {
     }
 
     /// When bulk SMS and push planned at `now` may first go, in the practice's timezone.
-    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: &str) -> DateTime<Utc> {
+    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: PracticeZone) -> DateTime<Utc> {
         match self.quiet_hours {
-            Some(quiet) => quiet.next_allowed(now, PracticeZone::of_stored(timezone).tz()),
+            Some(quiet) => quiet.next_allowed(now, timezone.tz()),
             None => now,
         }
     }
@@ -203,7 +203,7 @@ impl Fanout {
             let next_after = last.id;
             let more = page.len() == self.batch_size;
             let now = (self.clock)();
-            let held_until = self.after_quiet_hours(now, &wording.practice.timezone);
+            let held_until = self.after_quiet_hours(now, wording.practice.timezone);
             // Rendering runs on the blocking pool, each part within the render budget.
             let plans = bookings.clone();
             let (back, planned) = off_runtime(wording, move |wording| {
@@ -272,7 +272,7 @@ impl Fanout {
         let (rendered, version) = worded?;
         let (broadcast, practice) = (&wording.broadcast, &wording.practice);
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        let held_until = self.after_quiet_hours(now, practice.timezone);
         while !followers.is_empty() {
             let batch: Vec<NewMessage> = followers
                 .iter()
@@ -356,7 +356,7 @@ impl Fanout {
             return Ok(None);
         };
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        let held_until = self.after_quiet_hours(now, practice.timezone);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
         let channel = contact.channel;
         let (plan, contact, patient) = (plan.owned(), contact.clone(), patient.clone());

@@ -117,7 +117,7 @@ pub async fn send_invite(
     );
     context.insert(
         "invite",
-        &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
+        &json!({ "link": link, "expires": uk_date_time(expires_at, practice.timezone) }),
     );
     let worded = render_for_patient_off_runtime(
         invitations.templates.snapshot(),

@@ -29,6 +29,7 @@ pub use context::{
 pub use registry::{LoadError, TemplateRegistry};
 
 use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
+use crate::schedule::PracticeZone;
 use crate::store::{NewTemplate, TemplateVersion};
 
 /// The shipped templates: one TOML file per key, English in `templates/messages/`, Welsh
@@ -443,12 +444,13 @@ fn uk_time_filter(value: &str, kwargs: &tera::Kwargs, format: &str) -> tera::Ter
     let at = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
         tera::Error::message(format!("{value:?} is not a time like 2024-07-22T09:30:00Z"))
     })?;
-    let zone: chrono_tz::Tz = kwargs
-        .get::<&str>("timezone")?
-        .unwrap_or("Europe/London")
-        .parse()
-        .map_err(|_| tera::Error::message("timezone must be an IANA name such as Europe/London"))?;
-    Ok(at.with_timezone(&zone).format(format).to_string())
+    let zone = match kwargs.get::<&str>("timezone")? {
+        Some(name) => PracticeZone::parse(name).map_err(|_| {
+            tera::Error::message("timezone must be an IANA name such as Europe/London")
+        })?,
+        None => PracticeZone::UK,
+    };
+    Ok(at.with_timezone(&zone.tz()).format(format).to_string())
 }
 
 /// Most items `range` gives an edited template.

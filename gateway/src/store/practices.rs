@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::domain::{ChannelOrder, OdsCode, PracticeId};
+use crate::schedule::PracticeZone;
 
 /// A practice to add.
 #[derive(Debug, Clone)]
@@ -19,8 +20,8 @@ pub struct NewPractice {
     pub website: Option<String>,
     /// Email address replies go to.
     pub email: Option<String>,
-    /// IANA timezone.
-    pub timezone: String,
+    /// Its timezone, stored by its IANA name.
+    pub timezone: PracticeZone,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).
@@ -42,8 +43,9 @@ pub struct Practice {
     pub website: Option<String>,
     /// Email address replies go to.
     pub email: Option<String>,
-    /// IANA timezone.
-    pub timezone: String,
+    /// Its timezone, read once from the stored name (one that does not parse reads as UK
+    /// time: see [`PracticeZone::of_stored`]).
+    pub timezone: PracticeZone,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).

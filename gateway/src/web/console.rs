@@ -323,7 +323,7 @@ pub(crate) async fn practices(State(state): State<AppState>, signed: Signed) -> 
             "ods": p.ods_code.as_str(), "name": p.name,
             "status": latest.as_ref().map(|b| b.kind.as_str()),
             "headline": latest.as_ref().map(|b| b.headline.clone()),
-            "since": latest.as_ref().map(|b| crate::render::uk_date_time(b.created_at, &p.timezone)),
+            "since": latest.as_ref().map(|b| crate::render::uk_date_time(b.created_at, p.timezone)),
         }));
     }
     let mut c = signed.context();
@@ -349,7 +349,7 @@ pub(crate) async fn practice(
         .map(|b| {
             json!({
                 "id": b.id, "kind": b.kind.as_str(), "headline": b.headline,
-                "at": crate::render::uk_date_time(b.created_at, &practice.timezone),
+                "at": crate::render::uk_date_time(b.created_at, practice.timezone),
                 "superseded": b.superseded_by.is_some(),
                 "failure": b.failure,
             })
@@ -455,7 +455,7 @@ pub(crate) async fn broadcast(
         "broadcast",
         &json!({
             "id": broadcast.id, "kind": broadcast.kind.as_str(), "headline": broadcast.headline,
-            "at": crate::render::uk_date_time(broadcast.created_at, &practice.timezone),
+            "at": crate::render::uk_date_time(broadcast.created_at, practice.timezone),
             "failure": broadcast.failure,
         }),
     );

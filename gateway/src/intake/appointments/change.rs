@@ -19,7 +19,6 @@ use crate::domain::{
 use crate::fanout::{choose_contact, urgent_to};
 use crate::render::appointment::{render_for_patient_off_runtime, AppointmentWording};
 use crate::render::{RenderError, TemplateRegistry};
-use crate::schedule::PracticeZone;
 use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
     IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, Store, StoreError,
@@ -233,7 +232,7 @@ pub async fn post_appointment_change(
             };
         }
     }
-    let timezone = PracticeZone::of_stored(&practice.timezone).tz();
+    let timezone = practice.timezone.tz();
     for _ in 0..STALE_TRIES {
         let appointment = store
             .appointment_by_ref(practice.id, external_ref)

@@ -71,10 +71,10 @@ struct Checker {
 }
 
 impl Checker {
-    /// A checker reading times in the practice's `timezone` (UK time if it is unknown).
-    fn new(timezone: &str) -> Self {
+    /// A checker reading times in the practice's `timezone`.
+    fn new(timezone: PracticeZone) -> Self {
         Self {
-            timezone: PracticeZone::of_stored(timezone).tz(),
+            timezone: timezone.tz(),
             seen: RefSet::default(),
             next: 0,
         }
@@ -244,7 +244,7 @@ pub async fn import(
     config: &ImportConfig,
     actor: &str,
 ) -> Result<ImportSummary, FileImportError> {
-    let mut checker = Checker::new(&practice.timezone);
+    let mut checker = Checker::new(practice.timezone);
     let checked = tokio::task::spawn_blocking(move || {
         rows.into_iter()
             .map(|row| checker.check(row))
@@ -279,7 +279,7 @@ pub async fn import_csv_file(
 ) -> Result<ImportSummary, FileImportError> {
     let (tx, mut rx) = mpsc::channel::<Vec<Checked>>(2);
     let settings = config.clone();
-    let checker = Checker::new(&practice.timezone);
+    let checker = Checker::new(practice.timezone);
     let reading = tokio::task::spawn_blocking(move || read_file(&path, &settings, checker, &tx));
     let mut summary = ImportSummary::default();
     let now = Utc::now();
@@ -440,7 +440,7 @@ mod tests {
             ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(8);
-        let refused = read_file(&path, &config, Checker::new("Europe/London"), &tx);
+        let refused = read_file(&path, &config, Checker::new(PracticeZone::UK), &tx);
         assert!(matches!(refused, Err(FileImportError::TooManyRows(2))));
         assert!(rx.try_recv().is_err(), "nothing is sent before the count");
         let config = ImportConfig {
@@ -448,7 +448,7 @@ mod tests {
             batch_rows: 2,
             ..Default::default()
         };
-        read_file(&path, &config, Checker::new("Europe/London"), &tx).unwrap();
+        read_file(&path, &config, Checker::new(PracticeZone::UK), &tx).unwrap();
         let sizes: Vec<usize> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|b| b.len())
             .collect();
