@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{median, process_cpu, seed, BenchStore};
 use gateway::config::{Config, ProviderConfig};
 use gateway::dispatch::{DispatchControl, Dispatcher};
-use gateway::domain::{Channel, ChannelOrder, Priority, StatusKind};
+use gateway::domain::{Channel, ChannelOrder, PatientId, PracticeId, Priority, StatusKind};
 use gateway::fanout::Fanout;
 use gateway::providers::ProviderRegistry;
 use gateway::render::{MessageTemplates, TemplateRegistry};
@@ -183,7 +183,7 @@ impl Bench {
 pub(super) async fn queue_broadcast(
     store: &dyn BroadcastStore,
     fanout: &Fanout,
-    practice_id: i64,
+    practice_id: PracticeId,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     let change = NewStatusChange {
         kind: StatusKind::SystemsDown,
@@ -375,7 +375,7 @@ async fn time_urgent(
 ) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let patient = bench
         .store
-        .fanout_page(bench.practice.id, 0, 1)
+        .fanout_page(bench.practice.id, PatientId::new(0), 1)
         .await?
         .into_iter()
         .next()

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::dispatch::{queue_broadcast, start_peer, DispatchArgs, Received, SECRET_ENV};
 use super::{cpu_of, median, scratch, seed};
 use gateway::config::Config;
-use gateway::domain::ChannelOrder;
+use gateway::domain::{ChannelOrder, PracticeId};
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
 use gateway::store::{BroadcastStore, PostgresStore, Store};
@@ -113,7 +113,7 @@ struct Run<'a> {
     pg: &'a PostgresStore,
     store: &'a dyn BroadcastStore,
     fanout: &'a Fanout,
-    practice_id: i64,
+    practice_id: PracticeId,
     received: &'a Received,
     exe: &'a Path,
     config_file: &'a Path,

@@ -23,7 +23,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::{SinkExt, StreamExt};
 use gateway::auth::create_user;
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, OdsCode};
+use gateway::domain::{Channel, FollowerId, OdsCode, PatientId, PracticeId};
 use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
 use gateway::store::KeyScope;
@@ -427,7 +427,7 @@ impl Browser {
 }
 
 /// A practice with `patients` (built from `nhs(i)`), created as admin; returns its id.
-async fn practice(app: &TestApp, ods: &str, name: &str, patients: Value) -> i64 {
+async fn practice(app: &TestApp, ods: &str, name: &str, patients: Value) -> PracticeId {
     let key = app.practice_with_key(ods, name).await;
     let reply = app
         .post(
@@ -910,7 +910,7 @@ pub async fn console_refuses_other_practices_and_forged_forms(db: Db) {
 /// A gateway with a `webpush` provider, so the sign-up page offers notifications, and
 /// `log` providers for SMS and email; practice [`RIVERSIDE`] with patients 1 (SMS) and 2
 /// (email).
-async fn push_app(log_dir: &Path) -> (TestApp, i64) {
+async fn push_app(log_dir: &Path) -> (TestApp, PracticeId) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let (vapid_public, vapid_private) = generate_vapid_keys();
     let private_env = format!(
@@ -961,11 +961,11 @@ async fn push_app(log_dir: &Path) -> (TestApp, i64) {
 }
 
 /// The sign-up link's path for test patient `i`, as an invitation carries it.
-async fn signup_path(app: &TestApp, practice_id: i64, i: u32) -> String {
+async fn signup_path(app: &TestApp, practice_id: PracticeId, i: u32) -> String {
     let patients = app
         .state
         .store
-        .fanout_page(practice_id, 0, 100)
+        .fanout_page(practice_id, PatientId::new(0), 100)
         .await
         .expect("store");
     let patient = patients
@@ -1113,7 +1113,7 @@ pub async fn push_signup_stores_the_subscription_for_the_patient(_db: Db) {
     let followers = app
         .state
         .store
-        .followers_page(practice_id, 0, 100)
+        .followers_page(practice_id, FollowerId::new(0), 100)
         .await
         .expect("followers");
     assert_eq!(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use gateway::domain::{Channel, Priority};
+use gateway::domain::{BroadcastId, Channel, MessageId, PatientId, PracticeId, Priority};
 use gateway::store::{NewMessage, Recipient};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use crate::sms_peer::{busiest_window, Answer, SmsPeer};
 
 /// A practice that messages by SMS only, with `patients` synthetic patients (about two in
 /// three have a mobile). Returns its key and id.
-async fn sms_practice(app: &TestApp, ods: &str, patients: u64) -> (String, i64) {
+async fn sms_practice(app: &TestApp, ods: &str, patients: u64) -> (String, PracticeId) {
     let key = app
         .practice_with_settings(
             json!({ "ods_code": ods, "name": format!("Surgery {ods}"), "channel_order": ["sms"] }),
@@ -30,7 +30,7 @@ async fn sms_practice(app: &TestApp, ods: &str, patients: u64) -> (String, i64) 
 }
 
 /// Posts a status change; returns the broadcast id and how many SMS it planned.
-async fn broadcast(app: &TestApp, ods: &str, key: &str, kind: &str) -> (i64, u64) {
+async fn broadcast(app: &TestApp, ods: &str, key: &str, kind: &str) -> (BroadcastId, u64) {
     let reply = app
         .post(
             &format!("/api/v1/practices/{ods}/status"),
@@ -40,11 +40,14 @@ async fn broadcast(app: &TestApp, ods: &str, key: &str, kind: &str) -> (i64, u64
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     let planned = reply.body["planned"]["sms"].as_u64().unwrap_or(0);
-    (reply.body["id"].as_i64().expect("id"), planned)
+    (
+        BroadcastId::new(reply.body["id"].as_i64().expect("id")),
+        planned,
+    )
 }
 
 /// A broadcast's message count in `state` on `channel`.
-async fn count(app: &TestApp, broadcast_id: i64, channel: Channel, state: &str) -> i64 {
+async fn count(app: &TestApp, broadcast_id: BroadcastId, channel: Channel, state: &str) -> i64 {
     app.state
         .store
         .broadcast_counts(broadcast_id)
@@ -148,7 +151,7 @@ pub async fn urgent_message_overtakes_a_queued_broadcast(db: Db) {
     let patient = app
         .state
         .store
-        .fanout_page(practice, 0, 1)
+        .fanout_page(practice, PatientId::new(0), 1)
         .await
         .expect("page")
         .remove(0);
@@ -254,7 +257,7 @@ pub async fn flaky_provider_loses_nothing_and_honours_retry_after(db: Db) {
         let (message, attempts) = app
             .state
             .store
-            .message(a.message_id)
+            .message(MessageId::new(a.message_id))
             .await
             .unwrap()
             .unwrap();
@@ -436,11 +439,11 @@ pub async fn restored_withdraws_closed_messages_already_claimed(db: Db) {
     let closed_ids: std::collections::HashSet<i64> = app
         .state
         .store
-        .broadcast_messages(closed, 0, 10_000, None)
+        .broadcast_messages(closed, MessageId::new(0), 10_000, None)
         .await
         .unwrap()
         .iter()
-        .map(|m| m.id)
+        .map(|m| m.id.get())
         .collect();
     // At most the one "closed" message already taken for sending goes after "restored".
     let late = peer

@@ -9,7 +9,7 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use gateway::app::{self, AppState};
 use gateway::config::{Config, ProviderConfig, DEFAULT_TOML};
-use gateway::domain::Channel;
+use gateway::domain::{BroadcastId, Channel, PracticeId};
 use gateway::providers::{ProviderRegistry, SharedFiles};
 use gateway::store::{self, KeyScope};
 use reqwest::{Method, StatusCode};
@@ -423,7 +423,7 @@ impl TestApp {
     }
 
     /// The row id of the practice with this ODS code (it must exist).
-    pub async fn practice_id(&self, ods: &str) -> i64 {
+    pub async fn practice_id(&self, ods: &str) -> PracticeId {
         let ods = gateway::domain::OdsCode::parse(ods).expect("ods");
         self.state
             .store
@@ -465,7 +465,7 @@ impl TestApp {
     /// Records a status change and its broadcast without fanning out, as a process that
     /// stopped right after the record (or a fan-out not yet started) leaves it. Returns the
     /// broadcast id.
-    pub async fn record_status_change_only(&self, ods: &str, kind: &str) -> i64 {
+    pub async fn record_status_change_only(&self, ods: &str, kind: &str) -> BroadcastId {
         let ods = gateway::domain::OdsCode::parse(ods).expect("ods");
         let practice = self
             .state

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
+use gateway::domain::PracticeId;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contacts");
@@ -43,7 +44,7 @@ async fn upload(
 }
 
 /// Every patient of the practice with contacts and opt-outs, in NHS number order.
-async fn listing(app: &TestApp, practice: i64) -> Vec<ListedPatient> {
+async fn listing(app: &TestApp, practice: PracticeId) -> Vec<ListedPatient> {
     app.state
         .store
         .listed_patients(practice, "", 100_000)
@@ -411,7 +412,7 @@ fn write_temp(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
 
 async fn run_file(
     app: &TestApp,
-    practice: i64,
+    practice: PracticeId,
     path: &std::path::Path,
     replace: bool,
     stop: Option<u64>,

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use gateway::domain::{Channel, MessageState};
+use gateway::domain::{BroadcastId, Channel, MessageId, MessageState};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,7 @@ async fn sms_practice(app: &TestApp, ods: &str, first: u32, patients: u32) -> St
 }
 
 /// Posts a "closed" status change; returns the broadcast id.
-async fn broadcast(app: &TestApp, ods: &str, key: &str) -> i64 {
+async fn broadcast(app: &TestApp, ods: &str, key: &str) -> BroadcastId {
     let reply = app
         .post(
             &format!("/api/v1/practices/{ods}/status"),
@@ -47,11 +47,11 @@ async fn broadcast(app: &TestApp, ods: &str, key: &str) -> i64 {
         )
         .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
-    reply.body["id"].as_i64().expect("id")
+    BroadcastId::new(reply.body["id"].as_i64().expect("id"))
 }
 
 /// A broadcast's SMS in `state`.
-async fn count(app: &TestApp, broadcast_id: i64, state: MessageState) -> i64 {
+async fn count(app: &TestApp, broadcast_id: BroadcastId, state: MessageState) -> i64 {
     app.state
         .store
         .broadcast_counts(broadcast_id)
@@ -97,10 +97,10 @@ pub async fn a_lease_taken_over_before_the_send_is_not_sent(db: Db) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let waiting: Vec<i64> = app
+    let waiting: Vec<MessageId> = app
         .state
         .store
-        .broadcast_messages(a, 0, 10, Some(MessageState::Sending))
+        .broadcast_messages(a, MessageId::new(0), 10, Some(MessageState::Sending))
         .await
         .expect("messages")
         .iter()
@@ -136,7 +136,11 @@ pub async fn a_lease_taken_over_before_the_send_is_not_sent(db: Db) {
         .await
         .expect("the worker stops")
         .expect("worker");
-    let to_peer: Vec<i64> = peer.accepted().iter().map(|a| a.message_id).collect();
+    let to_peer: Vec<MessageId> = peer
+        .accepted()
+        .iter()
+        .map(|a| MessageId::new(a.message_id))
+        .collect();
     assert_eq!(to_peer.len(), 2, "only the first two went: {to_peer:?}");
     assert!(
         !to_peer.contains(&waiting),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, MessageState};
+use gateway::domain::{BroadcastId, Channel, MessageId, MessageState};
 use gateway::providers::generate_vapid_keys;
 use gateway::store::PushSubscription;
 use serde_json::{json, Value};
@@ -162,7 +162,7 @@ async fn mixed_practice(
 }
 
 /// Posts a status change; returns the broadcast id and what it planned per channel.
-async fn post_closed(app: &TestApp, ods: &str, key: &str) -> (i64, HashMap<Channel, i64>) {
+async fn post_closed(app: &TestApp, ods: &str, key: &str) -> (BroadcastId, HashMap<Channel, i64>) {
     let reply = app
         .post(
             &format!("/api/v1/practices/{ods}/status"),
@@ -175,14 +175,17 @@ async fn post_closed(app: &TestApp, ods: &str, key: &str) -> (i64, HashMap<Chann
         .iter()
         .map(|c| (*c, reply.body["planned"][c.as_str()].as_i64().unwrap_or(0)))
         .collect();
-    (reply.body["id"].as_i64().expect("id"), planned)
+    (
+        BroadcastId::new(reply.body["id"].as_i64().expect("id")),
+        planned,
+    )
 }
 
 /// Waits until every planned message of the broadcast is sent, noting when each channel
 /// finished (from `since`); fails after `limit` naming what was still unsent.
 async fn finish_times(
     app: &TestApp,
-    broadcast: i64,
+    broadcast: BroadcastId,
     planned: &HashMap<Channel, i64>,
     since: Instant,
     limit: Duration,
@@ -308,7 +311,7 @@ pub async fn a_push_service_asking_for_years_pauses_only_itself(db: Db) {
         let (view, attempts) = app
             .state
             .store
-            .message(id)
+            .message(MessageId::new(id))
             .await
             .expect("store")
             .expect("message");

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use gateway::cli::import_contacts::{self as cli, ImportArgs};
-use gateway::domain::Channel;
+use gateway::domain::{BroadcastId, Channel, MessageId, PracticeId};
 use gateway::intake::status::StatusChangeRequest;
 use gateway::receipts::{twilio_signature, webhook_signature};
 use gateway::store::{IdempotencyClaim, StartOutcome};
@@ -31,7 +31,7 @@ fn sms_patients(first: u32, count: u32) -> Value {
 }
 
 /// A practice with `count` SMS patients from `first`; returns its key and row id.
-async fn practice(app: &TestApp, ods: &str, first: u32, count: u32) -> (String, i64) {
+async fn practice(app: &TestApp, ods: &str, first: u32, count: u32) -> (String, PracticeId) {
     let key = app.practice_with_key(ods, &format!("Surgery {ods}")).await;
     let reply = app
         .post(
@@ -45,7 +45,7 @@ async fn practice(app: &TestApp, ods: &str, first: u32, count: u32) -> (String, 
 }
 
 /// Posts a status change; returns the broadcast id and the SMS it planned.
-async fn post_status(app: &TestApp, ods: &str, key: &str, kind: &str) -> (i64, i64) {
+async fn post_status(app: &TestApp, ods: &str, key: &str, kind: &str) -> (BroadcastId, i64) {
     let reply = app
         .post(
             &format!("/api/v1/practices/{ods}/status"),
@@ -55,13 +55,13 @@ async fn post_status(app: &TestApp, ods: &str, key: &str, kind: &str) -> (i64, i
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     (
-        reply.body["id"].as_i64().expect("id"),
+        BroadcastId::new(reply.body["id"].as_i64().expect("id")),
         reply.body["planned"]["sms"].as_i64().unwrap_or(0),
     )
 }
 
 /// Messages of a broadcast in `state`.
-async fn count(app: &TestApp, broadcast_id: i64, state: &str) -> i64 {
+async fn count(app: &TestApp, broadcast_id: BroadcastId, state: &str) -> i64 {
     app.state
         .store
         .broadcast_counts(broadcast_id)
@@ -74,14 +74,14 @@ async fn count(app: &TestApp, broadcast_id: i64, state: &str) -> i64 {
 }
 
 /// The ids of a broadcast's messages.
-async fn message_ids(app: &TestApp, broadcast_id: i64) -> HashSet<i64> {
+async fn message_ids(app: &TestApp, broadcast_id: BroadcastId) -> HashSet<i64> {
     app.state
         .store
-        .broadcast_messages(broadcast_id, 0, 10_000, None)
+        .broadcast_messages(broadcast_id, MessageId::new(0), 10_000, None)
         .await
         .expect("messages")
         .iter()
-        .map(|m| m.id)
+        .map(|m| m.id.get())
         .collect()
 }
 
@@ -106,7 +106,7 @@ async fn execute(app: &TestApp, statements: &[String]) {
 async fn claim_of(
     app: &TestApp,
     key: &str,
-    practice_id: i64,
+    practice_id: PracticeId,
     idempotency_key: &str,
     request: &StatusChangeRequest,
 ) -> IdempotencyClaim {
@@ -129,9 +129,9 @@ async fn claim_of(
 async fn record_restored_then_die(
     app: &TestApp,
     key: &str,
-    practice_id: i64,
+    practice_id: PracticeId,
     idempotency_key: &str,
-) -> i64 {
+) -> BroadcastId {
     let request = StatusChangeRequest {
         kind: "restored".into(),
         ..Default::default()
@@ -151,7 +151,12 @@ async fn record_restored_then_die(
 }
 
 /// Posts "restored" again with the same Idempotency-Key: the client's retry.
-async fn replay_restored(app: &TestApp, ods: &str, key: &str, idempotency_key: &str) -> i64 {
+async fn replay_restored(
+    app: &TestApp,
+    ods: &str,
+    key: &str,
+    idempotency_key: &str,
+) -> BroadcastId {
     let response = reqwest::Client::new()
         .post(format!("{}/api/v1/practices/{ods}/status", app.address))
         .bearer_auth(key)
@@ -169,7 +174,7 @@ async fn replay_restored(app: &TestApp, ods: &str, key: &str, idempotency_key: &
         Some("true")
     );
     let body: Value = response.json().await.expect("json");
-    body["id"].as_i64().expect("id")
+    BroadcastId::new(body["id"].as_i64().expect("id"))
 }
 
 /// After the dispatch that follows: none of "closed" went (none after "restored", nor at
@@ -177,9 +182,9 @@ async fn replay_restored(app: &TestApp, ods: &str, key: &str, idempotency_key: &
 /// and the other practice's "closed" was sent whole.
 async fn assert_no_closed_after_restored(
     app: &TestApp,
-    closed: i64,
-    restored: i64,
-    other_closed: i64,
+    closed: BroadcastId,
+    restored: BroadcastId,
+    other_closed: BroadcastId,
     patients: i64,
 ) {
     app.drain().await;
@@ -202,7 +207,7 @@ async fn assert_no_closed_after_restored(
     let page = app
         .state
         .store
-        .broadcast_messages(closed, 0, 1, None)
+        .broadcast_messages(closed, MessageId::new(0), 1, None)
         .await
         .expect("messages");
     let reason = page[0].last_error.clone().unwrap_or_default();
@@ -307,10 +312,10 @@ async fn inbound(app: &TestApp, from: &str, text: &str) {
 }
 
 /// The addresses a broadcast planned messages to.
-async fn addresses(app: &TestApp, broadcast_id: i64) -> Vec<String> {
+async fn addresses(app: &TestApp, broadcast_id: BroadcastId) -> Vec<String> {
     app.state
         .store
-        .broadcast_messages(broadcast_id, 0, 10_000, None)
+        .broadcast_messages(broadcast_id, MessageId::new(0), 10_000, None)
         .await
         .expect("messages")
         .into_iter()
@@ -319,7 +324,7 @@ async fn addresses(app: &TestApp, broadcast_id: i64) -> Vec<String> {
 }
 
 /// Audit entries of `action` at the practice.
-async fn audited(app: &TestApp, practice_id: i64, action: &str) -> Vec<Value> {
+async fn audited(app: &TestApp, practice_id: PracticeId, action: &str) -> Vec<Value> {
     app.state
         .store
         .audit_trail(practice_id, 50)
@@ -384,7 +389,7 @@ pub async fn stop_reaches_every_practice_holding_the_number(db: Db) {
 }
 
 /// Active patients of a practice.
-async fn active(app: &TestApp, practice_id: i64) -> usize {
+async fn active(app: &TestApp, practice_id: PracticeId) -> usize {
     app.state
         .store
         .listed_patients(practice_id, "", 100_000)
@@ -479,7 +484,7 @@ pub async fn receipts_count_only_with_their_own_provider(db: Db) {
     let sent = app
         .state
         .store
-        .broadcast_messages(closed, 0, 10, None)
+        .broadcast_messages(closed, MessageId::new(0), 10, None)
         .await
         .expect("messages");
     let (id, reference) = (
@@ -578,7 +583,7 @@ pub async fn concurrent_status_changes_leave_only_the_newest(db: Db) {
         .expect("broadcasts");
     assert_eq!(broadcasts.len(), 12);
     let newest = broadcasts.iter().map(|b| b.id).max().expect("newest");
-    let live: Vec<i64> = broadcasts
+    let live: Vec<BroadcastId> = broadcasts
         .iter()
         .filter(|b| b.superseded_by.is_none())
         .map(|b| b.id)

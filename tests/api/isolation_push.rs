@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 use gateway::config::ProviderConfig;
-use gateway::domain::Channel;
+use gateway::domain::{Channel, PracticeId};
 use gateway::providers::generate_vapid_keys;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -146,7 +146,7 @@ impl PushApp {
         (reply.status, reply.body)
     }
 
-    async fn practice_id(&self, ods: &str) -> i64 {
+    async fn practice_id(&self, ods: &str) -> PracticeId {
         self.app.practice_id(ods).await
     }
 

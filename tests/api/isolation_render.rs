@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::domain::{Channel, Language};
+use gateway::domain::{Channel, Language, PracticeId};
 use gateway::store::NewTemplate;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -54,7 +54,7 @@ async fn add_patients(app: &TestApp, ods: &str, key: &str, first: u32, n: u32, c
 /// checks existed (or written by hand) would be, and puts it in use.
 async fn store_override(
     app: &TestApp,
-    practice_id: i64,
+    practice_id: PracticeId,
     key: &str,
     channel: Channel,
     draft: Value,
@@ -417,7 +417,7 @@ pub async fn failing_template_fails_its_broadcast_alone(db: Db) {
         .body;
     assert!(a_view["failure"].is_string(), "{a_view}");
     app.drain().await;
-    assert_all_sent(&app, &key_b, b_unfinished, 200).await;
+    assert_all_sent(&app, &key_b, b_unfinished.get(), 200).await;
     assert!(app
         .state
         .store

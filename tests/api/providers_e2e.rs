@@ -16,7 +16,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, OdsCode};
+use gateway::domain::{BroadcastId, Channel, OdsCode};
 use gateway::providers::generate_vapid_keys;
 use gateway::receipts::twilio_signature;
 use gateway::render::status_context;
@@ -699,7 +699,11 @@ pub async fn refused_number_is_rerouted_to_the_patients_email(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    let stored = store.broadcast(id).await.unwrap().unwrap();
+    let stored = store
+        .broadcast(BroadcastId::new(id))
+        .await
+        .unwrap()
+        .unwrap();
     let wording = app
         .state
         .templates

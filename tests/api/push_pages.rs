@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{Duration, Utc};
 use gateway::config::ProviderConfig;
-use gateway::domain::{Channel, OdsCode, Priority};
+use gateway::domain::{Channel, OdsCode, PatientId, PracticeId, Priority};
 use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
 use reqwest::StatusCode;
@@ -119,7 +119,7 @@ async fn push_app(db: Db, with_webpush: bool, settings: Vec<(&'static str, Value
 }
 
 impl PushApp {
-    async fn practice_id(&self) -> i64 {
+    async fn practice_id(&self) -> PracticeId {
         let ods = OdsCode::parse(ODS).expect("ods");
         let store = &self.app.state.store;
         store
@@ -131,12 +131,12 @@ impl PushApp {
     }
 
     /// The row id of test patient `i`.
-    async fn patient_id(&self, i: u32) -> i64 {
+    async fn patient_id(&self, i: u32) -> PatientId {
         let page = self
             .app
             .state
             .store
-            .fanout_page(self.practice_id().await, 0, 100)
+            .fanout_page(self.practice_id().await, PatientId::new(0), 100)
             .await
             .expect("store");
         page.iter()
@@ -265,7 +265,7 @@ pub async fn signup_page_shows_the_practice_and_the_key(db: Db) {
     let secret = std::env::var(UNSUBSCRIBE_SECRET_ENV).unwrap();
     let elsewhere = invite_token(
         &secret,
-        t.practice_id().await + 1,
+        PracticeId::new(t.practice_id().await.get() + 1),
         t.patient_id(1).await,
         Utc::now() + Duration::days(1),
     );

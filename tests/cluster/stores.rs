@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use gateway::domain::{AttemptOutcome, Channel, ChannelOrder, MessageState, Priority};
+use gateway::domain::{AttemptOutcome, Channel, ChannelOrder, MessageState, PatientId, Priority};
 use gateway::store::{Completion, NewMessage, PostgresStore, Recipient, SqliteStore, Store};
 
 use crate::scratch;
@@ -53,7 +53,10 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
     crate::seed::synthetic_patients(&url, practice.id, 3)
         .await
         .unwrap();
-    let patients = store.fanout_page(practice.id, 0, 10).await.unwrap();
+    let patients = store
+        .fanout_page(practice.id, PatientId::new(0), 10)
+        .await
+        .unwrap();
     let now = Utc::now();
     let message = |i: usize, age_days: i64| {
         let patient = &patients[i % patients.len()];
@@ -215,7 +218,8 @@ pub async fn patient_cap_holds_across_instances(base: String) {
             let mut allowed = vec![0u32; 20];
             for round in 0..5 {
                 // Each instance asks for two messages per patient, in its own order.
-                let mut wanted: Vec<(i64, u32)> = (0..20).map(|p| (p, 2)).collect();
+                let mut wanted: Vec<(PatientId, u32)> =
+                    (0..20).map(|p| (PatientId::new(p), 2)).collect();
                 wanted.rotate_left((instance * 5 + round) % 20);
                 let got = gateway::store::ClusterStore::take_patient_quota(
                     &store,
@@ -227,7 +231,7 @@ pub async fn patient_cap_holds_across_instances(base: String) {
                 .await
                 .unwrap();
                 for (patient, n) in got {
-                    allowed[patient as usize] += n;
+                    allowed[patient.get() as usize] += n;
                 }
             }
             allowed

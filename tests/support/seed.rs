@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
-use gateway::domain::{ChannelOrder, OdsCode};
+use gateway::domain::{ChannelOrder, OdsCode, PracticeId};
 use gateway::store::{NewPractice, Practice, PracticeStore};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -25,7 +25,7 @@ pub async fn practice(
                 phone: None,
                 website: None,
                 email: None,
-                timezone: "Europe/London".into(),
+                timezone: gateway::schedule::PracticeZone::UK,
                 channel_order,
                 bilingual: false,
             },
@@ -38,7 +38,7 @@ pub async fn practice(
 /// `url` (`sqlite:...` or `postgres://...`) through a connection of its own.
 pub async fn synthetic_patients(
     url: &str,
-    practice_id: i64,
+    practice_id: PracticeId,
     count: u64,
 ) -> Result<(), sqlx::Error> {
     if url.starts_with("postgres") {
@@ -58,7 +58,7 @@ pub async fn synthetic_patients(
 /// queries are planned on real row counts, as autovacuum would soon after an import.
 pub async fn postgres_patients(
     connection: &mut PgConnection,
-    practice_id: i64,
+    practice_id: PracticeId,
     count: u64,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now();
@@ -94,7 +94,7 @@ pub async fn postgres_patients(
 /// [`synthetic_patients`] on a SQLite connection (times stored as milliseconds).
 pub async fn sqlite_patients(
     connection: &mut SqliteConnection,
-    practice_id: i64,
+    practice_id: PracticeId,
     count: u64,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now().timestamp_millis();

@@ -11,17 +11,20 @@ use serde_json::{json, Value};
 use super::caller::Caller;
 use super::extract::{path_id, ApiQuery};
 use crate::app::AppState;
-use crate::domain::{Channel, Invalid, MessageState, StatusAudience, StatusKind};
+use crate::domain::{
+    BroadcastId, Channel, Invalid, MessageId, MessageState, StatusAudience, StatusChangeId,
+    StatusKind,
+};
 use crate::http::ApiError;
 
 /// A broadcast's progress.
 #[derive(Debug, Serialize)]
 pub struct BroadcastView {
-    id: i64,
+    id: BroadcastId,
     practice: String,
     status_change: StatusChangeView,
     fanout_complete: bool,
-    superseded_by_status_change: Option<i64>,
+    superseded_by_status_change: Option<StatusChangeId>,
     /// When the fan-out failed (its wording could not be rendered), if it did.
     failed_at: Option<DateTime<Utc>>,
     /// Why it failed.
@@ -35,7 +38,7 @@ pub struct BroadcastView {
 
 #[derive(Debug, Serialize)]
 struct StatusChangeView {
-    id: i64,
+    id: StatusChangeId,
     kind: StatusKind,
     headline: String,
     details: Option<String>,
@@ -50,7 +53,7 @@ struct StatusChangeView {
 
 impl BroadcastView {
     /// Reads a broadcast and counts its messages.
-    pub async fn load(state: &AppState, id: i64) -> Result<Self, ApiError> {
+    pub async fn load(state: &AppState, id: BroadcastId) -> Result<Self, ApiError> {
         let b = state
             .store
             .broadcast(id)
@@ -111,8 +114,8 @@ async fn visible_broadcast(
     state: &AppState,
     caller: &Caller,
     raw_id: &str,
-) -> Result<i64, ApiError> {
-    let id = path_id(raw_id, "broadcast")?;
+) -> Result<BroadcastId, ApiError> {
+    let id = path_id(raw_id, "broadcast", BroadcastId::new)?;
     match state.store.broadcast(id).await? {
         Some(b) if caller.can_see(b.practice_id) => Ok(id),
         _ => Err(ApiError::NotFound(format!("no broadcast {id}"))),
@@ -134,7 +137,7 @@ pub async fn show(
 #[serde(deny_unknown_fields)]
 pub struct MessagePage {
     #[serde(default)]
-    after: Option<i64>,
+    after: Option<MessageId>,
     #[serde(default)]
     limit: Option<i64>,
     #[serde(default)]
@@ -165,7 +168,7 @@ pub async fn messages(
         .map_err(|e| ApiError::Validation(vec![e]))?;
     let messages = state
         .store
-        .broadcast_messages(id, page.after.unwrap_or(0), limit, filter)
+        .broadcast_messages(id, page.after.unwrap_or(MessageId::new(0)), limit, filter)
         .await?;
     let next_after = (messages.len() as i64 == limit)
         .then(|| messages.last().map(|m| m.id))
@@ -181,7 +184,7 @@ pub async fn message(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = path_id(&id, "message")?;
+    let id = path_id(&id, "message", MessageId::new)?;
     match state.store.message(id).await? {
         Some((message, attempts)) if caller.can_see(message.practice_id) => {
             Ok(Json(json!({ "message": message, "attempts": attempts })))

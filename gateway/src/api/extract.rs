@@ -64,9 +64,11 @@ pub fn idempotency_key(
     Ok(Some((caller.idempotency_scope(), key.to_string())))
 }
 
-/// Parses a numeric id from a path; anything else cannot name a row, so it is a 404.
-pub fn path_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+/// Parses a numeric id from a path into the id of the row it names (`id`, such as
+/// `BroadcastId::new`); anything else cannot name a row, so it is a 404.
+pub fn path_id<Id>(raw: &str, what: &str, id: fn(i64) -> Id) -> Result<Id, ApiError> {
     raw.parse::<i64>()
+        .map(id)
         .map_err(|_| ApiError::NotFound(format!("no {what} {raw}")))
 }
 

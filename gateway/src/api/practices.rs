@@ -11,6 +11,7 @@ use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber};
 use crate::http::ApiError;
+use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, NewPractice, Practice};
 
 /// A practice to add.
@@ -56,7 +57,7 @@ impl From<&Practice> for PracticeView {
             phone: p.phone.clone(),
             website: p.website.clone(),
             email: p.email.clone(),
-            timezone: p.timezone.clone(),
+            timezone: p.timezone.to_string(),
             channel_order: p.channel_order.channels().to_vec(),
             bilingual: p.bilingual,
             created_at: p.created_at,
@@ -119,12 +120,9 @@ impl CreatePractice {
         let timezone = self
             .timezone
             .unwrap_or_else(|| state.config.practice_defaults.timezone.clone());
-        if timezone.parse::<chrono_tz::Tz>().is_err() {
-            errors.push(Invalid::new(
-                "timezone",
-                format!("{timezone:?} is not an IANA timezone such as Europe/London"),
-            ));
-        }
+        let timezone = PracticeZone::parse(&timezone)
+            .map_err(|e| errors.push(Invalid::new("timezone", e.to_string())))
+            .ok();
         let channel_order = match self.channel_order {
             None => Some(state.config.default_channel_order()),
             Some(names) => names
@@ -135,17 +133,19 @@ impl CreatePractice {
                 .map_err(|e| errors.push(Invalid::new("channel_order", e.reason)))
                 .ok(),
         };
-        match (ods_code, channel_order) {
-            (Some(ods_code), Some(channel_order)) if errors.is_empty() => Ok(NewPractice {
-                ods_code,
-                name,
-                phone,
-                website,
-                email,
-                timezone,
-                channel_order,
-                bilingual: self.bilingual,
-            }),
+        match (ods_code, timezone, channel_order) {
+            (Some(ods_code), Some(timezone), Some(channel_order)) if errors.is_empty() => {
+                Ok(NewPractice {
+                    ods_code,
+                    name,
+                    phone,
+                    website,
+                    email,
+                    timezone,
+                    channel_order,
+                    bilingual: self.bilingual,
+                })
+            }
             _ => Err(errors),
         }
     }

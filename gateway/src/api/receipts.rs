@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::domain::PhoneNumber;
+use crate::domain::{ContactId, PhoneNumber};
 use crate::http::ApiError;
 use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
@@ -286,7 +286,7 @@ pub async fn inbound_twilio(
 }
 
 /// The contact an unsubscribe link names, or 404 for a link that is not ours.
-fn unsubscribe_contact(state: &AppState, token: &str) -> Result<i64, ApiError> {
+fn unsubscribe_contact(state: &AppState, token: &str) -> Result<ContactId, ApiError> {
     let not_ours = || ApiError::NotFound("this unsubscribe link is not valid".into());
     let links = state.signed_links().map_err(|_| not_ours())?;
     links.unsubscribe_contact(token).ok_or_else(not_ours)

@@ -5,7 +5,7 @@
 //! nobody learns which practices (or broadcasts, or templates) exist. An administrator sees
 //! everything.
 
-use crate::domain::OdsCode;
+use crate::domain::{ApiKeyId, OdsCode, PracticeId, UserId};
 use crate::store::{ApiKeyRecord, KeyScope, Practice, PracticeStore, SessionRecord, StoreError};
 
 /// Who is calling: an API key or a signed-in console user.
@@ -22,9 +22,9 @@ pub struct Principal {
 #[derive(Debug, Clone, Copy)]
 enum Credential {
     /// An API key, by row id.
-    ApiKey(i64),
+    ApiKey(ApiKeyId),
     /// A console session of this user (by row id).
-    Session(i64),
+    Session(UserId),
 }
 
 /// Why a principal may not do what it asked.
@@ -91,7 +91,7 @@ impl Principal {
     }
 
     /// Whether it may see the practice with row id `practice_id`, and everything of it.
-    pub fn can_see(&self, practice_id: i64) -> bool {
+    pub fn can_see(&self, practice_id: PracticeId) -> bool {
         match self.scope {
             KeyScope::Admin => true,
             KeyScope::Practice(own) => own == practice_id,
@@ -115,13 +115,13 @@ impl Principal {
     pub fn idempotency_scope(&self) -> String {
         match self.credential {
             Credential::ApiKey(id) => format!("key:{id}"),
-            Credential::Session(user_id) => format!("key:{}", -user_id),
+            Credential::Session(user_id) => format!("key:{}", -user_id.get()),
         }
     }
 
     /// Whether it may read the templates of `practice_id` (`None`: the global wording,
     /// which everyone may read).
-    pub fn can_see_template(&self, practice_id: Option<i64>) -> bool {
+    pub fn can_see_template(&self, practice_id: Option<PracticeId>) -> bool {
         practice_id.is_none_or(|p| self.can_see(p))
     }
 
@@ -160,7 +160,7 @@ mod tests {
 
     fn key(scope: KeyScope) -> Principal {
         Principal::of_key(&ApiKeyRecord {
-            id: 7,
+            id: ApiKeyId::new(7),
             scope,
             label: "test".into(),
             prefix: "gw_0123abcd".into(),
@@ -170,7 +170,7 @@ mod tests {
     fn user(scope: KeyScope) -> Principal {
         Principal::of_session(&SessionRecord {
             user: crate::store::User {
-                id: 3,
+                id: UserId::new(3),
                 username: "reception".into(),
                 password_hash: String::new(),
                 scope,
@@ -182,14 +182,17 @@ mod tests {
 
     #[test]
     fn a_practice_sees_only_itself_and_admins_see_all() {
-        for principal in [key(KeyScope::Practice(1)), user(KeyScope::Practice(1))] {
-            assert!(principal.can_see(1) && !principal.can_see(2));
+        let (one, two) = (PracticeId::new(1), PracticeId::new(2));
+        for principal in [key(KeyScope::Practice(one)), user(KeyScope::Practice(one))] {
+            assert!(principal.can_see(one) && !principal.can_see(two));
             assert!(principal.require_admin().is_err());
             assert!(principal.can_see_template(None));
-            assert!(principal.can_see_template(Some(1)) && !principal.can_see_template(Some(2)));
+            assert!(
+                principal.can_see_template(Some(one)) && !principal.can_see_template(Some(two))
+            );
         }
         for principal in [key(KeyScope::Admin), user(KeyScope::Admin)] {
-            assert!(principal.can_see(1) && principal.can_see(2));
+            assert!(principal.can_see(one) && principal.can_see(two));
             assert!(principal.require_admin().is_ok());
         }
     }
@@ -207,7 +210,7 @@ mod tests {
     fn only_admins_change_the_global_wording() {
         assert!(key(KeyScope::Admin).may_edit_template(None).is_ok());
         assert!(matches!(
-            user(KeyScope::Practice(1)).may_edit_template(None),
+            user(KeyScope::Practice(PracticeId::new(1))).may_edit_template(None),
             Err(Denied::GlobalWording)
         ));
     }

@@ -100,7 +100,7 @@ mod tests {
             .unwrap()
             .to_string();
         let user = User {
-            id: 1,
+            id: crate::domain::UserId::new(1),
             username: "a".into(),
             password_hash: hash,
             scope: KeyScope::Admin,

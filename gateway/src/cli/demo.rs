@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::{Channel, ChannelOrder, NhsNumber, OdsCode};
 use crate::intake::patients::{parse_batch, ContactInput, PatientInput};
 use crate::intake::status::{post_status_change, StatusChangeRequest};
+use crate::schedule::PracticeZone;
 use crate::store::{KeyScope, NewPractice, Practice};
 
 /// The demo practice's ODS code.
@@ -212,7 +213,7 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         phone: Some("01632 960000".into()),
         website: Some("riverside-surgery.example.com".into()),
         email: Some("reception@riverside-surgery.example.com".into()),
-        timezone: state.config.practice_defaults.timezone.clone(),
+        timezone: PracticeZone::parse(&state.config.practice_defaults.timezone)?,
         channel_order: ChannelOrder::parse("sms,email,push")?,
         bilingual: false,
     };

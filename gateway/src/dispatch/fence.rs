@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lanes::Lanes;
 use super::Dispatcher;
+use crate::domain::MessageId;
 use crate::store::{ClaimedMessage, OutboxStore};
 
 /// Most messages marked started in one statement.
@@ -29,7 +30,7 @@ const HOLD_SECONDS: f64 = 3.0;
 /// The fewest messages a worker keeps waiting, whatever the rate.
 const HOLD_AT_LEAST: usize = 4;
 
-type Mark = ((i64, i32), oneshot::Sender<bool>);
+type Mark = ((MessageId, i32), oneshot::Sender<bool>);
 
 /// One worker's view of its leases and the marker of started sends.
 pub struct Fence {
@@ -40,7 +41,7 @@ pub struct Fence {
     renewed: AtomicU64,
     /// Messages dropped without a send whose leases may still be this worker's: given back
     /// at the next heartbeat, so that it does not keep them alive.
-    given_back: Mutex<Vec<i64>>,
+    given_back: Mutex<Vec<MessageId>>,
     /// How many times the renewals were found late (every lease possibly lost).
     breaks: AtomicU64,
     marks: mpsc::Sender<Mark>,
@@ -51,7 +52,7 @@ pub struct Fence {
 /// A message's admission, asked for as soon as its sender takes it (so the database round
 /// trip overlaps the waits for a slot and the rate) and settled just before the send.
 pub struct Admission {
-    id: i64,
+    id: MessageId,
     asked: Instant,
     breaks: u64,
     answer: Option<oneshot::Receiver<bool>>,
@@ -103,14 +104,14 @@ impl Fence {
     }
 
     /// Notes a message dropped without a send, to give its lease back.
-    fn give_back(&self, id: i64) {
+    fn give_back(&self, id: MessageId) {
         self.given_back
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(id);
     }
 
-    fn take_given_back(&self) -> Vec<i64> {
+    fn take_given_back(&self) -> Vec<MessageId> {
         std::mem::take(&mut *self.given_back.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -170,11 +171,11 @@ impl Fence {
     }
 
     /// Returns an admitted message that will not be sent to the queue uncounted at once.
-    pub async fn release_now(&self, id: i64) {
+    pub async fn release_now(&self, id: MessageId) {
         let now = Utc::now();
         let due = [(id, now)];
         if let Err(e) = self.store.defer(&self.owner, &due, now).await {
-            tracing::warn!(error = %e, message = id, "dispatch: could not give back a lease");
+            tracing::warn!(error = %e, message = id.get(), "dispatch: could not give back a lease");
             self.give_back(id);
         }
     }
@@ -227,7 +228,7 @@ async fn mark(
     let margin = chrono::Duration::from_std(margin / 2).unwrap_or(chrono::Duration::zero());
     let mut batch: Vec<Mark> = Vec::with_capacity(MAX_BATCH);
     while super::recorder::next_batch(&mut rx, &mut batch, MAX_BATCH).await {
-        let (sends, answers): (Vec<(i64, i32)>, Vec<oneshot::Sender<bool>>) =
+        let (sends, answers): (Vec<(MessageId, i32)>, Vec<oneshot::Sender<bool>>) =
             batch.drain(..).unzip();
         let now = Utc::now();
         let started = match store
@@ -242,7 +243,7 @@ async fn mark(
         };
         for ((id, _), (answer, started)) in sends.iter().zip(answers.into_iter().zip(started)) {
             if !started {
-                tracing::debug!(message = id, "lease no longer held: not sent");
+                tracing::debug!(message = id.get(), "lease no longer held: not sent");
             }
             let _ = answer.send(started);
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::limits::{RateLimits, Verdict};
-use crate::domain::{Channel, Priority};
+use crate::domain::{BroadcastId, Channel, PracticeId, Priority};
 use crate::store::ClaimedMessage;
 
 /// What a channel should do next.
@@ -29,9 +29,9 @@ pub enum Next {
 #[derive(Default)]
 struct ChannelQueue {
     urgent: VecDeque<ClaimedMessage>,
-    bulk: HashMap<i64, VecDeque<ClaimedMessage>>,
+    bulk: HashMap<PracticeId, VecDeque<ClaimedMessage>>,
     /// Practices with waiting broadcast messages, in turn order.
-    turns: VecDeque<i64>,
+    turns: VecDeque<PracticeId>,
 }
 
 /// The per-channel queues of one worker, with a wake-up per channel.
@@ -159,8 +159,8 @@ impl Lanes {
 
     /// Practices with at least `share` broadcast messages waiting: the claimer leaves their
     /// other messages in the outbox so that other practices' broadcasts get claimed too.
-    pub fn crowded(&self, share: usize) -> Vec<i64> {
-        let mut waiting: HashMap<i64, usize> = HashMap::new();
+    pub fn crowded(&self, share: usize) -> Vec<PracticeId> {
+        let mut waiting: HashMap<PracticeId, usize> = HashMap::new();
         for q in self.lock().values() {
             for (practice, messages) in &q.bulk {
                 *waiting.entry(*practice).or_default() += messages.len();
@@ -174,8 +174,8 @@ impl Lanes {
     }
 
     /// The broadcasts with messages waiting here.
-    pub fn broadcasts(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self
+    pub fn broadcasts(&self) -> Vec<BroadcastId> {
+        let mut ids: Vec<BroadcastId> = self
             .lock()
             .values()
             .flat_map(|q| q.bulk.values().flatten())
@@ -187,7 +187,7 @@ impl Lanes {
     }
 
     /// Takes out every waiting message of these broadcasts.
-    pub fn withdraw(&self, broadcasts: &[i64]) -> Vec<ClaimedMessage> {
+    pub fn withdraw(&self, broadcasts: &[BroadcastId]) -> Vec<ClaimedMessage> {
         let mut withdrawn = Vec::new();
         for q in self.lock().values_mut() {
             for waiting in q.bulk.values_mut() {
@@ -294,16 +294,17 @@ impl Lanes {
 mod tests {
     use super::*;
     use crate::config::LimitsConfig;
+    use crate::domain::{ContactId, MessageId, PatientId};
     use chrono::Utc;
 
     fn message(id: i64, practice_id: i64, priority: Priority) -> ClaimedMessage {
         ClaimedMessage {
-            id,
-            practice_id,
-            patient_id: Some(id),
+            id: MessageId::new(id),
+            practice_id: PracticeId::new(practice_id),
+            patient_id: Some(PatientId::new(id)),
             follower_id: None,
             broadcast_id: None,
-            contact_id: Some(id),
+            contact_id: Some(ContactId::new(id)),
             channel: Channel::Sms,
             address: "+447700900001".into(),
             subject: None,
@@ -331,7 +332,7 @@ mod tests {
     fn ids(lanes: &Lanes, limits: &RateLimits) -> Vec<i64> {
         let mut out = Vec::new();
         while let Next::Send(m) = lanes.next(Channel::Sms, limits) {
-            out.push(m.id);
+            out.push(m.id.get());
         }
         out
     }
@@ -356,7 +357,7 @@ mod tests {
     fn superseded_broadcasts_are_withdrawn_and_the_rest_keep_their_turns() {
         let lanes = Lanes::default();
         let of = |id, practice, broadcast| ClaimedMessage {
-            broadcast_id: Some(broadcast),
+            broadcast_id: Some(BroadcastId::new(broadcast)),
             ..message(id, practice, Priority::Bulk)
         };
         lanes.push(vec![
@@ -365,8 +366,15 @@ mod tests {
             of(3, 20, 100),
             of(4, 10, 100),
         ]);
-        assert_eq!(lanes.broadcasts(), vec![100, 101]);
-        let mut gone: Vec<i64> = lanes.withdraw(&[100]).iter().map(|m| m.id).collect();
+        assert_eq!(
+            lanes.broadcasts(),
+            vec![BroadcastId::new(100), BroadcastId::new(101)]
+        );
+        let mut gone: Vec<i64> = lanes
+            .withdraw(&[BroadcastId::new(100)])
+            .iter()
+            .map(|m| m.id.get())
+            .collect();
         gone.sort_unstable();
         assert_eq!(gone, vec![1, 3, 4]);
         assert_eq!(ids(&lanes, &unlimited()), vec![2]);

@@ -14,7 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::{LimitsConfig, ProviderConfig};
-use crate::domain::Rate;
+use crate::domain::{PracticeId, Rate};
 
 /// Whether a limiter lets one more message go now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +29,10 @@ pub enum Verdict {
 struct Shares {
     instances: u32,
     providers: HashMap<String, DefaultDirectRateLimiter>,
-    practice: Option<(DefaultKeyedRateLimiter<i64>, NonZeroU32)>,
+    practice: Option<(DefaultKeyedRateLimiter<PracticeId>, NonZeroU32)>,
     /// After a re-share, the practices that have started on the new limiter; a practice
     /// starts with its burst spent, as the provider limiters do. `None` at first start.
-    practices_started: Option<Mutex<HashSet<i64>>>,
+    practices_started: Option<Mutex<HashSet<PracticeId>>>,
 }
 
 /// Every limiter of one gateway process, shared by its dispatch workers. With several
@@ -189,7 +189,7 @@ impl RateLimits {
     }
 
     /// Counts one broadcast message of `practice_id` if the practice's rate allows it now.
-    pub fn practice(&self, practice_id: i64) -> Verdict {
+    pub fn practice(&self, practice_id: PracticeId) -> Verdict {
         let shares = self.current();
         let Some((limiter, burst)) = &shares.practice else {
             return Verdict::Go;
@@ -261,13 +261,17 @@ mod tests {
     #[test]
     fn practice_limit_counts_each_practice_apart() {
         let l = RateLimits::from_config(&[], &limits(Some("1/min"), None));
-        assert_eq!(l.practice(1), Verdict::Go);
-        assert_eq!(l.practice(1), Verdict::Go);
-        match l.practice(1) {
+        assert_eq!(l.practice(PracticeId::new(1)), Verdict::Go);
+        assert_eq!(l.practice(PracticeId::new(1)), Verdict::Go);
+        match l.practice(PracticeId::new(1)) {
             Verdict::Wait(d) => assert!(d > Duration::from_secs(50), "{d:?}"),
             Verdict::Go => panic!("a third message in a burst of two went"),
         }
-        assert_eq!(l.practice(2), Verdict::Go, "another practice is not held");
+        assert_eq!(
+            l.practice(PracticeId::new(2)),
+            Verdict::Go,
+            "another practice is not held"
+        );
     }
 
     fn provider(rate: &str, burst: u32) -> ProviderConfig {
@@ -326,12 +330,12 @@ mod tests {
     #[test]
     fn practices_start_a_re_share_with_their_burst_spent() {
         let l = RateLimits::from_config(&[], &limits(Some("2/s"), None));
-        assert_eq!(l.practice(1), Verdict::Go);
-        assert_eq!(l.practice(1), Verdict::Go);
+        assert_eq!(l.practice(PracticeId::new(1)), Verdict::Go);
+        assert_eq!(l.practice(PracticeId::new(1)), Verdict::Go);
         l.reshare(2);
         // One a second each now; practice 2 was never seen but starts spent too.
-        assert!(matches!(l.practice(2), Verdict::Wait(_)));
-        assert!(matches!(l.practice(1), Verdict::Wait(_)));
+        assert!(matches!(l.practice(PracticeId::new(2)), Verdict::Wait(_)));
+        assert!(matches!(l.practice(PracticeId::new(1)), Verdict::Wait(_)));
     }
 
     #[test]
@@ -339,7 +343,7 @@ mod tests {
         let l = RateLimits::from_config(&[], &limits(None, None));
         for _ in 0..1000 {
             assert_eq!(l.provider("any"), Verdict::Go);
-            assert_eq!(l.practice(1), Verdict::Go);
+            assert_eq!(l.practice(PracticeId::new(1)), Verdict::Go);
         }
     }
 }

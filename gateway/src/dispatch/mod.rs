@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DispatchConfig};
-use crate::domain::{AttemptOutcome, Channel, MessageState};
+use crate::domain::{AttemptOutcome, BroadcastId, Channel, MessageState, PracticeId};
 use crate::fanout::Fanout;
 use crate::links::SignedLinks;
 use crate::outbox::RetryPolicy;
@@ -55,10 +55,10 @@ pub struct DispatchControl {
     pub origins: Origins,
     /// The lanes of this process's workers, for the depth `/metrics` shows.
     lanes: Mutex<Vec<Weak<Lanes>>>,
-    practices: Mutex<HashMap<i64, PracticeInfo>>,
+    practices: Mutex<HashMap<PracticeId, PracticeInfo>>,
     /// Per practice, the newest broadcast known to supersede the ones before it, with the
     /// reason their messages are cancelled with.
-    superseded: Mutex<HashMap<i64, (i64, String)>>,
+    superseded: Mutex<HashMap<PracticeId, (BroadcastId, String)>>,
 }
 
 impl DispatchControl {
@@ -77,7 +77,7 @@ impl DispatchControl {
 
     /// Records that broadcast `newer` of the practice supersedes every earlier one: their
     /// messages still held by workers are not sent.
-    pub fn supersede(&self, practice_id: i64, newer: i64, reason: String) {
+    pub fn supersede(&self, practice_id: PracticeId, newer: BroadcastId, reason: String) {
         let mut known = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         let entry = known.entry(practice_id).or_insert((newer, reason.clone()));
         if entry.0 <= newer {
@@ -87,7 +87,11 @@ impl DispatchControl {
 
     /// Why a message of `broadcast_id` must not be sent, if a newer broadcast of its
     /// practice supersedes it.
-    pub fn superseded_reason(&self, practice_id: i64, broadcast_id: i64) -> Option<String> {
+    pub fn superseded_reason(
+        &self,
+        practice_id: PracticeId,
+        broadcast_id: BroadcastId,
+    ) -> Option<String> {
         let known = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         known
             .get(&practice_id)
@@ -403,7 +407,7 @@ impl Dispatcher {
                 return;
             }
         };
-        let ids: Vec<i64> = superseded.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<BroadcastId> = superseded.iter().map(|(id, _)| *id).collect();
         let withdrawn = lanes.withdraw(&ids);
         let records = withdrawn.iter().map(|m| {
             let reason = superseded
@@ -457,10 +461,12 @@ impl Dispatcher {
     }
 
     /// What dispatch knows of a practice, read once per process and then remembered.
-    async fn practice(&self, practice_id: i64) -> Result<PracticeInfo, StoreError> {
+    async fn practice(&self, practice_id: PracticeId) -> Result<PracticeInfo, StoreError> {
         let known = |id| {
             self.control.practices.lock().ok().and_then(
-                |m: std::sync::MutexGuard<'_, HashMap<i64, PracticeInfo>>| m.get(&id).cloned(),
+                |m: std::sync::MutexGuard<'_, HashMap<PracticeId, PracticeInfo>>| {
+                    m.get(&id).cloned()
+                },
             )
         };
         if let Some(p) = known(practice_id) {
@@ -468,7 +474,7 @@ impl Dispatcher {
         }
         let info = match self.store.practice_by_id(practice_id).await? {
             Some(p) => PracticeInfo {
-                timezone: PracticeZone::of_stored(&p.timezone),
+                timezone: p.timezone,
                 reference: PracticeRef {
                     ods_code: p.ods_code.to_string(),
                     name: p.name,

@@ -146,7 +146,7 @@ impl Dispatcher {
             .min(crate::config::PEER_DELAY_CEILING);
         let due = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         tracing::debug!(
-            message = message.id,
+            message = message.id.get(),
             origin,
             ?wait,
             "push service paused; message put back"
@@ -163,7 +163,7 @@ impl Dispatcher {
             ),
             // The lease runs out and the message is claimed again later.
             Err(e) => {
-                tracing::warn!(message = message.id, error = %e, "could not put a message back")
+                tracing::warn!(message = message.id.get(), error = %e, "could not put a message back")
             }
         }
         true

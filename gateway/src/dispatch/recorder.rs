@@ -76,7 +76,7 @@ async fn write(store: Arc<dyn OutboxStore>, owner: String, mut rx: mpsc::Receive
         for ((c, done), held) in completions.iter().zip(senders).zip(held) {
             if !held {
                 tracing::warn!(
-                    message = c.message_id,
+                    message = c.message_id.get(),
                     "lease was lost before the outcome was recorded"
                 );
             }

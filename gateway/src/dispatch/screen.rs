@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::recorder::Recorder;
 use super::Dispatcher;
-use crate::domain::{AttemptOutcome, Channel, MessageState, Priority, Rate};
+use crate::domain::{
+    AttemptOutcome, Channel, MessageId, MessageState, PatientId, PracticeId, Priority, Rate,
+};
 use crate::schedule::PracticeZone;
 use crate::store::{ClaimedMessage, Completion};
 use crate::telemetry::metrics::Outcome;
@@ -50,7 +52,8 @@ impl Dispatcher {
         ready.extend(allowed);
         ready.sort_by_key(|m| (m.priority, m.id));
         if !held.is_empty() {
-            let due: Vec<(i64, DateTime<Utc>)> = held.iter().map(|(m, at)| (m.id, *at)).collect();
+            let due: Vec<(MessageId, DateTime<Utc>)> =
+                held.iter().map(|(m, at)| (m.id, *at)).collect();
             if let Err(e) = self.store.defer(&self.owner, &due, now).await {
                 tracing::warn!(error = %e, "dispatch: could not hold messages for quiet hours; they will wait out their lease");
             }
@@ -85,12 +88,12 @@ impl Dispatcher {
         if messages.is_empty() {
             return (messages, Vec::new());
         }
-        let mut wanted: HashMap<i64, u32> = HashMap::new();
+        let mut wanted: HashMap<PatientId, u32> = HashMap::new();
         for patient in messages.iter().filter_map(|m| m.patient_id) {
             *wanted.entry(patient).or_default() += 1;
         }
-        let wanted: Vec<(i64, u32)> = wanted.into_iter().collect();
-        let mut allowed: HashMap<i64, u32> = match self
+        let wanted: Vec<(PatientId, u32)> = wanted.into_iter().collect();
+        let mut allowed: HashMap<PatientId, u32> = match self
             .store
             .take_patient_quota(&wanted, now, cap.interval(), burst)
             .await
@@ -122,7 +125,7 @@ impl Dispatcher {
     /// the worker's clock. `None` without quiet hours.
     pub(super) async fn quiet_hours_of(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
     ) -> Option<impl Fn(DateTime<Utc>) -> chrono::Duration + Send> {
         let quiet = self.quiet_hours?;
         let timezone = match self.practice(practice_id).await {

@@ -234,7 +234,7 @@ impl Dispatcher {
             })
         };
         if let Err(e) = &result {
-            tracing::warn!(message = message.id, attempt = message.attempt_no, error = %e, "send failed");
+            tracing::warn!(message = message.id.get(), attempt = message.attempt_no, error = %e, "send failed");
         }
         let bad_recipient = matches!(result, Err(SendError::BadRecipient { .. }));
         let finished_at = Utc::now();
@@ -273,7 +273,7 @@ impl Dispatcher {
         );
         if bad_recipient {
             if let Err(e) = self.after_bad_recipient(&message).await {
-                tracing::warn!(message = message.id, error = %e, "could not mark the refused address");
+                tracing::warn!(message = message.id.get(), error = %e, "could not mark the refused address");
             }
         }
     }
@@ -299,10 +299,12 @@ impl Dispatcher {
         if let (Some(fanout), Some(broadcast_id)) = (&self.fanout, message.broadcast_id) {
             match fanout.reroute(broadcast_id, patient_id).await {
                 Ok(Some(channel)) => {
-                    tracing::info!(message = message.id, to = %channel, "re-routed to the patient's next channel")
+                    tracing::info!(message = message.id.get(), to = %channel, "re-routed to the patient's next channel")
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(message = message.id, error = %e, "could not re-route"),
+                Err(e) => {
+                    tracing::warn!(message = message.id.get(), error = %e, "could not re-route")
+                }
             }
         }
         Ok(())
@@ -331,7 +333,7 @@ impl Dispatcher {
             _ => None,
         };
         Ok(Outgoing {
-            message_id: message.id,
+            message_id: message.id.get(),
             channel: message.channel,
             address: message.address.clone(),
             subject: message.subject.clone(),

@@ -157,7 +157,7 @@ mod tests {
     use crate::config::LimitsConfig;
     use crate::dispatch::lanes::Next;
     use crate::dispatch::limits::RateLimits;
-    use crate::domain::Priority;
+    use crate::domain::{ContactId, MessageId, PatientId, PracticeId, Priority};
     use crate::store::ClaimedMessage;
 
     fn unlimited() -> RateLimits {
@@ -172,12 +172,12 @@ mod tests {
 
     fn message(id: i64, channel: Channel) -> ClaimedMessage {
         ClaimedMessage {
-            id,
-            practice_id: 1,
-            patient_id: Some(id),
+            id: MessageId::new(id),
+            practice_id: PracticeId::new(1),
+            patient_id: Some(PatientId::new(id)),
             follower_id: None,
             broadcast_id: None,
-            contact_id: Some(id),
+            contact_id: Some(ContactId::new(id)),
             channel,
             address: "x".into(),
             subject: None,

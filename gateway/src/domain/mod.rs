@@ -6,6 +6,7 @@
 mod appointment;
 mod channel;
 mod email;
+mod ids;
 mod language;
 mod message;
 mod nhs_number;
@@ -21,6 +22,10 @@ pub use appointment::{
 };
 pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
+pub use ids::{
+    ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
+    MessageId, PatientId, PracticeId, StatusChangeId, TemplateVersionId, UserId,
+};
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};
 pub use nhs_number::NhsNumber;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{Fanout, FanoutError, Wording};
-use crate::domain::StatusAudience;
+use crate::domain::{PatientId, StatusAudience};
 use crate::render::appointment::{render_for_patient, AppointmentWording};
 use crate::store::{Appointment, Broadcast, FanoutContact, FanoutPatient, NewMessage};
 
@@ -19,7 +19,7 @@ pub const AFFECTED_TEMPLATE: &str = "appointment.affected_by_closure";
 /// The appointments a broadcast falls on: each booked patient's first in the period.
 pub(super) struct Bookings {
     audience: StatusAudience,
-    first: HashMap<i64, Appointment>,
+    first: HashMap<PatientId, Appointment>,
 }
 
 /// What one patient of a broadcast is sent.
@@ -34,7 +34,7 @@ pub(super) enum Plan<'a> {
 
 impl Bookings {
     /// What patient `patient_id` is sent.
-    pub(super) fn plan(&self, patient_id: i64) -> Plan<'_> {
+    pub(super) fn plan(&self, patient_id: PatientId) -> Plan<'_> {
         match (self.audience, self.first.get(&patient_id)) {
             (StatusAudience::All, _) => Plan::General,
             (_, Some(appointment)) => Plan::Affected(appointment),

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use crate::domain::Language;
-use crate::domain::{Channel, ChannelOrder, Priority};
+use crate::domain::{
+    BroadcastId, Channel, ChannelOrder, FollowerId, Language, PatientId, PracticeId, Priority,
+    StatusChangeId, TemplateVersionId,
+};
 use crate::render::budget::Exceeded;
 use crate::render::{
     status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
@@ -39,13 +41,16 @@ pub enum FanoutError {
     Render(#[from] RenderError),
     /// The broadcast or its practice is gone.
     #[error("broadcast {0} or its practice does not exist")]
-    NotFound(i64),
+    NotFound(BroadcastId),
+    /// The practice is gone.
+    #[error("practice {0} does not exist")]
+    NoPractice(PracticeId),
     /// The broadcast's wording could not be rendered, so its fan-out was stopped and the
     /// broadcast marked failed (other broadcasts are not affected).
     #[error("broadcast {broadcast_id} failed: {reason}")]
     Failed {
         /// The broadcast.
-        broadcast_id: i64,
+        broadcast_id: BroadcastId,
         /// Why, as recorded on the broadcast.
         reason: String,
     },
@@ -115,9 +120,9 @@ impl Fanout {
     }
 
     /// When bulk SMS and push planned at `now` may first go, in the practice's timezone.
-    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: &str) -> DateTime<Utc> {
+    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: PracticeZone) -> DateTime<Utc> {
         match self.quiet_hours {
-            Some(quiet) => quiet.next_allowed(now, PracticeZone::of_stored(timezone).tz()),
+            Some(quiet) => quiet.next_allowed(now, timezone.tz()),
             None => now,
         }
     }
@@ -127,7 +132,10 @@ impl Fanout {
     /// fan-out stops, the broadcast is marked failed with the reason (and audited), and
     /// [`FanoutError::Failed`] is returned; what was planned before is left to go. A
     /// broadcast that failed before is not run again.
-    pub async fn run_broadcast(&self, broadcast_id: i64) -> Result<FanoutSummary, FanoutError> {
+    pub async fn run_broadcast(
+        &self,
+        broadcast_id: BroadcastId,
+    ) -> Result<FanoutSummary, FanoutError> {
         let broadcast = self
             .store
             .broadcast(broadcast_id)
@@ -146,9 +154,9 @@ impl Fanout {
     }
 
     /// Marks a broadcast failed because its wording could not be rendered, and audits it.
-    async fn fail(&self, broadcast_id: i64, error: &RenderError) -> FanoutError {
+    async fn fail(&self, broadcast_id: BroadcastId, error: &RenderError) -> FanoutError {
         let reason = format!("its wording could not be rendered: {error}");
-        tracing::error!(broadcast = broadcast_id, %reason, "broadcast failed");
+        tracing::error!(broadcast = broadcast_id.get(), %reason, "broadcast failed");
         let now = Utc::now();
         if let Err(e) = self.store.fail_fanout(broadcast_id, &reason, now).await {
             return e.into();
@@ -189,13 +197,13 @@ impl Fanout {
         // beside the writer; PostgreSQL does anyway).
         let mut page = self
             .store
-            .fanout_page(practice_id, 0, self.batch_size)
+            .fanout_page(practice_id, PatientId::new(0), self.batch_size)
             .await?;
         while let Some(last) = page.last() {
             let next_after = last.id;
             let more = page.len() == self.batch_size;
             let now = (self.clock)();
-            let held_until = self.after_quiet_hours(now, &wording.practice.timezone);
+            let held_until = self.after_quiet_hours(now, wording.practice.timezone);
             // Rendering runs on the blocking pool, each part within the render budget.
             let plans = bookings.clone();
             let (back, planned) = off_runtime(wording, move |wording| {
@@ -254,7 +262,7 @@ impl Fanout {
         // A page at a time (keyset on row id), so memory does not grow with the followers.
         let mut followers = self
             .store
-            .followers_page(practice_id, 0, self.batch_size)
+            .followers_page(practice_id, FollowerId::new(0), self.batch_size)
             .await?;
         if followers.is_empty() || self.superseded_by(broadcast_id).await?.is_some() {
             return Ok(());
@@ -264,7 +272,7 @@ impl Fanout {
         let (rendered, version) = worded?;
         let (broadcast, practice) = (&wording.broadcast, &wording.practice);
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        let held_until = self.after_quiet_hours(now, practice.timezone);
         while !followers.is_empty() {
             let batch: Vec<NewMessage> = followers
                 .iter()
@@ -302,7 +310,10 @@ impl Fanout {
     }
 
     /// The newer status change that has superseded the broadcast, if one has.
-    async fn superseded_by(&self, broadcast_id: i64) -> Result<Option<i64>, FanoutError> {
+    async fn superseded_by(
+        &self,
+        broadcast_id: BroadcastId,
+    ) -> Result<Option<StatusChangeId>, FanoutError> {
         Ok(self
             .store
             .broadcast(broadcast_id)
@@ -315,8 +326,8 @@ impl Fanout {
     /// none left or the broadcast has been superseded.
     pub async fn reroute(
         &self,
-        broadcast_id: i64,
-        patient_id: i64,
+        broadcast_id: BroadcastId,
+        patient_id: PatientId,
     ) -> Result<Option<Channel>, FanoutError> {
         let broadcast = self
             .store
@@ -334,7 +345,7 @@ impl Fanout {
         // The page starting just before the patient holds them, with the contacts still usable.
         let page = self
             .store
-            .fanout_page(practice.id, patient_id - 1, 1)
+            .fanout_page(practice.id, PatientId::new(patient_id.get() - 1), 1)
             .await?;
         let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
             return Ok(None);
@@ -345,7 +356,7 @@ impl Fanout {
             return Ok(None);
         };
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, &practice.timezone);
+        let held_until = self.after_quiet_hours(now, practice.timezone);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
         let channel = contact.channel;
         let (plan, contact, patient) = (plan.owned(), contact.clone(), patient.clone());
@@ -371,18 +382,18 @@ impl Fanout {
 
     /// Who a broadcast of the practice would reach now: patients per channel, and those
     /// with no usable contact. Reads the list a page at a time, as a fan-out does.
-    pub async fn audience(&self, practice_id: i64) -> Result<Audience, FanoutError> {
+    pub async fn audience(&self, practice_id: PracticeId) -> Result<Audience, FanoutError> {
         let practice = self
             .store
             .practice_by_id(practice_id)
             .await?
-            .ok_or(FanoutError::NotFound(practice_id))?;
+            .ok_or(FanoutError::NoPractice(practice_id))?;
         let mut audience = Audience::default();
         let followers = self.store.follower_count(practice_id).await?;
         if followers > 0 {
             audience.recipients.insert(Channel::Push, followers);
         }
-        let mut after = 0;
+        let mut after = PatientId::new(0);
         loop {
             let page = self
                 .store
@@ -408,11 +419,11 @@ impl Fanout {
         let unfinished = self.store.unfinished_broadcasts().await?;
         let mut finished = 0;
         for id in &unfinished {
-            tracing::info!(broadcast = id, "resuming an interrupted fan-out");
+            tracing::info!(broadcast = id.get(), "resuming an interrupted fan-out");
             match self.run_broadcast(*id).await {
                 Ok(_) => finished += 1,
                 Err(e) => {
-                    tracing::error!(broadcast = id, error = %e, "could not resume a fan-out")
+                    tracing::error!(broadcast = id.get(), error = %e, "could not resume a fan-out")
                 }
             }
         }
@@ -530,7 +541,7 @@ struct Wording {
     practice: Practice,
     broadcast: Broadcast,
     key: String,
-    shared: HashMap<i64, Rendered>,
+    shared: HashMap<TemplateVersionId, Rendered>,
     /// Time spent rendering this broadcast's wording so far.
     spent: std::time::Duration,
 }
@@ -595,8 +606,8 @@ impl Wording {
 /// An urgent message to one patient's `contact`, due `now`, worded by `worded` (the rendered
 /// template `key` and its version). Callers set the idempotency key and any broadcast.
 pub fn urgent_to(
-    practice_id: i64,
-    patient_id: i64,
+    practice_id: PracticeId,
+    patient_id: PatientId,
     contact: &FanoutContact,
     key: &str,
     (rendered, version): (Rendered, i32),
@@ -628,7 +639,7 @@ pub fn urgent_to(
 /// practices still send Welsh first).
 fn anonymous_reader() -> FanoutPatient {
     FanoutPatient {
-        id: 0,
+        id: PatientId::new(0),
         nhs_number: String::new(),
         given_name: None,
         family_name: None,
@@ -654,10 +665,11 @@ pub fn choose_contact<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ContactId;
 
     fn patient(preferred: Option<Channel>, channels: &[Channel]) -> FanoutPatient {
         FanoutPatient {
-            id: 1,
+            id: PatientId::new(1),
             nhs_number: "9990000018".into(),
             given_name: None,
             family_name: None,
@@ -667,7 +679,8 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| FanoutContact {
-                    id: i as i64,
+                    id: ContactId::new(i as i64),
+
                     channel: *c,
                     address: format!("{c}-address"),
                 })

@@ -28,7 +28,7 @@ pub async fn withdraw_before(
         .await?;
     if cancelled > 0 {
         tracing::info!(
-            broadcast = broadcast.id,
+            broadcast = broadcast.id.get(),
             cancelled,
             "withdrew unsent messages of earlier broadcasts"
         );

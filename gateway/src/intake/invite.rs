@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::config::ProviderConfig;
-use crate::domain::Channel;
+use crate::domain::{Channel, PatientId, PracticeId};
 use crate::fanout::urgent_to;
 use crate::links::{NoSecret, SignedLinks};
 use crate::render::appointment::render_for_patient_off_runtime;
@@ -117,7 +117,7 @@ pub async fn send_invite(
     );
     context.insert(
         "invite",
-        &json!({ "link": link, "expires": uk_date_time(expires_at, &practice.timezone) }),
+        &json!({ "link": link, "expires": uk_date_time(expires_at, practice.timezone) }),
     );
     let worded = render_for_patient_off_runtime(
         invitations.templates.snapshot(),
@@ -207,12 +207,14 @@ fn invite_contact<'a>(
 /// fan-out page that starts just before them.
 async fn reachable_patient(
     store: &dyn PatientStore,
-    practice_id: i64,
+    practice_id: PracticeId,
     nhs_number: &str,
 ) -> Result<Option<FanoutPatient>, StoreError> {
     let Some(id) = store.patient_id_of(practice_id, nhs_number).await? else {
         return Ok(None);
     };
-    let page = store.fanout_page(practice_id, id - 1, 1).await?;
+    let page = store
+        .fanout_page(practice_id, PatientId::new(id.get() - 1), 1)
+        .await?;
     Ok(page.into_iter().find(|p| p.id == id))
 }

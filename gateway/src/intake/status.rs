@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dispatch::DispatchControl;
-use crate::domain::{Invalid, StatusAudience, StatusKind};
+use crate::domain::{BroadcastId, Invalid, StatusAudience, StatusKind};
 use crate::fanout::{withdraw_before, Fanout, FanoutError};
 use crate::store::{
     supersede_reason, AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome,
@@ -69,7 +69,7 @@ pub enum PostStatusError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Posted {
     /// The broadcast started (or started earlier under the same key).
-    pub broadcast_id: i64,
+    pub broadcast_id: BroadcastId,
     /// True when the Idempotency-Key matched an earlier identical request.
     pub replayed: bool,
 }
@@ -276,7 +276,7 @@ pub async fn post_status_change(
 /// messages were still queued and are now cancelled (none after a clean start).
 pub async fn withdraw_earlier(
     changes: &StatusChanges,
-    broadcast_id: i64,
+    broadcast_id: BroadcastId,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let Some(broadcast) = changes.store.broadcast(broadcast_id).await? else {

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::domain::{PatientId, PracticeId};
+
 /// Bytes of the HMAC kept in a token: 128 bits, for a link that is short enough to text.
 const MAC_BYTES: usize = 16;
 
@@ -29,8 +31,8 @@ pub enum InviteError {
 /// expiry in unix seconds and the MAC in base64url, so it needs no escaping in a URL.
 pub fn invite_token(
     secret: &str,
-    practice_id: i64,
-    patient_id: i64,
+    practice_id: PracticeId,
+    patient_id: PatientId,
     expires_at: DateTime<Utc>,
 ) -> String {
     let claims = format!("{practice_id}.{patient_id}.{}", expires_at.timestamp());
@@ -45,7 +47,7 @@ pub fn read_invite_token(
     secret: &str,
     token: &str,
     now: DateTime<Utc>,
-) -> Result<(i64, i64), InviteError> {
+) -> Result<(PracticeId, PatientId), InviteError> {
     let (claims, mac) = token
         .trim()
         .rsplit_once('.')
@@ -68,7 +70,10 @@ pub fn read_invite_token(
     if now >= expires_at {
         return Err(InviteError::Expired(expires_at));
     }
-    Ok((number(practice)?, number(patient)?))
+    Ok((
+        PracticeId::new(number(practice)?),
+        PatientId::new(number(patient)?),
+    ))
 }
 
 /// The expiry a token claims, unchecked: for saying when a link ends once
@@ -99,7 +104,7 @@ mod tests {
 
     #[test]
     fn token_round_trips_and_is_url_safe() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
+        let token = invite_token(SECRET, PracticeId::new(3), PatientId::new(12_345), at(12));
         assert!(
             token
                 .chars()
@@ -107,19 +112,22 @@ mod tests {
             "{token}"
         );
         assert!(token.len() < 48, "{token} is short enough to text");
-        assert_eq!(read_invite_token(SECRET, &token, at(9)), Ok((3, 12_345)));
+        assert_eq!(
+            read_invite_token(SECRET, &token, at(9)),
+            Ok((PracticeId::new(3), PatientId::new(12_345)))
+        );
         assert_eq!(invite_expiry(&token), Some(at(12)));
     }
 
     #[test]
     fn altered_or_foreign_tokens_are_refused() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
+        let token = invite_token(SECRET, PracticeId::new(3), PatientId::new(12_345), at(12));
         let other_patient = token.replacen("12345", "12346", 1);
         assert_eq!(
             read_invite_token(SECRET, &other_patient, at(9)),
             Err(InviteError::BadSignature)
         );
-        let later = invite_token(SECRET, 3, 12_345, at(23));
+        let later = invite_token(SECRET, PracticeId::new(3), PatientId::new(12_345), at(23));
         let (claims, _) = later.rsplit_once('.').unwrap();
         let (_, mac) = token.rsplit_once('.').unwrap();
         assert_eq!(
@@ -147,7 +155,7 @@ mod tests {
 
     #[test]
     fn token_expires_at_its_time() {
-        let token = invite_token(SECRET, 3, 12_345, at(12));
+        let token = invite_token(SECRET, PracticeId::new(3), PatientId::new(12_345), at(12));
         assert!(read_invite_token(SECRET, &token, at(12) - Duration::seconds(1)).is_ok());
         assert_eq!(
             read_invite_token(SECRET, &token, at(12)),
@@ -163,7 +171,8 @@ mod tests {
 
     #[test]
     fn unsubscribe_tokens_do_not_pass_as_invites() {
-        let unsubscribe = crate::links::unsubscribe_token(SECRET, 42);
+        let unsubscribe =
+            crate::links::unsubscribe_token(SECRET, crate::domain::ContactId::new(42));
         assert!(read_invite_token(SECRET, &unsubscribe, at(9)).is_err());
     }
 }

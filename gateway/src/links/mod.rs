@@ -15,6 +15,7 @@ pub use invite::{invite_expiry, invite_token, read_invite_token, InviteError};
 pub use unsubscribe::{read_unsubscribe_token, unsubscribe_token};
 
 use crate::config::ReceiptsConfig;
+use crate::domain::{ContactId, PatientId, PracticeId};
 
 /// The variable naming the link secret is unset or empty: no signed link can be made or
 /// checked. Holds the variable's name.
@@ -52,7 +53,7 @@ impl SignedLinks {
     }
 
     /// The one-click unsubscribe link of one contact (an email address).
-    pub fn unsubscribe_url(&self, contact_id: i64) -> String {
+    pub fn unsubscribe_url(&self, contact_id: ContactId) -> String {
         format!(
             "{}/unsubscribe/{}",
             self.public_url,
@@ -61,7 +62,7 @@ impl SignedLinks {
     }
 
     /// The contact an unsubscribe token names, if this gateway signed it.
-    pub fn unsubscribe_contact(&self, token: &str) -> Option<i64> {
+    pub fn unsubscribe_contact(&self, token: &str) -> Option<ContactId> {
         read_unsubscribe_token(&self.secret, token)
     }
 
@@ -70,8 +71,8 @@ impl SignedLinks {
     pub fn invite_url(
         &self,
         ods_code: &str,
-        practice_id: i64,
-        patient_id: i64,
+        practice_id: PracticeId,
+        patient_id: PatientId,
         expires_at: DateTime<Utc>,
     ) -> String {
         let token = invite_token(&self.secret, practice_id, patient_id, expires_at);
@@ -80,7 +81,11 @@ impl SignedLinks {
 
     /// The `(practice_id, patient_id)` an invitation token names, if it is genuine and not
     /// expired at `now`.
-    pub fn invited(&self, token: &str, now: DateTime<Utc>) -> Result<(i64, i64), InviteError> {
+    pub fn invited(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(PracticeId, PatientId), InviteError> {
         read_invite_token(&self.secret, token, now)
     }
 }
@@ -93,17 +98,17 @@ mod tests {
     #[test]
     fn links_point_at_the_public_url_and_read_back() {
         let links = SignedLinks::new("https://gw.example/", "secret".into());
-        let url = links.unsubscribe_url(42);
+        let url = links.unsubscribe_url(ContactId::new(42));
         let token = url.strip_prefix("https://gw.example/unsubscribe/").unwrap();
-        assert_eq!(links.unsubscribe_contact(token), Some(42));
+        assert_eq!(links.unsubscribe_contact(token), Some(ContactId::new(42)));
         let expires = Utc.with_ymd_and_hms(2024, 7, 22, 12, 0, 0).unwrap();
-        let url = links.invite_url("A81001", 3, 7, expires);
+        let url = links.invite_url("A81001", PracticeId::new(3), PatientId::new(7), expires);
         let token = url
             .strip_prefix("https://gw.example/p/A81001/notifications?t=")
             .unwrap();
         assert_eq!(
             links.invited(token, expires - chrono::Duration::hours(1)),
-            Ok((3, 7))
+            Ok((PracticeId::new(3), PatientId::new(7)))
         );
         assert!(links.unsubscribe_contact(token).is_none());
     }

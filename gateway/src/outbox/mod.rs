@@ -139,7 +139,9 @@ fn later(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, Priority};
+    use crate::domain::{
+        BroadcastId, Channel, ContactId, MessageId, PatientId, PracticeId, Priority,
+    };
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -157,12 +159,12 @@ mod tests {
 
     fn claimed(attempt_no: i32) -> ClaimedMessage {
         ClaimedMessage {
-            id: 7,
-            practice_id: 1,
-            patient_id: Some(2),
+            id: MessageId::new(7),
+            practice_id: PracticeId::new(1),
+            patient_id: Some(PatientId::new(2)),
             follower_id: None,
-            broadcast_id: Some(4),
-            contact_id: Some(3),
+            broadcast_id: Some(BroadcastId::new(4)),
+            contact_id: Some(ContactId::new(3)),
             channel: Channel::Sms,
             address: "+447700900001".into(),
             subject: None,

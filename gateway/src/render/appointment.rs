@@ -24,11 +24,11 @@ impl AppointmentWording<'_> {
     /// `appointment.{when, date, time, place, clinician, reason, previous_when,
     /// previous_place, previous_clinician, starts_at, previous_starts_at}` in `language`.
     pub fn json(&self, practice: &Practice, language: Language) -> Value {
-        let words = time_words(self.now.starts_at, &practice.timezone, language);
+        let words = time_words(self.now.starts_at, practice.timezone, language);
         let before = self.before;
         let moved = before.filter(|b| b.starts_at != self.now.starts_at);
         let previous_when =
-            moved.map(|b| time_words(b.starts_at, &practice.timezone, language).when);
+            moved.map(|b| time_words(b.starts_at, practice.timezone, language).when);
         json!({
             "when": words.when,
             "date": words.date,
@@ -139,13 +139,13 @@ mod tests {
 
     fn practice(bilingual: bool) -> Practice {
         Practice {
-            id: 1,
+            id: crate::domain::PracticeId::new(1),
             ods_code: OdsCode::parse("A81001").unwrap(),
             name: "Riverside Surgery".into(),
             phone: Some("01632 960000".into()),
             website: None,
             email: None,
-            timezone: "Europe/London".into(),
+            timezone: crate::schedule::PracticeZone::UK,
             channel_order: ChannelOrder::parse("sms,email").unwrap(),
             bilingual,
             created_at: Utc::now(),
@@ -154,7 +154,7 @@ mod tests {
 
     fn patient(language: &str) -> FanoutPatient {
         FanoutPatient {
-            id: 7,
+            id: crate::domain::PatientId::new(7),
             nhs_number: "9434765919".into(),
             given_name: Some("Alex".into()),
             family_name: None,

@@ -8,9 +8,8 @@ use crate::schedule::PracticeZone;
 use crate::store::{Broadcast, FanoutPatient, Practice};
 
 /// A time in words in the practice's timezone, as patients read it: "Monday 22 July at 10:30".
-pub fn uk_date_time(at: DateTime<Utc>, timezone: &str) -> String {
-    let tz = PracticeZone::of_stored(timezone).tz();
-    at.with_timezone(&tz)
+pub fn uk_date_time(at: DateTime<Utc>, timezone: PracticeZone) -> String {
+    at.with_timezone(&timezone.tz())
         .format("%A %-d %B at %H:%M")
         .to_string()
 }
@@ -23,7 +22,7 @@ pub fn practice_json(practice: &Practice) -> serde_json::Value {
         "phone": practice.phone,
         "website": practice.website,
         "ods_code": practice.ods_code.as_str(),
-        "timezone": practice.timezone,
+        "timezone": practice.timezone.to_string(),
     })
 }
 
@@ -59,9 +58,8 @@ const WELSH_MONTHS: [&str; 12] = [
 ];
 
 /// `at` in words in the practice's `timezone`, in `language`.
-pub fn time_words(at: DateTime<Utc>, timezone: &str, language: Language) -> TimeWords {
-    let tz = PracticeZone::of_stored(timezone).tz();
-    let local = at.with_timezone(&tz);
+pub fn time_words(at: DateTime<Utc>, timezone: PracticeZone, language: Language) -> TimeWords {
+    let local = at.with_timezone(&timezone.tz());
     let time = local.format("%H:%M").to_string();
     match language {
         Language::English => TimeWords {
@@ -118,7 +116,7 @@ pub fn status_json(
     broadcast: &Broadcast,
     language: Language,
 ) -> serde_json::Value {
-    let when = |t: Option<DateTime<Utc>>| t.map(|t| time_words(t, &practice.timezone, language).on);
+    let when = |t: Option<DateTime<Utc>>| t.map(|t| time_words(t, practice.timezone, language).on);
     json!({
         "kind": broadcast.kind.as_str(),
         "headline": broadcast.headline,
@@ -144,12 +142,12 @@ mod tests {
     fn dates_read_in_practice_time_across_the_clock_change() {
         let summer = Utc.with_ymd_and_hms(2024, 7, 22, 9, 30, 0).unwrap();
         assert_eq!(
-            uk_date_time(summer, "Europe/London"),
+            uk_date_time(summer, PracticeZone::UK),
             "Monday 22 July at 10:30"
         );
         let winter = Utc.with_ymd_and_hms(2024, 12, 2, 9, 30, 0).unwrap();
         assert_eq!(
-            uk_date_time(winter, "Europe/London"),
+            uk_date_time(winter, PracticeZone::UK),
             "Monday 2 December at 09:30"
         );
     }
@@ -157,11 +155,11 @@ mod tests {
     #[test]
     fn welsh_words_name_the_day_and_month_and_mutate_only_as_an_adverb() {
         let summer = Utc.with_ymd_and_hms(2024, 7, 23, 7, 0, 0).unwrap();
-        let cy = time_words(summer, "Europe/London", Language::Welsh);
+        let cy = time_words(summer, PracticeZone::UK, Language::Welsh);
         assert_eq!(cy.when, "dydd Mawrth 23 Gorffennaf am 08:00");
         assert_eq!(cy.on, "ddydd Mawrth 23 Gorffennaf am 08:00");
         assert_eq!(cy.date, "dydd Mawrth 23 Gorffennaf");
-        let en = time_words(summer, "Europe/London", Language::English);
+        let en = time_words(summer, PracticeZone::UK, Language::English);
         assert_eq!(en.on, "on Tuesday 23 July at 08:00");
         assert_eq!(en.date, "Tuesday 23 July");
         assert_eq!(en.time, "08:00");

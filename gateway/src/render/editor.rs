@@ -15,7 +15,7 @@ use super::catalogue::{context_of, key_info, sample_json};
 use super::sms::{cost, SmsCost};
 use super::validate::{check, Draft, Limits, Problem, Warning};
 use super::{Rendered, TemplateRegistry};
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
 use crate::store::{
     AccessStore, AuditEntry, NewTemplate, StoreError, TemplateStore, TemplateVersion,
 };
@@ -47,7 +47,7 @@ pub struct TemplateRef {
     /// Language.
     pub language: Language,
     /// The practice whose override it is; `None` for the global default.
-    pub practice_id: Option<i64>,
+    pub practice_id: Option<PracticeId>,
 }
 
 impl TemplateRef {
@@ -378,7 +378,7 @@ async fn render_draft(
     limits: Limits,
 ) -> Result<Option<Rendered>, EditError> {
     let version = TemplateVersion {
-        id: 0,
+        id: TemplateVersionId::new(0),
         practice_id: target.practice_id,
         key: target.key.clone(),
         channel: target.channel,

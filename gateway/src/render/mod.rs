@@ -28,7 +28,8 @@ pub use context::{
 };
 pub use registry::{LoadError, TemplateRegistry};
 
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
+use crate::schedule::PracticeZone;
 use crate::store::{NewTemplate, TemplateVersion};
 
 /// The shipped templates: one TOML file per key, English in `templates/messages/`, Welsh
@@ -218,7 +219,7 @@ pub fn shipped_defaults() -> Result<Vec<NewTemplate>, RenderError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chosen {
     /// The template row (its compiled parts are named after it).
-    pub id: i64,
+    pub id: TemplateVersionId,
     /// Its version number, recorded on every message.
     pub version: i32,
     /// Whether it reads the patient's own fields, so differs per patient.
@@ -227,7 +228,7 @@ pub struct Chosen {
     pub channel: Channel,
 }
 
-type Scope = (Option<i64>, String, Channel, Language);
+type Scope = (Option<PracticeId>, String, Channel, Language);
 
 /// A compiled set of templates: the versions in use, global and per practice.
 pub struct MessageTemplates {
@@ -246,7 +247,8 @@ impl MessageTemplates {
             .into_iter()
             .enumerate()
             .map(|(i, t)| TemplateVersion {
-                id: -(i as i64) - 1,
+                // Ids no stored row has, so the shipped parts never share a name with one.
+                id: TemplateVersionId::new(-(i as i64) - 1),
                 practice_id: None,
                 key: t.key,
                 channel: t.channel,
@@ -339,12 +341,12 @@ impl MessageTemplates {
     /// global one in `language`, else the same in English.
     pub fn choose(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         key: &str,
         channel: Channel,
         language: Language,
     ) -> Option<Chosen> {
-        let find = |scope: Option<i64>, language: Language| {
+        let find = |scope: Option<PracticeId>, language: Language| {
             self.chosen
                 .get(&(scope, key.to_string(), channel, language))
                 .copied()
@@ -365,7 +367,7 @@ impl MessageTemplates {
     /// Whether a practice has wording of its own (not the global one) for this template.
     pub fn has_own(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         key: &str,
         channel: Channel,
         language: Language,
@@ -442,12 +444,13 @@ fn uk_time_filter(value: &str, kwargs: &tera::Kwargs, format: &str) -> tera::Ter
     let at = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
         tera::Error::message(format!("{value:?} is not a time like 2024-07-22T09:30:00Z"))
     })?;
-    let zone: chrono_tz::Tz = kwargs
-        .get::<&str>("timezone")?
-        .unwrap_or("Europe/London")
-        .parse()
-        .map_err(|_| tera::Error::message("timezone must be an IANA name such as Europe/London"))?;
-    Ok(at.with_timezone(&zone).format(format).to_string())
+    let zone = match kwargs.get::<&str>("timezone")? {
+        Some(name) => PracticeZone::parse(name).map_err(|_| {
+            tera::Error::message("timezone must be an IANA name such as Europe/London")
+        })?,
+        None => PracticeZone::UK,
+    };
+    Ok(at.with_timezone(&zone.tz()).format(format).to_string())
 }
 
 /// Most items `range` gives an edited template.
@@ -494,7 +497,7 @@ fn capped_range(kwargs: tera::Kwargs, _: &tera::State) -> tera::TeraResult<Vec<i
     Ok((start..end).step_by(step as usize).collect())
 }
 
-fn part_name(id: i64, part: &str) -> String {
+fn part_name(id: TemplateVersionId, part: &str) -> String {
     format!("t{id}/{part}")
 }
 
@@ -630,7 +633,12 @@ mod tests {
         }
         // A practice without overrides gets the global wording in its language.
         let welsh = templates
-            .choose(7, "status.closed", Channel::Sms, Language::Welsh)
+            .choose(
+                PracticeId::new(7),
+                "status.closed",
+                Channel::Sms,
+                Language::Welsh,
+            )
             .unwrap();
         assert_eq!(
             Some(welsh),

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::structure;
 use super::validate::{check, Draft, Limits};
 use super::{MessageTemplates, RenderBudget};
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, TemplateVersionId};
 use crate::store::TemplateVersion;
 
 /// Pieces templates are made of: delimiters with and without whitespace control, loops,
@@ -85,7 +85,7 @@ proptest! {
         until in proptest::option::of("\\PC{0,40}"),
     ) {
         let version = TemplateVersion {
-            id: 1,
+            id: TemplateVersionId::new(1),
             practice_id: None,
             key: "status.custom".into(),
             channel: Channel::Sms,

@@ -39,6 +39,8 @@ impl PracticeZone {
     }
 }
 
+/// The IANA name exactly as it was parsed (chrono-tz keeps every link, such as
+/// `Europe/Belfast`, under its own name), so a stored name is written back unchanged.
 impl fmt::Display for PracticeZone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.name())
@@ -62,5 +64,8 @@ mod tests {
         assert_eq!(PracticeZone::of_stored("Mars/Olympus"), PracticeZone::UK);
         assert_eq!(PracticeZone::of_stored(""), PracticeZone::UK);
         assert_eq!(PracticeZone::UK.to_string(), "Europe/London");
+        for name in ["Europe/Belfast", "GB", "UTC", "America/New_York"] {
+            assert_eq!(PracticeZone::parse(name).unwrap().to_string(), name);
+        }
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreResult;
+use crate::domain::{ApiKeyId, PracticeId};
 
 /// Who an API key speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,7 +13,7 @@ pub enum KeyScope {
     /// Every practice, and practice management.
     Admin,
     /// One practice (by row id) and nothing else.
-    Practice(i64),
+    Practice(PracticeId),
 }
 
 /// A key to store.
@@ -32,7 +33,7 @@ pub struct NewApiKey {
 #[derive(Debug, Clone)]
 pub struct ApiKeyRecord {
     /// Row id.
-    pub id: i64,
+    pub id: ApiKeyId,
     /// Its scope.
     pub scope: KeyScope,
     /// Whose it is.
@@ -49,7 +50,7 @@ pub struct AuditEntry {
     /// What, such as `status_change.posted`.
     pub action: String,
     /// The practice it concerned.
-    pub practice_id: Option<i64>,
+    pub practice_id: Option<PracticeId>,
     /// The thing acted on, such as `broadcast:12`.
     pub subject: Option<String>,
     /// Anything else worth keeping, as JSON (no patient data).
@@ -75,11 +76,15 @@ pub struct AuditRecord {
 #[async_trait]
 pub trait AccessStore: Send + Sync {
     /// Stores a new key by its hash.
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64>;
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKeyId>;
     /// The live (unrevoked) key with this hash.
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
     /// Records who did what.
     async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()>;
     /// The most recent audit entries of a practice, newest first.
-    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
+    async fn audit_trail(
+        &self,
+        practice_id: PracticeId,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>>;
 }

@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{IdempotencyClaim, NewMessage, StoreResult, UpsertSummary};
-use crate::domain::{AppointmentChangeKind, AppointmentMode, AppointmentState};
+use crate::domain::{
+    AppointmentChangeId, AppointmentChangeKind, AppointmentId, AppointmentMode, AppointmentState,
+    MessageId, PatientId, PracticeId,
+};
 
 /// An appointment to insert or update, keyed by (practice, external reference).
 #[derive(Debug, Clone)]
 pub struct AppointmentUpsert {
     /// The patient's row id.
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The practice system's id for it.
     pub external_ref: String,
     /// When it starts.
@@ -46,13 +49,13 @@ pub struct AppointmentDetails {
 pub struct Appointment {
     /// Row id.
     #[serde(skip)]
-    pub id: i64,
+    pub id: AppointmentId,
     /// Practice row id.
     #[serde(skip)]
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// Patient row id.
     #[serde(skip)]
-    pub patient_id: i64,
+    pub patient_id: PatientId,
     /// The patient's NHS number.
     pub nhs_number: String,
     /// The practice system's id for it.
@@ -72,7 +75,7 @@ pub struct Appointment {
 #[derive(Debug, Clone)]
 pub struct NewAppointmentChange {
     /// The appointment's row id.
-    pub appointment_id: i64,
+    pub appointment_id: AppointmentId,
     /// Its `updated_at` as read: if it has changed since, the change is not recorded.
     pub read_at: DateTime<Utc>,
     /// What happened.
@@ -91,10 +94,10 @@ pub struct NewAppointmentChange {
 #[derive(Debug, Clone, Serialize)]
 pub struct AppointmentChange {
     /// Row id.
-    pub id: i64,
+    pub id: AppointmentChangeId,
     /// The appointment's row id.
     #[serde(skip)]
-    pub appointment_id: i64,
+    pub appointment_id: AppointmentId,
     /// What happened.
     pub kind: AppointmentChangeKind,
     /// The appointment before.
@@ -104,7 +107,7 @@ pub struct AppointmentChange {
     /// Why.
     pub reason: Option<String>,
     /// The message telling the patient, if they could be reached.
-    pub message_id: Option<i64>,
+    pub message_id: Option<MessageId>,
     /// Who made it.
     pub created_by: String,
     /// When.
@@ -130,28 +133,28 @@ pub trait AppointmentStore: Send + Sync {
     /// Row ids of the practice's patients with these NHS numbers; unknown ones are absent.
     async fn patient_ids_by_nhs(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_numbers: &[String],
-    ) -> StoreResult<HashMap<String, i64>>;
+    ) -> StoreResult<HashMap<String, PatientId>>;
     /// Inserts or updates appointments by (practice, external reference) in set-based
     /// statements, in one transaction. External references must be distinct.
     async fn upsert_appointments(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         appointments: &[AppointmentUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary>;
     /// One appointment by its external reference.
     async fn appointment_by_ref(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         external_ref: &str,
     ) -> StoreResult<Option<Appointment>>;
     /// The practice's booked (not cancelled) appointments starting in `[from, until)`,
     /// ordered by patient, then start.
     async fn booked_between(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<Appointment>>;
@@ -174,6 +177,6 @@ pub trait AppointmentStore: Send + Sync {
 }
 
 /// The outbox idempotency key of the message a change sends.
-pub(crate) fn change_message_key(change_id: i64) -> String {
+pub(crate) fn change_message_key(change_id: AppointmentChangeId) -> String {
     format!("appointment-change:{change_id}")
 }

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{MessageView, StoreResult};
-use crate::domain::{Channel, MessageState, StatusAudience, StatusKind};
+use crate::domain::{
+    BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusAudience, StatusChangeId,
+    StatusKind,
+};
 
 /// A status change to record.
 #[derive(Debug, Clone, Serialize)]
@@ -53,9 +56,9 @@ pub struct IdempotencyClaim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
     /// A new status change and broadcast.
-    Started(i64),
+    Started(BroadcastId),
     /// The idempotency key was seen with the same body: this is that broadcast.
-    Replayed(i64),
+    Replayed(BroadcastId),
     /// The idempotency key was seen with a different body.
     KeyReused,
 }
@@ -64,11 +67,11 @@ pub enum StartOutcome {
 #[derive(Debug, Clone)]
 pub struct Broadcast {
     /// Row id.
-    pub id: i64,
+    pub id: BroadcastId,
     /// Practice row id.
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// The status change.
-    pub status_change_id: i64,
+    pub status_change_id: StatusChangeId,
     /// Its kind.
     pub kind: StatusKind,
     /// Its headline.
@@ -88,7 +91,7 @@ pub struct Broadcast {
     /// Patients with no usable contact.
     pub skipped_no_contact: i64,
     /// The newer status change that superseded this broadcast, if one did.
-    pub superseded_by: Option<i64>,
+    pub superseded_by: Option<StatusChangeId>,
     /// When its fan-out failed, if it did (its wording could not be rendered).
     pub failed_at: Option<DateTime<Utc>>,
     /// Why it failed.
@@ -108,36 +111,45 @@ pub trait BroadcastStore: Send + Sync {
     /// [`supersede_earlier`]: BroadcastStore::supersede_earlier
     async fn start_status_broadcast(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         change: &NewStatusChange,
         idempotency: Option<&IdempotencyClaim>,
         now: DateTime<Utc>,
     ) -> StoreResult<StartOutcome>;
     /// A broadcast with its status change.
-    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    async fn broadcast(&self, id: BroadcastId) -> StoreResult<Option<Broadcast>>;
     /// The practice's latest broadcasts, newest first.
-    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>>;
+    async fn recent_broadcasts(
+        &self,
+        practice_id: PracticeId,
+        limit: i64,
+    ) -> StoreResult<Vec<Broadcast>>;
     /// Broadcasts whose fan-out never finished (the process stopped during it) and did not
     /// fail.
-    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>>;
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<BroadcastId>>;
     /// Marks a fan-out complete, with the number of patients it could not reach.
     async fn finish_fanout(
         &self,
-        id: i64,
+        id: BroadcastId,
         skipped_no_contact: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Marks a broadcast's fan-out failed with `reason` (its wording could not be rendered):
     /// it is not resumed, and the messages it planned before failing are left to go.
-    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn fail_fanout(
+        &self,
+        id: BroadcastId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Marks every earlier broadcast of the practice as superseded by `status_change_id`
     /// (the change behind broadcast `newer`) and cancels their unsent messages, naming it.
     /// Messages already with a provider are left to finish. Returns how many were cancelled.
     async fn supersede_earlier(
         &self,
-        practice_id: i64,
-        newer: i64,
-        status_change_id: i64,
+        practice_id: PracticeId,
+        newer: BroadcastId,
+        status_change_id: StatusChangeId,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
@@ -145,20 +157,26 @@ pub trait BroadcastStore: Send + Sync {
     /// superseded cleans up what it wrote meanwhile). Returns how many were cancelled.
     async fn cancel_queued(
         &self,
-        broadcast_id: i64,
+        broadcast_id: BroadcastId,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
     /// Which of these broadcasts have been superseded: each with the reason its unsent
     /// messages are cancelled with (naming the newer status change).
-    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>>;
+    async fn superseded_among(
+        &self,
+        broadcast_ids: &[BroadcastId],
+    ) -> StoreResult<Vec<(BroadcastId, String)>>;
     /// Message counts of a broadcast by channel and state.
-    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
+    async fn broadcast_counts(
+        &self,
+        id: BroadcastId,
+    ) -> StoreResult<Vec<(Channel, MessageState, i64)>>;
     /// A page of a broadcast's messages in id order, optionally of one state.
     async fn broadcast_messages(
         &self,
-        id: i64,
-        after_id: i64,
+        id: BroadcastId,
+        after_id: MessageId,
         limit: i64,
         state: Option<MessageState>,
     ) -> StoreResult<Vec<MessageView>>;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
+use crate::domain::PatientId;
 
 /// An instance as it registers.
 #[derive(Debug, Clone)]
@@ -71,11 +72,11 @@ pub trait ClusterStore: Send + Sync {
     /// the database so that every instance shares it), counting those allowed.
     async fn take_patient_quota(
         &self,
-        wanted: &[(i64, u32)],
+        wanted: &[(PatientId, u32)],
         now: DateTime<Utc>,
         interval: Duration,
         burst: u32,
-    ) -> StoreResult<Vec<(i64, u32)>>;
+    ) -> StoreResult<Vec<(PatientId, u32)>>;
 }
 
 /// The leader's lease, held; the periodic jobs run through it, so that only the leader

@@ -4,12 +4,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{KeyScope, StoreResult};
+use crate::domain::UserId;
 
 /// Someone who signs in to the console.
 #[derive(Debug, Clone)]
 pub struct User {
     /// Row id.
-    pub id: i64,
+    pub id: UserId,
     /// Sign-in name.
     pub username: String,
     /// Argon2id hash of the password (PHC string).
@@ -46,7 +47,7 @@ pub trait ConsoleStore: Send + Sync {
     async fn create_session(
         &self,
         token_hash: &str,
-        user_id: i64,
+        user_id: UserId,
         csrf_token: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,

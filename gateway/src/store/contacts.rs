@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
+use crate::domain::{ContactId, PracticeId};
 
 /// A browser's push subscription, as the Push API gives it.
 #[derive(Debug, Clone)]
@@ -20,33 +21,42 @@ pub struct PushSubscription {
 #[async_trait]
 pub trait ContactStore: Send + Sync {
     /// Marks a contact unreachable (the provider said invalid or unsubscribed): fan-outs skip it.
-    async fn mark_bad_recipient(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn mark_bad_recipient(
+        &self,
+        contact_id: ContactId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Deletes a contact, such as an expired push subscription.
-    async fn remove_contact(&self, contact_id: i64) -> StoreResult<()>;
+    async fn remove_contact(&self, contact_id: ContactId) -> StoreResult<()>;
     /// Deletes the practice's push subscriptions with this endpoint (a browser turning
     /// notifications off). Returns how many.
-    async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64>;
+    async fn remove_push_endpoint(
+        &self,
+        practice_id: PracticeId,
+        endpoint: &str,
+    ) -> StoreResult<u64>;
     /// Opts an SMS number out (or back in) for every patient of the practice who has it.
     /// Returns how many contacts changed.
     async fn set_sms_opt_out(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         address: &str,
         opted_out: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
     /// Opts one contact out; false if it does not exist.
-    async fn opt_out_contact(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<bool>;
+    async fn opt_out_contact(&self, contact_id: ContactId, now: DateTime<Utc>)
+        -> StoreResult<bool>;
     /// A push contact's keys (`p256dh`, `auth`).
-    async fn push_keys(&self, contact_id: i64) -> StoreResult<Option<(String, String)>>;
+    async fn push_keys(&self, contact_id: ContactId) -> StoreResult<Option<(String, String)>>;
     /// Adds or refreshes a patient's push subscription; `None` if the patient does not exist.
     async fn add_push_subscription(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_number: &str,
         subscription: &PushSubscription,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>>;
+    ) -> StoreResult<Option<ContactId>>;
     /// Opts an SMS number out (or back in) at every practice with a patient who has it, in
     /// one transaction: a reply names no practice, and every practice sends through the same
     /// configured senders, so each of them could have sent what the patient answers. Returns
@@ -56,5 +66,5 @@ pub trait ContactStore: Send + Sync {
         address: &str,
         opted_out: bool,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<(i64, u64)>>;
+    ) -> StoreResult<Vec<(PracticeId, u64)>>;
 }

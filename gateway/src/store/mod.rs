@@ -80,7 +80,7 @@ pub use sqlite::SqliteStore;
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
 pub(crate) use timestamp::{At, TimeColumn};
 
-use crate::domain::Priority;
+use crate::domain::{BroadcastId, PracticeId, Priority, StatusChangeId};
 
 /// A storage failure. Constraint violations the caller can act on get their own variants.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,9 @@ pub(crate) fn lanes(rows: Vec<(i16, i64)>) -> Vec<(Priority, i64)> {
 }
 
 /// `(broadcast, newer status change, its kind)` rows as each broadcast's cancel reason.
-pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, String)> {
+pub(crate) fn superseded_reasons(
+    rows: Vec<(BroadcastId, StatusChangeId, String)>,
+) -> Vec<(BroadcastId, String)> {
     rows.into_iter()
         .map(|(broadcast, change, kind)| (broadcast, supersede_reason(change, &kind)))
         .collect()
@@ -179,7 +181,7 @@ pub(crate) fn superseded_reasons(rows: Vec<(i64, i64, String)>) -> Vec<(i64, Str
 
 /// Why the unsent messages of a broadcast superseded by status change `change` (of `kind`)
 /// are cancelled.
-pub fn supersede_reason(change: i64, kind: &str) -> String {
+pub fn supersede_reason(change: StatusChangeId, kind: &str) -> String {
     format!("superseded by status change {change} ({kind})")
 }
 
@@ -196,7 +198,7 @@ pub(crate) fn parsed<T: std::str::FromStr>(column: &'static str, text: &str) -> 
 pub(crate) fn scope_of(
     column: &'static str,
     role: &str,
-    practice_id: Option<i64>,
+    practice_id: Option<PracticeId>,
 ) -> StoreResult<KeyScope> {
     match (role, practice_id) {
         ("admin", _) => Ok(KeyScope::Admin),
@@ -209,7 +211,7 @@ pub(crate) fn scope_of(
 }
 
 /// A scope as it is stored: the role and, for a practice, its id (`scope_of` reads it back).
-pub(crate) fn role_of(scope: KeyScope) -> (&'static str, Option<i64>) {
+pub(crate) fn role_of(scope: KeyScope) -> (&'static str, Option<PracticeId>) {
     match scope {
         KeyScope::Admin => ("admin", None),
         KeyScope::Practice(id) => ("practice", Some(id)),

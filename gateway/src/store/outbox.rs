@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreResult;
-use crate::domain::{AttemptOutcome, Channel, MessageState, Priority};
+use crate::domain::{
+    AttemptOutcome, BroadcastId, Channel, ContactId, FollowerId, MessageId, MessageState,
+    PatientId, PracticeId, Priority,
+};
 
 /// Who a planned message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,17 +17,17 @@ pub enum Recipient {
     /// One of a patient's contacts (row ids).
     Patient {
         /// Patient row id.
-        patient_id: i64,
+        patient_id: PatientId,
         /// Contact row id.
-        contact_id: i64,
+        contact_id: ContactId,
     },
     /// An anonymous push follower of the practice (row id): practice-wide notices only.
-    Follower(i64),
+    Follower(FollowerId),
 }
 
 impl Recipient {
     /// The patient row id, if the recipient is a patient.
-    pub fn patient_id(&self) -> Option<i64> {
+    pub fn patient_id(&self) -> Option<PatientId> {
         match self {
             Recipient::Patient { patient_id, .. } => Some(*patient_id),
             Recipient::Follower(_) => None,
@@ -32,7 +35,7 @@ impl Recipient {
     }
 
     /// The contact row id, if the recipient is a patient.
-    pub fn contact_id(&self) -> Option<i64> {
+    pub fn contact_id(&self) -> Option<ContactId> {
         match self {
             Recipient::Patient { contact_id, .. } => Some(*contact_id),
             Recipient::Follower(_) => None,
@@ -40,7 +43,7 @@ impl Recipient {
     }
 
     /// The follower row id, if the recipient is an anonymous follower.
-    pub fn follower_id(&self) -> Option<i64> {
+    pub fn follower_id(&self) -> Option<FollowerId> {
         match self {
             Recipient::Follower(id) => Some(*id),
             Recipient::Patient { .. } => None,
@@ -54,9 +57,9 @@ pub struct NewMessage {
     /// Unique per trigger and patient: a re-run fan-out adds nothing.
     pub idempotency_key: String,
     /// The broadcast it belongs to, if any.
-    pub broadcast_id: Option<i64>,
+    pub broadcast_id: Option<BroadcastId>,
     /// Practice row id.
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// Who receives it: a patient's contact, or an anonymous push follower.
     pub recipient: Recipient,
     /// Channel.
@@ -87,17 +90,17 @@ pub struct NewMessage {
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {
     /// Row id.
-    pub id: i64,
+    pub id: MessageId,
     /// Practice row id.
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// Patient row id (for the patient's daily cap); none for an anonymous push follower.
-    pub patient_id: Option<i64>,
+    pub patient_id: Option<PatientId>,
     /// The anonymous push follower it goes to, if it goes to one (gone if they stopped).
-    pub follower_id: Option<i64>,
+    pub follower_id: Option<FollowerId>,
     /// The broadcast it belongs to, if any (to re-route it to another channel).
-    pub broadcast_id: Option<i64>,
+    pub broadcast_id: Option<BroadcastId>,
     /// The contact it goes to (gone if the contact was deleted since).
-    pub contact_id: Option<i64>,
+    pub contact_id: Option<ContactId>,
     /// Channel.
     pub channel: Channel,
     /// Where it goes.
@@ -122,7 +125,7 @@ pub struct ClaimedMessage {
 #[derive(Debug, Clone)]
 pub struct Completion {
     /// Message row id.
-    pub message_id: i64,
+    pub message_id: MessageId,
     /// Which try.
     pub attempt_no: i32,
     /// Provider used, if one was reached.
@@ -147,12 +150,12 @@ pub struct Completion {
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
     /// Row id.
-    pub id: i64,
+    pub id: MessageId,
     /// Broadcast, if any.
-    pub broadcast_id: Option<i64>,
+    pub broadcast_id: Option<BroadcastId>,
     /// Practice row id (not shown).
     #[serde(skip)]
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// Patient's NHS number; none for an anonymous push follower.
     pub nhs_number: Option<String>,
     /// Channel.
@@ -208,7 +211,7 @@ pub struct AttemptView {
 #[derive(Debug, Clone)]
 pub struct Receipt {
     /// Message row id.
-    pub message_id: i64,
+    pub message_id: MessageId,
     /// Which provider kind sent it (`twilio`, `notify`, `webhook`).
     pub provider: String,
     /// The provider's status word, as sent.
@@ -237,7 +240,7 @@ pub trait OutboxStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
-        skip_practices: &[i64],
+        skip_practices: &[PracticeId],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         self.claim_due_skipping(
             owner,
@@ -260,7 +263,7 @@ pub trait OutboxStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
-        skip_practices: &[i64],
+        skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records attempts and the messages' new states in one transaction. For each, whether
@@ -286,7 +289,7 @@ pub trait OutboxStore: Send + Sync {
     async fn start_sends(
         &self,
         owner: &str,
-        sends: &[(i64, i32)],
+        sends: &[(MessageId, i32)],
         now: DateTime<Utc>,
         live_after: DateTime<Utc>,
         lease_until: DateTime<Utc>,
@@ -299,7 +302,7 @@ pub trait OutboxStore: Send + Sync {
     async fn defer(
         &self,
         owner: &str,
-        due: &[(i64, DateTime<Utc>)],
+        due: &[(MessageId, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
     /// Queued messages per lane.
@@ -308,7 +311,7 @@ pub trait OutboxStore: Send + Sync {
     /// uncounted: at a clean shutdown, or when the worker may have lost its leases.
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> StoreResult<u64>;
     /// One message with its attempts.
-    async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;
+    async fn message(&self, id: MessageId) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>>;
     /// Messages not yet final, for tests and readiness.
     async fn pending_count(&self) -> StoreResult<i64>;
     /// The message one of `providers` (by name) sent and knows by `provider_ref`: its id,
@@ -318,7 +321,7 @@ pub trait OutboxStore: Send + Sync {
         &self,
         providers: &[String],
         provider_ref: &str,
-    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>>;
+    ) -> StoreResult<Option<(MessageId, Option<String>, MessageState)>>;
     /// Keeps a provider's receipt and, if it settles the message, moves a `sent` message
     /// to `new_state` (a receipt never moves a message backwards). Returns whether it moved.
     async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreResult;
-use crate::domain::{Channel, NhsNumber};
+use crate::domain::{Channel, ContactId, NhsNumber, PatientId, PracticeId};
 
 /// A patient to insert or update, with the contacts to keep for them.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct UpsertSummary {
 #[derive(Debug, Clone)]
 pub struct FanoutPatient {
     /// Row id.
-    pub id: i64,
+    pub id: PatientId,
     /// NHS number.
     pub nhs_number: String,
     /// First name.
@@ -71,7 +71,7 @@ pub struct FanoutPatient {
 #[derive(Debug, Clone)]
 pub struct FanoutContact {
     /// Row id.
-    pub id: i64,
+    pub id: ContactId,
     /// Its channel.
     pub channel: Channel,
     /// Its address.
@@ -115,23 +115,33 @@ pub trait PatientStore: Send + Sync {
     /// A recorded opt-out is never cleared here.
     async fn upsert_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         patients: &[PatientUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary>;
     /// A page of the practice's active patients with their usable contacts, after `after_patient_id`.
     async fn fanout_page(
         &self,
-        practice_id: i64,
-        after_patient_id: i64,
+        practice_id: PracticeId,
+        after_patient_id: PatientId,
         limit: usize,
     ) -> StoreResult<Vec<FanoutPatient>>;
     /// One patient with all contacts (opted out or not).
-    async fn patient(&self, practice_id: i64, nhs_number: &str)
-        -> StoreResult<Option<PatientView>>;
+    async fn patient(
+        &self,
+        practice_id: PracticeId,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientView>>;
     /// The row id of the practice's patient with this NHS number.
-    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>>;
+    async fn patient_id_of(
+        &self,
+        practice_id: PracticeId,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientId>>;
     /// The NHS number of the practice's patient with row id `patient_id`.
-    async fn nhs_number_of(&self, practice_id: i64, patient_id: i64)
-        -> StoreResult<Option<String>>;
+    async fn nhs_number_of(
+        &self,
+        practice_id: PracticeId,
+        patient_id: PatientId,
+    ) -> StoreResult<Option<String>>;
 }

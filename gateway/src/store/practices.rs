@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{ChannelOrder, OdsCode};
+use crate::domain::{ChannelOrder, OdsCode, PracticeId};
+use crate::schedule::PracticeZone;
 
 /// A practice to add.
 #[derive(Debug, Clone)]
@@ -19,8 +20,8 @@ pub struct NewPractice {
     pub website: Option<String>,
     /// Email address replies go to.
     pub email: Option<String>,
-    /// IANA timezone.
-    pub timezone: String,
+    /// Its timezone, stored by its IANA name.
+    pub timezone: PracticeZone,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).
@@ -31,7 +32,7 @@ pub struct NewPractice {
 #[derive(Debug, Clone)]
 pub struct Practice {
     /// Row id.
-    pub id: i64,
+    pub id: PracticeId,
     /// Its ODS code.
     pub ods_code: OdsCode,
     /// Name patients know it by.
@@ -42,8 +43,9 @@ pub struct Practice {
     pub website: Option<String>,
     /// Email address replies go to.
     pub email: Option<String>,
-    /// IANA timezone.
-    pub timezone: String,
+    /// Its timezone, read once from the stored name (one that does not parse reads as UK
+    /// time: see [`PracticeZone::of_stored`]).
+    pub timezone: PracticeZone,
     /// Channels tried for patients without a preference.
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).
@@ -66,5 +68,5 @@ pub trait PracticeStore: Send + Sync {
     /// One practice by ODS code.
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
     /// One practice by id.
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>>;
+    async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
 }

@@ -5,15 +5,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreResult;
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
 
 /// One saved version of a message template.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplateVersion {
     /// Row id.
-    pub id: i64,
+    pub id: TemplateVersionId,
     /// The practice whose override it is; `None` for the global default.
-    pub practice_id: Option<i64>,
+    pub practice_id: Option<PracticeId>,
     /// Template key, such as `status.closed`.
     pub key: String,
     /// Channel.
@@ -42,7 +42,7 @@ pub struct TemplateVersion {
 #[derive(Debug, Clone)]
 pub struct NewTemplate {
     /// The practice whose override it is; `None` for the global default.
-    pub practice_id: Option<i64>,
+    pub practice_id: Option<PracticeId>,
     /// Template key.
     pub key: String,
     /// Channel.
@@ -71,7 +71,7 @@ pub trait TemplateStore: Send + Sync {
     /// Every version of one template, newest first.
     async fn template_history(
         &self,
-        practice_id: Option<i64>,
+        practice_id: Option<PracticeId>,
         key: &str,
         channel: Channel,
         language: Language,

@@ -18,7 +18,7 @@ use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::auth::session::{self, csrf_matches, random_token};
 use crate::auth::{users, Denied, Principal};
-use crate::domain::StatusKind;
+use crate::domain::{BroadcastId, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{AuditEntry, Practice, SessionRecord};
 use std::ops::Deref;
@@ -323,7 +323,7 @@ pub(crate) async fn practices(State(state): State<AppState>, signed: Signed) -> 
             "ods": p.ods_code.as_str(), "name": p.name,
             "status": latest.as_ref().map(|b| b.kind.as_str()),
             "headline": latest.as_ref().map(|b| b.headline.clone()),
-            "since": latest.as_ref().map(|b| crate::render::uk_date_time(b.created_at, &p.timezone)),
+            "since": latest.as_ref().map(|b| crate::render::uk_date_time(b.created_at, p.timezone)),
         }));
     }
     let mut c = signed.context();
@@ -349,7 +349,7 @@ pub(crate) async fn practice(
         .map(|b| {
             json!({
                 "id": b.id, "kind": b.kind.as_str(), "headline": b.headline,
-                "at": crate::render::uk_date_time(b.created_at, &practice.timezone),
+                "at": crate::render::uk_date_time(b.created_at, practice.timezone),
                 "superseded": b.superseded_by.is_some(),
                 "failure": b.failure,
             })
@@ -437,7 +437,7 @@ pub(crate) async fn post_status(
 pub(crate) async fn broadcast(
     State(state): State<AppState>,
     signed: Signed,
-    Path(id): Path<i64>,
+    Path(id): Path<BroadcastId>,
 ) -> Response {
     let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such broadcast.");
     let broadcast = match state.store.broadcast(id).await {
@@ -455,7 +455,7 @@ pub(crate) async fn broadcast(
         "broadcast",
         &json!({
             "id": broadcast.id, "kind": broadcast.kind.as_str(), "headline": broadcast.headline,
-            "at": crate::render::uk_date_time(broadcast.created_at, &practice.timezone),
+            "at": crate::render::uk_date_time(broadcast.created_at, practice.timezone),
             "failure": broadcast.failure,
         }),
     );

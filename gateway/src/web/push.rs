@@ -59,7 +59,7 @@ pub(crate) async fn signup_page(
             Ok(_) => {
                 vapid = key;
                 expires = invite_expiry(&token)
-                    .map(|at| uk_date_time(at, &practice.timezone))
+                    .map(|at| uk_date_time(at, practice.timezone))
                     .unwrap_or_default();
                 shown_token = token;
                 (StatusCode::OK, "ready")

@@ -14,12 +14,11 @@ use tokio::sync::Notify;
 
 use super::{kept, optional_text};
 use crate::domain::{
-    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid,
+    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid, PatientId,
 };
 use crate::fanout::{choose_contact, urgent_to};
 use crate::render::appointment::{render_for_patient_off_runtime, AppointmentWording};
 use crate::render::{RenderError, TemplateRegistry};
-use crate::schedule::PracticeZone;
 use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
     IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, Store, StoreError,
@@ -233,7 +232,7 @@ pub async fn post_appointment_change(
             };
         }
     }
-    let timezone = PracticeZone::of_stored(&practice.timezone).tz();
+    let timezone = practice.timezone.tz();
     for _ in 0..STALE_TRIES {
         let appointment = store
             .appointment_by_ref(practice.id, external_ref)
@@ -308,7 +307,11 @@ async fn plan_message(
     // The page starting just before the patient holds them, with their usable contacts.
     let page = changes
         .store
-        .fanout_page(practice.id, appointment.patient_id - 1, 1)
+        .fanout_page(
+            practice.id,
+            PatientId::new(appointment.patient_id.get() - 1),
+            1,
+        )
         .await?;
     let Some(patient) = page.iter().find(|p| p.id == appointment.patient_id) else {
         return Ok(None);
@@ -344,13 +347,14 @@ async fn plan_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{AppointmentId, PracticeId};
     use chrono::TimeZone;
 
     fn booked() -> Appointment {
         Appointment {
-            id: 1,
-            practice_id: 1,
-            patient_id: 1,
+            id: AppointmentId::new(1),
+            practice_id: PracticeId::new(1),
+            patient_id: PatientId::new(1),
             nhs_number: "9434765919".into(),
             external_ref: "A-1".into(),
             details: AppointmentDetails {

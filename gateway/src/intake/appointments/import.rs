@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::csv::{Columns, CsvError};
 use super::{parse_row, ImportSummary, Parsed, RejectedAppointment, Row};
 use crate::config::ImportConfig;
-use crate::domain::{Invalid, OdsCode};
+use crate::domain::{Invalid, OdsCode, PatientId, PracticeId};
 use crate::intake::import::reader::{ReadError, Record, Rows};
 use crate::schedule::PracticeZone;
 use crate::store::{
@@ -73,10 +73,10 @@ struct Checker {
 }
 
 impl Checker {
-    /// A checker reading times in the practice's `timezone` (UK time if it is unknown).
-    fn new(timezone: &str) -> Self {
+    /// A checker reading times in the practice's `timezone`.
+    fn new(timezone: PracticeZone) -> Self {
         Self {
-            timezone: PracticeZone::of_stored(timezone).tz(),
+            timezone: timezone.tz(),
             seen: RefSet::default(),
             next: 0,
         }
@@ -144,7 +144,7 @@ impl RefSet {
 /// matched ones (one transaction) and counts the rest as refused, in row order.
 async fn settle<S>(
     store: &S,
-    practice_id: i64,
+    practice_id: PracticeId,
     batch: Vec<Checked>,
     summary: &mut ImportSummary,
     limit: usize,
@@ -162,7 +162,7 @@ where
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let patients: HashMap<String, i64> = match numbers.is_empty() {
+    let patients: HashMap<String, PatientId> = match numbers.is_empty() {
         true => HashMap::new(),
         false => store.patient_ids_by_nhs(practice_id, &numbers).await?,
     };
@@ -255,7 +255,7 @@ pub async fn import<S>(
 where
     S: AppointmentStore + AccessStore + ?Sized,
 {
-    let mut checker = Checker::new(&practice.timezone);
+    let mut checker = Checker::new(practice.timezone);
     let checked = tokio::task::spawn_blocking(move || {
         rows.into_iter()
             .map(|row| checker.check(row))
@@ -293,7 +293,7 @@ where
 {
     let (tx, mut rx) = mpsc::channel::<Vec<Checked>>(2);
     let settings = config.clone();
-    let checker = Checker::new(&practice.timezone);
+    let checker = Checker::new(practice.timezone);
     let reading = tokio::task::spawn_blocking(move || read_file(&path, &settings, checker, &tx));
     let mut summary = ImportSummary::default();
     let now = Utc::now();
@@ -460,7 +460,7 @@ mod tests {
             ..Default::default()
         };
         let (tx, mut rx) = mpsc::channel(8);
-        let refused = read_file(&path, &config, Checker::new("Europe/London"), &tx);
+        let refused = read_file(&path, &config, Checker::new(PracticeZone::UK), &tx);
         assert!(matches!(refused, Err(FileImportError::TooManyRows(2))));
         assert!(rx.try_recv().is_err(), "nothing is sent before the count");
         let config = ImportConfig {
@@ -468,7 +468,7 @@ mod tests {
             batch_rows: 2,
             ..Default::default()
         };
-        read_file(&path, &config, Checker::new("Europe/London"), &tx).unwrap();
+        read_file(&path, &config, Checker::new(PracticeZone::UK), &tx).unwrap();
         let sizes: Vec<usize> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|b| b.len())
             .collect();

@@ -15,6 +15,7 @@ pub use import::{import, import_csv_file, import_file, import_file_with, FileImp
 
 use crate::domain::{
     parse_external_ref, parse_start, AppointmentMode, AppointmentState, Invalid, NhsNumber,
+    PatientId,
 };
 use crate::store::AppointmentUpsert;
 
@@ -125,7 +126,8 @@ fn parse_row(input: &AppointmentInput, timezone: Tz) -> Result<Parsed, Vec<Inval
             Ok(Parsed {
                 nhs_number,
                 upsert: AppointmentUpsert {
-                    patient_id: 0,
+                    // Set once the NHS number is matched to the practice's patient.
+                    patient_id: PatientId::new(0),
                     external_ref,
                     starts_at,
                     clinician: clinician.flatten(),

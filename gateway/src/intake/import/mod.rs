@@ -30,6 +30,7 @@ pub use report::{counts_json, ImportReport, RowError};
 use self::mapping::{Field, Layout};
 use self::reader::{ReadError, Record, Rows};
 use self::rows::{parse_row, Parsed};
+use crate::domain::PracticeId;
 use crate::store::{ImportCounts, ImportEnd, ImportRun, ImportStore, ImportedPatient, StoreError};
 
 /// Why an import stopped before the end of the file. Rows already committed stay; nobody
@@ -121,7 +122,7 @@ pub struct ImportOptions {
 /// Imports a CSV patient list into the practice, returning the report.
 pub async fn import_csv(
     store: Arc<dyn ImportStore>,
-    practice_id: i64,
+    practice_id: PracticeId,
     config: &ImportConfig,
     source: CsvSource,
     options: ImportOptions,
@@ -159,7 +160,7 @@ async fn run_to_end(
     options: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport {
-        import_id: run.id,
+        import_id: run.id.get(),
         mode: if run.replace { "replace" } else { "merge" },
         all_or_nothing: options.all_or_nothing,
         imported: true,

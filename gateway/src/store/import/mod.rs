@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Serialize;
 
 use super::{PatientUpsert, StoreResult};
-use crate::domain::Channel;
+use crate::domain::{Channel, ImportRunId, PracticeId};
 
 /// A run untouched for this long is abandoned when the practice's next import starts.
 pub(crate) const ABANDON_AFTER: TimeDelta = TimeDelta::days(7);
@@ -86,9 +86,9 @@ impl ImportCounts {
 #[derive(Debug, Clone)]
 pub struct ImportRun {
     /// Row id, reported as the import id.
-    pub id: i64,
+    pub id: ImportRunId,
     /// The practice whose list it is.
-    pub practice_id: i64,
+    pub practice_id: PracticeId,
     /// Whether the practice's list is made equal to the file.
     pub replace: bool,
     /// The last file row whose batch is committed (1, the header, when none is): a resumed
@@ -156,15 +156,18 @@ pub trait ImportStore: Send + Sync {
     /// (settings and file) and mode. Runs untouched for a week are abandoned here.
     async fn open_import(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         fingerprint: Option<&str>,
         replace: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<ImportRun>;
     /// Records NHS numbers (each once, with its row) as met by the run, keeping the earliest
     /// row. Returns those met before at an earlier row, with that row.
-    async fn note_seen(&self, run_id: i64, seen: &[(&str, u64)])
-        -> StoreResult<Vec<(String, u64)>>;
+    async fn note_seen(
+        &self,
+        run_id: ImportRunId,
+        seen: &[(&str, u64)],
+    ) -> StoreResult<Vec<(String, u64)>>;
     /// Writes valid patients with their contacts in one transaction, which also moves the
     /// run's checkpoint to `through_row` and adds the counts it returns.
     async fn import_batch(
@@ -186,7 +189,7 @@ pub trait ImportStore: Send + Sync {
     /// A page of the practice's patients in NHS number order, after `after_nhs`.
     async fn listed_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         after_nhs: &str,
         limit: i64,
     ) -> StoreResult<Vec<ListedPatient>>;

@@ -9,6 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PostgresStore;
+use crate::domain::{AppointmentChangeId, MessageId, PatientId, PracticeId};
 use crate::store::appointments::change_message_key;
 use crate::store::{
     parsed, Appointment, AppointmentChange, AppointmentDetails, AppointmentStore,
@@ -103,10 +104,10 @@ fn seen(claim: &IdempotencyClaim, hash: String, change: AppointmentChange) -> Ch
 impl AppointmentStore for PostgresStore {
     async fn patient_ids_by_nhs(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_numbers: &[String],
-    ) -> StoreResult<HashMap<String, i64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    ) -> StoreResult<HashMap<String, PatientId>> {
+        let rows: Vec<(String, PatientId)> = sqlx::query_as(
             "SELECT nhs_number, id FROM patients WHERE practice_id = $1 AND nhs_number = ANY($2)",
         )
         .bind(practice_id)
@@ -118,14 +119,14 @@ impl AppointmentStore for PostgresStore {
 
     async fn upsert_appointments(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         appointments: &[AppointmentUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary> {
         if appointments.is_empty() {
             return Ok(UpsertSummary::default());
         }
-        let patients: Vec<i64> = appointments.iter().map(|a| a.patient_id).collect();
+        let patients: Vec<PatientId> = appointments.iter().map(|a| a.patient_id).collect();
         let refs: Vec<&str> = appointments
             .iter()
             .map(|a| a.external_ref.as_str())
@@ -174,7 +175,7 @@ impl AppointmentStore for PostgresStore {
 
     async fn appointment_by_ref(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         external_ref: &str,
     ) -> StoreResult<Option<Appointment>> {
         let row = sqlx::query(&format!(
@@ -189,7 +190,7 @@ impl AppointmentStore for PostgresStore {
 
     async fn booked_between(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<Appointment>> {
@@ -254,7 +255,7 @@ impl AppointmentStore for PostgresStore {
             if updated == 0 {
                 return Ok(ChangeOutcome::Stale);
             }
-            let recorded: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
+            let recorded: Option<(AppointmentChangeId, DateTime<Utc>)> = sqlx::query_as(
                 "INSERT INTO appointment_changes (appointment_id, kind, old_starts_at, old_clinician, old_location,
                      old_mode, new_starts_at, new_clinician, new_location, new_mode, reason,
                      idempotency_scope, idempotency_key, request_hash, created_by, created_at)
@@ -296,7 +297,7 @@ impl AppointmentStore for PostgresStore {
             };
             let mut message_id = None;
             if let Some(m) = message {
-                let id: i64 = sqlx::query_scalar(
+                let id: MessageId = sqlx::query_scalar(
                     "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                          address, priority, template_key, template_version, subject, body, body_html, link, state,
                          next_attempt_at, created_at, updated_at)

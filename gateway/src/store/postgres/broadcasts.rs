@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::outbox::{message_from_row, MESSAGE_COLUMNS};
 use super::PostgresStore;
-use crate::domain::{Channel, MessageState};
+use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusChangeId};
 use crate::store::{
     parsed, supersede_reason, superseded_reasons, At, Broadcast, BroadcastStore, IdempotencyClaim,
     MessageView, NewStatusChange, Reach, StartOutcome, StoreError, StoreResult, TimeColumn,
@@ -21,9 +21,9 @@ const IDEMPOTENCY_TRIES: usize = 3;
 /// caller's transaction. Returns how many messages were cancelled.
 async fn withdraw_earlier(
     conn: &mut sqlx::PgConnection,
-    practice_id: i64,
-    newer: i64,
-    status_change_id: i64,
+    practice_id: PracticeId,
+    newer: BroadcastId,
+    status_change_id: StatusChangeId,
     reason: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {
@@ -56,7 +56,7 @@ async fn seen_claim<'e, E>(
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let seen: Option<(String, i64)> = sqlx::query_as(
+    let seen: Option<(String, BroadcastId)> = sqlx::query_as(
         "SELECT request_hash, broadcast_id FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
     .bind(&claim.scope)
@@ -110,7 +110,7 @@ fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
 impl BroadcastStore for PostgresStore {
     async fn start_status_broadcast(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         change: &NewStatusChange,
         idempotency: Option<&IdempotencyClaim>,
         now: DateTime<Utc>,
@@ -131,7 +131,7 @@ impl BroadcastStore for PostgresStore {
                     return Ok(outcome);
                 }
             }
-            let status_change_id: i64 = sqlx::query_scalar(
+            let status_change_id: StatusChangeId = sqlx::query_scalar(
                 "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
                                              audience, affected_from, affected_until)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
@@ -149,7 +149,7 @@ impl BroadcastStore for PostgresStore {
             .bind(change.reach.affected_until.map(At))
             .fetch_one(&mut *tx)
             .await?;
-            let broadcast_id: i64 = sqlx::query_scalar(
+            let broadcast_id: BroadcastId = sqlx::query_scalar(
                 "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES ($1, $2, $3) RETURNING id",
             )
             .bind(practice_id)
@@ -197,7 +197,7 @@ impl BroadcastStore for PostgresStore {
         ))
     }
 
-    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+    async fn broadcast(&self, id: BroadcastId) -> StoreResult<Option<Broadcast>> {
         let row = sqlx::query(&format!("{BROADCAST_SELECT} WHERE b.id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -205,7 +205,11 @@ impl BroadcastStore for PostgresStore {
         row.as_ref().map(broadcast_from_row).transpose()
     }
 
-    async fn recent_broadcasts(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<Broadcast>> {
+    async fn recent_broadcasts(
+        &self,
+        practice_id: PracticeId,
+        limit: i64,
+    ) -> StoreResult<Vec<Broadcast>> {
         let rows = sqlx::query(&format!(
             "{BROADCAST_SELECT} WHERE b.practice_id = $1 ORDER BY b.id DESC LIMIT $2"
         ))
@@ -216,7 +220,7 @@ impl BroadcastStore for PostgresStore {
         rows.iter().map(broadcast_from_row).collect()
     }
 
-    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<i64>> {
+    async fn unfinished_broadcasts(&self) -> StoreResult<Vec<BroadcastId>> {
         Ok(
             sqlx::query_scalar(
                 "SELECT id FROM broadcasts WHERE fanout_done_at IS NULL AND failed_at IS NULL ORDER BY id",
@@ -228,7 +232,7 @@ impl BroadcastStore for PostgresStore {
 
     async fn finish_fanout(
         &self,
-        id: i64,
+        id: BroadcastId,
         skipped_no_contact: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
@@ -243,7 +247,12 @@ impl BroadcastStore for PostgresStore {
         Ok(())
     }
 
-    async fn fail_fanout(&self, id: i64, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn fail_fanout(
+        &self,
+        id: BroadcastId,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE broadcasts SET failed_at = $1, failure = $2 WHERE id = $3 AND failed_at IS NULL",
         )
@@ -257,9 +266,9 @@ impl BroadcastStore for PostgresStore {
 
     async fn supersede_earlier(
         &self,
-        practice_id: i64,
-        newer: i64,
-        status_change_id: i64,
+        practice_id: PracticeId,
+        newer: BroadcastId,
+        status_change_id: StatusChangeId,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
@@ -272,7 +281,7 @@ impl BroadcastStore for PostgresStore {
 
     async fn cancel_queued(
         &self,
-        broadcast_id: i64,
+        broadcast_id: BroadcastId,
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
@@ -288,8 +297,11 @@ impl BroadcastStore for PostgresStore {
         .rows_affected())
     }
 
-    async fn superseded_among(&self, broadcast_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+    async fn superseded_among(
+        &self,
+        broadcast_ids: &[BroadcastId],
+    ) -> StoreResult<Vec<(BroadcastId, String)>> {
+        let rows: Vec<(BroadcastId, StatusChangeId, String)> = sqlx::query_as(
             "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
              WHERE b.id = ANY($1)",
         )
@@ -299,7 +311,10 @@ impl BroadcastStore for PostgresStore {
         Ok(superseded_reasons(rows))
     }
 
-    async fn broadcast_counts(&self, id: i64) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
+    async fn broadcast_counts(
+        &self,
+        id: BroadcastId,
+    ) -> StoreResult<Vec<(Channel, MessageState, i64)>> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT channel, state, COUNT(*) FROM messages WHERE broadcast_id = $1 GROUP BY channel, state",
         )
@@ -319,8 +334,8 @@ impl BroadcastStore for PostgresStore {
 
     async fn broadcast_messages(
         &self,
-        id: i64,
-        after_id: i64,
+        id: BroadcastId,
+        after_id: MessageId,
         limit: i64,
         state: Option<MessageState>,
     ) -> StoreResult<Vec<MessageView>> {

@@ -13,6 +13,7 @@ use sqlx::{PgPool, Row};
 
 use super::outbox::requeue_expired;
 use super::PostgresStore;
+use crate::domain::PatientId;
 use crate::store::cluster::patient_allowance;
 use crate::store::{
     At, ClusterStore, InstanceRecord, Leadership, NewInstance, StoreError, StoreResult, TimeColumn,
@@ -155,16 +156,16 @@ impl ClusterStore for PostgresStore {
 
     async fn take_patient_quota(
         &self,
-        wanted: &[(i64, u32)],
+        wanted: &[(PatientId, u32)],
         now: DateTime<Utc>,
         interval: Duration,
         burst: u32,
-    ) -> StoreResult<Vec<(i64, u32)>> {
+    ) -> StoreResult<Vec<(PatientId, u32)>> {
         let mut wanted = wanted.to_vec();
         // Rows are locked in patient order, so two instances never wait on each other in a cycle.
         wanted.sort_unstable_by_key(|(patient, _)| *patient);
         wanted.dedup_by_key(|(patient, _)| *patient);
-        let ids: Vec<i64> = wanted.iter().map(|(p, _)| *p).collect();
+        let ids: Vec<PatientId> = wanted.iter().map(|(p, _)| *p).collect();
         let mut tx = self.begin().await?;
         // Every patient gets a row first (a row due `now` is a full cap), so the lock below
         // covers patients two instances see for the first time at once: the second insert
@@ -177,14 +178,14 @@ impl ClusterStore for PostgresStore {
         .bind(At(now))
         .execute(&mut *tx)
         .await?;
-        let rows: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
+        let rows: Vec<(PatientId, DateTime<Utc>)> = sqlx::query_as(
             "SELECT patient_id, tat FROM patient_quota WHERE patient_id = ANY($1)
              ORDER BY patient_id FOR UPDATE",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let known: std::collections::HashMap<i64, DateTime<Utc>> = rows.into_iter().collect();
+        let known: std::collections::HashMap<PatientId, DateTime<Utc>> = rows.into_iter().collect();
         let mut allowed = Vec::with_capacity(wanted.len());
         let mut tats = Vec::with_capacity(wanted.len());
         for (patient, count) in &wanted {

@@ -6,6 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PostgresStore;
+use crate::domain::{PracticeId, UserId};
 use crate::store::{
     role_of, scope_of, unique_violation, At, ConsoleStore, KeyScope, SessionRecord, StoreResult,
     TimeColumn, User,
@@ -13,7 +14,7 @@ use crate::store::{
 
 fn user_from_row(row: &PgRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
-    let practice_id: Option<i64> = row.try_get("practice_id")?;
+    let practice_id: Option<PracticeId> = row.try_get("practice_id")?;
     Ok(User {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
@@ -60,7 +61,7 @@ impl ConsoleStore for PostgresStore {
     async fn create_session(
         &self,
         token_hash: &str,
-        user_id: i64,
+        user_id: UserId,
         csrf_token: &str,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,

@@ -5,19 +5,20 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::PostgresStore;
+use crate::domain::{FollowerId, PracticeId};
 use crate::store::{At, Follower, FollowerStore, StoreResult};
 
 #[async_trait]
 impl FollowerStore for PostgresStore {
     async fn add_follower(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         endpoint: &str,
         p256dh: &str,
         auth: &str,
         now: DateTime<Utc>,
         cap: u64,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<FollowerId>> {
         // Follows of one practice take turns on its row (NO KEY UPDATE does not block the
         // inserts elsewhere that refer to the practice), so the count cannot go stale.
         let mut tx = self.pool.begin().await?;
@@ -45,7 +46,11 @@ impl FollowerStore for PostgresStore {
         Ok(id)
     }
 
-    async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
+    async fn remove_follower_endpoint(
+        &self,
+        practice_id: PracticeId,
+        endpoint: &str,
+    ) -> StoreResult<u64> {
         Ok(
             sqlx::query("DELETE FROM push_followers WHERE practice_id = $1 AND endpoint = $2")
                 .bind(practice_id)
@@ -56,7 +61,7 @@ impl FollowerStore for PostgresStore {
         )
     }
 
-    async fn remove_follower(&self, follower_id: i64) -> StoreResult<()> {
+    async fn remove_follower(&self, follower_id: FollowerId) -> StoreResult<()> {
         sqlx::query("DELETE FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .execute(&self.pool)
@@ -64,7 +69,10 @@ impl FollowerStore for PostgresStore {
         Ok(())
     }
 
-    async fn follower_push_keys(&self, follower_id: i64) -> StoreResult<Option<(String, String)>> {
+    async fn follower_push_keys(
+        &self,
+        follower_id: FollowerId,
+    ) -> StoreResult<Option<(String, String)>> {
         let row = sqlx::query("SELECT p256dh, auth FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .fetch_optional(&self.pool)
@@ -75,8 +83,8 @@ impl FollowerStore for PostgresStore {
 
     async fn followers_page(
         &self,
-        practice_id: i64,
-        after: i64,
+        practice_id: PracticeId,
+        after: FollowerId,
         limit: usize,
     ) -> StoreResult<Vec<Follower>> {
         let rows = sqlx::query(
@@ -97,7 +105,7 @@ impl FollowerStore for PostgresStore {
             .collect()
     }
 
-    async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
+    async fn follower_count(&self, practice_id: PracticeId) -> StoreResult<u64> {
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
                 .bind(practice_id)

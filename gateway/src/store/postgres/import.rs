@@ -9,6 +9,7 @@ use sqlx::query::Query;
 use sqlx::Postgres;
 
 use super::PostgresStore;
+use crate::domain::{ImportRunId, PracticeId};
 use crate::store::import::{
     group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
     PatientValues, StoredContact, ABANDON_AFTER,
@@ -21,7 +22,8 @@ use crate::store::{
 /// The first key of the advisory lock imports take (the second is the practice id).
 const IMPORT_LOCK: i32 = 0x1_6905;
 
-type RunRow = (i64, i64, i64, i64, i64);
+/// An import run as read: id, checkpoint row and the created, updated and unchanged counts.
+type RunRow = (ImportRunId, i64, i64, i64, i64);
 
 /// Columns of patient values, one array each, for `UNNEST`.
 #[derive(Default)]
@@ -68,7 +70,7 @@ impl Columns {
 impl ImportStore for PostgresStore {
     async fn open_import(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         fingerprint: Option<&str>,
         replace: bool,
         now: DateTime<Utc>,
@@ -146,7 +148,7 @@ impl ImportStore for PostgresStore {
 
     async fn note_seen(
         &self,
-        run_id: i64,
+        run_id: ImportRunId,
         seen: &[(&str, u64)],
     ) -> StoreResult<Vec<(String, u64)>> {
         if seen.is_empty() {
@@ -194,7 +196,7 @@ impl ImportStore for PostgresStore {
         let mut tx = self.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
             .bind(IMPORT_LOCK)
-            .bind(run.practice_id as i32)
+            .bind(run.practice_id.get() as i32)
             .execute(&mut *tx)
             .await?;
         let rows: Vec<PatientRow> = sqlx::query_as(
@@ -326,7 +328,7 @@ impl ImportStore for PostgresStore {
         let deactivated = if end == (ImportEnd::Completed { deactivate: true }) {
             sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
                 .bind(IMPORT_LOCK)
-                .bind(run.practice_id as i32)
+                .bind(run.practice_id.get() as i32)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
@@ -369,7 +371,7 @@ impl ImportStore for PostgresStore {
 
     async fn listed_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         after_nhs: &str,
         limit: i64,
     ) -> StoreResult<Vec<ListedPatient>> {

@@ -10,7 +10,10 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PostgresStore;
-use crate::domain::{Channel, MessageState, Priority};
+use crate::domain::{
+    BroadcastId, Channel, ContactId, FollowerId, MessageId, MessageState, PatientId, PracticeId,
+    Priority,
+};
 use crate::store::{
     lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
     OutboxStore, Receipt, StoreResult, TimeColumn,
@@ -107,13 +110,14 @@ impl OutboxStore for PostgresStore {
             let bodies = column(|m| m.body.clone());
             let html: Vec<Option<String>> = chunk.iter().map(|m| m.body_html.clone()).collect();
             let subjects: Vec<Option<String>> = chunk.iter().map(|m| m.subject.clone()).collect();
-            let broadcasts: Vec<Option<i64>> = chunk.iter().map(|m| m.broadcast_id).collect();
-            let practices: Vec<i64> = chunk.iter().map(|m| m.practice_id).collect();
-            let patients: Vec<Option<i64>> =
+            let broadcasts: Vec<Option<BroadcastId>> =
+                chunk.iter().map(|m| m.broadcast_id).collect();
+            let practices: Vec<PracticeId> = chunk.iter().map(|m| m.practice_id).collect();
+            let patients: Vec<Option<PatientId>> =
                 chunk.iter().map(|m| m.recipient.patient_id()).collect();
-            let contacts: Vec<Option<i64>> =
+            let contacts: Vec<Option<ContactId>> =
                 chunk.iter().map(|m| m.recipient.contact_id()).collect();
-            let followers: Vec<Option<i64>> =
+            let followers: Vec<Option<FollowerId>> =
                 chunk.iter().map(|m| m.recipient.follower_id()).collect();
             let links: Vec<Option<String>> = chunk.iter().map(|m| m.link.clone()).collect();
             let priorities: Vec<i16> = chunk.iter().map(|m| m.priority.rank()).collect();
@@ -163,7 +167,7 @@ impl OutboxStore for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
-        skip_practices: &[i64],
+        skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
@@ -225,7 +229,7 @@ impl OutboxStore for PostgresStore {
     }
 
     async fn complete_many(&self, owner: &str, done: &[Completion]) -> StoreResult<Vec<bool>> {
-        let ids: Vec<i64> = done.iter().map(|c| c.message_id).collect();
+        let ids: Vec<MessageId> = done.iter().map(|c| c.message_id).collect();
         let providers: Vec<Option<&str>> = done.iter().map(|c| c.provider.as_deref()).collect();
         let errors: Vec<Option<&str>> = done.iter().map(|c| c.error.as_deref()).collect();
         let finished: Vec<DateTime<Utc>> = done.iter().map(|c| c.finished_at).collect();
@@ -244,7 +248,7 @@ impl OutboxStore for PostgresStore {
         .bind(&finished)
         .execute(&mut *tx)
         .await?;
-        let updated: Vec<(i64,)> = sqlx::query_as(
+        let updated: Vec<(MessageId,)> = sqlx::query_as(
             "UPDATE messages m SET state = u.state, next_attempt_at = COALESCE(u.next_at, m.next_attempt_at),
                     lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
                     provider = COALESCE(u.provider, m.provider),
@@ -269,20 +273,21 @@ impl OutboxStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let updated: std::collections::HashSet<i64> = updated.into_iter().map(|(id,)| id).collect();
+        let updated: std::collections::HashSet<MessageId> =
+            updated.into_iter().map(|(id,)| id).collect();
         Ok(ids.iter().map(|id| updated.contains(id)).collect())
     }
 
     async fn start_sends(
         &self,
         owner: &str,
-        sends: &[(i64, i32)],
+        sends: &[(MessageId, i32)],
         now: DateTime<Utc>,
         live_after: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Vec<bool>> {
-        let ids: Vec<i64> = sends.iter().map(|(id, _)| *id).collect();
-        let started: Vec<(i64,)> = sqlx::query_as(
+        let ids: Vec<MessageId> = sends.iter().map(|(id, _)| *id).collect();
+        let started: Vec<(MessageId,)> = sqlx::query_as(
             "UPDATE messages m SET send_started_at = $3,
                     lease_expires_at = GREATEST(m.lease_expires_at, $5)
              FROM UNNEST($1::bigint[], $2::int[]) AS s(id, attempt)
@@ -299,7 +304,8 @@ impl OutboxStore for PostgresStore {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
+        let started: std::collections::HashSet<MessageId> =
+            started.into_iter().map(|(id,)| id).collect();
         Ok(ids.iter().map(|id| started.contains(id)).collect())
     }
 
@@ -321,7 +327,7 @@ impl OutboxStore for PostgresStore {
     async fn defer(
         &self,
         owner: &str,
-        due: &[(i64, DateTime<Utc>)],
+        due: &[(MessageId, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         Ok(sqlx::query(
@@ -331,7 +337,7 @@ impl OutboxStore for PostgresStore {
              FROM UNNEST($1::bigint[], $2::timestamptz[]) AS d(id, at)
              WHERE m.id = d.id AND m.state = 'sending' AND m.lease_owner = $4",
         )
-        .bind(due.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
+        .bind(due.iter().map(|(id, _)| *id).collect::<Vec<MessageId>>())
         .bind(due.iter().map(|(_, at)| *at).collect::<Vec<_>>())
         .bind(At(now))
         .bind(owner)
@@ -363,7 +369,7 @@ impl OutboxStore for PostgresStore {
         .rows_affected())
     }
 
-    async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
+    async fn message(&self, id: MessageId) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
         ))
@@ -409,8 +415,8 @@ impl OutboxStore for PostgresStore {
         &self,
         providers: &[String],
         provider_ref: &str,
-    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
-        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+    ) -> StoreResult<Option<(MessageId, Option<String>, MessageState)>> {
+        let row: Option<(MessageId, Option<String>, String)> = sqlx::query_as(
             "SELECT id, provider, state FROM messages
              WHERE provider_ref = $1 AND provider = ANY($2)
              ORDER BY id DESC LIMIT 1",

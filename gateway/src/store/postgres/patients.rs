@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::PostgresStore;
+use crate::domain::{ContactId, PatientId, PracticeId};
 use crate::store::{
     parsed, At, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
     PatientView, StoreResult, TimeColumn, UpsertSummary,
@@ -14,7 +15,7 @@ use crate::store::{
 impl PatientStore for PostgresStore {
     async fn upsert_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         patients: &[PatientUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary> {
@@ -86,8 +87,8 @@ impl PatientStore for PostgresStore {
 
     async fn fanout_page(
         &self,
-        practice_id: i64,
-        after_patient_id: i64,
+        practice_id: PracticeId,
+        after_patient_id: PatientId,
         limit: usize,
     ) -> StoreResult<Vec<FanoutPatient>> {
         // LATERAL with OFFSET 0 (which PostgreSQL will not flatten) pins the plan to one index
@@ -112,7 +113,7 @@ impl PatientStore for PostgresStore {
         .await?;
         let mut page: Vec<FanoutPatient> = Vec::with_capacity(limit);
         for row in &rows {
-            let id: i64 = row.try_get("id")?;
+            let id: PatientId = row.try_get("id")?;
             if page.last().map(|p| p.id) != Some(id) {
                 let preferred: Option<String> = row.try_get("preferred_channel")?;
                 page.push(FanoutPatient {
@@ -125,7 +126,7 @@ impl PatientStore for PostgresStore {
                     contacts: Vec::new(),
                 });
             }
-            let contact_id: Option<i64> = row.try_get("contact_id")?;
+            let contact_id: Option<ContactId> = row.try_get("contact_id")?;
             if let (Some(contact_id), Some(patient)) = (contact_id, page.last_mut()) {
                 let channel: String = row.try_get("channel")?;
                 patient.contacts.push(FanoutContact {
@@ -138,7 +139,11 @@ impl PatientStore for PostgresStore {
         Ok(page)
     }
 
-    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>> {
+    async fn patient_id_of(
+        &self,
+        practice_id: PracticeId,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientId>> {
         Ok(
             sqlx::query_scalar(
                 "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
@@ -152,8 +157,8 @@ impl PatientStore for PostgresStore {
 
     async fn nhs_number_of(
         &self,
-        practice_id: i64,
-        patient_id: i64,
+        practice_id: PracticeId,
+        patient_id: PatientId,
     ) -> StoreResult<Option<String>> {
         Ok(
             sqlx::query_scalar(
@@ -168,7 +173,7 @@ impl PatientStore for PostgresStore {
 
     async fn patient(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_number: &str,
     ) -> StoreResult<Option<PatientView>> {
         let Some(row) = sqlx::query(
@@ -182,7 +187,7 @@ impl PatientStore for PostgresStore {
         else {
             return Ok(None);
         };
-        let id: i64 = row.try_get("id")?;
+        let id: PatientId = row.try_get("id")?;
         let contacts = sqlx::query(
             "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id",
         )

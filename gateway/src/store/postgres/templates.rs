@@ -7,7 +7,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 
 use super::PostgresStore;
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, PracticeId};
 use crate::store::{
     parsed, unique_violation, At, NewTemplate, StoreResult, TemplateStore, TemplateVersion,
     TimeColumn,
@@ -75,7 +75,7 @@ impl TemplateStore for PostgresStore {
 
     async fn template_history(
         &self,
-        practice_id: Option<i64>,
+        practice_id: Option<PracticeId>,
         key: &str,
         channel: Channel,
         language: Language,
@@ -85,7 +85,7 @@ impl TemplateStore for PostgresStore {
              WHERE COALESCE(practice_id, 0) = $1 AND key = $2 AND channel = $3 AND language = $4
              ORDER BY version DESC"
         ))
-        .bind(practice_id.unwrap_or(0))
+        .bind(practice_id.map_or(0, PracticeId::get))
         .bind(key)
         .bind(channel.as_str())
         .bind(language.as_str())
@@ -111,7 +111,7 @@ impl TemplateStore for PostgresStore {
         let insert = sqlx::query(&sql);
         let row = bind_version(insert, t, now)
             .bind(t.practice_id)
-            .bind(t.practice_id.unwrap_or(0))
+            .bind(t.practice_id.map_or(0, PracticeId::get))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::domain::{ApiKeyId, PracticeId};
 use crate::store::{
     role_of, scope_of, AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, NewApiKey,
     StoreResult, TimeColumn,
@@ -12,7 +13,7 @@ use crate::store::{
 
 #[async_trait]
 impl AccessStore for SqliteStore {
-    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<i64> {
+    async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKeyId> {
         let (role, practice_id) = role_of(key.scope);
         let id = sqlx::query_scalar(
             "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
@@ -39,7 +40,7 @@ impl AccessStore for SqliteStore {
         .await?;
         row.map(|row| {
             let role: String = row.try_get("role")?;
-            let practice_id: Option<i64> = row.try_get("practice_id")?;
+            let practice_id: Option<PracticeId> = row.try_get("practice_id")?;
             Ok(ApiKeyRecord {
                 id: row.try_get("id")?,
                 scope: scope_of("api_keys.role", &role, practice_id)?,
@@ -66,7 +67,11 @@ impl AccessStore for SqliteStore {
         Ok(())
     }
 
-    async fn audit_trail(&self, practice_id: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
+    async fn audit_trail(
+        &self,
+        practice_id: PracticeId,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT at, actor, action, subject, details FROM audit_log
              WHERE practice_id = $1 ORDER BY id DESC LIMIT $2",

@@ -10,6 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::domain::{AppointmentChangeId, MessageId, PatientId, PracticeId};
 use crate::store::appointments::change_message_key;
 use crate::store::{
     parsed, Appointment, AppointmentChange, AppointmentDetails, AppointmentStore,
@@ -92,10 +93,10 @@ async fn change_by_key<'e, E: sqlx::SqliteExecutor<'e>>(
 impl AppointmentStore for SqliteStore {
     async fn patient_ids_by_nhs(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_numbers: &[String],
-    ) -> StoreResult<HashMap<String, i64>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+    ) -> StoreResult<HashMap<String, PatientId>> {
+        let rows: Vec<(String, PatientId)> = sqlx::query_as(
             "SELECT nhs_number, id FROM patients
              WHERE practice_id = $1 AND nhs_number IN (SELECT value FROM json_each($2))",
         )
@@ -108,7 +109,7 @@ impl AppointmentStore for SqliteStore {
 
     async fn upsert_appointments(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         appointments: &[AppointmentUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary> {
@@ -166,7 +167,7 @@ impl AppointmentStore for SqliteStore {
 
     async fn appointment_by_ref(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         external_ref: &str,
     ) -> StoreResult<Option<Appointment>> {
         let row = sqlx::query(&format!(
@@ -181,7 +182,7 @@ impl AppointmentStore for SqliteStore {
 
     async fn booked_between(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> StoreResult<Vec<Appointment>> {
@@ -243,7 +244,7 @@ impl AppointmentStore for SqliteStore {
         if updated == 0 {
             return Ok(ChangeOutcome::Stale);
         }
-        let change_id: i64 = sqlx::query_scalar(
+        let change_id: AppointmentChangeId = sqlx::query_scalar(
             "INSERT INTO appointment_changes (appointment_id, kind, old_starts_at, old_clinician, old_location,
                  old_mode, new_starts_at, new_clinician, new_location, new_mode, reason,
                  idempotency_scope, idempotency_key, request_hash, created_by, created_at)
@@ -269,7 +270,7 @@ impl AppointmentStore for SqliteStore {
         .await?;
         let mut message_id = None;
         if let Some(m) = message {
-            let id: i64 = sqlx::query_scalar(
+            let id: MessageId = sqlx::query_scalar(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                      address, priority, template_key, template_version, subject, body, body_html, link, state,
                      next_attempt_at, created_at, updated_at)

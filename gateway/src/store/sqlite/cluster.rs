@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::outbox::requeue_expired;
 use super::SqliteStore;
+use crate::domain::PatientId;
 use crate::store::cluster::patient_allowance;
 use crate::store::{
     At, ClusterStore, InstanceRecord, Leadership, NewInstance, StoreResult, TimeColumn,
@@ -126,11 +127,11 @@ impl ClusterStore for SqliteStore {
 
     async fn take_patient_quota(
         &self,
-        wanted: &[(i64, u32)],
+        wanted: &[(PatientId, u32)],
         now: DateTime<Utc>,
         interval: Duration,
         burst: u32,
-    ) -> StoreResult<Vec<(i64, u32)>> {
+    ) -> StoreResult<Vec<(PatientId, u32)>> {
         let mut tx = self.begin_write().await?;
         let mut allowed = Vec::with_capacity(wanted.len());
         for (patient, count) in wanted {

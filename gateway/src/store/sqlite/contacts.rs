@@ -4,11 +4,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use crate::domain::{ContactId, PatientId, PracticeId};
 use crate::store::{At, ContactStore, PushSubscription, StoreResult};
 
 #[async_trait]
 impl ContactStore for SqliteStore {
-    async fn mark_bad_recipient(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    async fn mark_bad_recipient(
+        &self,
+        contact_id: ContactId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE contacts SET bad_recipient_at = COALESCE(bad_recipient_at, $1) WHERE id = $2",
         )
@@ -19,7 +24,7 @@ impl ContactStore for SqliteStore {
         Ok(())
     }
 
-    async fn remove_contact(&self, contact_id: i64) -> StoreResult<()> {
+    async fn remove_contact(&self, contact_id: ContactId) -> StoreResult<()> {
         sqlx::query("DELETE FROM contacts WHERE id = $1")
             .bind(contact_id)
             .execute(&self.pool)
@@ -27,7 +32,11 @@ impl ContactStore for SqliteStore {
         Ok(())
     }
 
-    async fn remove_push_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
+    async fn remove_push_endpoint(
+        &self,
+        practice_id: PracticeId,
+        endpoint: &str,
+    ) -> StoreResult<u64> {
         Ok(sqlx::query(
             "DELETE FROM contacts WHERE channel = 'push' AND address = $2
                AND patient_id IN (SELECT id FROM patients WHERE practice_id = $1)",
@@ -41,7 +50,7 @@ impl ContactStore for SqliteStore {
 
     async fn set_sms_opt_out(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         address: &str,
         opted_out: bool,
         now: DateTime<Utc>,
@@ -61,7 +70,11 @@ impl ContactStore for SqliteStore {
         Ok(changed)
     }
 
-    async fn opt_out_contact(&self, contact_id: i64, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn opt_out_contact(
+        &self,
+        contact_id: ContactId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let changed = sqlx::query(
             "UPDATE contacts SET opted_out_at = COALESCE(opted_out_at, $1) WHERE id = $2",
         )
@@ -73,7 +86,7 @@ impl ContactStore for SqliteStore {
         Ok(changed == 1)
     }
 
-    async fn push_keys(&self, contact_id: i64) -> StoreResult<Option<(String, String)>> {
+    async fn push_keys(&self, contact_id: ContactId) -> StoreResult<Option<(String, String)>> {
         let keys: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT push_p256dh, push_auth FROM contacts WHERE id = $1 AND channel = 'push'",
         )
@@ -85,13 +98,13 @@ impl ContactStore for SqliteStore {
 
     async fn add_push_subscription(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_number: &str,
         s: &PushSubscription,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<ContactId>> {
         let mut tx = self.begin_write().await?;
-        let patient: Option<i64> = sqlx::query_scalar(
+        let patient: Option<PatientId> = sqlx::query_scalar(
             "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
         )
         .bind(practice_id)
@@ -126,9 +139,9 @@ impl ContactStore for SqliteStore {
         address: &str,
         opted_out: bool,
         now: DateTime<Utc>,
-    ) -> StoreResult<Vec<(i64, u64)>> {
+    ) -> StoreResult<Vec<(PracticeId, u64)>> {
         let mut tx = self.begin_write().await?;
-        let practices: Vec<(i64, i64)> = sqlx::query_as(
+        let practices: Vec<(PracticeId, i64)> = sqlx::query_as(
             "SELECT p.practice_id, COUNT(*) FROM contacts c JOIN patients p ON p.id = c.patient_id
              WHERE c.channel = 'sms' AND c.address = $1 GROUP BY p.practice_id ORDER BY p.practice_id",
         )

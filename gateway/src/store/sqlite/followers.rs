@@ -5,19 +5,20 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::domain::{FollowerId, PracticeId};
 use crate::store::{At, Follower, FollowerStore, StoreResult};
 
 #[async_trait]
 impl FollowerStore for SqliteStore {
     async fn add_follower(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         endpoint: &str,
         p256dh: &str,
         auth: &str,
         now: DateTime<Utc>,
         cap: u64,
-    ) -> StoreResult<Option<i64>> {
+    ) -> StoreResult<Option<FollowerId>> {
         // One statement: SQLite runs it alone, so the count cannot go stale before the insert.
         Ok(sqlx::query_scalar(
             "INSERT INTO push_followers (practice_id, endpoint, p256dh, auth, created_at)
@@ -37,7 +38,11 @@ impl FollowerStore for SqliteStore {
         .await?)
     }
 
-    async fn remove_follower_endpoint(&self, practice_id: i64, endpoint: &str) -> StoreResult<u64> {
+    async fn remove_follower_endpoint(
+        &self,
+        practice_id: PracticeId,
+        endpoint: &str,
+    ) -> StoreResult<u64> {
         Ok(
             sqlx::query("DELETE FROM push_followers WHERE practice_id = $1 AND endpoint = $2")
                 .bind(practice_id)
@@ -48,7 +53,7 @@ impl FollowerStore for SqliteStore {
         )
     }
 
-    async fn remove_follower(&self, follower_id: i64) -> StoreResult<()> {
+    async fn remove_follower(&self, follower_id: FollowerId) -> StoreResult<()> {
         sqlx::query("DELETE FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .execute(&self.pool)
@@ -56,7 +61,10 @@ impl FollowerStore for SqliteStore {
         Ok(())
     }
 
-    async fn follower_push_keys(&self, follower_id: i64) -> StoreResult<Option<(String, String)>> {
+    async fn follower_push_keys(
+        &self,
+        follower_id: FollowerId,
+    ) -> StoreResult<Option<(String, String)>> {
         let row = sqlx::query("SELECT p256dh, auth FROM push_followers WHERE id = $1")
             .bind(follower_id)
             .fetch_optional(&self.pool)
@@ -67,8 +75,8 @@ impl FollowerStore for SqliteStore {
 
     async fn followers_page(
         &self,
-        practice_id: i64,
-        after: i64,
+        practice_id: PracticeId,
+        after: FollowerId,
         limit: usize,
     ) -> StoreResult<Vec<Follower>> {
         let rows = sqlx::query(
@@ -89,7 +97,7 @@ impl FollowerStore for SqliteStore {
             .collect()
     }
 
-    async fn follower_count(&self, practice_id: i64) -> StoreResult<u64> {
+    async fn follower_count(&self, practice_id: PracticeId) -> StoreResult<u64> {
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM push_followers WHERE practice_id = $1")
                 .bind(practice_id)

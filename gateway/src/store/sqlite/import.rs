@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
+use crate::domain::{ImportRunId, PracticeId};
 use crate::store::import::{
     group_listing, listing, plan_batch, stored_patient, with_contacts, ListingRow, PatientRow,
     PatientValues, StoredContact, ABANDON_AFTER,
@@ -18,7 +19,8 @@ use crate::store::{
     ListedPatient, StoreError, StoreResult,
 };
 
-type RunRow = (i64, i64, i64, i64, i64);
+/// An import run as read: id, checkpoint row and the created, updated and unchanged counts.
+type RunRow = (ImportRunId, i64, i64, i64, i64);
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
@@ -54,7 +56,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
 impl ImportStore for SqliteStore {
     async fn open_import(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         fingerprint: Option<&str>,
         replace: bool,
         now: DateTime<Utc>,
@@ -132,7 +134,7 @@ impl ImportStore for SqliteStore {
 
     async fn note_seen(
         &self,
-        run_id: i64,
+        run_id: ImportRunId,
         seen: &[(&str, u64)],
     ) -> StoreResult<Vec<(String, u64)>> {
         if seen.is_empty() {
@@ -360,7 +362,7 @@ impl ImportStore for SqliteStore {
 
     async fn listed_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         after_nhs: &str,
         limit: i64,
     ) -> StoreResult<Vec<ListedPatient>> {

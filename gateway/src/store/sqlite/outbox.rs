@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row};
 
 use super::SqliteStore;
-use crate::domain::{Channel, MessageState, Priority};
+use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, Priority};
 use crate::store::{
     lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
     OutboxStore, Receipt, StoreResult, TimeColumn,
@@ -23,8 +23,8 @@ const INSERT_CHUNK: usize = 1700;
 
 /// What rows of one INSERT may share: everything but the recipient, address and key.
 type SharedKey<'a> = (
-    Option<i64>,
-    i64,
+    Option<BroadcastId>,
+    PracticeId,
     i16,
     &'a str,
     i32,
@@ -197,7 +197,7 @@ impl OutboxStore for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: usize,
         urgent_only: bool,
-        skip_practices: &[i64],
+        skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
         let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
@@ -288,7 +288,7 @@ impl OutboxStore for SqliteStore {
         .bind(&batch)
         .execute(&mut *tx)
         .await?;
-        let held: Vec<(i64,)> = sqlx::query_as(
+        let held: Vec<(MessageId,)> = sqlx::query_as(
             "UPDATE messages SET state = u.state, next_attempt_at = COALESCE(u.next, messages.next_attempt_at),
                     lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
                     provider = COALESCE(u.provider, messages.provider),
@@ -309,21 +309,21 @@ impl OutboxStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let held: std::collections::HashSet<i64> = held.into_iter().map(|(id,)| id).collect();
+        let held: std::collections::HashSet<MessageId> = held.into_iter().map(|(id,)| id).collect();
         Ok(done.iter().map(|c| held.contains(&c.message_id)).collect())
     }
 
     async fn start_sends(
         &self,
         owner: &str,
-        sends: &[(i64, i32)],
+        sends: &[(MessageId, i32)],
         now: DateTime<Utc>,
         live_after: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Vec<bool>> {
         let batch = serde_json::to_string(sends).unwrap_or_else(|_| "[]".into());
         let mut tx = self.begin_write().await?;
-        let started: Vec<(i64,)> = sqlx::query_as(
+        let started: Vec<(MessageId,)> = sqlx::query_as(
             "UPDATE messages SET send_started_at = $1, lease_expires_at = MAX(lease_expires_at, $2)
              FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempt
                    FROM json_each($3)) AS s
@@ -340,7 +340,8 @@ impl OutboxStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let started: std::collections::HashSet<i64> = started.into_iter().map(|(id,)| id).collect();
+        let started: std::collections::HashSet<MessageId> =
+            started.into_iter().map(|(id,)| id).collect();
         Ok(sends.iter().map(|(id, _)| started.contains(id)).collect())
     }
 
@@ -358,7 +359,7 @@ impl OutboxStore for SqliteStore {
     async fn defer(
         &self,
         owner: &str,
-        due: &[(i64, DateTime<Utc>)],
+        due: &[(MessageId, DateTime<Utc>)],
         now: DateTime<Utc>,
     ) -> StoreResult<u64> {
         let batch = serde_json::to_string(
@@ -406,7 +407,7 @@ impl OutboxStore for SqliteStore {
         .rows_affected())
     }
 
-    async fn message(&self, id: i64) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
+    async fn message(&self, id: MessageId) -> StoreResult<Option<(MessageView, Vec<AttemptView>)>> {
         let Some(row) = sqlx::query(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m LEFT JOIN patients p ON p.id = m.patient_id WHERE m.id = $1"
         ))
@@ -452,8 +453,8 @@ impl OutboxStore for SqliteStore {
         &self,
         providers: &[String],
         provider_ref: &str,
-    ) -> StoreResult<Option<(i64, Option<String>, MessageState)>> {
-        let row: Option<(i64, Option<String>, String)> = sqlx::query_as(
+    ) -> StoreResult<Option<(MessageId, Option<String>, MessageState)>> {
+        let row: Option<(MessageId, Option<String>, String)> = sqlx::query_as(
             "SELECT id, provider, state FROM messages
              WHERE provider_ref = $1 AND provider IN (SELECT value FROM json_each($2))
              ORDER BY id DESC LIMIT 1",

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::domain::{ContactId, PatientId, PracticeId};
 use crate::store::{
     parsed, At, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
     PatientView, StoreError, StoreResult, TimeColumn, UpsertSummary,
@@ -12,13 +13,13 @@ use crate::store::{
 
 /// One patient-contact pair of a fan-out page, as the JSON array SQLite builds.
 type FanoutRow = (
-    i64,
+    PatientId,
     String,
     Option<String>,
     Option<String>,
     Option<String>,
     String,
-    Option<i64>,
+    Option<ContactId>,
     Option<String>,
     Option<String>,
 );
@@ -27,7 +28,7 @@ type FanoutRow = (
 impl PatientStore for SqliteStore {
     async fn upsert_patients(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         patients: &[PatientUpsert],
         now: DateTime<Utc>,
     ) -> StoreResult<UpsertSummary> {
@@ -119,8 +120,8 @@ impl PatientStore for SqliteStore {
 
     async fn fanout_page(
         &self,
-        practice_id: i64,
-        after_patient_id: i64,
+        practice_id: PracticeId,
+        after_patient_id: PatientId,
         limit: usize,
     ) -> StoreResult<Vec<FanoutPatient>> {
         // The page comes back as one JSON array in one row: sqlx hands SQLite rows over
@@ -184,7 +185,11 @@ impl PatientStore for SqliteStore {
         Ok(page)
     }
 
-    async fn patient_id_of(&self, practice_id: i64, nhs_number: &str) -> StoreResult<Option<i64>> {
+    async fn patient_id_of(
+        &self,
+        practice_id: PracticeId,
+        nhs_number: &str,
+    ) -> StoreResult<Option<PatientId>> {
         Ok(
             sqlx::query_scalar(
                 "SELECT id FROM patients WHERE practice_id = $1 AND nhs_number = $2",
@@ -198,8 +203,8 @@ impl PatientStore for SqliteStore {
 
     async fn nhs_number_of(
         &self,
-        practice_id: i64,
-        patient_id: i64,
+        practice_id: PracticeId,
+        patient_id: PatientId,
     ) -> StoreResult<Option<String>> {
         Ok(
             sqlx::query_scalar(
@@ -214,7 +219,7 @@ impl PatientStore for SqliteStore {
 
     async fn patient(
         &self,
-        practice_id: i64,
+        practice_id: PracticeId,
         nhs_number: &str,
     ) -> StoreResult<Option<PatientView>> {
         let Some(row) = sqlx::query(
@@ -228,7 +233,7 @@ impl PatientStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let id: i64 = row.try_get("id")?;
+        let id: PatientId = row.try_get("id")?;
         let contacts = sqlx::query(
             "SELECT channel, address, opted_out_at FROM contacts WHERE patient_id = $1 ORDER BY id",
         )

@@ -6,7 +6,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::SqliteStore;
-use crate::domain::{ChannelOrder, OdsCode};
+use crate::domain::{ChannelOrder, OdsCode, PracticeId};
+use crate::schedule::PracticeZone;
 use crate::store::{
     unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
 };
@@ -27,7 +28,7 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
         phone: row.try_get("phone")?,
         website: row.try_get("website")?,
         email: row.try_get("email")?,
-        timezone: row.try_get("timezone")?,
+        timezone: PracticeZone::of_stored(row.try_get("timezone")?),
         channel_order: ChannelOrder::parse(&order).map_err(|e| StoreError::Corrupt {
             column: "practices.channel_order",
             reason: e.reason,
@@ -49,7 +50,7 @@ impl PracticeStore for SqliteStore {
         .bind(&p.phone)
         .bind(&p.website)
         .bind(&p.email)
-        .bind(&p.timezone)
+        .bind(p.timezone.to_string())
         .bind(p.channel_order.to_text())
         .bind(p.bilingual)
         .bind(At(now))
@@ -78,7 +79,7 @@ impl PracticeStore for SqliteStore {
         row.as_ref().map(practice_from_row).transpose()
     }
 
-    async fn practice_by_id(&self, id: i64) -> StoreResult<Option<Practice>> {
+    async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>> {
         let row = sqlx::query(&format!(
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
         ))

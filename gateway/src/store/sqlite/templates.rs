@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite};
 
 use super::SqliteStore;
-use crate::domain::{Channel, Language};
+use crate::domain::{Channel, Language, PracticeId};
 use crate::store::{
     parsed, unique_violation, At, NewTemplate, StoreResult, TemplateStore, TemplateVersion,
     TimeColumn,
@@ -72,7 +72,7 @@ impl TemplateStore for SqliteStore {
 
     async fn template_history(
         &self,
-        practice_id: Option<i64>,
+        practice_id: Option<PracticeId>,
         key: &str,
         channel: Channel,
         language: Language,
@@ -82,7 +82,7 @@ impl TemplateStore for SqliteStore {
              WHERE COALESCE(practice_id, 0) = $1 AND key = $2 AND channel = $3 AND language = $4
              ORDER BY version DESC"
         ))
-        .bind(practice_id.unwrap_or(0))
+        .bind(practice_id.map_or(0, PracticeId::get))
         .bind(key)
         .bind(channel.as_str())
         .bind(language.as_str())
@@ -108,7 +108,7 @@ impl TemplateStore for SqliteStore {
         let insert = sqlx::query(&sql);
         let row = bind_version(insert, t, now)
             .bind(t.practice_id)
-            .bind(t.practice_id.unwrap_or(0))
+            .bind(t.practice_id.map_or(0, PracticeId::get))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_violation(e, &format!("a version of {} {}", t.key, t.channel)))?;
