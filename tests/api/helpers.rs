@@ -323,9 +323,13 @@ mod stalling {
             self.inner.channel()
         }
         async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
+            // Counted before the line is written: a test that kills the worker once it sees
+            // the stalled sends' lines has then used up every stall, so the worker that takes
+            // over never meets one (counted after, a kill between the two left a stall for
+            // the next worker, which then waited for it forever).
+            let n = self.sent.fetch_add(1, Ordering::SeqCst);
             let accepted = self.inner.send(message).await?;
             tokio::time::sleep(self.delay).await;
-            let n = self.sent.fetch_add(1, Ordering::SeqCst);
             if n >= self.after && n - self.after < self.count {
                 std::future::pending::<()>().await;
             }
