@@ -8,4 +8,6 @@ pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.
 pub mod invite;
 pub mod patients;
+/// Commands texted by practice staff (`CLOSED until 2pm`, `YES 123456`), parsed without I/O.
+pub mod staff;
 pub mod status;
