@@ -411,3 +411,365 @@ fn headline(rest: &str) -> Option<String> {
     let capped = capped.trim_end();
     (!capped.is_empty()).then(|| capped.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thursday 3 December 2026, 11:00 in London (GMT).
+    const THURSDAY_11AM: &str = "2026-12-03T11:00:00Z";
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        text.parse().expect("a test time")
+    }
+
+    fn read_at(text: &str, received: &str) -> Result<StaffCommand, CommandError> {
+        let arrival = Arrival {
+            received_at: utc(received),
+            zone: PracticeZone::UK,
+            pin: None,
+        };
+        parse(text, &arrival)
+    }
+
+    fn read(text: &str) -> Result<StaffCommand, CommandError> {
+        read_at(text, THURSDAY_11AM)
+    }
+
+    fn post(kind: StatusKind, ends_at: Option<&str>, headline: Option<&str>) -> StaffCommand {
+        StaffCommand::Post {
+            kind,
+            ends_at: ends_at.map(utc),
+            headline: headline.map(str::to_string),
+        }
+    }
+
+    use StatusKind::{Closed, PhonesDown, Restored, SystemsDown};
+
+    #[test]
+    fn real_looking_status_commands() {
+        let cases = [
+            (
+                "closed till 2",
+                post(Closed, Some("2026-12-03T14:00:00Z"), None),
+            ),
+            (
+                "Closed until 14:00",
+                post(Closed, Some("2026-12-03T14:00:00Z"), None),
+            ),
+            ("CLOSED", post(Closed, None, None)),
+            ("CLOSED.", post(Closed, None, None)),
+            ("closed", post(Closed, None, None)),
+            ("phones down!!", post(PhonesDown, None, None)),
+            ("  Phones   down!! ", post(PhonesDown, None, None)),
+            ("Phone lines down", post(PhonesDown, None, None)),
+            (
+                "SYSTEMS DOWN back tomorrow 8am",
+                post(SystemsDown, Some("2026-12-04T08:00:00Z"), None),
+            ),
+            (
+                "systems down back at 8am tomorrow",
+                post(SystemsDown, Some("2026-12-04T08:00:00Z"), None),
+            ),
+            (
+                "systems down back tomorrow",
+                post(SystemsDown, Some("2026-12-04T08:00:00Z"), None),
+            ),
+            ("RESTORED", post(Restored, None, None)),
+            ("back to normal", post(Restored, None, None)),
+            (
+                "CLOSED Flooding in the waiting room",
+                post(Closed, None, Some("Flooding in the waiting room")),
+            ),
+            (
+                "CLOSED until 2pm Flooding",
+                post(Closed, Some("2026-12-03T14:00:00Z"), Some("Flooding")),
+            ),
+            ("Closed - flooding!", post(Closed, None, Some("flooding!"))),
+            ("closed: Burst pipe", post(Closed, None, Some("Burst pipe"))),
+            (
+                "closed till 2 staff meeting",
+                post(Closed, Some("2026-12-03T14:00:00Z"), Some("staff meeting")),
+            ),
+            (
+                "CLOSED until further notice",
+                post(Closed, None, Some("until further notice")),
+            ),
+            ("🚨 CLOSED 🚨 flood", post(Closed, None, Some("🚨 flood"))),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(text), Ok(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn times_of_day_in_every_usual_spelling() {
+        let cases = [
+            ("2pm", "2026-12-03T14:00:00Z"),
+            ("2 pm", "2026-12-03T14:00:00Z"),
+            ("2.30pm", "2026-12-03T14:30:00Z"),
+            ("2:30 p.m.", "2026-12-03T14:30:00Z"),
+            ("14:00", "2026-12-03T14:00:00Z"),
+            ("14.15", "2026-12-03T14:15:00Z"),
+            ("1400", "2026-12-03T14:00:00Z"),
+            ("noon", "2026-12-03T12:00:00Z"),
+            ("12pm", "2026-12-03T12:00:00Z"),
+            ("12am", "2026-12-04T00:00:00Z"),
+            // Working hours without am/pm: 1 to 6 are the afternoon, 7 to 11 the morning.
+            ("2", "2026-12-03T14:00:00Z"),
+            ("2.30", "2026-12-03T14:30:00Z"),
+            ("6", "2026-12-03T18:00:00Z"),
+            ("12", "2026-12-03T12:00:00Z"),
+            ("8", "2026-12-04T08:00:00Z"),
+            ("11", "2026-12-04T11:00:00Z"),
+            // A leading zero means the 24-hour clock.
+            ("02:00", "2026-12-04T02:00:00Z"),
+            ("0200", "2026-12-04T02:00:00Z"),
+            ("10am", "2026-12-04T10:00:00Z"),
+            ("2pm tomorrow", "2026-12-04T14:00:00Z"),
+            ("tomorrow at 2pm", "2026-12-04T14:00:00Z"),
+            ("today 4pm", "2026-12-03T16:00:00Z"),
+        ];
+        for (time, expected) in cases {
+            let text = format!("closed until {time}");
+            assert_eq!(
+                read(&text),
+                Ok(post(Closed, Some(expected), None)),
+                "{text:?}"
+            );
+        }
+        // The same time after it has passed today is tomorrow's.
+        assert_eq!(
+            read_at("closed till 2", "2026-12-03T15:00:00Z"),
+            Ok(post(Closed, Some("2026-12-04T14:00:00Z"), None))
+        );
+    }
+
+    #[test]
+    fn weekdays_are_the_next_such_day_today_included_while_still_to_come() {
+        let cases = [
+            ("closed back monday 8am", "2026-12-07T08:00:00Z"),
+            ("closed back Mon", "2026-12-07T08:00:00Z"),
+            ("closed back on Friday at 9am", "2026-12-04T09:00:00Z"),
+            ("closed until thursday 2pm", "2026-12-03T14:00:00Z"),
+            ("closed until thursday 8am", "2026-12-10T08:00:00Z"),
+            ("ar gau tan dydd llun 8am", "2026-12-07T08:00:00Z"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                read(text),
+                Ok(post(Closed, Some(expected), None)),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn welsh_commands() {
+        let cases = [
+            ("AR GAU", post(Closed, None, None)),
+            (
+                "ar gau tan 2pm",
+                post(Closed, Some("2026-12-03T14:00:00Z"), None),
+            ),
+            (
+                "Ar gau tan yfory 8am Llifogydd",
+                post(Closed, Some("2026-12-04T08:00:00Z"), Some("Llifogydd")),
+            ),
+            (
+                "ar gau tan hanner dydd",
+                post(Closed, Some("2026-12-03T12:00:00Z"), None),
+            ),
+            ("FFONAU I LAWR", post(PhonesDown, None, None)),
+            ("SYSTEMAU I LAWR", post(SystemsDown, None, None)),
+            ("AR AGOR", post(Restored, None, None)),
+            ("Wedi adfer", post(Restored, None, None)),
+            ("STATWS", StaffCommand::Status),
+            ("canslo", StaffCommand::Cancel),
+            (
+                "IE 123456",
+                StaffCommand::Confirm {
+                    code: "123456".into(),
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(text), Ok(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn status_cancel_and_confirmations() {
+        let confirm = |code: &str| Ok(StaffCommand::Confirm { code: code.into() });
+        assert_eq!(read("STATUS"), Ok(StaffCommand::Status));
+        assert_eq!(read("status?"), Ok(StaffCommand::Status));
+        assert_eq!(read("Cancel"), Ok(StaffCommand::Cancel));
+        assert_eq!(read("yes 123456"), confirm("123456"));
+        assert_eq!(read("Yes  123 456"), confirm("123456"));
+        assert_eq!(read("YES 123-456."), confirm("123456"));
+        for text in [
+            "yes",
+            "YES please",
+            "yes 12",
+            "yes 1234567890123",
+            "yes 123456 thanks",
+        ] {
+            assert_eq!(read(text), Err(CommandError::CodeMissing), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_command_says_so() {
+        let cases = [
+            ("", CommandError::NotUnderstood),
+            ("   \n ", CommandError::NotUnderstood),
+            ("🚨🚨🚨", CommandError::NotUnderstood),
+            ("hello is anyone there", CommandError::NotUnderstood),
+            ("until 2pm", CommandError::NotUnderstood),
+            ("closed till 25", CommandError::BadTime("25".into())),
+            (
+                "closed till 2nd Jan",
+                CommandError::BadTime("2nd jan".into()),
+            ),
+            ("closed until 13pm", CommandError::BadTime("13pm".into())),
+            ("closed until 2:75", CommandError::BadTime("2:75".into())),
+            ("closed until", CommandError::BadTime(String::new())),
+            ("closed until today 8am", CommandError::PastTime),
+            ("RESTORED until 2pm", CommandError::TimeAfterRestored),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(text), Err(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn answers_fit_in_one_text() {
+        let long_time = read(&format!("closed until 1{}", "9".repeat(100))).unwrap_err();
+        for error in [
+            CommandError::TooLong,
+            CommandError::NotUnderstood,
+            CommandError::PinMissing,
+            CommandError::PinWrong,
+            long_time,
+            CommandError::PastTime,
+            CommandError::TimeAfterRestored,
+            CommandError::CodeMissing,
+        ] {
+            let answer = error.to_string();
+            assert!(
+                answer.chars().count() <= 160,
+                "{} chars: {answer}",
+                answer.chars().count()
+            );
+        }
+    }
+
+    #[test]
+    fn long_texts_are_refused_and_headlines_capped_and_cleaned() {
+        let at_limit = format!("closed {}", "a".repeat(MAX_MESSAGE_CHARS - 7));
+        let Ok(StaffCommand::Post {
+            headline: Some(headline),
+            ..
+        }) = read(&at_limit)
+        else {
+            panic!("a text at the limit is read");
+        };
+        assert_eq!(headline.chars().count(), MAX_HEADLINE_CHARS);
+        assert_eq!(read(&format!("{at_limit}a")), Err(CommandError::TooLong));
+        assert_eq!(
+            read(&"é".repeat(MAX_MESSAGE_CHARS + 1)),
+            Err(CommandError::TooLong)
+        );
+
+        assert_eq!(
+            read("CLOSED Flood\u{0}ing\r\n in\u{202E}side \u{7}"),
+            Ok(post(Closed, None, Some("Flood ing in side")))
+        );
+    }
+
+    #[test]
+    fn a_practice_pin_is_required_except_to_confirm() {
+        let arrival = Arrival {
+            received_at: utc(THURSDAY_11AM),
+            zone: PracticeZone::UK,
+            pin: Some("4821"),
+        };
+        let read = |text: &str| parse(text, &arrival);
+        for text in [
+            "PIN 4821 CLOSED",
+            "pin: 4821 closed",
+            "PIN4821 closed",
+            "4821 closed",
+        ] {
+            assert_eq!(read(text), Ok(post(Closed, None, None)), "{text:?}");
+        }
+        assert_eq!(read("4821 status"), Ok(StaffCommand::Status));
+        assert_eq!(read("closed"), Err(CommandError::PinMissing));
+        assert_eq!(read("status"), Err(CommandError::PinMissing));
+        assert_eq!(read("PIN 1234 closed"), Err(CommandError::PinWrong));
+        assert_eq!(read("48210 closed"), Err(CommandError::PinWrong));
+        assert_eq!(read("482 closed"), Err(CommandError::NotUnderstood));
+        assert_eq!(
+            read("yes 123456"),
+            Ok(StaffCommand::Confirm {
+                code: "123456".into()
+            })
+        );
+        assert_eq!(read("PIN 1234 yes 123456"), Err(CommandError::PinWrong));
+        // Without a practice PIN, a leading one is skipped.
+        assert_eq!(
+            read_at("PIN 4821 closed till 2", THURSDAY_11AM),
+            Ok(post(Closed, Some("2026-12-03T14:00:00Z"), None))
+        );
+    }
+
+    #[test]
+    fn times_stay_right_across_clock_changes() {
+        // 00:30 UTC on 25 October 2026 is 01:30 BST; at 01:00 UTC the clocks go back to GMT.
+        let autumn = "2026-10-25T00:30:00Z";
+        let cases = [
+            ("closed till 2", "2026-10-25T14:00:00Z"),
+            ("closed until 9am", "2026-10-25T09:00:00Z"),
+            // 01:30 happens twice: 00:30 UTC (now, not after arrival) and 01:30 UTC.
+            ("closed until 1.30am", "2026-10-25T01:30:00Z"),
+            ("closed back monday 8am", "2026-10-26T08:00:00Z"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                read_at(text, autumn),
+                Ok(post(Closed, Some(expected), None)),
+                "{text:?}"
+            );
+        }
+        // Before the change, the first 01:30 is still to come.
+        assert_eq!(
+            read_at("closed until 1.30am", "2026-10-24T23:00:00Z"),
+            Ok(post(Closed, Some("2026-10-25T00:30:00Z"), None))
+        );
+        // 23:00 GMT on Saturday 28 March 2026; at 01:00 UTC the clocks go forward to BST, so
+        // 01:30 never happens and the status ends when the clocks jump (02:00 BST).
+        let spring = "2026-03-28T23:00:00Z";
+        assert_eq!(
+            read_at("closed until 1.30am", spring),
+            Ok(post(Closed, Some("2026-03-29T01:00:00Z"), None))
+        );
+        assert_eq!(
+            read_at("closed until 9am", spring),
+            Ok(post(Closed, Some("2026-03-29T08:00:00Z"), None))
+        );
+    }
+
+    #[test]
+    fn times_are_in_the_practice_zone() {
+        let arrival = Arrival {
+            received_at: utc(THURSDAY_11AM),
+            zone: PracticeZone::parse("America/New_York").expect("a zone"),
+            pin: None,
+        };
+        // 11:00 UTC is 06:00 in New York.
+        assert_eq!(
+            parse("closed until 2pm", &arrival),
+            Ok(post(Closed, Some("2026-12-03T19:00:00Z"), None))
+        );
+    }
+}
