@@ -33,7 +33,10 @@ pub const MAX_HEADLINE_CHARS: usize = 300;
 
 /// The time a status ends when a command names a day but no time (`back tomorrow`): when
 /// most practices open.
-const OPENING: (u32, u32) = (8, 0);
+const OPENING: NaiveTime = match NaiveTime::from_hms_opt(8, 0, 0) {
+    Some(time) => time,
+    None => panic!("08:00 is a time"),
+};
 
 /// What a staff member asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,16 +64,28 @@ pub enum StaffCommand {
     },
 }
 
-/// Where and when a text arrived, and what the practice asks of a command.
-#[derive(Debug, Clone, Copy)]
+/// Where and when a text arrived, and what the practice asks of a command. Its `Debug`
+/// hides the PIN, so logging an arrival does not log the PIN.
+#[derive(Clone, Copy)]
 pub struct Arrival<'a> {
     /// When the gateway received the text: times in it are resolved to moments after this.
     pub received_at: DateTime<Utc>,
     /// The practice's zone: `2pm` is 2pm there.
     pub zone: PracticeZone,
     /// The practice's PIN if it requires one in every command but `YES` (the code already
-    /// proves the text came from the phone the preview went to).
+    /// proves the text came from the phone the preview went to). Only 4 to 8 digits can
+    /// ever match; a PIN given when none is required is skipped.
     pub pin: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Arrival<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arrival")
+            .field("received_at", &self.received_at)
+            .field("zone", &self.zone)
+            .field("pin", &self.pin.map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// A text that is not a command. The message is the SMS answer for the sender (a
@@ -351,9 +366,7 @@ fn resolve(
     arrival: &Arrival<'_>,
 ) -> Result<DateTime<Utc>, CommandError> {
     let tz = arrival.zone.tz();
-    let time = time
-        .or_else(|| NaiveTime::from_hms_opt(OPENING.0, OPENING.1, 0))
-        .ok_or(CommandError::PastTime)?;
+    let time = time.unwrap_or(OPENING);
     let today = arrival.received_at.with_timezone(&tz).date_naive();
     let offsets = match day {
         None => 0..=1,
@@ -757,6 +770,16 @@ mod tests {
             read_at("closed until 9am", spring),
             Ok(post(Closed, Some("2026-03-29T08:00:00Z"), None))
         );
+    }
+
+    #[test]
+    fn the_pin_stays_out_of_debug_output() {
+        let arrival = Arrival {
+            received_at: utc(THURSDAY_11AM),
+            zone: PracticeZone::UK,
+            pin: Some("4821"),
+        };
+        assert!(!format!("{arrival:?}").contains("4821"));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! 2pm`, `STATUS`, `YES 123456`), read into [`command::StaffCommand`] without touching the
 //! database: who sent a text, and what happens next, is decided by the caller.
 
+/// The grammar of a command, times in the practice's zone, and the answers to a text that
+/// is not one.
 pub mod command;
 #[cfg(test)]
 mod proptests;
+/// English and Welsh words of the commands, in one table.
 mod words;
