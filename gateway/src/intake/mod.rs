@@ -8,4 +8,6 @@ pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.
 pub mod invite;
 pub mod patients;
+/// Supplier status pages and feeds read into incidents, mapped to the systems practices use.
+pub mod sources;
 pub mod status;
