@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
+/// RSS 2.0 and Atom feeds.
+pub mod feed;
 /// Atlassian Statuspage v2 `summary.json`.
 pub mod statuspage;
 
