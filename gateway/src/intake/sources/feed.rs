@@ -52,7 +52,7 @@ fn incident(entry: Entry) -> Incident {
         .or_else(|| {
             let content = entry.content.as_ref()?;
             let body = content.body.as_deref()?;
-            Some(if is_html(&content.content_type.to_string()) {
+            Some(if is_html(content.content_type.as_ref()) {
                 html_to_text(body)
             } else {
                 body.to_owned()
@@ -86,7 +86,7 @@ fn says_resolved(text: &str) -> bool {
 }
 
 fn plain_text(text: &Text) -> String {
-    if is_html(&text.content_type.to_string()) {
+    if is_html(text.content_type.as_ref()) {
         html_to_text(&text.content)
     } else {
         text.content.clone()

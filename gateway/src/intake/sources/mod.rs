@@ -17,6 +17,9 @@ pub mod feed;
 /// Atlassian Statuspage v2 `summary.json`.
 pub mod statuspage;
 
+#[cfg(test)]
+mod proptests;
+
 /// The largest status document read, in bytes. The poller stops reading a response at this
 /// size too, so a source serving 50 MB costs at most this much memory.
 pub const MAX_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
