@@ -315,4 +315,30 @@ mod tests {
             "Fixed & monitoring <EMIS>"
         );
     }
+
+    /// Nesting is handled without recursion deep enough to overflow a 2 MiB stack (a tokio
+    /// worker's), which would abort the process rather than panic; past feed-rs's own limit
+    /// of 65,535 levels it is an error.
+    #[test]
+    fn deeply_nested_xml_neither_overflows_the_stack_nor_is_taken_silently() {
+        let nested = |depth: usize| {
+            format!(
+                r#"<rss version="2.0"><channel><title>t</title><item><title>Spine</title><x>{}{}</x></item></channel></rss>"#,
+                "<a>".repeat(depth),
+                "</a>".repeat(depth)
+            )
+        };
+        let worker = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                (
+                    parse_feed(nested(65_000).as_bytes()),
+                    parse_feed(nested(70_000).as_bytes()),
+                )
+            })
+            .expect("thread starts");
+        let (within, beyond) = worker.join().expect("no overflow or panic");
+        assert_eq!(within.expect("parses").len(), 1);
+        assert!(matches!(beyond, Err(SourceError::Malformed(_))));
+    }
 }

@@ -143,8 +143,9 @@ pub struct SourceMapping {
 }
 
 impl SourceMapping {
-    /// The tags an incident touches, each once and in order. Empty means the incident
-    /// concerns none of the systems this source is mapped for, and proposes nothing.
+    /// The tags an incident touches, each once, trimmed and lower-cased (as practices'
+    /// tags are to be stored). Empty means the incident concerns none of the systems this
+    /// source is mapped for, and proposes nothing.
     pub fn tags_for(&self, incident: &Incident) -> BTreeSet<String> {
         let title = incident.title.to_lowercase();
         let text = incident.text.to_lowercase();
