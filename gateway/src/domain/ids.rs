@@ -92,6 +92,10 @@ row_id!(
     /// A run of a contact-list import.
     ImportRunId
 );
+row_id!(
+    /// A staff mobile number registered at a practice.
+    StaffNumberId
+);
 
 #[cfg(test)]
 mod tests {

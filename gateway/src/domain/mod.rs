@@ -24,7 +24,7 @@ pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use ids::{
     ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
-    MessageId, PatientId, PracticeId, StatusChangeId, TemplateVersionId, UserId,
+    MessageId, PatientId, PracticeId, StaffNumberId, StatusChangeId, TemplateVersionId, UserId,
 };
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};

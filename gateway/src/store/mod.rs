@@ -41,6 +41,8 @@ mod postgres;
 mod practices;
 /// The SQLite implementation.
 mod sqlite;
+/// Staff mobile numbers that may send status commands.
+mod staff;
 /// Message templates and their versions.
 mod templates;
 /// One timestamp type, encoded as each database keeps times.
@@ -77,6 +79,7 @@ pub use patients::{
 pub use postgres::PostgresStore;
 pub use practices::{NewPractice, Practice, PracticeStore};
 pub use sqlite::SqliteStore;
+pub use staff::{NewStaffNumber, StaffNumber, StaffRole, StaffStore};
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
 pub(crate) use timestamp::{At, TimeColumn};
 
@@ -125,6 +128,7 @@ pub trait Store:
     + FollowerStore
     + ImportStore
     + ClusterStore
+    + StaffStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

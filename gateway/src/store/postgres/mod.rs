@@ -26,6 +26,8 @@ mod outbox;
 mod patients;
 /// Practices.
 mod practices;
+/// Staff mobile numbers.
+mod staff;
 /// Message templates and their versions.
 mod templates;
 
