@@ -19,6 +19,8 @@ pub(crate) mod practices;
 pub(crate) mod push;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.
 pub(crate) mod receipts;
+/// `/practices/{ods}/staff`: staff mobile numbers that may send status commands by text.
+pub(crate) mod staff;
 /// `POST /practices/{ods}/status`: a status change, which starts a broadcast.
 pub(crate) mod status;
 /// `/templates`: message wording with history, diff, rollback and preview.

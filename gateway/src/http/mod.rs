@@ -18,7 +18,7 @@ mod layout_test;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -55,7 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, imports, patients, practices, push, receipts, status, templates,
+        appointments, broadcasts, imports, patients, practices, push, receipts, staff, status,
+        templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -64,6 +65,11 @@ fn api_routes() -> Router<AppState> {
         .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
         .route("/practices/{ods}/status", post(status::post))
+        .route(
+            "/practices/{ods}/staff",
+            post(staff::register).get(staff::list),
+        )
+        .route("/practices/{ods}/staff/{id}", delete(staff::remove))
         .route("/practices/{ods}/appointments", post(appointments::upsert))
         .route(
             "/practices/{ods}/appointments/import",
