@@ -25,6 +25,7 @@ mod providers_e2e;
 mod push_pages;
 mod receipts;
 mod sms_peer;
+mod staff;
 mod templates;
 mod tenancy;
 
@@ -133,6 +134,9 @@ fn main() {
         isolation_uploads::large_appointment_csv_is_linear_capped_and_isolated,
         isolation_uploads::signin_floods_lock_names_and_addresses_audited_and_isolated,
         isolation_cluster::a_lease_taken_over_before_the_send_is_not_sent,
+        staff::staff_numbers_are_added_listed_and_removed,
+        staff::duplicate_and_invalid_staff_numbers_are_refused,
+        staff::another_practice_cannot_see_or_change_staff_numbers,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
