@@ -75,7 +75,7 @@ pub struct NewStaffNumber {
 /// A registered staff number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffNumber {
-    /// Row id.
+    /// How the API (`DELETE .../staff/{id}`) and the audit trail (`staff_number:{id}`) name it.
     pub id: StaffNumberId,
     /// The practice it is registered at.
     pub practice_id: PracticeId,
