@@ -12,6 +12,7 @@ pub mod hard_data;
 #[cfg(test)]
 mod proptests;
 mod registry;
+pub mod sentence;
 pub mod sms;
 pub mod structure;
 pub mod validate;
@@ -435,6 +436,7 @@ pub(crate) fn safe_tera() -> Tera {
     tera.register_filter("uk_time", |v: &str, k: tera::Kwargs, _: &tera::State| {
         uk_time_filter(v, &k, "%H:%M")
     });
+    tera.register_filter("sentence", sentence::filter);
     tera
 }
 
