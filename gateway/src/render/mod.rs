@@ -730,7 +730,7 @@ mod tests {
                     let headline = unstopped(language);
                     let parts = [Some(&rendered.body), rendered.html.as_ref()];
                     for part in parts.into_iter().flatten() {
-                        if part.contains(&headline) {
+                        if part.contains(headline) {
                             assert!(
                                 part.contains(&format!("{headline}.")),
                                 "{} {channel} {language}: {part}",
