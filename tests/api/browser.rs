@@ -647,7 +647,7 @@ pub async fn console_sign_in_post_status_and_watch_it_complete(db: Db) {
 }
 
 /// The shipped English SMS for `status.closed`.
-const CLOSED_SMS_V1: &str = "{{ practice.name }}: {{ status.headline }}{% if status.until %} We expect to reopen {{ status.until }}.{% endif %} For urgent help call 111, or 999 in an emergency.";
+const CLOSED_SMS_V1: &str = "{{ practice.name }}: {{ status.headline | sentence }}{% if status.until %} We expect to reopen {{ status.until }}.{% endif %} For urgent help call 111, or 999 in an emergency.";
 
 pub async fn console_template_edit_preview_save_rollback(db: Db) {
     let app = spawn_app(db).await;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::helpers::{nhs, spawn_app, Db, TestApp};
 
 /// The shipped English SMS for `status.closed`.
-const CLOSED_SMS_V1: &str = "{{ practice.name }}: {{ status.headline }}{% if status.until %} We expect to reopen {{ status.until }}.{% endif %} For urgent help call 111, or 999 in an emergency.";
+const CLOSED_SMS_V1: &str = "{{ practice.name }}: {{ status.headline | sentence }}{% if status.until %} We expect to reopen {{ status.until }}.{% endif %} For urgent help call 111, or 999 in an emergency.";
 const CLOSED_SMS_V2: &str = "{{ practice.name }}: {{ status.headline }} Ring 111 if it is urgent.";
 const CLOSED_SMS_V3: &str = "{{ practice.name }}: {{ status.headline }} Please ring 111 if urgent.";
 const OVERRIDE_SMS: &str = "{{ practice.name }} is shut today. Call 111 if urgent.";

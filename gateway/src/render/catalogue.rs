@@ -41,7 +41,7 @@ const STATUS: &[Variable] = &[
     },
     Variable {
         name: "status.headline",
-        about: "the one-line notice the surgery wrote",
+        about: "the one-line notice the surgery wrote, as typed (often without a full stop: `status.headline | sentence` ends it as a sentence)",
     },
     Variable {
         name: "status.details",

@@ -12,6 +12,7 @@ pub mod hard_data;
 #[cfg(test)]
 mod proptests;
 mod registry;
+pub mod sentence;
 pub mod sms;
 pub mod structure;
 pub mod validate;
@@ -435,6 +436,7 @@ pub(crate) fn safe_tera() -> Tera {
     tera.register_filter("uk_time", |v: &str, k: tera::Kwargs, _: &tera::State| {
         uk_time_filter(v, &k, "%H:%M")
     });
+    tera.register_filter("sentence", sentence::filter);
     tera
 }
 
@@ -663,6 +665,88 @@ mod tests {
                 info.key,
                 cost.segments
             );
+        }
+    }
+
+    /// A headline typed without a full stop.
+    fn unstopped(language: Language) -> &'static str {
+        match language {
+            Language::English => "Our clinical systems are down today",
+            Language::Welsh => "Mae ein systemau clinigol i lawr heddiw",
+        }
+    }
+
+    /// The key's sample data with an [`unstopped`] headline.
+    fn unstopped_headline(key: &str, language: Language) -> tera::Context {
+        let mut data = catalogue::sample_json(key, language);
+        if let Some(status) = data.get_mut("status") {
+            status["headline"] = serde_json::Value::from(unstopped(language));
+        }
+        catalogue::context_of(&data)
+    }
+
+    #[test]
+    fn headlines_end_their_sentence_in_every_channel_and_language() {
+        let templates = MessageTemplates::builtin().unwrap();
+        // What follows the headline in `status.systems_down`, channel by channel.
+        let next = |channel: Channel, language: Language| match (channel, language) {
+            (Channel::Sms, Language::English) => " We may not be able to book",
+            (Channel::Email, Language::English) => " While this lasts",
+            (Channel::Push, Language::English) => " Bookings may be unavailable.",
+            (Channel::Sms, Language::Welsh) => " Efallai na allwn drefnu",
+            (Channel::Email, Language::Welsh) => " Tra bydd hyn yn parhau",
+            (Channel::Push, Language::Welsh) => " Efallai na allwn drefnu",
+        };
+        for language in Language::ALL {
+            let ctx = unstopped_headline("status.systems_down", language);
+            let ends = match language {
+                Language::English => "down today.",
+                Language::Welsh => "i lawr heddiw.",
+            };
+            for channel in Channel::ALL {
+                let chosen = templates
+                    .global("status.systems_down", channel, language)
+                    .unwrap();
+                let rendered = templates.render_chosen(chosen, &ctx).unwrap();
+                let expected = format!("{ends}{}", next(channel, language));
+                assert!(
+                    rendered.body.contains(&expected),
+                    "{channel} {language}: {}",
+                    rendered.body
+                );
+                if let Some(html) = &rendered.html {
+                    assert!(html.contains(&expected), "{language}: {html}");
+                }
+            }
+        }
+        // Every shipped wording that prints the headline ends it in the body; a subject
+        // keeps it as typed, as a title rather than a sentence.
+        for info in catalogue::KEYS {
+            for channel in info.channels {
+                for language in Language::ALL {
+                    let ctx = unstopped_headline(info.key, language);
+                    let chosen = templates.global(info.key, *channel, language).unwrap();
+                    let rendered = templates.render_chosen(chosen, &ctx).unwrap();
+                    let headline = unstopped(language);
+                    let parts = [Some(&rendered.body), rendered.html.as_ref()];
+                    for part in parts.into_iter().flatten() {
+                        if part.contains(headline) {
+                            assert!(
+                                part.contains(&format!("{headline}.")),
+                                "{} {channel} {language}: {part}",
+                                info.key
+                            );
+                        }
+                    }
+                    if let Some(subject) = &rendered.subject {
+                        assert!(
+                            !subject.contains(&format!("{headline}.")),
+                            "{} {language}: {subject}",
+                            info.key
+                        );
+                    }
+                }
+            }
         }
     }
 

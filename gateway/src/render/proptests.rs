@@ -27,6 +27,7 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("{{ status.until | replace(from=\"on \", to=\"\") }}".to_string()),
         Just("{{ status.details | replace(from=\"x\", to=status.details) }}".to_string()),
         Just("{{ practice.name | upper }}".to_string()),
+        Just("{{ status.headline | sentence }}{{ status.until | sentence }}".to_string()),
         Just("{% for i in range(end=50) %}".to_string()),
         Just("{# {% include \"x\" %} #}".to_string()),
         Just("{% set x = 1 %}".to_string()),

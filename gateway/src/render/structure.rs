@@ -53,6 +53,7 @@ const ALLOWED_FILTERS: &[&str] = &[
     "uk_date_time",
     "uk_date",
     "uk_time",
+    "sentence",
 ];
 
 /// Functions message templates may call (`range` is capped to [`super::MAX_RANGE`] items).
