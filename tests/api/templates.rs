@@ -2,6 +2,8 @@
 //! practice overrides, validation with line and column, SMS cost previews, the audience
 //! of a practice's broadcast, and Welsh and bilingual wording reaching patients.
 
+use chrono::Utc;
+use gateway::domain::{Channel, Language};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -802,4 +804,61 @@ pub async fn welsh_and_bilingual_wording(db: Db) {
         .find(|l| l["to"] == "+447700900003")
         .expect("bilingual message sent");
     assert_eq!(line["body"], body);
+}
+
+/// A new release's shipped wording replaces an earlier release's where nobody edited it, as
+/// a new version; once an administrator has saved a version, seeding leaves it alone.
+pub async fn unedited_shipped_wording_follows_an_upgrade(db: Db) {
+    let app = spawn_app(db).await;
+    let admin = app.admin_key.clone();
+    let base = "/api/v1/templates/status.closed/sms";
+    let shipped = gateway::render::shipped_defaults().expect("shipped templates");
+    let closed_sms = |body: &str| {
+        let mut next = shipped
+            .iter()
+            .find(|t| {
+                t.key == "status.closed"
+                    && t.channel == Channel::Sms
+                    && t.language == Language::English
+            })
+            .expect("the shipped status.closed SMS")
+            .clone();
+        next.body = body.to_string();
+        next
+    };
+    let store = app.state.store.clone();
+
+    // Starting again with the same release adds nothing.
+    let added = store.seed_templates(&shipped, Utc::now()).await.unwrap();
+    assert_eq!(added, 0);
+
+    // The next release ships other wording: it becomes version 2, by the shipped author.
+    let release_2 = "{{ practice.name }} is closed. {{ status.headline | sentence }}";
+    let added = store
+        .seed_templates(&[closed_sms(release_2)], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(added, 1);
+    let current = app.get(base, &admin).await.body;
+    assert_eq!(current["template"]["version"], 2, "{current}");
+    assert_eq!(current["template"]["body"], release_2);
+    assert_eq!(current["template"]["author"], "shipped with the gateway");
+
+    // An administrator's own wording is never replaced by a later release.
+    let reply = put(
+        &app,
+        base,
+        &admin,
+        &json!({ "body": "Closed: {{ practice.name }}" }),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let added = store
+        .seed_templates(&[closed_sms("{{ practice.name }} release 3")], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(added, 0);
+    let current = app.get(base, &admin).await.body;
+    assert_eq!(current["template"]["version"], 3, "{current}");
+    assert_eq!(current["template"]["body"], "Closed: {{ practice.name }}");
 }

@@ -83,7 +83,9 @@ pub trait TemplateStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<TemplateVersion>;
     /// Saves each global default that has no version yet as version 1 (first start, or a
-    /// key added by an upgrade). Returns how many were added.
+    /// key added by an upgrade), and as the next version where the newest one is an earlier
+    /// release's shipped wording (same author, other text) that nobody has edited since.
+    /// Returns how many versions were added.
     async fn seed_templates(
         &self,
         defaults: &[NewTemplate],

@@ -144,6 +144,25 @@ impl TemplateStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            // The wording of an earlier release, still in use because nobody edited it,
+            // becomes this release's as a new version; an administrator's version stays.
+            let upgrade = sqlx::query(
+                "INSERT INTO message_templates
+                     (practice_id, key, channel, language, version, subject, body, html, link, author, note, created_at)
+                 SELECT NULL, $1, $2, $3, latest.version + 1, $4, $5, $6, $7, $8, $9, $10
+                 FROM message_templates latest
+                 WHERE latest.practice_id IS NULL AND latest.key = $1 AND latest.channel = $2
+                   AND latest.language = $3 AND latest.author = $8
+                   AND latest.version = (SELECT MAX(version) FROM message_templates
+                                         WHERE practice_id IS NULL AND key = $1
+                                           AND channel = $2 AND language = $3)
+                   AND (latest.subject IS DISTINCT FROM $4 OR latest.body IS DISTINCT FROM $5
+                        OR latest.html IS DISTINCT FROM $6 OR latest.link IS DISTINCT FROM $7)",
+            );
+            added += bind_version(upgrade, t, now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(added)
