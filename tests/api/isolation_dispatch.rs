@@ -385,9 +385,11 @@ async fn mixed_broadcast(db: Db, sms_delay: Duration) -> HashMap<Channel, Durati
 }
 
 /// Case 9: with the SMS provider answering in 2 s, email and push (to instant peers) finish
-/// within 1.5 times their time with an instant SMS provider, measured in the same test (the
-/// instant runs before and after, averaged, so a machine getting busier or quieter in
-/// between does not decide the result).
+/// within 1.5 times their time with an instant SMS provider plus half a second, measured in
+/// the same test (the instant runs before and after, averaged, so a machine getting busier
+/// or quieter in between does not decide the result). The half second absorbs a loaded CI
+/// machine's jitter on sub-second runs; being held back by the slow provider costs at least
+/// its 2 s answer, so the test still fails if that happens.
 pub async fn a_slow_sms_provider_does_not_hold_back_email_and_push(db: Db) {
     let before = mixed_broadcast(db.clone(), Duration::ZERO).await;
     let slow = mixed_broadcast(db.clone(), Duration::from_secs(2)).await;
@@ -401,7 +403,7 @@ pub async fn a_slow_sms_provider_does_not_hold_back_email_and_push(db: Db) {
         let fast = (before[&channel] + after[&channel]) / 2;
         let slowed = slow[&channel];
         assert!(
-            slowed.as_secs_f64() <= fast.as_secs_f64() * 1.5,
+            slowed.as_secs_f64() <= fast.as_secs_f64() * 1.5 + 0.5,
             "{channel} took {slowed:?} beside a slow SMS provider, {fast:?} beside an instant one"
         );
     }
