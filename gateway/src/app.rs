@@ -13,7 +13,10 @@ use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
 use crate::fanout::{Fanout, FanoutError};
 use crate::intake::appointments::change::AppointmentChanges;
+use crate::intake::approval::texts::StaffTexts;
+use crate::intake::approval::Approvals;
 use crate::intake::invite::{vapid_public_key, Invitations};
+use crate::intake::staff::inbox::{CommandLimits, StaffInbox};
 use crate::intake::status::StatusChanges;
 use crate::links::{NoSecret, SignedLinks};
 use crate::providers::{ProviderError, ProviderRegistry};
@@ -71,6 +74,8 @@ pub struct AppState {
     pub follow_limits: Arc<FollowLimits>,
     /// Console sign-in throttle and password-check limit.
     pub signin: Arc<crate::web::signin_guard::SigninGuard>,
+    /// Text commands per staff number.
+    pub staff_limits: Arc<CommandLimits>,
 }
 
 impl AppState {
@@ -118,8 +123,12 @@ impl AppState {
         let signin = Arc::new(crate::web::signin_guard::SigninGuard::new(
             config.signin.clone(),
         ));
+        let staff_limits = Arc::new(CommandLimits::new(
+            config.approval.commands_per_number_per_hour,
+        ));
         Ok(Self {
             signin,
+            staff_limits,
             store,
             fanout,
             templates,
@@ -169,6 +178,27 @@ impl AppState {
             store: self.store.clone(),
             fanout: self.fanout.clone(),
             dispatch: self.dispatch.clone(),
+        }
+    }
+
+    /// What proposing, previewing and approving status changes takes.
+    pub fn approvals(&self) -> Approvals {
+        Approvals {
+            store: self.store.clone(),
+            status_changes: self.status_changes(),
+            texts: StaffTexts::new(
+                self.providers.clone(),
+                Duration::from_secs(self.config.approval.answer_timeout_seconds),
+            ),
+            config: self.config.approval.clone(),
+        }
+    }
+
+    /// What reading and answering staff texts takes.
+    pub fn staff_inbox(&self) -> StaffInbox {
+        StaffInbox {
+            approvals: self.approvals(),
+            limits: self.staff_limits.clone(),
         }
     }
 
@@ -227,6 +257,11 @@ pub async fn serve_as(
             Err(e) => tracing::error!(error = %e, "could not list interrupted fan-outs"),
         }
     }
+    let tidying = role.serves_api().then(|| {
+        let approvals = state.approvals();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { tidy_proposals(approvals, shutdown).await })
+    });
     let dispatches = role.dispatches() && state.config.dispatch.enabled;
     let cluster = Cluster::join(
         state.store.clone(),
@@ -268,8 +303,25 @@ pub async fn serve_as(
             tracing::warn!("dispatch worker did not stop within 30 s; its leases will expire");
         }
     }
+    if let Some(tidying) = tidying {
+        let _ = tidying.await;
+    }
     cluster.leave().await;
     Ok(served?)
+}
+
+/// Expires proposals whose time ran out and posts approved ones left unposted, every few
+/// seconds until `shutdown` (every API instance does: both steps are idempotent).
+async fn tidy_proposals(approvals: Approvals, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = approvals.tidy().await {
+            tracing::warn!(error = %e, "could not tidy proposed status changes");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -15,6 +15,9 @@ pub(crate) mod imports;
 pub(crate) mod patients;
 /// `/practices`: admins add practices; each key sees the practices it may.
 pub(crate) mod practices;
+/// `/practices/{ods}/proposals` and `/approval`: proposed status changes, approved or
+/// dismissed, and the practice's approval rules and tags.
+pub(crate) mod proposals;
 /// A patient's browsers: push subscriptions and sign-up invitations.
 pub(crate) mod push;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.

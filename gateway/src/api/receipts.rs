@@ -233,9 +233,12 @@ pub async fn webhook(
     .await
 }
 
-/// `POST /inbound/sms/twilio`: a patient's text. STOP and friends opt the number out at
-/// every practice that has it (each practice's audit trail records it); START opts it back
-/// in at the same practices. Answers with empty TwiML (no auto-reply).
+/// `POST /inbound/sms/twilio`: a staff member's command or a patient's text. A registered
+/// staff number's text is handled as a command (see `intake::staff::inbox`), after this
+/// answers, so a slow provider or a long fan-out never holds Twilio's request. Otherwise
+/// STOP and friends opt the number out at every practice that has it (each practice's audit
+/// trail records it); START opts it back in at the same practices. Answers with empty TwiML
+/// (no auto-reply: answers to staff are sent as texts of their own).
 pub async fn inbound_twilio(
     State(state): State<AppState>,
     uri: OriginalUri,
@@ -246,6 +249,14 @@ pub async fn inbound_twilio(
     verify_twilio(&state, &uri, &headers, &params)?;
     let from = field(&params, "From")?;
     let text = field(&params, "Body")?;
+    let inbox = state.staff_inbox();
+    let staff = inbox.registrations(from, text).await?;
+    state.metrics.inbound_text(!staff.is_empty());
+    if !staff.is_empty() {
+        let text = text.to_string();
+        tokio::spawn(async move { inbox.handle(staff, &text).await });
+        return Ok(empty_twiml());
+    }
     let reply = receipts::reply_keyword(text);
     if reply != Reply::Other {
         let number = PhoneNumber::parse(from).map_err(|e| ApiError::Validation(vec![e]))?;
@@ -278,11 +289,16 @@ pub async fn inbound_twilio(
             state.store.audit(&entry, now).await?;
         }
     }
-    Ok((
+    Ok(empty_twiml())
+}
+
+/// TwiML that sends nothing back.
+fn empty_twiml() -> Response {
+    (
         [(CONTENT_TYPE, "text/xml")],
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
     )
-        .into_response())
+        .into_response()
 }
 
 /// The contact an unsubscribe link names, or 404 for a link that is not ours.

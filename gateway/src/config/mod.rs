@@ -7,6 +7,8 @@
 //! table (a kind is one file under `providers/`) and the low modules `domain`, `schedule`
 //! and `outbound` parse the values they define.
 
+/// `[approval]`: codes, proposals and staff text commands.
+mod approval;
 mod delivery;
 mod import;
 /// Secrets masked out of printed settings.
@@ -21,6 +23,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use approval::ApprovalConfig;
 pub use delivery::{
     DispatchConfig, FailoverConfig, FanoutConfig, LimitsConfig, PracticeDefaults, QuietHoursConfig,
     PEER_DELAY_CEILING,
@@ -94,6 +97,10 @@ pub struct Config {
     /// Console sign-in: throttling failures, and how many password checks run at once.
     #[serde(default)]
     pub signin: SigninConfig,
+    /// Approving proposed status changes: how long codes and proposals last, and how often
+    /// a staff number may text.
+    #[serde(default)]
+    pub approval: ApprovalConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }
@@ -142,6 +149,25 @@ impl Config {
         }
         if !(1..=2184).contains(&self.fanout.batch_size) {
             return invalid("fanout.batch_size", "must be from 1 to 2184".into());
+        }
+        let a = &self.approval;
+        if a.code_seconds == 0 || a.staff_proposal_seconds == 0 || a.source_proposal_seconds == 0 {
+            return invalid(
+                "approval",
+                "code_seconds, staff_proposal_seconds and source_proposal_seconds must be at least 1".into(),
+            );
+        }
+        if a.commands_per_number_per_hour == 0 {
+            return invalid(
+                "approval.commands_per_number_per_hour",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=60).contains(&a.answer_timeout_seconds) {
+            return invalid(
+                "approval.answer_timeout_seconds",
+                "must be from 1 to 60".into(),
+            );
         }
         let d = &self.dispatch;
         if !(1..=4096).contains(&d.concurrency) {

@@ -96,6 +96,10 @@ row_id!(
     /// A staff mobile number registered at a practice.
     StaffNumberId
 );
+row_id!(
+    /// A status change proposed by a staff text or a status source, waiting for approval.
+    ProposalId
+);
 
 #[cfg(test)]
 mod tests {

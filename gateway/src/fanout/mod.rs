@@ -412,6 +412,31 @@ impl Fanout {
         }
     }
 
+    /// The SMS a patient of the practice would get for `broadcast` (in English, or in Welsh
+    /// and English for a bilingual practice), rendered off the async workers as a fan-out
+    /// renders: what a staff member approving a status change by text is shown.
+    pub async fn sms_wording(
+        &self,
+        practice: Practice,
+        broadcast: Broadcast,
+    ) -> Result<String, FanoutError> {
+        let sample = FanoutPatient {
+            id: PatientId::new(0),
+            nhs_number: String::new(),
+            given_name: None,
+            family_name: None,
+            preferred_channel: Some(Channel::Sms),
+            language: "en".into(),
+            contacts: Vec::new(),
+        };
+        let wording = Wording::new(self.templates.snapshot(), practice, broadcast);
+        let (_, rendered) = off_runtime(wording, move |wording| {
+            wording.render(&sample, Channel::Sms)
+        })
+        .await?;
+        Ok(rendered?.0.body)
+    }
+
     /// Finishes fan-outs that a stopped process left part-done. Returns how many it finished.
     /// One that fails is logged (a render failure also marks its broadcast failed) and the
     /// others carry on, so one bad broadcast cannot stop the gateway from starting.

@@ -55,8 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, imports, patients, practices, push, receipts, staff, status,
-        templates,
+        appointments, broadcasts, imports, patients, practices, proposals, push, receipts, staff,
+        status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -70,6 +70,20 @@ fn api_routes() -> Router<AppState> {
             post(staff::register).get(staff::list),
         )
         .route("/practices/{ods}/staff/{id}", delete(staff::remove))
+        .route("/practices/{ods}/proposals", get(proposals::list))
+        .route("/practices/{ods}/proposals/{id}", get(proposals::show))
+        .route(
+            "/practices/{ods}/proposals/{id}/approve",
+            post(proposals::approve),
+        )
+        .route(
+            "/practices/{ods}/proposals/{id}/dismiss",
+            post(proposals::dismiss),
+        )
+        .route(
+            "/practices/{ods}/approval",
+            get(proposals::settings).put(proposals::save_settings),
+        )
         .route("/practices/{ods}/appointments", post(appointments::upsert))
         .route(
             "/practices/{ods}/appointments/import",

@@ -3,6 +3,8 @@
 
 /// Appointments: imported bookings, and one-patient changes that message the patient.
 pub mod appointments;
+/// Proposed status changes and their approval (console, API, or a code texted to staff).
+pub mod approval;
 /// CSV import of patient lists: streamed, checked row by row, resumable, with a report.
 pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.

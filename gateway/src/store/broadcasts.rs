@@ -100,6 +100,35 @@ pub struct Broadcast {
     pub reach: Reach,
 }
 
+impl Broadcast {
+    /// The broadcast `change` would start, before anything is recorded (its ids are 0): what
+    /// a preview of its wording is rendered from.
+    pub fn unrecorded(
+        practice_id: PracticeId,
+        change: &NewStatusChange,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: BroadcastId::new(0),
+            practice_id,
+            status_change_id: StatusChangeId::new(0),
+            kind: change.kind,
+            headline: change.headline.clone(),
+            details: change.details.clone(),
+            starts_at: change.starts_at,
+            ends_at: change.ends_at,
+            created_by: change.created_by.clone(),
+            created_at: now,
+            fanout_done_at: None,
+            skipped_no_contact: 0,
+            superseded_by: None,
+            failed_at: None,
+            failure: None,
+            reach: change.reach,
+        }
+    }
+}
+
 /// Status changes and the broadcasts they start.
 #[async_trait]
 pub trait BroadcastStore: Send + Sync {

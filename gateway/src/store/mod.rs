@@ -39,6 +39,8 @@ mod patients;
 mod postgres;
 /// Practices, the tenants.
 mod practices;
+/// Proposed status changes, approval codes and rules, source incidents.
+mod proposals;
 /// The SQLite implementation.
 mod sqlite;
 /// Staff mobile numbers that may send status commands.
@@ -78,6 +80,10 @@ pub use patients::{
 };
 pub use postgres::PostgresStore;
 pub use practices::{NewPractice, Practice, PracticeStore};
+pub use proposals::{
+    ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
+    ProposalOrigin, ProposalState, ProposalStore,
+};
 pub use sqlite::SqliteStore;
 pub use staff::{NewStaffNumber, StaffNumber, StaffRole, StaffStore};
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
@@ -129,6 +135,7 @@ pub trait Store:
     + ImportStore
     + ClusterStore
     + StaffStore
+    + ProposalStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -137,6 +137,11 @@ struct LaneLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SenderLabels {
+    sender: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     channel: &'static str,
 }
@@ -179,6 +184,7 @@ pub struct Metrics {
     lane_depth: Family<ChannelLabels, Gauge>,
     paused_origins: Gauge,
     origin_paused: Family<OriginLabels, Gauge>,
+    inbound_texts: Family<SenderLabels, Counter>,
 }
 
 impl Metrics {
@@ -196,6 +202,7 @@ impl Metrics {
         let lane_depth = Family::<ChannelLabels, Gauge>::default();
         let paused_origins = Gauge::default();
         let origin_paused = Family::<OriginLabels, Gauge>::default();
+        let inbound_texts = Family::<SenderLabels, Counter>::default();
 
         // Counters get `_total` and unit-registered metrics get `_seconds` when encoded.
         let mut registry = Registry::with_prefix("gateway");
@@ -248,6 +255,12 @@ impl Metrics {
             origin_paused.clone(),
         );
 
+        registry.register(
+            "inbound_texts",
+            "Inbound texts by sender: a registered staff number, or any other number (counted only)",
+            inbound_texts.clone(),
+        );
+
         let metrics = Self {
             registry,
             messages,
@@ -259,7 +272,15 @@ impl Metrics {
             lane_depth,
             paused_origins,
             origin_paused,
+            inbound_texts,
         };
+        for sender in ["staff", "other"] {
+            drop(
+                metrics
+                    .inbound_texts
+                    .get_or_create(&SenderLabels { sender }),
+            );
+        }
         // A family with no series is left out of the exposition: start the fixed ones at 0
         // (creating the series is the point; the guards are dropped at once).
         for limiter in Limiter::ALL {
@@ -287,6 +308,15 @@ impl Metrics {
             provider: provider.to_string(),
         }));
         self.circuit_state(provider, CircuitGauge::Closed);
+    }
+
+    /// Counts one inbound text: from a registered staff number, or from any other number
+    /// (of which nothing else is kept).
+    pub fn inbound_text(&self, from_staff: bool) {
+        let sender = if from_staff { "staff" } else { "other" };
+        self.inbound_texts
+            .get_or_create(&SenderLabels { sender })
+            .inc();
     }
 
     /// Counts one message reaching an outcome.

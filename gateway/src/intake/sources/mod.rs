@@ -2,8 +2,8 @@
 //! `summary.json`, RSS 2.0 or Atom) read into [`Incident`]s, and an incident mapped to the
 //! systems a practice is tagged with (`emis-web`, `systmone`, `spine`, ...).
 //!
-//! Everything here is pure: bytes in, incidents out. Fetching, storage and proposals live
-//! elsewhere. A status document comes from outside, so the parsers are bounded: a document
+//! The parsers are pure: bytes in, incidents out. `watch` turns a reading into proposals.
+//! Fetching lives elsewhere. A status document comes from outside, so the parsers are bounded: a document
 //! above [`MAX_DOCUMENT_BYTES`] is refused before parsing, at most [`MAX_INCIDENTS`] incidents
 //! are taken from one document, and every text is stripped of control characters and cut
 //! to a fixed length (the headline of a proposed status change comes from an incident title).
@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 pub mod feed;
 /// Atlassian Statuspage v2 `summary.json`.
 pub mod statuspage;
+/// A source's readings turned into proposed status changes.
+pub mod watch;
 
 #[cfg(test)]
 mod proptests;

@@ -5,6 +5,8 @@
 /// The grammar of a command, times in the practice's zone, and the answers to a text that
 /// is not one.
 pub mod command;
+/// A staff member's text from the inbound webhook to its answer: lookup, limits, audit.
+pub mod inbox;
 #[cfg(test)]
 mod proptests;
 /// English and Welsh words of the commands, in one table.

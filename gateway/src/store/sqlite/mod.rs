@@ -27,6 +27,7 @@ mod patients;
 /// Practices.
 mod practices;
 /// Staff mobile numbers.
+mod proposals;
 mod staff;
 /// Message templates and their versions.
 mod templates;
