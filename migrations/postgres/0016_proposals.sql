@@ -54,7 +54,7 @@ CREATE TABLE status_proposals (
     expires_at        TIMESTAMPTZ NOT NULL,
     created_at        TIMESTAMPTZ NOT NULL,
     updated_at        TIMESTAMPTZ NOT NULL,
-    revision          INTEGER NOT NULL DEFAULT 1,
+    revision          BIGINT  NOT NULL DEFAULT 1,
     UNIQUE (practice_id, source, incident_id, phase)
 );
 

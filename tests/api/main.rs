@@ -26,6 +26,7 @@ mod push_pages;
 mod receipts;
 mod sms_peer;
 mod staff;
+mod staff_texts;
 mod templates;
 mod tenancy;
 
@@ -138,6 +139,10 @@ fn main() {
         staff::staff_numbers_are_added_listed_and_removed,
         staff::duplicate_and_invalid_staff_numbers_are_refused,
         staff::another_practice_cannot_see_or_change_staff_numbers,
+        staff_texts::a_texted_status_change_posts_only_with_its_code,
+        staff_texts::an_expired_code_posts_nothing,
+        staff_texts::a_pin_and_the_rate_limit_guard_commands,
+        staff_texts::a_large_broadcast_needs_a_second_person,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

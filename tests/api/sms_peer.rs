@@ -38,6 +38,8 @@ pub struct Arrival {
     pub practice: String,
     /// The number it was for.
     pub to: String,
+    /// The text.
+    pub body: String,
     /// How it was answered.
     pub answer: Answer,
 }
@@ -128,6 +130,7 @@ async fn receive(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -
         message_id: body["message_id"].as_i64().unwrap_or(-1),
         practice: body["practice"].as_str().unwrap_or_default().to_string(),
         to: body["to"].as_str().unwrap_or_default().to_string(),
+        body: body["body"].as_str().unwrap_or_default().to_string(),
         answer,
     });
     tokio::time::sleep(state.delay).await;
