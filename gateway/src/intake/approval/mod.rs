@@ -13,6 +13,8 @@
 pub mod codes;
 /// The wording, counts and segments a staff member is shown.
 pub mod preview;
+/// A practice's approval rules and tags, as the API and console take them.
+pub mod rules;
 /// Texts to staff, straight to the SMS providers.
 pub mod texts;
 

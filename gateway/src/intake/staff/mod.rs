@@ -7,6 +7,8 @@
 pub mod command;
 /// A staff member's text from the inbound webhook to its answer: lookup, limits, audit.
 pub mod inbox;
+/// Registering and removing staff numbers, shared by the API and the console.
+pub mod numbers;
 #[cfg(test)]
 mod proptests;
 /// English and Welsh words of the commands, in one table.
