@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, Db, TestApp};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
-fn client() -> Client {
+pub fn client() -> Client {
     Client::builder()
         .redirect(redirect::Policy::none())
         .build()
@@ -31,7 +31,7 @@ fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The value of `name="csrf" value="..."` (or the csrf meta tag) in a page.
-fn csrf_in(page: &str) -> String {
+pub fn csrf_in(page: &str) -> String {
     for marker in ["name=\"csrf\" value=\"", "name=\"csrf-token\" content=\""] {
         if let Some(start) = page.find(marker) {
             let rest = &page[start + marker.len()..];
@@ -42,7 +42,7 @@ fn csrf_in(page: &str) -> String {
 }
 
 /// Signs `username` in through the form; returns the session cookie.
-async fn sign_in(app: &TestApp, username: &str, password: &str) -> Result<String, StatusCode> {
+pub async fn sign_in(app: &TestApp, username: &str, password: &str) -> Result<String, StatusCode> {
     let c = client();
     let form = c
         .get(format!("{}/console/signin", app.address))
@@ -68,7 +68,7 @@ async fn sign_in(app: &TestApp, username: &str, password: &str) -> Result<String
     }
 }
 
-async fn get(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
+pub async fn get(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
     let response = client()
         .get(format!("{}{path}", app.address))
         .header(COOKIE, format!("gw_session={session}"))

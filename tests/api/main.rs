@@ -9,6 +9,7 @@ mod appointments;
 mod broadcasts;
 mod browser;
 mod console;
+mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
@@ -143,6 +144,7 @@ fn main() {
         staff_texts::an_expired_code_posts_nothing,
         staff_texts::a_pin_and_the_rate_limit_guard_commands,
         staff_texts::a_large_broadcast_needs_a_second_person,
+        console_approval::the_console_approves_what_staff_texted,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

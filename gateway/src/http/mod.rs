@@ -131,7 +131,7 @@ fn api_routes() -> Router<AppState> {
 
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
-    use crate::web::{console, console_templates, push};
+    use crate::web::{console, console_approval, console_templates, push};
     Router::new()
         .route("/console", get(console::home))
         .route(
@@ -144,6 +144,30 @@ fn page_routes() -> Router<AppState> {
         .route(
             "/console/practices/{ods}/status",
             post(console::post_status),
+        )
+        .route(
+            "/console/practices/{ods}/approvals",
+            get(console_approval::approvals),
+        )
+        .route(
+            "/console/practices/{ods}/proposals/{id}/approve",
+            post(console_approval::approve),
+        )
+        .route(
+            "/console/practices/{ods}/proposals/{id}/dismiss",
+            post(console_approval::dismiss),
+        )
+        .route(
+            "/console/practices/{ods}/staff",
+            post(console_approval::add_staff),
+        )
+        .route(
+            "/console/practices/{ods}/staff/{id}/remove",
+            post(console_approval::remove_staff),
+        )
+        .route(
+            "/console/practices/{ods}/approval",
+            post(console_approval::save_rules),
         )
         .route("/console/broadcasts/{id}", get(console::broadcast))
         .route("/console/audit", get(console::audit))

@@ -355,7 +355,16 @@ pub(crate) async fn practice(
             })
         })
         .collect();
+    // Changes waiting for approval come first on the page.
+    let pending = match state.store.proposals(practice.id, 200).await {
+        Ok(proposals) => proposals
+            .iter()
+            .filter(|p| p.state == crate::store::ProposalState::Proposed)
+            .count(),
+        Err(e) => return internal(e),
+    };
     let mut c = signed.context();
+    c.insert("pending", &pending);
     c.insert(
         "practice",
         &json!({ "ods": practice.ods_code.as_str(), "name": practice.name }),

@@ -6,6 +6,8 @@
 pub mod client_address;
 /// The console's pages: sign-in, practices, status changes, broadcasts and the audit log.
 pub mod console;
+/// The console's approvals page: proposals waiting first, staff numbers, approval rules.
+pub(crate) mod console_approval;
 /// The console's template pages: list, editor, save, history and rollback.
 pub(crate) mod console_templates;
 /// The per-address rate of anonymous push follows.

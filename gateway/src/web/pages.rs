@@ -26,6 +26,10 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/console/practice.html"),
     ),
     (
+        "console/approvals.html",
+        include_str!("../../../templates/web/console/approvals.html"),
+    ),
+    (
         "console/broadcast.html",
         include_str!("../../../templates/web/console/broadcast.html"),
     ),
