@@ -401,7 +401,25 @@ impl Approvals {
         let request = Self::request_of(proposal)?;
         let key = Some(("proposal".to_string(), proposal.id.to_string()));
         let posted =
-            post_status_change(&self.status_changes, practice, &request, actor, key).await?;
+            match post_status_change(&self.status_changes, practice, &request, actor, key).await {
+                Ok(posted) => posted,
+                // The broadcast exists but its wording could not be rendered: it is marked failed
+                // with its reason. Recording it stops `tidy` from posting it again and again.
+                Err(PostStatusError::Fanout(FanoutError::Failed {
+                    broadcast_id,
+                    reason,
+                })) => {
+                    self.store
+                        .attach_broadcast(proposal.id, broadcast_id)
+                        .await?;
+                    let failed = FanoutError::Failed {
+                        broadcast_id,
+                        reason,
+                    };
+                    return Err(PostStatusError::Fanout(failed).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
         self.store
             .attach_broadcast(proposal.id, posted.broadcast_id)
             .await?;
