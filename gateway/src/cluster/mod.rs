@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +100,7 @@ pub struct Cluster {
     ready_at: Instant,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    leading: watch::Receiver<bool>,
 }
 
 impl Cluster {
@@ -147,11 +149,13 @@ impl Cluster {
             timing,
         };
         tasks.spawn(heartbeat.run(stop.clone()));
+        let (leads, leading) = watch::channel(false);
         tasks.spawn(leader::run(
             store.clone(),
             instance.id.clone(),
             timing,
             config.retention.days,
+            leads,
             stop.clone(),
         ));
         Ok(Self {
@@ -160,12 +164,22 @@ impl Cluster {
             ready_at,
             stop,
             tasks,
+            leading,
         })
     }
 
     /// This instance's name (its dispatch worker's lease owner).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether this instance leads now: true from when it takes the leader's lease until a
+    /// round of the leader's jobs fails (the lease may be lost) or the instance leaves. Work
+    /// only the leader does (polling supplier status sources) waits on it. A leader frozen
+    /// past its lease still reads true until its next round, so such work must be harmless
+    /// to repeat.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
     }
 
     /// When this instance may start sending.
