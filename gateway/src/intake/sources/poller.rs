@@ -15,7 +15,7 @@
 //!   delivers nothing (the sink already has that list). A document that fails to parse
 //!   leaves the validators as they were, so it is fetched whole again.
 //! - **Backoff.** After `n` failures in a row (error status, timeout, too large, malformed,
-//!   refused address, transport error) the next poll waits a random time between `b/2` and
+//!   refused address, transport error, sink error) the next poll waits a random time between `b/2` and
 //!   `b`, where `b = interval * 2^n`, at most ten intervals or ten minutes, whichever is
 //!   shorter (never less than one interval); a 429 or 503 `Retry-After` is honoured up to
 //!   the same cap. A success resets it. Each failure is logged with the source's name and a
@@ -23,7 +23,8 @@
 //! - **Whole lists.** Each successful poll delivers every incident the document lists now.
 //!   Statuspage's `summary.json` lists only unresolved incidents, so the sink, which knows
 //!   what it saw before, treats an incident that disappeared as resolved; the poller
-//!   remembers no incidents.
+//!   remembers no incidents. A sink that fails (its database is away) fails the poll: the
+//!   validators are not kept, so the list is fetched whole and delivered again.
 //! - **Leader only.** Polls run while `leading` is true (see
 //!   [`Cluster::leading`](crate::cluster::Cluster::leading)); a poll whose answer arrives
 //!   after the lead was lost delivers nothing. Validators are forgotten while not leading,
@@ -117,6 +118,12 @@ impl Source {
         })
     }
 
+    /// Whether the document lists only open incidents (Statuspage's summary), so an incident
+    /// no longer listed is over; a feed keeps its history, resolved entries included.
+    pub fn lists_only_open(&self) -> bool {
+        self.kind == SourceKind::Statuspage
+    }
+
     /// Reads a document of this source's kind.
     pub fn parse(&self, document: &[u8]) -> Result<Vec<Incident>, SourceError> {
         match self.kind {
@@ -126,13 +133,18 @@ impl Source {
     }
 }
 
+/// Why a sink could not take a delivery (the database is down, say).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where incidents go: the proposals side. Called after each successful poll that brought a
 /// document, one call at a time per source, and never cancelled midway by a shutdown.
 #[async_trait]
 pub trait IncidentSink: Send + Sync {
     /// Every incident `source`'s document lists now (possibly none), in its order. An
-    /// incident that was delivered before and is missing now has left the document.
-    async fn incidents(&self, source: &Source, incidents: Vec<Incident>);
+    /// incident that was delivered before and is missing now has left the document (see
+    /// [`Source::lists_only_open`]). An error counts as a failed poll: the same document is
+    /// fetched whole and delivered again after the backoff, not answered by a 304.
+    async fn incidents(&self, source: &Source, incidents: Vec<Incident>) -> Result<(), SinkError>;
 }
 
 /// The HTTP client for the pollers could not be built.
@@ -229,17 +241,29 @@ impl Poller {
                     .map_err(PollError::from),
                 Err(e) => Err(e),
             };
-            let wait = match parsed {
-                Ok(delivery) => {
-                    if let Some((incidents, fresh)) = delivery {
-                        if !*self.leading.borrow() {
-                            continue;
-                        }
-                        let count = incidents.len();
-                        self.sink.incidents(&self.source, incidents).await;
-                        validators = fresh;
-                        self.health.update(&name, |h| h.incidents = count);
+            let delivered = match parsed {
+                Ok(Some((incidents, fresh))) => {
+                    if !*self.leading.borrow() {
+                        continue;
                     }
+                    let count = incidents.len();
+                    match self.sink.incidents(&self.source, incidents).await {
+                        Ok(()) => {
+                            validators = fresh;
+                            self.health.update(&name, |h| h.incidents = count);
+                            Ok(())
+                        }
+                        Err(e) => Err(PollError::Sink(crate::intake::sources::clean_text(
+                            &e.to_string(),
+                            200,
+                        ))),
+                    }
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let wait = match delivered {
+                Ok(()) => {
                     if failures > 0 {
                         tracing::info!(source = %name, failures, "status source answers again");
                     }

@@ -41,6 +41,9 @@ pub enum PollError {
     /// Connecting or reading failed: refused, reset, TLS, a broken body.
     #[error("{0}")]
     Transport(String),
+    /// The document was read, but the sink could not take its incidents.
+    #[error("incidents not recorded: {0}")]
+    Sink(String),
 }
 
 impl PollError {

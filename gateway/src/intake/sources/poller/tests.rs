@@ -26,13 +26,20 @@ const ATOM: &[u8] = include_bytes!("../../../../../tests/fixtures/sources/suppli
 #[derive(Default)]
 struct Recorder {
     deliveries: Mutex<Vec<(String, Instant, Vec<Incident>)>>,
+    /// Deliveries to refuse before taking any.
+    refusals: AtomicUsize,
 }
 
 #[async_trait]
 impl IncidentSink for Recorder {
-    async fn incidents(&self, source: &Source, incidents: Vec<Incident>) {
+    async fn incidents(&self, source: &Source, incidents: Vec<Incident>) -> Result<(), SinkError> {
+        if self.refusals.load(Ordering::SeqCst) > 0 {
+            self.refusals.fetch_sub(1, Ordering::SeqCst);
+            return Err("the database is away".into());
+        }
         self.lock()
             .push((source.name.clone(), Instant::now(), incidents));
+        Ok(())
     }
 }
 
@@ -192,11 +199,13 @@ async fn statuspage_and_atom_sources_deliver_their_incidents() {
 /// The `If-None-Match` and `If-Modified-Since` a request carried.
 type Conditions = (Option<String>, Option<String>);
 
-#[tokio::test]
-async fn an_unchanged_document_is_not_delivered_again() {
+const MODIFIED: &str = "Fri, 19 Jul 2024 06:10:00 GMT";
+
+/// A server of the summary with `ETag: "v1"` and a `Last-Modified`, answering 304 to
+/// `If-None-Match: "v1"`, and the conditions each request carried.
+async fn conditional_server() -> (SocketAddr, Arc<Mutex<Vec<Conditions>>>) {
     let seen: Arc<Mutex<Vec<Conditions>>> = Arc::default();
     let record = seen.clone();
-    let modified = "Fri, 19 Jul 2024 06:10:00 GMT";
     let at = serve(move |headers: HeaderMap| {
         let record = record.clone();
         async move {
@@ -218,7 +227,7 @@ async fn an_unchanged_document_is_not_delivered_again() {
             (
                 [
                     (header::ETAG, "\"v1\""),
-                    (header::LAST_MODIFIED, modified),
+                    (header::LAST_MODIFIED, MODIFIED),
                     (header::CONTENT_TYPE, "application/json"),
                 ],
                 SUMMARY,
@@ -227,6 +236,12 @@ async fn an_unchanged_document_is_not_delivered_again() {
         }
     })
     .await;
+    (at, seen)
+}
+
+#[tokio::test]
+async fn an_unchanged_document_is_not_delivered_again() {
+    let (at, seen) = conditional_server().await;
     let sink = Arc::new(Recorder::default());
     let url = format!("http://{at}/summary.json");
     let (pollers, _leads, stop) = start(
@@ -243,13 +258,40 @@ async fn an_unchanged_document_is_not_delivered_again() {
     for later in &requests[1..] {
         assert_eq!(
             later,
-            &(Some("\"v1\"".into()), Some(modified.into())),
+            &(Some("\"v1\"".into()), Some(MODIFIED.into())),
             "validators not sent back"
         );
     }
     let health = pollers.health().get("emis").unwrap();
     assert_eq!(health.consecutive_failures, 0);
     assert!(health.last_error.is_none(), "{health:?}");
+    stop.cancel();
+    pollers.stopped().await;
+}
+
+#[tokio::test]
+async fn a_delivery_the_sink_refuses_is_fetched_whole_again() {
+    let (at, seen) = conditional_server().await;
+    let sink = Arc::new(Recorder::default());
+    sink.refusals.store(1, Ordering::SeqCst);
+    let url = format!("http://{at}/summary.json");
+    let (pollers, _leads, stop) = start(
+        vec![source("emis", SourceKind::Statuspage, url, ms(50))],
+        loopback(),
+        sink.clone(),
+        true,
+    );
+    eventually("a delivery", ms(3_000), || sink.count("emis") == 1).await;
+    let requests = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(
+        requests[..2],
+        [(None, None), (None, None)],
+        "a 304 hid the list"
+    );
+    let health = pollers.health().get("emis").unwrap();
+    let (_, error) = health.last_error.unwrap();
+    assert!(error.contains("incidents not recorded"), "{error}");
+    assert_eq!(health.consecutive_failures, 0);
     stop.cancel();
     pollers.stopped().await;
 }
