@@ -293,6 +293,31 @@ fn host_name() -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_lone_instance_leads_until_it_leaves() {
+        use figment::providers::{Format, Toml};
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gateway.db", folder.path().display());
+        let store = crate::store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let config = Config::from_figment(figment::Figment::from(Toml::string(
+            crate::config::DEFAULT_TOML,
+        )))
+        .unwrap();
+        let providers = crate::providers::ProviderRegistry::from_config(&[]).unwrap();
+        let control = Arc::new(DispatchControl::new(&providers, &config));
+        let cluster = Cluster::join(store, control, &config, Role::Api, false)
+            .await
+            .unwrap();
+        let mut leading = cluster.leading();
+        tokio::time::timeout(Duration::from_secs(5), leading.wait_for(|leads| *leads))
+            .await
+            .expect("the one SQLite instance leads")
+            .unwrap();
+        cluster.leave().await;
+        assert!(!*leading.borrow(), "still leading after leaving");
+    }
+
     #[test]
     fn an_instance_stops_sending_before_the_others_count_it_out() {
         let t = Timing {
