@@ -152,7 +152,8 @@ pub trait IncidentSink: Send + Sync {
 #[error("cannot start the status source pollers: {0}")]
 pub struct StartError(String);
 
-/// The running pollers.
+/// The running pollers; dropping this aborts them (cancel `stop` and await
+/// [`Pollers::stopped`] for a clean end).
 pub struct Pollers {
     tasks: JoinSet<()>,
     health: SourcesHealth,
