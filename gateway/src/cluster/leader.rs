@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +29,13 @@ const PURGE_BATCH: u32 = 5_000;
 const PURGE_ROUND: Duration = Duration::from_secs(20);
 
 /// Bids for leadership every heartbeat and, while leading, runs the jobs, until `stop`.
+/// `leads` says whether this instance holds the lead, for work outside these jobs.
 pub(super) async fn run(
     store: Arc<dyn ClusterStore>,
     id: String,
     timing: Timing,
     retention_days: u32,
+    leads: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     let mut leading: Option<Box<dyn Leadership>> = None;
@@ -43,6 +46,7 @@ pub(super) async fn run(
                 Ok(Some(leadership)) => {
                     tracing::info!(instance = %id, "leading the periodic jobs");
                     leading = Some(leadership);
+                    leads.send_replace(true);
                     next_purge = Instant::now();
                 }
                 Ok(None) => {}
@@ -59,6 +63,7 @@ pub(super) async fn run(
                 // The lease may have run out: stand down and bid again.
                 tracing::warn!(error = %e, "lost leadership");
                 leading = None;
+                leads.send_replace(false);
             }
         }
         tokio::select! {
@@ -66,6 +71,7 @@ pub(super) async fn run(
             _ = stop.cancelled() => break,
         }
     }
+    leads.send_replace(false);
     // Give the lease up, so another instance takes over at once rather than when it expires.
     if let Some(mut leadership) = leading {
         if let Err(e) = within(timing.beat, leadership.resign()).await {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +100,7 @@ pub struct Cluster {
     ready_at: Instant,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    leading: watch::Receiver<bool>,
 }
 
 impl Cluster {
@@ -147,11 +149,13 @@ impl Cluster {
             timing,
         };
         tasks.spawn(heartbeat.run(stop.clone()));
+        let (leads, leading) = watch::channel(false);
         tasks.spawn(leader::run(
             store.clone(),
             instance.id.clone(),
             timing,
             config.retention.days,
+            leads,
             stop.clone(),
         ));
         Ok(Self {
@@ -160,12 +164,22 @@ impl Cluster {
             ready_at,
             stop,
             tasks,
+            leading,
         })
     }
 
     /// This instance's name (its dispatch worker's lease owner).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether this instance leads now: true from when it takes the leader's lease until a
+    /// round of the leader's jobs fails (the lease may be lost) or the instance leaves. Work
+    /// only the leader does (polling supplier status sources) waits on it. A leader frozen
+    /// past its lease still reads true until its next round, so such work must be harmless
+    /// to repeat.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
     }
 
     /// When this instance may start sending.
@@ -278,6 +292,31 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_lone_instance_leads_until_it_leaves() {
+        use figment::providers::{Format, Toml};
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/gateway.db", folder.path().display());
+        let store = crate::store::connect(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let config = Config::from_figment(figment::Figment::from(Toml::string(
+            crate::config::DEFAULT_TOML,
+        )))
+        .unwrap();
+        let providers = crate::providers::ProviderRegistry::from_config(&[]).unwrap();
+        let control = Arc::new(DispatchControl::new(&providers, &config));
+        let cluster = Cluster::join(store, control, &config, Role::Api, false)
+            .await
+            .unwrap();
+        let mut leading = cluster.leading();
+        tokio::time::timeout(Duration::from_secs(5), leading.wait_for(|leads| *leads))
+            .await
+            .expect("the one SQLite instance leads")
+            .unwrap();
+        cluster.leave().await;
+        assert!(!*leading.borrow(), "still leading after leaving");
+    }
 
     #[test]
     fn an_instance_stops_sending_before_the_others_count_it_out() {

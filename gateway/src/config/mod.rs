@@ -17,6 +17,7 @@ mod providers;
 mod push;
 mod server;
 mod signin;
+mod sources;
 mod templates;
 
 use figment::providers::{Env, Format, Toml};
@@ -33,6 +34,9 @@ pub use providers::{ProviderConfig, ReceiptsConfig};
 pub use push::PushConfig;
 pub use server::{ClusterConfig, DatabaseConfig, RetentionConfig, ServerConfig, TelemetryConfig};
 pub use signin::SigninConfig;
+pub use sources::{
+    SourceConfig, SourceKind, StatusSourcesConfig, MAX_SOURCE_NAME_CHARS, MIN_INTERVAL_SECONDS,
+};
 pub use templates::TemplatesConfig;
 
 use crate::domain::ChannelOrder;
@@ -101,6 +105,12 @@ pub struct Config {
     /// a staff number may text.
     #[serde(default)]
     pub approval: ApprovalConfig,
+    /// The addresses supplier status sources may be fetched from.
+    #[serde(default)]
+    pub status_sources: StatusSourcesConfig,
+    /// Supplier status pages and feeds the leader polls for incidents; none by default.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }
@@ -256,6 +266,12 @@ impl Config {
         if let Err((key, reason)) = self.push.check() {
             return invalid(&key, reason);
         }
+        if let Err((key, reason)) = self.status_sources.check() {
+            return invalid(&key, reason);
+        }
+        if let Err((key, reason)) = sources::check_sources(&self.sources, &self.status_sources) {
+            return invalid(&key, reason);
+        }
         for (i, p) in self.providers.iter().enumerate() {
             let key = format!("providers[{i}]");
             if p.name.trim().is_empty() {
@@ -286,6 +302,9 @@ impl Config {
             for value in provider.settings.values_mut() {
                 mask::mask_strings_in(value);
             }
+        }
+        for source in &mut shown.sources {
+            source.url = mask::mask_secrets(&source.url);
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# could not print: {e}"))
     }
@@ -358,6 +377,48 @@ mod tests {
             let message = Config::from_figment(figment).unwrap_err().to_string();
             assert!(message.contains(&format!("`{key}`")), "{message}");
         }
+    }
+
+    #[test]
+    fn sources_are_read_from_tables_and_checked_by_key() {
+        let tables = r#"
+            [status_sources]
+            allowed_networks = ["127.0.0.0/8"]
+            allow_http = true
+
+            [[sources]]
+            name = "emis"
+            kind = "statuspage"
+            url = "http://127.0.0.1:9/api/v2/summary.json?token=abc"
+            components = { "EMIS Web" = "emis-web" }
+
+            [[sources]]
+            name = "tpp"
+            kind = "feed"
+            url = "https://status.tpp.test/history.atom"
+            interval_seconds = 300
+            link = "https://status.tpp.test/"
+            keywords = { "SystmOne" = "systmone" }
+        "#;
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(tables));
+        let config = Config::from_figment(figment).unwrap();
+        assert_eq!(config.sources.len(), 2);
+        assert_eq!(config.sources[0].kind, SourceKind::Statuspage);
+        assert_eq!(config.sources[0].interval_seconds, 60);
+        assert_eq!(config.sources[0].timeout_seconds, 10);
+        assert_eq!(config.sources[1].keywords["SystmOne"], "systmone");
+        assert!(config.status_sources.allow_http);
+        let printed = config.to_masked_toml();
+        assert!(!printed.contains("abc"), "{printed}");
+
+        let strict = tables.replace("allow_http = true", "allow_http = false");
+        let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(&strict));
+        let message = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(message.contains("`sources[0].url`"), "{message}");
+
+        let defaults = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert!(defaults.sources.is_empty());
+        assert!(!defaults.status_sources.allow_http);
     }
 
     #[test]

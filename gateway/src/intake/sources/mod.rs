@@ -2,11 +2,12 @@
 //! `summary.json`, RSS 2.0 or Atom) read into [`Incident`]s, and an incident mapped to the
 //! systems a practice is tagged with (`emis-web`, `systmone`, `spine`, ...).
 //!
-//! The parsers are pure: bytes in, incidents out. `watch` turns a reading into proposals.
-//! Fetching lives elsewhere. A status document comes from outside, so the parsers are bounded: a document
-//! above [`MAX_DOCUMENT_BYTES`] is refused before parsing, at most [`MAX_INCIDENTS`] incidents
-//! are taken from one document, and every text is stripped of control characters and cut
-//! to a fixed length (the headline of a proposed status change comes from an incident title).
+//! The parsers are pure: bytes in, incidents out. [`poller`] fetches the documents on the
+//! leader and hands each reading to a sink; [`watch`] turns a reading into proposals. A
+//! status document comes from outside, so the parsers are bounded: a document above
+//! [`MAX_DOCUMENT_BYTES`] is refused before parsing, at most [`MAX_INCIDENTS`] incidents are
+//! taken from one document, and every text is stripped of control characters and cut to a
+//! fixed length (the headline of a proposed status change comes from an incident title).
 
 use std::collections::BTreeSet;
 
@@ -14,6 +15,8 @@ use chrono::{DateTime, Utc};
 
 /// RSS 2.0 and Atom feeds.
 pub mod feed;
+/// Fetching each configured source on its interval, on the leader, into an incident sink.
+pub mod poller;
 /// Atlassian Statuspage v2 `summary.json`.
 pub mod statuspage;
 /// A source's readings turned into proposed status changes.

@@ -1,8 +1,9 @@
 //! Atlassian Statuspage v2 `summary.json` (`/api/v2/summary.json` on a supplier's status
 //! page). Its `incidents` list holds only the unresolved incidents, so an incident that
-//! disappears from it has been resolved: the poller, which remembers what it saw, turns a
-//! disappearance into a resolution. An incident listed here as `resolved` or `postmortem`
-//! (a page caught mid-update) is read as resolved all the same.
+//! disappears from it has been resolved: the poller delivers the whole list at every poll,
+//! and its sink (`watch`), which remembers what it saw, turns a disappearance into a
+//! resolution. An incident listed here as `resolved` or `postmortem` (a page caught
+//! mid-update) is read as resolved all the same.
 //!
 //! Only the fields used are read; unknown fields are ignored and every field but an
 //! incident's `id`, `name` and `status` may be missing or null, so a supplier adding or
