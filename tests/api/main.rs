@@ -111,6 +111,7 @@ fn main() {
         templates::sms_segments_preview_table,
         templates::preview_shows_audience_for_a_practice_broadcast,
         templates::welsh_and_bilingual_wording,
+        templates::welsh_headline_reaches_welsh_patients,
         templates::unedited_shipped_wording_follows_an_upgrade,
         imports::every_error_class_is_reported_by_row_and_column,
         imports::bom_semicolons_crlf_quotes_and_a_header_mapping,
