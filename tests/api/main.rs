@@ -142,6 +142,7 @@ fn main() {
         staff::duplicate_and_invalid_staff_numbers_are_refused,
         staff::another_practice_cannot_see_or_change_staff_numbers,
         staff_texts::a_texted_status_change_posts_only_with_its_code,
+        staff_texts::a_welsh_command_gives_its_headline_in_welsh,
         staff_texts::an_expired_code_posts_nothing,
         staff_texts::a_pin_and_the_rate_limit_guard_commands,
         staff_texts::a_large_broadcast_needs_a_second_person,
