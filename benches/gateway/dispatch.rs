@@ -189,6 +189,8 @@ pub(super) async fn queue_broadcast(
         kind: StatusKind::SystemsDown,
         headline: "Our computer systems are down.".into(),
         details: None,
+        headline_cy: None,
+        details_cy: None,
         starts_at: None,
         ends_at: None,
         created_by: "bench".into(),

@@ -69,6 +69,8 @@ async fn run_fanout(
             kind: gateway::domain::StatusKind::SystemsDown,
             headline: "Our computer systems are down.".into(),
             details: None,
+            headline_cy: None,
+            details_cy: None,
             starts_at: None,
             ends_at: None,
             created_by: "bench".into(),

@@ -199,7 +199,7 @@ pub async fn appointment_changes_message_the_right_patient_urgently(db: Db) {
     assert_eq!(reply["appointment"]["mode"], "phone");
     let m = message_of(&app, &key, &reply).await;
     assert_eq!(m["template_key"], "appointment.changed_to_phone");
-    assert_eq!(m["body"], "Helo Cai, mae Test Surgery wedi newid eich apwyntiad (dydd Llun 22 Gorffennaf am 10:30) i alwad ffôn. Peidiwch â dod i'r feddygfa: byddwn yn eich ffonio bryd hynny.");
+    assert_eq!(m["body"], "Helo Cai, bydd Test Surgery yn eich ffonio ddydd Llun 22 Gorffennaf am 10:30 yn lle eich gweld yn y feddygfa. Does dim angen i chi ddod i mewn.");
 
     // Another clinician: old and new named.
     let (status, _, reply) = change(

@@ -286,6 +286,47 @@ pub async fn a_texted_status_change_posts_only_with_its_code(db: Db) {
     );
 }
 
+/// A command in Welsh words (`AR GAU`) gives its headline in Welsh: Welsh-speaking patients
+/// get it, English-speaking ones the standard English headline rather than Welsh.
+pub async fn a_welsh_command_gives_its_headline_in_welsh(db: Db) {
+    let (app, peer, key) = practice_with_staff(db, "T13005", 1, Vec::new()).await;
+    let reply = app
+        .post(
+            "/api/v1/practices/T13005/patients",
+            &key,
+            &json!({ "patients": [{
+                "nhs_number": nhs(5),
+                "language": "cy",
+                "contacts": [{ "channel": "sms", "address": "07700 900005" }],
+            }] }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+
+    text(&app, ANN, "AR GAU Llifogydd yn yr ystafell aros").await;
+    let preview = nth_text_to(&peer, ANN, 0).await;
+    let code = code_in(&preview);
+    let listed = proposals(&app, "T13005", &key).await;
+    assert_eq!(
+        listed[0]["status_change"]["headline_cy"], "Llifogydd yn yr ystafell aros",
+        "{}",
+        listed[0]
+    );
+    text(&app, ANN, &format!("YES {code}")).await;
+    nth_text_to(&peer, ANN, 1).await;
+    app.drain().await;
+    let welsh = nth_text_to(&peer, "+447700900005", 0).await;
+    assert_eq!(
+        welsh,
+        "Riverside Surgery: Llifogydd yn yr ystafell aros. Am help brys, ffoniwch 111, neu 999 mewn argyfwng."
+    );
+    let english = nth_text_to(&peer, "+447700900000", 0).await;
+    assert_eq!(
+        english,
+        "Riverside Surgery: The surgery is closed. For urgent help call 111, or 999 in an emergency."
+    );
+}
+
 pub async fn an_expired_code_posts_nothing(db: Db) {
     let settings = vec![("approval.code_seconds", json!(1))];
     let (app, peer, key) = practice_with_staff(db, "T13002", 2, settings).await;

@@ -20,9 +20,9 @@ fn closed_en(practice: &str) -> String {
     format!("{practice}: The surgery is closed. For urgent help call 111, or 999 in an emergency.")
 }
 
-/// The same in Welsh (the practice's headline is its own, in English).
+/// The same in Welsh: the standard headline is the standard Welsh one.
 fn closed_cy(practice: &str) -> String {
-    format!("{practice}: The surgery is closed. Am help brys, ffoniwch 111, neu 999 mewn argyfwng.")
+    format!("{practice}: Mae'r feddygfa ar gau. Am help brys, ffoniwch 111, neu 999 mewn argyfwng.")
 }
 
 /// The `author` recorded for edits made with `key`.
@@ -768,7 +768,7 @@ pub async fn welsh_and_bilingual_wording(db: Db) {
     // The same as a preview of the Welsh template with the broadcast's values.
     let data = json!({
         "practice": { "name": "Ty Test", "phone": null, "website": null, "ods_code": "T50001" },
-        "status": { "kind": "closed", "headline": "The surgery is closed.", "details": null, "starts": null, "until": null },
+        "status": { "kind": "closed", "headline": "Mae'r feddygfa ar gau.", "details": null, "starts": null, "until": null },
     });
     let reply = app
         .post(
@@ -795,7 +795,7 @@ pub async fn welsh_and_bilingual_wording(db: Db) {
         body,
         format!("{}\n\n{}", closed_cy("Both Test"), closed_en("Both Test"))
     );
-    assert!(body.starts_with("Both Test: The surgery is closed. Am help brys"));
+    assert!(body.starts_with("Both Test: Mae'r feddygfa ar gau. Am help brys"));
     assert_eq!(sent[0]["template_version"], 1);
     // And the log provider sent exactly that.
     let line = app
@@ -804,6 +804,139 @@ pub async fn welsh_and_bilingual_wording(db: Db) {
         .find(|l| l["to"] == "+447700900003")
         .expect("bilingual message sent");
     assert_eq!(line["body"], body);
+}
+
+/// A status change's Welsh headline reaches Welsh patients and a bilingual practice's Welsh
+/// part, beside the English one, through the API: the Welsh wording is not half English.
+pub async fn welsh_headline_reaches_welsh_patients(db: Db) {
+    let app = spawn_app(db).await;
+    let both = app
+        .practice_with_settings(
+            json!({ "ods_code": "T50003", "name": "Meddygfa Test", "bilingual": true }),
+        )
+        .await;
+    add_patients(
+        &app,
+        "T50003",
+        &both,
+        json!([
+            sms_patient(4),
+            {
+                "nhs_number": nhs(5),
+                "language": "cy",
+                "contacts": [{ "channel": "sms", "address": "07700 900005" }],
+            },
+        ]),
+    )
+    .await;
+    let request = json!({
+        "kind": "closed",
+        "headline": "Flooding in the waiting room",
+        "headline_cy": "Llifogydd yn yr ystafell aros",
+        "details": "Please use the pharmacy next door.",
+        "details_cy": "Defnyddiwch y fferyllfa drws nesaf.",
+    });
+    let reply = app
+        .post("/api/v1/practices/T50003/status", &both, &request)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let change = &reply.body["status_change"];
+    assert_eq!(change["headline"], "Flooding in the waiting room");
+    assert_eq!(change["headline_cy"], "Llifogydd yn yr ystafell aros");
+    assert_eq!(change["details_cy"], "Defnyddiwch y fferyllfa drws nesaf.");
+    app.drain().await;
+    let id = reply.body["id"].as_i64().expect("broadcast id");
+    let sent = messages(&app, id, &both).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let welsh_part = "Meddygfa Test: Llifogydd yn yr ystafell aros. Am help brys, ffoniwch 111, neu 999 mewn argyfwng.";
+    let english_part = "Meddygfa Test: Flooding in the waiting room. For urgent help call 111, or 999 in an emergency.";
+    for m in &sent {
+        assert_eq!(
+            m["body"],
+            format!("{welsh_part}\n\n{english_part}"),
+            "every patient of a bilingual practice gets Welsh, then English"
+        );
+    }
+    let line = app
+        .sent_lines()
+        .into_iter()
+        .find(|l| l["to"] == "+447700900005")
+        .expect("the Welsh patient's message was sent");
+    assert!(
+        line["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with(welsh_part)),
+        "{line}"
+    );
+
+    // A practice that is not bilingual: its Welsh patient gets only the Welsh headline, its
+    // English patient only the English one.
+    let key = app.practice_with_key("T50004", "Ty Test").await;
+    add_patients(
+        &app,
+        "T50004",
+        &key,
+        json!([
+            sms_patient(6),
+            {
+                "nhs_number": nhs(7),
+                "language": "cy",
+                "contacts": [{ "channel": "sms", "address": "07700 900007" }],
+            },
+        ]),
+    )
+    .await;
+    let reply = app
+        .post("/api/v1/practices/T50004/status", &key, &request)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    app.drain().await;
+    let id = reply.body["id"].as_i64().expect("broadcast id");
+    let sent = messages(&app, id, &key).await;
+    let body_of = |i: u32| {
+        sent.iter()
+            .find(|m| m["nhs_number"] == nhs(i))
+            .and_then(|m| m["body"].as_str())
+            .unwrap_or_else(|| panic!("no message for patient {i}: {sent:?}"))
+            .to_string()
+    };
+    assert_eq!(
+        body_of(7),
+        "Ty Test: Llifogydd yn yr ystafell aros. Am help brys, ffoniwch 111, neu 999 mewn argyfwng."
+    );
+    assert_eq!(
+        body_of(6),
+        "Ty Test: Flooding in the waiting room. For urgent help call 111, or 999 in an emergency."
+    );
+
+    // Too long in Welsh is refused as in English, naming the field.
+    let reply = app
+        .post(
+            "/api/v1/practices/T50004/status",
+            &key,
+            &json!({ "kind": "closed", "headline_cy": "ŵ".repeat(301) }),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.to_string().contains("headline_cy"),
+        "{}",
+        reply.body
+    );
+    // And a field that is not Welsh or English is still unknown.
+    let reply = app
+        .post(
+            "/api/v1/practices/T50004/status",
+            &key,
+            &json!({ "kind": "closed", "headline_fr": "Fermé" }),
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.body);
 }
 
 /// A new release's shipped wording replaces an earlier release's where nobody edited it, as

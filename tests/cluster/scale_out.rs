@@ -78,6 +78,8 @@ pub async fn queue_sms(store: &PostgresStore, messages: usize) -> Result<u64, St
         kind: StatusKind::SystemsDown,
         headline: "Our computer systems are down.".into(),
         details: None,
+        headline_cy: None,
+        details_cy: None,
         starts_at: None,
         ends_at: None,
         created_by: "cluster test".into(),

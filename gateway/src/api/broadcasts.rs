@@ -42,6 +42,11 @@ struct StatusChangeView {
     kind: StatusKind,
     headline: String,
     details: Option<String>,
+    /// The Welsh headline and details, when the practice gave them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headline_cy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details_cy: Option<String>,
     starts_at: Option<DateTime<Utc>>,
     ends_at: Option<DateTime<Utc>>,
     created_by: String,
@@ -88,6 +93,8 @@ impl BroadcastView {
                 kind: b.kind,
                 headline: b.headline,
                 details: b.details,
+                headline_cy: b.headline_cy,
+                details_cy: b.details_cy,
                 starts_at: b.starts_at,
                 ends_at: b.ends_at,
                 created_by: b.created_by,

@@ -88,6 +88,8 @@ pub(crate) mod properties {
         "kind",
         "headline",
         "details",
+        "headline_cy",
+        "details_cy",
         "starts_at",
         "ends_at",
         "audience",

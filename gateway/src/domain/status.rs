@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::Invalid;
+use super::{Invalid, Language};
 
 /// What happened at the practice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +47,24 @@ impl StatusKind {
     /// The message template key for this kind, such as `status.systems_down`.
     pub fn template_key(self) -> String {
         format!("status.{}", self.as_str())
+    }
+
+    /// The headline patients see in `language` when the practice types none; `custom` has
+    /// none. The Welsh ones were checked by a Welsh speaker: keep them as whole sentences.
+    pub fn default_headline(self, language: Language) -> Option<&'static str> {
+        match (self, language) {
+            (StatusKind::Closed, Language::English) => Some("The surgery is closed."),
+            (StatusKind::Closed, Language::Welsh) => Some("Mae'r feddygfa ar gau."),
+            (StatusKind::PhonesDown, Language::English) => Some("Our phone lines are down."),
+            (StatusKind::PhonesDown, Language::Welsh) => Some("Mae ein llinellau ffôn i lawr."),
+            (StatusKind::SystemsDown, Language::English) => Some("Our computer systems are down."),
+            (StatusKind::SystemsDown, Language::Welsh) => {
+                Some("Mae ein systemau cyfrifiadurol i lawr.")
+            }
+            (StatusKind::Restored, Language::English) => Some("We are back to normal service."),
+            (StatusKind::Restored, Language::Welsh) => Some("Rydym yn ôl i'r drefn arferol."),
+            (StatusKind::Custom, _) => None,
+        }
     }
 }
 
@@ -128,5 +146,31 @@ impl FromStr for StatusAudience {
 impl fmt::Display for StatusAudience {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_but_custom_has_a_default_headline_in_each_language() {
+        for kind in StatusKind::ALL {
+            for language in Language::ALL {
+                let headline = kind.default_headline(language);
+                assert_eq!(
+                    headline.is_none(),
+                    kind == StatusKind::Custom,
+                    "{kind} {language}"
+                );
+                if let Some(h) = headline {
+                    assert!(h.ends_with('.'), "{h}");
+                }
+            }
+        }
+        assert_eq!(
+            StatusKind::Closed.default_headline(Language::Welsh),
+            Some("Mae'r feddygfa ar gau.")
+        );
     }
 }

@@ -10,11 +10,11 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::config::ProviderConfig;
-use crate::domain::{Channel, PatientId, PracticeId};
+use crate::domain::{Channel, Language, PatientId, PracticeId};
 use crate::fanout::urgent_to;
 use crate::links::{NoSecret, SignedLinks};
 use crate::render::appointment::render_for_patient_off_runtime;
-use crate::render::{uk_date_time, RenderError, TemplateRegistry};
+use crate::render::{time_words, RenderError, TemplateRegistry};
 use crate::store::{
     AuditEntry, FanoutContact, FanoutPatient, NewMessage, PatientStore, Practice, Store, StoreError,
 };
@@ -109,23 +109,13 @@ pub async fn send_invite(
         patient.id,
         expires_at,
     );
-    let mut context = tera::Context::new();
-    context.insert("practice", &crate::render::practice_json(practice));
-    context.insert(
-        "patient",
-        &json!({ "given_name": patient.given_name, "family_name": patient.family_name }),
-    );
-    context.insert(
-        "invite",
-        &json!({ "link": link, "expires": uk_date_time(expires_at, practice.timezone) }),
-    );
     let worded = render_for_patient_off_runtime(
         invitations.templates.snapshot(),
         practice,
         &patient.language,
         INVITE_TEMPLATE,
         contact.channel,
-        |_| context.clone(),
+        |language| invite_context(practice, &patient, &link, expires_at, language),
     )
     .await?;
 
@@ -161,6 +151,27 @@ pub async fn send_invite(
         expires_at,
         queued,
     })
+}
+
+/// What the invitation's template sees in `language`: `practice`, `patient` and
+/// `invite.{link, expires}`, the expiry in words in that language ("Monday 29 July at 10:30";
+/// "dydd Llun 29 Gorffennaf am 10:30", not mutated).
+fn invite_context(
+    practice: &Practice,
+    patient: &FanoutPatient,
+    link: &str,
+    expires_at: DateTime<Utc>,
+    language: Language,
+) -> tera::Context {
+    let expires = time_words(expires_at, practice.timezone, language).when;
+    let mut context = tera::Context::new();
+    context.insert("practice", &crate::render::practice_json(practice));
+    context.insert(
+        "patient",
+        &json!({ "given_name": patient.given_name, "family_name": patient.family_name }),
+    );
+    context.insert("invite", &json!({ "link": link, "expires": expires }));
+    context
 }
 
 /// The VAPID public key browsers subscribe with: the first `webpush` provider's
@@ -217,4 +228,91 @@ async fn reachable_patient(
         .fanout_page(practice_id, PatientId::new(id.get() - 1), 1)
         .await?;
     Ok(page.into_iter().find(|p| p.id == id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChannelOrder, OdsCode};
+    use crate::render::MessageTemplates;
+    use chrono::TimeZone;
+
+    fn practice() -> Practice {
+        Practice {
+            id: PracticeId::new(1),
+            ods_code: OdsCode::parse("A81001").unwrap(),
+            name: "Riverside Surgery".into(),
+            phone: None,
+            website: None,
+            email: None,
+            timezone: crate::schedule::PracticeZone::UK,
+            channel_order: ChannelOrder::parse("email,sms").unwrap(),
+            bilingual: false,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn patient() -> FanoutPatient {
+        FanoutPatient {
+            id: PatientId::new(7),
+            nhs_number: "9434765919".into(),
+            given_name: Some("Elin".into()),
+            family_name: None,
+            preferred_channel: None,
+            language: "cy".into(),
+            contacts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_welsh_invitation_email_gives_its_expiry_in_welsh() {
+        let templates = MessageTemplates::builtin().unwrap();
+        let (practice, patient) = (practice(), patient());
+        let expires_at = Utc.with_ymd_and_hms(2024, 7, 29, 9, 30, 0).unwrap();
+        let (email, _) = crate::render::appointment::render_for_patient(
+            &templates,
+            &practice,
+            "cy",
+            INVITE_TEMPLATE,
+            Channel::Email,
+            |language| {
+                invite_context(
+                    &practice,
+                    &patient,
+                    "https://x.example/p",
+                    expires_at,
+                    language,
+                )
+            },
+        )
+        .unwrap();
+        assert!(
+            email.body.contains("cyn dydd Llun 29 Gorffennaf am 10:30."),
+            "{}",
+            email.body
+        );
+        assert!(!email.body.contains("July"), "{}", email.body);
+        let (english, _) = crate::render::appointment::render_for_patient(
+            &templates,
+            &practice,
+            "en",
+            INVITE_TEMPLATE,
+            Channel::Email,
+            |language| {
+                invite_context(
+                    &practice,
+                    &patient,
+                    "https://x.example/p",
+                    expires_at,
+                    language,
+                )
+            },
+        )
+        .unwrap();
+        assert!(
+            english.body.contains("until Monday 29 July at 10:30."),
+            "{}",
+            english.body
+        );
+    }
 }

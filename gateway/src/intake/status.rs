@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dispatch::DispatchControl;
-use crate::domain::{BroadcastId, Invalid, StatusAudience, StatusKind};
+use crate::domain::{BroadcastId, Invalid, Language, StatusAudience, StatusKind};
 use crate::fanout::{withdraw_before, Fanout, FanoutError};
 use crate::store::{
     supersede_reason, AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome,
@@ -26,6 +26,14 @@ pub struct StatusChangeRequest {
     /// More words, optional.
     #[serde(default)]
     pub details: Option<String>,
+    /// The headline in Welsh, for Welsh patients and a bilingual practice's Welsh part.
+    /// Without it they get the kind's Welsh default if `headline` is the default, else
+    /// `headline` as typed. Left out of the fingerprint when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headline_cy: Option<String>,
+    /// The details in Welsh; without them Welsh wording uses `details`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details_cy: Option<String>,
     /// When the disruption starts (RFC 3339).
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
@@ -86,15 +94,30 @@ pub struct StatusChanges {
     pub dispatch: Arc<DispatchControl>,
 }
 
-/// The headline patients see when the practice gives none.
+/// The headline patients see when the practice gives none (in English; see
+/// [`StatusKind::default_headline`] for Welsh).
 pub fn default_headline(kind: StatusKind) -> Option<&'static str> {
-    match kind {
-        StatusKind::Closed => Some("The surgery is closed."),
-        StatusKind::PhonesDown => Some("Our phone lines are down."),
-        StatusKind::SystemsDown => Some("Our computer systems are down."),
-        StatusKind::Restored => Some("We are back to normal service."),
-        StatusKind::Custom => None,
+    kind.default_headline(Language::English)
+}
+
+/// Longest headline, in characters, in either language.
+const MAX_HEADLINE_CHARS: usize = 300;
+
+/// Longest details, in characters, in either language.
+const MAX_DETAILS_CHARS: usize = 2000;
+
+/// `text` trimmed, or `None` when blank; a problem for `field` if it is over `max` characters.
+fn optional_text(
+    text: Option<&str>,
+    field: &str,
+    max: usize,
+    errors: &mut Vec<Invalid>,
+) -> Option<String> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
+    if text.chars().count() > max {
+        errors.push(Invalid::new(field, format!("longer than {max} characters")));
     }
+    Some(text.to_string())
 }
 
 impl StatusChangeRequest {
@@ -126,17 +149,33 @@ impl StatusChangeRequest {
             },
             (None, None) => None,
         };
-        if headline.as_ref().is_some_and(|h| h.chars().count() > 300) {
-            errors.push(Invalid::new("headline", "longer than 300 characters"));
+        if headline
+            .as_ref()
+            .is_some_and(|h| h.chars().count() > MAX_HEADLINE_CHARS)
+        {
+            errors.push(Invalid::new(
+                "headline",
+                format!("longer than {MAX_HEADLINE_CHARS} characters"),
+            ));
         }
-        let details = self
-            .details
-            .as_deref()
-            .map(str::trim)
-            .filter(|d| !d.is_empty());
-        if details.is_some_and(|d| d.chars().count() > 2000) {
-            errors.push(Invalid::new("details", "longer than 2000 characters"));
-        }
+        let details = optional_text(
+            self.details.as_deref(),
+            "details",
+            MAX_DETAILS_CHARS,
+            &mut errors,
+        );
+        let headline_cy = optional_text(
+            self.headline_cy.as_deref(),
+            "headline_cy",
+            MAX_HEADLINE_CHARS,
+            &mut errors,
+        );
+        let details_cy = optional_text(
+            self.details_cy.as_deref(),
+            "details_cy",
+            MAX_DETAILS_CHARS,
+            &mut errors,
+        );
         if let (Some(start), Some(end)) = (self.starts_at, self.ends_at) {
             if end <= start {
                 errors.push(Invalid::new("ends_at", "must be after starts_at"));
@@ -147,7 +186,9 @@ impl StatusChangeRequest {
             (Some(kind), Some(headline)) if errors.is_empty() => Ok(NewStatusChange {
                 kind,
                 headline,
-                details: details.map(str::to_string),
+                details,
+                headline_cy,
+                details_cy,
                 starts_at: self.starts_at,
                 ends_at: self.ends_at,
                 created_by: created_by.to_string(),
@@ -352,6 +393,43 @@ mod tests {
     }
 
     #[test]
+    fn welsh_wording_is_kept_trimmed_and_checked_like_the_english() {
+        let mut r = request("closed", Some("Flooding"));
+        r.headline_cy = Some("  Llifogydd yn yr ystafell aros ".into());
+        r.details_cy = Some("Dewch yn ôl yfory.".into());
+        let change = r.parse("test").unwrap();
+        assert_eq!(
+            change.headline_cy.as_deref(),
+            Some("Llifogydd yn yr ystafell aros")
+        );
+        assert_eq!(change.details_cy.as_deref(), Some("Dewch yn ôl yfory."));
+        r.headline_cy = Some(" ".into());
+        r.details_cy = None;
+        let change = r.parse("test").unwrap();
+        assert_eq!((change.headline_cy, change.details_cy), (None, None));
+        r.headline_cy = Some("ŵ".repeat(301));
+        r.details_cy = Some("ŷ".repeat(2001));
+        let fields: Vec<_> = r
+            .parse("test")
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["headline_cy", "details_cy"]);
+        r.headline_cy = Some("ŵ".repeat(300));
+        r.details_cy = Some("ŷ".repeat(2000));
+        assert!(r.parse("test").is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_still_refused() {
+        let body = r#"{"kind":"closed","headline_cy":"Ar gau","headline_fr":"Fermé"}"#;
+        assert!(serde_json::from_str::<StatusChangeRequest>(body).is_err());
+        let body = r#"{"kind":"closed","headline_cy":"Ar gau","details_cy":"Llifogydd"}"#;
+        assert!(serde_json::from_str::<StatusChangeRequest>(body).is_ok());
+    }
+
+    #[test]
     fn fingerprints_differ_with_meaning() {
         assert_eq!(
             request("closed", None).fingerprint(),
@@ -361,9 +439,16 @@ mod tests {
             request("closed", None).fingerprint(),
             request("closed", Some("x")).fingerprint()
         );
-        // Requests from before audiences existed keep their fingerprint.
-        assert!(!serde_json::to_string(&request("closed", None))
-            .unwrap()
-            .contains("audience"));
+        // Requests from before audiences and Welsh wording existed keep their fingerprint.
+        let canonical = serde_json::to_string(&request("closed", None)).unwrap();
+        assert!(!canonical.contains("audience"));
+        assert!(!canonical.contains("_cy"), "{canonical}");
+        assert_eq!(
+            canonical,
+            r#"{"kind":"closed","headline":null,"details":null,"starts_at":null,"ends_at":null}"#
+        );
+        let mut welsh = request("closed", None);
+        welsh.headline_cy = Some("Ar gau".into());
+        assert_ne!(welsh.fingerprint(), request("closed", None).fingerprint());
     }
 }

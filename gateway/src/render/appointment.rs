@@ -21,22 +21,29 @@ pub struct AppointmentWording<'a> {
 }
 
 impl AppointmentWording<'_> {
-    /// `appointment.{when, date, time, place, clinician, reason, previous_when,
-    /// previous_place, previous_clinician, starts_at, previous_starts_at}` in `language`.
+    /// `appointment.{when, on, date, time, place, clinician, reason, previous_when,
+    /// previous_on, previous_place, previous_clinician, starts_at, previous_starts_at}` in
+    /// `language`. `on` and `previous_on` are the adverb forms ("on Monday ..."; in Welsh the
+    /// soft-mutated "ddydd Llun ...", which also follows `o`, `i`, `tan` and `ar`).
     pub fn json(&self, practice: &Practice, language: Language) -> Value {
         let words = time_words(self.now.starts_at, practice.timezone, language);
         let before = self.before;
         let moved = before.filter(|b| b.starts_at != self.now.starts_at);
-        let previous_when =
-            moved.map(|b| time_words(b.starts_at, practice.timezone, language).when);
+        let previous = moved.map(|b| time_words(b.starts_at, practice.timezone, language));
+        let (previous_when, previous_on) = match previous {
+            Some(words) => (Some(words.when), Some(words.on)),
+            None => (None, None),
+        };
         json!({
             "when": words.when,
+            "on": words.on,
             "date": words.date,
             "time": words.time,
             "place": self.now.location,
             "clinician": self.now.clinician,
             "reason": self.reason,
             "previous_when": previous_when,
+            "previous_on": previous_on,
             "previous_place": before.and_then(|b| b.location.clone()),
             "previous_clinician": before
                 .and_then(|b| b.clinician.clone())
@@ -185,8 +192,49 @@ mod tests {
         assert_eq!(json["when"], "Monday 22 July at 14:30");
         assert_eq!(json["previous_when"], "Monday 22 July at 09:30");
         assert_eq!(json["previous_clinician"], Value::Null, "unchanged");
+        assert_eq!(json["on"], "on Monday 22 July at 14:30");
+        assert_eq!(json["previous_on"], "on Monday 22 July at 09:30");
         let welsh = wording.json(&practice(false), Language::Welsh);
         assert_eq!(welsh["when"], "dydd Llun 22 Gorffennaf am 14:30");
+        assert_eq!(welsh["on"], "ddydd Llun 22 Gorffennaf am 14:30");
+        assert_eq!(welsh["previous_on"], "ddydd Llun 22 Gorffennaf am 09:30");
+        let unmoved = AppointmentWording {
+            now: &new,
+            before: Some(&new),
+            reason: None,
+        };
+        let json = unmoved.json(&practice(false), Language::Welsh);
+        assert_eq!(json["previous_on"], Value::Null);
+        assert_eq!(json["previous_when"], Value::Null);
+    }
+
+    #[test]
+    fn the_welsh_moved_sms_names_the_old_time_and_the_new_with_mutations() {
+        let templates = MessageTemplates::builtin().unwrap();
+        let (old, new) = (details(8, "Dr Patel"), details(13, "Dr Patel"));
+        let wording = AppointmentWording {
+            now: &new,
+            before: Some(&old),
+            reason: None,
+        };
+        let practice = practice(false);
+        let p = patient("cy");
+        let (rendered, _) = render_for_patient(
+            &templates,
+            &practice,
+            "cy",
+            "appointment.moved",
+            Channel::Sms,
+            |l| wording.context(&practice, &p, None, l),
+        )
+        .unwrap();
+        assert!(
+            rendered.body.contains(
+                "wedi symud eich apwyntiad o ddydd Llun 22 Gorffennaf am 09:30 i ddydd Llun 22 Gorffennaf am 14:30"
+            ),
+            "{}",
+            rendered.body
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use chrono::{DateTime, Utc};
+
+use super::context::{time_words, TimeWords};
 use crate::domain::{Channel, Language};
+use crate::schedule::PracticeZone;
 
 /// One variable a template may use.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -74,6 +78,10 @@ const APPOINTMENT: &[Variable] = &[
         about: "\"Monday 22 July at 10:30\", practice time",
     },
     Variable {
+        name: "appointment.on",
+        about: "the time as an adverb: \"on Monday 22 July at 10:30\"; in Welsh soft-mutated, \"ddydd Llun 22 Gorffennaf am 10:30\", as it must be after o, i, tan or ar",
+    },
+    Variable {
         name: "appointment.date",
         about: "\"Monday 22 July\"",
     },
@@ -98,6 +106,10 @@ const APPOINTMENT: &[Variable] = &[
         about: "the old time, for a moved appointment (may be empty)",
     },
     Variable {
+        name: "appointment.previous_on",
+        about: "the old time as an adverb, like appointment.on, for a moved appointment (may be empty)",
+    },
+    Variable {
         name: "appointment.previous_place",
         about: "the old place, for a moved appointment (may be empty)",
     },
@@ -107,7 +119,7 @@ const APPOINTMENT: &[Variable] = &[
     },
     Variable {
         name: "appointment.starts_at",
-        about: "the start as an RFC 3339 time, for the uk_date_time, uk_date and uk_time filters",
+        about: "the start as an RFC 3339 time, for the uk_date_time, uk_date and uk_time filters (lang=\"cy\" for Welsh)",
     },
     Variable {
         name: "appointment.previous_starts_at",
@@ -123,6 +135,27 @@ const INVITE: &[Variable] = &[
     Variable {
         name: "invite.expires",
         about: "when the link stops working, in words",
+    },
+];
+
+/// Filters templates may use besides Tera's own (`upper`, `default`, `truncate`, ...), for
+/// the editor's help and `docs/templates.md`.
+pub const FILTERS: &[Variable] = &[
+    Variable {
+        name: "sentence",
+        about: "ends typed text as a sentence: `{{ status.headline | sentence }}` adds a full stop when it has none",
+    },
+    Variable {
+        name: "uk_date_time",
+        about: "an RFC 3339 time in words, practice time: \"Monday 22 July at 10:30\"; with lang=\"cy\" \"dydd Llun 22 Gorffennaf am 10:30\", and with lang=\"cy\", mutated=true \"ddydd Llun ...\" (after tan, ar, o, i); timezone=\"...\" for another zone",
+    },
+    Variable {
+        name: "uk_date",
+        about: "the day only: \"Monday 22 July\"; lang=\"cy\" and mutated=true as for uk_date_time",
+    },
+    Variable {
+        name: "uk_time",
+        about: "the time only: \"10:30\"",
     },
 ];
 
@@ -223,10 +256,30 @@ pub fn variables(key: &str) -> Vec<Variable> {
     vars
 }
 
+/// The sample's times (RFC 3339): a status change from Monday 22 July 2024 08:00 to the
+/// next morning, an appointment moved from Friday 19 July 09:00 to Monday 22 July 10:30,
+/// and an invitation that expires on Monday 29 July 10:30 (UK time).
+const SAMPLE_STARTS: &str = "2024-07-22T07:00:00+00:00";
+const SAMPLE_UNTIL: &str = "2024-07-23T07:00:00+00:00";
+const SAMPLE_APPOINTMENT: &str = "2024-07-22T09:30:00+00:00";
+const SAMPLE_PREVIOUS: &str = "2024-07-19T08:00:00+00:00";
+const SAMPLE_EXPIRES: &str = "2024-07-29T09:30:00+00:00";
+
+/// A sample time in words in `language`, made as the gateway makes real ones, so the sample
+/// is in the language of the template it checks.
+fn sample_words(at: &str, language: Language) -> TimeWords {
+    let at = DateTime::parse_from_rfc3339(at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default();
+    time_words(at, PracticeZone::UK, language)
+}
+
 /// Sample values for every variable of `key`, in `language`, with every optional value set
-/// (so validation reaches every branch that prints one), as JSON.
+/// (so validation reaches every branch that prints one), as JSON. Times in words are made
+/// by the same code as real messages' ([`time_words`]), in `language`.
 pub fn sample_json(key: &str, language: Language) -> Value {
     let welsh = language == Language::Welsh;
+    let words = |at: &str| sample_words(at, language);
     let names: Vec<&str> = variables(key).iter().map(|v| v.name).collect();
     let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
     let mut sample = serde_json::Map::new();
@@ -248,10 +301,10 @@ pub fn sample_json(key: &str, language: Language) -> Value {
                 "kind": kind,
                 "headline": if welsh { "Mae'r feddygfa ar gau heddiw." } else { "The surgery is closed today." },
                 "details": if welsh { "Mae pibell ddŵr wedi byrstio." } else { "A water pipe has burst." },
-                "starts": if welsh { "ddydd Llun 22 Gorffennaf am 08:00" } else { "on Monday 22 July at 08:00" },
-                "until": if welsh { "ddydd Mawrth 23 Gorffennaf am 08:00" } else { "on Tuesday 23 July at 08:00" },
-                "starts_at": "2024-07-22T07:00:00+00:00",
-                "until_at": "2024-07-23T07:00:00+00:00",
+                "starts": words(SAMPLE_STARTS).on,
+                "until": words(SAMPLE_UNTIL).on,
+                "starts_at": SAMPLE_STARTS,
+                "until_at": SAMPLE_UNTIL,
             }),
         );
     }
@@ -262,20 +315,23 @@ pub fn sample_json(key: &str, language: Language) -> Value {
         );
     }
     if has("appointment.") {
+        let (now, previous) = (words(SAMPLE_APPOINTMENT), words(SAMPLE_PREVIOUS));
         sample.insert(
             "appointment".into(),
             json!({
-                "when": if welsh { "dydd Llun 22 Gorffennaf am 10:30" } else { "Monday 22 July at 10:30" },
-                "date": if welsh { "dydd Llun 22 Gorffennaf" } else { "Monday 22 July" },
-                "time": "10:30",
+                "when": now.when,
+                "on": now.on,
+                "date": now.date,
+                "time": now.time,
                 "place": "Riverside Surgery, room 2",
                 "clinician": "Dr Patel",
                 "reason": if welsh { "mae'r meddyg yn sâl" } else { "the doctor is unwell" },
-                "previous_when": if welsh { "dydd Gwener 19 Gorffennaf am 09:00" } else { "Friday 19 July at 09:00" },
+                "previous_when": previous.when,
+                "previous_on": previous.on,
                 "previous_place": "Riverside Surgery, room 1",
                 "previous_clinician": "Dr Smith",
-                "starts_at": "2024-07-22T09:30:00+00:00",
-                "previous_starts_at": "2024-07-19T08:00:00+00:00",
+                "starts_at": SAMPLE_APPOINTMENT,
+                "previous_starts_at": SAMPLE_PREVIOUS,
             }),
         );
     }
@@ -284,7 +340,7 @@ pub fn sample_json(key: &str, language: Language) -> Value {
             "invite".into(),
             json!({
                 "link": "https://gw.example.nhs.uk/p/A81001/notifications?t=abcdefghij0123456789",
-                "expires": "Monday 29 July at 10:30",
+                "expires": words(SAMPLE_EXPIRES).when,
             }),
         );
     }
@@ -315,6 +371,76 @@ mod tests {
         assert!(key_info("appointment.changed_to_phone").is_some());
         assert!(names("appointment.affected_by_closure").contains(&"status.until"));
         assert!(names("push.invite").contains(&"invite.link"));
+        assert!(names("appointment.moved").contains(&"appointment.previous_on"));
         assert!(key_info("status.nope").is_none());
+    }
+
+    /// English names of days and months, which no Welsh sample may hold.
+    const ENGLISH_DATE_WORDS: &[&str] = &[
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "January",
+        "February",
+        "March",
+        "April",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+
+    #[test]
+    fn samples_are_in_the_language_they_check() {
+        for info in KEYS {
+            let welsh = sample_json(info.key, Language::Welsh).to_string();
+            for word in ENGLISH_DATE_WORDS {
+                assert!(!welsh.contains(word), "{}: {word} in {welsh}", info.key);
+            }
+        }
+        let invite = sample_json("push.invite", Language::Welsh);
+        assert_eq!(
+            invite["invite"]["expires"],
+            "dydd Llun 29 Gorffennaf am 10:30"
+        );
+        let english = sample_json("appointment.moved", Language::English);
+        assert_eq!(english["appointment"]["when"], "Monday 22 July at 10:30");
+        assert_eq!(
+            english["appointment"]["previous_when"],
+            "Friday 19 July at 09:00"
+        );
+        let status = sample_json("status.closed", Language::English);
+        assert_eq!(status["status"]["until"], "on Tuesday 23 July at 08:00");
+    }
+
+    #[test]
+    fn shipped_welsh_wording_prints_no_english_dates_with_the_sample() {
+        let templates = crate::render::MessageTemplates::builtin().unwrap();
+        for info in KEYS {
+            for channel in info.channels {
+                let Some(chosen) = templates.global(info.key, *channel, Language::Welsh) else {
+                    continue;
+                };
+                let rendered = templates
+                    .render_chosen(chosen, &sample(info.key, Language::Welsh))
+                    .unwrap();
+                let text = format!(
+                    "{} {} {}",
+                    rendered.subject.unwrap_or_default(),
+                    rendered.body,
+                    rendered.html.unwrap_or_default()
+                );
+                for word in ENGLISH_DATE_WORDS {
+                    assert!(!text.contains(word), "{} {channel}: {text}", info.key);
+                }
+            }
+        }
     }
 }

@@ -110,22 +110,44 @@ pub fn status_context_in(
 }
 
 /// What templates know of a status change: `status.{kind, headline, details, starts, until}`
-/// (times as adverbs in `language`) and the raw `starts_at`, `until_at`.
+/// (wording and times in `language`) and the raw `starts_at`, `until_at`.
 pub fn status_json(
     practice: &Practice,
     broadcast: &Broadcast,
     language: Language,
 ) -> serde_json::Value {
     let when = |t: Option<DateTime<Utc>>| t.map(|t| time_words(t, practice.timezone, language).on);
+    let (headline, details) = status_wording(broadcast, language);
     json!({
         "kind": broadcast.kind.as_str(),
-        "headline": broadcast.headline,
-        "details": broadcast.details,
+        "headline": headline,
+        "details": details,
         "starts": when(broadcast.starts_at),
         "until": when(broadcast.ends_at),
         "starts_at": broadcast.starts_at.map(|t| t.to_rfc3339()),
         "until_at": broadcast.ends_at.map(|t| t.to_rfc3339()),
     })
+}
+
+/// A status change's headline and details in `language`. In Welsh: the Welsh ones the
+/// practice gave; without a Welsh headline, the kind's Welsh default when the English
+/// headline is the English default, else the English as typed (better than nothing);
+/// without Welsh details, the English ones.
+pub fn status_wording(broadcast: &Broadcast, language: Language) -> (&str, Option<&str>) {
+    let english = (broadcast.headline.as_str(), broadcast.details.as_deref());
+    if language == Language::English {
+        return english;
+    }
+    let kind = broadcast.kind;
+    let headline = broadcast.headline_cy.as_deref().unwrap_or_else(|| {
+        match kind.default_headline(Language::English) {
+            Some(default) if default == broadcast.headline => {
+                kind.default_headline(language).unwrap_or(english.0)
+            }
+            _ => english.0,
+        }
+    });
+    (headline, broadcast.details_cy.as_deref().or(english.1))
 }
 
 /// What templates know of the patient: `patient.{given_name, family_name}`.
@@ -136,6 +158,7 @@ pub fn patient_json(patient: &FanoutPatient) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::StatusKind;
     use chrono::TimeZone;
 
     #[test]
@@ -150,6 +173,76 @@ mod tests {
             uk_date_time(winter, PracticeZone::UK),
             "Monday 2 December at 09:30"
         );
+    }
+
+    fn broadcast(kind: StatusKind, headline: &str) -> Broadcast {
+        Broadcast {
+            id: crate::domain::BroadcastId::new(1),
+            practice_id: crate::domain::PracticeId::new(1),
+            status_change_id: crate::domain::StatusChangeId::new(1),
+            kind,
+            headline: headline.into(),
+            details: Some("A pipe has burst.".into()),
+            headline_cy: None,
+            details_cy: None,
+            starts_at: None,
+            ends_at: None,
+            created_by: "test".into(),
+            created_at: Utc::now(),
+            fanout_done_at: None,
+            skipped_no_contact: 0,
+            superseded_by: None,
+            failed_at: None,
+            failure: None,
+            reach: Default::default(),
+        }
+    }
+
+    #[test]
+    fn welsh_wording_uses_the_welsh_given_else_the_welsh_default_else_the_english() {
+        use Language::{English, Welsh};
+        let closed = broadcast(StatusKind::Closed, "The surgery is closed.");
+        assert_eq!(
+            status_wording(&closed, Welsh),
+            ("Mae'r feddygfa ar gau.", Some("A pipe has burst."))
+        );
+        assert_eq!(
+            status_wording(&closed, English),
+            ("The surgery is closed.", Some("A pipe has burst."))
+        );
+        let typed = broadcast(StatusKind::Closed, "Flooding in the waiting room");
+        assert_eq!(
+            status_wording(&typed, Welsh).0,
+            "Flooding in the waiting room"
+        );
+        let both = Broadcast {
+            headline_cy: Some("Llifogydd yn yr ystafell aros".into()),
+            details_cy: Some("Mae pibell wedi byrstio.".into()),
+            ..typed
+        };
+        assert_eq!(
+            status_wording(&both, Welsh),
+            (
+                "Llifogydd yn yr ystafell aros",
+                Some("Mae pibell wedi byrstio.")
+            )
+        );
+        assert_eq!(
+            status_wording(&both, English),
+            ("Flooding in the waiting room", Some("A pipe has burst."))
+        );
+        for kind in [
+            StatusKind::PhonesDown,
+            StatusKind::SystemsDown,
+            StatusKind::Restored,
+        ] {
+            let english = kind.default_headline(English).unwrap();
+            let standard = broadcast(kind, english);
+            let welsh = status_wording(&standard, Welsh).0;
+            assert_eq!(Some(welsh), kind.default_headline(Welsh));
+        }
+        let custom = broadcast(StatusKind::Custom, "Flu clinic on Saturday");
+        assert_eq!(status_wording(&custom, Welsh).0, "Flu clinic on Saturday");
     }
 
     #[test]

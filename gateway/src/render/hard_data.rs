@@ -33,6 +33,7 @@ const ABSENT_WITH: &[(&str, &str)] = &[
         "appointment.previous_when",
         "appointment.previous_starts_at",
     ),
+    ("appointment.previous_on", "appointment.previous_starts_at"),
 ];
 
 /// One set of data a template must render with.

@@ -7,6 +7,7 @@ pub mod appointment;
 pub mod budget;
 pub mod catalogue;
 mod context;
+mod date_filters;
 pub mod editor;
 pub mod hard_data;
 #[cfg(test)]
@@ -30,7 +31,6 @@ pub use context::{
 pub use registry::{LoadError, TemplateRegistry};
 
 use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
-use crate::schedule::PracticeZone;
 use crate::store::{NewTemplate, TemplateVersion};
 
 /// The shipped templates: one TOML file per key, English in `templates/messages/`, Welsh
@@ -426,33 +426,9 @@ pub(crate) fn safe_tera() -> Tera {
     tera.autoescape_on([".html"]);
     tera.register_function("range", capped_range);
     budget::register(&mut tera);
-    tera.register_filter(
-        "uk_date_time",
-        |v: &str, k: tera::Kwargs, _: &tera::State| uk_time_filter(v, &k, "%A %-d %B at %H:%M"),
-    );
-    tera.register_filter("uk_date", |v: &str, k: tera::Kwargs, _: &tera::State| {
-        uk_time_filter(v, &k, "%A %-d %B")
-    });
-    tera.register_filter("uk_time", |v: &str, k: tera::Kwargs, _: &tera::State| {
-        uk_time_filter(v, &k, "%H:%M")
-    });
+    date_filters::register(&mut tera);
     tera.register_filter("sentence", sentence::filter);
     tera
-}
-
-/// Formats an RFC 3339 time in the practice's timezone (`timezone=`, default
-/// Europe/London), as patients read it: "Monday 22 July at 10:30".
-fn uk_time_filter(value: &str, kwargs: &tera::Kwargs, format: &str) -> tera::TeraResult<String> {
-    let at = chrono::DateTime::parse_from_rfc3339(value.trim()).map_err(|_| {
-        tera::Error::message(format!("{value:?} is not a time like 2024-07-22T09:30:00Z"))
-    })?;
-    let zone = match kwargs.get::<&str>("timezone")? {
-        Some(name) => PracticeZone::parse(name).map_err(|_| {
-            tera::Error::message("timezone must be an IANA name such as Europe/London")
-        })?,
-        None => PracticeZone::UK,
-    };
-    Ok(at.with_timezone(&zone.tz()).format(format).to_string())
 }
 
 /// Most items `range` gives an edited template.
@@ -668,6 +644,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_welsh_phone_call_sms_fits_two_gsm7_segments() {
+        let key = "appointment.changed_to_phone";
+        let templates = MessageTemplates::builtin().unwrap();
+        let chosen = templates
+            .global(key, Channel::Sms, Language::Welsh)
+            .unwrap();
+        // A Wednesday in July: the longest Welsh day and month names.
+        let at = chrono::DateTime::parse_from_rfc3339("2025-07-23T09:30:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let on = time_words(at, crate::schedule::PracticeZone::UK, Language::Welsh).on;
+        assert_eq!(on, "ddydd Mercher 23 Gorffennaf am 10:30");
+        let realistic = [
+            ("Riverside Surgery", Some("Alex")),
+            (
+                "Canolfan Iechyd Glan yr Afon, Pen-y-bont ar Ogwr",
+                Some("Gwenllian"),
+            ),
+            ("Meddygfa Bryn Gwyn", None),
+        ];
+        for (name, given_name) in realistic {
+            let mut data = catalogue::sample_json(key, Language::Welsh);
+            data["practice"]["name"] = serde_json::json!(name);
+            data["patient"]["given_name"] = serde_json::json!(given_name);
+            data["appointment"]["on"] = serde_json::json!(on);
+            let text = templates
+                .render_chosen(chosen, &catalogue::context_of(&data))
+                .unwrap()
+                .body;
+            assert!(text.contains(&on), "{text}");
+            let cost = sms::cost(&text);
+            assert_eq!(cost.encoding, sms::Encoding::Gsm7, "{text}");
+            assert!(cost.segments <= 2, "{} segments: {text}", cost.segments);
+        }
+        let template = crate::render::shipped_defaults()
+            .unwrap()
+            .into_iter()
+            .find(|t| t.key == key && t.channel == Channel::Sms && t.language == Language::Welsh)
+            .unwrap();
+        assert!(
+            sms::cost(&template.body).ucs2_characters.is_empty(),
+            "the wording itself is GSM-7: {}",
+            template.body
+        );
+    }
+
     /// A headline typed without a full stop.
     fn unstopped(language: Language) -> &'static str {
         match language {
@@ -765,24 +788,6 @@ mod tests {
         let both = Rendered::bilingual(cy, en);
         assert_eq!(both.body, "Mae ar gau.\n\nIt is closed.");
         assert_eq!(both.subject.as_deref(), Some("Ar gau / Closed"));
-    }
-
-    #[test]
-    fn uk_date_filters_read_in_practice_time() {
-        let mut tera = safe_tera();
-        tera.add_raw_template(
-            "t",
-            "{{ at | uk_date_time }}|{{ at | uk_date }}|{{ at | uk_time(timezone=\"America/New_York\") }}",
-        )
-        .unwrap();
-        let mut ctx = tera::Context::new();
-        ctx.insert("at", "2024-07-22T09:30:00Z");
-        assert_eq!(
-            tera.render("t", &ctx).unwrap(),
-            "Monday 22 July at 10:30|Monday 22 July|05:30"
-        );
-        ctx.insert("at", "not a time");
-        assert!(tera.render("t", &ctx).is_err());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct NewStatusChange {
     pub headline: String,
     /// More words, optional.
     pub details: Option<String>,
+    /// The headline in Welsh, if the practice gave one.
+    pub headline_cy: Option<String>,
+    /// The details in Welsh, if the practice gave them.
+    pub details_cy: Option<String>,
     /// When the disruption starts, if known.
     pub starts_at: Option<DateTime<Utc>>,
     /// When it is expected to end, if known.
@@ -78,6 +82,10 @@ pub struct Broadcast {
     pub headline: String,
     /// Its details.
     pub details: Option<String>,
+    /// Its headline in Welsh, if given.
+    pub headline_cy: Option<String>,
+    /// Its details in Welsh, if given.
+    pub details_cy: Option<String>,
     /// Start of the disruption.
     pub starts_at: Option<DateTime<Utc>>,
     /// Expected end.
@@ -115,6 +123,8 @@ impl Broadcast {
             kind: change.kind,
             headline: change.headline.clone(),
             details: change.details.clone(),
+            headline_cy: change.headline_cy.clone(),
+            details_cy: change.details_cy.clone(),
             starts_at: change.starts_at,
             ends_at: change.ends_at,
             created_by: change.created_by.clone(),

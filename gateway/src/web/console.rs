@@ -388,6 +388,12 @@ pub(crate) struct StatusForm {
     headline: String,
     #[serde(default)]
     details: String,
+    /// The headline in Welsh (optional).
+    #[serde(default)]
+    headline_cy: String,
+    /// The details in Welsh (optional).
+    #[serde(default)]
+    details_cy: String,
 }
 
 pub(crate) async fn post_status(
@@ -408,6 +414,8 @@ pub(crate) async fn post_status(
         kind: form.kind,
         headline: blank(form.headline),
         details: blank(form.details),
+        headline_cy: blank(form.headline_cy),
+        details_cy: blank(form.details_cy),
         ..Default::default()
     };
     match post_status_change(

@@ -13,7 +13,7 @@ use super::pages::{error_page, page};
 use crate::app::AppState;
 use crate::auth::Unnamed;
 use crate::domain::{Channel, Language};
-use crate::render::catalogue::{variables, KEYS};
+use crate::render::catalogue::{variables, FILTERS, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
 use crate::render::validate::{Draft, Limits};
 use crate::store::Practice;
@@ -193,6 +193,7 @@ async fn editor_page(
     c.insert("problems", &problems);
     c.insert("history", &history);
     c.insert("variables", &variables(&target.key));
+    c.insert("filters", FILTERS);
     c.insert("diff", &diff);
     c.insert(
         "inherited",

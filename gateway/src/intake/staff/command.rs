@@ -19,8 +19,9 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use super::words::{phrase_at, Day, Word};
-use crate::domain::StatusKind;
+use super::words::{phrase_at, Day, Phrase, Word};
+use crate::domain::{Language, StatusKind};
+use crate::intake::status::StatusChangeRequest;
 use crate::schedule::PracticeZone;
 
 /// The longest text read as a command, in characters: Twilio's limit on an inbound body.
@@ -51,6 +52,9 @@ pub enum StaffCommand {
         /// Free text after the kind and time: trimmed, whitespace collapsed, control and
         /// bidirectional-override characters removed, at most [`MAX_HEADLINE_CHARS`].
         headline: Option<String>,
+        /// The language of the words naming the kind (`AR GAU` is Welsh, `CLOSED` English),
+        /// taken as the headline's: see [`StaffCommand::status_request`].
+        language: Language,
     },
     /// Answer with the practice's current status.
     Status,
@@ -62,6 +66,35 @@ pub enum StaffCommand {
         /// 4 to 12 ASCII digits, to be compared in constant time by the caller.
         code: String,
     },
+}
+
+impl StaffCommand {
+    /// The status change a `Post` asks for, as the API would take it: a Welsh command's
+    /// headline goes in `headline_cy`, and the English headline is the kind's default (so an
+    /// English-speaking patient is not sent Welsh they may not read, and a Welsh one gets
+    /// the Welsh the staff member typed). `None` for other commands.
+    pub fn status_request(&self) -> Option<StatusChangeRequest> {
+        let StaffCommand::Post {
+            kind,
+            ends_at,
+            headline,
+            language,
+        } = self
+        else {
+            return None;
+        };
+        let (headline, headline_cy) = match language {
+            Language::English => (headline.clone(), None),
+            Language::Welsh => (None, headline.clone()),
+        };
+        Some(StatusChangeRequest {
+            kind: kind.as_str().to_string(),
+            headline,
+            headline_cy,
+            ends_at: *ends_at,
+            ..Default::default()
+        })
+    }
 }
 
 /// Where and when a text arrived, and what the practice asks of a command. Its `Debug`
@@ -146,13 +179,17 @@ pub fn parse(text: &str, arrival: &Arrival<'_>) -> Result<StaffCommand, CommandE
             return Err(CommandError::PinWrong);
         }
     }
-    let (word, len) = phrase_at(&words[at..]).ok_or(CommandError::NotUnderstood)?;
+    let Phrase {
+        word,
+        len,
+        language,
+    } = phrase_at(&words[at..]).ok_or(CommandError::NotUnderstood)?;
     if arrival.pin.is_some() && given_pin.is_none() && word != Word::Yes {
         return Err(CommandError::PinMissing);
     }
     at += len;
     match word {
-        Word::Kind(kind) => post(kind, text, &tokens, &words, at, arrival),
+        Word::Kind(kind) => post(kind, language, text, &tokens, &words, at, arrival),
         Word::Status => Ok(StaffCommand::Status),
         Word::Cancel => Ok(StaffCommand::Cancel),
         Word::Yes => confirmation(&words[at..]),
@@ -227,8 +264,10 @@ fn confirmation(words: &[&str]) -> Result<StaffCommand, CommandError> {
 }
 
 /// The rest of a status command, from word `at`: an optional `until WHEN`, then the headline.
+/// `language` is that of the words that named the kind.
 fn post(
     kind: StatusKind,
+    language: Language,
     text: &str,
     tokens: &[Token],
     words: &[&str],
@@ -236,7 +275,12 @@ fn post(
     arrival: &Arrival<'_>,
 ) -> Result<StaffCommand, CommandError> {
     let mut ends_at = None;
-    if let Some((Word::Until, len)) = phrase_at(&words[at..]) {
+    if let Some(Phrase {
+        word: Word::Until,
+        len,
+        ..
+    }) = phrase_at(&words[at..])
+    {
         let rest = &words[at + len..];
         if rest.is_empty() {
             return Err(CommandError::BadTime(String::new()));
@@ -258,6 +302,7 @@ fn post(
         kind,
         ends_at,
         headline: headline(text.get(from..).unwrap_or_default()),
+        language,
     })
 }
 
@@ -271,13 +316,25 @@ fn when(
     let (mut at, mut used) = (0, 0);
     while let Some(first) = words.get(at) {
         match phrase_at(&words[at..]) {
-            Some((Word::Filler, len)) => at += len,
-            Some((Word::Day(d), len)) if day.is_none() => {
+            Some(Phrase {
+                word: Word::Filler,
+                len,
+                ..
+            }) => at += len,
+            Some(Phrase {
+                word: Word::Day(d),
+                len,
+                ..
+            }) if day.is_none() => {
                 day = Some(d);
                 at += len;
                 used = at;
             }
-            Some((Word::Noon, len)) if time.is_none() => {
+            Some(Phrase {
+                word: Word::Noon,
+                len,
+                ..
+            }) if time.is_none() => {
                 time = NaiveTime::from_hms_opt(12, 0, 0);
                 at += len;
                 used = at;
@@ -449,11 +506,31 @@ mod tests {
         read_at(text, THURSDAY_11AM)
     }
 
+    /// An English command's status change.
     fn post(kind: StatusKind, ends_at: Option<&str>, headline: Option<&str>) -> StaffCommand {
         StaffCommand::Post {
             kind,
             ends_at: ends_at.map(utc),
             headline: headline.map(str::to_string),
+            language: Language::English,
+        }
+    }
+
+    /// The same in Welsh words.
+    fn cy(command: StaffCommand) -> StaffCommand {
+        match command {
+            StaffCommand::Post {
+                kind,
+                ends_at,
+                headline,
+                ..
+            } => StaffCommand::Post {
+                kind,
+                ends_at,
+                headline,
+                language: Language::Welsh,
+            },
+            other => other,
         }
     }
 
@@ -566,7 +643,6 @@ mod tests {
             ("closed back on Friday at 9am", "2026-12-04T09:00:00Z"),
             ("closed until thursday 2pm", "2026-12-03T14:00:00Z"),
             ("closed until thursday 8am", "2026-12-10T08:00:00Z"),
-            ("ar gau tan dydd llun 8am", "2026-12-07T08:00:00Z"),
         ];
         for (text, expected) in cases {
             assert_eq!(
@@ -575,28 +651,45 @@ mod tests {
                 "{text:?}"
             );
         }
+        assert_eq!(
+            read("ar gau tan dydd llun 8am"),
+            Ok(cy(post(Closed, Some("2026-12-07T08:00:00Z"), None)))
+        );
     }
 
     #[test]
     fn welsh_commands() {
         let cases = [
-            ("AR GAU", post(Closed, None, None)),
+            ("AR GAU", cy(post(Closed, None, None))),
             (
                 "ar gau tan 2pm",
-                post(Closed, Some("2026-12-03T14:00:00Z"), None),
+                cy(post(Closed, Some("2026-12-03T14:00:00Z"), None)),
             ),
             (
                 "Ar gau tan yfory 8am Llifogydd",
-                post(Closed, Some("2026-12-04T08:00:00Z"), Some("Llifogydd")),
+                cy(post(
+                    Closed,
+                    Some("2026-12-04T08:00:00Z"),
+                    Some("Llifogydd"),
+                )),
             ),
             (
                 "ar gau tan hanner dydd",
-                post(Closed, Some("2026-12-03T12:00:00Z"), None),
+                cy(post(Closed, Some("2026-12-03T12:00:00Z"), None)),
             ),
-            ("FFONAU I LAWR", post(PhonesDown, None, None)),
-            ("SYSTEMAU I LAWR", post(SystemsDown, None, None)),
-            ("AR AGOR", post(Restored, None, None)),
-            ("Wedi adfer", post(Restored, None, None)),
+            ("FFONAU I LAWR", cy(post(PhonesDown, None, None))),
+            ("SYSTEMAU I LAWR", cy(post(SystemsDown, None, None))),
+            ("AR AGOR", cy(post(Restored, None, None))),
+            ("Wedi adfer", cy(post(Restored, None, None))),
+            // The language is the kind's words', whatever words follow.
+            (
+                "AR GAU until 2pm Flooding",
+                cy(post(Closed, Some("2026-12-03T14:00:00Z"), Some("Flooding"))),
+            ),
+            (
+                "CLOSED tan 2pm Llifogydd",
+                post(Closed, Some("2026-12-03T14:00:00Z"), Some("Llifogydd")),
+            ),
             ("STATWS", StaffCommand::Status),
             ("canslo", StaffCommand::Cancel),
             (
@@ -609,6 +702,29 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(read(text), Ok(expected), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_welsh_commands_headline_is_the_welsh_headline_of_its_status_change() {
+        let welsh = read("AR GAU tan 2pm Llifogydd yn yr ystafell aros")
+            .unwrap()
+            .status_request()
+            .unwrap();
+        assert_eq!(welsh.kind, "closed");
+        assert_eq!(welsh.headline, None, "English patients get the default");
+        assert_eq!(
+            welsh.headline_cy.as_deref(),
+            Some("Llifogydd yn yr ystafell aros")
+        );
+        assert_eq!(welsh.ends_at, Some(utc("2026-12-03T14:00:00Z")));
+        let change = welsh.parse("staff").unwrap();
+        assert_eq!(change.headline, "The surgery is closed.");
+        let english = read("CLOSED Flooding").unwrap().status_request().unwrap();
+        assert_eq!(english.headline.as_deref(), Some("Flooding"));
+        assert_eq!(english.headline_cy, None);
+        let bare = read("AR GAU").unwrap().status_request().unwrap();
+        assert_eq!((bare.headline, bare.headline_cy), (None, None));
+        assert!(read("STATUS").unwrap().status_request().is_none());
     }
 
     #[test]

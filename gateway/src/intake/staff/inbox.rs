@@ -142,19 +142,11 @@ impl StaffInbox {
         };
         match command {
             StaffCommand::Confirm { code } => self.confirm(registrations, &chosen, &code).await,
-            StaffCommand::Post {
-                kind,
-                ends_at,
-                headline,
-            } => {
-                let request = StatusChangeRequest {
-                    kind: kind.as_str().to_string(),
-                    headline,
-                    ends_at,
-                    ..Default::default()
-                };
-                self.post(&chosen, request).await
-            }
+            StaffCommand::Post { .. } => match command.status_request() {
+                // A Welsh command's headline is the Welsh headline (`headline_cy`).
+                Some(request) => self.post(&chosen, request).await,
+                None => self.refuse(&chosen, &CommandError::NotUnderstood).await,
+            },
             StaffCommand::Status => self.status(&chosen).await,
             StaffCommand::Cancel => self.cancel(&chosen).await,
         }
@@ -283,7 +275,12 @@ impl StaffInbox {
             &chosen.practice,
             chosen.number,
             "staff.command",
-            serde_json::json!({ "command": request.kind, "headline": request.headline, "ends_at": request.ends_at }),
+            serde_json::json!({
+                "command": request.kind,
+                "headline": request.headline,
+                "headline_cy": request.headline_cy,
+                "ends_at": request.ends_at,
+            }),
         )
         .await?;
         // A new command replaces the sender's change still waiting for its YES.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 
 use super::command::{parse, Arrival, CommandError, StaffCommand, MAX_HEADLINE_CHARS};
-use crate::domain::StatusKind;
+use crate::domain::{Language, StatusKind};
 use crate::schedule::PracticeZone;
 
 /// Zones with the awkward cases: clocks going back and forward, half-hour shifts (Lord
@@ -89,11 +89,14 @@ fn check(
     received_at: DateTime<Utc>,
 ) -> Result<(), TestCaseError> {
     match result {
-        Ok(StaffCommand::Post {
-            kind,
-            ends_at,
-            headline,
-        }) => {
+        Ok(
+            command @ StaffCommand::Post {
+                kind,
+                ends_at,
+                headline,
+                language,
+            },
+        ) => {
             prop_assert!(*kind != StatusKind::Custom);
             if let Some(ends_at) = ends_at {
                 prop_assert!(
@@ -107,6 +110,19 @@ fn check(
                 prop_assert!(headline.chars().count() <= MAX_HEADLINE_CHARS);
                 prop_assert!(!headline.chars().any(char::is_control), "{headline:?}");
                 prop_assert_eq!(headline.trim(), headline.as_str());
+            }
+            // The headline goes to the status change in the command's language, and the
+            // request it makes is one the API would take.
+            let request = command.status_request();
+            prop_assert!(request.is_some());
+            if let Some(request) = request {
+                let (en, cy) = match language {
+                    Language::English => (headline, &None),
+                    Language::Welsh => (&None, headline),
+                };
+                prop_assert_eq!(&request.headline, en);
+                prop_assert_eq!(&request.headline_cy, cy);
+                prop_assert!(request.parse("staff").is_ok(), "{:?}", request);
             }
         }
         Ok(StaffCommand::Confirm { code }) => {

@@ -1,9 +1,9 @@
-//! The words staff may text, English and Welsh, in one table: add a spelling or a language
-//! by adding rows to [`WORDS`].
+//! The words staff may text, English and Welsh, a table per language: add a spelling by
+//! adding a row, a language by adding a table to [`WORDS`].
 
 use chrono::Weekday;
 
-use crate::domain::StatusKind;
+use crate::domain::{Language, StatusKind};
 
 /// What a phrase of the table means. Where it may stand is up to the parser: a kind only
 /// opens a command, a day only follows an `until` word.
@@ -36,11 +36,14 @@ pub(super) enum Day {
     Weekday(Weekday),
 }
 
-/// Every phrase, lower case, words separated by one space. The parser compares them with
-/// the text's words after lower-casing and trimming punctuation from each word, and the
-/// longest phrase wins (`back to normal` before `back`).
-pub(super) const WORDS: &[(&str, Word)] = &[
-    // English
+/// Every phrase, by language: lower case, words separated by one space. The parser compares
+/// them with the text's words after lower-casing and trimming punctuation from each word,
+/// and the longest phrase wins (`back to normal` before `back`). The language of the phrase
+/// that opens a command is the language its headline is taken to be in.
+pub(super) const WORDS: &[(Language, &[(&str, Word)])] =
+    &[(Language::English, ENGLISH), (Language::Welsh, WELSH)];
+
+const ENGLISH: &[(&str, Word)] = &[
     ("closed", Word::Kind(StatusKind::Closed)),
     ("phones down", Word::Kind(StatusKind::PhonesDown)),
     ("phone down", Word::Kind(StatusKind::PhonesDown)),
@@ -84,7 +87,9 @@ pub(super) const WORDS: &[(&str, Word)] = &[
     ("sat", Word::Day(Day::Weekday(Weekday::Sat))),
     ("sunday", Word::Day(Day::Weekday(Weekday::Sun))),
     ("sun", Word::Day(Day::Weekday(Weekday::Sun))),
-    // Welsh
+];
+
+const WELSH: &[(&str, Word)] = &[
     ("ar gau", Word::Kind(StatusKind::Closed)),
     ("ffonau i lawr", Word::Kind(StatusKind::PhonesDown)),
     ("systemau i lawr", Word::Kind(StatusKind::SystemsDown)),
@@ -106,16 +111,40 @@ pub(super) const WORDS: &[(&str, Word)] = &[
     ("dydd sul", Word::Day(Day::Weekday(Weekday::Sun))),
 ];
 
-/// The longest phrase of [`WORDS`] that `words` starts with, and how many words it takes.
-pub(super) fn phrase_at(words: &[&str]) -> Option<(Word, usize)> {
+/// A phrase of [`WORDS`] found in a text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Phrase {
+    /// What it means.
+    pub(super) word: Word,
+    /// How many of the text's words it takes.
+    pub(super) len: usize,
+    /// Which language's table it is from.
+    pub(super) language: Language,
+}
+
+/// The longest phrase of [`WORDS`] that `words` starts with.
+pub(super) fn phrase_at(words: &[&str]) -> Option<Phrase> {
     WORDS
         .iter()
-        .filter_map(|(phrase, meaning)| {
+        .flat_map(|(language, table)| table.iter().map(move |row| (*language, row)))
+        .filter_map(|(language, (phrase, word))| {
             let len = phrase.split(' ').count();
             let matches = words.len() >= len && phrase.split(' ').zip(words).all(|(p, w)| p == *w);
-            matches.then_some((*meaning, len))
+            matches.then_some(Phrase {
+                word: *word,
+                len,
+                language,
+            })
         })
-        .max_by_key(|(_, len)| *len)
+        .max_by_key(|phrase| phrase.len)
+}
+
+/// Every phrase of every language.
+#[cfg(test)]
+fn all_phrases() -> impl Iterator<Item = &'static str> {
+    WORDS
+        .iter()
+        .flat_map(|(_, table)| table.iter().map(|(phrase, _)| *phrase))
 }
 
 #[cfg(test)]
@@ -124,7 +153,8 @@ mod tests {
 
     #[test]
     fn every_phrase_is_lower_case_single_spaced_and_listed_once() {
-        for (i, (phrase, _)) in WORDS.iter().enumerate() {
+        let phrases: Vec<&str> = all_phrases().collect();
+        for (i, phrase) in phrases.iter().enumerate() {
             assert_eq!(*phrase, phrase.to_lowercase(), "{phrase}");
             assert!(
                 phrase
@@ -132,25 +162,33 @@ mod tests {
                     .all(|w| !w.is_empty() && w.chars().all(char::is_alphanumeric)),
                 "{phrase:?}"
             );
-            assert!(
-                !WORDS[..i].iter().any(|(p, _)| p == phrase),
-                "{phrase} twice"
-            );
+            assert!(!phrases[..i].contains(phrase), "{phrase} twice");
         }
     }
 
     #[test]
     fn the_longest_phrase_wins() {
+        let found = |words: &[&str]| phrase_at(words).map(|p| (p.word, p.len));
         assert_eq!(
-            phrase_at(&["back", "to", "normal"]),
+            found(&["back", "to", "normal"]),
             Some((Word::Kind(StatusKind::Restored), 3))
         );
-        assert_eq!(phrase_at(&["back", "to", "work"]), Some((Word::Until, 1)));
+        assert_eq!(found(&["back", "to", "work"]), Some((Word::Until, 1)));
         assert_eq!(
-            phrase_at(&["phones", "down", "x"]),
+            found(&["phones", "down", "x"]),
             Some((Word::Kind(StatusKind::PhonesDown), 2))
         );
-        assert_eq!(phrase_at(&["phones"]), None);
-        assert_eq!(phrase_at(&[]), None);
+        assert_eq!(found(&["phones"]), None);
+        assert_eq!(found(&[]), None);
+    }
+
+    #[test]
+    fn each_phrase_knows_its_language() {
+        let language = |words: &[&str]| phrase_at(words).map(|p| p.language);
+        assert_eq!(language(&["closed"]), Some(Language::English));
+        assert_eq!(language(&["ar", "gau"]), Some(Language::Welsh));
+        assert_eq!(language(&["systemau", "i", "lawr"]), Some(Language::Welsh));
+        assert_eq!(language(&["status"]), Some(Language::English));
+        assert_eq!(language(&["statws"]), Some(Language::Welsh));
     }
 }

@@ -75,7 +75,7 @@ where
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
                     s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
-                    s.audience, s.affected_from, s.affected_until
+                    s.audience, s.affected_from, s.affected_until, s.headline_cy, s.details_cy
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
@@ -89,6 +89,8 @@ fn broadcast_from_row(row: &PgRow) -> StoreResult<Broadcast> {
         kind: parsed("status_changes.kind", &kind)?,
         headline: row.try_get("headline")?,
         details: row.try_get("details")?,
+        headline_cy: row.try_get("headline_cy")?,
+        details_cy: row.try_get("details_cy")?,
         starts_at: row.time_opt("starts_at")?,
         ends_at: row.time_opt("ends_at")?,
         created_by: row.try_get("created_by")?,
@@ -133,8 +135,8 @@ impl BroadcastStore for PostgresStore {
             }
             let status_change_id: StatusChangeId = sqlx::query_scalar(
                 "INSERT INTO status_changes (practice_id, kind, headline, details, starts_at, ends_at, created_by, created_at,
-                                             audience, affected_from, affected_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                                             audience, affected_from, affected_until, headline_cy, details_cy)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .bind(practice_id)
             .bind(change.kind.as_str())
@@ -147,6 +149,8 @@ impl BroadcastStore for PostgresStore {
             .bind(change.reach.audience.as_str())
             .bind(change.reach.affected_from.map(At))
             .bind(change.reach.affected_until.map(At))
+            .bind(&change.headline_cy)
+            .bind(&change.details_cy)
             .fetch_one(&mut *tx)
             .await?;
             let broadcast_id: BroadcastId = sqlx::query_scalar(
