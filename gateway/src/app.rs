@@ -16,6 +16,8 @@ use crate::intake::appointments::change::AppointmentChanges;
 use crate::intake::approval::texts::StaffTexts;
 use crate::intake::approval::Approvals;
 use crate::intake::invite::{vapid_public_key, Invitations};
+use crate::intake::sources::poller::{spawn_pollers, Source, SourcesHealth};
+use crate::intake::sources::watch::SourceWatch;
 use crate::intake::staff::inbox::{CommandLimits, StaffInbox};
 use crate::intake::status::StatusChanges;
 use crate::links::{NoSecret, SignedLinks};
@@ -44,6 +46,12 @@ pub enum StartError {
     /// An interrupted fan-out could not be resumed.
     #[error(transparent)]
     Fanout(#[from] FanoutError),
+    /// A status source cannot be polled.
+    #[error(transparent)]
+    Source(#[from] crate::intake::sources::poller::BadSource),
+    /// The status source pollers could not start.
+    #[error(transparent)]
+    Pollers(#[from] crate::intake::sources::poller::StartError),
     /// The listener failed.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
@@ -76,6 +84,10 @@ pub struct AppState {
     pub signin: Arc<crate::web::signin_guard::SigninGuard>,
     /// Text commands per staff number.
     pub staff_limits: Arc<CommandLimits>,
+    /// The supplier status sources the leader polls (from `[[sources]]`).
+    pub sources: Arc<Vec<Source>>,
+    /// Each status source's state, as its poller records it.
+    pub sources_health: SourcesHealth,
 }
 
 impl AppState {
@@ -123,12 +135,19 @@ impl AppState {
         let signin = Arc::new(crate::web::signin_guard::SigninGuard::new(
             config.signin.clone(),
         ));
+        let sources = config
+            .sources
+            .iter()
+            .map(Source::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
         let staff_limits = Arc::new(CommandLimits::new(
             config.approval.commands_per_number_per_hour,
         ));
         Ok(Self {
             signin,
             staff_limits,
+            sources: Arc::new(sources),
+            sources_health: SourcesHealth::default(),
             store,
             fanout,
             templates,
@@ -202,6 +221,18 @@ impl AppState {
         }
     }
 
+    /// The same state polling `sources` instead of the configured ones (tests poll loopback
+    /// suppliers more often than the configuration allows).
+    pub fn with_sources(mut self, sources: Vec<Source>) -> Self {
+        self.sources = Arc::new(sources);
+        self
+    }
+
+    /// Each status source's state: last success, last error, failures in a row.
+    pub fn sources_health(&self) -> SourcesHealth {
+        self.sources_health.clone()
+    }
+
     /// What making an appointment change takes.
     pub fn appointment_changes(&self) -> AppointmentChanges {
         AppointmentChanges {
@@ -271,6 +302,22 @@ pub async fn serve_as(
         dispatches,
     )
     .await?;
+    // Every instance runs the pollers; they poll only while this instance leads.
+    let pollers = if state.sources.is_empty() {
+        None
+    } else {
+        let watch = SourceWatch {
+            approvals: state.approvals(),
+        };
+        Some(spawn_pollers(
+            state.sources.to_vec(),
+            state.config.status_sources.address_policy(),
+            Arc::new(watch),
+            cluster.leading(),
+            state.sources_health.clone(),
+            shutdown.clone(),
+        )?)
+    };
     let worker = dispatches.then(|| {
         let dispatcher = state.dispatcher().with_owner(cluster.id().to_string());
         let ready_at = cluster.ready_at();
@@ -305,6 +352,15 @@ pub async fn serve_as(
     }
     if let Some(tidying) = tidying {
         let _ = tidying.await;
+    }
+    if let Some(pollers) = pollers {
+        // A poller finishes the reading it is delivering; one stuck longer is dropped.
+        if tokio::time::timeout(Duration::from_secs(30), pollers.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a status source poller did not stop within 30 s");
+        }
     }
     cluster.leave().await;
     Ok(served?)

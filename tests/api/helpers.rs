@@ -107,6 +107,8 @@ pub struct Options {
     pub push_endpoint_hosts: Vec<String>,
     /// Further settings by dotted key, e.g. `("limits.patient_bulk", json!("2/day"))`.
     pub settings: Vec<(&'static str, Value)>,
+    /// Status sources to poll instead of the configured ones (none), at any interval.
+    pub sources: Vec<gateway::intake::sources::poller::Source>,
 }
 
 impl Default for Options {
@@ -124,6 +126,7 @@ impl Default for Options {
             push_allowed_networks: vec!["127.0.0.0/8".into()],
             push_endpoint_hosts: test_push_hosts(),
             settings: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }
@@ -256,6 +259,9 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
         .expect("state");
     if let Some(clock) = options.fanout_clock.clone() {
         state = state.with_clock(clock);
+    }
+    if !options.sources.is_empty() {
+        state = state.with_sources(options.sources);
     }
     let admin_key =
         gateway::auth::issue_key(state.store.as_ref(), KeyScope::Admin, "test admin", "test")

@@ -28,6 +28,7 @@ mod receipts;
 mod sms_peer;
 mod staff;
 mod staff_texts;
+mod status_feeds;
 mod templates;
 mod tenancy;
 
@@ -147,6 +148,7 @@ fn main() {
         staff_texts::a_pin_and_the_rate_limit_guard_commands,
         staff_texts::a_large_broadcast_needs_a_second_person,
         console_approval::the_console_approves_what_staff_texted,
+        status_feeds::supplier_incidents_are_proposed_and_sent_only_when_approved,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

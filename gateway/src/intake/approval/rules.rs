@@ -108,8 +108,8 @@ impl ApprovalRules {
 }
 
 /// The names of the configured status sources: what `auto_post_sources` may name.
-pub fn source_names(_config: &crate::config::Config) -> Vec<String> {
-    Vec::new()
+pub fn source_names(config: &crate::config::Config) -> Vec<String> {
+    config.sources.iter().map(|s| s.name.clone()).collect()
 }
 
 /// The settings as people may see them: whether a PIN is required, never the PIN.

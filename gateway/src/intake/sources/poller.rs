@@ -173,17 +173,17 @@ impl Pollers {
 }
 
 /// Starts one poller per source, reaching only the addresses `addresses` permits, polling
-/// while `leading` is true, until `stop`.
+/// while `leading` is true, until `stop`; each records its state in `health`.
 pub fn spawn_pollers(
     sources: Vec<Source>,
     addresses: AddressPolicy,
     sink: Arc<dyn IncidentSink>,
     leading: watch::Receiver<bool>,
+    health: SourcesHealth,
     stop: CancellationToken,
 ) -> Result<Pollers, StartError> {
     let client = fetch::client(addresses.clone()).map_err(StartError)?;
     let addresses = Arc::new(addresses);
-    let health = SourcesHealth::default();
     let mut tasks = JoinSet::new();
     for source in sources {
         health.update(&source.name, |_| {});

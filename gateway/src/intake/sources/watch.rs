@@ -16,7 +16,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::Utc;
 
-use super::{Incident, SourceMapping};
+use super::poller::{IncidentSink, SinkError, Source};
+use super::Incident;
 use crate::intake::approval::{seconds, ApprovalError, Approvals, Draft, Person};
 use crate::intake::status::StatusChangeRequest;
 use crate::store::{IncidentRef, Practice, Proposal, ProposalOrigin, ProposalState, StoreError};
@@ -26,20 +27,6 @@ pub const DOWN: &str = "down";
 /// The phase of an incident a proposal answers: its end.
 pub const RESTORED: &str = "restored";
 
-/// One successful reading of a source.
-#[derive(Debug, Clone)]
-pub struct Reading<'a> {
-    /// The source's configured name.
-    pub source: &'a str,
-    /// Whether the document lists only open incidents (Statuspage's summary), so that one
-    /// no longer listed is over.
-    pub lists_only_open: bool,
-    /// How its incidents map to practices' tags.
-    pub mapping: &'a SourceMapping,
-    /// Every incident the document holds now.
-    pub incidents: Vec<Incident>,
-}
-
 /// Turns readings of status sources into proposals.
 #[derive(Clone)]
 pub struct SourceWatch {
@@ -48,40 +35,36 @@ pub struct SourceWatch {
 }
 
 impl SourceWatch {
-    /// Acts on one reading; one practice's failure is logged and the others go on.
-    pub async fn read(&self, reading: Reading<'_>) -> Result<(), StoreError> {
+    /// Acts on one reading of `source`: every incident its document lists now. One
+    /// practice's failure is logged and the others go on; a storage failure fails the
+    /// reading, which the poller then delivers again.
+    pub async fn read(&self, source: &Source, incidents: &[Incident]) -> Result<(), StoreError> {
         let store = &self.approvals.store;
         let now = Utc::now();
+        let name = source.name.as_str();
         let mut listed = HashSet::new();
-        for incident in &reading.incidents {
+        for incident in incidents {
             listed.insert(incident.id.as_str());
             if incident.status.is_resolved() {
-                if store
-                    .open_incidents(reading.source)
-                    .await?
-                    .contains(&incident.id)
-                {
-                    store
-                        .note_incident(reading.source, &incident.id, true, now)
-                        .await?;
+                if store.open_incidents(name).await?.contains(&incident.id) {
+                    store.note_incident(name, &incident.id, true, now).await?;
                 }
-                self.resolved(reading.source, &incident.id).await?;
+                self.resolved(name, &incident.id).await?;
                 continue;
             }
-            let tags = reading.mapping.tags_for(incident);
+            let tags = source.mapping.tags_for(incident);
             if tags.is_empty() {
                 continue;
             }
-            store
-                .note_incident(reading.source, &incident.id, false, now)
-                .await?;
-            self.opened(reading.source, incident, &tags).await?;
+            store.note_incident(name, &incident.id, false, now).await?;
+            let link = incident.link.clone().or_else(|| source.link.clone());
+            self.opened(name, incident, link, &tags).await?;
         }
-        if reading.lists_only_open {
-            for id in store.open_incidents(reading.source).await? {
+        if source.lists_only_open() {
+            for id in store.open_incidents(name).await? {
                 if !listed.contains(id.as_str()) {
-                    store.note_incident(reading.source, &id, true, now).await?;
-                    self.resolved(reading.source, &id).await?;
+                    store.note_incident(name, &id, true, now).await?;
+                    self.resolved(name, &id).await?;
                 }
             }
         }
@@ -94,6 +77,7 @@ impl SourceWatch {
         &self,
         source: &str,
         incident: &Incident,
+        link: Option<String>,
         tags: &BTreeSet<String>,
     ) -> Result<(), StoreError> {
         let store = &self.approvals.store;
@@ -118,13 +102,7 @@ impl SourceWatch {
                 practice.name
             );
             let outcome = self
-                .propose_or_revise(
-                    &practice,
-                    incident_ref,
-                    request,
-                    incident.link.clone(),
-                    &lead,
-                )
+                .propose_or_revise(&practice, incident_ref, request, link.clone(), &lead)
                 .await;
             if let Err(e) = outcome {
                 tracing::error!(source, practice = %practice.ods_code, error = %e, "could not propose a status change for an incident");
@@ -277,5 +255,14 @@ impl SourceWatch {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl IncidentSink for SourceWatch {
+    async fn incidents(&self, source: &Source, incidents: Vec<Incident>) -> Result<(), SinkError> {
+        self.read(source, &incidents)
+            .await
+            .map_err(|e| Box::new(e) as SinkError)
     }
 }

@@ -116,7 +116,15 @@ fn start(
 ) -> (Pollers, watch::Sender<bool>, CancellationToken) {
     let (leads, watching) = watch::channel(leading);
     let stop = CancellationToken::new();
-    let pollers = spawn_pollers(sources, addresses, sink, watching, stop.clone()).unwrap();
+    let pollers = spawn_pollers(
+        sources,
+        addresses,
+        sink,
+        watching,
+        SourcesHealth::default(),
+        stop.clone(),
+    )
+    .unwrap();
     (pollers, leads, stop)
 }
 
