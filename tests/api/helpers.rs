@@ -427,6 +427,41 @@ impl TestApp {
         Reply { status, body }
     }
 
+    /// Texts `body` from `from` to the gateway through the signed Twilio inbound webhook,
+    /// as Twilio does; the webhook must answer 200.
+    pub async fn inbound_sms(&self, from: &str, body: &str) {
+        let url = format!(
+            "{}/api/v1/inbound/sms/twilio",
+            self.state.config.receipts.public_url
+        );
+        let params: Vec<(String, String)> = [
+            ("From", from),
+            ("To", "+447700900999"),
+            ("Body", body),
+            ("MessageSid", "SM-inbound"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
+        let signature = gateway::receipts::twilio_signature(TWILIO_TOKEN, &url, &params);
+        let reply = self
+            .callback(
+                "/api/v1/inbound/sms/twilio",
+                "application/x-www-form-urlencoded",
+                &[("x-twilio-signature", signature)],
+                form,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> Reply {
         self.request(Method::POST, path, Some(key), Some(body))
             .await

@@ -289,26 +289,7 @@ pub async fn supersede_repairs_what_an_older_crash_left(db: Db) {
 
 /// Signs and posts an inbound SMS from `from`.
 async fn inbound(app: &TestApp, from: &str, text: &str) {
-    let url = format!(
-        "{}/api/v1/inbound/sms/twilio",
-        app.state.config.receipts.public_url
-    );
-    let (body, params) = form(&[
-        ("From", from),
-        ("To", "+447700900999"),
-        ("Body", text),
-        ("MessageSid", "SM-inbound"),
-    ]);
-    let signature = twilio_signature(TWILIO_TOKEN, &url, &params);
-    let reply = app
-        .callback(
-            "/api/v1/inbound/sms/twilio",
-            "application/x-www-form-urlencoded",
-            &[("x-twilio-signature", signature)],
-            body,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    app.inbound_sms(from, text).await;
 }
 
 /// The addresses a broadcast planned messages to.

@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
-use gateway::receipts::twilio_signature;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN};
-use crate::receipts::form;
+use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp};
 use crate::sms_peer::SmsPeer;
 
 /// Ann may post; Bea may also approve. Patients' numbers are 07700 900000 upwards.
@@ -61,26 +59,7 @@ pub async fn practice_with_staff(
 
 /// Texts `body` from `from` through the signed inbound webhook.
 pub async fn text(app: &TestApp, from: &str, body: &str) {
-    let url = format!(
-        "{}/api/v1/inbound/sms/twilio",
-        app.state.config.receipts.public_url
-    );
-    let (form_body, params) = form(&[
-        ("From", from),
-        ("To", "+447700900999"),
-        ("Body", body),
-        ("MessageSid", "SMinbound"),
-    ]);
-    let signature = twilio_signature(TWILIO_TOKEN, &url, &params);
-    let reply = app
-        .callback(
-            "/api/v1/inbound/sms/twilio",
-            "application/x-www-form-urlencoded",
-            &[("x-twilio-signature", signature)],
-            form_body,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    app.inbound_sms(from, body).await;
 }
 
 /// Texts the gateway sent to `to`, oldest first.

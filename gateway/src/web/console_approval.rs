@@ -13,7 +13,7 @@ use serde_json::json;
 use super::console::{denied, internal, Signed};
 use super::pages::{error_page, page};
 use crate::app::AppState;
-use crate::domain::{ProposalId, StaffNumberId};
+use crate::domain::{Invalid, ProposalId, StaffNumberId};
 use crate::intake::approval::rules::{self, ApprovalRules};
 use crate::intake::approval::{ApprovalError, Approvals, Person};
 use crate::intake::staff::numbers::{self, RegisterError, RegisterStaff};
@@ -103,6 +103,29 @@ async fn approvals_page(
     Ok(page(StatusCode::OK, "console/approvals.html", &c))
 }
 
+/// The practice a form is for, once the form's CSRF token is checked; `Err` is the page
+/// refusing it (403 without the token, 404 for a practice this user may not see).
+async fn form_practice(
+    state: &AppState,
+    signed: &Signed,
+    ods: &str,
+    csrf: &str,
+) -> Result<Practice, Response> {
+    if let Some(refused) = signed.refuse_without_csrf(csrf) {
+        return Err(refused);
+    }
+    signed
+        .practice(state.store.as_ref(), ods)
+        .await
+        .map_err(denied)
+}
+
+/// The page naming every wrong field.
+fn invalid(errors: &[Invalid]) -> Response {
+    let reasons: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    error_page(StatusCode::UNPROCESSABLE_ENTITY, &reasons.join("; "))
+}
+
 /// A form with only the CSRF token.
 #[derive(Deserialize)]
 pub(crate) struct CsrfOnly {
@@ -138,12 +161,9 @@ async fn decide(
     csrf: &str,
     approve: bool,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(csrf) {
-        return refused;
-    }
-    let practice = match signed.practice(state.store.as_ref(), ods).await {
+    let practice = match form_practice(&state, &signed, ods, csrf).await {
         Ok(p) => p,
-        Err(refusal) => return denied(refusal),
+        Err(refused) => return refused,
     };
     let approvals = state.approvals();
     let by = Person::actor(&signed.actor);
@@ -184,12 +204,9 @@ pub(crate) async fn add_staff(
     Path(ods): Path<String>,
     Form(form): Form<StaffForm>,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
-        return refused;
-    }
-    let practice = match signed.practice(state.store.as_ref(), &ods).await {
+    let practice = match form_practice(&state, &signed, &ods, &form.csrf).await {
         Ok(p) => p,
-        Err(refusal) => return denied(refusal),
+        Err(refused) => return refused,
     };
     let request = RegisterStaff {
         name: form.name,
@@ -198,14 +215,7 @@ pub(crate) async fn add_staff(
     };
     match numbers::register(state.store.as_ref(), &practice, request, &signed.actor).await {
         Ok(_) => Redirect::to(&page_of(&practice)).into_response(),
-        Err(RegisterError::Invalid(errors)) => error_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
+        Err(RegisterError::Invalid(errors)) => invalid(&errors),
         Err(e @ RegisterError::Exists(..)) => error_page(StatusCode::CONFLICT, &e.to_string()),
         Err(RegisterError::Store(e)) => internal(e),
     }
@@ -218,12 +228,9 @@ pub(crate) async fn remove_staff(
     Path((ods, id)): Path<(String, i64)>,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
-        return refused;
-    }
-    let practice = match signed.practice(state.store.as_ref(), &ods).await {
+    let practice = match form_practice(&state, &signed, &ods, &form.csrf).await {
         Ok(p) => p,
-        Err(refusal) => return denied(refusal),
+        Err(refused) => return refused,
     };
     match numbers::remove(
         state.store.as_ref(),
@@ -272,12 +279,9 @@ pub(crate) async fn save_rules(
     Path(ods): Path<String>,
     Form(form): Form<RulesForm>,
 ) -> Response {
-    if let Some(refused) = signed.refuse_without_csrf(&form.csrf) {
-        return refused;
-    }
-    let practice = match signed.practice(state.store.as_ref(), &ods).await {
+    let practice = match form_practice(&state, &signed, &ods, &form.csrf).await {
         Ok(p) => p,
-        Err(refusal) => return denied(refusal),
+        Err(refused) => return refused,
     };
     let threshold = form.second_approval_above.trim();
     let second_approval_above = match threshold {
@@ -309,16 +313,7 @@ pub(crate) async fn save_rules(
     };
     let settings = match request.parse(&current, &rules::source_names(&state.config)) {
         Ok(s) => s,
-        Err(errors) => {
-            return error_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        }
+        Err(errors) => return invalid(&errors),
     };
     match rules::save(
         state.store.as_ref(),
