@@ -8,6 +8,7 @@
 mod appointments;
 mod broadcasts;
 mod browser;
+mod cancel;
 mod console;
 mod console_approval;
 mod crash;
@@ -74,6 +75,10 @@ fn main() {
         broadcasts::interrupted_fanout_resumes_without_duplicates,
         broadcasts::newer_status_change_withdraws_unsent_messages,
         broadcasts::quiet_hours_hold_bulk_sms_and_push_but_not_email,
+        cancel::cancelling_mid_broadcast_stops_unsent_messages_at_once,
+        cancel::a_cancelled_fanout_plans_nothing_more,
+        cancel::another_practice_cannot_cancel,
+        cancel::console_stops_a_broadcast_with_its_csrf_token,
         tenancy::another_practice_sees_nothing,
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,

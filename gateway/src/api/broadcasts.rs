@@ -1,4 +1,5 @@
-//! `/broadcasts/{id}`: progress by state and channel, and the messages a page at a time.
+//! `/broadcasts/{id}`: progress by state and channel, the messages a page at a time, and
+//! stopping a broadcast (`/broadcasts/{id}/cancel`).
 
 use std::collections::BTreeMap;
 
@@ -9,13 +10,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::caller::Caller;
-use super::extract::{path_id, ApiQuery};
+use super::extract::{path_id, ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{
     BroadcastId, Channel, Invalid, MessageId, MessageState, StatusAudience, StatusChangeId,
     StatusKind,
 };
 use crate::http::ApiError;
+use crate::intake::cancel::{cancel_broadcast, CancelRequest};
+use crate::store::BroadcastCancel;
 
 /// A broadcast's progress.
 #[derive(Debug, Serialize)]
@@ -29,11 +32,40 @@ pub struct BroadcastView {
     failed_at: Option<DateTime<Utc>>,
     /// Why it failed.
     failure: Option<String>,
+    /// Who stopped it, when and why, with what that did; `null` unless it was cancelled.
+    cancelled: Option<CancelView>,
     skipped_no_contact: i64,
     total: i64,
     planned: BTreeMap<Channel, i64>,
     by_state: BTreeMap<&'static str, i64>,
     by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>>,
+}
+
+/// A cancel as the progress view shows it. The counts are read with the rest: `messages`
+/// are those cancelled (by the cancel, or before it by a newer status change) and
+/// `already_gone` those sent or delivered (before the cancel, or in flight as it came), so
+/// with the failed, suppressed and any still sending they add up to `total`.
+#[derive(Debug, Serialize)]
+pub struct CancelView {
+    at: DateTime<Utc>,
+    by: String,
+    reason: String,
+    messages_cancelled: i64,
+    already_gone: i64,
+}
+
+impl CancelView {
+    /// The cancel with the broadcast's counts by state.
+    fn new(cancel: BroadcastCancel, by_state: &BTreeMap<&'static str, i64>) -> Self {
+        let count = |state: MessageState| by_state.get(state.as_str()).copied().unwrap_or(0);
+        Self {
+            at: cancel.at,
+            by: cancel.by,
+            reason: cancel.reason,
+            messages_cancelled: count(MessageState::Cancelled),
+            already_gone: count(MessageState::Sent) + count(MessageState::Delivered),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +139,7 @@ impl BroadcastView {
             superseded_by_status_change: b.superseded_by,
             failed_at: b.failed_at,
             failure: b.failure,
+            cancelled: b.cancel.map(|c| CancelView::new(c, &by_state)),
             skipped_no_contact: b.skipped_no_contact,
             total,
             planned,
@@ -136,6 +169,28 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<BroadcastView>, ApiError> {
     let id = visible_broadcast(&state, &caller, &id).await?;
+    Ok(Json(BroadcastView::load(&state, id).await?))
+}
+
+/// `POST /broadcasts/{id}/cancel` with `{ "reason": "..." }`: stops the broadcast (see
+/// `intake::cancel`) and answers 200 with its progress view, the cancel included. Calling
+/// it again answers 200 with the same view: the first cancel (who, when, why) stands.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CancelRequest>,
+) -> Result<Json<BroadcastView>, ApiError> {
+    let id = visible_broadcast(&state, &caller, &id).await?;
+    let reason = request.parse().map_err(ApiError::Validation)?;
+    let broadcast = state
+        .store
+        .broadcast(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no broadcast {id}")))?;
+    cancel_broadcast(&state.status_changes(), &broadcast, &caller.actor, &reason)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no broadcast {id}")))?;
     Ok(Json(BroadcastView::load(&state, id).await?))
 }
 

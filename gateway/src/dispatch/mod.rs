@@ -15,7 +15,7 @@ mod screen;
 mod send;
 mod slots;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -41,7 +41,8 @@ use origins::Origins;
 use recorder::Recorder;
 use slots::Slots;
 
-/// How often a worker checks whether broadcasts it holds messages of were superseded.
+/// How often a worker checks whether broadcasts it holds messages of were superseded or
+/// cancelled (by this or another instance).
 const SUPERSEDE_CHECK: Duration = Duration::from_millis(200);
 
 /// What every dispatch worker of one process shares: the rate limiters, the providers'
@@ -59,6 +60,9 @@ pub struct DispatchControl {
     /// Per practice, the newest broadcast known to supersede the ones before it, with the
     /// reason their messages are cancelled with.
     superseded: Mutex<HashMap<PracticeId, (BroadcastId, String)>>,
+    /// Broadcasts stopped for good (cancelled by a person, or found withdrawn in the store),
+    /// with the reason their messages are cancelled with.
+    stopped: Mutex<HashMap<BroadcastId, String>>,
 }
 
 impl DispatchControl {
@@ -72,6 +76,7 @@ impl DispatchControl {
             lanes: Mutex::default(),
             practices: Mutex::default(),
             superseded: Mutex::default(),
+            stopped: Mutex::default(),
         }
     }
 
@@ -85,13 +90,25 @@ impl DispatchControl {
         }
     }
 
+    /// Records that broadcast `broadcast_id` is stopped for good (a person cancelled it):
+    /// its messages still held by workers are cancelled with `reason`, not sent.
+    pub fn stop(&self, broadcast_id: BroadcastId, reason: String) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        stopped.entry(broadcast_id).or_insert(reason);
+    }
+
     /// Why a message of `broadcast_id` must not be sent, if a newer broadcast of its
-    /// practice supersedes it.
-    pub fn superseded_reason(
+    /// practice supersedes it or the broadcast was stopped.
+    pub fn withdrawn_reason(
         &self,
         practice_id: PracticeId,
         broadcast_id: BroadcastId,
     ) -> Option<String> {
+        let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = stopped.get(&broadcast_id) {
+            return Some(reason.clone());
+        }
+        drop(stopped);
         let known = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         known
             .get(&practice_id)
@@ -310,6 +327,8 @@ impl Dispatcher {
         // out, which would make every claim scan past their queue for nothing.
         let mut alone_until: Option<std::time::Instant> = None;
         let mut supersede_checked = std::time::Instant::now();
+        // Broadcasts whose messages this worker has claimed before and looked up in the store.
+        let mut known = HashSet::new();
         while !stop.is_cancelled() {
             // A few seconds of this instance's share of the rates, so a dead or new worker's
             // share moves to the others quickly.
@@ -365,6 +384,7 @@ impl Dispatcher {
                 continue;
             }
             let ready = self.screen(claimed, recorder).await;
+            let ready = self.drop_withdrawn(ready, &mut known, recorder).await;
             lanes.push(ready);
             if count == limit && !urgent_only {
                 continue;
@@ -391,15 +411,18 @@ impl Dispatcher {
         Ok(total)
     }
 
-    /// Takes the messages of superseded broadcasts out of the lanes and records them
-    /// cancelled, naming the newer status change: a worker holding a backlog must not send
-    /// "closed" after "restored" was posted (possibly to another instance).
+    /// Takes the messages of superseded or cancelled broadcasts out of the lanes and records
+    /// them cancelled, naming the newer status change or who cancelled and why: a worker
+    /// holding a backlog must not send "closed" after "restored" was posted, nor go on with
+    /// a broadcast a person stopped (possibly through another instance). What it learns is
+    /// remembered in [`DispatchControl`], so messages already out of the lanes, waiting for
+    /// the rate, are dropped too.
     async fn withdraw_superseded(&self, lanes: &Lanes, recorder: &Recorder) {
         let waiting = lanes.broadcasts();
         if waiting.is_empty() {
             return;
         }
-        let superseded = match self.store.superseded_among(&waiting).await {
+        let superseded = match self.store.withdrawn_among(&waiting).await {
             Ok(superseded) if !superseded.is_empty() => superseded,
             Ok(_) => return,
             Err(e) => {
@@ -407,6 +430,9 @@ impl Dispatcher {
                 return;
             }
         };
+        for (id, reason) in &superseded {
+            self.control.stop(*id, reason.clone());
+        }
         let ids: Vec<BroadcastId> = superseded.iter().map(|(id, _)| *id).collect();
         let withdrawn = lanes.withdraw(&ids);
         let records = withdrawn.iter().map(|m| {
@@ -420,7 +446,7 @@ impl Dispatcher {
         futures_util::future::join_all(records).await;
         tracing::info!(
             count = withdrawn.len(),
-            "withdrew messages of superseded broadcasts"
+            "withdrew messages of superseded or cancelled broadcasts"
         );
     }
 

@@ -1,15 +1,17 @@
 //! Screening claimed messages before they queue in the lanes: bulk SMS and push inside
-//! quiet hours go back to the outbox until the window ends, and first tries beyond a
-//! patient's cap (counted in the database, shared by every instance) are suppressed.
+//! quiet hours go back to the outbox until the window ends, first tries beyond a patient's
+//! cap (counted in the database, shared by every instance) are suppressed, and messages of
+//! superseded or cancelled broadcasts are withdrawn.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::recorder::Recorder;
 use super::Dispatcher;
 use crate::domain::{
-    AttemptOutcome, Channel, MessageId, MessageState, PatientId, PracticeId, Priority, Rate,
+    AttemptOutcome, BroadcastId, Channel, MessageId, MessageState, PatientId, PracticeId, Priority,
+    Rate,
 };
 use crate::schedule::PracticeZone;
 use crate::store::{ClaimedMessage, Completion};
@@ -72,6 +74,54 @@ impl Dispatcher {
         });
         futures_util::future::join_all(records).await;
         ready
+    }
+
+    /// Withdraws the claimed messages of broadcasts superseded or cancelled, and returns the
+    /// rest. The first time this worker meets a broadcast it asks the store (so a message
+    /// claimed again after a restart or a lost lease, or one whose broadcast was stopped
+    /// through another instance, is not sent before the periodic check); after that, what
+    /// this process knows is enough (`DispatchControl`, kept up to date by that check).
+    pub(super) async fn drop_withdrawn(
+        &self,
+        ready: Vec<ClaimedMessage>,
+        known: &mut HashSet<BroadcastId>,
+        recorder: &Recorder,
+    ) -> Vec<ClaimedMessage> {
+        let mut new: Vec<BroadcastId> = ready
+            .iter()
+            .filter_map(|m| m.broadcast_id)
+            .filter(|b| !known.contains(b))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if !new.is_empty() {
+            match self.store.withdrawn_among(&new).await {
+                Ok(withdrawn) => {
+                    for (id, reason) in withdrawn {
+                        self.control.stop(id, reason);
+                    }
+                    known.extend(new);
+                }
+                // Checked again with the next claim, and by the periodic check meanwhile.
+                Err(e) => tracing::warn!(error = %e, "dispatch: could not check broadcasts"),
+            }
+        }
+        let mut kept = Vec::with_capacity(ready.len());
+        let mut dropped = Vec::new();
+        for message in ready {
+            let reason = message
+                .broadcast_id
+                .and_then(|b| self.control.withdrawn_reason(message.practice_id, b));
+            match reason {
+                Some(reason) => dropped.push((message, reason)),
+                None => kept.push(message),
+            }
+        }
+        let records = dropped
+            .into_iter()
+            .map(|(m, reason)| async move { self.withdraw(&m, reason, recorder).await });
+        futures_util::future::join_all(records).await;
+        kept
     }
 
     /// Splits first tries of non-urgent messages to patients into those within each

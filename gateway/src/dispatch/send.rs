@@ -145,10 +145,10 @@ impl Dispatcher {
         recorder: &Recorder,
     ) {
         let started_at = Utc::now();
-        // A message a newer status change has superseded is not sent.
+        // A message a newer status change has superseded, or of a cancelled broadcast, is not sent.
         if let Some(reason) = message
             .broadcast_id
-            .and_then(|b| self.control.superseded_reason(message.practice_id, b))
+            .and_then(|b| self.control.withdrawn_reason(message.practice_id, b))
         {
             if let Some(circuit) = &circuit {
                 circuit.unused();
@@ -191,10 +191,10 @@ impl Dispatcher {
                 fence.release_now(message.id).await;
                 return;
             }
-            // And the last moment to stop a message a newer status change has superseded.
+            // And the last moment to stop a message superseded or cancelled meanwhile.
             if let Some(reason) = message
                 .broadcast_id
-                .and_then(|b| self.control.superseded_reason(message.practice_id, b))
+                .and_then(|b| self.control.withdrawn_reason(message.practice_id, b))
             {
                 circuit.unused();
                 self.withdraw(&message, reason, recorder).await;

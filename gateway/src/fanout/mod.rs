@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::domain::{
     BroadcastId, Channel, ChannelOrder, FollowerId, Language, PatientId, PracticeId, Priority,
-    StatusChangeId, TemplateVersionId,
+    TemplateVersionId,
 };
 use crate::render::budget::Exceeded;
 use crate::render::{
@@ -225,20 +225,25 @@ impl Fanout {
                     Ok(Vec::new())
                 }
             };
+            // A person may have cancelled the broadcast while this page was being worded:
+            // then it is not written at all.
+            if self.stopped(broadcast_id).await?.is_some() {
+                break;
+            }
             let (inserted, next_page) =
                 tokio::join!(self.store.insert_messages(&planned.batch), next_page);
             summary.inserted += inserted?;
             page = next_page?;
-            self.wake.notify_one();
-            // A newer status change may have come in while this one was fanning out: then
-            // what was written meanwhile is withdrawn, and the rest is not planned.
-            if let Some(newer) = self.superseded_by(broadcast_id).await? {
-                let reason = format!("superseded by status change {newer}");
+            // A newer status change may have come in, or a person cancelled the broadcast,
+            // while this page was written: then what was written meanwhile is withdrawn
+            // (before workers are woken for it), and the rest is not planned.
+            if let Some(reason) = self.stopped(broadcast_id).await? {
                 self.store
                     .cancel_queued(broadcast_id, &reason, Utc::now())
                     .await?;
                 break;
             }
+            self.wake.notify_one();
         }
         if bookings.tells_everyone() {
             self.plan_followers(wording, &mut summary).await?;
@@ -264,7 +269,7 @@ impl Fanout {
             .store
             .followers_page(practice_id, FollowerId::new(0), self.batch_size)
             .await?;
-        if followers.is_empty() || self.superseded_by(broadcast_id).await?.is_some() {
+        if followers.is_empty() || self.stopped(broadcast_id).await?.is_some() {
             return Ok(());
         }
         let (wording, worded) =
@@ -309,21 +314,19 @@ impl Fanout {
         Ok(())
     }
 
-    /// The newer status change that has superseded the broadcast, if one has.
-    async fn superseded_by(
-        &self,
-        broadcast_id: BroadcastId,
-    ) -> Result<Option<StatusChangeId>, FanoutError> {
+    /// Why no more of the broadcast's messages may be planned, if a newer status change
+    /// has superseded it or a person has cancelled it.
+    async fn stopped(&self, broadcast_id: BroadcastId) -> Result<Option<String>, FanoutError> {
         Ok(self
             .store
             .broadcast(broadcast_id)
             .await?
-            .and_then(|b| b.superseded_by))
+            .and_then(|b| b.stopped_reason()))
     }
 
     /// Plans a broadcast's message again for a patient whose address was refused, on the
     /// next channel they can be reached on. Returns that channel, or `None` if there is
-    /// none left or the broadcast has been superseded.
+    /// none left or the broadcast has been superseded or cancelled.
     pub async fn reroute(
         &self,
         broadcast_id: BroadcastId,
@@ -334,7 +337,7 @@ impl Fanout {
             .broadcast(broadcast_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        if broadcast.superseded_by.is_some() || broadcast.failed_at.is_some() {
+        if broadcast.stopped_reason().is_some() || broadcast.failed_at.is_some() {
             return Ok(None);
         }
         let practice = self

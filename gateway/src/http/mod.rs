@@ -99,6 +99,7 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
+        .route("/broadcasts/{id}/cancel", post(broadcasts::cancel))
         .route("/messages/{id}", get(broadcasts::message))
         .route(
             "/practices/{ods}/patients/{nhs}/push-subscriptions",
@@ -131,7 +132,7 @@ fn api_routes() -> Router<AppState> {
 
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
-    use crate::web::{console, console_approval, console_templates, push};
+    use crate::web::{console, console_approval, console_cancel, console_templates, push};
     Router::new()
         .route("/console", get(console::home))
         .route(
@@ -170,6 +171,10 @@ fn page_routes() -> Router<AppState> {
             post(console_approval::save_rules),
         )
         .route("/console/broadcasts/{id}", get(console::broadcast))
+        .route(
+            "/console/broadcasts/{id}/cancel",
+            post(console_cancel::cancel),
+        )
         .route("/console/audit", get(console::audit))
         .route("/console/templates", get(console_templates::list))
         .route(

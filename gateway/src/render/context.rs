@@ -195,6 +195,7 @@ mod tests {
             failed_at: None,
             failure: None,
             reach: Default::default(),
+            cancel: None,
         }
     }
 

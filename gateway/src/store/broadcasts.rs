@@ -106,9 +106,53 @@ pub struct Broadcast {
     pub failure: Option<String>,
     /// Who it is for, and the period whose appointments it affects.
     pub reach: Reach,
+    /// Who stopped it, when and why, if a person did.
+    pub cancel: Option<BroadcastCancel>,
+}
+
+/// A person's stop of a broadcast: its unsent messages are cancelled and no more are planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BroadcastCancel {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (the audit actor).
+    pub by: String,
+    /// Why, in their words.
+    pub reason: String,
+}
+
+impl BroadcastCancel {
+    /// The `last_error` of each message the cancel stops, in the store or in a worker's hands.
+    pub fn message_reason(&self) -> String {
+        cancel_reason(&self.by, &self.reason)
+    }
+}
+
+/// Why the unsent messages of a broadcast `by` cancelled for `reason` are cancelled.
+pub fn cancel_reason(by: &str, reason: &str) -> String {
+    format!("broadcast cancelled by {by}: {reason}")
+}
+
+/// What cancelling a broadcast did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelOutcome {
+    /// The cancel in force: this call's, or the first one's if it was cancelled before.
+    pub cancel: BroadcastCancel,
+    /// How many queued messages this call cancelled; `None` if it was cancelled before.
+    pub cancelled_now: Option<u64>,
 }
 
 impl Broadcast {
+    /// Why its unsent messages must not go, if a newer status change superseded it or a
+    /// person cancelled it (the cancel's reason first).
+    pub fn stopped_reason(&self) -> Option<String> {
+        match (&self.cancel, self.superseded_by) {
+            (Some(cancel), _) => Some(cancel.message_reason()),
+            (None, Some(newer)) => Some(format!("superseded by status change {newer}")),
+            (None, None) => None,
+        }
+    }
+
     /// The broadcast `change` would start, before anything is recorded (its ids are 0): what
     /// a preview of its wording is rendered from.
     pub fn unrecorded(
@@ -135,6 +179,7 @@ impl Broadcast {
             failed_at: None,
             failure: None,
             reach: change.reach,
+            cancel: None,
         }
     }
 }
@@ -200,9 +245,20 @@ pub trait BroadcastStore: Send + Sync {
         reason: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
-    /// Which of these broadcasts have been superseded: each with the reason its unsent
-    /// messages are cancelled with (naming the newer status change).
-    async fn superseded_among(
+    /// Stops a broadcast for good, as `by` (the audit actor) with `reason`: records who, when
+    /// and why, and cancels its queued messages, in one transaction. A second call changes
+    /// nothing and returns the first cancel. `None` if there is no such broadcast.
+    async fn cancel_broadcast(
+        &self,
+        id: BroadcastId,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CancelOutcome>>;
+    /// Which of these broadcasts have been superseded or cancelled: each with the reason its
+    /// unsent messages are cancelled with (naming the newer status change, or who cancelled
+    /// it and why).
+    async fn withdrawn_among(
         &self,
         broadcast_ids: &[BroadcastId],
     ) -> StoreResult<Vec<(BroadcastId, String)>>;

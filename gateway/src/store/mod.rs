@@ -60,7 +60,8 @@ pub use appointments::{
     ChangeOutcome, NewAppointmentChange,
 };
 pub use broadcasts::{
-    Broadcast, BroadcastStore, IdempotencyClaim, NewStatusChange, Reach, StartOutcome,
+    Broadcast, BroadcastCancel, BroadcastStore, CancelOutcome, IdempotencyClaim, NewStatusChange,
+    Reach, StartOutcome,
 };
 pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use console::{ConsoleStore, SessionRecord, User};
@@ -188,6 +189,25 @@ pub(crate) fn superseded_reasons(
     rows.into_iter()
         .map(|(broadcast, change, kind)| (broadcast, supersede_reason(change, &kind)))
         .collect()
+}
+
+/// Each broadcast's withdrawal reason from the superseded rows (as [`superseded_reasons`]
+/// takes them) and the cancelled ones `(broadcast, by, reason)`; a cancel names the person,
+/// so it wins where a broadcast was both.
+pub(crate) fn withdrawn_reasons(
+    superseded: Vec<(BroadcastId, StatusChangeId, String)>,
+    cancelled: Vec<(BroadcastId, String, String)>,
+) -> Vec<(BroadcastId, String)> {
+    let mut reasons: Vec<(BroadcastId, String)> = cancelled
+        .into_iter()
+        .map(|(id, by, reason)| (id, broadcasts::cancel_reason(&by, &reason)))
+        .collect();
+    for (id, reason) in superseded_reasons(superseded) {
+        if !reasons.iter().any(|(known, _)| *known == id) {
+            reasons.push((id, reason));
+        }
+    }
+    reasons
 }
 
 /// Why the unsent messages of a broadcast superseded by status change `change` (of `kind`)

@@ -1,7 +1,7 @@
 //! The admin console: sign-in, practices with their status, posting a status change with a
-//! preview, a broadcast's live progress, and the audit log. Templates are in
-//! `console_templates.rs`. Practice users see only their practice; another practice's pages
-//! are "not found".
+//! preview, a broadcast's live progress (and its cancel), and the audit log. Templates are
+//! in `console_templates.rs`, stopping a broadcast in `console_cancel.rs`. Practice users
+//! see only their practice; another practice's pages are "not found".
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -18,7 +18,7 @@ use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::auth::session::{self, csrf_matches, random_token};
 use crate::auth::{users, Denied, Principal};
-use crate::domain::{BroadcastId, StatusKind};
+use crate::domain::{BroadcastId, MessageState, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{AuditEntry, Practice, SessionRecord};
 use std::ops::Deref;
@@ -467,6 +467,29 @@ pub(crate) async fn broadcast(
         Ok(None) => return not_found(),
         Err(e) => return internal(e),
     };
+    // A cancel is shown with what it stopped and what had already gone.
+    let cancel = match &broadcast.cancel {
+        Some(cancel) => {
+            let counts = match state.store.broadcast_counts(id).await {
+                Ok(counts) => counts,
+                Err(e) => return internal(e),
+            };
+            let count = |states: &[MessageState]| -> i64 {
+                counts
+                    .iter()
+                    .filter(|(_, s, _)| states.contains(s))
+                    .map(|(_, _, n)| n)
+                    .sum()
+            };
+            Some(json!({
+                "at": crate::render::uk_date_time(cancel.at, practice.timezone),
+                "by": cancel.by, "reason": cancel.reason,
+                "cancelled": count(&[MessageState::Cancelled]),
+                "gone": count(&[MessageState::Sent, MessageState::Delivered]),
+            }))
+        }
+        None => None,
+    };
     let mut c = signed.context();
     c.insert(
         "broadcast",
@@ -474,6 +497,7 @@ pub(crate) async fn broadcast(
             "id": broadcast.id, "kind": broadcast.kind.as_str(), "headline": broadcast.headline,
             "at": crate::render::uk_date_time(broadcast.created_at, practice.timezone),
             "failure": broadcast.failure,
+            "cancel": cancel,
         }),
     );
     c.insert(

@@ -8,6 +8,8 @@ pub mod client_address;
 pub mod console;
 /// The console's approvals page: proposals waiting first, staff numbers, approval rules.
 pub(crate) mod console_approval;
+/// The console's "Stop this broadcast" form.
+pub(crate) mod console_cancel;
 /// The console's template pages: list, editor, save, history and rollback.
 pub(crate) mod console_templates;
 /// The per-address rate of anonymous push follows.

@@ -9,8 +9,9 @@ use super::outbox::{message_from_row, MESSAGE_COLUMNS};
 use super::SqliteStore;
 use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusChangeId};
 use crate::store::{
-    parsed, supersede_reason, superseded_reasons, At, Broadcast, BroadcastStore, IdempotencyClaim,
-    MessageView, NewStatusChange, Reach, StartOutcome, StoreResult, TimeColumn,
+    parsed, supersede_reason, withdrawn_reasons, At, Broadcast, BroadcastCancel, BroadcastStore,
+    CancelOutcome, IdempotencyClaim, MessageView, NewStatusChange, Reach, StartOutcome,
+    StoreResult, TimeColumn,
 };
 
 /// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
@@ -72,7 +73,8 @@ where
 /// Reads broadcasts with their status changes; callers add the WHERE clause.
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
                     s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
-                    s.audience, s.affected_from, s.affected_until, s.headline_cy, s.details_cy
+                    s.audience, s.affected_from, s.affected_until, s.headline_cy, s.details_cy,
+                    b.cancelled_at, b.cancelled_by, b.cancel_reason
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
@@ -102,7 +104,24 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
             affected_from: row.time_opt("affected_from")?,
             affected_until: row.time_opt("affected_until")?,
         },
+        cancel: cancel_from_row(row)?,
     })
+}
+
+/// The cancel of a broadcast row, if it was cancelled.
+fn cancel_from_row(row: &SqliteRow) -> StoreResult<Option<BroadcastCancel>> {
+    let Some(at) = row.time_opt("cancelled_at")? else {
+        return Ok(None);
+    };
+    Ok(Some(BroadcastCancel {
+        at,
+        by: row
+            .try_get::<Option<String>, _>("cancelled_by")?
+            .unwrap_or_default(),
+        reason: row
+            .try_get::<Option<String>, _>("cancel_reason")?
+            .unwrap_or_default(),
+    }))
 }
 
 #[async_trait]
@@ -274,18 +293,78 @@ impl BroadcastStore for SqliteStore {
         .rows_affected())
     }
 
-    async fn superseded_among(
+    async fn cancel_broadcast(
+        &self,
+        id: BroadcastId,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<CancelOutcome>> {
+        let mut tx = self.begin_write().await?;
+        let first = sqlx::query(
+            "UPDATE broadcasts SET cancelled_at = $1, cancelled_by = $2, cancel_reason = $3
+             WHERE id = $4 AND cancelled_at IS NULL",
+        )
+        .bind(At(now))
+        .bind(by)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(
+            "SELECT cancelled_at, cancelled_by, cancel_reason FROM broadcasts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cancel) = row.as_ref().map(cancel_from_row).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        let cancelled_now = if first {
+            Some(
+                sqlx::query(
+                    "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+                     WHERE broadcast_id = $3 AND state = 'queued'",
+                )
+                .bind(cancel.message_reason())
+                .bind(At(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            )
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(Some(CancelOutcome {
+            cancel,
+            cancelled_now,
+        }))
+    }
+
+    async fn withdrawn_among(
         &self,
         broadcast_ids: &[BroadcastId],
     ) -> StoreResult<Vec<(BroadcastId, String)>> {
-        let rows: Vec<(BroadcastId, StatusChangeId, String)> = sqlx::query_as(
+        let ids = serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into());
+        let superseded: Vec<(BroadcastId, StatusChangeId, String)> = sqlx::query_as(
             "SELECT b.id, s.id, s.kind FROM broadcasts b JOIN status_changes s ON s.id = b.superseded_by
              WHERE b.id IN (SELECT value FROM json_each($1))",
         )
-        .bind(serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into()))
+        .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        Ok(superseded_reasons(rows))
+        let cancelled: Vec<(BroadcastId, String, String)> = sqlx::query_as(
+            "SELECT id, COALESCE(cancelled_by, ''), COALESCE(cancel_reason, '') FROM broadcasts
+             WHERE cancelled_at IS NOT NULL AND id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(withdrawn_reasons(superseded, cancelled))
     }
 
     async fn broadcast_counts(
