@@ -276,3 +276,65 @@ pub trait BroadcastStore: Send + Sync {
         state: Option<MessageState>,
     ) -> StoreResult<Vec<MessageView>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::withdrawn_reasons;
+
+    fn change() -> NewStatusChange {
+        NewStatusChange {
+            kind: StatusKind::Closed,
+            headline: "Closed.".into(),
+            details: None,
+            headline_cy: None,
+            details_cy: None,
+            starts_at: None,
+            ends_at: None,
+            created_by: "test".into(),
+            reach: Reach::default(),
+        }
+    }
+
+    #[test]
+    fn a_cancel_names_the_person_and_wins_over_a_supersede() {
+        let mut broadcast = Broadcast::unrecorded(PracticeId::new(1), &change(), Utc::now());
+        assert_eq!(broadcast.stopped_reason(), None);
+        broadcast.superseded_by = Some(StatusChangeId::new(7));
+        assert_eq!(
+            broadcast.stopped_reason().as_deref(),
+            Some("superseded by status change 7")
+        );
+        broadcast.cancel = Some(BroadcastCancel {
+            at: Utc::now(),
+            by: "user:reception".into(),
+            reason: "Wrong practice".into(),
+        });
+        assert_eq!(
+            broadcast.stopped_reason().as_deref(),
+            Some("broadcast cancelled by user:reception: Wrong practice")
+        );
+    }
+
+    #[test]
+    fn withdrawn_broadcasts_are_listed_once_each() {
+        let (one, two) = (BroadcastId::new(1), BroadcastId::new(2));
+        let reasons = withdrawn_reasons(
+            vec![
+                (one, StatusChangeId::new(9), "restored".into()),
+                (two, StatusChangeId::new(9), "restored".into()),
+            ],
+            vec![(two, "key:gw_1".into(), "Sent twice".into())],
+        );
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    two,
+                    "broadcast cancelled by key:gw_1: Sent twice".to_string()
+                ),
+                (one, "superseded by status change 9 (restored)".to_string()),
+            ]
+        );
+    }
+}
