@@ -29,6 +29,7 @@ mod sms_peer;
 mod staff;
 mod staff_texts;
 mod status_feeds;
+mod status_page;
 mod templates;
 mod tenancy;
 
@@ -149,6 +150,8 @@ fn main() {
         staff_texts::a_large_broadcast_needs_a_second_person,
         console_approval::the_console_approves_what_staff_texted,
         status_feeds::supplier_incidents_are_proposed_and_sent_only_when_approved,
+        status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
+        status_page::a_bilingual_practice_shows_welsh_first,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -131,7 +131,7 @@ fn api_routes() -> Router<AppState> {
 
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
-    use crate::web::{console, console_approval, console_templates, push};
+    use crate::web::{console, console_approval, console_templates, push, status_page};
     Router::new()
         .route("/console", get(console::home))
         .route(
@@ -182,6 +182,10 @@ fn page_routes() -> Router<AppState> {
         )
         .route("/static/console.js", get(console::script))
         .route("/static/console.css", get(console::stylesheet))
+        .route("/p/{ods}", get(status_page::status_page))
+        .route("/p/{ods}/feed.atom", get(status_page::feed))
+        .route("/p/{ods}/banner", get(status_page::banner_page))
+        .route("/p/{ods}/banner.html", get(status_page::banner_fragment))
         .route("/p/{ods}/notifications", get(push::signup_page))
         .route("/p/{ods}/notifications/subscribe", post(push::subscribe))
         .route("/p/{ods}/notifications/stop", get(push::stop_page))
