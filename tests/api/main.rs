@@ -160,6 +160,7 @@ fn main() {
         browser::console_refuses_other_practices_and_forged_forms,
         browser::push_signup_stores_the_subscription_for_the_patient,
         browser::service_worker_shows_a_delivered_push_message,
+        browser::public_pages_on_a_phone_pass_the_accessibility_check,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();
