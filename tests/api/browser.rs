@@ -1374,3 +1374,81 @@ pub async fn public_pages_on_a_phone_pass_the_accessibility_check(db: Db) {
     browser.screenshot("public-status-phone.png").await;
     browser.close().await;
 }
+
+/// Every console page on a phone-sized screen (390 px wide): none scrolls sideways, so the
+/// status form, the approvals and a broadcast's progress can be used from a phone.
+pub async fn console_pages_fit_a_phone(db: Db) {
+    let app = spawn_app(db).await;
+    create_user(
+        app.state.store.as_ref(),
+        "alice.admin",
+        PASSWORD,
+        KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    let (ods, name) = RIVERSIDE;
+    practice(&app, ods, name, json!([sms_patient(1), email_patient(2)])).await;
+    let key = app.practice_with_key("B10003", "Brookside Surgery").await;
+    let posted = app
+        .post(
+            "/api/v1/practices/B10003/status",
+            &key,
+            &json!({ "kind": "closed", "headline": "Closed for staff training this afternoon", "details": "We reopen at 8am tomorrow." }),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
+    let broadcast = posted.body["id"].as_i64().expect("broadcast id");
+    let browser = Browser::open(&app).await;
+    browser.sign_in("alice.admin", PASSWORD).await;
+    browser.find("#practices").await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    let pages = [
+        (
+            "/console/practices".to_string(),
+            "console-phone-practices.png",
+        ),
+        (
+            format!("/console/practices/{ods}"),
+            "console-phone-status-form.png",
+        ),
+        (
+            format!("/console/practices/{ods}/approvals"),
+            "console-phone-approvals.png",
+        ),
+        (
+            format!("/console/broadcasts/{broadcast}"),
+            "console-phone-broadcast.png",
+        ),
+        ("/console/templates".to_string(), ""),
+        ("/console/templates/status.closed/sms".to_string(), ""),
+        ("/console/audit".to_string(), ""),
+    ];
+    let mut wide = Vec::new();
+    for (path, screenshot) in &pages {
+        browser.goto(path).await;
+        browser.find("main h1").await;
+        if !browser.fits_width().await {
+            let widest = browser
+                .run(
+                    "let w = null; for (const e of document.querySelectorAll('main *')) { if (e.getBoundingClientRect().right > window.innerWidth + 1 && (!w || e.contains(w) === false)) { w = e; } } return w ? w.outerHTML.slice(0, 200) : null;",
+                    vec![],
+                )
+                .await;
+            wide.push(format!("{path}: {widest}"));
+        }
+        if !screenshot.is_empty() {
+            browser.screenshot(screenshot).await;
+        }
+    }
+    assert!(
+        wide.is_empty(),
+        "pages wider than a phone:\n{}",
+        wide.join("\n")
+    );
+    browser.close().await;
+}

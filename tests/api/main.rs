@@ -161,6 +161,7 @@ fn main() {
         browser::push_signup_stores_the_subscription_for_the_patient,
         browser::service_worker_shows_a_delivered_push_message,
         browser::public_pages_on_a_phone_pass_the_accessibility_check,
+        browser::console_pages_fit_a_phone,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();
