@@ -13,6 +13,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod groups;
 mod helpers;
 mod imports;
 mod isolation_cluster;
@@ -152,6 +153,7 @@ fn main() {
         status_feeds::supplier_incidents_are_proposed_and_sent_only_when_approved,
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
+        groups::a_group_change_gives_each_practice_its_own_broadcast_once,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -24,8 +24,8 @@ pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use ids::{
     ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
-    MessageId, PatientId, PracticeId, ProposalId, StaffNumberId, StatusChangeId, TemplateVersionId,
-    UserId,
+    MessageId, PatientId, PracticeId, ProposalId, StaffNumberId, StatusChangeId, StatusGroupId,
+    TemplateVersionId, UserId,
 };
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};

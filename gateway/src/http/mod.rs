@@ -55,8 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, imports, patients, practices, proposals, push, receipts, staff,
-        status, templates,
+        appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
+        staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -97,6 +97,8 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/appointments/{external_ref}/changes",
             post(appointments::change),
         )
+        .route("/status-groups", post(groups::post))
+        .route("/status-groups/{id}", get(groups::show))
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
         .route("/messages/{id}", get(broadcasts::message))

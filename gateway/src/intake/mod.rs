@@ -5,6 +5,8 @@
 pub mod appointments;
 /// Proposed status changes and their approval (console, API, or a code texted to staff).
 pub mod approval;
+/// One status change to many practices (a list, a tag, or all), each its own broadcast.
+pub mod groups;
 /// CSV import of patient lists: streamed, checked row by row, resumable, with a report.
 pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.
