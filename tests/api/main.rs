@@ -23,6 +23,7 @@ mod isolation_push;
 mod isolation_render;
 mod isolation_uploads;
 mod metrics;
+mod practice_senders;
 mod providers_e2e;
 mod push_pages;
 mod receipts;
@@ -77,6 +78,7 @@ fn main() {
         broadcasts::newer_status_change_withdraws_unsent_messages,
         broadcasts::quiet_hours_hold_bulk_sms_and_push_but_not_email,
         tenancy::another_practice_sees_nothing,
+        practice_senders::each_practice_texts_from_its_own_sender,
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,

@@ -60,7 +60,10 @@ fn api_routes() -> Router<AppState> {
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
-        .route("/practices/{ods}", get(practices::show))
+        .route(
+            "/practices/{ods}",
+            get(practices::show).patch(practices::change_senders),
+        )
         .route("/practices/{ods}/patients", post(patients::upsert))
         .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))

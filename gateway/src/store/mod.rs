@@ -82,7 +82,7 @@ pub use patients::{
     PatientView, UpsertSummary,
 };
 pub use postgres::PostgresStore;
-pub use practices::{NewPractice, Practice, PracticeStore};
+pub use practices::{NewPractice, Practice, PracticeSenders, PracticeStore};
 pub use proposals::{
     ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
     ProposalOrigin, ProposalState, ProposalStore,
