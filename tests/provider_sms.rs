@@ -105,6 +105,11 @@ impl Peer {
         Self { url, seen }
     }
 
+    /// Every request the peer got, in order.
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
     /// The one request the peer got.
     fn only_request(&self) -> Seen {
         let seen = self.seen.lock().unwrap();
@@ -193,6 +198,7 @@ fn outgoing() -> Outgoing {
             ods_code: "A12345".into(),
             name: "Oak Surgery".into(),
             reply_to: None,
+            ..Default::default()
         },
         unsubscribe_url: None,
         push: None,
@@ -760,7 +766,7 @@ async fn webhook_posts_signed_json_with_extra_headers() {
     let body: Value = serde_json::from_slice(&seen.body).unwrap();
     assert_eq!(
         body,
-        json!({"message_id": 42, "channel": "sms", "to": TO, "body": TEXT, "practice": "A12345"})
+        json!({"message_id": 42, "channel": "sms", "to": TO, "body": TEXT, "practice": "A12345", "from": null})
     );
 }
 
@@ -938,4 +944,143 @@ fn invalid_settings_are_explained() {
     email.channel = Channel::Email;
     let wrong_channel = gateway::providers::check_config(&email).unwrap_err();
     assert!(wrong_channel.contains("sms only"), "{wrong_channel}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Each practice sends as itself
+
+/// A message from practice `ods`, with its own SMS sender if it has one.
+fn from_practice(ods: &str, sender: Option<&str>) -> Outgoing {
+    let mut message = outgoing();
+    message.practice = PracticeRef {
+        ods_code: ods.into(),
+        name: format!("Surgery {ods}"),
+        sms_sender: sender.map(str::to_string),
+        ..Default::default()
+    };
+    message
+}
+
+/// Two practices' messages and one from a practice without a sender, in that order.
+fn three_practices() -> [Outgoing; 3] {
+    [
+        from_practice("A11111", Some("RIVERSIDE")),
+        from_practice("B22222", Some("Beta Surg")),
+        from_practice("C33333", None),
+    ]
+}
+
+#[tokio::test]
+async fn twilio_sends_each_practice_from_its_own_sender() {
+    let peer = Peer::start(Reply::json(201, twilio_created())).await;
+    let provider = build("twilio", twilio_settings(&peer.url)).unwrap();
+    for message in three_practices() {
+        provider.send(&message).await.unwrap();
+    }
+    let senders: Vec<String> = peer
+        .requests()
+        .iter()
+        .map(|seen| {
+            form_fields(&seen.body)
+                .into_iter()
+                .find(|(name, _)| name == "From")
+                .map(|(_, value)| value)
+                .unwrap_or_default()
+        })
+        .collect();
+    // The practice without a sender goes from the provider's configured `from`.
+    assert_eq!(senders, ["RIVERSIDE", "Beta Surg", "+447700900001"]);
+}
+
+#[tokio::test]
+async fn twilio_messaging_service_adds_the_practice_sender_as_from() {
+    let peer = Peer::start(Reply::json(201, twilio_created())).await;
+    let provider = build(
+        "twilio",
+        json!({
+            "base_url": peer.url,
+            "account_sid": SID,
+            "auth_token_env": secret(TOKEN),
+            "messaging_service_sid": "MG0123456789abcdef0123456789abcdef",
+        }),
+    )
+    .unwrap();
+    for message in three_practices() {
+        provider.send(&message).await.unwrap();
+    }
+    let froms: Vec<Option<String>> = peer
+        .requests()
+        .iter()
+        .map(|seen| {
+            let fields = form_fields(&seen.body);
+            assert!(fields.iter().any(|(name, _)| name == "MessagingServiceSid"));
+            fields
+                .into_iter()
+                .find(|(name, _)| name == "From")
+                .map(|(_, value)| value)
+        })
+        .collect();
+    assert_eq!(
+        froms,
+        [
+            Some("RIVERSIDE".to_string()),
+            Some("Beta Surg".to_string()),
+            None
+        ]
+    );
+}
+
+#[tokio::test]
+async fn webhook_carries_each_practice_sender_as_from() {
+    let peer = Peer::start(Reply::json(200, json!({"id": "gw-1"}))).await;
+    let provider = build("webhook", webhook_settings(&peer.url)).unwrap();
+    for message in three_practices() {
+        provider.send(&message).await.unwrap();
+    }
+    let bodies: Vec<Value> = peer
+        .requests()
+        .iter()
+        .map(|seen| serde_json::from_slice(&seen.body).unwrap())
+        .collect();
+    let pairs: Vec<(Value, Value)> = bodies
+        .iter()
+        .map(|b| (b["practice"].clone(), b["from"].clone()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (json!("A11111"), json!("RIVERSIDE")),
+            (json!("B22222"), json!("Beta Surg")),
+            (json!("C33333"), Value::Null),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn notify_maps_each_practice_sender_to_its_registered_sender_id() {
+    const RIVERSIDE_ID: &str = "11111111-2222-4333-8444-555555555555";
+    const DEFAULT_ID: &str = "99999999-2222-4333-8444-555555555555";
+    let peer = Peer::start(Reply::json(201, notify_created())).await;
+    let mut settings = notify_settings(&peer.url);
+    settings["sms_sender_ids"] = json!({ "RIVERSIDE": RIVERSIDE_ID });
+    settings["sms_sender_id"] = json!(DEFAULT_ID);
+    let provider = build("notify", settings).unwrap();
+    for message in three_practices() {
+        provider.send(&message).await.unwrap();
+    }
+    let ids: Vec<Value> = peer
+        .requests()
+        .iter()
+        .map(|seen| serde_json::from_slice::<Value>(&seen.body).unwrap()["sms_sender_id"].clone())
+        .collect();
+    // Beta's sender is not registered in the Notify service: the configured default.
+    assert_eq!(
+        ids,
+        [json!(RIVERSIDE_ID), json!(DEFAULT_ID), json!(DEFAULT_ID)]
+    );
+
+    let mut bad = notify_settings(&peer.url);
+    bad["sms_sender_ids"] = json!({ "RIVERSIDE": "not-a-uuid" });
+    let refused = build("notify", bad).err().unwrap();
+    assert!(refused.contains("sms_sender_ids.RIVERSIDE"), "{refused}");
 }

@@ -77,6 +77,7 @@ fn outgoing(priority: Priority) -> Outgoing {
             ods_code: "A12345".into(),
             name: PRACTICE.into(),
             reply_to: Some(REPLY_TO.into()),
+            ..Default::default()
         },
         unsubscribe_url: Some(UNSUBSCRIBE.into()),
         push: None,
@@ -219,6 +220,64 @@ async fn configured_name_is_used_when_the_practice_has_none() {
     let parsed = MessageParser::default().parse(&received[0].data).unwrap();
     let from = parsed.from().and_then(|a| a.first()).unwrap();
     assert_eq!(from.name(), Some("Gateway"));
+}
+
+#[tokio::test]
+async fn two_practices_send_under_their_own_display_names_and_reply_to() {
+    let server = Server::start(Script::default()).await;
+    let smtp = provider(settings(&server));
+    let mut riverside = outgoing(Priority::Urgent);
+    riverside.practice = PracticeRef {
+        ods_code: "A11111".into(),
+        name: "Riverside Surgery".into(),
+        reply_to: Some("reception@riverside.example.nhs.uk".into()),
+        email_display_name: Some("Riverside Surgery, Leeds".into()),
+        ..Default::default()
+    };
+    let mut beta = outgoing(Priority::Urgent);
+    beta.practice = PracticeRef {
+        ods_code: "B22222".into(),
+        name: "Beta Surgery".into(),
+        reply_to: Some("hello@beta.example.nhs.uk".into()),
+        email_display_name: Some("Beta Surgery — Ŵ".into()),
+        ..Default::default()
+    };
+    smtp.send(&riverside).await.unwrap();
+    smtp.send(&beta).await.unwrap();
+
+    let seen: Vec<(String, String, String, String)> = server
+        .received()
+        .iter()
+        .map(|got| {
+            let message = MessageParser::default().parse(&got.data).unwrap();
+            let from = message.from().and_then(|a| a.first()).unwrap();
+            let reply_to = message.reply_to().and_then(|a| a.first()).unwrap();
+            (
+                from.name().unwrap_or_default().to_string(),
+                from.address().unwrap_or_default().to_string(),
+                reply_to.name().unwrap_or_default().to_string(),
+                reply_to.address().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // The address stays the provider's; the name and Reply-To are each practice's own.
+    assert_eq!(
+        seen,
+        [
+            (
+                "Riverside Surgery, Leeds".to_string(),
+                "noreply@example.nhs.uk".to_string(),
+                "Riverside Surgery, Leeds".to_string(),
+                "reception@riverside.example.nhs.uk".to_string(),
+            ),
+            (
+                "Beta Surgery — Ŵ".to_string(),
+                "noreply@example.nhs.uk".to_string(),
+                "Beta Surgery — Ŵ".to_string(),
+                "hello@beta.example.nhs.uk".to_string(),
+            ),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -134,6 +134,7 @@ fn message(address: String, keys: Option<PushKeys>, priority: Priority) -> Outgo
             ods_code: "A81001".into(),
             name: "High Street Surgery".into(),
             reply_to: None,
+            ..Default::default()
         },
         unsubscribe_url: None,
         push: keys,

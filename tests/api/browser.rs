@@ -54,6 +54,10 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// axe-core, the accessibility checker, injected into pages under test (see
+/// `tests/support/axe/README.md`).
+const AXE: &str = include_str!("../support/axe/axe.min.js");
+
 /// Why the browser tests cannot run here, if they cannot.
 fn missing() -> Option<String> {
     [chromium(), chromedriver()]
@@ -405,6 +409,37 @@ impl Browser {
             std::fs::create_dir_all(&dir).expect("screenshots dir");
             std::fs::write(dir.join(name), png).expect("write screenshot");
         }
+    }
+
+    /// The accessibility problems axe-core finds on the current page that are serious or
+    /// critical, as `rule: element` lines (none is a pass).
+    async fn serious_accessibility_problems(&self) -> Vec<String> {
+        self.run(&format!("{AXE}\n;return typeof axe;"), vec![])
+            .await;
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .flatMap(v => v.nodes.map(n => v.id + ': ' + n.target.join(' ')))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .expect("axe run");
+        serde_json::from_value(found).expect("a list of problems")
+    }
+
+    /// Whether the page fits the window's width: nothing to scroll sideways.
+    async fn fits_width(&self) -> bool {
+        self.run(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+            == json!(true)
     }
 
     /// Fills in and sends the sign-in form.
@@ -1299,6 +1334,121 @@ pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
             "data": { "url": null, "practice": RIVERSIDE.0, "message_id": 4242 },
         }]),
         "{shown}"
+    );
+    browser.close().await;
+}
+
+/// The public status page and the website banner on a phone-sized screen: they fit its
+/// width, and axe-core finds nothing serious or critical on them.
+pub async fn public_pages_on_a_phone_pass_the_accessibility_check(db: Db) {
+    let app = spawn_app(db).await;
+    let key = app
+        .practice_with_settings(json!({ "ods_code": "P14101", "name": "Riverside Surgery", "phone": "020 7946 0000", "website": "https://riverside.example" }))
+        .await;
+    let posted = app
+        .post(
+            "/api/v1/practices/P14101/status",
+            &key,
+            &json!({ "kind": "systems_down", "headline": "Our clinical systems are down after a supplier's update", "details": "We can see patients who are already booked. Prescriptions may be delayed." }),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
+    let browser = Browser::open(&app).await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    for path in ["/p/P14101", "/p/P14101/banner"] {
+        browser.goto(path).await;
+        browser.find("h1, .gp-status-banner").await;
+        assert!(
+            browser.fits_width().await,
+            "{path} scrolls sideways on a phone"
+        );
+        let problems = browser.serious_accessibility_problems().await;
+        assert!(problems.is_empty(), "{path}: {problems:#?}");
+    }
+    browser.goto("/p/P14101").await;
+    browser.find("h1").await;
+    browser.screenshot("public-status-phone.png").await;
+    browser.close().await;
+}
+
+/// Every console page on a phone-sized screen (390 px wide): none scrolls sideways, so the
+/// status form, the approvals and a broadcast's progress can be used from a phone.
+pub async fn console_pages_fit_a_phone(db: Db) {
+    let app = spawn_app(db).await;
+    create_user(
+        app.state.store.as_ref(),
+        "alice.admin",
+        PASSWORD,
+        KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    let (ods, name) = RIVERSIDE;
+    practice(&app, ods, name, json!([sms_patient(1), email_patient(2)])).await;
+    let key = app.practice_with_key("B10003", "Brookside Surgery").await;
+    let posted = app
+        .post(
+            "/api/v1/practices/B10003/status",
+            &key,
+            &json!({ "kind": "closed", "headline": "Closed for staff training this afternoon", "details": "We reopen at 8am tomorrow." }),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
+    let broadcast = posted.body["id"].as_i64().expect("broadcast id");
+    let browser = Browser::open(&app).await;
+    browser.sign_in("alice.admin", PASSWORD).await;
+    browser.find("#practices").await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    let pages = [
+        (
+            "/console/practices".to_string(),
+            "console-phone-practices.png",
+        ),
+        (
+            format!("/console/practices/{ods}"),
+            "console-phone-status-form.png",
+        ),
+        (
+            format!("/console/practices/{ods}/approvals"),
+            "console-phone-approvals.png",
+        ),
+        (
+            format!("/console/broadcasts/{broadcast}"),
+            "console-phone-broadcast.png",
+        ),
+        ("/console/templates".to_string(), ""),
+        ("/console/templates/status.closed/sms".to_string(), ""),
+        ("/console/audit".to_string(), ""),
+    ];
+    let mut wide = Vec::new();
+    for (path, screenshot) in &pages {
+        browser.goto(path).await;
+        browser.find("main h1").await;
+        if !browser.fits_width().await {
+            let widest = browser
+                .run(
+                    "let w = null; for (const e of document.querySelectorAll('main *')) { if (e.getBoundingClientRect().right > window.innerWidth + 1 && (!w || e.contains(w) === false)) { w = e; } } return w ? w.outerHTML.slice(0, 200) : null;",
+                    vec![],
+                )
+                .await;
+            wide.push(format!("{path}: {widest}"));
+        }
+        if !screenshot.is_empty() {
+            browser.screenshot(screenshot).await;
+        }
+    }
+    assert!(
+        wide.is_empty(),
+        "pages wider than a phone:\n{}",
+        wide.join("\n")
     );
     browser.close().await;
 }

@@ -14,6 +14,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod groups;
 mod helpers;
 mod imports;
 mod isolation_cluster;
@@ -23,6 +24,7 @@ mod isolation_push;
 mod isolation_render;
 mod isolation_uploads;
 mod metrics;
+mod practice_senders;
 mod providers_e2e;
 mod push_pages;
 mod receipts;
@@ -30,6 +32,7 @@ mod sms_peer;
 mod staff;
 mod staff_texts;
 mod status_feeds;
+mod status_page;
 mod templates;
 mod tenancy;
 
@@ -80,6 +83,7 @@ fn main() {
         cancel::another_practice_cannot_cancel,
         cancel::console_stops_a_broadcast_with_its_csrf_token,
         tenancy::another_practice_sees_nothing,
+        practice_senders::each_practice_texts_from_its_own_sender,
         tenancy::keys_are_required_and_scoped,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,
@@ -154,6 +158,9 @@ fn main() {
         staff_texts::a_large_broadcast_needs_a_second_person,
         console_approval::the_console_approves_what_staff_texted,
         status_feeds::supplier_incidents_are_proposed_and_sent_only_when_approved,
+        status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
+        status_page::a_bilingual_practice_shows_welsh_first,
+        groups::a_group_change_gives_each_practice_its_own_broadcast_once,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
@@ -162,6 +169,8 @@ fn main() {
         browser::console_refuses_other_practices_and_forged_forms,
         browser::push_signup_stores_the_subscription_for_the_patient,
         browser::service_worker_shows_a_delivered_push_message,
+        browser::public_pages_on_a_phone_pass_the_accessibility_check,
+        browser::console_pages_fit_a_phone,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

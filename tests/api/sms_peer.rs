@@ -36,6 +36,8 @@ pub struct Arrival {
     pub message_id: i64,
     /// The practice's ODS code.
     pub practice: String,
+    /// The practice's own sender, if it has one (`from`).
+    pub from: Option<String>,
     /// The number it was for.
     pub to: String,
     /// The text.
@@ -129,6 +131,7 @@ async fn receive(State(state): State<Arc<PeerState>>, Json(body): Json<Value>) -
         at,
         message_id: body["message_id"].as_i64().unwrap_or(-1),
         practice: body["practice"].as_str().unwrap_or_default().to_string(),
+        from: body["from"].as_str().map(str::to_string),
         to: body["to"].as_str().unwrap_or_default().to_string(),
         body: body["body"].as_str().unwrap_or_default().to_string(),
         answer,

@@ -28,6 +28,7 @@ pub async fn practice(
                 timezone: gateway::schedule::PracticeZone::UK,
                 channel_order,
                 bilingual: false,
+                senders: Default::default(),
             },
             Utc::now(),
         )

@@ -9,6 +9,8 @@ pub(crate) mod broadcasts;
 mod caller;
 /// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
 mod extract;
+/// `/status-groups`: one status change to many practices, and its progress.
+pub(crate) mod groups;
 /// `POST /practices/{ods}/patients/import`: a CSV list of patients.
 pub(crate) mod imports;
 /// `/practices/{ods}/patients`: a JSON batch of patients with their contacts.

@@ -1,4 +1,5 @@
-//! `/practices`: admins add practices; each key sees the practices it may.
+//! `/practices`: admins add practices; each key sees the practices it may; a practice's own
+//! key (or an admin) changes who its messages are from.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,10 +10,15 @@ use serde::{Deserialize, Serialize};
 use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
-use crate::domain::{Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber};
+use crate::domain::{
+    Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber, SmsSender,
+};
 use crate::http::ApiError;
 use crate::schedule::PracticeZone;
-use crate::store::{AuditEntry, NewPractice, Practice};
+use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
+
+/// The longest email display name taken.
+const MAX_DISPLAY_NAME: usize = 100;
 
 /// A practice to add.
 #[derive(Debug, Deserialize)]
@@ -33,6 +39,34 @@ pub struct CreatePractice {
     /// Send every message in Welsh and English, Welsh first.
     #[serde(default)]
     bilingual: bool,
+    /// What its texts show as the sender: a sender ID or a phone number.
+    #[serde(default)]
+    sms_sender: Option<String>,
+    /// The display name its emails come from.
+    #[serde(default)]
+    email_display_name: Option<String>,
+}
+
+/// A change to who a practice's messages are from. A field left out stays as it is; `null`
+/// or `""` clears it (back to the provider's sender, the practice's name, no Reply-To).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSenders {
+    #[serde(default, deserialize_with = "present")]
+    sms_sender: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email_display_name: Option<Option<String>>,
+    /// Where replies to its email go.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// A field that was given, `null` included (left out: `None` by `default`).
+fn present<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// A practice as the API shows it.
@@ -46,6 +80,10 @@ pub struct PracticeView {
     timezone: String,
     channel_order: Vec<Channel>,
     bilingual: bool,
+    /// `null`: each SMS provider's configured sender.
+    sms_sender: Option<String>,
+    /// `null`: the practice's name.
+    email_display_name: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -60,6 +98,8 @@ impl From<&Practice> for PracticeView {
             timezone: p.timezone.to_string(),
             channel_order: p.channel_order.channels().to_vec(),
             bilingual: p.bilingual,
+            sms_sender: p.senders.sms_sender.as_ref().map(|s| s.to_string()),
+            email_display_name: p.senders.email_display_name.clone(),
             created_at: p.created_at,
         }
     }
@@ -103,19 +143,10 @@ impl CreatePractice {
                 "must be a web address of at most 200 characters",
             ));
         }
-        let email = match self
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            Some(e) => EmailAddress::parse(e)
-                .map(|e| Some(e.to_string()))
-                .unwrap_or_else(|e| {
-                    errors.push(Invalid::new("email", e.reason));
-                    None
-                }),
-            None => None,
+        let email = parse_email(self.email.as_deref(), &mut errors);
+        let senders = PracticeSenders {
+            sms_sender: parse_sms_sender(self.sms_sender.as_deref(), &mut errors),
+            email_display_name: parse_display_name(self.email_display_name.as_deref(), &mut errors),
         };
         let timezone = self
             .timezone
@@ -144,9 +175,64 @@ impl CreatePractice {
                     timezone,
                     channel_order,
                     bilingual: self.bilingual,
+                    senders,
                 })
             }
             _ => Err(errors),
+        }
+    }
+}
+
+/// Where replies go: an email address, or none if blank.
+fn parse_email(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<String> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
+    EmailAddress::parse(text)
+        .map(|e| e.to_string())
+        .map_err(|e| errors.push(Invalid::new("email", e.reason)))
+        .ok()
+}
+
+/// The practice's SMS sender, or none if blank.
+fn parse_sms_sender(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<SmsSender> {
+    let text = text.filter(|t| !t.trim().is_empty())?;
+    SmsSender::parse(text)
+        .map_err(|e| errors.push(Invalid::new("sms_sender", e.to_string())))
+        .ok()
+}
+
+/// An email display name: one line of at most [`MAX_DISPLAY_NAME`] characters, or none if
+/// blank.
+fn parse_display_name(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<String> {
+    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
+    if text.chars().count() > MAX_DISPLAY_NAME || text.chars().any(char::is_control) {
+        errors.push(Invalid::new(
+            "email_display_name",
+            format!("must be one line of at most {MAX_DISPLAY_NAME} characters"),
+        ));
+        return None;
+    }
+    Some(text.to_string())
+}
+
+impl ChangeSenders {
+    /// The practice's senders and `email` with this change applied.
+    fn apply(self, practice: &Practice) -> Result<(PracticeSenders, Option<String>), Vec<Invalid>> {
+        let mut errors = Vec::new();
+        let mut senders = practice.senders.clone();
+        let mut email = practice.email.clone();
+        if let Some(text) = self.sms_sender {
+            senders.sms_sender = parse_sms_sender(text.as_deref(), &mut errors);
+        }
+        if let Some(text) = self.email_display_name {
+            senders.email_display_name = parse_display_name(text.as_deref(), &mut errors);
+        }
+        if let Some(text) = self.email {
+            email = parse_email(text.as_deref(), &mut errors);
+        }
+        if errors.is_empty() {
+            Ok((senders, email))
+        } else {
+            Err(errors)
         }
     }
 }
@@ -201,4 +287,45 @@ pub async fn show(
 ) -> Result<Json<PracticeView>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
     Ok(Json(PracticeView::from(&practice)))
+}
+
+/// `PATCH /practices/{ods}` (admin or the practice's own key): changes who the practice's
+/// messages are from: `sms_sender`, `email_display_name` and `email` (where replies go).
+pub async fn change_senders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ods): Path<String>,
+    ApiJson(body): ApiJson<ChangeSenders>,
+) -> Result<Json<PracticeView>, ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    let (senders, email) = body.apply(&practice).map_err(ApiError::Validation)?;
+    let now = Utc::now();
+    let changed = state
+        .store
+        .set_practice_senders(practice.id, &senders, email.as_deref())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no practice {}", practice.ods_code)))?;
+    // Messages this process sends next go from the new senders at once.
+    state.dispatch.forget_practice(practice.id);
+    state
+        .store
+        .audit(
+            &AuditEntry {
+                actor: caller.actor.clone(),
+                action: "practice.senders_changed".into(),
+                practice_id: Some(practice.id),
+                subject: Some(format!("practice:{}", practice.ods_code)),
+                details: Some(
+                    serde_json::json!({
+                        "sms_sender": senders.sms_sender.as_ref().map(|s| s.to_string()),
+                        "email_display_name": senders.email_display_name,
+                        "email": email,
+                    })
+                    .to_string(),
+                ),
+            },
+            now,
+        )
+        .await?;
+    Ok(Json(PracticeView::from(&changed)))
 }

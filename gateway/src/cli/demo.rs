@@ -216,6 +216,7 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         timezone: PracticeZone::parse(&state.config.practice_defaults.timezone)?,
         channel_order: ChannelOrder::parse("sms,email,push")?,
         bilingual: false,
+        senders: Default::default(),
     };
     Ok(state
         .store

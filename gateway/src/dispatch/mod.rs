@@ -80,6 +80,12 @@ impl DispatchControl {
         }
     }
 
+    /// Forgets what dispatch read of a practice, so its next message sees its changes.
+    pub fn forget_practice(&self, practice_id: PracticeId) {
+        let mut known = self.practices.lock().unwrap_or_else(|e| e.into_inner());
+        known.remove(&practice_id);
+    }
+
     /// Records that broadcast `newer` of the practice supersedes every earlier one: their
     /// messages still held by workers are not sent.
     pub fn supersede(&self, practice_id: PracticeId, newer: BroadcastId, reason: String) {
@@ -150,7 +156,14 @@ impl DispatchControl {
 struct PracticeInfo {
     reference: PracticeRef,
     timezone: PracticeZone,
+    /// When it was read: it is read again after [`PRACTICE_REREAD`].
+    read_at: std::time::Instant,
 }
+
+/// How long dispatch trusts what it read of a practice. A change through this process's
+/// API is seen at once (see [`DispatchControl::forget_practice`]); one through another
+/// instance (a new SMS sender, say) within this long.
+const PRACTICE_REREAD: Duration = Duration::from_secs(30);
 
 /// One dispatch worker: a claimer feeding per-channel lanes, a sender per channel, and a
 /// writer recording outcomes in batches.
@@ -486,12 +499,15 @@ impl Dispatcher {
         }
     }
 
-    /// What dispatch knows of a practice, read once per process and then remembered.
+    /// What dispatch knows of a practice, read once and then remembered for a while (see
+    /// [`PRACTICE_REREAD`]), so messages cost no query each.
     async fn practice(&self, practice_id: PracticeId) -> Result<PracticeInfo, StoreError> {
         let known = |id| {
             self.control.practices.lock().ok().and_then(
                 |m: std::sync::MutexGuard<'_, HashMap<PracticeId, PracticeInfo>>| {
-                    m.get(&id).cloned()
+                    m.get(&id)
+                        .filter(|p| p.read_at.elapsed() < PRACTICE_REREAD)
+                        .cloned()
                 },
             )
         };
@@ -500,16 +516,14 @@ impl Dispatcher {
         }
         let info = match self.store.practice_by_id(practice_id).await? {
             Some(p) => PracticeInfo {
+                reference: PracticeRef::of(&p),
                 timezone: p.timezone,
-                reference: PracticeRef {
-                    ods_code: p.ods_code.to_string(),
-                    name: p.name,
-                    reply_to: p.email,
-                },
+                read_at: std::time::Instant::now(),
             },
             None => PracticeInfo {
                 reference: PracticeRef::default(),
                 timezone: PracticeZone::UK,
+                read_at: std::time::Instant::now(),
             },
         };
         if let Ok(mut m) = self.control.practices.lock() {

@@ -100,6 +100,10 @@ row_id!(
     /// A status change proposed by a staff text or a status source, waiting for approval.
     ProposalId
 );
+row_id!(
+    /// One status change sent to many practices, each with its own broadcast.
+    StatusGroupId
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ mod ods_code;
 mod phone;
 mod push_endpoint;
 mod rate;
+mod sms_sender;
 mod status;
 
 pub use appointment::{
@@ -24,8 +25,8 @@ pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use ids::{
     ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
-    MessageId, PatientId, PracticeId, ProposalId, StaffNumberId, StatusChangeId, TemplateVersionId,
-    UserId,
+    MessageId, PatientId, PracticeId, ProposalId, StaffNumberId, StatusChangeId, StatusGroupId,
+    TemplateVersionId, UserId,
 };
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};
@@ -34,6 +35,7 @@ pub use ods_code::OdsCode;
 pub use phone::{PhoneKind, PhoneNumber};
 pub use push_endpoint::{EndpointRules, PushEndpoint, DEFAULT_MAX_ENDPOINT_BYTES};
 pub use rate::Rate;
+pub use sms_sender::{SmsSender, SmsSenderError, MAX_SENDER_ID, MIN_SENDER_ID};
 pub use status::{StatusAudience, StatusKind};
 
 /// Why a value was rejected: which field, and a reason a person can act on.

@@ -55,12 +55,15 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, imports, patients, practices, proposals, push, receipts, staff,
-        status, templates,
+        appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
+        staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
-        .route("/practices/{ods}", get(practices::show))
+        .route(
+            "/practices/{ods}",
+            get(practices::show).patch(practices::change_senders),
+        )
         .route("/practices/{ods}/patients", post(patients::upsert))
         .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
@@ -97,6 +100,8 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/appointments/{external_ref}/changes",
             post(appointments::change),
         )
+        .route("/status-groups", post(groups::post))
+        .route("/status-groups/{id}", get(groups::show))
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
         .route("/broadcasts/{id}/cancel", post(broadcasts::cancel))
@@ -132,7 +137,9 @@ fn api_routes() -> Router<AppState> {
 
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
-    use crate::web::{console, console_approval, console_cancel, console_templates, push};
+    use crate::web::{
+        console, console_approval, console_cancel, console_templates, push, status_page,
+    };
     Router::new()
         .route("/console", get(console::home))
         .route(
@@ -187,6 +194,10 @@ fn page_routes() -> Router<AppState> {
         )
         .route("/static/console.js", get(console::script))
         .route("/static/console.css", get(console::stylesheet))
+        .route("/p/{ods}", get(status_page::status_page))
+        .route("/p/{ods}/feed.atom", get(status_page::feed))
+        .route("/p/{ods}/banner", get(status_page::banner_page))
+        .route("/p/{ods}/banner.html", get(status_page::banner_fragment))
         .route("/p/{ods}/notifications", get(push::signup_page))
         .route("/p/{ods}/notifications/subscribe", post(push::subscribe))
         .route("/p/{ods}/notifications/stop", get(push::stop_page))

@@ -248,6 +248,7 @@ mod tests {
             timezone: crate::schedule::PracticeZone::UK,
             channel_order: ChannelOrder::parse("email,sms").unwrap(),
             bilingual: false,
+            senders: Default::default(),
             created_at: Utc::now(),
         }
     }

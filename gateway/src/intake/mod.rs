@@ -7,6 +7,8 @@ pub mod appointments;
 pub mod approval;
 /// Stopping a broadcast: its unsent messages cancelled, with who did it and why.
 pub mod cancel;
+/// One status change to many practices (a list, a tag, or all), each its own broadcast.
+pub mod groups;
 /// CSV import of patient lists: streamed, checked row by row, resumable, with a report.
 pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.

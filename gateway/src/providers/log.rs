@@ -60,6 +60,21 @@ impl LogProvider {
     }
 }
 
+/// Who the message would be from: the practice's SMS sender for a text (`None`: the SMS
+/// provider's own), its email display name for an email.
+fn sender(message: &Outgoing) -> Option<&str> {
+    let practice = &message.practice;
+    match message.channel {
+        Channel::Sms => practice.sms_sender.as_deref(),
+        Channel::Email => practice
+            .email_display_name
+            .as_deref()
+            .or(Some(practice.name.as_str()))
+            .filter(|name| !name.is_empty()),
+        Channel::Push => None,
+    }
+}
+
 #[async_trait]
 impl Provider for LogProvider {
     fn name(&self) -> &str {
@@ -78,6 +93,8 @@ impl Provider for LogProvider {
             "provider_ref": reference,
             "channel": message.channel,
             "to": message.address,
+            "practice": message.practice.ods_code,
+            "from": sender(message),
             "subject": message.subject,
             "body": message.body,
             "unsubscribe_url": message.unsubscribe_url,

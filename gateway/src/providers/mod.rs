@@ -27,6 +27,7 @@ pub use self::webpush::{generate_vapid_keys, WebPushProvider};
 
 use crate::config::ProviderConfig;
 use crate::domain::{Channel, Priority};
+use crate::store::Practice;
 
 /// A message handed to a provider.
 #[derive(Debug, Clone)]
@@ -64,6 +65,28 @@ pub struct PracticeRef {
     pub name: String,
     /// Where replies to email should go, if the practice has an address.
     pub reply_to: Option<String>,
+    /// The sender its texts show (a sender ID or an E.164 number), for SMS providers that
+    /// take one per message; `None`: the provider's configured sender.
+    pub sms_sender: Option<String>,
+    /// The display name its emails come from; `None`: its `name`.
+    pub email_display_name: Option<String>,
+}
+
+impl PracticeRef {
+    /// Who a message of `practice` is from.
+    pub fn of(practice: &Practice) -> Self {
+        Self {
+            ods_code: practice.ods_code.to_string(),
+            name: practice.name.clone(),
+            reply_to: practice.email.clone(),
+            sms_sender: practice
+                .senders
+                .sms_sender
+                .as_ref()
+                .map(|s| s.as_str().to_string()),
+            email_display_name: practice.senders.email_display_name.clone(),
+        }
+    }
 }
 
 /// A push subscription's keys (RFC 8291), base64url as the browser gave them.

@@ -1,5 +1,12 @@
 //! The `notify` provider: SMS through GOV.UK Notify's API v2, with a one-placeholder template.
+//!
+//! Notify takes no sender text per message, only `sms_sender_id`: the id of a text message
+//! sender registered in the Notify service's settings. So a practice's own sender is used
+//! only if `sms_sender_ids` maps it (as the practice wrote it) to such an id; a practice
+//! without a mapped sender sends from `sms_sender_id` if set, else from the service's
+//! default sender.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +34,8 @@ pub struct NotifyProvider {
     service_id: String,
     secret_key: String,
     template_id: String,
+    sms_sender_ids: BTreeMap<String, String>,
+    default_sender_id: Option<String>,
 }
 
 /// The `notify` kind's settings.
@@ -40,6 +49,13 @@ struct NotifySettings {
     api_key_env: String,
     /// A text-message template whose whole content is `((body))`.
     template_id: String,
+    /// Practices' SMS senders, as the practices set them, to the ids (UUIDs) of the
+    /// matching senders registered in the Notify service.
+    #[serde(default)]
+    sms_sender_ids: BTreeMap<String, String>,
+    /// The registered sender id for practices whose sender is not in `sms_sender_ids`;
+    /// unset: the service's default sender.
+    sms_sender_id: Option<String>,
     /// Time allowed for one request, in milliseconds.
     timeout_ms: Option<u64>,
 }
@@ -92,6 +108,8 @@ impl NotifyProvider {
             service_id,
             secret_key,
             template_id: settings.template_id,
+            sms_sender_ids: settings.sms_sender_ids,
+            default_sender_id: settings.sms_sender_id,
         })
     }
 
@@ -107,6 +125,18 @@ impl NotifyProvider {
         .ok_or_else(|| SendError::Permanent {
             reason: format!("{}: cannot sign a token with the API key", self.name),
         })
+    }
+
+    /// The registered sender a message goes from: the practice's own if mapped, else the
+    /// configured one; `None`: the service's default.
+    fn sender_id(&self, message: &Outgoing) -> Option<&str> {
+        message
+            .practice
+            .sms_sender
+            .as_ref()
+            .and_then(|sender| self.sms_sender_ids.get(sender))
+            .or(self.default_sender_id.as_ref())
+            .map(String::as_str)
     }
 
     /// Maps a non-2xx answer to our error classes.
@@ -180,6 +210,18 @@ fn check_settings(config: &ProviderConfig) -> Result<NotifySettings, String> {
             settings.template_id
         ));
     }
+    for (sender, id) in &settings.sms_sender_ids {
+        if !is_uuid(id) {
+            return Err(format!(
+                "`sms_sender_ids.{sender}` {id:?} must be a Notify sender id (a UUID)"
+            ));
+        }
+    }
+    if let Some(id) = settings.sms_sender_id.as_ref().filter(|id| !is_uuid(id)) {
+        return Err(format!(
+            "`sms_sender_id` {id:?} must be a Notify sender id (a UUID)"
+        ));
+    }
     if settings.timeout_ms == Some(0) {
         return Err("`timeout_ms` must be at least 1".into());
     }
@@ -231,12 +273,15 @@ impl Provider for NotifyProvider {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
-        let body = json!({
+        let mut body = json!({
             "phone_number": message.address,
             "template_id": self.template_id,
             "personalisation": { "body": message.body },
             "reference": message.message_id.to_string(),
         });
+        if let Some(sender_id) = self.sender_id(message) {
+            body["sms_sender_id"] = json!(sender_id);
+        }
         let response = self
             .client
             .post(&self.url)

@@ -11,8 +11,9 @@
 //! - `username` and `password_env`: together or not at all; `password_env` names the
 //!   environment variable holding the password (secrets never sit in config files).
 //! - `from`: the sending mailbox, such as `"Riverside Surgery <noreply@example.nhs.uk>"`. Each
-//!   message is sent from its address with the practice's name as display name (the configured
-//!   name is used when the practice has none). Its domain ends every Message-ID.
+//!   message is sent from its address with the practice's email display name, else the
+//!   practice's name, as display name (the configured name is used when the practice has
+//!   neither), and with the practice's `email` as Reply-To. Its domain ends every Message-ID.
 //! - `timeout_ms` (default 10000): the time allowed for one message's whole SMTP exchange,
 //!   connecting, TLS and authentication included. A server that takes longer is abandoned (the
 //!   connection is closed, never reused) and the send is retryable.
@@ -274,8 +275,15 @@ impl SmtpProvider {
             message.message_id,
             domain
         );
-        let display_name = Some(message.practice.name.trim())
+        let practice_name = message
+            .practice
+            .email_display_name
+            .as_deref()
+            .map(str::trim)
             .filter(|name| !name.is_empty())
+            .or(Some(message.practice.name.trim()))
+            .filter(|name| !name.is_empty());
+        let display_name = practice_name
             .map(str::to_string)
             .or_else(|| self.from.name.clone());
         let mut builder = Message::builder()
@@ -288,8 +296,8 @@ impl SmtpProvider {
         if let Some(reply_to) = &message.practice.reply_to {
             match reply_to.parse::<Mailbox>() {
                 Ok(mut mailbox) => {
-                    if mailbox.name.is_none() && !message.practice.name.trim().is_empty() {
-                        mailbox.name = Some(message.practice.name.trim().to_string());
+                    if mailbox.name.is_none() {
+                        mailbox.name = practice_name.map(str::to_string);
                     }
                     builder = builder.reply_to(mailbox);
                 }

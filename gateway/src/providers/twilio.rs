@@ -31,7 +31,8 @@ pub struct TwilioProvider {
     status_callback_url: Option<String>,
 }
 
-/// Where Twilio sends from: one number (or sender ID), or a Messaging Service's pool.
+/// Where Twilio sends from when the practice has no sender of its own: one number (or
+/// sender ID), or a Messaging Service's pool.
 enum Sender {
     From(String),
     MessagingService(String),
@@ -48,7 +49,7 @@ struct TwilioSettings {
     account_sid: String,
     /// Environment variable holding the auth token.
     auth_token_env: String,
-    /// Sender: an E.164 number or an alphanumeric sender ID.
+    /// Sender: an E.164 number or an alphanumeric sender ID, for practices without their own.
     from: Option<String>,
     /// Sender: a Messaging Service SID (`MG...`), instead of `from`.
     messaging_service_sid: Option<String>,
@@ -108,10 +109,20 @@ impl TwilioProvider {
     fn form(&self, message: &Outgoing) -> String {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("To", &message.address);
+        // The practice's own sender goes in `From`; with a Messaging Service, Twilio then
+        // sends from it if it is in the service's sender pool (and refuses it otherwise).
+        let practice_sender = message.practice.sms_sender.as_deref();
         match &self.sender {
-            Sender::From(from) => form.append_pair("From", from),
-            Sender::MessagingService(sid) => form.append_pair("MessagingServiceSid", sid),
-        };
+            Sender::From(from) => {
+                form.append_pair("From", practice_sender.unwrap_or(from));
+            }
+            Sender::MessagingService(sid) => {
+                form.append_pair("MessagingServiceSid", sid);
+                if let Some(from) = practice_sender {
+                    form.append_pair("From", from);
+                }
+            }
+        }
         form.append_pair("Body", &message.body);
         if let Some(callback) = &self.status_callback_url {
             form.append_pair("StatusCallback", callback);

@@ -1,7 +1,9 @@
 //! The `webhook` provider: SMS through any HTTP gateway that takes a signed JSON POST.
 //!
 //! The request is `POST {url}` with `Content-Type: application/json` and the body
-//! `{"message_id": 42, "channel": "sms", "to": "+447700900123", "body": "...", "practice": "A12345"}`.
+//! `{"message_id": 42, "channel": "sms", "to": "+447700900123", "body": "...", "practice": "A12345",
+//! "from": "OAKSURGERY"}`, where `from` is the practice's own SMS sender (a sender ID or an
+//! E.164 number), or `null` when the practice has none and the gateway's own default applies.
 //! It carries the configured extra `headers` and one signature header,
 //! `{signature_header}: sha256=<lowercase hex HMAC-SHA256 of the exact body bytes>`, keyed
 //! with the secret in `signing_secret_env`. There is no timestamp header: a receiver that
@@ -227,6 +229,7 @@ impl Provider for WebhookProvider {
             "to": message.address,
             "body": message.body,
             "practice": message.practice.ods_code,
+            "from": message.practice.sms_sender,
         })
         .to_string()
         .into_bytes();

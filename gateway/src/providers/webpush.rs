@@ -560,6 +560,7 @@ mod tests {
                 ods_code: "A81001".into(),
                 name: "High Street Surgery".into(),
                 reply_to: None,
+                ..Default::default()
             },
             unsubscribe_url: None,
             push: Some(PushKeys {

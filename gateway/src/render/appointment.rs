@@ -155,6 +155,7 @@ mod tests {
             timezone: crate::schedule::PracticeZone::UK,
             channel_order: ChannelOrder::parse("sms,email").unwrap(),
             bilingual,
+            senders: Default::default(),
             created_at: Utc::now(),
         }
     }

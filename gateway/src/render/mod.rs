@@ -25,8 +25,8 @@ use tera::Tera;
 
 pub use budget::RenderBudget;
 pub use context::{
-    patient_json, practice_json, status_context, status_context_in, status_json, time_words,
-    uk_date_time, TimeWords,
+    patient_json, practice_json, status_context, status_context_in, status_json, status_wording,
+    time_words, uk_date_time, TimeWords,
 };
 pub use registry::{LoadError, TemplateRegistry};
 

@@ -29,6 +29,8 @@ mod console;
 mod contacts;
 /// Anonymous push followers of a practice.
 mod followers;
+/// Status groups: one status change to many practices.
+mod groups;
 /// Contact-list imports that can resume.
 pub(crate) mod import;
 /// Durable messages, leases, attempts and receipts.
@@ -67,6 +69,7 @@ pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use console::{ConsoleStore, SessionRecord, User};
 pub use contacts::{ContactStore, PushSubscription};
 pub use followers::{Follower, FollowerStore};
+pub use groups::{GroupMember, GroupStart, GroupStore, NewStatusGroup, StatusGroup};
 pub use import::{
     ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedContact,
     ListedPatient,
@@ -80,7 +83,7 @@ pub use patients::{
     PatientView, UpsertSummary,
 };
 pub use postgres::PostgresStore;
-pub use practices::{NewPractice, Practice, PracticeStore};
+pub use practices::{NewPractice, Practice, PracticeSenders, PracticeStore};
 pub use proposals::{
     ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
     ProposalOrigin, ProposalState, ProposalStore,
@@ -137,6 +140,7 @@ pub trait Store:
     + ClusterStore
     + StaffStore
     + ProposalStore
+    + GroupStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{ChannelOrder, OdsCode, PracticeId};
+use crate::domain::{ChannelOrder, OdsCode, PracticeId, SmsSender};
 use crate::schedule::PracticeZone;
 
 /// A practice to add.
@@ -26,6 +26,38 @@ pub struct NewPractice {
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).
     pub bilingual: bool,
+    /// Who its messages are from.
+    pub senders: PracticeSenders,
+}
+
+/// Who a practice's messages are from, as patients see it. Replies to its email go to the
+/// practice's `email`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PracticeSenders {
+    /// What its texts show as the sender; `None`: each SMS provider's configured sender.
+    pub sms_sender: Option<SmsSender>,
+    /// The display name its emails come from (the address stays the provider's); `None`:
+    /// the practice's name.
+    pub email_display_name: Option<String>,
+}
+
+impl PracticeSenders {
+    /// The stored columns read back. A sender that no longer passes the rules (they may
+    /// have grown stricter since it was stored) is dropped with a warning, so the practice
+    /// still sends, from the provider's sender, rather than failing to load.
+    pub fn of_stored(sms_sender: Option<String>, email_display_name: Option<String>) -> Self {
+        let sms_sender = sms_sender.and_then(|text| match SmsSender::parse(&text) {
+            Ok(sender) => Some(sender),
+            Err(e) => {
+                tracing::warn!(sender = %text, "stored SMS sender refused ({e}); using the provider's");
+                None
+            }
+        });
+        Self {
+            sms_sender,
+            email_display_name,
+        }
+    }
 }
 
 /// A stored practice.
@@ -50,6 +82,8 @@ pub struct Practice {
     pub channel_order: ChannelOrder,
     /// Whether every message goes in Welsh and English (Welsh first).
     pub bilingual: bool,
+    /// Who its messages are from.
+    pub senders: PracticeSenders,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -69,4 +103,12 @@ pub trait PracticeStore: Send + Sync {
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
     /// One practice by id.
     async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
+    /// Replaces who a practice's messages are from, and its `email` (where replies go);
+    /// the practice as now stored (`None` if there is no such practice).
+    async fn set_practice_senders(
+        &self,
+        id: PracticeId,
+        senders: &PracticeSenders,
+        email: Option<&str>,
+    ) -> StoreResult<Option<Practice>>;
 }

@@ -20,3 +20,5 @@ pub mod pages;
 pub mod push;
 /// Console sign-in throttling: per user name and per address, and a cap on password checks.
 pub mod signin_guard;
+/// Practices' public status pages, their Atom feeds and website banners (no sign-in).
+pub(crate) mod status_page;

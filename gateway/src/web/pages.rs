@@ -26,6 +26,18 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/console/practice.html"),
     ),
     (
+        "public/status.html",
+        include_str!("../../../templates/web/public/status.html"),
+    ),
+    (
+        "public/banner.html",
+        include_str!("../../../templates/web/public/banner.html"),
+    ),
+    (
+        "public/banner_page.html",
+        include_str!("../../../templates/web/public/banner_page.html"),
+    ),
+    (
         "console/approvals.html",
         include_str!("../../../templates/web/console/approvals.html"),
     ),
@@ -68,6 +80,14 @@ fn tera() -> &'static Result<Tera, String> {
             .map_err(|e| e.to_string())?;
         Ok(tera)
     })
+}
+
+/// Renders page `name` with `context` to its HTML, for answers that set their own headers.
+pub fn render(name: &str, context: &Context) -> Result<String, String> {
+    match tera() {
+        Ok(tera) => tera.render(name, context).map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    }
 }
 
 /// Renders page `name` with `context` and the security headers every page carries.

@@ -46,11 +46,7 @@ impl StaffTexts {
             html: None,
             link: None,
             priority: Priority::Urgent,
-            practice: PracticeRef {
-                ods_code: practice.ods_code.as_str().to_string(),
-                name: practice.name.clone(),
-                reply_to: practice.email.clone(),
-            },
+            practice: PracticeRef::of(practice),
             unsubscribe_url: None,
             push: None,
         };

@@ -9,11 +9,13 @@ use super::PostgresStore;
 use crate::domain::{ChannelOrder, OdsCode, PracticeId};
 use crate::schedule::PracticeZone;
 use crate::store::{
-    unique_violation, At, NewPractice, Practice, PracticeStore, StoreError, StoreResult, TimeColumn,
+    unique_violation, At, NewPractice, Practice, PracticeSenders, PracticeStore, StoreError,
+    StoreResult, TimeColumn,
 };
 
 const PRACTICE_COLUMNS: &str =
-    "id, ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at";
+    "id, ods_code, name, phone, website, email, timezone, channel_order, \
+     bilingual, sms_sender, email_display_name, created_at";
 
 fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
@@ -34,6 +36,10 @@ fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
             reason: e.reason,
         })?,
         bilingual: row.try_get("bilingual")?,
+        senders: PracticeSenders::of_stored(
+            row.try_get("sms_sender")?,
+            row.try_get("email_display_name")?,
+        ),
         created_at: row.time("created_at")?,
     })
 }
@@ -42,8 +48,9 @@ fn practice_from_row(row: &PgRow) -> StoreResult<Practice> {
 impl PracticeStore for PostgresStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
-            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {PRACTICE_COLUMNS}"
+            "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual,
+                 sms_sender, email_display_name, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -53,6 +60,8 @@ impl PracticeStore for PostgresStore {
         .bind(p.timezone.to_string())
         .bind(p.channel_order.to_text())
         .bind(p.bilingual)
+        .bind(p.senders.sms_sender.as_ref().map(|s| s.as_str()))
+        .bind(&p.senders.email_display_name)
         .bind(At(now))
         .fetch_one(&self.pool)
         .await
@@ -84,6 +93,25 @@ impl PracticeStore for PostgresStore {
             "SELECT {PRACTICE_COLUMNS} FROM practices WHERE id = $1"
         ))
         .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(practice_from_row).transpose()
+    }
+
+    async fn set_practice_senders(
+        &self,
+        id: PracticeId,
+        senders: &PracticeSenders,
+        email: Option<&str>,
+    ) -> StoreResult<Option<Practice>> {
+        let row = sqlx::query(&format!(
+            "UPDATE practices SET sms_sender = $2, email_display_name = $3, email = $4
+             WHERE id = $1 RETURNING {PRACTICE_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(senders.sms_sender.as_ref().map(|s| s.as_str()))
+        .bind(&senders.email_display_name)
+        .bind(email)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(practice_from_row).transpose()

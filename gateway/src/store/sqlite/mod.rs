@@ -18,6 +18,8 @@ mod console;
 mod contacts;
 /// Anonymous push followers.
 mod followers;
+/// Staff mobile numbers.
+mod groups;
 /// Contact-list imports.
 mod import;
 /// Durable messages: inserting, claiming, completing.
@@ -26,7 +28,6 @@ mod outbox;
 mod patients;
 /// Practices.
 mod practices;
-/// Staff mobile numbers.
 mod proposals;
 mod staff;
 /// Message templates and their versions.

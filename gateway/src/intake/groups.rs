@@ -1,0 +1,224 @@
+//! One status change sent to many practices at once: by a list of ODS codes, by a practice
+//! tag (every practice on `emis-web`), or to all. Each practice gets its own status change
+//! and broadcast, in its own wording, quiet hours and limits; the group ties them together
+//! under one id and one `Idempotency-Key`.
+//!
+//! The group and its members are recorded first, in one transaction; then each member's
+//! status change is posted with the group as its idempotency key, a few practices at a
+//! time. Posting the same group again (a replay of the key, or after a crash) posts only
+//! what is missing, and never a second broadcast for a practice.
+
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Invalid, OdsCode, StatusGroupId};
+use crate::intake::status::{post_status_change, StatusChangeRequest, StatusChanges};
+use crate::store::{GroupStart, IdempotencyClaim, NewStatusGroup, Practice, StoreError};
+
+/// The most practices one group may reach.
+pub const MAX_GROUP_PRACTICES: usize = 10_000;
+/// Member practices whose status change is being posted at once.
+const POSTING_AT_ONCE: usize = 8;
+
+/// A group status change as a client posts it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRequest {
+    /// The status change every practice gets (as `POST /practices/{ods}/status` takes it).
+    pub status_change: StatusChangeRequest,
+    /// These practices, by ODS code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub practices: Option<Vec<String>>,
+    /// Every practice with this tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Every practice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+/// Why a group was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The request is invalid (its status change, or which practices).
+    #[error("invalid group status change")]
+    Invalid(Vec<Invalid>),
+    /// The Idempotency-Key was used before with a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    KeyReused,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What posting a group did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupPosted {
+    /// The group.
+    pub id: StatusGroupId,
+    /// True when the Idempotency-Key matched an earlier identical request.
+    pub replayed: bool,
+}
+
+impl GroupRequest {
+    /// The practices the request names, each once, in id order, and how they were chosen
+    /// (JSON), or every problem.
+    async fn practices(
+        &self,
+        changes: &StatusChanges,
+    ) -> Result<(Vec<Practice>, String), GroupError> {
+        let store = &changes.store;
+        let chosen = [self.practices.is_some(), self.tag.is_some(), self.all]
+            .iter()
+            .filter(|c| **c)
+            .count();
+        if chosen != 1 {
+            return Err(GroupError::Invalid(vec![Invalid::new(
+                "practices",
+                "give exactly one of practices (ODS codes), tag, or all: true",
+            )]));
+        }
+        let mut practices = Vec::new();
+        let selector;
+        if let Some(codes) = &self.practices {
+            let mut errors = Vec::new();
+            for (i, code) in codes.iter().enumerate() {
+                let found = match OdsCode::parse(code) {
+                    Ok(ods) => store.practice_by_ods(&ods).await?,
+                    Err(_) => None,
+                };
+                match found {
+                    Some(practice) => practices.push(practice),
+                    None => errors.push(Invalid::new(
+                        format!("practices[{i}]"),
+                        format!("no practice {code}"),
+                    )),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(GroupError::Invalid(errors));
+            }
+            selector = serde_json::json!({ "practices": codes });
+        } else if let Some(tag) = &self.tag {
+            let tag = tag.trim().to_ascii_lowercase();
+            for id in store.practices_tagged(std::slice::from_ref(&tag)).await? {
+                if let Some(practice) = store.practice_by_id(id).await? {
+                    practices.push(practice);
+                }
+            }
+            selector = serde_json::json!({ "tag": tag });
+        } else {
+            practices = store.list_practices().await?;
+            selector = serde_json::json!({ "all": true });
+        }
+        let mut seen = BTreeSet::new();
+        practices.retain(|p| seen.insert(p.id));
+        practices.sort_by_key(|p| p.id);
+        if practices.is_empty() {
+            return Err(GroupError::Invalid(vec![Invalid::new(
+                "practices",
+                "no practice matches",
+            )]));
+        }
+        if practices.len() > MAX_GROUP_PRACTICES {
+            return Err(GroupError::Invalid(vec![Invalid::new(
+                "practices",
+                format!("at most {MAX_GROUP_PRACTICES} practices in one group"),
+            )]));
+        }
+        Ok((practices, selector.to_string()))
+    }
+
+    /// A hash of the request's meaning, to tell a retry from a different request.
+    fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+}
+
+/// Records the group and posts each member practice's status change (fanned out) before
+/// returning. A member that cannot be posted is recorded with its reason; the others go on.
+pub async fn post_group(
+    changes: &StatusChanges,
+    request: &GroupRequest,
+    actor: &str,
+    idempotency: Option<(String, String)>,
+) -> Result<GroupPosted, GroupError> {
+    request.status_change.parse(actor).map_err(|errors| {
+        GroupError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| Invalid::new(format!("status_change.{}", e.field), e.reason))
+                .collect(),
+        )
+    })?;
+    let (practices, selector) = request.practices(changes).await?;
+    let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
+        scope: format!("{scope}:status-group"),
+        key,
+        request_hash: request.fingerprint(),
+    });
+    let group = NewStatusGroup {
+        request: serde_json::to_string(&request.status_change).unwrap_or_default(),
+        selector,
+        created_by: actor.to_string(),
+        members: practices.iter().map(|p| p.id).collect(),
+    };
+    let store = &changes.store;
+    let (id, replayed) = match store
+        .start_group(&group, claim.as_ref(), chrono::Utc::now())
+        .await?
+    {
+        GroupStart::Started(id) => (id, false),
+        GroupStart::Replayed(id) => (id, true),
+        GroupStart::KeyReused => return Err(GroupError::KeyReused),
+    };
+    post_members(changes, id, &request.status_change, actor).await?;
+    Ok(GroupPosted { id, replayed })
+}
+
+/// Posts the status change of every member practice that has no broadcast yet, a few at a
+/// time, each keyed by the group so that it is posted once.
+pub async fn post_members(
+    changes: &StatusChanges,
+    id: StatusGroupId,
+    request: &StatusChangeRequest,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let store = &changes.store;
+    let mut waiting = Vec::new();
+    for member in store.group_members(id).await? {
+        if member.broadcast_id.is_none() {
+            if let Some(practice) = store.practice_by_id(member.practice_id).await? {
+                waiting.push(practice);
+            }
+        }
+    }
+    let results: Vec<_> = futures_util::stream::iter(waiting)
+        .map(|practice| async move {
+            let key = Some((format!("group:{id}"), practice.id.to_string()));
+            let posted = post_status_change(changes, &practice, request, actor, key).await;
+            (practice, posted)
+        })
+        .buffer_unordered(POSTING_AT_ONCE)
+        .collect()
+        .await;
+    for (practice, posted) in results {
+        match posted {
+            Ok(posted) => {
+                store
+                    .record_member(id, practice.id, Some(posted.broadcast_id), None)
+                    .await?
+            }
+            Err(e) => {
+                tracing::error!(group = id.get(), practice = %practice.ods_code, error = %e, "a group member's status change failed");
+                store
+                    .record_member(id, practice.id, None, Some(&e.to_string()))
+                    .await?
+            }
+        }
+    }
+    Ok(())
+}

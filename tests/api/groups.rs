@@ -1,0 +1,188 @@
+//! One status change to many practices: each practice gets its own broadcast in its own
+//! wording, exactly once under a replayed Idempotency-Key, with one progress view; only
+//! administrators may send or see a group.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{nhs, spawn_app, Db, TestApp};
+
+/// Practices in the group test.
+const PRACTICES: u32 = 50;
+
+fn ods(p: u32) -> String {
+    format!("G14{p:03}")
+}
+
+/// Practice `p` with two SMS patients of its own, tagged `emis-web` when `p` is even.
+async fn practice(app: &TestApp, p: u32) -> String {
+    let code = ods(p);
+    let key = app.practice_with_key(&code, &format!("Surgery {p}")).await;
+    let patients: Vec<Value> = (0..2)
+        .map(|i| {
+            let n = p * 2 + i;
+            json!({ "nhs_number": nhs(n), "contacts": [{ "channel": "sms", "address": format!("07700 900{n:03}") }] })
+        })
+        .collect();
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{code}/patients"),
+            &key,
+            &json!({ "patients": patients }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    if p.is_multiple_of(2) {
+        let reply = app
+            .request(
+                Method::PUT,
+                &format!("/api/v1/practices/{code}/approval"),
+                Some(&key),
+                Some(&json!({ "tags": ["emis-web"] })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    key
+}
+
+/// Posts a group as `key` with an Idempotency-Key.
+async fn post_group(
+    app: &TestApp,
+    key: &str,
+    idempotency: &str,
+    body: &Value,
+) -> (StatusCode, Value, bool) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/status-groups", app.address))
+        .bearer_auth(key)
+        .header("idempotency-key", idempotency)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    (
+        status,
+        response.json().await.unwrap_or(Value::Null),
+        replayed,
+    )
+}
+
+pub async fn a_group_change_gives_each_practice_its_own_broadcast_once(db: Db) {
+    let app = spawn_app(db).await;
+    let mut keys = Vec::new();
+    for p in 0..PRACTICES {
+        keys.push(practice(&app, p).await);
+    }
+    // Every fifth practice has wording of its own.
+    for p in (0..PRACTICES).step_by(5) {
+        let saved = app
+            .request(
+                Method::PUT,
+                "/api/v1/templates/status.closed/sms",
+                Some(&app.admin_key),
+                Some(&json!({ "practice": ods(p), "body": format!("{{{{ practice.name }}}} own wording {p}: {{{{ status.headline }}}}") })),
+            )
+            .await;
+        assert!(saved.status.is_success(), "{}", saved.body);
+    }
+    let codes: Vec<String> = (0..PRACTICES).map(ods).collect();
+    let body = json!({ "status_change": { "kind": "closed", "headline": "Regional IT outage" }, "practices": codes });
+
+    // A practice's key may not send a group.
+    let (status, refused, _) = post_group(&app, &keys[0], "g-1", &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+
+    let (status, group, replayed) = post_group(&app, &app.admin_key, "g-1", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    assert!(!replayed);
+    assert_eq!(group["practices"], PRACTICES);
+    assert_eq!(group["total"], PRACTICES * 2, "{group}");
+    let parts = group["parts"].as_array().expect("parts");
+    let broadcasts: std::collections::BTreeSet<i64> = parts
+        .iter()
+        .map(|p| p["broadcast_id"].as_i64().expect("broadcast"))
+        .collect();
+    assert_eq!(
+        broadcasts.len(),
+        PRACTICES as usize,
+        "one broadcast per practice"
+    );
+    assert!(
+        parts
+            .iter()
+            .all(|p| p["error"].is_null() && p["by_state"]["queued"] == 2),
+        "{group}"
+    );
+
+    // Replaying the key starts nothing new; another body under the same key is refused.
+    let (status, again, replayed) = post_group(&app, &app.admin_key, "g-1", &body).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(replayed);
+    assert_eq!(again["id"], group["id"]);
+    let mut other = body.clone();
+    other["status_change"]["headline"] = json!("Something else");
+    let (status, reused, _) = post_group(&app, &app.admin_key, "g-1", &other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reused}");
+    app.drain().await;
+    let sent = app.sent_lines();
+    assert_eq!(sent.len(), (PRACTICES * 2) as usize, "each patient once");
+
+    // Each practice's patients got their own practice's wording.
+    for p in 0..PRACTICES {
+        let texts: Vec<&str> = sent
+            .iter()
+            .filter(|line| {
+                let to = line["to"].as_str().unwrap_or_default();
+                (0..2).any(|i| to == format!("+447700900{:03}", p * 2 + i))
+            })
+            .filter_map(|line| line["body"].as_str())
+            .collect();
+        assert_eq!(texts.len(), 2, "{}: {texts:?}", ods(p));
+        for text in texts {
+            assert!(text.starts_with(&format!("Surgery {p}")), "{text}");
+            assert_eq!(
+                text.contains(&format!("own wording {p}:")),
+                p % 5 == 0,
+                "{text}"
+            );
+            assert!(text.contains("Regional IT outage"), "{text}");
+        }
+    }
+    let id = group["id"].as_i64().expect("id");
+    let progress = app
+        .get(&format!("/api/v1/status-groups/{id}"), &app.admin_key)
+        .await;
+    assert_eq!(progress.status, StatusCode::OK);
+    assert_eq!(
+        progress.body["by_state"]["queued"],
+        Value::Null,
+        "{}",
+        progress.body
+    );
+    let hidden = app
+        .get(&format!("/api/v1/status-groups/{id}"), &keys[1])
+        .await;
+    assert_eq!(hidden.status, StatusCode::FORBIDDEN);
+
+    // By tag: only the even practices.
+    let (status, tagged, _) = post_group(
+        &app,
+        &app.admin_key,
+        "g-2",
+        &json!({ "status_change": { "kind": "restored" }, "tag": "emis-web" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tagged}");
+    assert_eq!(tagged["practices"], PRACTICES / 2);
+    let (status, invalid, _) = post_group(
+        &app,
+        &app.admin_key,
+        "g-3",
+        &json!({ "status_change": { "kind": "closed" }, "practices": ["G14000", "Z99999"], "all": true }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+}
