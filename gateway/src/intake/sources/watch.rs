@@ -42,11 +42,14 @@ impl SourceWatch {
         let store = &self.approvals.store;
         let now = Utc::now();
         let name = source.name.as_str();
+        // Read once: every incident the loop below opens is listed, so what is open and not
+        // listed afterwards is exactly what was open before and is not listed.
+        let open_before: BTreeSet<String> = store.open_incidents(name).await?.into_iter().collect();
         let mut listed = HashSet::new();
         for incident in incidents {
             listed.insert(incident.id.as_str());
             if incident.status.is_resolved() {
-                if store.open_incidents(name).await?.contains(&incident.id) {
+                if open_before.contains(&incident.id) {
                     store.note_incident(name, &incident.id, true, now).await?;
                 }
                 self.resolved(name, &incident.id).await?;
@@ -61,10 +64,10 @@ impl SourceWatch {
             self.opened(name, incident, link, &tags).await?;
         }
         if source.lists_only_open() {
-            for id in store.open_incidents(name).await? {
+            for id in &open_before {
                 if !listed.contains(id.as_str()) {
-                    store.note_incident(name, &id, true, now).await?;
-                    self.resolved(name, &id).await?;
+                    store.note_incident(name, id, true, now).await?;
+                    self.resolved(name, id).await?;
                 }
             }
         }
