@@ -14,6 +14,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod group_head_start;
 mod groups;
 mod helpers;
 mod imports;
@@ -161,6 +162,7 @@ fn main() {
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
         groups::a_group_change_gives_each_practice_its_own_broadcast_once,
+        group_head_start::a_long_list_is_finished_after_the_answer_each_patient_once,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -254,6 +254,50 @@ pub async fn post_status_change(
     actor: &str,
     idempotency: Option<(String, String)>,
 ) -> Result<Posted, PostStatusError> {
+    let posted = record_status_change(changes, practice, request, actor, idempotency).await?;
+    fan_out(changes, posted.broadcast_id, None).await?;
+    Ok(posted)
+}
+
+/// Plans the messages of a recorded broadcast whose fan-out is unfinished: all of them, or
+/// with `head`, a head start of that many patients (see [`Fanout::run_broadcast_head`]).
+/// Spawned so that a client hanging up cannot cancel a fan-out half way.
+///
+/// [`Fanout::run_broadcast_head`]: crate::fanout::Fanout::run_broadcast_head
+pub async fn fan_out(
+    changes: &StatusChanges,
+    broadcast_id: BroadcastId,
+    head: Option<usize>,
+) -> Result<(), PostStatusError> {
+    let unfinished = changes
+        .store
+        .broadcast(broadcast_id)
+        .await?
+        .is_some_and(|b| b.fanout_done_at.is_none());
+    if unfinished {
+        let fanout = changes.fanout.clone();
+        tokio::spawn(async move {
+            match head {
+                Some(patients) => fanout.run_broadcast_head(broadcast_id, patients).await,
+                None => fanout.run_broadcast(broadcast_id).await,
+            }
+        })
+        .await
+        .map_err(|e| PostStatusError::Task(e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Records a status change and its broadcast (withdrawing what it supersedes, and auditing
+/// it) without planning its messages: [`fan_out`] does that. With an Idempotency-Key, a
+/// retry returns the first broadcast.
+pub async fn record_status_change(
+    changes: &StatusChanges,
+    practice: &Practice,
+    request: &StatusChangeRequest,
+    actor: &str,
+    idempotency: Option<(String, String)>,
+) -> Result<Posted, PostStatusError> {
     let change = request.parse(actor).map_err(PostStatusError::Invalid)?;
     let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
         scope: format!("{scope}:practice:{}:status", practice.id),
@@ -291,18 +335,6 @@ pub async fn post_status_change(
                 now,
             )
             .await?;
-    }
-    let unfinished = changes
-        .store
-        .broadcast(broadcast_id)
-        .await?
-        .is_some_and(|b| b.fanout_done_at.is_none());
-    if unfinished {
-        // Spawned so that a client hanging up cannot cancel a fan-out half way.
-        let fanout = changes.fanout.clone();
-        tokio::spawn(async move { fanout.run_broadcast(broadcast_id).await })
-            .await
-            .map_err(|e| PostStatusError::Task(e.to_string()))??;
     }
     Ok(Posted {
         broadcast_id,

@@ -1,0 +1,101 @@
+//! A group status change answers once every practice's broadcast is recorded and has its
+//! first messages planned; the rest of a long list is planned after the answer. The head
+//! start and the full fan-out that follows it message each patient exactly once.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{nhs, spawn_app, Db, TestApp};
+
+/// Patients of the one long list: more than the head start, over several fan-out pages.
+const LONG_LIST: u32 = 700;
+
+/// Practice `ods` with `patients` SMS patients, numbered from `first`.
+async fn practice(app: &TestApp, ods: &str, first: u32, patients: u32) {
+    let key = app.practice_with_key(ods, &format!("Surgery {ods}")).await;
+    let patients: Vec<Value> = (first..first + patients)
+        .map(|n| json!({ "nhs_number": nhs(n), "contacts": [{ "channel": "sms", "address": format!("07700 9{n:05}") }] }))
+        .collect();
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ods}/patients"),
+            &key,
+            &json!({ "patients": patients }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+pub async fn a_long_list_is_finished_after_the_answer_each_patient_once(db: Db) {
+    let app = spawn_app(db).await;
+    practice(&app, "H10001", 0, LONG_LIST).await;
+    practice(&app, "H10002", LONG_LIST, 2).await;
+    practice(&app, "H10003", LONG_LIST + 2, 3).await;
+    let reply = app
+        .post(
+            "/api/v1/status-groups",
+            &app.admin_key,
+            &json!({
+                "status_change": { "kind": "closed", "headline": "Regional IT outage" },
+                "practices": ["H10001", "H10002", "H10003"],
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let parts = reply.body["parts"].as_array().expect("parts").clone();
+    assert_eq!(parts.len(), 3, "{}", reply.body);
+    // At the answer, every practice has messages planned: the short lists in full, the
+    // long one at least its head start.
+    let queued = |ods: &str| {
+        parts
+            .iter()
+            .find(|p| p["practice"] == ods)
+            .and_then(|p| p["unsent"].as_i64())
+            .unwrap_or_default()
+    };
+    let complete = |ods: &str| {
+        parts
+            .iter()
+            .any(|p| p["practice"] == ods && p["fanout_complete"] == true)
+    };
+    assert!(complete("H10002") && complete("H10003"), "{}", reply.body);
+    assert_eq!(queued("H10002"), 2, "{}", reply.body);
+    assert_eq!(queued("H10003"), 3, "{}", reply.body);
+    let head = gateway::intake::groups::HEAD_START_PATIENTS as i64;
+    assert!(queued("H10001") >= head, "{}", reply.body);
+
+    // The long list's fan-out finishes on its own after the answer.
+    let long = parts
+        .iter()
+        .find(|p| p["practice"] == "H10001")
+        .and_then(|p| p["broadcast_id"].as_i64())
+        .expect("the long list's broadcast");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let broadcast = app
+            .get(&format!("/api/v1/broadcasts/{long}"), &app.admin_key)
+            .await;
+        assert_eq!(broadcast.status, StatusCode::OK, "{}", broadcast.body);
+        if broadcast.body["fanout_complete"] == true {
+            assert_eq!(broadcast.body["total"], LONG_LIST, "{}", broadcast.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", broadcast.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Every patient is texted once: the head start and the full run overlap, not add up.
+    app.drain().await;
+    let sent = app.sent_lines();
+    let mut addresses: Vec<&str> = sent.iter().filter_map(|l| l["to"].as_str()).collect();
+    assert_eq!(addresses.len(), (LONG_LIST + 5) as usize);
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        (LONG_LIST + 5) as usize,
+        "a patient texted twice"
+    );
+}
