@@ -6,6 +6,7 @@
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
 mod appointments;
+mod background_planning;
 mod broadcasts;
 mod browser;
 mod cancel;
@@ -14,7 +15,6 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
-mod group_head_start;
 mod groups;
 mod helpers;
 mod imports;
@@ -162,7 +162,8 @@ fn main() {
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
         groups::a_group_change_gives_each_practice_its_own_broadcast_once,
-        group_head_start::a_long_list_is_finished_after_the_answer_each_patient_once,
+        background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
+        background_planning::a_status_change_answers_before_its_long_list_is_planned,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -92,6 +92,8 @@ pub struct StatusChanges {
     pub fanout: Arc<Fanout>,
     /// This process's dispatch workers.
     pub dispatch: Arc<DispatchControl>,
+    /// Longest a status change's answer waits for its fan-out (`[fanout] answer_within_ms`).
+    pub answer_within: std::time::Duration,
 }
 
 /// The headline patients see when the practice gives none (in English; see
@@ -245,8 +247,11 @@ impl StatusChangeRequest {
     }
 }
 
-/// Records a status change and fans it out before returning, so the answer carries
-/// the planned counts. With an Idempotency-Key, a retry returns the first broadcast.
+/// Records a status change and fans it out, returning once the fan-out is done or
+/// [`StatusChanges::answer_within`] has passed, whichever is first: a short list is
+/// answered with its planned counts (and a wording that cannot be rendered with the
+/// error), a long one at once while planning goes on in the background. With an
+/// Idempotency-Key, a retry returns the first broadcast.
 pub async fn post_status_change(
     changes: &StatusChanges,
     practice: &Practice,
@@ -255,7 +260,18 @@ pub async fn post_status_change(
     idempotency: Option<(String, String)>,
 ) -> Result<Posted, PostStatusError> {
     let posted = record_status_change(changes, practice, request, actor, idempotency).await?;
-    fan_out(changes, posted.broadcast_id, None).await?;
+    let background = changes.clone();
+    let broadcast_id = posted.broadcast_id;
+    let fanning = tokio::spawn(async move {
+        let done = fan_out(&background, broadcast_id, None).await;
+        if let Err(e) = &done {
+            tracing::error!(broadcast = broadcast_id.get(), error = %e, "fan-out failed");
+        }
+        done
+    });
+    if let Ok(done) = tokio::time::timeout(changes.answer_within, fanning).await {
+        done.map_err(|e| PostStatusError::Task(e.to_string()))??;
+    }
     Ok(posted)
 }
 

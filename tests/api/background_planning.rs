@@ -1,19 +1,20 @@
-//! A group status change answers once every practice's broadcast is recorded and has its
-//! first messages planned; the rest of a long list is planned after the answer. The head
-//! start and the full fan-out that follows it message each patient exactly once.
+//! Long lists are planned after the answer: a group status change answers once every
+//! practice's broadcast is recorded and has its first messages planned, and one practice's
+//! status change answers within `[fanout] answer_within_ms` while its list goes on being
+//! planned. Either way each patient is messaged exactly once and the fan-out finishes.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{nhs, spawn_app, Db, TestApp};
+use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
 
 /// Patients of the one long list: more than the head start, over several fan-out pages.
 const LONG_LIST: u32 = 700;
 
-/// Practice `ods` with `patients` SMS patients, numbered from `first`.
-async fn practice(app: &TestApp, ods: &str, first: u32, patients: u32) {
+/// Practice `ods` with `patients` SMS patients, numbered from `first`; returns its key.
+async fn practice(app: &TestApp, ods: &str, first: u32, patients: u32) -> String {
     let key = app.practice_with_key(ods, &format!("Surgery {ods}")).await;
     let patients: Vec<Value> = (first..first + patients)
         .map(|n| json!({ "nhs_number": nhs(n), "contacts": [{ "channel": "sms", "address": format!("07700 9{n:05}") }] }))
@@ -26,6 +27,7 @@ async fn practice(app: &TestApp, ods: &str, first: u32, patients: u32) {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    key
 }
 
 pub async fn a_long_list_is_finished_after_the_answer_each_patient_once(db: Db) {
@@ -72,30 +74,58 @@ pub async fn a_long_list_is_finished_after_the_answer_each_patient_once(db: Db) 
         .find(|p| p["practice"] == "H10001")
         .and_then(|p| p["broadcast_id"].as_i64())
         .expect("the long list's broadcast");
+    until_planned(&app, long, LONG_LIST).await;
+
+    texted_once_each(&app, LONG_LIST + 5).await;
+}
+
+pub async fn a_status_change_answers_before_its_long_list_is_planned(db: Db) {
+    let app = spawn_app_with(
+        db,
+        Options {
+            settings: vec![("fanout.answer_within_ms", json!(0))],
+            ..Options::default()
+        },
+    )
+    .await;
+    let key = practice(&app, "H10001", 0, LONG_LIST).await;
+    let reply = app
+        .post(
+            "/api/v1/practices/H10001/status",
+            &key,
+            &json!({ "kind": "systems_down", "headline": "Our systems are down" }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.body["id"].as_i64().expect("broadcast id");
+    until_planned(&app, id, LONG_LIST).await;
+    texted_once_each(&app, LONG_LIST).await;
+}
+
+/// Waits until broadcast `id`'s fan-out is finished, then checks it planned `messages`.
+async fn until_planned(app: &TestApp, id: i64, messages: u32) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let broadcast = app
-            .get(&format!("/api/v1/broadcasts/{long}"), &app.admin_key)
+            .get(&format!("/api/v1/broadcasts/{id}"), &app.admin_key)
             .await;
         assert_eq!(broadcast.status, StatusCode::OK, "{}", broadcast.body);
         if broadcast.body["fanout_complete"] == true {
-            assert_eq!(broadcast.body["total"], LONG_LIST, "{}", broadcast.body);
-            break;
+            assert_eq!(broadcast.body["total"], messages, "{}", broadcast.body);
+            return;
         }
         assert!(Instant::now() < deadline, "{}", broadcast.body);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
-    // Every patient is texted once: the head start and the full run overlap, not add up.
+/// Sends everything and checks that `patients` numbers got exactly one text each.
+async fn texted_once_each(app: &TestApp, patients: u32) {
     app.drain().await;
     let sent = app.sent_lines();
     let mut addresses: Vec<&str> = sent.iter().filter_map(|l| l["to"].as_str()).collect();
-    assert_eq!(addresses.len(), (LONG_LIST + 5) as usize);
+    assert_eq!(addresses.len(), patients as usize);
     addresses.sort_unstable();
     addresses.dedup();
-    assert_eq!(
-        addresses.len(),
-        (LONG_LIST + 5) as usize,
-        "a patient texted twice"
-    );
+    assert_eq!(addresses.len(), patients as usize, "a patient texted twice");
 }
