@@ -11,6 +11,24 @@ use crate::domain::{
     PatientId, PracticeId, Priority,
 };
 
+/// What a claim reads from each channel: every channel by name, each with the highest
+/// priority rank it may give (urgent only for a full channel, or for an urgent-only claim).
+/// The stores read each channel through its own index range, so a full channel's queue is
+/// never scanned for nothing.
+pub(crate) fn claim_plan(urgent_only: bool, full: &[Channel]) -> (Vec<&'static str>, Vec<i16>) {
+    Channel::ALL
+        .iter()
+        .map(|c| {
+            let most = if urgent_only || full.contains(c) {
+                Priority::Urgent
+            } else {
+                Priority::Bulk
+            };
+            (c.as_str(), most.rank())
+        })
+        .unzip()
+}
+
 /// Who a planned message is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recipient {

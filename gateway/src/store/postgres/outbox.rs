@@ -14,6 +14,7 @@ use crate::domain::{
     BroadcastId, Channel, ContactId, FollowerId, MessageId, MessageState, PatientId, PracticeId,
     Priority,
 };
+use crate::store::outbox::claim_plan;
 use crate::store::{
     lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
     OutboxStore, Receipt, StoreResult, TimeColumn,
@@ -170,16 +171,24 @@ impl OutboxStore for PostgresStore {
         skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
+        let (channels, most) = claim_plan(urgent_only, skip_channels);
         let mut tx = self.begin().await?;
         requeue_expired(&mut tx, now).await?;
+        // Each channel is read through its own index range (channel, priority, due time),
+        // so a full channel's long queue is never scanned in search of another channel's
+        // messages: only its urgent ones are looked at.
         let rows = sqlx::query(
             "WITH due AS (
-                 SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $1
-                        AND priority <= $5
-                        AND (priority = 0 OR (practice_id <> ALL($6) AND channel <> ALL($7)))
-                 ORDER BY priority, next_attempt_at, id LIMIT $2
-                 FOR UPDATE SKIP LOCKED
+                 SELECT d.id FROM unnest($6::text[], $7::smallint[]) AS c(channel, most)
+                 CROSS JOIN LATERAL (
+                     SELECT id, priority, next_attempt_at FROM messages
+                     WHERE state = 'queued' AND channel = c.channel AND priority <= c.most
+                           AND next_attempt_at <= $1
+                           AND (priority = 0 OR practice_id <> ALL($5))
+                     ORDER BY priority, next_attempt_at, id LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 ) d
+                 ORDER BY d.priority, d.next_attempt_at, d.id LIMIT $2
              )
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
                     send_started_at = NULL, attempts = m.attempts + 1, updated_at = $1
@@ -191,13 +200,9 @@ impl OutboxStore for PostgresStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(owner)
         .bind(At(lease_until))
-        .bind(if urgent_only {
-            Priority::Urgent.rank()
-        } else {
-            Priority::Bulk.rank()
-        })
         .bind(skip_practices)
-        .bind(&skip_channels)
+        .bind(&channels)
+        .bind(&most)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

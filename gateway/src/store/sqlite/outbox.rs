@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::SqliteStore;
 use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, Priority};
+use crate::store::outbox::claim_plan;
 use crate::store::{
     lanes, parsed, At, AttemptView, ClaimedMessage, Completion, MessageView, NewMessage,
     OutboxStore, Receipt, StoreResult, TimeColumn,
@@ -200,33 +201,19 @@ impl OutboxStore for SqliteStore {
         skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        let skip_channels: Vec<&str> = skip_channels.iter().map(|c| c.as_str()).collect();
+        let (channels, most) = claim_plan(urgent_only, skip_channels);
         let mut tx = self.begin_write().await?;
         requeue_expired(&mut tx, now).await?;
-        let rows = sqlx::query(
-            "UPDATE messages SET state = 'sending', lease_owner = $1, lease_expires_at = $2,
-                    send_started_at = NULL, attempts = attempts + 1, updated_at = $3
-             WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= $3
-                                 AND priority <= $4
-                                 AND (priority = 0 OR (practice_id NOT IN (SELECT value FROM json_each($5))
-                                                       AND channel NOT IN (SELECT value FROM json_each($6))))
-                          ORDER BY priority, next_attempt_at, id LIMIT $7)
-             RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
-                       body_html, link, priority, attempts, created_at",
-        )
-        .bind(owner)
-        .bind(At(lease_until))
-        .bind(At(now))
-        .bind(if urgent_only {
-            Priority::Urgent.rank()
-        } else {
-            Priority::Bulk.rank()
-        })
-        .bind(serde_json::to_string(skip_practices).unwrap_or_else(|_| "[]".into()))
-        .bind(serde_json::to_string(&skip_channels).unwrap_or_else(|_| "[]".into()))
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut query = sqlx::query(claim_sql())
+            .bind(owner)
+            .bind(At(lease_until))
+            .bind(At(now))
+            .bind(serde_json::to_string(skip_practices).unwrap_or_else(|_| "[]".into()))
+            .bind(limit as i64);
+        for (channel, most) in channels.iter().zip(&most) {
+            query = query.bind(*channel).bind(*most);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut claimed = rows
             .iter()
@@ -501,4 +488,36 @@ impl OutboxStore for SqliteStore {
         tx.commit().await?;
         Ok(moved)
     }
+}
+
+/// The claim statement: each channel's due messages read through its own index range
+/// (channel, priority, due time), at most `$5` from each, then the first `$5` of them all
+/// taken. A full channel's long queue is thus never scanned for another channel's messages:
+/// only its urgent ones are looked at. Parameters: `$1` owner, `$2` lease end, `$3` now,
+/// `$4` practices left out (JSON), `$5` limit, then each channel's name and highest
+/// priority rank, in the order of [`Channel::ALL`].
+fn claim_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let per_channel: Vec<String> = (0..Channel::ALL.len())
+            .map(|i| {
+                let (channel, most) = (6 + 2 * i, 7 + 2 * i);
+                format!(
+                    "SELECT * FROM (SELECT id, priority, next_attempt_at FROM messages
+                         WHERE state = 'queued' AND channel = ${channel} AND priority <= ${most}
+                               AND next_attempt_at <= $3
+                               AND (priority = 0 OR practice_id NOT IN (SELECT value FROM json_each($4)))
+                         ORDER BY priority, next_attempt_at, id LIMIT $5)"
+                )
+            })
+            .collect();
+        format!(
+            "UPDATE messages SET state = 'sending', lease_owner = $1, lease_expires_at = $2,
+                    send_started_at = NULL, attempts = attempts + 1, updated_at = $3
+             WHERE id IN (SELECT id FROM ({}) ORDER BY priority, next_attempt_at, id LIMIT $5)
+             RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
+                       body_html, link, priority, attempts, created_at",
+            per_channel.join(" UNION ALL ")
+        )
+    })
 }
