@@ -56,7 +56,7 @@ pub fn ops_router(state: AppState) -> Router {
 fn api_routes() -> Router<AppState> {
     use crate::api::{
         appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
-        staff, status, templates,
+        scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -68,6 +68,18 @@ fn api_routes() -> Router<AppState> {
         .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
         .route("/practices/{ods}/status", post(status::post))
+        .route(
+            "/practices/{ods}/scheduled-notices",
+            get(scheduled::list).post(scheduled::create),
+        )
+        .route(
+            "/practices/{ods}/scheduled-notices/{id}",
+            get(scheduled::show).patch(scheduled::edit),
+        )
+        .route(
+            "/practices/{ods}/scheduled-notices/{id}/cancel",
+            post(scheduled::cancel),
+        )
         .route(
             "/practices/{ods}/staff",
             post(staff::register).get(staff::list),
