@@ -1424,6 +1424,7 @@ pub async fn console_pages_fit_a_phone(db: Db) {
             format!("/console/broadcasts/{broadcast}"),
             "console-phone-broadcast.png",
         ),
+        (format!("/console/practices/{ods}/scheduled"), ""),
         ("/console/templates".to_string(), ""),
         ("/console/templates/status.closed/sms".to_string(), ""),
         ("/console/audit".to_string(), ""),

@@ -445,3 +445,111 @@ pub async fn a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_
     assert_eq!(posted, sent, "each occurrence is one of the broadcasts");
     assert_eq!(notice["next_occurrence"]["utc"], "2026-11-11T13:00:00Z");
 }
+
+/// Posts a console form as the signed-in session.
+async fn console_form(
+    app: &TestApp,
+    session: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    crate::console::client()
+        .post(format!("{}{path}", app.address))
+        .header(reqwest::header::COOKIE, format!("gw_session={session}"))
+        .form(fields)
+        .send()
+        .await
+        .expect("form")
+}
+
+pub async fn the_console_lists_plans_and_cancels_scheduled_notices(db: Db) {
+    use crate::console::{csrf_in, get, sign_in, PASSWORD};
+    let clock = TestClock::at("2026-10-19T09:00:00Z");
+    let app = app(&db, &clock, None).await;
+    let key = app.practice_with_key(ODS, "Wednesday Surgery").await;
+    app.practice_with_key("S14002", "Other Surgery").await;
+    let own = app.practice_id(ODS).await;
+    gateway::auth::create_user(
+        app.state.store.as_ref(),
+        "reception",
+        PASSWORD,
+        gateway::store::KeyScope::Practice(own),
+    )
+    .await
+    .expect("user");
+    let session = sign_in(&app, "reception", PASSWORD).await.expect("session");
+    let page_path = format!("/console/practices/{ODS}/scheduled");
+    let (status, page) = get(&app, &page_path, &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Nothing is scheduled."), "{page}");
+    let (status, _) = get(&app, "/console/practices/S14002/scheduled", &session).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let csrf = csrf_in(&page);
+
+    let weekly = [
+        ("kind", "closed"),
+        ("headline", "Closed for training"),
+        ("repeat", "weekly"),
+        ("days", "wed"),
+        ("at", "13:00"),
+    ];
+    let forged = console_form(&app, &session, &page_path, &weekly).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let mut fields = weekly.to_vec();
+    fields.push(("csrf", &csrf));
+    let planned = console_form(&app, &session, &page_path, &fields).await;
+    assert_eq!(planned.status(), StatusCode::SEE_OTHER);
+    // A one-off read in the practice's local time: 09:30 BST is 08:30Z.
+    let once = [
+        ("csrf", csrf.as_str()),
+        ("kind", "phones_down"),
+        ("repeat", "once"),
+        ("send_at", "2026-10-20T09:30"),
+    ];
+    let planned = console_form(&app, &session, &page_path, &once).await;
+    assert_eq!(planned.status(), StatusCode::SEE_OTHER);
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("kind", "closed"),
+        ("repeat", "weekly"),
+        ("days", "someday"),
+        ("at", "13:00"),
+    ];
+    let refused = console_form(&app, &session, &page_path, &bad).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let list = app.get(&notices_path(), &key).await;
+    let notices = list.body["scheduled_notices"].as_array().expect("notices");
+    assert_eq!(notices.len(), 2, "{}", list.body);
+    let one_off = notices
+        .iter()
+        .find(|n| n["send_at"].is_string())
+        .expect("the one-off");
+    assert_eq!(one_off["send_at"], "2026-10-20T08:30:00Z");
+    let weekly = notices
+        .iter()
+        .find(|n| n["recurrence"].is_object())
+        .expect("the weekly notice");
+    let id = weekly["id"].as_i64().expect("id");
+    let (_, page) = get(&app, &page_path, &session).await;
+    assert!(page.contains("closed: Closed for training"), "{page}");
+    assert!(page.contains("Every Wed at 13:00"), "{page}");
+    assert!(
+        page.contains("Next: Wednesday 21 October at 13:00"),
+        "{page}"
+    );
+
+    let cancel = format!("{page_path}/{id}/cancel");
+    let forged = console_form(&app, &session, &cancel, &[]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let foreign = format!("/console/practices/S14002/scheduled/{id}/cancel");
+    let other = console_form(&app, &session, &foreign, &[("csrf", &csrf)]).await;
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let cancelled = console_form(&app, &session, &cancel, &[("csrf", &csrf)]).await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    let notice = notice(&app, &key, id).await;
+    assert_eq!(notice["state"], "cancelled");
+    assert_eq!(notice["cancelled_by"], "user:reception");
+    let (_, page) = get(&app, &page_path, &session).await;
+    assert!(page.contains("Cancelled by user:reception"), "{page}");
+}

@@ -150,7 +150,8 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_templates, push, status_page,
+        console, console_approval, console_cancel, console_schedule, console_templates, push,
+        status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -188,6 +189,14 @@ fn page_routes() -> Router<AppState> {
         .route(
             "/console/practices/{ods}/approval",
             post(console_approval::save_rules),
+        )
+        .route(
+            "/console/practices/{ods}/scheduled",
+            get(console_schedule::list).post(console_schedule::create),
+        )
+        .route(
+            "/console/practices/{ods}/scheduled/{id}/cancel",
+            post(console_schedule::cancel),
         )
         .route("/console/broadcasts/{id}", get(console::broadcast))
         .route(
