@@ -166,6 +166,7 @@ fn main() {
         scheduled::a_one_off_notice_fires_once_and_a_late_one_is_missed,
         scheduled::a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_with_two_instances,
         scheduled::the_console_lists_plans_and_cancels_scheduled_notices,
+        scheduled::an_afternoon_closure_is_restored_at_its_end,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -553,3 +553,82 @@ pub async fn the_console_lists_plans_and_cancels_scheduled_notices(db: Db) {
     let (_, page) = get(&app, &page_path, &session).await;
     assert!(page.contains("Cancelled by user:reception"), "{page}");
 }
+
+pub async fn an_afternoon_closure_is_restored_at_its_end(db: Db) {
+    let clock = TestClock::at("2026-10-19T09:00:00Z");
+    let app = app(&db, &clock, None).await;
+    let key = app.practice_with_key(ODS, "Wednesday Surgery").await;
+    let (status, body) = create(
+        &app,
+        &key,
+        json!({ "status": { "kind": "closed" }, "ends_at": "12:00",
+            "recurrence": { "weekly": { "days": ["wed"], "at": "13:00" } } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(first_field(&body), "ends_at");
+    let (status, body) = create(
+        &app,
+        &key,
+        json!({ "status": { "kind": "closed", "headline": "Closed this afternoon for training" },
+            "ends_at": "17:00",
+            "recurrence": { "weekly": { "days": ["wed"], "at": "13:00" } } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["scheduled_notice"]["ends_at"], "17:00");
+    let id = body["scheduled_notice"]["id"].as_i64().expect("id");
+
+    clock.set("2026-10-21T12:00:00Z");
+    wait_for_occurrences(&app, &key, id, 1).await;
+    clock.set("2026-10-21T15:59:59Z");
+    let_ticks_pass().await;
+    assert_eq!(
+        broadcasts(&app).await.len(),
+        1,
+        "still closed before 17:00 BST"
+    );
+    clock.set("2026-10-21T16:00:00Z");
+    let notice = wait_for_occurrences(&app, &key, id, 2).await;
+    let_ticks_pass().await;
+    let sent = broadcasts(&app).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let events: Vec<(&str, &str)> = notice["occurrences"]
+        .as_array()
+        .expect("occurrences")
+        .iter()
+        .map(|o| {
+            (
+                o["event"].as_str().unwrap_or_default(),
+                o["due_at"]["local"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("end", "2026-10-21T17:00:00+01:00"),
+            ("start", "2026-10-21T13:00:00+01:00")
+        ]
+    );
+    let closed = app
+        .get(&format!("/api/v1/broadcasts/{}", sent[0]), &key)
+        .await;
+    assert_eq!(
+        closed.body["status_change"]["kind"], "closed",
+        "{}",
+        closed.body
+    );
+    let restored = app
+        .get(&format!("/api/v1/broadcasts/{}", sent[1]), &key)
+        .await;
+    assert_eq!(
+        restored.body["status_change"]["kind"], "restored",
+        "{}",
+        restored.body
+    );
+    assert_eq!(
+        notice["next_occurrence"]["local"],
+        "2026-10-28T13:00:00+00:00"
+    );
+}

@@ -14,7 +14,7 @@ use super::extract::{path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::{BroadcastId, ScheduledNoticeId};
 use crate::http::ApiError;
-use crate::intake::scheduled::recurrence::Plan;
+use crate::intake::scheduled::recurrence::{Event, Plan};
 use crate::intake::scheduled::{plan_of, EditRequest, NoticeRequest, ScheduleError};
 use crate::schedule::PracticeZone;
 use crate::store::{NoticeState, Occurrence, OccurrenceState, Practice, ScheduledNotice, Store};
@@ -49,6 +49,8 @@ impl When {
 /// A past occurrence as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct OccurrenceView {
+    /// `start` (the notice's status change) or `end` (`restored`).
+    event: Event,
     due_at: When,
     state: OccurrenceState,
     broadcast_id: Option<BroadcastId>,
@@ -72,6 +74,8 @@ pub struct NoticeView {
     pub send_at: Option<DateTime<Utc>>,
     /// A weekly rule or a list of dates, as the API takes them.
     pub recurrence: Option<Value>,
+    /// Local time the same day the service is restored (`HH:MM`), if it is.
+    pub ends_at: Option<String>,
     /// The zone local times are read in.
     pub timezone: String,
     /// The next occurrence to post.
@@ -96,23 +100,29 @@ impl NoticeView {
         let zone = practice.timezone;
         let plan = plan_of(notice)?;
         let (send_at, recurrence) = match &plan {
-            Plan::Once { send_at } => (Some(*send_at), None),
-            Plan::Weekly { days, at, until } => {
+            Plan::Once { send_at, .. } => (Some(*send_at), None),
+            Plan::Weekly {
+                days, at, until, ..
+            } => {
                 let days: Vec<String> = days.iter().map(|d| d.to_string().to_lowercase()).collect();
                 let weekly =
                     json!({ "days": days, "at": at.format("%H:%M").to_string(), "until": until });
                 (None, Some(json!({ "weekly": weekly })))
             }
-            Plan::Dates { dates, at } => (
+            Plan::Dates { dates, at, .. } => (
                 None,
                 Some(json!({ "dates": dates, "at": at.format("%H:%M").to_string() })),
             ),
         };
+        let ends_at = plan
+            .end_time(zone)
+            .map(|end| end.format("%H:%M").to_string());
         let occurrences = store
             .occurrences(notice.id, OCCURRENCES_SHOWN)
             .await?
             .into_iter()
             .map(|o: Occurrence| OccurrenceView {
+                event: plan.event_at(zone, o.due_at),
                 due_at: When::new(o.due_at, zone),
                 state: o.state,
                 broadcast_id: o.broadcast_id,
@@ -128,6 +138,7 @@ impl NoticeView {
             status: serde_json::from_str(&notice.request).unwrap_or(Value::Null),
             send_at,
             recurrence,
+            ends_at,
             timezone: zone.to_string(),
             next_occurrence: notice.next_at.map(|at| When::new(at, zone)),
             occurrences,

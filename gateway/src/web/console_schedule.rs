@@ -59,16 +59,19 @@ async fn list_page(
     let mut notices = Vec::new();
     for notice in state.store.notices(practice.id, LISTED).await? {
         let status = status_of(&notice)?;
-        let when = match plan_of(&notice)? {
-            Plan::Once { send_at } => format!("Once, {}", uk_date_time(send_at, zone)),
-            Plan::Weekly { days, at, until } => {
+        let plan = plan_of(&notice)?;
+        let when = match plan.clone() {
+            Plan::Once { send_at, .. } => format!("Once, {}", uk_date_time(send_at, zone)),
+            Plan::Weekly {
+                days, at, until, ..
+            } => {
                 let days: Vec<String> = days.iter().map(|d| format!("{d}")).collect();
                 let until = until.map_or(String::new(), |u| {
                     format!(" until {}", u.format("%-d %B %Y"))
                 });
                 format!("Every {} at {}{until}", days.join(", "), at.format("%H:%M"))
             }
-            Plan::Dates { dates, at } => {
+            Plan::Dates { dates, at, .. } => {
                 let dates: Vec<String> = dates
                     .iter()
                     .map(|d| d.format("%-d %b %Y").to_string())
@@ -93,6 +96,7 @@ async fn list_page(
             "kind": status.kind,
             "headline": status.headline,
             "when": when,
+            "ends_at": plan.end_time(zone).map(|end| end.format("%H:%M").to_string()),
             "next": notice.next_at.map(|at| uk_date_time(at, zone)),
             "created_by": notice.created_by,
             "cancelled_by": notice.cancelled_by,
@@ -138,6 +142,9 @@ pub(crate) struct NoticeForm {
     /// For `dates`: dates, comma- or space-separated.
     #[serde(default)]
     dates: String,
+    /// Optional local `HH:MM` the same day at which the service is restored.
+    #[serde(default)]
+    ends_at: String,
 }
 
 /// Words of a comma- or space-separated list.
@@ -192,6 +199,7 @@ impl NoticeForm {
             status,
             send_at,
             recurrence,
+            ends_at: blank(&self.ends_at),
         })
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, SubsecRound, Utc, Weekday};
 use serde::Deserialize;
 
-use self::recurrence::Plan;
+use self::recurrence::{local_instant, Plan};
 use crate::config::ScheduleConfig;
 use crate::domain::{Invalid, ScheduledNoticeId};
 use crate::intake::status::{StatusChangeRequest, StatusChanges};
@@ -41,6 +41,10 @@ pub struct NoticeRequest {
     /// Weekly, or on a list of dates.
     #[serde(default)]
     pub recurrence: Option<RecurrenceRequest>,
+    /// Local time (`HH:MM`) the same day at which the practice's service is restored (a
+    /// `restored` status change is posted), if it is.
+    #[serde(default)]
+    pub ends_at: Option<String>,
 }
 
 /// A change to a notice: the revision it was read at, and what to replace.
@@ -58,6 +62,9 @@ pub struct EditRequest {
     /// A new recurrence (replaces the timing).
     #[serde(default)]
     pub recurrence: Option<RecurrenceRequest>,
+    /// The new timing's end of day (with `send_at` or `recurrence` only).
+    #[serde(default)]
+    pub ends_at: Option<String>,
 }
 
 /// `{ "weekly": {...} }` or `{ "dates": [...], "at": "08:00" }`.
@@ -141,6 +148,7 @@ impl Schedules {
         let timing = self.timing(
             request.send_at.as_deref(),
             request.recurrence.as_ref(),
+            request.ends_at.as_deref(),
             practice.timezone,
             now,
         );
@@ -203,10 +211,16 @@ impl Schedules {
             self.timing(
                 request.send_at.as_deref(),
                 request.recurrence.as_ref(),
+                request.ends_at.as_deref(),
                 practice.timezone,
                 now,
             )
             .map_err(ScheduleError::Invalid)?
+        } else if request.ends_at.is_some() {
+            return Err(ScheduleError::Invalid(vec![Invalid::new(
+                "ends_at",
+                "give it with the timing it belongs to (send_at or recurrence)",
+            )]));
         } else {
             let plan = plan_of(&notice)?;
             let next = notice.next_at.ok_or(ScheduleError::NotActive("finished"))?;
@@ -308,9 +322,15 @@ impl Schedules {
         &self,
         send_at: Option<&str>,
         recurrence: Option<&RecurrenceRequest>,
+        ends_at: Option<&str>,
         zone: PracticeZone,
         now: DateTime<Utc>,
     ) -> Result<(Plan, DateTime<Utc>), Vec<Invalid>> {
+        let mut errors = Vec::new();
+        let end = ends_at.and_then(|e| time_of_day(e, "ends_at", &mut errors));
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         let horizon = now + Duration::days(i64::from(self.config.max_days_ahead));
         let plan = match (send_at, recurrence) {
             (Some(_), Some(_)) => {
@@ -338,9 +358,22 @@ impl Schedules {
                 if at < now {
                     return Err(vec![Invalid::new("send_at", "is in the past")]);
                 }
-                Plan::Once { send_at: at }
+                let ends_at = end.map(|end| {
+                    let local = at.with_timezone(&zone.tz()).date_naive();
+                    local_instant(zone, local, end)
+                });
+                if ends_at.is_some_and(|end| end <= at) {
+                    return Err(vec![Invalid::new(
+                        "ends_at",
+                        "must be later the same day than send_at",
+                    )]);
+                }
+                Plan::Once {
+                    send_at: at,
+                    ends_at,
+                }
             }
-            (None, Some(recurrence)) => self.recurrence(recurrence)?,
+            (None, Some(recurrence)) => self.recurrence(recurrence, end)?,
         };
         let last_day_limit = horizon.with_timezone(&zone.tz()).date_naive();
         if plan.last_day().is_some_and(|last| last > last_day_limit) {
@@ -364,7 +397,11 @@ impl Schedules {
     }
 
     /// A weekly rule or a list of dates.
-    fn recurrence(&self, recurrence: &RecurrenceRequest) -> Result<Plan, Vec<Invalid>> {
+    fn recurrence(
+        &self,
+        recurrence: &RecurrenceRequest,
+        ends_at: Option<NaiveTime>,
+    ) -> Result<Plan, Vec<Invalid>> {
         let mut errors = Vec::new();
         let plan = match (&recurrence.weekly, &recurrence.dates) {
             (Some(weekly), None) => {
@@ -399,7 +436,12 @@ impl Schedules {
                     .until
                     .as_deref()
                     .and_then(|u| date(u, "recurrence.weekly.until", &mut errors));
-                at.map(|at| Plan::Weekly { days, at, until })
+                at.map(|at| Plan::Weekly {
+                    days,
+                    at,
+                    until,
+                    ends_at,
+                })
             }
             (None, Some(dates)) => {
                 let max = self.config.max_dates;
@@ -430,13 +472,27 @@ impl Schedules {
                         None
                     }
                 };
-                at.map(|at| Plan::Dates { dates: days, at })
+                at.map(|at| Plan::Dates {
+                    dates: days,
+                    at,
+                    ends_at,
+                })
             }
             _ => {
                 errors.push(Invalid::new("recurrence", "give either weekly or dates"));
                 None
             }
         };
+        if let (Some(Plan::Weekly { at, .. } | Plan::Dates { at, .. }), Some(end)) =
+            (&plan, ends_at)
+        {
+            if end <= *at {
+                errors.push(Invalid::new(
+                    "ends_at",
+                    "must be later the same day than the start",
+                ));
+            }
+        }
         match plan {
             Some(plan) if errors.is_empty() => Ok(plan),
             _ => Err(errors),

@@ -3,6 +3,8 @@
 //!
 //! A local time that does not exist (the spring-forward gap) falls at the first instant
 //! after the gap; one that happens twice (the autumn hour) falls once, at the earlier.
+//! A plan with `ends_at` has two events a day: its start (the notice's status change) and
+//! its end (the practice's service restored).
 
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono::{Days, Weekday};
@@ -18,6 +20,9 @@ pub enum Plan {
     Once {
         /// The instant (whole seconds).
         send_at: DateTime<Utc>,
+        /// When the service is restored, if it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends_at: Option<DateTime<Utc>>,
     },
     /// On each of `days`, at local time `at`, up to and including `until`.
     Weekly {
@@ -27,6 +32,9 @@ pub enum Plan {
         at: NaiveTime,
         /// The last day it may fall on.
         until: Option<NaiveDate>,
+        /// Local time the same day the service is restored, if it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends_at: Option<NaiveTime>,
     },
     /// On each of `dates` (sorted, each once), at local time `at`.
     Dates {
@@ -34,7 +42,20 @@ pub enum Plan {
         dates: Vec<NaiveDate>,
         /// Local time of day.
         at: NaiveTime,
+        /// Local time the same day the service is restored, if it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends_at: Option<NaiveTime>,
     },
+}
+
+/// What an occurrence does (a start sorts before an end at the same instant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// Posts the notice's status change.
+    Start,
+    /// Posts `restored`: the end of the day's disruption.
+    End,
 }
 
 /// Longest a spring-forward gap is taken to be (real ones are an hour, a few 30 minutes).
@@ -64,29 +85,66 @@ pub fn local_instant(zone: PracticeZone, date: NaiveDate, time: NaiveTime) -> Da
 }
 
 impl Plan {
-    /// The plan's first occurrence at or after `from`, if any is left.
-    pub fn first_from(&self, zone: PracticeZone, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self {
-            Plan::Once { send_at } => (*send_at >= from).then_some(*send_at),
-            Plan::Weekly { days, at, until } => {
-                // From the day before `from`'s local date: a gap can push an occurrence
-                // past midnight no further than a few hours.
-                let start = from
+    /// Every event on the local days around `from` (or of a one-off), in time order.
+    fn events_near(&self, zone: PracticeZone, from: DateTime<Utc>) -> Vec<(DateTime<Utc>, Event)> {
+        let day_events = |day: NaiveDate, at: NaiveTime, ends_at: Option<NaiveTime>| {
+            let mut events = vec![(local_instant(zone, day, at), Event::Start)];
+            if let Some(end) = ends_at {
+                events.push((local_instant(zone, day, end), Event::End));
+            }
+            events
+        };
+        let mut events: Vec<(DateTime<Utc>, Event)> = match self {
+            Plan::Once { send_at, ends_at } => {
+                let mut events = vec![(*send_at, Event::Start)];
+                events.extend(ends_at.map(|end| (end, Event::End)));
+                events
+            }
+            Plan::Weekly {
+                days,
+                at,
+                until,
+                ends_at,
+            } => {
+                // From the day before `from`'s local date: a gap can push an event past
+                // midnight no further than a few hours.
+                let Some(start) = from
                     .with_timezone(&zone.tz())
                     .date_naive()
-                    .checked_sub_days(Days::new(1))?;
+                    .checked_sub_days(Days::new(1))
+                else {
+                    return Vec::new();
+                };
                 (0..9)
                     .filter_map(|n| start.checked_add_days(Days::new(n)))
                     .take_while(|day| until.is_none_or(|until| *day <= until))
                     .filter(|day| days.contains(&day.weekday()))
-                    .map(|day| local_instant(zone, day, *at))
-                    .find(|instant| *instant >= from)
+                    .flat_map(|day| day_events(day, *at, *ends_at))
+                    .collect()
             }
-            Plan::Dates { dates, at } => dates
+            Plan::Dates { dates, at, ends_at } => dates
                 .iter()
-                .map(|day| local_instant(zone, *day, *at))
-                .find(|instant| *instant >= from),
-        }
+                .flat_map(|day| day_events(*day, *at, *ends_at))
+                .collect(),
+        };
+        events.sort();
+        events
+    }
+
+    /// The plan's first event at or after `from`, if any is left.
+    pub fn first_event(
+        &self,
+        zone: PracticeZone,
+        from: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, Event)> {
+        self.events_near(zone, from)
+            .into_iter()
+            .find(|(instant, _)| *instant >= from)
+    }
+
+    /// The plan's first occurrence (of either event) at or after `from`, if any is left.
+    pub fn first_from(&self, zone: PracticeZone, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.first_event(zone, from).map(|(instant, _)| instant)
     }
 
     /// The occurrence after the one at `due`, if any is left.
@@ -94,10 +152,26 @@ impl Plan {
         self.first_from(zone, due + Duration::seconds(1))
     }
 
+    /// What the occurrence at `due` does: the end of a day's disruption, or its start.
+    pub fn event_at(&self, zone: PracticeZone, due: DateTime<Utc>) -> Event {
+        match self.first_event(zone, due) {
+            Some((instant, Event::End)) if instant == due => Event::End,
+            _ => Event::Start,
+        }
+    }
+
+    /// The local time of day its disruption ends, if it does.
+    pub fn end_time(&self, zone: PracticeZone) -> Option<NaiveTime> {
+        match self {
+            Plan::Once { ends_at, .. } => ends_at.map(|end| end.with_timezone(&zone.tz()).time()),
+            Plan::Weekly { ends_at, .. } | Plan::Dates { ends_at, .. } => *ends_at,
+        }
+    }
+
     /// The last day it can fall on, if it ends (a weekly rule without `until` does not).
     pub fn last_day(&self) -> Option<NaiveDate> {
         match self {
-            Plan::Once { send_at } => Some(send_at.date_naive()),
+            Plan::Once { send_at, .. } => Some(send_at.date_naive()),
             Plan::Weekly { until, .. } => *until,
             Plan::Dates { dates, .. } => dates.last().copied(),
         }
@@ -139,6 +213,7 @@ mod tests {
         let plan = Plan::Dates {
             dates: vec![day("2026-10-25")],
             at: time("01:30"),
+            ends_at: None,
         };
         let first = plan.first_from(PracticeZone::UK, utc("2026-10-24T00:00:00Z"));
         assert_eq!(first, Some(utc("2026-10-25T00:30:00Z")));
@@ -151,6 +226,7 @@ mod tests {
             days: vec![Weekday::Wed],
             at: time("13:00"),
             until: None,
+            ends_at: None,
         };
         let zone = PracticeZone::UK;
         let first = plan.first_from(zone, utc("2026-10-19T00:00:00Z")).unwrap();
@@ -164,11 +240,52 @@ mod tests {
     }
 
     #[test]
+    fn an_afternoon_closure_starts_and_ends_each_week_across_the_change() {
+        let plan = Plan::Weekly {
+            days: vec![Weekday::Wed],
+            at: time("13:00"),
+            until: None,
+            ends_at: Some(time("17:00")),
+        };
+        let zone = PracticeZone::UK;
+        let mut events = Vec::new();
+        let mut from = utc("2026-10-19T00:00:00Z");
+        while let Some((at, event)) = plan.first_event(zone, from) {
+            if at > utc("2026-10-29T00:00:00Z") {
+                break;
+            }
+            assert_eq!(plan.event_at(zone, at), event);
+            events.push((at, event));
+            from = at + Duration::seconds(1);
+        }
+        assert_eq!(
+            events,
+            [
+                (utc("2026-10-21T12:00:00Z"), Event::Start),
+                (utc("2026-10-21T16:00:00Z"), Event::End),
+                (utc("2026-10-28T13:00:00Z"), Event::Start),
+                (utc("2026-10-28T17:00:00Z"), Event::End),
+            ]
+        );
+        let once = Plan::Once {
+            send_at: utc("2026-11-02T09:30:00Z"),
+            ends_at: Some(utc("2026-11-02T12:00:00Z")),
+        };
+        assert_eq!(
+            once.event_at(zone, utc("2026-11-02T09:30:00Z")),
+            Event::Start
+        );
+        assert_eq!(once.event_at(zone, utc("2026-11-02T12:00:00Z")), Event::End);
+        assert_eq!(once.after(zone, utc("2026-11-02T12:00:00Z")), None);
+    }
+
+    #[test]
     fn weekly_rules_take_several_days_and_stop_after_until() {
         let plan = Plan::Weekly {
             days: vec![Weekday::Mon, Weekday::Fri],
             at: time("08:00"),
             until: Some(day("2026-12-07")),
+            ends_at: None,
         };
         let zone = PracticeZone::UK;
         let mut at = plan.first_from(zone, utc("2026-11-30T09:00:00Z")).unwrap();
@@ -183,6 +300,7 @@ mod tests {
         let plan = Plan::Dates {
             dates: vec![day("2026-12-25"), day("2026-12-28")],
             at: time("08:00"),
+            ends_at: None,
         };
         let zone = PracticeZone::parse("America/New_York").unwrap();
         let first = plan.first_from(zone, utc("2026-12-01T00:00:00Z")).unwrap();
@@ -197,6 +315,7 @@ mod tests {
     fn a_one_off_falls_once() {
         let plan = Plan::Once {
             send_at: utc("2026-11-02T09:30:00Z"),
+            ends_at: None,
         };
         let zone = PracticeZone::UK;
         assert_eq!(
@@ -212,6 +331,7 @@ mod tests {
             days: vec![Weekday::Wed],
             at: time("13:00"),
             until: Some(day("2027-06-30")),
+            ends_at: None,
         };
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(

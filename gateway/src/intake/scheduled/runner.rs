@@ -15,10 +15,11 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::recurrence::Event;
 use super::{plan_of, status_of, ScheduleError, Schedules};
 use crate::domain::{BroadcastId, ScheduledNoticeId};
 use crate::fanout::FanoutError;
-use crate::intake::status::{post_status_change, PostStatusError};
+use crate::intake::status::{post_status_change, PostStatusError, StatusChangeRequest};
 use crate::store::{Claim, OccurrenceState, ScheduledNotice};
 
 /// The idempotency scope occurrences are posted under (`post_status_change` adds the
@@ -40,6 +41,14 @@ pub fn occurrence_key(notice: ScheduledNoticeId, due_at: DateTime<Utc>) -> Strin
         "{notice}:{}",
         due_at.to_rfc3339_opts(SecondsFormat::Secs, true)
     )
+}
+
+/// What the end of a day's disruption posts: the service restored, in the kind's words.
+pub fn restored() -> StatusChangeRequest {
+    StatusChangeRequest {
+        kind: "restored".into(),
+        ..Default::default()
+    }
 }
 
 impl Schedules {
@@ -156,7 +165,10 @@ impl Schedules {
                 .await?;
             return Ok(());
         }
-        let request = status_of(notice)?;
+        let request = match plan_of(notice)?.event_at(practice.timezone, due_at) {
+            Event::Start => status_of(notice)?,
+            Event::End => restored(),
+        };
         let actor = format!("schedule:{}", notice.id);
         let idempotency = Some((SCOPE.to_string(), key));
         let (state, broadcast, error): (_, Option<BroadcastId>, Option<String>) =
