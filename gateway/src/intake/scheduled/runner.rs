@@ -51,6 +51,11 @@ pub fn restored() -> StatusChangeRequest {
     }
 }
 
+/// Logs a notice the runner could not handle this tick.
+fn warn(notice: ScheduledNoticeId, error: &ScheduleError) {
+    tracing::warn!(notice = notice.get(), error = %error, "could not post a scheduled notice");
+}
+
 impl Schedules {
     /// Runs [`Schedules::tick`] every `[schedule] tick_ms` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -72,14 +77,22 @@ impl Schedules {
         let now = (self.clock)();
         let mut settled = 0;
         let abandoned = now - Duration::seconds(ABANDONED_AFTER_SECONDS);
+        // One notice that cannot be read or posted (a corrupt row, a practice removed)
+        // is logged and holds up no other.
         for claim in self.store.stale_claims(abandoned, DUE_PER_TICK).await? {
             if let Some(notice) = self.store.notice_by_id(claim.notice_id).await? {
-                self.settle(&notice, claim.due_at, now).await?;
-                settled += 1;
+                match self.settle(&notice, claim.due_at, now).await {
+                    Ok(()) => settled += 1,
+                    Err(e) => warn(notice.id, &e),
+                }
             }
         }
         for notice in self.store.due_notices(now, DUE_PER_TICK).await? {
-            settled += self.claim_due(notice, now).await?;
+            let id = notice.id;
+            match self.claim_due(notice, now).await {
+                Ok(n) => settled += n,
+                Err(e) => warn(id, &e),
+            }
         }
         Ok(settled)
     }
