@@ -6,6 +6,7 @@
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
 mod appointments;
+mod background_planning;
 mod broadcasts;
 mod browser;
 mod cancel;
@@ -167,6 +168,8 @@ fn main() {
         scheduled::a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_with_two_instances,
         scheduled::the_console_lists_plans_and_cancels_scheduled_notices,
         scheduled::an_afternoon_closure_is_restored_at_its_end,
+        background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
+        background_planning::a_status_change_answers_before_its_long_list_is_planned,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -26,8 +26,9 @@ impl From<GroupError> for ApiError {
     }
 }
 
-/// `POST /status-groups`: records the group, posts and fans out each practice's status
-/// change, and answers 201 with the group's progress (200 and `Idempotent-Replayed: true`
+/// `POST /status-groups`: records the group and each practice's status change and
+/// broadcast, plans each practice's first messages, and answers 201 with the group's
+/// progress while the rest of each list is planned (200 and `Idempotent-Replayed: true`
 /// for a replayed `Idempotency-Key`).
 pub async fn post(
     State(state): State<AppState>,
@@ -79,7 +80,14 @@ async fn progress(state: &AppState, id: StatusGroupId) -> Result<serde_json::Val
             continue;
         };
         let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
+        // Whether the practice's whole list is planned (the rest of a long list is planned
+        // after the group's answer).
+        let mut fanout_complete = false;
         if let Some(broadcast) = member.broadcast_id {
+            fanout_complete = store
+                .broadcast(broadcast)
+                .await?
+                .is_some_and(|b| b.fanout_done_at.is_some());
             for (_, state, n) in store.broadcast_counts(broadcast).await? {
                 *by_state.entry(state.as_str()).or_default() += n;
                 *totals.entry(state.as_str()).or_default() += n;
@@ -96,6 +104,7 @@ async fn progress(state: &AppState, id: StatusGroupId) -> Result<serde_json::Val
                 "name": practice.name,
                 "broadcast_id": member.broadcast_id,
                 "error": member.error,
+                "fanout_complete": fanout_complete,
                 "unsent": unsent,
                 "by_state": by_state,
             }),
