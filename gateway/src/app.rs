@@ -16,6 +16,7 @@ use crate::intake::appointments::change::AppointmentChanges;
 use crate::intake::approval::texts::StaffTexts;
 use crate::intake::approval::Approvals;
 use crate::intake::invite::{vapid_public_key, Invitations};
+use crate::intake::scheduled::Schedules;
 use crate::intake::sources::poller::{spawn_pollers, Source, SourcesHealth};
 use crate::intake::sources::watch::SourceWatch;
 use crate::intake::staff::inbox::{CommandLimits, StaffInbox};
@@ -214,6 +215,16 @@ impl AppState {
         }
     }
 
+    /// What planning status changes ahead, and posting them when due, takes.
+    pub fn schedules(&self) -> Schedules {
+        Schedules {
+            store: self.store.clone(),
+            status_changes: self.status_changes(),
+            clock: self.clock.clone(),
+            config: self.config.schedule.clone(),
+        }
+    }
+
     /// What reading and answering staff texts takes.
     pub fn staff_inbox(&self) -> StaffInbox {
         StaffInbox {
@@ -294,6 +305,13 @@ pub async fn serve_as(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { tidy_proposals(approvals, shutdown).await })
     });
+    // Every API instance posts due scheduled notices: claims and idempotency keys keep each
+    // occurrence to one broadcast.
+    let scheduling = role.serves_api().then(|| {
+        let schedules = state.schedules();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { schedules.run(shutdown).await })
+    });
     let dispatches = role.dispatches() && state.config.dispatch.enabled;
     let cluster = Cluster::join(
         state.store.clone(),
@@ -353,6 +371,9 @@ pub async fn serve_as(
     }
     if let Some(tidying) = tidying {
         let _ = tidying.await;
+    }
+    if let Some(scheduling) = scheduling {
+        let _ = scheduling.await;
     }
     if let Some(pollers) = pollers {
         // A poller finishes the reading it is delivering; one stuck longer is dropped.

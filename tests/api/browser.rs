@@ -1399,6 +1399,27 @@ pub async fn console_pages_fit_a_phone(db: Db) {
         .await;
     assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
     let broadcast = posted.body["id"].as_i64().expect("broadcast id");
+    // Scheduled notices with long lines: every weekday, and a dozen dates.
+    let dates: Vec<String> = (1..=12)
+        .map(|d| {
+            (chrono::Utc::now() + chrono::Duration::days(d * 7))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    for timing in [
+        json!({ "recurrence": { "weekly": { "days": ["mon", "tue", "wed", "thu", "fri"], "at": "13:00" } }, "ends_at": "17:00" }),
+        json!({ "recurrence": { "dates": dates, "at": "08:00" } }),
+    ] {
+        let mut body = json!({ "status": { "kind": "closed", "headline": "Closed for staff training this afternoon" } });
+        body.as_object_mut()
+            .expect("object")
+            .extend(timing.as_object().expect("object").clone());
+        let planned = app
+            .post("/api/v1/practices/B10003/scheduled-notices", &key, &body)
+            .await;
+        assert_eq!(planned.status, StatusCode::CREATED, "{}", planned.body);
+    }
     let browser = Browser::open(&app).await;
     browser.sign_in("alice.admin", PASSWORD).await;
     browser.find("#practices").await;
@@ -1423,6 +1444,10 @@ pub async fn console_pages_fit_a_phone(db: Db) {
         (
             format!("/console/broadcasts/{broadcast}"),
             "console-phone-broadcast.png",
+        ),
+        (
+            "/console/practices/B10003/scheduled".to_string(),
+            "console-phone-scheduled.png",
         ),
         ("/console/templates".to_string(), ""),
         ("/console/templates/status.closed/sms".to_string(), ""),

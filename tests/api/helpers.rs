@@ -109,6 +109,10 @@ pub struct Options {
     pub settings: Vec<(&'static str, Value)>,
     /// Status sources to poll instead of the configured ones (none), at any interval.
     pub sources: Vec<gateway::intake::sources::poller::Source>,
+    /// Another running app's database URL ([`TestApp::database_url`]) to share instead of a
+    /// fresh database: a second instance of the same gateway. The first app owns (and drops)
+    /// the database.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -127,6 +131,7 @@ impl Default for Options {
             push_endpoint_hosts: test_push_hosts(),
             settings: Vec::new(),
             sources: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -167,15 +172,16 @@ pub async fn spawn_app(db: Db) -> TestApp {
 
 pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (url, postgres) = match &db {
-        Db::Sqlite => (
+    let (url, postgres) = match (&db, options.database_url.clone()) {
+        (_, Some(shared)) => (shared, None),
+        (Db::Sqlite, None) => (
             format!(
                 "sqlite://{}?mode=rwc",
                 dir.path().join("gateway.db").display()
             ),
             None,
         ),
-        Db::Postgres(base) => {
+        (Db::Postgres(base), None) => {
             let (url, name) = scratch::create_postgres_database(base, "gw_test")
                 .await
                 .expect("scratch database");
@@ -376,6 +382,11 @@ pub struct Reply {
 }
 
 impl TestApp {
+    /// The database this app uses, for a second instance to share (`Options::database_url`).
+    pub fn database_url(&self) -> String {
+        self.state.config.database.url.clone()
+    }
+
     /// Sends a request with an optional key and JSON body.
     pub async fn request(
         &self,

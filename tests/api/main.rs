@@ -29,6 +29,7 @@ mod practice_senders;
 mod providers_e2e;
 mod push_pages;
 mod receipts;
+mod scheduled;
 mod sms_peer;
 mod staff;
 mod staff_texts;
@@ -162,6 +163,11 @@ fn main() {
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
         groups::a_group_change_gives_each_practice_its_own_broadcast_once,
+        scheduled::scheduled_notices_are_created_listed_edited_and_cancelled,
+        scheduled::a_one_off_notice_fires_once_and_a_late_one_is_missed,
+        scheduled::a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_with_two_instances,
+        scheduled::the_console_lists_plans_and_cancels_scheduled_notices,
+        scheduled::an_afternoon_closure_is_restored_at_its_end,
         background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
         background_planning::a_status_change_answers_before_its_long_list_is_planned,
     ];

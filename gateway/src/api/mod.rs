@@ -24,6 +24,8 @@ pub(crate) mod proposals;
 pub(crate) mod push;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.
 pub(crate) mod receipts;
+/// `/practices/{ods}/scheduled-notices`: status changes planned ahead.
+pub(crate) mod scheduled;
 /// `/practices/{ods}/staff`: staff mobile numbers that may send status commands by text.
 pub(crate) mod staff;
 /// `POST /practices/{ods}/status`: a status change, which starts a broadcast.

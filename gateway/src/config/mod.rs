@@ -15,6 +15,8 @@ mod import;
 pub mod mask;
 mod providers;
 mod push;
+/// `[schedule]`: status changes planned ahead.
+mod schedule;
 mod server;
 mod signin;
 mod sources;
@@ -32,6 +34,7 @@ pub use delivery::{
 pub use import::{header_key, ColumnNames, ImportConfig, DEFAULT_MAX_ROW_BYTES};
 pub use providers::{ProviderConfig, ReceiptsConfig};
 pub use push::PushConfig;
+pub use schedule::ScheduleConfig;
 pub use server::{ClusterConfig, DatabaseConfig, RetentionConfig, ServerConfig, TelemetryConfig};
 pub use signin::SigninConfig;
 pub use sources::{
@@ -105,6 +108,9 @@ pub struct Config {
     /// a staff number may text.
     #[serde(default)]
     pub approval: ApprovalConfig,
+    /// Status changes planned ahead: how often they are looked for, how late one may go.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
     /// The addresses supplier status sources may be fetched from.
     #[serde(default)]
     pub status_sources: StatusSourcesConfig,
@@ -177,6 +183,16 @@ impl Config {
             return invalid(
                 "approval.answer_timeout_seconds",
                 "must be from 1 to 60".into(),
+            );
+        }
+        let s = &self.schedule;
+        if !(1..=60_000).contains(&s.tick_ms) {
+            return invalid("schedule.tick_ms", "must be from 1 to 60000".into());
+        }
+        if s.max_dates == 0 || s.max_days_ahead == 0 || s.max_active_per_practice == 0 {
+            return invalid(
+                "schedule",
+                "max_dates, max_days_ahead and max_active_per_practice must be at least 1".into(),
             );
         }
         let d = &self.dispatch;

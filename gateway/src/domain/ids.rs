@@ -104,6 +104,10 @@ row_id!(
     /// One status change sent to many practices, each with its own broadcast.
     StatusGroupId
 );
+row_id!(
+    /// A status change planned ahead: once, weekly, or on a list of dates.
+    ScheduledNoticeId
+);
 
 #[cfg(test)]
 mod tests {

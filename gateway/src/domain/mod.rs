@@ -25,8 +25,8 @@ pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use ids::{
     ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
-    MessageId, PatientId, PracticeId, ProposalId, StaffNumberId, StatusChangeId, StatusGroupId,
-    TemplateVersionId, UserId,
+    MessageId, PatientId, PracticeId, ProposalId, ScheduledNoticeId, StaffNumberId, StatusChangeId,
+    StatusGroupId, TemplateVersionId, UserId,
 };
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};

@@ -56,7 +56,7 @@ pub fn ops_router(state: AppState) -> Router {
 fn api_routes() -> Router<AppState> {
     use crate::api::{
         appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
-        staff, status, templates,
+        scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -68,6 +68,18 @@ fn api_routes() -> Router<AppState> {
         .route("/practices/{ods}/patients/import", post(imports::import))
         .route("/practices/{ods}/patients/{nhs}", get(patients::show))
         .route("/practices/{ods}/status", post(status::post))
+        .route(
+            "/practices/{ods}/scheduled-notices",
+            get(scheduled::list).post(scheduled::create),
+        )
+        .route(
+            "/practices/{ods}/scheduled-notices/{id}",
+            get(scheduled::show).patch(scheduled::edit),
+        )
+        .route(
+            "/practices/{ods}/scheduled-notices/{id}/cancel",
+            post(scheduled::cancel),
+        )
         .route(
             "/practices/{ods}/staff",
             post(staff::register).get(staff::list),
@@ -138,7 +150,8 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_templates, push, status_page,
+        console, console_approval, console_cancel, console_schedule, console_templates, push,
+        status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -176,6 +189,14 @@ fn page_routes() -> Router<AppState> {
         .route(
             "/console/practices/{ods}/approval",
             post(console_approval::save_rules),
+        )
+        .route(
+            "/console/practices/{ods}/scheduled",
+            get(console_schedule::list).post(console_schedule::create),
+        )
+        .route(
+            "/console/practices/{ods}/scheduled/{id}/cancel",
+            post(console_schedule::cancel),
         )
         .route("/console/broadcasts/{id}", get(console::broadcast))
         .route(

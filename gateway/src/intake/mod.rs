@@ -14,6 +14,8 @@ pub mod import;
 /// Invitations to get notifications in the browser: signed links sent by SMS or email.
 pub mod invite;
 pub mod patients;
+/// Status changes planned ahead: once, weekly or on dates, each occurrence posted once.
+pub mod scheduled;
 /// Supplier status pages and feeds read into incidents, mapped to the systems practices use.
 pub mod sources;
 /// Commands texted by practice staff (`CLOSED until 2pm`, `YES 123456`), parsed without I/O.

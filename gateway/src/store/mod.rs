@@ -43,6 +43,8 @@ mod postgres;
 mod practices;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
+/// Status changes planned ahead and their occurrences.
+mod scheduled;
 /// The SQLite implementation.
 mod sqlite;
 /// Staff mobile numbers that may send status commands.
@@ -87,6 +89,9 @@ pub use practices::{NewPractice, Practice, PracticeSenders, PracticeStore};
 pub use proposals::{
     ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
     ProposalOrigin, ProposalState, ProposalStore,
+};
+pub use scheduled::{
+    Claim, NewNotice, NoticeState, Occurrence, OccurrenceState, ScheduleStore, ScheduledNotice,
 };
 pub use sqlite::SqliteStore;
 pub use staff::{NewStaffNumber, StaffNumber, StaffRole, StaffStore};
@@ -141,6 +146,7 @@ pub trait Store:
     + StaffStore
     + ProposalStore
     + GroupStore
+    + ScheduleStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -10,6 +10,8 @@ pub mod console;
 pub(crate) mod console_approval;
 /// The console's "Stop this broadcast" form.
 pub(crate) mod console_cancel;
+/// The console's scheduled notices page: the list with cancel buttons, and a form to plan one.
+pub(crate) mod console_schedule;
 /// The console's template pages: list, editor, save, history and rollback.
 pub(crate) mod console_templates;
 /// The per-address rate of anonymous push follows.

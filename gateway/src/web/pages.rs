@@ -42,6 +42,10 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/console/approvals.html"),
     ),
     (
+        "console/scheduled.html",
+        include_str!("../../../templates/web/console/scheduled.html"),
+    ),
+    (
         "console/broadcast.html",
         include_str!("../../../templates/web/console/broadcast.html"),
     ),

@@ -29,6 +29,8 @@ mod patients;
 /// Practices.
 mod practices;
 mod proposals;
+/// Status changes planned ahead and their occurrences.
+mod scheduled;
 mod staff;
 /// Message templates and their versions.
 mod templates;

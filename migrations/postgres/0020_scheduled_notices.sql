@@ -1,0 +1,40 @@
+-- Status changes planned ahead (issue 14): posted at `send_at`, or on every occurrence of a
+-- weekly rule or a list of dates, in the practice's timezone. `request` is the status change
+-- exactly as `POST /practices/{ods}/status` takes it (JSON); `timing` the plan (JSON).
+-- `next_at` is the next occurrence to post (NULL once none is left); instances claim an
+-- occurrence by moving it on with a check of `revision`, so only one does the work.
+CREATE TABLE scheduled_notices (
+    id           BIGSERIAL   PRIMARY KEY,
+    practice_id  BIGINT  NOT NULL REFERENCES practices (id),
+    request      TEXT    NOT NULL,
+    timing       TEXT    NOT NULL,
+    state        TEXT    NOT NULL DEFAULT 'active',
+    next_at      TIMESTAMPTZ,
+    revision     BIGINT  NOT NULL DEFAULT 1,
+    created_by   TEXT    NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_by   TEXT,
+    updated_at   TIMESTAMPTZ,
+    cancelled_by TEXT,
+    cancelled_at TIMESTAMPTZ
+);
+
+CREATE INDEX scheduled_notices_due ON scheduled_notices (next_at) WHERE state = 'active';
+CREATE INDEX scheduled_notices_by_practice ON scheduled_notices (practice_id, id);
+
+-- Each occurrence once claimed: `claimed` until its status change is posted (`posted`, with
+-- the broadcast), or `missed` (every instance was down for longer than the catch-up window),
+-- or `failed` (the status change could not be posted; the reason in `error`).
+CREATE TABLE scheduled_occurrences (
+    notice_id    BIGINT  NOT NULL REFERENCES scheduled_notices (id),
+    due_at       TIMESTAMPTZ NOT NULL,
+    state        TEXT    NOT NULL,
+    broadcast_id BIGINT REFERENCES broadcasts (id),
+    error        TEXT,
+    claimed_at   TIMESTAMPTZ NOT NULL,
+    done_at      TIMESTAMPTZ,
+    PRIMARY KEY (notice_id, due_at)
+);
+
+CREATE INDEX scheduled_occurrences_claimed ON scheduled_occurrences (claimed_at)
+    WHERE state = 'claimed';
