@@ -1,6 +1,6 @@
 //! One status change to many practices: each practice gets its own broadcast in its own
-//! wording, exactly once under a replayed Idempotency-Key, with one progress view; only
-//! administrators may send or see a group.
+//! wording, exactly once under a replayed Idempotency-Key, with one progress view; a
+//! practice's key may not send a group and sees only its own part of one.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -162,10 +162,13 @@ pub async fn a_group_change_gives_each_practice_its_own_broadcast_once(db: Db) {
         "{}",
         progress.body
     );
-    let hidden = app
+    // A practice sees its own part only.
+    let own = app
         .get(&format!("/api/v1/status-groups/{id}"), &keys[1])
         .await;
-    assert_eq!(hidden.status, StatusCode::FORBIDDEN);
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.body["practices"], 1, "{}", own.body);
+    assert_eq!(own.body["parts"][0]["practice"], ods(1));
 
     // By tag: only the even practices.
     let (status, tagged, _) = post_group(
@@ -186,3 +189,4 @@ pub async fn a_group_change_gives_each_practice_its_own_broadcast_once(db: Db) {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
 }
+

@@ -14,6 +14,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod federations;
 mod groups;
 mod helpers;
 mod imports;
@@ -161,6 +162,8 @@ fn main() {
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
         groups::a_group_change_gives_each_practice_its_own_broadcast_once,
+        federations::a_federation_key_acts_only_on_its_practices,
+        federations::each_caller_sees_only_its_parts_of_a_group,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

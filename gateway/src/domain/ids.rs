@@ -104,6 +104,11 @@ row_id!(
     /// One status change sent to many practices, each with its own broadcast.
     StatusGroupId
 );
+row_id!(
+    /// A federation: a named set of practices (a GP federation, a primary care network, an
+    /// integrated care board) that a key or console user may be scoped to.
+    FederationId
+);
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ mod layout_test;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -55,8 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
-        staff, status, templates,
+        appointments, broadcasts, federations, groups, imports, patients, practices, proposals,
+        push, receipts, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -100,6 +100,15 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/appointments/{external_ref}/changes",
             post(appointments::change),
         )
+        .route(
+            "/federations",
+            post(federations::create).get(federations::list),
+        )
+        .route(
+            "/federations/{id}/practices",
+            put(federations::replace_members),
+        )
+        .route("/federations/{id}/keys", post(federations::issue_key))
         .route("/status-groups", post(groups::post))
         .route("/status-groups/{id}", get(groups::show))
         .route("/broadcasts/{id}", get(broadcasts::show))
