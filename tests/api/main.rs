@@ -162,6 +162,7 @@ fn main() {
         status_page::the_public_page_feed_and_banner_show_the_status_and_no_patient,
         status_page::a_bilingual_practice_shows_welsh_first,
         groups::a_group_change_gives_each_practice_its_own_broadcast_once,
+        groups::a_group_is_stopped_as_a_whole_once,
         federations::a_federation_key_acts_only_on_its_practices,
         federations::each_caller_sees_only_its_parts_of_a_group,
     ];

@@ -1,6 +1,6 @@
 //! `/status-groups`: one status change to many practices (administrators, and federations
 //! to their member practices), the group's progress (totals and each practice's part,
-//! slowest first, cut to the parts the caller may see).
+//! slowest first, cut to the parts the caller may see), and stopping it as a whole.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -12,7 +12,9 @@ use super::extract::{idempotency_key, path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::StatusGroupId;
 use crate::http::ApiError;
+use crate::intake::cancel::CancelRequest;
 use crate::intake::group_progress::{group_progress, GroupProgress};
+use crate::intake::group_stop::stop_group;
 use crate::intake::groups::{post_group, GroupError, GroupRequest};
 
 impl From<GroupError> for ApiError {
@@ -62,6 +64,24 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<GroupProgress>, ApiError> {
     let id = path_id(&id, "status group", StatusGroupId::new)?;
+    Ok(Json(progress(&state, &caller, id).await?))
+}
+
+/// `POST /status-groups/{id}/cancel` with `{ "reason": "..." }`: stops every part of the
+/// group the caller may see (each member broadcast cancelled as `POST /broadcasts/{id}/
+/// cancel` does, and members not yet posted never are), and answers 200 with the group's
+/// progress. Calling it again answers the same: the first stop (who, when, why) stands.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CancelRequest>,
+) -> Result<Json<GroupProgress>, ApiError> {
+    let id = path_id(&id, "status group", StatusGroupId::new)?;
+    let reason = request.parse().map_err(ApiError::Validation)?;
+    if stop_group(&state.status_changes(), id, &caller, &reason).await? == 0 {
+        return Err(ApiError::NotFound(format!("no status group {id}")));
+    }
     Ok(Json(progress(&state, &caller, id).await?))
 }
 

@@ -111,6 +111,7 @@ fn api_routes() -> Router<AppState> {
         .route("/federations/{id}/keys", post(federations::issue_key))
         .route("/status-groups", post(groups::post))
         .route("/status-groups/{id}", get(groups::show))
+        .route("/status-groups/{id}/cancel", post(groups::cancel))
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
         .route("/broadcasts/{id}/cancel", post(broadcasts::cancel))
