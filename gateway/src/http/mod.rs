@@ -148,7 +148,8 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_templates, push, status_page,
+        console, console_approval, console_cancel, console_groups, console_templates, push,
+        status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -192,6 +193,10 @@ fn page_routes() -> Router<AppState> {
             "/console/broadcasts/{id}/cancel",
             post(console_cancel::cancel),
         )
+        .route("/console/groups", post(console_groups::send))
+        .route("/console/groups/new", get(console_groups::new))
+        .route("/console/groups/{id}", get(console_groups::show))
+        .route("/console/groups/{id}/cancel", post(console_groups::stop))
         .route("/console/audit", get(console::audit))
         .route("/console/templates", get(console_templates::list))
         .route(

@@ -79,8 +79,9 @@ pub struct GroupPosted {
 
 impl GroupRequest {
     /// The practices the request names that `sender` may see, each once, in id order, and
-    /// how they were chosen (JSON), or every problem.
-    async fn practices(
+    /// how they were chosen (JSON), or every problem (the console shows them before it
+    /// asks to send).
+    pub async fn practices(
         &self,
         changes: &StatusChanges,
         sender: &Principal,

@@ -94,6 +94,7 @@ impl Signed {
         let mut c = Context::new();
         c.insert("user", &self.session.user.username);
         c.insert("admin", &self.is_admin());
+        c.insert("groups", &self.may_send_groups());
         c.insert("csrf", &self.session.csrf_token);
         c
     }
