@@ -175,6 +175,8 @@ fn main() {
         browser::service_worker_shows_a_delivered_push_message,
         browser::public_pages_on_a_phone_pass_the_accessibility_check,
         browser::console_pages_fit_a_phone,
+        browser::console_sends_one_change_to_three_practices,
+        browser::console_stops_a_broadcast_and_a_whole_group,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();
