@@ -39,7 +39,10 @@ pub async fn stop_group(
     // Marked first: a member posted from now on is cancelled as soon as it is recorded.
     let practices: Vec<_> = members.iter().map(|m| m.practice_id).collect();
     store.stop_members(id, &practices, &stop).await?;
-    for member in &members {
+    // Read again after the mark: a broadcast recorded before it is seen here, one recorded
+    // after it is cancelled by whoever posted it (`post_members`).
+    let marked = visible_members(store.as_ref(), id, stopper).await?;
+    for member in &marked {
         let Some(broadcast_id) = member.broadcast_id else {
             continue;
         };
@@ -47,8 +50,8 @@ pub async fn stop_group(
             cancel_broadcast(changes, &broadcast, &stopper.actor, reason).await?;
         }
     }
-    let first_stop = members.iter().all(|m| m.stop.is_none());
-    if first_stop {
+    // Audited when it stopped something not stopped before.
+    if members.iter().any(|m| m.stop.is_none()) {
         let details = serde_json::json!({ "reason": reason, "practices": members.len() });
         store
             .audit(
