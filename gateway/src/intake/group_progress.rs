@@ -82,6 +82,17 @@ pub struct PartStop {
     pub reason: String,
 }
 
+/// Sorts parts slowest first: the most still to send, then those that failed to post at
+/// all, then by ODS code.
+fn slowest_first(parts: &mut [GroupPart]) {
+    parts.sort_by(|x, y| {
+        y.unsent
+            .cmp(&x.unsent)
+            .then_with(|| y.error.is_some().cmp(&x.error.is_some()))
+            .then_with(|| x.practice.cmp(&y.practice))
+    });
+}
+
 /// The members of group `id` that `viewer` may see (none if there is no such group).
 pub async fn visible_members(
     store: &dyn Store,
@@ -149,13 +160,7 @@ pub async fn group_progress(
             stopped,
         });
     }
-    // Slowest first: the most still to send, then those that failed to post at all.
-    parts.sort_by(|x, y| {
-        y.unsent
-            .cmp(&x.unsent)
-            .then_with(|| y.error.is_some().cmp(&x.error.is_some()))
-            .then_with(|| x.practice.cmp(&y.practice))
-    });
+    slowest_first(&mut parts);
     let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
     for part in &parts {
         for (state, n) in &part.by_state {
@@ -183,4 +188,37 @@ pub async fn group_progress(
         by_state,
         parts,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(practice: &str, unsent: i64, error: Option<&str>) -> GroupPart {
+        GroupPart {
+            practice: practice.into(),
+            name: practice.into(),
+            broadcast_id: None,
+            error: error.map(str::to_string),
+            unsent,
+            cancelled: 0,
+            already_sent: 0,
+            by_state: BTreeMap::new(),
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn the_most_still_to_send_come_first_then_failures_then_by_code() {
+        let mut parts = vec![
+            part("A1", 0, None),
+            part("B2", 5, None),
+            part("C3", 0, Some("no wording")),
+            part("D4", 40, None),
+            part("A0", 0, None),
+        ];
+        slowest_first(&mut parts);
+        let order: Vec<&str> = parts.iter().map(|p| p.practice.as_str()).collect();
+        assert_eq!(order, ["D4", "B2", "C3", "A0", "A1"]);
+    }
 }
