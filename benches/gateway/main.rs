@@ -15,6 +15,7 @@
 mod appointments;
 mod dispatch;
 mod fanout;
+mod group;
 mod import;
 // Shared with the tests (tests/support): one copy of the scratch databases and the seeding.
 #[allow(dead_code)]
@@ -54,6 +55,9 @@ enum Benchmark {
     /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
     /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
     Dispatch(dispatch::DispatchArgs),
+    /// One status change to many practices through the running gateway: time to the
+    /// answer, to every list planned, and to each practice's first text out.
+    Group(group::GroupBenchArgs),
     /// CSV contact import throughput (rows per second) and peak memory.
     Import(import::ImportBenchArgs),
     /// CSV appointment import throughput (rows per second) and peak memory, per file size.
@@ -76,6 +80,7 @@ async fn main() -> ExitCode {
     let result = match cli.which {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,
+        Benchmark::Group(args) => group::group(&config, args).await,
         Benchmark::Import(args) => import::import(&config, args).await,
         Benchmark::Appointments(args) => appointments::appointments(&config, args).await,
         Benchmark::Signin(args) => signin::signin(&config, args).await,

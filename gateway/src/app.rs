@@ -197,6 +197,7 @@ impl AppState {
             store: self.store.clone(),
             fanout: self.fanout.clone(),
             dispatch: self.dispatch.clone(),
+            answer_within: self.config.fanout.answer_within(),
         }
     }
 

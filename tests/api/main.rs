@@ -6,6 +6,7 @@
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
 mod appointments;
+mod background_planning;
 mod broadcasts;
 mod browser;
 mod cancel;
@@ -165,6 +166,8 @@ fn main() {
         groups::a_group_is_stopped_as_a_whole_once,
         federations::a_federation_key_acts_only_on_its_practices,
         federations::each_caller_sees_only_its_parts_of_a_group,
+        background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
+        background_planning::a_status_change_answers_before_its_long_list_is_planned,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

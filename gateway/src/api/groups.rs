@@ -29,8 +29,9 @@ impl From<GroupError> for ApiError {
     }
 }
 
-/// `POST /status-groups`: records the group, posts and fans out each practice's status
-/// change, and answers 201 with the group's progress (200 and `Idempotent-Replayed: true`
+/// `POST /status-groups`: records the group and each practice's status change and
+/// broadcast, plans each practice's first messages, and answers 201 with the group's
+/// progress while the rest of each list is planned (200 and `Idempotent-Replayed: true`
 /// for a replayed `Idempotency-Key`). A federation's key reaches only its members: a list
 /// naming any other practice is 404 for the whole group, and nothing is sent.
 pub async fn post(

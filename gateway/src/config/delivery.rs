@@ -13,6 +13,22 @@ use crate::domain::{Channel, Rate};
 pub struct FanoutConfig {
     /// Messages per INSERT statement.
     pub batch_size: usize,
+    /// Longest a status change's answer waits for its fan-out, in milliseconds. A list
+    /// planned by then is answered with its counts; a longer one is answered with what is
+    /// planned so far (`fanout_complete: false`) while planning goes on.
+    #[serde(default = "default_answer_within_ms")]
+    pub answer_within_ms: u64,
+}
+
+fn default_answer_within_ms() -> u64 {
+    150
+}
+
+impl FanoutConfig {
+    /// [`FanoutConfig::answer_within_ms`] as a duration.
+    pub fn answer_within(&self) -> Duration {
+        Duration::from_millis(self.answer_within_ms)
+    }
 }
 
 /// Sending outbox messages.

@@ -147,7 +147,37 @@ impl Fanout {
                 reason: reason.clone(),
             });
         }
-        match self.plan_broadcast(broadcast).await {
+        match self.plan_broadcast(broadcast, None).await {
+            Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
+            other => other,
+        }
+    }
+
+    /// Plans a head start of a status broadcast: the messages of its first `patients`
+    /// patients only, so that each practice of a group has messages going out before any
+    /// practice's whole list is planned. A practice with no more patients than that is
+    /// planned in full and its fan-out marked finished; otherwise the fan-out stays
+    /// unfinished and [`Fanout::run_broadcast`] completes it (adding nothing twice).
+    pub async fn run_broadcast_head(
+        &self,
+        broadcast_id: BroadcastId,
+        patients: usize,
+    ) -> Result<FanoutSummary, FanoutError> {
+        let broadcast = self
+            .store
+            .broadcast(broadcast_id)
+            .await?
+            .ok_or(FanoutError::NotFound(broadcast_id))?;
+        if let (Some(_), Some(reason)) = (broadcast.failed_at, &broadcast.failure) {
+            return Err(FanoutError::Failed {
+                broadcast_id,
+                reason: reason.clone(),
+            });
+        }
+        if broadcast.fanout_done_at.is_some() {
+            return Ok(FanoutSummary::default());
+        }
+        match self.plan_broadcast(broadcast, Some(patients.max(1))).await {
             Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
             other => other,
         }
@@ -181,7 +211,13 @@ impl Fanout {
         }
     }
 
-    async fn plan_broadcast(&self, broadcast: Broadcast) -> Result<FanoutSummary, FanoutError> {
+    /// Plans the broadcast's messages, page by page; with `head`, only a first page of that
+    /// many patients, leaving the fan-out unfinished if the list goes on.
+    async fn plan_broadcast(
+        &self,
+        broadcast: Broadcast,
+        head: Option<usize>,
+    ) -> Result<FanoutSummary, FanoutError> {
         let broadcast_id = broadcast.id;
         let practice = self
             .store
@@ -195,13 +231,16 @@ impl Fanout {
         let mut summary = FanoutSummary::default();
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
         // beside the writer; PostgreSQL does anyway).
+        let page_size = head.map_or(self.batch_size, |h| h.min(self.batch_size));
         let mut page = self
             .store
-            .fanout_page(practice_id, PatientId::new(0), self.batch_size)
+            .fanout_page(practice_id, PatientId::new(0), page_size)
             .await?;
         while let Some(last) = page.last() {
             let next_after = last.id;
-            let more = page.len() == self.batch_size;
+            let more = page.len() == page_size;
+            // A head start reads no page beyond its first.
+            let read_on = more && head.is_none();
             let now = (self.clock)();
             let held_until = self.after_quiet_hours(now, wording.practice.timezone);
             // Rendering runs on the blocking pool, each part within the render budget.
@@ -217,9 +256,9 @@ impl Fanout {
             }
             summary.skipped_no_contact += planned.skipped_no_contact;
             let next_page = async {
-                if more {
+                if read_on {
                     self.store
-                        .fanout_page(practice_id, next_after, self.batch_size)
+                        .fanout_page(practice_id, next_after, page_size)
                         .await
                 } else {
                     Ok(Vec::new())
@@ -244,6 +283,10 @@ impl Fanout {
                 break;
             }
             self.wake.notify_one();
+            if more && !read_on {
+                // A head start whose list goes on: the rest is planned by a full run.
+                return Ok(summary);
+            }
         }
         if bookings.tells_everyone() {
             self.plan_followers(wording, &mut summary).await?;

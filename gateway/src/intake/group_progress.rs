@@ -59,6 +59,9 @@ pub struct GroupPart {
     pub broadcast_id: Option<BroadcastId>,
     /// Why its status change could not be posted, if it could not.
     pub error: Option<String>,
+    /// Whether its whole patient list is planned (the rest of a long list is planned after
+    /// the group's answer).
+    pub fanout_complete: bool,
     /// Messages still to send.
     pub unsent: i64,
     /// Messages cancelled.
@@ -129,17 +132,21 @@ pub async fn group_progress(
             by: s.by,
             reason: s.reason,
         });
+        let mut fanout_complete = false;
         if let Some(broadcast) = member.broadcast_id {
             for (_, state, n) in store.broadcast_counts(broadcast).await? {
                 *by_state.entry(state.as_str()).or_default() += n;
             }
-            // The broadcast's own cancel (by the group's stop, or on its own) says who.
-            if let Some(cancel) = store.broadcast(broadcast).await?.and_then(|b| b.cancel) {
-                stopped = Some(PartStop {
-                    at: cancel.at,
-                    by: cancel.by,
-                    reason: cancel.reason,
-                });
+            if let Some(b) = store.broadcast(broadcast).await? {
+                fanout_complete = b.fanout_done_at.is_some();
+                // The broadcast's own cancel (by the group's stop, or on its own) says who.
+                if let Some(cancel) = b.cancel {
+                    stopped = Some(PartStop {
+                        at: cancel.at,
+                        by: cancel.by,
+                        reason: cancel.reason,
+                    });
+                }
             }
         }
         let count = |states: &[MessageState]| -> i64 {
@@ -153,6 +160,7 @@ pub async fn group_progress(
             name: practice.name,
             broadcast_id: member.broadcast_id,
             error: member.error,
+            fanout_complete,
             unsent: count(&[MessageState::Queued, MessageState::Sending]),
             cancelled: count(&[MessageState::Cancelled]),
             already_sent: count(&[MessageState::Sent, MessageState::Delivered]),
@@ -200,6 +208,7 @@ mod tests {
             name: practice.into(),
             broadcast_id: None,
             error: error.map(str::to_string),
+            fanout_complete: true,
             unsent,
             cancelled: 0,
             already_sent: 0,

@@ -20,15 +20,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
-use crate::domain::{Invalid, OdsCode, StatusGroupId};
+use crate::domain::{BroadcastId, Invalid, OdsCode, StatusGroupId};
 use crate::intake::cancel::cancel_broadcast;
-use crate::intake::status::{post_status_change, StatusChangeRequest, StatusChanges};
+use crate::intake::status::{fan_out, record_status_change, StatusChangeRequest, StatusChanges};
 use crate::store::{GroupStart, IdempotencyClaim, NewStatusGroup, Practice, StoreError};
 
 /// The most practices one group may reach.
 pub const MAX_GROUP_PRACTICES: usize = 10_000;
-/// Member practices whose status change is being posted at once.
+/// Member practices whose status change is being recorded, or fanned out, at once.
 const POSTING_AT_ONCE: usize = 8;
+/// Patients of each member practice whose messages are planned before any practice's
+/// whole list is: the first thing every practice's patients get is not held up by the
+/// lists of the practices before it.
+pub const HEAD_START_PATIENTS: usize = 200;
 
 /// A group status change as a client posts it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -157,8 +161,9 @@ impl GroupRequest {
     }
 }
 
-/// Records the group and posts each member practice's status change (fanned out) before
-/// returning. A member that cannot be posted is recorded with its reason; the others go on.
+/// Records the group and each member practice's status change and broadcast, gives each
+/// a head start, and leaves the rest of the fan-outs running (see [`post_members`]). A
+/// member that cannot be posted is recorded with its reason; the others go on.
 pub async fn post_group(
     changes: &StatusChanges,
     request: &GroupRequest,
@@ -203,8 +208,18 @@ pub async fn post_group(
 }
 
 /// Posts the status change of every member practice that has no broadcast yet and was not
-/// stopped, a few at a time, each keyed by the group so that it is posted once. One posted
-/// while the group was being stopped is cancelled at once, with the stop's reason.
+/// stopped, in three steps, so that the last practice is not left waiting for every other
+/// one's list:
+///
+/// 1. each member's status change and broadcast is recorded (a few practices at a time,
+///    keyed by the group so that it is recorded once), which withdraws what it supersedes;
+///    one recorded while the group was being stopped is cancelled at once, with the stop's
+///    reason, and not planned;
+/// 2. each new broadcast gets a head start: the messages of its first
+///    [`HEAD_START_PATIENTS`] patients, so every practice has messages going out;
+/// 3. the rest of each list is planned by a task of its own, which returns at once: the
+///    caller (an HTTP request) does not wait for millions of messages, and hanging up does
+///    not stop it. A crash meanwhile leaves unfinished fan-outs, which start-up resumes.
 pub async fn post_members(
     changes: &StatusChanges,
     id: StatusGroupId,
@@ -220,34 +235,64 @@ pub async fn post_members(
             }
         }
     }
-    let results: Vec<_> = futures_util::stream::iter(waiting)
-        .map(|practice| async move {
-            let key = Some((format!("group:{id}"), practice.id.to_string()));
-            let posted = post_status_change(changes, &practice, request, actor, key).await;
-            (practice, posted)
-        })
-        .buffer_unordered(POSTING_AT_ONCE)
-        .collect()
-        .await;
-    for (practice, posted) in results {
-        match posted {
-            Ok(posted) => {
-                let stopped = store
-                    .record_member(id, practice.id, Some(posted.broadcast_id), None)
-                    .await?;
-                if let Some(stop) = stopped {
-                    if let Some(broadcast) = store.broadcast(posted.broadcast_id).await? {
-                        cancel_broadcast(changes, &broadcast, &stop.by, &stop.reason).await?;
+    // Each member is recorded within its own future: awaiting the store between polls of
+    // the stream would leave the other futures suspended, one of them perhaps inside a
+    // transaction that the await then waits for.
+    let recorded: Vec<Result<Option<(Practice, BroadcastId)>, StoreError>> =
+        futures_util::stream::iter(waiting)
+            .map(|practice| async move {
+                let key = Some((format!("group:{id}"), practice.id.to_string()));
+                match record_status_change(changes, &practice, request, actor, key).await {
+                    Ok(posted) => {
+                        let stopped = store
+                            .record_member(id, practice.id, Some(posted.broadcast_id), None)
+                            .await?;
+                        if let Some(stop) = stopped {
+                            if let Some(broadcast) = store.broadcast(posted.broadcast_id).await? {
+                                cancel_broadcast(changes, &broadcast, &stop.by, &stop.reason)
+                                    .await?;
+                            }
+                            return Ok(None);
+                        }
+                        Ok(Some((practice, posted.broadcast_id)))
+                    }
+                    Err(e) => {
+                        tracing::error!(group = id.get(), practice = %practice.ods_code, error = %e, "a group member's status change failed");
+                        store
+                            .record_member(id, practice.id, None, Some(&e.to_string()))
+                            .await?;
+                        Ok(None)
                     }
                 }
-            }
-            Err(e) => {
-                tracing::error!(group = id.get(), practice = %practice.ods_code, error = %e, "a group member's status change failed");
-                store
-                    .record_member(id, practice.id, None, Some(&e.to_string()))
-                    .await?;
-            }
-        }
+            })
+            .buffer_unordered(POSTING_AT_ONCE)
+            .collect()
+            .await;
+    let mut broadcasts = Vec::new();
+    for member in recorded {
+        broadcasts.extend(member?);
     }
+    broadcasts.sort_by_key(|(practice, _)| practice.id);
+    fan_out_members(changes, id, &broadcasts, Some(HEAD_START_PATIENTS)).await;
+    let (changes, rest) = (changes.clone(), broadcasts);
+    tokio::spawn(async move { fan_out_members(&changes, id, &rest, None).await });
     Ok(())
+}
+
+/// Fans out the members' broadcasts, a few at a time: in full, or a head start of `head`
+/// patients each. A member whose fan-out fails is logged (a failed wording is recorded on
+/// its broadcast, which the group's progress shows); the others go on.
+async fn fan_out_members(
+    changes: &StatusChanges,
+    id: StatusGroupId,
+    broadcasts: &[(Practice, BroadcastId)],
+    head: Option<usize>,
+) {
+    futures_util::stream::iter(broadcasts)
+        .for_each_concurrent(POSTING_AT_ONCE, |(practice, broadcast_id)| async move {
+            if let Err(e) = fan_out(changes, *broadcast_id, head).await {
+                tracing::error!(group = id.get(), practice = %practice.ods_code, broadcast = broadcast_id.get(), error = %e, "a group member's fan-out failed");
+            }
+        })
+        .await;
 }

@@ -92,6 +92,8 @@ pub struct StatusChanges {
     pub fanout: Arc<Fanout>,
     /// This process's dispatch workers.
     pub dispatch: Arc<DispatchControl>,
+    /// Longest a status change's answer waits for its fan-out (`[fanout] answer_within_ms`).
+    pub answer_within: std::time::Duration,
 }
 
 /// The headline patients see when the practice gives none (in English; see
@@ -245,9 +247,67 @@ impl StatusChangeRequest {
     }
 }
 
-/// Records a status change and fans it out before returning, so the answer carries
-/// the planned counts. With an Idempotency-Key, a retry returns the first broadcast.
+/// Records a status change and fans it out, returning once the fan-out is done or
+/// [`StatusChanges::answer_within`] has passed, whichever is first: a short list is
+/// answered with its planned counts (and a wording that cannot be rendered with the
+/// error), a long one at once while planning goes on in the background. With an
+/// Idempotency-Key, a retry returns the first broadcast.
 pub async fn post_status_change(
+    changes: &StatusChanges,
+    practice: &Practice,
+    request: &StatusChangeRequest,
+    actor: &str,
+    idempotency: Option<(String, String)>,
+) -> Result<Posted, PostStatusError> {
+    let posted = record_status_change(changes, practice, request, actor, idempotency).await?;
+    let background = changes.clone();
+    let broadcast_id = posted.broadcast_id;
+    let fanning = tokio::spawn(async move {
+        let done = fan_out(&background, broadcast_id, None).await;
+        if let Err(e) = &done {
+            tracing::error!(broadcast = broadcast_id.get(), error = %e, "fan-out failed");
+        }
+        done
+    });
+    if let Ok(done) = tokio::time::timeout(changes.answer_within, fanning).await {
+        done.map_err(|e| PostStatusError::Task(e.to_string()))??;
+    }
+    Ok(posted)
+}
+
+/// Plans the messages of a recorded broadcast whose fan-out is unfinished: all of them, or
+/// with `head`, a head start of that many patients (see [`Fanout::run_broadcast_head`]).
+/// Spawned so that a client hanging up cannot cancel a fan-out half way.
+///
+/// [`Fanout::run_broadcast_head`]: crate::fanout::Fanout::run_broadcast_head
+pub async fn fan_out(
+    changes: &StatusChanges,
+    broadcast_id: BroadcastId,
+    head: Option<usize>,
+) -> Result<(), PostStatusError> {
+    let unfinished = changes
+        .store
+        .broadcast(broadcast_id)
+        .await?
+        .is_some_and(|b| b.fanout_done_at.is_none());
+    if unfinished {
+        let fanout = changes.fanout.clone();
+        tokio::spawn(async move {
+            match head {
+                Some(patients) => fanout.run_broadcast_head(broadcast_id, patients).await,
+                None => fanout.run_broadcast(broadcast_id).await,
+            }
+        })
+        .await
+        .map_err(|e| PostStatusError::Task(e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// Records a status change and its broadcast (withdrawing what it supersedes, and auditing
+/// it) without planning its messages: [`fan_out`] does that. With an Idempotency-Key, a
+/// retry returns the first broadcast.
+pub async fn record_status_change(
     changes: &StatusChanges,
     practice: &Practice,
     request: &StatusChangeRequest,
@@ -291,18 +351,6 @@ pub async fn post_status_change(
                 now,
             )
             .await?;
-    }
-    let unfinished = changes
-        .store
-        .broadcast(broadcast_id)
-        .await?
-        .is_some_and(|b| b.fanout_done_at.is_none());
-    if unfinished {
-        // Spawned so that a client hanging up cannot cancel a fan-out half way.
-        let fanout = changes.fanout.clone();
-        tokio::spawn(async move { fanout.run_broadcast(broadcast_id).await })
-            .await
-            .map_err(|e| PostStatusError::Task(e.to_string()))??;
     }
     Ok(Posted {
         broadcast_id,

@@ -206,9 +206,12 @@ impl<R: Read> Rows<R> {
                     }
                     record.ends.truncate(ends_len);
                     record.data.truncate(out_len);
-                    // The line the record ends on: its own line feed, if consumed, is not
-                    // before it.
-                    let line = 1 + self.line_feeds - u64::from(self.ends_with_line_feed);
+                    // The line the record ends on: its own line feed, if this call consumed
+                    // it, is not before it. A record ended by the end of the file (nothing
+                    // consumed now) has no line feed of its own: a last line feed consumed
+                    // earlier sits inside an unclosed quote and is one of its inner breaks.
+                    let own_line_feed = n_in > 0 && self.ends_with_line_feed;
+                    let line = 1 + self.line_feeds - u64::from(own_line_feed);
                     self.inner_breaks += record.breaks();
                     return Ok(Some(line.saturating_sub(self.inner_breaks)));
                 }
@@ -347,6 +350,15 @@ mod tests {
         let (headers, rows) = read_all(b"\"NHS\nNumber\",Mobile\n1,2");
         assert_eq!(headers, ["NHS\nNumber", "Mobile"]);
         assert_eq!(rows, [(2, vec!["1".into(), "2".into()])]);
+    }
+
+    #[test]
+    fn a_quote_left_open_to_the_end_keeps_its_row_number() {
+        // The file ends inside a quoted field whose last byte is a line break: that break
+        // belongs to the field, so the row is still the one after the previous.
+        let (_, rows) = read_all(b"nhs,notes\n1,a\n2,\"open\n");
+        assert_eq!(rows[0].0, 2);
+        assert_eq!(rows[1], (3, vec!["2".into(), "open\n".into()]));
     }
 
     #[test]
