@@ -1477,3 +1477,240 @@ pub async fn console_pages_fit_a_phone(db: Db) {
     );
     browser.close().await;
 }
+
+/// Practices for the group tests: three to send to and one left out.
+const GROUP_PRACTICES: [(&str, &str); 4] = [
+    ("B20001", "Northgate Surgery"),
+    ("B20002", "Eastfield Practice"),
+    ("B20003", "Westbrook Health Centre"),
+    ("B20004", "Southside Surgery"),
+];
+
+/// On a phone, an administrator sends one change to three practices: the form, the
+/// confirmation naming the three, and the group's progress with the three parts.
+pub async fn console_sends_one_change_to_three_practices(db: Db) {
+    let app = spawn_app(db).await;
+    create_user(
+        app.state.store.as_ref(),
+        "alice.admin",
+        PASSWORD,
+        KeyScope::Admin,
+    )
+    .await
+    .expect("user");
+    for (i, (ods, name)) in GROUP_PRACTICES.iter().enumerate() {
+        let i = i as u32 * 2;
+        practice(
+            &app,
+            ods,
+            name,
+            json!([sms_patient(i + 1), sms_patient(i + 2)]),
+        )
+        .await;
+    }
+    let browser = Browser::open(&app).await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    browser.sign_in("alice.admin", PASSWORD).await;
+    browser.find("#practices").await;
+    browser
+        .client
+        .find(Locator::LinkText("Send to many"))
+        .await
+        .expect("the group form's link")
+        .click()
+        .await
+        .expect("click");
+    browser
+        .at("the group form", |p| p == "/console/groups/new")
+        .await;
+    assert!(browser.fits_width().await, "the form fits a phone");
+    browser.click("#target-list").await;
+    browser
+        .type_into("#group-practices", "B20001, b20002\nB20003")
+        .await;
+    browser
+        .run(
+            "document.querySelector('#group-kind').value = 'phones_down';",
+            vec![],
+        )
+        .await;
+    browser
+        .type_into("#group-headline", "Phone lines down across the PCN")
+        .await;
+    browser.click("#group-check").await;
+
+    // The confirmation names exactly the three practices.
+    let reach = browser
+        .text_with("#group-reach", &[GROUP_PRACTICES[0].1])
+        .await;
+    for (ods, name) in &GROUP_PRACTICES[..3] {
+        assert!(reach.contains(name) && reach.contains(ods), "{reach}");
+    }
+    assert!(!reach.contains(GROUP_PRACTICES[3].1), "{reach}");
+    browser
+        .text_with("#group-send", &["Yes, send to 3 practices"])
+        .await;
+    assert!(browser.fits_width().await, "the confirmation fits a phone");
+    browser.screenshot("console-phone-group-confirm.png").await;
+    browser.click("#group-send").await;
+
+    let path = browser
+        .at("the group's page", |p| {
+            p.starts_with("/console/groups/") && p != "/console/groups/new"
+        })
+        .await;
+    browser.text_with("#group-total", &["6"]).await;
+    let rows = browser.table("#group-parts").await;
+    let mut names: Vec<&str> = rows
+        .iter()
+        .map(|r| r[0].split(" B2").next().unwrap_or_default())
+        .collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = GROUP_PRACTICES[..3].iter().map(|(_, n)| *n).collect();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r[1] == "2"),
+        "two to send at each: {rows:?}"
+    );
+    assert!(browser.fits_width().await, "the group's page fits a phone");
+    browser.screenshot("console-phone-group.png").await;
+
+    // What the page showed is what was sent: one group, one broadcast per practice.
+    let id: i64 = path
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("group id");
+    let members = app
+        .state
+        .store
+        .group_members(gateway::domain::StatusGroupId::new(id))
+        .await
+        .expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(
+        members.iter().all(|m| m.broadcast_id.is_some()),
+        "{members:?}"
+    );
+    assert_eq!(app.state.store.pending_count().await.expect("count"), 6);
+    browser.close().await;
+}
+
+/// A federation's console user sees only its member practices, stops one broadcast with
+/// the confirmation button, then sends to all its members and stops the whole group.
+pub async fn console_stops_a_broadcast_and_a_whole_group(db: Db) {
+    let app = spawn_app(db).await;
+    let mut ids = Vec::new();
+    for (i, (ods, name)) in GROUP_PRACTICES.iter().enumerate() {
+        let i = i as u32 * 2;
+        ids.push(
+            practice(
+                &app,
+                ods,
+                name,
+                json!([sms_patient(i + 1), sms_patient(i + 2)]),
+            )
+            .await,
+        );
+    }
+    let federation = app
+        .state
+        .store
+        .create_federation("Riverside PCN", &ids[..2], Utc::now())
+        .await
+        .expect("federation");
+    create_user(
+        app.state.store.as_ref(),
+        "fiona.pcn",
+        PASSWORD,
+        KeyScope::Federation(federation.id),
+    )
+    .await
+    .expect("user");
+    let browser = Browser::open(&app).await;
+    browser.sign_in("fiona.pcn", PASSWORD).await;
+    browser.find("#practices").await;
+    let rows = browser.table("#practices").await;
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [GROUP_PRACTICES[0].1, GROUP_PRACTICES[1].1],
+        "only the federation's practices, by ODS code: {rows:?}"
+    );
+
+    // One broadcast, stopped from its page with the confirmation button.
+    browser
+        .goto(&format!("/console/practices/{}", GROUP_PRACTICES[0].0))
+        .await;
+    browser.click("#preview-status").await;
+    browser
+        .text_with("#preview-sms", &[GROUP_PRACTICES[0].1])
+        .await;
+    browser.click("#confirm-status").await;
+    browser
+        .at("the broadcast's page", |p| {
+            p.starts_with("/console/broadcasts/")
+        })
+        .await;
+    browser
+        .client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone-sized window");
+    browser.click("#stop summary").await;
+    browser.type_into("#reason", "Posted by mistake").await;
+    browser.click("#stop button[type=submit]").await;
+    browser
+        .text_with("#cancelled", &["Posted by mistake", "user:fiona.pcn"])
+        .await;
+    browser.text_with("#cancelled-count", &["2"]).await;
+    assert_eq!(app.state.store.pending_count().await.expect("count"), 0);
+
+    // A group to all its members, then the whole group stopped.
+    browser.goto("/console/groups/new").await;
+    browser.click("#target-all").await;
+    browser.click("#group-check").await;
+    browser
+        .text_with("#group-send", &["Yes, send to 2 practices"])
+        .await;
+    browser.click("#group-send").await;
+    browser
+        .at("the group's page", |p| {
+            p.starts_with("/console/groups/") && p != "/console/groups/new"
+        })
+        .await;
+    browser.text_with("#group-unsent", &["4"]).await;
+    assert_eq!(browser.table("#group-parts").await.len(), 2);
+    browser.click("#group-stop summary").await;
+    browser.type_into("#group-reason", "Wrong practices").await;
+    assert!(browser.fits_width().await, "the stop form fits a phone");
+    browser.click("#group-stop-confirm").await;
+    browser.text_with("#group-stopped", &["Stopped"]).await;
+    browser.text_with("#group-cancelled", &["4"]).await;
+    browser.text_with("#group-unsent", &["0"]).await;
+    let rows = browser.table("#group-parts").await;
+    assert!(
+        rows.iter()
+            .all(|r| r[4].contains("Stopped by user:fiona.pcn: Wrong practices")),
+        "{rows:?}"
+    );
+    // Nothing is left to stop: the button is gone.
+    assert_eq!(
+        browser
+            .run(
+                "return document.querySelector('#group-stop') === null;",
+                vec![]
+            )
+            .await,
+        json!(true)
+    );
+    assert_eq!(app.state.store.pending_count().await.expect("count"), 0);
+    app.drain().await;
+    assert!(app.sent_lines().is_empty(), "nothing was sent");
+    browser.close().await;
+}

@@ -178,6 +178,10 @@ pub async fn practice_users_see_only_their_practice(db: Db) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = get(&app, "/console/audit?practice=C10002", &session).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Sending to many practices is not for a practice's user.
+    let (status, _) = get(&app, "/console/groups/new", &session).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!list.contains("/console/groups/new"), "{list}");
     let (status, page) = get(&app, "/console/practices/C10001", &session).await;
     assert_eq!(status, StatusCode::OK);
     let csrf = csrf_in(&page);

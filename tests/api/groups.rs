@@ -1,6 +1,6 @@
 //! One status change to many practices: each practice gets its own broadcast in its own
-//! wording, exactly once under a replayed Idempotency-Key, with one progress view; only
-//! administrators may send or see a group.
+//! wording, exactly once under a replayed Idempotency-Key, with one progress view; a
+//! practice's key may not send a group and sees only its own part of one.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -162,10 +162,13 @@ pub async fn a_group_change_gives_each_practice_its_own_broadcast_once(db: Db) {
         "{}",
         progress.body
     );
-    let hidden = app
+    // A practice sees its own part only.
+    let own = app
         .get(&format!("/api/v1/status-groups/{id}"), &keys[1])
         .await;
-    assert_eq!(hidden.status, StatusCode::FORBIDDEN);
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    assert_eq!(own.body["practices"], 1, "{}", own.body);
+    assert_eq!(own.body["parts"][0]["practice"], ods(1));
 
     // By tag: only the even practices.
     let (status, tagged, _) = post_group(
@@ -185,4 +188,193 @@ pub async fn a_group_change_gives_each_practice_its_own_broadcast_once(db: Db) {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{invalid}");
+}
+
+/// Stops group `id` as `key` with `reason`.
+async fn stop(app: &TestApp, key: &str, id: i64, reason: &str) -> crate::helpers::Reply {
+    app.post(
+        &format!("/api/v1/status-groups/{id}/cancel"),
+        key,
+        &json!({ "reason": reason }),
+    )
+    .await
+}
+
+/// Each part's `(cancelled, already_sent, stopped by)`, by ODS code.
+fn stops(view: &Value) -> std::collections::BTreeMap<String, (i64, i64, Option<String>)> {
+    view["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .map(|p| {
+            (
+                p["practice"].as_str().expect("practice").to_string(),
+                (
+                    p["cancelled"].as_i64().expect("cancelled"),
+                    p["already_sent"].as_i64().expect("already_sent"),
+                    p["stopped"]["by"].as_str().map(str::to_string),
+                ),
+            )
+        })
+        .collect()
+}
+
+pub async fn a_group_is_stopped_as_a_whole_once(db: Db) {
+    let app = spawn_app(db).await;
+    let mut keys = Vec::new();
+    for p in 0..3 {
+        keys.push(practice(&app, p).await);
+    }
+    let federation = app
+        .post(
+            "/api/v1/federations",
+            &app.admin_key,
+            &json!({ "name": "Riverside federation", "practices": [ods(0), ods(1)] }),
+        )
+        .await;
+    assert_eq!(
+        federation.status,
+        StatusCode::CREATED,
+        "{}",
+        federation.body
+    );
+    let fed = app
+        .post(
+            &format!("/api/v1/federations/{}/keys", federation.body["id"]),
+            &app.admin_key,
+            &json!({}),
+        )
+        .await;
+    let fed = fed.body["key"].as_str().expect("key").to_string();
+    let codes: Vec<String> = (0..3).map(ods).collect();
+    let (status, group, _) = post_group(
+        &app,
+        &app.admin_key,
+        "stop-1",
+        &json!({ "status_change": { "kind": "closed" }, "practices": codes }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let id = group["id"].as_i64().expect("id");
+
+    // A reason is required; someone who sees no part of it finds no such group.
+    let blank = stop(&app, &app.admin_key, id, " ").await;
+    assert_eq!(
+        blank.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        blank.body
+    );
+    let stranger = app.practice_with_key("G14099", "Elsewhere").await;
+    let hidden = stop(&app, &stranger, id, "not mine").await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
+
+    // The federation stops its members' parts only; the third practice's messages go.
+    let stopped = stop(&app, &fed, id, "Sent to the wrong PCN").await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.body);
+    assert_eq!(stopped.body["practices"], 2, "{}", stopped.body);
+    assert_eq!(stopped.body["cancelled"], 4, "{}", stopped.body);
+    assert_eq!(stopped.body["stopped"], 2, "{}", stopped.body);
+    app.drain().await;
+    assert_eq!(
+        app.sent_lines().len(),
+        2,
+        "only the third practice's patients"
+    );
+
+    // The administrator stops the whole group: the first stops stand, and the third
+    // practice's part shows what had already gone.
+    let whole = stop(&app, &app.admin_key, id, "Wrong notice").await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.body);
+    let fed_actor = stopped.body["parts"][0]["stopped"]["by"]
+        .as_str()
+        .expect("by")
+        .to_string();
+    let admin_actor = whole.body["created_by"].as_str().expect("by").to_string();
+    let expected: std::collections::BTreeMap<String, (i64, i64, Option<String>)> = [
+        (ods(0), (2, 0, Some(fed_actor.clone()))),
+        (ods(1), (2, 0, Some(fed_actor))),
+        (ods(2), (0, 2, Some(admin_actor))),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(stops(&whole.body), expected, "{}", whole.body);
+    assert_eq!(
+        (
+            &whole.body["cancelled"],
+            &whole.body["already_sent"],
+            &whole.body["stopped"]
+        ),
+        (&json!(4), &json!(2), &json!(3)),
+        "{}",
+        whole.body
+    );
+    assert_eq!(
+        whole.body["parts"][0]["stopped"]["reason"],
+        "Sent to the wrong PCN"
+    );
+
+    // Again: the same view, and nothing more in the audit trail.
+    let audited = app
+        .state
+        .store
+        .audit_trail(app.practice_id(&ods(2)).await, 100)
+        .await
+        .expect("audit")
+        .len();
+    let again = stop(&app, &app.admin_key, id, "Once more").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(stops(&again.body), expected);
+    let after = app
+        .state
+        .store
+        .audit_trail(app.practice_id(&ods(2)).await, 100)
+        .await
+        .expect("audit")
+        .len();
+    assert_eq!(after, audited);
+
+    // A member not yet posted when the group is stopped (a crash mid-send) never is.
+    let request = gateway::intake::status::StatusChangeRequest {
+        kind: "closed".into(),
+        ..Default::default()
+    };
+    let started = app
+        .state
+        .store
+        .start_group(
+            &gateway::store::NewStatusGroup {
+                request: serde_json::to_string(&request).expect("json"),
+                selector: json!({ "all": true }).to_string(),
+                created_by: "test".into(),
+                members: vec![app.practice_id(&ods(0)).await],
+            },
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("group");
+    let gateway::store::GroupStart::Started(crashed) = started else {
+        panic!("{started:?}");
+    };
+    let pending = app.state.store.pending_count().await.expect("count");
+    let reply = stop(&app, &app.admin_key, crashed.get(), "Never mind").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    gateway::intake::groups::post_members(&app.state.status_changes(), crashed, &request, "test")
+        .await
+        .expect("resume");
+    assert_eq!(
+        app.state.store.pending_count().await.expect("count"),
+        pending
+    );
+    let members = app
+        .state
+        .store
+        .group_members(crashed)
+        .await
+        .expect("members");
+    assert!(
+        members[0].broadcast_id.is_none() && members[0].stop.is_some(),
+        "{members:?}"
+    );
 }

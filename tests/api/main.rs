@@ -15,6 +15,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod federations;
 mod groups;
 mod helpers;
 mod imports;
@@ -168,6 +169,9 @@ fn main() {
         scheduled::a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_with_two_instances,
         scheduled::the_console_lists_plans_and_cancels_scheduled_notices,
         scheduled::an_afternoon_closure_is_restored_at_its_end,
+        groups::a_group_is_stopped_as_a_whole_once,
+        federations::a_federation_key_acts_only_on_its_practices,
+        federations::each_caller_sees_only_its_parts_of_a_group,
         background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
         background_planning::a_status_change_answers_before_its_long_list_is_planned,
     ];
@@ -180,6 +184,8 @@ fn main() {
         browser::service_worker_shows_a_delivered_push_message,
         browser::public_pages_on_a_phone_pass_the_accessibility_check,
         browser::console_pages_fit_a_phone,
+        browser::console_sends_one_change_to_three_practices,
+        browser::console_stops_a_broadcast_and_a_whole_group,
     ];
     helpers::set_callback_secrets();
     let postgres = helpers::postgres_server();

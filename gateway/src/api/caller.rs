@@ -75,5 +75,9 @@ async fn session_caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiEr
             "this request needs the page's CSRF token".into(),
         ));
     }
-    Ok(Caller(Principal::of_session(&session)))
+    Ok(Caller(
+        Principal::of_session(&session)
+            .resolved(state.store.as_ref())
+            .await?,
+    ))
 }

@@ -1,24 +1,27 @@
-//! `/status-groups`: one status change to many practices (administrators only), and the
-//! group's progress: totals, and each practice's broadcast, slowest first.
-
-use std::collections::BTreeMap;
+//! `/status-groups`: one status change to many practices (administrators, and federations
+//! to their member practices), the group's progress (totals and each practice's part,
+//! slowest first, cut to the parts the caller may see), and stopping it as a whole.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::caller::Caller;
 use super::extract::{idempotency_key, path_id, ApiJson};
 use crate::app::AppState;
-use crate::domain::{MessageState, StatusGroupId};
+use crate::domain::StatusGroupId;
 use crate::http::ApiError;
+use crate::intake::cancel::CancelRequest;
+use crate::intake::group_progress::{group_progress, GroupProgress};
+use crate::intake::group_stop::stop_group;
 use crate::intake::groups::{post_group, GroupError, GroupRequest};
 
 impl From<GroupError> for ApiError {
     fn from(e: GroupError) -> Self {
         match e {
+            GroupError::NotAllowed => ApiError::Forbidden(e.to_string()),
+            GroupError::NoPractice(code) => ApiError::NotFound(format!("no practice {code}")),
             GroupError::Invalid(errors) => ApiError::Validation(errors),
             GroupError::KeyReused => ApiError::Conflict("idempotency_key_reused", e.to_string()),
             GroupError::Store(e) => e.into(),
@@ -29,17 +32,17 @@ impl From<GroupError> for ApiError {
 /// `POST /status-groups`: records the group and each practice's status change and
 /// broadcast, plans each practice's first messages, and answers 201 with the group's
 /// progress while the rest of each list is planned (200 and `Idempotent-Replayed: true`
-/// for a replayed `Idempotency-Key`).
+/// for a replayed `Idempotency-Key`). A federation's key reaches only its members: a list
+/// naming any other practice is 404 for the whole group, and nothing is sent.
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(request): ApiJson<GroupRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require_admin()?;
     let key = idempotency_key(&headers, &caller)?;
-    let posted = post_group(&state.status_changes(), &request, &caller.actor, key).await?;
-    let view = progress(&state, posted.id).await?;
+    let posted = post_group(&state.status_changes(), &request, &caller, key).await?;
+    let view = progress(&state, &caller, posted.id).await?;
     let status = if posted.replayed {
         StatusCode::OK
     } else {
@@ -54,80 +57,42 @@ pub async fn post(
     Ok(response)
 }
 
-/// `GET /status-groups/{id}`: the group's progress (administrators only).
+/// `GET /status-groups/{id}`: the group's progress; an administrator sees every part, a
+/// federation its members' and a practice its own (404 if it has none).
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require_admin()?;
+) -> Result<Json<GroupProgress>, ApiError> {
     let id = path_id(&id, "status group", StatusGroupId::new)?;
-    Ok(Json(progress(&state, id).await?))
+    Ok(Json(progress(&state, &caller, id).await?))
 }
 
-/// The group with its totals by state and each practice's part, those with the most
-/// messages still to send first.
-async fn progress(state: &AppState, id: StatusGroupId) -> Result<serde_json::Value, ApiError> {
-    let store = &state.store;
-    let group = store
-        .status_group(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no status group {id}")))?;
-    let mut totals: BTreeMap<&'static str, i64> = BTreeMap::new();
-    let mut parts = Vec::new();
-    for member in store.group_members(id).await? {
-        let Some(practice) = store.practice_by_id(member.practice_id).await? else {
-            continue;
-        };
-        let mut by_state: BTreeMap<&'static str, i64> = BTreeMap::new();
-        // Whether the practice's whole list is planned (the rest of a long list is planned
-        // after the group's answer).
-        let mut fanout_complete = false;
-        if let Some(broadcast) = member.broadcast_id {
-            fanout_complete = store
-                .broadcast(broadcast)
-                .await?
-                .is_some_and(|b| b.fanout_done_at.is_some());
-            for (_, state, n) in store.broadcast_counts(broadcast).await? {
-                *by_state.entry(state.as_str()).or_default() += n;
-                *totals.entry(state.as_str()).or_default() += n;
-            }
-        }
-        let unsent: i64 = [MessageState::Queued, MessageState::Sending]
-            .iter()
-            .map(|s| by_state.get(s.as_str()).copied().unwrap_or(0))
-            .sum();
-        parts.push((
-            unsent,
-            json!({
-                "practice": practice.ods_code.as_str(),
-                "name": practice.name,
-                "broadcast_id": member.broadcast_id,
-                "error": member.error,
-                "fanout_complete": fanout_complete,
-                "unsent": unsent,
-                "by_state": by_state,
-            }),
-        ));
+/// `POST /status-groups/{id}/cancel` with `{ "reason": "..." }`: stops every part of the
+/// group the caller may see (each member broadcast cancelled as `POST /broadcasts/{id}/
+/// cancel` does, and members not yet posted never are), and answers 200 with the group's
+/// progress. Calling it again answers the same: the first stop (who, when, why) stands.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CancelRequest>,
+) -> Result<Json<GroupProgress>, ApiError> {
+    let id = path_id(&id, "status group", StatusGroupId::new)?;
+    let reason = request.parse().map_err(ApiError::Validation)?;
+    if stop_group(&state.status_changes(), id, &caller, &reason).await? == 0 {
+        return Err(ApiError::NotFound(format!("no status group {id}")));
     }
-    // Slowest first: the most still to send, then those that failed to post at all.
-    parts.sort_by(|(a, x), (b, y)| {
-        b.cmp(a)
-            .then_with(|| y["error"].is_string().cmp(&x["error"].is_string()))
-            .then_with(|| x["practice"].as_str().cmp(&y["practice"].as_str()))
-    });
-    let status_change: serde_json::Value = serde_json::from_str(&group.request).unwrap_or_default();
-    let selector: serde_json::Value = serde_json::from_str(&group.selector).unwrap_or_default();
-    let total: i64 = totals.values().sum();
-    Ok(json!({
-        "id": group.id,
-        "status_change": status_change,
-        "selector": selector,
-        "created_by": group.created_by,
-        "created_at": group.created_at,
-        "practices": parts.len(),
-        "total": total,
-        "by_state": totals,
-        "parts": parts.into_iter().map(|(_, part)| part).collect::<Vec<_>>(),
-    }))
+    Ok(Json(progress(&state, &caller, id).await?))
+}
+
+/// The group's progress as the caller may see it, or 404.
+pub(crate) async fn progress(
+    state: &AppState,
+    caller: &Caller,
+    id: StatusGroupId,
+) -> Result<GroupProgress, ApiError> {
+    group_progress(state.store.as_ref(), id, caller)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no status group {id}")))
 }

@@ -9,7 +9,9 @@ pub(crate) mod broadcasts;
 mod caller;
 /// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
 mod extract;
-/// `/status-groups`: one status change to many practices, and its progress.
+/// `/federations`: named sets of practices, their members and their API keys (admins).
+pub(crate) mod federations;
+/// `/status-groups`: one status change to many practices, its progress, and its stop.
 pub(crate) mod groups;
 /// `POST /practices/{ods}/patients/import`: a CSV list of patients.
 pub(crate) mod imports;

@@ -1,12 +1,12 @@
 //! API keys: `gw_` and 256 random bits, shown once when issued and stored as a SHA-256 hash.
-//! Each is scoped to one practice or to the admin role.
+//! Each is scoped to one practice, to a federation's practices, or to the admin role.
 
 use chrono::Utc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::Principal;
-use crate::store::{AccessStore, AuditEntry, KeyScope, NewApiKey, StoreError};
+use crate::store::{AccessStore, AuditEntry, FederationStore, KeyScope, NewApiKey, StoreError};
 
 /// The stored form of a key (and of a session's cookie token): SHA-256, hex. Both are 256
 /// random bits, so a fast hash is enough.
@@ -44,10 +44,20 @@ pub async fn issue_key(
                 action: "api_key.created".into(),
                 practice_id: match scope {
                     KeyScope::Practice(id) => Some(id),
-                    KeyScope::Admin => None,
+                    KeyScope::Admin | KeyScope::Federation(_) => None,
                 },
                 subject: Some(format!("api_key:{id}")),
-                details: Some(serde_json::json!({ "prefix": prefix, "label": label }).to_string()),
+                details: Some(
+                    serde_json::json!({
+                        "prefix": prefix,
+                        "label": label,
+                        "federation": match scope {
+                            KeyScope::Federation(id) => Some(id),
+                            _ => None,
+                        },
+                    })
+                    .to_string(),
+                ),
             },
             now,
         )
@@ -55,13 +65,13 @@ pub async fn issue_key(
     Ok(key)
 }
 
-/// Who a key speaks for, if it is a live key of ours.
-pub async fn key_principal(
-    store: &dyn AccessStore,
-    key: &str,
-) -> Result<Option<Principal>, StoreError> {
-    Ok(store
-        .api_key_by_hash(&hash_key(key))
-        .await?
-        .map(|record| Principal::of_key(&record)))
+/// Who a key speaks for, if it is a live key of ours (a federation's with its members).
+pub async fn key_principal<S>(store: &S, key: &str) -> Result<Option<Principal>, StoreError>
+where
+    S: AccessStore + FederationStore + ?Sized,
+{
+    match store.api_key_by_hash(&hash_key(key)).await? {
+        Some(record) => Ok(Some(Principal::of_key(&record).resolved(store).await?)),
+        None => Ok(None),
+    }
 }

@@ -3,19 +3,30 @@
 //! Tenancy is one rule: a practice's principal sees that practice and nothing else, and
 //! another practice's things are "not found", exactly as if they did not exist, so that
 //! nobody learns which practices (or broadcasts, or templates) exist. An administrator sees
-//! everything.
+//! everything. A federation's principal sees its member practices, and acts on them as an
+//! administrator would (status changes, groups, broadcasts, their wording); everything
+//! else is "not found" as for a practice, and managing practices, keys, federations or the
+//! global wording stays an administrator's.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::domain::{ApiKeyId, OdsCode, PracticeId, UserId};
-use crate::store::{ApiKeyRecord, KeyScope, Practice, PracticeStore, SessionRecord, StoreError};
+use crate::store::{
+    ApiKeyRecord, FederationStore, KeyScope, Practice, PracticeStore, SessionRecord, StoreError,
+};
 
 /// Who is calling: an API key or a signed-in console user.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// What it may touch: one practice, or everything.
+    /// What it may touch: one practice, a federation's practices, or everything.
     pub scope: KeyScope,
     /// How the audit trail names it: `key:<prefix>` or `user:<username>`.
     pub actor: String,
     credential: Credential,
+    /// A federation's member practices, read once per request by [`Principal::resolved`];
+    /// empty (it sees nothing) until then and for other scopes.
+    members: Arc<BTreeSet<PracticeId>>,
 }
 
 /// What a principal proved itself with.
@@ -64,6 +75,7 @@ impl Principal {
             scope: record.scope,
             actor: format!("key:{}", record.prefix),
             credential: Credential::ApiKey(record.id),
+            members: Arc::default(),
         }
     }
 
@@ -73,7 +85,28 @@ impl Principal {
             scope: session.user.scope,
             actor: format!("user:{}", session.user.username),
             credential: Credential::Session(session.user.id),
+            members: Arc::default(),
         }
+    }
+
+    /// The principal with its federation's member practices read (for a federation's key
+    /// or user; others are returned as they are). Until this is called a federation's
+    /// principal sees nothing.
+    pub async fn resolved(
+        mut self,
+        store: &(impl FederationStore + ?Sized),
+    ) -> Result<Self, StoreError> {
+        if let KeyScope::Federation(id) = self.scope {
+            let members = store.federation_members(id).await?;
+            self.members = Arc::new(members.into_iter().collect());
+        }
+        Ok(self)
+    }
+
+    /// Whether it may send one status change to many practices: an administrator, or a
+    /// federation's principal (to its members).
+    pub fn may_send_groups(&self) -> bool {
+        matches!(self.scope, KeyScope::Admin | KeyScope::Federation(_))
     }
 
     /// Whether it may do everything (an admin key or an admin user).
@@ -95,6 +128,7 @@ impl Principal {
         match self.scope {
             KeyScope::Admin => true,
             KeyScope::Practice(own) => own == practice_id,
+            KeyScope::Federation(_) => self.members.contains(&practice_id),
         }
     }
 
@@ -195,6 +229,24 @@ mod tests {
             assert!(principal.can_see(one) && principal.can_see(two));
             assert!(principal.require_admin().is_ok());
         }
+    }
+
+    #[test]
+    fn a_federation_sees_its_members_once_they_are_read() {
+        use crate::domain::FederationId;
+        let (one, two) = (PracticeId::new(1), PracticeId::new(2));
+        let mut principal = key(KeyScope::Federation(FederationId::new(4)));
+        // Not yet resolved: it sees nothing.
+        assert!(!principal.can_see(one) && !principal.can_see(two));
+        principal.members = Arc::new([one].into_iter().collect());
+        assert!(principal.can_see(one) && !principal.can_see(two));
+        assert!(principal.require_admin().is_err() && principal.may_send_groups());
+        assert!(matches!(
+            principal.may_edit_template(None),
+            Err(Denied::GlobalWording)
+        ));
+        assert!(!key(KeyScope::Practice(one)).may_send_groups());
+        assert!(key(KeyScope::Admin).may_send_groups());
     }
 
     #[test]

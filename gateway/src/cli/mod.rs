@@ -16,7 +16,7 @@ use crate::app::{self, AppState};
 use crate::cluster::Role;
 use crate::config::Config;
 use crate::domain::OdsCode;
-use crate::store::{self, KeyScope, PracticeStore};
+use crate::store::{self, KeyScope, Store};
 use crate::telemetry;
 
 /// The command line as parsed.
@@ -145,14 +145,23 @@ async fn serve(config: Config, role: Role) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-/// Everything (`--admin`) or the practice named by `--practice`, which must exist.
+/// Who a key or a user made on the command line acts for: everything (`--admin`), the
+/// federation named by `--federation`, or the practice named by `--practice`, which must
+/// exist.
 async fn scope_for(
-    store: &dyn PracticeStore,
+    store: &dyn Store,
     admin: bool,
     practice: Option<&str>,
+    federation: Option<&str>,
 ) -> Result<KeyScope, Box<dyn std::error::Error>> {
     if admin {
         return Ok(KeyScope::Admin);
+    }
+    if let Some(name) = federation {
+        let found = store.federation_by_name(name).await?.ok_or_else(|| {
+            format!("no federation {name:?}: create it first with POST /api/v1/federations")
+        })?;
+        return Ok(KeyScope::Federation(found.id));
     }
     let ods = OdsCode::parse(practice.unwrap_or_default())?;
     let found = store

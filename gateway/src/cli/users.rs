@@ -15,8 +15,15 @@ pub(super) enum UsersCommand {
         #[arg(long)]
         username: String,
         /// Limit them to this practice (ODS code).
-        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        #[arg(
+            long,
+            required_unless_present_any = ["admin", "federation"],
+            conflicts_with_all = ["admin", "federation"]
+        )]
         practice: Option<String>,
+        /// Limit them to the member practices of this federation (its name).
+        #[arg(long, conflicts_with = "admin")]
+        federation: Option<String>,
         /// Make them an administrator (every practice, and the standard wording).
         #[arg(long)]
         admin: bool,
@@ -30,11 +37,18 @@ pub(super) async fn run(
     let UsersCommand::Create {
         username,
         practice,
+        federation,
         admin,
     } = action;
     let store = store::connect(&config.database.url, 1).await?;
     store.migrate().await?;
-    let scope = scope_for(store.as_ref(), admin, practice.as_deref()).await?;
+    let scope = scope_for(
+        store.as_ref(),
+        admin,
+        practice.as_deref(),
+        federation.as_deref(),
+    )
+    .await?;
     let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
         Ok(p) if !p.is_empty() => p,
         _ => {

@@ -108,6 +108,11 @@ row_id!(
     /// A status change planned ahead: once, weekly, or on a list of dates.
     ScheduledNoticeId
 );
+row_id!(
+    /// A federation: a named set of practices (a GP federation, a primary care network, an
+    /// integrated care board) that a key or console user may be scoped to.
+    FederationId
+);
 
 #[cfg(test)]
 mod tests {

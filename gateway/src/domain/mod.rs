@@ -24,9 +24,9 @@ pub use appointment::{
 pub use channel::{Channel, ChannelOrder};
 pub use email::EmailAddress;
 pub use ids::{
-    ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FollowerId, ImportRunId,
-    MessageId, PatientId, PracticeId, ProposalId, ScheduledNoticeId, StaffNumberId, StatusChangeId,
-    StatusGroupId, TemplateVersionId, UserId,
+    ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FederationId, FollowerId,
+    ImportRunId, MessageId, PatientId, PracticeId, ProposalId, ScheduledNoticeId, StaffNumberId,
+    StatusChangeId, StatusGroupId, TemplateVersionId, UserId,
 };
 pub use language::Language;
 pub use message::{AttemptOutcome, MessageState, Priority};

@@ -18,7 +18,7 @@ mod layout_test;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -55,8 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, groups, imports, patients, practices, proposals, push, receipts,
-        scheduled, staff, status, templates,
+        appointments, broadcasts, federations, groups, imports, patients, practices, proposals,
+        push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -112,8 +112,18 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/appointments/{external_ref}/changes",
             post(appointments::change),
         )
+        .route(
+            "/federations",
+            post(federations::create).get(federations::list),
+        )
+        .route(
+            "/federations/{id}/practices",
+            put(federations::replace_members),
+        )
+        .route("/federations/{id}/keys", post(federations::issue_key))
         .route("/status-groups", post(groups::post))
         .route("/status-groups/{id}", get(groups::show))
+        .route("/status-groups/{id}/cancel", post(groups::cancel))
         .route("/broadcasts/{id}", get(broadcasts::show))
         .route("/broadcasts/{id}/messages", get(broadcasts::messages))
         .route("/broadcasts/{id}/cancel", post(broadcasts::cancel))
@@ -150,8 +160,8 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_schedule, console_templates, push,
-        status_page,
+        console, console_approval, console_cancel, console_groups, console_schedule,
+        console_templates, push, status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -203,6 +213,10 @@ fn page_routes() -> Router<AppState> {
             "/console/broadcasts/{id}/cancel",
             post(console_cancel::cancel),
         )
+        .route("/console/groups", post(console_groups::send))
+        .route("/console/groups/new", get(console_groups::new))
+        .route("/console/groups/{id}", get(console_groups::show))
+        .route("/console/groups/{id}/cancel", post(console_groups::stop))
         .route("/console/audit", get(console::audit))
         .route("/console/templates", get(console_templates::list))
         .route(

@@ -7,6 +7,11 @@
 //! status change is posted with the group as its idempotency key, a few practices at a
 //! time. Posting the same group again (a replay of the key, or after a crash) posts only
 //! what is missing, and never a second broadcast for a practice.
+//!
+//! Who may send one: an administrator, to any practices; a federation's principal, to its
+//! member practices only (`all` and a tag mean its members; a list naming any practice it
+//! cannot see is refused whole, as "not found", so that nothing is half-sent and nothing
+//! is learnt about practices outside it).
 
 use std::collections::BTreeSet;
 
@@ -14,7 +19,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::auth::Principal;
 use crate::domain::{BroadcastId, Invalid, OdsCode, StatusGroupId};
+use crate::intake::cancel::cancel_broadcast;
 use crate::intake::status::{fan_out, record_status_change, StatusChangeRequest, StatusChanges};
 use crate::store::{GroupStart, IdempotencyClaim, NewStatusGroup, Practice, StoreError};
 
@@ -47,9 +54,16 @@ pub struct GroupRequest {
 /// Why a group was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
+    /// Only administrators and federations send groups.
+    #[error("only administrators and federations send a status change to many practices")]
+    NotAllowed,
     /// The request is invalid (its status change, or which practices).
     #[error("invalid group status change")]
     Invalid(Vec<Invalid>),
+    /// The list names a practice the sender may not see (or none such: the two are not
+    /// told apart); nothing was sent.
+    #[error("no practice {0}")]
+    NoPractice(String),
     /// The Idempotency-Key was used before with a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     KeyReused,
@@ -68,11 +82,13 @@ pub struct GroupPosted {
 }
 
 impl GroupRequest {
-    /// The practices the request names, each once, in id order, and how they were chosen
-    /// (JSON), or every problem.
-    async fn practices(
+    /// The practices the request names that `sender` may see, each once, in id order, and
+    /// how they were chosen (JSON), or every problem (the console shows them before it
+    /// asks to send).
+    pub async fn practices(
         &self,
         changes: &StatusChanges,
+        sender: &Principal,
     ) -> Result<(Vec<Practice>, String), GroupError> {
         let store = &changes.store;
         let chosen = [self.practices.is_some(), self.tag.is_some(), self.all]
@@ -95,8 +111,11 @@ impl GroupRequest {
                     Err(_) => None,
                 };
                 match found {
-                    Some(practice) => practices.push(practice),
-                    None => errors.push(Invalid::new(
+                    Some(practice) if sender.can_see(practice.id) => practices.push(practice),
+                    // Only an administrator is told which codes are unknown; anyone else
+                    // must not learn whether a practice outside its set exists.
+                    _ if !sender.is_admin() => return Err(GroupError::NoPractice(code.clone())),
+                    _ => errors.push(Invalid::new(
                         format!("practices[{i}]"),
                         format!("no practice {code}"),
                     )),
@@ -119,7 +138,7 @@ impl GroupRequest {
             selector = serde_json::json!({ "all": true });
         }
         let mut seen = BTreeSet::new();
-        practices.retain(|p| seen.insert(p.id));
+        practices.retain(|p| sender.can_see(p.id) && seen.insert(p.id));
         practices.sort_by_key(|p| p.id);
         if practices.is_empty() {
             return Err(GroupError::Invalid(vec![Invalid::new(
@@ -148,9 +167,13 @@ impl GroupRequest {
 pub async fn post_group(
     changes: &StatusChanges,
     request: &GroupRequest,
-    actor: &str,
+    sender: &Principal,
     idempotency: Option<(String, String)>,
 ) -> Result<GroupPosted, GroupError> {
+    if !sender.may_send_groups() {
+        return Err(GroupError::NotAllowed);
+    }
+    let actor = sender.actor.as_str();
     request.status_change.parse(actor).map_err(|errors| {
         GroupError::Invalid(
             errors
@@ -159,7 +182,7 @@ pub async fn post_group(
                 .collect(),
         )
     })?;
-    let (practices, selector) = request.practices(changes).await?;
+    let (practices, selector) = request.practices(changes, sender).await?;
     let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
         scope: format!("{scope}:status-group"),
         key,
@@ -184,11 +207,14 @@ pub async fn post_group(
     Ok(GroupPosted { id, replayed })
 }
 
-/// Posts the status change of every member practice that has no broadcast yet, in three
-/// steps, so that the last practice is not left waiting for every other one's list:
+/// Posts the status change of every member practice that has no broadcast yet and was not
+/// stopped, in three steps, so that the last practice is not left waiting for every other
+/// one's list:
 ///
 /// 1. each member's status change and broadcast is recorded (a few practices at a time,
 ///    keyed by the group so that it is recorded once), which withdraws what it supersedes;
+///    one recorded while the group was being stopped is cancelled at once, with the stop's
+///    reason, and not planned;
 /// 2. each new broadcast gets a head start: the messages of its first
 ///    [`HEAD_START_PATIENTS`] patients, so every practice has messages going out;
 /// 3. the rest of each list is planned by a task of its own, which returns at once: the
@@ -203,7 +229,7 @@ pub async fn post_members(
     let store = &changes.store;
     let mut waiting = Vec::new();
     for member in store.group_members(id).await? {
-        if member.broadcast_id.is_none() {
+        if member.broadcast_id.is_none() && member.stop.is_none() {
             if let Some(practice) = store.practice_by_id(member.practice_id).await? {
                 waiting.push(practice);
             }
@@ -218,9 +244,16 @@ pub async fn post_members(
                 let key = Some((format!("group:{id}"), practice.id.to_string()));
                 match record_status_change(changes, &practice, request, actor, key).await {
                     Ok(posted) => {
-                        store
+                        let stopped = store
                             .record_member(id, practice.id, Some(posted.broadcast_id), None)
                             .await?;
+                        if let Some(stop) = stopped {
+                            if let Some(broadcast) = store.broadcast(posted.broadcast_id).await? {
+                                cancel_broadcast(changes, &broadcast, &stop.by, &stop.reason)
+                                    .await?;
+                            }
+                            return Ok(None);
+                        }
                         Ok(Some((practice, posted.broadcast_id)))
                     }
                     Err(e) => {

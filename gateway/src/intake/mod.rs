@@ -7,6 +7,10 @@ pub mod appointments;
 pub mod approval;
 /// Stopping a broadcast: its unsent messages cancelled, with who did it and why.
 pub mod cancel;
+/// A status group's progress as its viewer may see it: totals and each practice's part.
+pub mod group_progress;
+/// Stopping a status group as a whole: each member broadcast cancelled, none posted later.
+pub mod group_stop;
 /// One status change to many practices (a list, a tag, or all), each its own broadcast.
 pub mod groups;
 /// CSV import of patient lists: streamed, checked row by row, resumable, with a report.

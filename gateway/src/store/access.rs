@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::StoreResult;
-use crate::domain::{ApiKeyId, PracticeId};
+use crate::domain::{ApiKeyId, FederationId, PracticeId};
 
 /// Who an API key speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub enum KeyScope {
     Admin,
     /// One practice (by row id) and nothing else.
     Practice(PracticeId),
+    /// The member practices of a federation (a named set of practices), as an administrator
+    /// would act on them, and nothing else; no practice, key or federation management.
+    Federation(FederationId),
 }
 
 /// A key to store.

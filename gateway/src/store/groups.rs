@@ -55,6 +55,19 @@ pub struct GroupMember {
     pub broadcast_id: Option<BroadcastId>,
     /// Why its status change could not be posted, if it could not.
     pub error: Option<String>,
+    /// Its stop with the group, if it was stopped.
+    pub stop: Option<GroupStop>,
+}
+
+/// Who stopped a group member, when and why (the first stop stands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStop {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The audit trail's actor.
+    pub by: String,
+    /// Why, as they said it.
+    pub reason: String,
 }
 
 /// Where status groups are kept.
@@ -71,12 +84,21 @@ pub trait GroupStore: Send + Sync {
     async fn status_group(&self, id: StatusGroupId) -> StoreResult<Option<StatusGroup>>;
     /// The group's members, in practice id order.
     async fn group_members(&self, id: StatusGroupId) -> StoreResult<Vec<GroupMember>>;
-    /// Records the broadcast (or the error) of a member's status change.
+    /// Records the broadcast (or the error) of a member's status change, and returns the
+    /// member's stop if it was stopped meanwhile (its broadcast is then to be cancelled).
     async fn record_member(
         &self,
         id: StatusGroupId,
         practice_id: PracticeId,
         broadcast_id: Option<BroadcastId>,
         error: Option<&str>,
+    ) -> StoreResult<Option<GroupStop>>;
+    /// Stops these members of the group (those not stopped before: the first stop stands),
+    /// so that a status change not yet posted never is.
+    async fn stop_members(
+        &self,
+        id: StatusGroupId,
+        members: &[PracticeId],
+        stop: &GroupStop,
     ) -> StoreResult<()>;
 }

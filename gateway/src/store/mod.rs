@@ -27,6 +27,8 @@ mod cluster;
 mod console;
 /// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
+/// Federations: named sets of practices a key or console user may be scoped to.
+mod federations;
 /// Anonymous push followers of a practice.
 mod followers;
 /// Status groups: one status change to many practices.
@@ -70,8 +72,9 @@ pub use broadcasts::{
 pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use console::{ConsoleStore, SessionRecord, User};
 pub use contacts::{ContactStore, PushSubscription};
+pub use federations::{Federation, FederationStore, MAX_FEDERATION_PRACTICES};
 pub use followers::{Follower, FollowerStore};
-pub use groups::{GroupMember, GroupStart, GroupStore, NewStatusGroup, StatusGroup};
+pub use groups::{GroupMember, GroupStart, GroupStop, GroupStore, NewStatusGroup, StatusGroup};
 pub use import::{
     ImportCounts, ImportEnd, ImportFields, ImportRun, ImportStore, ImportedPatient, ListedContact,
     ListedPatient,
@@ -98,7 +101,7 @@ pub use staff::{NewStaffNumber, StaffNumber, StaffRole, StaffStore};
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
 pub(crate) use timestamp::{At, TimeColumn};
 
-use crate::domain::{BroadcastId, PracticeId, Priority, StatusChangeId};
+use crate::domain::{BroadcastId, FederationId, PracticeId, Priority, StatusChangeId};
 
 /// A storage failure. Constraint violations the caller can act on get their own variants.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,7 @@ pub trait Store:
     + ProposalStore
     + GroupStore
     + ScheduleStore
+    + FederationStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
@@ -234,28 +238,46 @@ pub(crate) fn parsed<T: std::str::FromStr>(column: &'static str, text: &str) -> 
     })
 }
 
-/// A stored role and practice (of an API key or a console user, read from `column`) as a
-/// scope.
+/// A stored role with its practice or federation (of an API key or a console user, read
+/// from `column`) as a scope.
 pub(crate) fn scope_of(
     column: &'static str,
     role: &str,
     practice_id: Option<PracticeId>,
+    federation_id: Option<FederationId>,
 ) -> StoreResult<KeyScope> {
-    match (role, practice_id) {
-        ("admin", _) => Ok(KeyScope::Admin),
-        ("practice", Some(id)) => Ok(KeyScope::Practice(id)),
+    match (role, practice_id, federation_id) {
+        ("admin", _, _) => Ok(KeyScope::Admin),
+        ("practice", Some(id), _) => Ok(KeyScope::Practice(id)),
+        ("federation", _, Some(id)) => Ok(KeyScope::Federation(id)),
         _ => Err(StoreError::Corrupt {
             column,
-            reason: format!("{role:?} without a practice"),
+            reason: format!("{role:?} without its practice or federation"),
         }),
     }
 }
 
-/// A scope as it is stored: the role and, for a practice, its id (`scope_of` reads it back).
-pub(crate) fn role_of(scope: KeyScope) -> (&'static str, Option<PracticeId>) {
-    match scope {
-        KeyScope::Admin => ("admin", None),
-        KeyScope::Practice(id) => ("practice", Some(id)),
+/// How a scope is stored (`scope_of` reads it back).
+pub(crate) struct StoredScope {
+    /// `admin`, `practice` or `federation`.
+    pub role: &'static str,
+    /// The practice of a practice's scope.
+    pub practice_id: Option<PracticeId>,
+    /// The federation of a federation's scope.
+    pub federation_id: Option<FederationId>,
+}
+
+/// A scope as it is stored: the role and its practice or federation.
+pub(crate) fn role_of(scope: KeyScope) -> StoredScope {
+    let (role, practice_id, federation_id) = match scope {
+        KeyScope::Admin => ("admin", None, None),
+        KeyScope::Practice(id) => ("practice", Some(id), None),
+        KeyScope::Federation(id) => ("federation", None, Some(id)),
+    };
+    StoredScope {
+        role,
+        practice_id,
+        federation_id,
     }
 }
 

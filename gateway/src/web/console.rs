@@ -66,11 +66,16 @@ impl FromRequestParts<AppState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        match session::current(state.store.as_ref(), &parts.headers).await {
-            Ok(Some(session)) => Ok(Signed {
-                principal: Principal::of_session(&session),
-                session,
-            }),
+        let signed = match session::current(state.store.as_ref(), &parts.headers).await {
+            Ok(Some(session)) => Principal::of_session(&session)
+                .resolved(state.store.as_ref())
+                .await
+                .map(|principal| Some(Signed { principal, session })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match signed {
+            Ok(Some(signed)) => Ok(signed),
             Ok(None) => Err(Redirect::to("/console/signin").into_response()),
             Err(e) => {
                 tracing::error!(error = %e, "console: could not read the session");
@@ -89,6 +94,7 @@ impl Signed {
         let mut c = Context::new();
         c.insert("user", &self.session.user.username);
         c.insert("admin", &self.is_admin());
+        c.insert("groups", &self.may_send_groups());
         c.insert("csrf", &self.session.csrf_token);
         c
     }

@@ -10,6 +10,9 @@ pub mod console;
 pub(crate) mod console_approval;
 /// The console's "Stop this broadcast" form.
 pub(crate) mod console_cancel;
+/// The console's "send to many practices" form, its confirmation, and a group's progress
+/// page with "stop the whole group".
+pub(crate) mod console_groups;
 /// The console's scheduled notices page: the list with cancel buttons, and a form to plan one.
 pub(crate) mod console_schedule;
 /// The console's template pages: list, editor, save, history and rollback.

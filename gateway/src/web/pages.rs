@@ -58,6 +58,14 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/console/template.html"),
     ),
     (
+        "console/group_new.html",
+        include_str!("../../../templates/web/console/group_new.html"),
+    ),
+    (
+        "console/group.html",
+        include_str!("../../../templates/web/console/group.html"),
+    ),
+    (
         "console/audit.html",
         include_str!("../../../templates/web/console/audit.html"),
     ),

@@ -14,15 +14,17 @@ use crate::store::{
 #[async_trait]
 impl AccessStore for SqliteStore {
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKeyId> {
-        let (role, practice_id) = role_of(key.scope);
+        let stored = role_of(key.scope);
         let id = sqlx::query_scalar(
-            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, label, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO api_keys (key_hash, prefix, role, practice_id, federation_id, label,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(&key.key_hash)
         .bind(&key.prefix)
-        .bind(role)
-        .bind(practice_id)
+        .bind(stored.role)
+        .bind(stored.practice_id)
+        .bind(stored.federation_id)
         .bind(&key.label)
         .bind(At(now))
         .fetch_one(&self.pool)
@@ -32,7 +34,7 @@ impl AccessStore for SqliteStore {
 
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(
-            "SELECT id, role, practice_id, label, prefix FROM api_keys
+            "SELECT id, role, practice_id, federation_id, label, prefix FROM api_keys
              WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(key_hash)
@@ -43,7 +45,12 @@ impl AccessStore for SqliteStore {
             let practice_id: Option<PracticeId> = row.try_get("practice_id")?;
             Ok(ApiKeyRecord {
                 id: row.try_get("id")?,
-                scope: scope_of("api_keys.role", &role, practice_id)?,
+                scope: scope_of(
+                    "api_keys.role",
+                    &role,
+                    practice_id,
+                    row.try_get("federation_id")?,
+                )?,
                 label: row.try_get("label")?,
                 prefix: row.try_get("prefix")?,
             })

@@ -19,7 +19,12 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         id: row.try_get("id")?,
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
-        scope: scope_of("users.role", &role, practice_id)?,
+        scope: scope_of(
+            "users.role",
+            &role,
+            practice_id,
+            row.try_get("federation_id")?,
+        )?,
     })
 }
 
@@ -32,15 +37,18 @@ impl ConsoleStore for SqliteStore {
         scope: KeyScope,
         now: DateTime<Utc>,
     ) -> StoreResult<User> {
-        let (role, practice_id) = role_of(scope);
+        let stored = role_of(scope);
         let row = sqlx::query(
-            "INSERT INTO users (username, password_hash, role, practice_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id, username, password_hash, role, practice_id",
+            "INSERT INTO users (username, password_hash, role, practice_id, federation_id,
+                 created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING id, username, password_hash, role, practice_id, federation_id",
         )
         .bind(username)
         .bind(password_hash)
-        .bind(role)
-        .bind(practice_id)
+        .bind(stored.role)
+        .bind(stored.practice_id)
+        .bind(stored.federation_id)
         .bind(At(now))
         .fetch_one(&self.pool)
         .await
@@ -50,7 +58,8 @@ impl ConsoleStore for SqliteStore {
 
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "SELECT id, username, password_hash, role, practice_id FROM users WHERE username = $1",
+            "SELECT id, username, password_hash, role, practice_id, federation_id FROM users
+             WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -86,7 +95,8 @@ impl ConsoleStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<SessionRecord>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.role, u.practice_id, s.csrf_token, s.expires_at
+            "SELECT u.id, u.username, u.password_hash, u.role, u.practice_id, u.federation_id,
+                    s.csrf_token, s.expires_at
              FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )

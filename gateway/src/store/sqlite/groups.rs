@@ -7,8 +7,8 @@ use sqlx::Row;
 use super::SqliteStore;
 use crate::domain::{BroadcastId, PracticeId, StatusGroupId};
 use crate::store::{
-    At, GroupMember, GroupStart, GroupStore, IdempotencyClaim, NewStatusGroup, StatusGroup,
-    StoreResult, TimeColumn,
+    At, GroupMember, GroupStart, GroupStop, GroupStore, IdempotencyClaim, NewStatusGroup,
+    StatusGroup, StoreResult, TimeColumn,
 };
 
 #[async_trait]
@@ -87,7 +87,8 @@ impl GroupStore for SqliteStore {
 
     async fn group_members(&self, id: StatusGroupId) -> StoreResult<Vec<GroupMember>> {
         let rows = sqlx::query(
-            "SELECT practice_id, broadcast_id, error FROM status_group_members
+            "SELECT practice_id, broadcast_id, error, stopped_at, stopped_by, stop_reason
+             FROM status_group_members
              WHERE group_id = $1 ORDER BY practice_id",
         )
         .bind(id)
@@ -99,6 +100,7 @@ impl GroupStore for SqliteStore {
                     practice_id: row.try_get("practice_id")?,
                     broadcast_id: row.try_get("broadcast_id")?,
                     error: row.try_get("error")?,
+                    stop: stop_from_row(row)?,
                 })
             })
             .collect()
@@ -110,17 +112,54 @@ impl GroupStore for SqliteStore {
         practice_id: PracticeId,
         broadcast_id: Option<BroadcastId>,
         error: Option<&str>,
-    ) -> StoreResult<()> {
-        sqlx::query(
+    ) -> StoreResult<Option<GroupStop>> {
+        let row = sqlx::query(
             "UPDATE status_group_members SET broadcast_id = $3, error = $4
-             WHERE group_id = $1 AND practice_id = $2",
+             WHERE group_id = $1 AND practice_id = $2
+             RETURNING stopped_at, stopped_by, stop_reason",
         )
         .bind(id)
         .bind(practice_id)
         .bind(broadcast_id)
         .bind(error)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
+        Ok(match row {
+            Some(row) => stop_from_row(&row)?,
+            None => None,
+        })
+    }
+
+    async fn stop_members(
+        &self,
+        id: StatusGroupId,
+        members: &[PracticeId],
+        stop: &GroupStop,
+    ) -> StoreResult<()> {
+        for practice_id in members {
+            sqlx::query(
+                "UPDATE status_group_members
+                 SET stopped_at = $3, stopped_by = $4, stop_reason = $5
+                 WHERE group_id = $1 AND practice_id = $2 AND stopped_at IS NULL",
+            )
+            .bind(id)
+            .bind(practice_id)
+            .bind(At(stop.at))
+            .bind(&stop.by)
+            .bind(&stop.reason)
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
+    }
+}
+
+/// A member's stop, if its row has one.
+fn stop_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Option<GroupStop>> {
+    let by: Option<String> = row.try_get("stopped_by")?;
+    let reason: Option<String> = row.try_get("stop_reason")?;
+    match (row.time_opt("stopped_at")?, by, reason) {
+        (Some(at), Some(by), Some(reason)) => Ok(Some(GroupStop { at, by, reason })),
+        _ => Ok(None),
     }
 }

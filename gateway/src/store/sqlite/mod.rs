@@ -16,6 +16,8 @@ mod cluster;
 mod console;
 /// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
+/// Federations and their member practices.
+mod federations;
 /// Anonymous push followers.
 mod followers;
 /// Staff mobile numbers.
