@@ -406,6 +406,7 @@ async fn time_urgent(
             link: None,
             next_attempt_at: now,
             created_at: now,
+            turn: 0,
         };
         queued.insert(address, Instant::now());
         bench.store.insert_messages(&[message]).await?;

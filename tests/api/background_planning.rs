@@ -6,35 +6,19 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, Db, Options, TestApp};
 
 /// Patients of the one long list: more than the head start, over several fan-out pages.
 const LONG_LIST: u32 = 700;
 
-/// Practice `ods` with `patients` SMS patients, numbered from `first`; returns its key.
-async fn practice(app: &TestApp, ods: &str, first: u32, patients: u32) -> String {
-    let key = app.practice_with_key(ods, &format!("Surgery {ods}")).await;
-    let patients: Vec<Value> = (first..first + patients)
-        .map(|n| json!({ "nhs_number": nhs(n), "contacts": [{ "channel": "sms", "address": format!("07700 9{n:05}") }] }))
-        .collect();
-    let reply = app
-        .post(
-            &format!("/api/v1/practices/{ods}/patients"),
-            &key,
-            &json!({ "patients": patients }),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    key
-}
-
 pub async fn a_long_list_is_finished_after_the_answer_each_patient_once(db: Db) {
     let app = spawn_app(db).await;
-    practice(&app, "H10001", 0, LONG_LIST).await;
-    practice(&app, "H10002", LONG_LIST, 2).await;
-    practice(&app, "H10003", LONG_LIST + 2, 3).await;
+    app.practice_with_sms_patients("H10001", 0, LONG_LIST).await;
+    app.practice_with_sms_patients("H10002", LONG_LIST, 2).await;
+    app.practice_with_sms_patients("H10003", LONG_LIST + 2, 3)
+        .await;
     let reply = app
         .post(
             "/api/v1/status-groups",
@@ -88,7 +72,7 @@ pub async fn a_status_change_answers_before_its_long_list_is_planned(db: Db) {
         },
     )
     .await;
-    let key = practice(&app, "H10001", 0, LONG_LIST).await;
+    let key = app.practice_with_sms_patients("H10001", 0, LONG_LIST).await;
     let reply = app
         .post(
             "/api/v1/practices/H10001/status",

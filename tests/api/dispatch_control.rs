@@ -175,6 +175,7 @@ pub async fn urgent_message_overtakes_a_queued_broadcast(db: Db) {
         link: None,
         next_attempt_at: now,
         created_at: now,
+        turn: 0,
     };
     let queued_at = Instant::now();
     assert_eq!(app.state.store.insert_messages(&[urgent]).await.unwrap(), 1);

@@ -500,6 +500,24 @@ impl TestApp {
             .await
     }
 
+    /// Creates practice `ods` with `patients` patients reachable by SMS only, numbered from
+    /// `first` (NHS number `nhs(n)`, mobile `07700 9nnnnn`); returns a key scoped to it.
+    pub async fn practice_with_sms_patients(&self, ods: &str, first: u32, patients: u32) -> String {
+        let key = self.practice_with_key(ods, &format!("Surgery {ods}")).await;
+        let patients: Vec<Value> = (first..first + patients)
+            .map(|n| serde_json::json!({ "nhs_number": nhs(n), "contacts": [{ "channel": "sms", "address": format!("07700 9{n:05}") }] }))
+            .collect();
+        let reply = self
+            .post(
+                &format!("/api/v1/practices/{ods}/patients"),
+                &key,
+                &serde_json::json!({ "patients": patients }),
+            )
+            .await;
+        assert_eq!(reply.status, reqwest::StatusCode::OK, "{}", reply.body);
+        key
+    }
+
     /// Creates a practice from a full request body (as admin) and returns a key scoped to it.
     pub async fn practice_with_settings(&self, body: Value) -> String {
         let reply = self.post("/api/v1/practices", &self.admin_key, &body).await;

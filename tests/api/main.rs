@@ -15,6 +15,7 @@ mod console_approval;
 mod crash;
 mod dispatch_control;
 mod errors;
+mod fair_share;
 mod federations;
 mod groups;
 mod helpers;
@@ -174,6 +175,7 @@ fn main() {
         federations::each_caller_sees_only_its_parts_of_a_group,
         background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
         background_planning::a_status_change_answers_before_its_long_list_is_planned,
+        fair_share::every_practice_gets_its_first_text_in_the_first_round,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

@@ -79,6 +79,7 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
             link: None,
             next_attempt_at: now - chrono::Duration::days(age_days),
             created_at: now - chrono::Duration::days(age_days),
+            turn: 0,
         }
     };
     // Three old ones sent, one old one left queued, one recent one sent.

@@ -250,7 +250,8 @@ impl Fanout {
             })
             .await?;
             wording = back;
-            let planned = planned?;
+            let mut planned = planned?;
+            number_turns(&mut planned.batch, summary.planned.values().sum());
             for (channel, n) in &planned.per_channel {
                 *summary.planned.entry(*channel).or_default() += n;
             }
@@ -322,7 +323,7 @@ impl Fanout {
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, practice.timezone);
         while !followers.is_empty() {
-            let batch: Vec<NewMessage> = followers
+            let mut batch: Vec<NewMessage> = followers
                 .iter()
                 .map(|follower| NewMessage {
                     idempotency_key: format!("b{}:f{}", broadcast.id, follower.id),
@@ -340,8 +341,10 @@ impl Fanout {
                     link: rendered.link.clone(),
                     next_attempt_at: held_until,
                     created_at: now,
+                    turn: 0,
                 })
                 .collect();
+            number_turns(&mut batch, summary.planned.values().sum());
             summary.inserted += self.store.insert_messages(&batch).await?;
             *summary.planned.entry(Channel::Push).or_default() += batch.len() as u64;
             self.wake.notify_one();
@@ -523,6 +526,16 @@ struct PagePlan {
     skipped_no_contact: u64,
 }
 
+/// Numbers a page of a broadcast's messages in planning order, after the `before` planned
+/// already: each message's turn in the bulk queue (see [`NewMessage::turn`]). The same
+/// patients get the same turns in a resumed or completed fan-out, as pages are read in
+/// patient order.
+fn number_turns(batch: &mut [NewMessage], before: u64) {
+    for (i, message) in batch.iter_mut().enumerate() {
+        message.turn = i32::try_from(before + i as u64).unwrap_or(i32::MAX);
+    }
+}
+
 /// Plans (and words) the messages of one page of patients.
 fn plan_page(
     wording: &mut Wording,
@@ -601,6 +614,7 @@ fn message(
             Channel::Email => now,
         },
         created_at: now,
+        turn: 0,
     })
 }
 
@@ -703,6 +717,7 @@ pub fn urgent_to(
         link: rendered.link,
         next_attempt_at: now,
         created_at: now,
+        turn: 0,
     }
 }
 

@@ -100,6 +100,11 @@ pub struct NewMessage {
     pub link: Option<String>,
     /// When it may first be sent.
     pub next_attempt_at: DateTime<Utc>,
+    /// Its round in the bulk queue: a broadcast's n-th message has turn n, and bulk
+    /// messages are claimed turn by turn across all broadcasts, so every practice's first
+    /// messages go out before any practice's hundredth, whoever posted first (0 for a
+    /// message that is not part of a broadcast).
+    pub turn: i32,
     /// When it was planned.
     pub created_at: DateTime<Utc>,
 }

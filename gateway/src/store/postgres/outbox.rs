@@ -99,7 +99,7 @@ impl OutboxStore for PostgresStore {
         }
         let mut tx = self.begin().await?;
         let mut inserted = 0;
-        // One array per column, unnested into rows: seventeen bound values per statement
+        // One array per column, unnested into rows: eighteen bound values per statement
         // whatever the row count, so binding and planning cost nothing per row.
         for chunk in messages.chunks(INSERT_CHUNK) {
             let column =
@@ -125,15 +125,17 @@ impl OutboxStore for PostgresStore {
             let versions: Vec<i32> = chunk.iter().map(|m| m.template_version).collect();
             let due: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.next_attempt_at).collect();
             let created: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.created_at).collect();
+            let turns: Vec<i32> = chunk.iter().map(|m| m.turn).collect();
             inserted += sqlx::query(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                  address, priority, template_key, template_version, subject, body, body_html, state,
-                 next_attempt_at, created_at, updated_at, follower_id, link)
-                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr, f, l
+                 next_attempt_at, created_at, updated_at, follower_id, link, turn)
+                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr, f, l, tu
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                              $7::text[], $8::smallint[], $9::text[], $10::int[], $11::text[], $12::text[],
-                             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bigint[], $17::text[])
-                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html, f, l)
+                             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bigint[], $17::text[],
+                             $18::int[])
+                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html, f, l, tu)
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&keys)
@@ -153,6 +155,7 @@ impl OutboxStore for PostgresStore {
             .bind(&html)
             .bind(&followers)
             .bind(&links)
+            .bind(&turns)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -174,21 +177,44 @@ impl OutboxStore for PostgresStore {
         let (channels, most) = claim_plan(urgent_only, skip_channels);
         let mut tx = self.begin().await?;
         requeue_expired(&mut tx, now).await?;
-        // Each channel is read through its own index range (channel, priority, due time),
-        // so a full channel's long queue is never scanned in search of another channel's
-        // messages: only its urgent ones are looked at.
+        // Each channel is read through index ranges of its own, so a full channel's long
+        // queue is never scanned in search of another channel's messages (only its urgent
+        // ones are looked at). Urgent messages go first, by due time; then bulk ones turn by
+        // turn (a broadcast's n-th message has turn n), so that practices share the providers
+        // from their first message instead of first come, first served. The bulk range is
+        // read only if a probe of the due-time index finds a due bulk message: a queue held
+        // for quiet hours is not walked on every claim.
         let rows = sqlx::query(
-            "WITH due AS (
-                 SELECT d.id FROM unnest($6::text[], $7::smallint[]) AS c(channel, most)
+            "WITH urgent AS (
+                 SELECT u.id, u.next_attempt_at FROM unnest($6::text[]) AS c(channel)
                  CROSS JOIN LATERAL (
-                     SELECT id, priority, next_attempt_at FROM messages
-                     WHERE state = 'queued' AND channel = c.channel AND priority <= c.most
+                     SELECT id, next_attempt_at FROM messages
+                     WHERE state = 'queued' AND channel = c.channel AND priority = 0
                            AND next_attempt_at <= $1
-                           AND (priority = 0 OR practice_id <> ALL($5))
-                     ORDER BY priority, next_attempt_at, id LIMIT $2
+                     ORDER BY next_attempt_at, id LIMIT $2
                      FOR UPDATE SKIP LOCKED
-                 ) d
-                 ORDER BY d.priority, d.next_attempt_at, d.id LIMIT $2
+                 ) u
+             ), bulk AS (
+                 SELECT b.id, b.turn FROM unnest($6::text[], $7::smallint[]) AS c(channel, most)
+                 CROSS JOIN LATERAL (
+                     SELECT id, turn FROM messages
+                     WHERE state = 'queued' AND channel = c.channel AND priority = 1
+                           AND next_attempt_at <= $1 AND practice_id <> ALL($5)
+                     ORDER BY turn, id LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 ) b
+                 WHERE c.most >= 1 AND EXISTS (
+                     SELECT 1 FROM messages
+                     WHERE state = 'queued' AND channel = c.channel AND priority = 1
+                           AND next_attempt_at <= $1)
+             ), due AS (
+                 SELECT id FROM (
+                     SELECT id, 0 AS tier, 0 AS turn FROM
+                         (SELECT id FROM urgent ORDER BY next_attempt_at, id LIMIT $2) first_urgent
+                     UNION ALL
+                     SELECT id, 1, turn FROM bulk
+                 ) both_tiers
+                 ORDER BY tier, turn, id LIMIT $2
              )
              UPDATE messages m SET state = 'sending', lease_owner = $3, lease_expires_at = $4,
                     send_started_at = NULL, attempts = m.attempts + 1, updated_at = $1

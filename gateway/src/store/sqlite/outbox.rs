@@ -18,9 +18,9 @@ use crate::store::{
     OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
-/// Rows per INSERT: seven bound values each, plus twelve per distinct shared part; even with
+/// Rows per INSERT: eight bound values each, plus twelve per distinct shared part; even with
 /// every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
-const INSERT_CHUNK: usize = 1700;
+const INSERT_CHUNK: usize = 1600;
 
 /// What rows of one INSERT may share: everything but the recipient, address and key.
 type SharedKey<'a> = (
@@ -126,8 +126,8 @@ impl OutboxStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
         // The rows of a broadcast share everything but patient, contact and key. What they
-        // share is bound once per chunk in a `shared` CTE and joined in, so a row binds six
-        // values, not fifteen, and the wording is copied once, not per row. Every value is
+        // share is bound once per chunk in a `shared` CTE and joined in, so a row binds eight
+        // values, not twenty, and the wording is copied once, not per row. Every value is
         // bound, so the SQL text repeats and its prepared statement is reused.
         for chunk in messages.chunks(INSERT_CHUNK) {
             let mut shared: Vec<&NewMessage> = Vec::new();
@@ -161,7 +161,7 @@ impl OutboxStore for SqliteStore {
                     .push_bind(At(m.created_at));
             });
             insert.push(
-                "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k) AS (",
+                "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k, turn) AS (",
             );
             insert.push_values(rows, |mut row, (m, k)| {
                 row.push_bind(&m.idempotency_key)
@@ -170,18 +170,19 @@ impl OutboxStore for SqliteStore {
                     .push_bind(m.recipient.follower_id())
                     .push_bind(m.channel.as_str())
                     .push_bind(&m.address)
-                    .push_bind(k);
+                    .push_bind(k)
+                    .push_bind(m.turn);
             });
             // `WHERE true` keeps SQLite from reading ON CONFLICT as part of the join.
             insert.push(
                 ") INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, follower_id,
                    channel, address, priority, template_key, template_version, subject, body, body_html, link, state,
-                   next_attempt_at, created_at, updated_at)
+                   next_attempt_at, created_at, updated_at, turn)
                  SELECT r.idempotency_key, s.broadcast_id, s.practice_id, r.patient_id, r.contact_id, r.follower_id,
                         r.channel, r.address, s.priority, s.template_key, s.template_version, s.subject, s.body,
                         s.body_html, s.link,
                         'queued',
-                        s.next_attempt_at, s.created_at, s.created_at
+                        s.next_attempt_at, s.created_at, s.created_at, r.turn
                  FROM rows r JOIN shared s ON s.k = r.k WHERE true
                  ON CONFLICT (idempotency_key) DO NOTHING",
             );
@@ -490,12 +491,14 @@ impl OutboxStore for SqliteStore {
     }
 }
 
-/// The claim statement: each channel's due messages read through its own index range
-/// (channel, priority, due time), at most `$5` from each, then the first `$5` of them all
-/// taken. A full channel's long queue is thus never scanned for another channel's messages:
-/// only its urgent ones are looked at. Parameters: `$1` owner, `$2` lease end, `$3` now,
-/// `$4` practices left out (JSON), `$5` limit, then each channel's name and highest
-/// priority rank, in the order of [`Channel::ALL`].
+/// The claim statement. Each channel is read through index ranges of its own, at most `$5`
+/// from each: its urgent messages by due time, then (only if the channel is not full and a
+/// probe of the due-time index finds a due bulk message, so a queue held for quiet hours is
+/// not walked on every claim) its bulk messages turn by turn. Of them all, urgent ones are
+/// taken first, then bulk ones by turn, so practices share the providers from their first
+/// message. Parameters: `$1` owner, `$2` lease end, `$3` now, `$4` practices left out (JSON),
+/// `$5` limit, then each channel's name and highest priority rank, in the order of
+/// [`Channel::ALL`].
 fn claim_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
@@ -503,18 +506,27 @@ fn claim_sql() -> &'static str {
             .map(|i| {
                 let (channel, most) = (6 + 2 * i, 7 + 2 * i);
                 format!(
-                    "SELECT * FROM (SELECT id, priority, next_attempt_at FROM messages
-                         WHERE state = 'queued' AND channel = ${channel} AND priority <= ${most}
+                    "SELECT * FROM (SELECT id, 0 AS tier, 0 AS turn FROM messages
+                         WHERE state = 'queued' AND channel = ${channel} AND priority = 0
                                AND next_attempt_at <= $3
-                               AND (priority = 0 OR practice_id NOT IN (SELECT value FROM json_each($4)))
-                         ORDER BY priority, next_attempt_at, id LIMIT $5)"
+                         ORDER BY next_attempt_at, id LIMIT $5)
+                     UNION ALL
+                     SELECT * FROM (SELECT id, 1 AS tier, turn FROM messages
+                         WHERE state = 'queued' AND channel = ${channel} AND priority = 1
+                               AND ${most} >= 1
+                               AND EXISTS (SELECT 1 FROM messages
+                                           WHERE state = 'queued' AND channel = ${channel}
+                                                 AND priority = 1 AND next_attempt_at <= $3)
+                               AND next_attempt_at <= $3
+                               AND practice_id NOT IN (SELECT value FROM json_each($4))
+                         ORDER BY turn, id LIMIT $5)"
                 )
             })
             .collect();
         format!(
             "UPDATE messages SET state = 'sending', lease_owner = $1, lease_expires_at = $2,
                     send_started_at = NULL, attempts = attempts + 1, updated_at = $3
-             WHERE id IN (SELECT id FROM ({}) ORDER BY priority, next_attempt_at, id LIMIT $5)
+             WHERE id IN (SELECT id FROM ({}) ORDER BY tier, turn, id LIMIT $5)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
                        body_html, link, priority, attempts, created_at",
             per_channel.join(" UNION ALL ")
