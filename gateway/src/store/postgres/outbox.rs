@@ -183,7 +183,9 @@ impl OutboxStore for PostgresStore {
         // turn (a broadcast's n-th message has turn n), so that practices share the providers
         // from their first message instead of first come, first served. The bulk range is
         // read only if a probe of the due-time index finds a due bulk message: a queue held
-        // for quiet hours is not walked on every claim.
+        // for quiet hours is not walked on every claim. The probe is a LATERAL ordered by
+        // due time with LIMIT 1, which PostgreSQL answers from the index; written as EXISTS
+        // it became a hashed semi-join over every queued row (seconds at millions).
         let rows = sqlx::query(
             "WITH urgent AS (
                  SELECT u.id, u.next_attempt_at FROM unnest($6::text[]) AS c(channel)
@@ -197,16 +199,19 @@ impl OutboxStore for PostgresStore {
              ), bulk AS (
                  SELECT b.id, b.turn FROM unnest($6::text[], $7::smallint[]) AS c(channel, most)
                  CROSS JOIN LATERAL (
+                     SELECT next_attempt_at FROM messages
+                     WHERE state = 'queued' AND channel = c.channel AND priority = 1
+                           AND next_attempt_at <= $1
+                     ORDER BY next_attempt_at LIMIT 1
+                 ) due_probe
+                 CROSS JOIN LATERAL (
                      SELECT id, turn FROM messages
                      WHERE state = 'queued' AND channel = c.channel AND priority = 1
                            AND next_attempt_at <= $1 AND practice_id <> ALL($5)
                      ORDER BY turn, id LIMIT $2
                      FOR UPDATE SKIP LOCKED
                  ) b
-                 WHERE c.most >= 1 AND EXISTS (
-                     SELECT 1 FROM messages
-                     WHERE state = 'queued' AND channel = c.channel AND priority = 1
-                           AND next_attempt_at <= $1)
+                 WHERE c.most >= 1
              ), due AS (
                  SELECT id FROM (
                      SELECT id, 0 AS tier, 0 AS turn FROM

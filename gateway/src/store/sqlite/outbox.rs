@@ -202,9 +202,18 @@ impl OutboxStore for SqliteStore {
         skip_practices: &[PracticeId],
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>> {
-        let (channels, most) = claim_plan(urgent_only, skip_channels);
+        let (channels, mut most) = claim_plan(urgent_only, skip_channels);
         let mut tx = self.begin_write().await?;
         requeue_expired(&mut tx, now).await?;
+        // A channel's bulk range is read only if a bulk message is due in it: SQLite would
+        // otherwise walk a queue held for quiet hours on every claim (a false condition
+        // known before the loop, as `$most >= 1` with 0, skips the range at once).
+        let due = channels_with_due_bulk(&mut tx, &channels, now).await?;
+        for (channel, most) in channels.iter().zip(most.iter_mut()) {
+            if !due.iter().any(|d| d == channel) {
+                *most = Priority::Urgent.rank();
+            }
+        }
         let mut query = sqlx::query(claim_sql())
             .bind(owner)
             .bind(At(lease_until))
@@ -491,10 +500,28 @@ impl OutboxStore for SqliteStore {
     }
 }
 
+/// Which of `channels` have a bulk message due at `now`: one probe of the due-time index
+/// each.
+async fn channels_with_due_bulk(
+    tx: &mut sqlx::SqliteConnection,
+    channels: &[&str],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT c.value FROM json_each($1) AS c
+         WHERE EXISTS (SELECT 1 FROM messages WHERE state = 'queued' AND channel = c.value
+                                                AND priority = 1 AND next_attempt_at <= $2)",
+    )
+    .bind(serde_json::to_string(channels).unwrap_or_else(|_| "[]".into()))
+    .bind(At(now))
+    .fetch_all(tx)
+    .await?)
+}
+
 /// The claim statement. Each channel is read through index ranges of its own, at most `$5`
-/// from each: its urgent messages by due time, then (only if the channel is not full and a
-/// probe of the due-time index finds a due bulk message, so a queue held for quiet hours is
-/// not walked on every claim) its bulk messages turn by turn. Of them all, urgent ones are
+/// from each: its urgent messages by due time, then, if its highest priority rank allows
+/// (the channel is not full, and [`channels_with_due_bulk`] found a due bulk message in it),
+/// its bulk messages turn by turn. Of them all, urgent ones are
 /// taken first, then bulk ones by turn, so practices share the providers from their first
 /// message. Parameters: `$1` owner, `$2` lease end, `$3` now, `$4` practices left out (JSON),
 /// `$5` limit, then each channel's name and highest priority rank, in the order of
@@ -514,9 +541,6 @@ fn claim_sql() -> &'static str {
                      SELECT * FROM (SELECT id, 1 AS tier, turn FROM messages
                          WHERE state = 'queued' AND channel = ${channel} AND priority = 1
                                AND ${most} >= 1
-                               AND EXISTS (SELECT 1 FROM messages
-                                           WHERE state = 'queued' AND channel = ${channel}
-                                                 AND priority = 1 AND next_attempt_at <= $3)
                                AND next_attempt_at <= $3
                                AND practice_id NOT IN (SELECT value FROM json_each($4))
                          ORDER BY turn, id LIMIT $5)"
