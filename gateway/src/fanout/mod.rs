@@ -295,6 +295,15 @@ impl Fanout {
         self.store
             .finish_fanout(broadcast_id, summary.skipped_no_contact as i64, Utc::now())
             .await?;
+        // A cancel committing while the last pages were written did not see them, and the
+        // look after each page may have come before it committed. Finishing waits for such
+        // a cancel (both change the broadcast's row), so a look now finds it, and what it
+        // missed is withdrawn.
+        if let Some(reason) = self.stopped(broadcast_id).await? {
+            self.store
+                .cancel_queued(broadcast_id, &reason, Utc::now())
+                .await?;
+        }
         Ok(summary)
     }
 
