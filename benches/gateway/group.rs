@@ -49,10 +49,11 @@ pub struct GroupBenchArgs {
     pub postgres: Option<String>,
 }
 
-/// The first arrival at the peer of each (run, practice).
+/// The first arrival at the peer of each (run, practice), and how many texts arrived.
 #[derive(Default)]
 struct FirstArrivals {
     at: Mutex<HashMap<(u32, String), Instant>>,
+    texts: std::sync::atomic::AtomicU64,
 }
 
 impl FirstArrivals {
@@ -69,6 +70,9 @@ impl FirstArrivals {
 /// run is told from the "Bench run N:" headline every text carries).
 async fn receive(State(first): State<Arc<FirstArrivals>>, Json(body): Json<Value>) -> Json<Value> {
     let now = Instant::now();
+    first
+        .texts
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let text = body["body"].as_str().unwrap_or_default();
     let run = text
         .split_once("Bench run ")
@@ -328,6 +332,7 @@ async fn measure(
             "practices": codes,
         });
         let started = Instant::now();
+        let texts_before = first.texts.load(std::sync::atomic::Ordering::Relaxed);
         let group = gateway.post("/status-groups", &body).await?;
         let answer = started.elapsed();
         let broadcasts: Vec<BroadcastId> = group["parts"]
@@ -352,6 +357,9 @@ async fn measure(
             .fanned_out(&broadcasts, started + timeout)
             .await?
             .duration_since(started);
+        // The provider's rate achieved while the lists were being planned.
+        let texts = first.texts.load(std::sync::atomic::Ordering::Relaxed) - texts_before;
+        let achieved = texts as f64 / all_planned.as_secs_f64();
         let mut waits: Vec<f64> = firsts
             .values()
             .map(|t| t.duration_since(started).as_secs_f64() * 1e3)
@@ -359,11 +367,12 @@ async fn measure(
         let worst = waits.iter().copied().fold(0.0, f64::max);
         let typical = median(&mut waits);
         println!(
-            "group {kind} run {run}: practices={} patients={} answered={:.0} ms all_planned={:.1} s first_text median={typical:.0} ms slowest={worst:.0} ms",
+            "group {kind} run {run}: practices={} patients={} answered={:.0} ms all_planned={:.1} s first_text median={typical:.0} ms slowest={worst:.0} ms sent_meanwhile={texts} = {achieved:.0}/s of {}/s",
             codes.len(),
             args.patients,
             answer.as_secs_f64() * 1e3,
             all_planned.as_secs_f64(),
+            args.rate,
         );
         answered.push(answer.as_secs_f64() * 1e3);
         planned.push(all_planned.as_secs_f64());
