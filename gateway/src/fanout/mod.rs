@@ -136,21 +136,7 @@ impl Fanout {
         &self,
         broadcast_id: BroadcastId,
     ) -> Result<FanoutSummary, FanoutError> {
-        let broadcast = self
-            .store
-            .broadcast(broadcast_id)
-            .await?
-            .ok_or(FanoutError::NotFound(broadcast_id))?;
-        if let (Some(_), Some(reason)) = (broadcast.failed_at, &broadcast.failure) {
-            return Err(FanoutError::Failed {
-                broadcast_id,
-                reason: reason.clone(),
-            });
-        }
-        match self.plan_broadcast(broadcast, None).await {
-            Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
-            other => other,
-        }
+        self.run(broadcast_id, None).await
     }
 
     /// Plans a head start of a status broadcast: the messages of its first `patients`
@@ -163,6 +149,16 @@ impl Fanout {
         broadcast_id: BroadcastId,
         patients: usize,
     ) -> Result<FanoutSummary, FanoutError> {
+        self.run(broadcast_id, Some(patients.max(1))).await
+    }
+
+    /// [`Fanout::run_broadcast`], or with `head` its head start (which does nothing for a
+    /// finished fan-out).
+    async fn run(
+        &self,
+        broadcast_id: BroadcastId,
+        head: Option<usize>,
+    ) -> Result<FanoutSummary, FanoutError> {
         let broadcast = self
             .store
             .broadcast(broadcast_id)
@@ -174,10 +170,10 @@ impl Fanout {
                 reason: reason.clone(),
             });
         }
-        if broadcast.fanout_done_at.is_some() {
+        if head.is_some() && broadcast.fanout_done_at.is_some() {
             return Ok(FanoutSummary::default());
         }
-        match self.plan_broadcast(broadcast, Some(patients.max(1))).await {
+        match self.plan_broadcast(broadcast, head).await {
             Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
             other => other,
         }
