@@ -8,7 +8,7 @@ pub(crate) mod broadcasts;
 /// The caller of a request: an API key, or the console's session for its scripts.
 mod caller;
 /// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
-mod extract;
+pub(crate) mod extract;
 /// `/federations`: named sets of practices, their members and their API keys (admins).
 pub(crate) mod federations;
 /// `/status-groups`: one status change to many practices, its progress, and its stop.

@@ -9,6 +9,8 @@ pub mod error;
 mod ops;
 /// A browser's push subscription as its script sends it, checked before it is stored.
 pub(crate) mod push_subscription;
+/// A request id on every request, echoed, logged with the request and quoted in errors.
+pub mod request_id;
 
 /// Fails the build's tests if a route is declared outside `http/`, `api` and `web` import
 /// each other, or the code map in `docs/architecture.md` misses a route.
@@ -21,15 +23,14 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
 use crate::app::AppState;
 
-/// Every route, with body limits, panic safety and request tracing.
+/// Every route, with body limits, panic safety, request ids and request tracing.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1", api_routes())
         .route(
             "/unsubscribe/{token}",
@@ -42,14 +43,13 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        }));
+    request_id::traced(routes).with_state(state)
 }
 
 /// What a `worker` instance serves: `/healthz`, `/readyz` and `/metrics`, nothing else.
 pub fn ops_router(state: AppState) -> Router {
-    ops::routes().fallback(not_found).with_state(state)
+    request_id::traced(ops::routes().fallback(not_found)).with_state(state)
 }
 
 /// The JSON API, nested under `/api/v1`.
