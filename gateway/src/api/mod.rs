@@ -15,6 +15,9 @@ pub(crate) mod federations;
 pub(crate) mod groups;
 /// `POST /practices/{ods}/patients/import`: a CSV list of patients.
 pub(crate) mod imports;
+/// `/keys` and `/users`: API keys (list, issue, revoke, rotate) and console users (list,
+/// disable), administrators only.
+pub(crate) mod keys;
 /// `/practices/{ods}/patients`: a JSON batch of patients with their contacts.
 pub(crate) mod patients;
 /// `/practices`: admins add practices; each key sees the practices it may.

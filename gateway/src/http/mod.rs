@@ -55,8 +55,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, federations, groups, imports, patients, practices, proposals,
-        push, receipts, scheduled, staff, status, templates,
+        appointments, broadcasts, federations, groups, imports, keys, patients, practices,
+        proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -121,6 +121,11 @@ fn api_routes() -> Router<AppState> {
             put(federations::replace_members),
         )
         .route("/federations/{id}/keys", post(federations::issue_key))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/{id}/rotate", post(keys::rotate))
+        .route("/users", get(keys::users))
+        .route("/users/{id}/disable", post(keys::disable_user))
         .route("/status-groups", post(groups::post))
         .route("/status-groups/{id}", get(groups::show))
         .route("/status-groups/{id}/cancel", post(groups::cancel))
@@ -161,7 +166,7 @@ fn api_routes() -> Router<AppState> {
 fn page_routes() -> Router<AppState> {
     use crate::web::{
         console, console_approval, console_cancel, console_groups, console_schedule,
-        console_templates, push, status_page,
+        console_templates, console_users, push, status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -218,6 +223,8 @@ fn page_routes() -> Router<AppState> {
         .route("/console/groups/{id}", get(console_groups::show))
         .route("/console/groups/{id}/cancel", post(console_groups::stop))
         .route("/console/audit", get(console::audit))
+        .route("/console/users", get(console_users::list))
+        .route("/console/users/{id}/disable", post(console_users::disable))
         .route("/console/templates", get(console_templates::list))
         .route(
             "/console/templates/{key}/{channel}",
