@@ -76,7 +76,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    gateway::telemetry::init(&config.telemetry.log_filter);
+    gateway::telemetry::init(&config.telemetry);
     let result = match cli.which {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,

@@ -113,7 +113,7 @@ async fn claim_of(
     let record = app
         .state
         .store
-        .api_key_by_hash(&gateway::auth::hash_key(key))
+        .api_key_by_hash(&gateway::auth::hash_key(key), chrono::Utc::now())
         .await
         .expect("store")
         .expect("key");

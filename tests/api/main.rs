@@ -5,6 +5,7 @@
 //! cannot be reached, the PostgreSQL runs are reported as ignored with the reason, unless
 //! `GATEWAY_REQUIRE_POSTGRES=1` (as in CI), which makes that a failure.
 
+mod access;
 mod appointments;
 mod background_planning;
 mod broadcasts;
@@ -89,6 +90,12 @@ fn main() {
         tenancy::another_practice_sees_nothing,
         practice_senders::each_practice_texts_from_its_own_sender,
         tenancy::keys_are_required_and_scoped,
+        access::a_revoked_key_is_refused_by_another_instance_within_a_heartbeat,
+        access::expired_and_rotated_keys_are_refused_and_lists_show_last_use,
+        access::a_disabled_user_is_refused_and_their_session_ends,
+        access::the_command_line_lists_revokes_and_rotates_keys_and_disables_users,
+        access::errors_carry_the_request_id_and_explain_401s,
+        access::an_admin_disables_a_user_from_the_console_people_page,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,
         crash::shutdown_finishes_in_flight_sends_and_releases_the_rest,

@@ -8,13 +8,16 @@ pub(crate) mod broadcasts;
 /// The caller of a request: an API key, or the console's session for its scripts.
 mod caller;
 /// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
-mod extract;
+pub(crate) mod extract;
 /// `/federations`: named sets of practices, their members and their API keys (admins).
 pub(crate) mod federations;
 /// `/status-groups`: one status change to many practices, its progress, and its stop.
 pub(crate) mod groups;
 /// `POST /practices/{ods}/patients/import`: a CSV list of patients.
 pub(crate) mod imports;
+/// `/keys` and `/users`: API keys (list, issue, revoke, rotate) and console users (list,
+/// disable), administrators only.
+pub(crate) mod keys;
 /// `/practices/{ods}/patients`: a JSON batch of patients with their contacts.
 pub(crate) mod patients;
 /// `/practices`: admins add practices; each key sees the practices it may.

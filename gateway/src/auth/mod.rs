@@ -13,6 +13,6 @@ pub mod session;
 /// Console users: Argon2id password hashes, checked in constant time whoever asks.
 pub mod users;
 
-pub use keys::{hash_key, issue_key};
+pub use keys::{hash_key, issue_expiring_key, issue_key, revoke_key, rotate_key};
 pub use principal::{Denied, Principal, Unnamed};
-pub use users::{create_user, UserError};
+pub use users::{create_user, disable_user, UserError};

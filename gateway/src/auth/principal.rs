@@ -198,6 +198,7 @@ mod tests {
             scope,
             label: "test".into(),
             prefix: "gw_0123abcd".into(),
+            last_used_at: None,
         })
     }
 

@@ -7,7 +7,8 @@ use argon2::Argon2;
 use chrono::Utc;
 
 use super::session::random_token;
-use crate::store::{ConsoleStore, KeyScope, StoreError, User};
+use crate::domain::UserId;
+use crate::store::{AccessStore, AuditEntry, ConsoleStore, KeyScope, StoreError, User};
 
 /// Why a user could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,37 @@ pub async fn create_user(
     Ok(store
         .create_user(username, &hash, scope, Utc::now())
         .await?)
+}
+
+/// Most users a list shows.
+pub const LIST_LIMIT: i64 = 1000;
+
+/// Disables a console user and ends their sessions: every instance refuses their cookie
+/// from its next request, and they can no longer sign in. `None` if there is no such user;
+/// `Some(false)` if they were already disabled.
+pub async fn disable_user<S>(store: &S, id: UserId, actor: &str) -> Result<Option<bool>, StoreError>
+where
+    S: ConsoleStore + AccessStore + ?Sized,
+{
+    let Some(user) = store.user_summary(id).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    let disabled = store.disable_user(id, now).await?;
+    if disabled {
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: "user.disabled".into(),
+            practice_id: match user.scope {
+                KeyScope::Practice(id) => Some(id),
+                KeyScope::Admin | KeyScope::Federation(_) => None,
+            },
+            subject: Some(format!("user:{}", user.username)),
+            details: None,
+        };
+        store.audit(&entry, now).await?;
+    }
+    Ok(Some(disabled))
 }
 
 /// Checks a password against a user's stored hash.

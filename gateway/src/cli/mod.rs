@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(&config.telemetry.log_filter);
+    telemetry::init(&config.telemetry);
     match execute(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,10 +1,10 @@
-//! `gateway users create`: a person who signs in to the admin console.
+//! `gateway users create|list|disable`: the people who sign in to the admin console.
 
 use clap::Subcommand;
 
 use super::scope_for;
 use crate::config::Config;
-use crate::store;
+use crate::store::{self, KeyScope};
 
 #[derive(Subcommand)]
 pub(super) enum UsersCommand {
@@ -28,20 +28,61 @@ pub(super) enum UsersCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// List every console user: id, name, scope, when added and when disabled.
+    List,
+    /// Disable a user by sign-in name: they cannot sign in again, and every session of
+    /// theirs ends at once on every instance.
+    Disable {
+        /// Their sign-in name.
+        username: String,
+    },
 }
 
 pub(super) async fn run(
     config: &Config,
     action: UsersCommand,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let UsersCommand::Create {
-        username,
-        practice,
-        federation,
-        admin,
-    } = action;
     let store = store::connect(&config.database.url, 1).await?;
     store.migrate().await?;
+    let (username, practice, federation, admin) = match action {
+        UsersCommand::Create {
+            username,
+            practice,
+            federation,
+            admin,
+        } => (username, practice, federation, admin),
+        UsersCommand::List => {
+            println!("id\tusername\tscope\tcreated\tdisabled");
+            for user in store.users(crate::auth::users::LIST_LIMIT).await? {
+                let scope = match user.scope {
+                    KeyScope::Admin => "admin".to_string(),
+                    KeyScope::Practice(id) => format!("practice:{id}"),
+                    KeyScope::Federation(id) => format!("federation:{id}"),
+                };
+                println!(
+                    "{}\t{}\t{scope}\t{}\t{}",
+                    user.id,
+                    user.username,
+                    user.created_at.format("%Y-%m-%dT%H:%MZ"),
+                    user.disabled_at
+                        .map_or_else(|| "-".into(), |at| at.format("%Y-%m-%dT%H:%MZ").to_string()),
+                );
+            }
+            return Ok(());
+        }
+        UsersCommand::Disable { username } => {
+            let found = store
+                .user_by_name(&username)
+                .await?
+                .ok_or_else(|| format!("no user {username} who is not already disabled"))?;
+            match crate::auth::disable_user(store.as_ref(), found.id, "cli").await? {
+                Some(true) => println!("user {username} is disabled and signed out"),
+                Some(false) => println!("user {username} was already disabled"),
+                None => return Err(format!("no user {username}").into()),
+            }
+            return Ok(());
+        }
+    };
     let scope = scope_for(
         store.as_ref(),
         admin,

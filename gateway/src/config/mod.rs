@@ -35,7 +35,9 @@ pub use import::{header_key, ColumnNames, ImportConfig, DEFAULT_MAX_ROW_BYTES};
 pub use providers::{ProviderConfig, ReceiptsConfig};
 pub use push::PushConfig;
 pub use schedule::ScheduleConfig;
-pub use server::{ClusterConfig, DatabaseConfig, RetentionConfig, ServerConfig, TelemetryConfig};
+pub use server::{
+    ClusterConfig, DatabaseConfig, LogFormat, RetentionConfig, ServerConfig, TelemetryConfig,
+};
 pub use signin::SigninConfig;
 pub use sources::{
     SourceConfig, SourceKind, StatusSourcesConfig, MAX_SOURCE_NAME_CHARS, MIN_INTERVAL_SECONDS,

@@ -35,6 +35,21 @@ pub struct DatabaseConfig {
 pub struct TelemetryConfig {
     /// tracing EnvFilter directives.
     pub log_filter: String,
+    /// How each log line is written: for people, or one JSON object per line for a log
+    /// collector.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when written to a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, never coloured.
+    Json,
 }
 
 /// Several instances on one database: how often each says it is alive, and when the others

@@ -16,8 +16,8 @@ use crate::store::StoreError;
 /// An API failure. Internal causes are logged, never shown.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// No usable credentials.
-    #[error("{0}")]
+    /// No usable credentials (a machine-readable code and a sentence saying what to send).
+    #[error("{1}")]
     Unauthorized(&'static str, String),
     /// Credentials fine, but this caller may not do this.
     #[error("{0}")]
@@ -74,8 +74,12 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error answering a request");
         }
-        let body =
-            json!({ "error": { "code": code, "message": self.to_string(), "details": details } });
+        let body = json!({ "error": {
+            "code": code,
+            "message": self.to_string(),
+            "details": details,
+            "request_id": super::request_id::current(),
+        } });
         (status, Json(body)).into_response()
     }
 }
@@ -140,7 +144,19 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
         let code = match rejection {
-            JsonRejection::JsonDataError(_) => "invalid_body",
+            JsonRejection::JsonDataError(ref error) => {
+                if let Some(wrong) = wrong_field(error) {
+                    return ApiError::Unprocessable(
+                        "invalid_body",
+                        format!(
+                            "the body's field `{}` is wrong: {}",
+                            wrong.field, wrong.reason
+                        ),
+                        json!([wrong]),
+                    );
+                }
+                "invalid_body"
+            }
             JsonRejection::JsonSyntaxError(_) => "malformed_json",
             JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
             _ if status == StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
@@ -150,8 +166,94 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// The field a well-formed JSON body got wrong (unknown, missing or of the wrong type), as
+/// the client would name it (`contacts[0].address`), and serde's reason without its position.
+fn wrong_field(error: &axum::extract::rejection::JsonDataError) -> Option<Invalid> {
+    use std::error::Error;
+    let located = error
+        .source()
+        .and_then(|e| e.source())
+        .and_then(|e| e.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>())?;
+    let text = located.inner().to_string();
+    let reason = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(r, _)| r);
+    let path = located.path().to_string();
+    // A missing field is named in the message only; the path is its object's.
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|lead| reason.strip_prefix(lead))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    let field = match (named, path.as_str()) {
+        (Some(name), at) if at.ends_with(name) => at.to_string(),
+        (Some(name), "." | "") => name.to_string(),
+        (Some(name), object) => format!("{object}.{name}"),
+        (None, at) => at.to_string(),
+    };
+    Some(Invalid::new(field, reason))
+}
+
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::BadRequest("invalid_query", rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    use crate::api::extract::properties::read;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Contact {
+        channel: String,
+        address: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Patient {
+        nhs_number: String,
+        active: Option<bool>,
+        contacts: Vec<Contact>,
+    }
+
+    fn refusal(body: &str) -> Value {
+        let (status, text) = read::<Patient>(body.as_bytes().to_vec()).unwrap_err();
+        assert_eq!(status, 422, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn unknown_missing_and_mistyped_fields_are_named_in_details() {
+        let unknown = refusal(r#"{"nhs_number":"1","contacts":[],"colour":"red"}"#);
+        assert_eq!(
+            unknown["error"]["details"][0]["field"], "colour",
+            "{unknown}"
+        );
+        assert!(unknown["error"]["details"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("unknown field")));
+        assert!(unknown["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`colour`")));
+
+        let nested = refusal(r#"{"nhs_number":"1","contacts":[{"channel":"sms","adress":"x"}]}"#);
+        assert_eq!(nested["error"]["details"][0]["field"], "contacts[0].adress");
+
+        let typed = refusal(r#"{"nhs_number":"1","active":"yes","contacts":[]}"#);
+        assert_eq!(typed["error"]["details"][0]["field"], "active", "{typed}");
+        assert!(typed["error"]["details"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("invalid type") && !r.contains("line")));
+
+        let missing = refusal(r#"{"contacts":[]}"#);
+        assert_eq!(missing["error"]["details"][0]["field"], "nhs_number");
     }
 }

@@ -9,6 +9,8 @@ pub mod error;
 mod ops;
 /// A browser's push subscription as its script sends it, checked before it is stored.
 pub(crate) mod push_subscription;
+/// A request id on every request, echoed, logged with the request and quoted in errors.
+pub mod request_id;
 
 /// Fails the build's tests if a route is declared outside `http/`, `api` and `web` import
 /// each other, or the code map in `docs/architecture.md` misses a route.
@@ -21,15 +23,14 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
 use crate::app::AppState;
 
-/// Every route, with body limits, panic safety and request tracing.
+/// Every route, with body limits, panic safety, request ids and request tracing.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1", api_routes())
         .route(
             "/unsubscribe/{token}",
@@ -42,21 +43,20 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
-        }))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        }));
+    request_id::traced(routes).with_state(state)
 }
 
 /// What a `worker` instance serves: `/healthz`, `/readyz` and `/metrics`, nothing else.
 pub fn ops_router(state: AppState) -> Router {
-    ops::routes().fallback(not_found).with_state(state)
+    request_id::traced(ops::routes().fallback(not_found)).with_state(state)
 }
 
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, federations, groups, imports, patients, practices, proposals,
-        push, receipts, scheduled, staff, status, templates,
+        appointments, broadcasts, federations, groups, imports, keys, patients, practices,
+        proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
@@ -121,6 +121,11 @@ fn api_routes() -> Router<AppState> {
             put(federations::replace_members),
         )
         .route("/federations/{id}/keys", post(federations::issue_key))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}/revoke", post(keys::revoke))
+        .route("/keys/{id}/rotate", post(keys::rotate))
+        .route("/users", get(keys::users))
+        .route("/users/{id}/disable", post(keys::disable_user))
         .route("/status-groups", post(groups::post))
         .route("/status-groups/{id}", get(groups::show))
         .route("/status-groups/{id}/cancel", post(groups::cancel))
@@ -161,7 +166,7 @@ fn api_routes() -> Router<AppState> {
 fn page_routes() -> Router<AppState> {
     use crate::web::{
         console, console_approval, console_cancel, console_groups, console_schedule,
-        console_templates, push, status_page,
+        console_templates, console_users, push, status_page,
     };
     Router::new()
         .route("/console", get(console::home))
@@ -218,6 +223,8 @@ fn page_routes() -> Router<AppState> {
         .route("/console/groups/{id}", get(console_groups::show))
         .route("/console/groups/{id}/cancel", post(console_groups::stop))
         .route("/console/audit", get(console::audit))
+        .route("/console/users", get(console_users::list))
+        .route("/console/users/{id}/disable", post(console_users::disable))
         .route("/console/templates", get(console_templates::list))
         .route(
             "/console/templates/{key}/{channel}",

@@ -30,6 +30,8 @@ pub struct NewApiKey {
     pub scope: KeyScope,
     /// A note saying whose it is.
     pub label: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A stored, live key.
@@ -43,6 +45,29 @@ pub struct ApiKeyRecord {
     pub label: String,
     /// First characters.
     pub prefix: String,
+    /// When it was last used, to the minute ([`crate::auth::keys::LAST_USED_EVERY`]).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A key as an administrator sees it in a list: everything but its secret.
+#[derive(Debug, Clone)]
+pub struct ApiKeySummary {
+    /// Row id.
+    pub id: ApiKeyId,
+    /// Its first characters, to recognise it by.
+    pub prefix: String,
+    /// Whose it is.
+    pub label: String,
+    /// What it may touch.
+    pub scope: KeyScope,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used (to the minute), if ever.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked (or rotated away), if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// An event for the audit trail.
@@ -80,8 +105,20 @@ pub struct AuditRecord {
 pub trait AccessStore: Send + Sync {
     /// Stores a new key by its hash.
     async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKeyId>;
-    /// The live (unrevoked) key with this hash.
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The live key with this hash: not revoked, and not expired at `now`.
+    async fn api_key_by_hash(
+        &self,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Every key, newest first, live or not, up to `limit`.
+    async fn api_keys(&self, limit: i64) -> StoreResult<Vec<ApiKeySummary>>;
+    /// One key by row id, live or not.
+    async fn api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeySummary>>;
+    /// Revokes a key at `now`; false if there is no such key or it was already revoked.
+    async fn revoke_api_key(&self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Records that the key was used at `now`.
+    async fn touch_api_key(&self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<()>;
     /// Records who did what.
     async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()>;
     /// The most recent audit entries of a practice, newest first.

@@ -60,7 +60,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use access::{AccessStore, ApiKeyRecord, AuditEntry, AuditRecord, KeyScope, NewApiKey};
+pub use access::{
+    AccessStore, ApiKeyRecord, ApiKeySummary, AuditEntry, AuditRecord, KeyScope, NewApiKey,
+};
 pub use appointments::{
     Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
     ChangeOutcome, NewAppointmentChange,
@@ -70,7 +72,7 @@ pub use broadcasts::{
     Reach, StartOutcome,
 };
 pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
-pub use console::{ConsoleStore, SessionRecord, User};
+pub use console::{ConsoleStore, SessionRecord, User, UserSummary};
 pub use contacts::{ContactStore, PushSubscription};
 pub use federations::{Federation, FederationStore, MAX_FEDERATION_PRACTICES};
 pub use followers::{Follower, FollowerStore};

@@ -1,17 +1,10 @@
-//! Logging: tracing to stderr, filtered by config or `RUST_LOG`. Patient data is never logged.
+//! Logging: tracing to stderr, filtered by config or `RUST_LOG`, as text or JSON lines.
+//! Patient data is never logged.
 //! Metrics: counters, histograms and gauges served as Prometheus text at `GET /metrics`.
 
+/// How log lines are formatted and where they go.
+pub mod logs;
 /// The gateway's Prometheus metrics and their text exposition.
 pub mod metrics;
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber once; later calls do nothing.
-pub fn init(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+pub use logs::init;

@@ -17,6 +17,8 @@ pub(crate) mod console_groups;
 pub(crate) mod console_schedule;
 /// The console's template pages: list, editor, save, history and rollback.
 pub(crate) mod console_templates;
+/// The console's people page: console users, and disabling one (administrators only).
+pub(crate) mod console_users;
 /// The per-address rate of anonymous push follows.
 pub mod follows;
 /// Page templates and how pages are answered (security headers, error pages).

@@ -14,6 +14,10 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/base.html"),
     ),
     (
+        "console/users.html",
+        include_str!("../../../templates/web/console/users.html"),
+    ),
+    (
         "console/signin.html",
         include_str!("../../../templates/web/console/signin.html"),
     ),

@@ -2,14 +2,37 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::PostgresStore;
 use crate::domain::{ApiKeyId, PracticeId};
 use crate::store::{
-    role_of, scope_of, AccessStore, ApiKeyRecord, At, AuditEntry, AuditRecord, NewApiKey,
-    StoreResult, TimeColumn,
+    role_of, scope_of, AccessStore, ApiKeyRecord, ApiKeySummary, At, AuditEntry, AuditRecord,
+    NewApiKey, StoreResult, TimeColumn,
 };
+
+const SUMMARY: &str = "SELECT id, prefix, label, role, practice_id, federation_id, created_at,
+        last_used_at, expires_at, revoked_at FROM api_keys";
+
+fn summary_from_row(row: &PgRow) -> StoreResult<ApiKeySummary> {
+    let role: String = row.try_get("role")?;
+    Ok(ApiKeySummary {
+        id: row.try_get("id")?,
+        prefix: row.try_get("prefix")?,
+        label: row.try_get("label")?,
+        scope: scope_of(
+            "api_keys.role",
+            &role,
+            row.try_get("practice_id")?,
+            row.try_get("federation_id")?,
+        )?,
+        created_at: row.time("created_at")?,
+        last_used_at: row.time_opt("last_used_at")?,
+        expires_at: row.time_opt("expires_at")?,
+        revoked_at: row.time_opt("revoked_at")?,
+    })
+}
 
 #[async_trait]
 impl AccessStore for PostgresStore {
@@ -17,8 +40,8 @@ impl AccessStore for PostgresStore {
         let stored = role_of(key.scope);
         let id = sqlx::query_scalar(
             "INSERT INTO api_keys (key_hash, prefix, role, practice_id, federation_id, label,
-                 created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&key.key_hash)
         .bind(&key.prefix)
@@ -27,17 +50,25 @@ impl AccessStore for PostgresStore {
         .bind(stored.federation_id)
         .bind(&key.label)
         .bind(At(now))
+        .bind(key.expires_at.map(At))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
     }
 
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    async fn api_key_by_hash(
+        &self,
+        key_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(
-            "SELECT id, role, practice_id, federation_id, label, prefix FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, role, practice_id, federation_id, label, prefix, last_used_at
+             FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL
+                 AND (expires_at IS NULL OR expires_at > $2)",
         )
         .bind(key_hash)
+        .bind(At(now))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
@@ -53,9 +84,45 @@ impl AccessStore for PostgresStore {
                 )?,
                 label: row.try_get("label")?,
                 prefix: row.try_get("prefix")?,
+                last_used_at: row.time_opt("last_used_at")?,
             })
         })
         .transpose()
+    }
+
+    async fn api_keys(&self, limit: i64) -> StoreResult<Vec<ApiKeySummary>> {
+        let rows = sqlx::query(&format!("{SUMMARY} ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn api_key(&self, id: ApiKeyId) -> StoreResult<Option<ApiKeySummary>> {
+        let row = sqlx::query(&format!("{SUMMARY} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(summary_from_row).transpose()
+    }
+
+    async fn revoke_api_key(&self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(At(now))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(At(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn audit(&self, entry: &AuditEntry, now: DateTime<Utc>) -> StoreResult<()> {
