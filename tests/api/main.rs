@@ -175,7 +175,7 @@ fn main() {
         scheduled::scheduled_notices_are_created_listed_edited_and_cancelled,
         scheduled::a_one_off_notice_fires_once_and_a_late_one_is_missed,
         scheduled::a_weekly_notice_fires_once_per_occurrence_across_the_autumn_change_with_two_instances,
-        scheduled::the_console_lists_plans_and_cancels_scheduled_notices,
+        scheduled::the_console_lists_plans_changes_and_cancels_scheduled_notices,
         scheduled::an_afternoon_closure_is_restored_at_its_end,
         groups::a_group_is_stopped_as_a_whole_once,
         federations::a_federation_key_acts_only_on_its_practices,

@@ -462,7 +462,7 @@ async fn console_form(
         .expect("form")
 }
 
-pub async fn the_console_lists_plans_and_cancels_scheduled_notices(db: Db) {
+pub async fn the_console_lists_plans_changes_and_cancels_scheduled_notices(db: Db) {
     use crate::console::{csrf_in, get, sign_in, PASSWORD};
     let clock = TestClock::at("2026-10-19T09:00:00Z");
     let app = app(&db, &clock, None).await;
@@ -538,6 +538,46 @@ pub async fn the_console_lists_plans_and_cancels_scheduled_notices(db: Db) {
         page.contains("Next: Wednesday 21 October at 13:00"),
         "{page}"
     );
+
+    // The change form is filled in with the notice as it is.
+    assert!(
+        page.contains(&format!(
+            "id=\"edit-{id}-days\" name=\"days\" value=\"wed\""
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "id=\"edit-{id}-at\" name=\"at\" type=\"time\" value=\"13:00\""
+        )),
+        "{page}"
+    );
+    let revision = weekly["revision"].as_i64().expect("revision").to_string();
+    let edit = format!("{page_path}/{id}/edit");
+    let friday = [
+        ("csrf", csrf.as_str()),
+        ("revision", revision.as_str()),
+        ("kind", "closed"),
+        ("headline", "Closed for training on Fridays"),
+        ("repeat", "weekly"),
+        ("days", "fri"),
+        ("at", "13:30"),
+    ];
+    let forged = console_form(&app, &session, &edit, &friday[1..]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let changed = console_form(&app, &session, &edit, &friday).await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    // The same revision again is stale: someone (here, the same form) changed it since.
+    let stale = console_form(&app, &session, &edit, &friday).await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let edited = notice(&app, &key, id).await;
+    assert_eq!(
+        edited["status"]["headline"], "Closed for training on Fridays",
+        "{edited}"
+    );
+    let (_, page) = get(&app, &page_path, &session).await;
+    assert!(page.contains("Every Fri at 13:30"), "{page}");
+    assert!(page.contains("Next: Friday 23 October at 13:30"), "{page}");
 
     let cancel = format!("{page_path}/{id}/cancel");
     let forged = console_form(&app, &session, &cancel, &[]).await;

@@ -210,6 +210,10 @@ fn page_routes() -> Router<AppState> {
             get(console_schedule::list).post(console_schedule::create),
         )
         .route(
+            "/console/practices/{ods}/scheduled/{id}/edit",
+            post(console_schedule::edit),
+        )
+        .route(
             "/console/practices/{ods}/scheduled/{id}/cancel",
             post(console_schedule::cancel),
         )

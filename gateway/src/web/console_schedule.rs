@@ -1,7 +1,7 @@
 //! The console's scheduled notices page for one practice: its notices planned ahead (active
 //! first, each with its next occurrence in the practice's local time and what became of the
-//! past ones), a cancel button behind a confirmation, and a simple form to plan one (once,
-//! weekly, or on dates). Every form carries the session's CSRF token; the work is
+//! past ones), a change form filled in with the notice and a cancel button behind a
+//! confirmation, and a simple form to plan one (once, weekly, or on dates). Every form carries the session's CSRF token; the work is
 //! `intake::scheduled`'s, as for the API.
 
 use axum::extract::{Path, State};
@@ -18,11 +18,12 @@ use crate::app::AppState;
 use crate::domain::{Invalid, ScheduledNoticeId};
 use crate::intake::scheduled::recurrence::{local_instant, Plan};
 use crate::intake::scheduled::{
-    plan_of, status_of, NoticeRequest, RecurrenceRequest, ScheduleError, WeeklyRequest,
+    plan_of, status_of, EditRequest, NoticeRequest, RecurrenceRequest, ScheduleError, WeeklyRequest,
 };
 use crate::intake::status::StatusChangeRequest;
 use crate::render::uk_date_time;
-use crate::store::{NoticeState, Practice};
+use crate::schedule::PracticeZone;
+use crate::store::{NoticeState, Practice, ScheduledNotice};
 
 /// Notices listed.
 const LISTED: i64 = 100;
@@ -101,6 +102,7 @@ async fn list_page(
             "created_by": notice.created_by,
             "cancelled_by": notice.cancelled_by,
             "past": past,
+            "form": form_values(&notice, &status, &plan, zone),
         }));
     }
     let mut c = signed.context();
@@ -109,7 +111,75 @@ async fn list_page(
         &json!({ "ods": practice.ods_code.as_str(), "name": practice.name, "timezone": zone.to_string() }),
     );
     c.insert("notices", &notices);
+    c.insert(
+        "blank",
+        &json!({ "prefix": "plan", "kind": "closed", "headline": "", "details": "", "repeat": "once", "send_at": "",
+                 "days": "", "until": "", "dates": "", "at": "", "ends_at": "" }),
+    );
     Ok(page(StatusCode::OK, "console/scheduled.html", &c))
+}
+
+/// A notice as its change form shows it: the fields of the plan-a-notice form, filled in
+/// with the notice's status change and timing (local times in the practice's timezone).
+fn form_values(
+    notice: &ScheduledNotice,
+    status: &StatusChangeRequest,
+    plan: &Plan,
+    zone: PracticeZone,
+) -> serde_json::Value {
+    let hm = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
+    let (repeat, send_at, days, until, dates, at) = match plan {
+        Plan::Once { send_at, .. } => (
+            "once",
+            send_at
+                .with_timezone(&zone.tz())
+                .format("%Y-%m-%dT%H:%M")
+                .to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
+        Plan::Weekly {
+            days, at, until, ..
+        } => (
+            "weekly",
+            String::new(),
+            days.iter()
+                .map(|d| d.to_string().to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+            until.map_or(String::new(), |u| u.format("%Y-%m-%d").to_string()),
+            String::new(),
+            hm(*at),
+        ),
+        Plan::Dates { dates, at, .. } => (
+            "dates",
+            String::new(),
+            String::new(),
+            String::new(),
+            dates
+                .iter()
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            hm(*at),
+        ),
+    };
+    json!({
+        "prefix": format!("edit-{}", notice.id),
+        "revision": notice.revision,
+        "kind": status.kind,
+        "headline": status.headline.clone().unwrap_or_default(),
+        "details": status.details.clone().unwrap_or_default(),
+        "repeat": repeat,
+        "send_at": send_at,
+        "days": days,
+        "until": until,
+        "dates": dates,
+        "at": at,
+        "ends_at": plan.end_time(zone).map_or(String::new(), hm),
+    })
 }
 
 /// The plan-a-notice form: the status change, then one of a local date and time, days of
@@ -242,6 +312,58 @@ pub(crate) async fn create(
     match state
         .schedules()
         .create(&practice, &request, &signed.actor)
+        .await
+    {
+        Ok(_) => Redirect::to(&page_of(&practice)).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// The change-a-notice form: the plan-a-notice form and the revision it was read at.
+#[derive(Deserialize)]
+pub(crate) struct EditForm {
+    #[serde(flatten)]
+    notice: NoticeForm,
+    /// Kept as text: a flattened form reads every value as a string.
+    #[serde(default)]
+    revision: String,
+}
+
+/// `POST /console/practices/{ods}/scheduled/{id}/edit`: replaces the notice's status change
+/// and timing (refused if someone changed it since the page was read) and shows the list
+/// again.
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((ods, id)): Path<(String, i64)>,
+    Form(form): Form<EditForm>,
+) -> Response {
+    if let Some(refusal) = signed.refuse_without_csrf(&form.notice.csrf) {
+        return refusal;
+    }
+    let practice = match signed.practice(state.store.as_ref(), &ods).await {
+        Ok(p) => p,
+        Err(refusal) => return denied(refusal),
+    };
+    let request = match form.notice.request(&practice) {
+        Ok(request) => EditRequest {
+            // An unreadable revision matches no notice's, so the change is refused as stale.
+            revision: form.revision.trim().parse().unwrap_or(-1),
+            status: Some(request.status),
+            send_at: request.send_at,
+            recurrence: request.recurrence,
+            ends_at: request.ends_at,
+        },
+        Err(errors) => return invalid(&errors),
+    };
+    match state
+        .schedules()
+        .edit(
+            &practice,
+            ScheduledNoticeId::new(id),
+            &request,
+            &signed.actor,
+        )
         .await
     {
         Ok(_) => Redirect::to(&page_of(&practice)).into_response(),

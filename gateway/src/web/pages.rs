@@ -46,6 +46,10 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/console/approvals.html"),
     ),
     (
+        "console/notice_fields.html",
+        include_str!("../../../templates/web/console/notice_fields.html"),
+    ),
+    (
         "console/scheduled.html",
         include_str!("../../../templates/web/console/scheduled.html"),
     ),
