@@ -17,6 +17,7 @@ mod dispatch;
 mod fanout;
 mod group;
 mod import;
+mod national;
 // Shared with the tests (tests/support): one copy of the scratch databases and the seeding.
 #[allow(dead_code)]
 #[path = "../../tests/support/scratch.rs"]
@@ -58,6 +59,10 @@ enum Benchmark {
     /// One status change to many practices through the running gateway: time to the
     /// answer, to every list planned, and to each practice's first text out.
     Group(group::GroupBenchArgs),
+    /// A national outage on PostgreSQL: hundreds of practices post `systems_down` within a
+    /// minute to an API process and several worker processes, against loopback providers
+    /// with contracted rates (SMS, email into smtp-sink, web push).
+    National(national::NationalArgs),
     /// CSV contact import throughput (rows per second) and peak memory.
     Import(import::ImportBenchArgs),
     /// CSV appointment import throughput (rows per second) and peak memory, per file size.
@@ -81,6 +86,7 @@ async fn main() -> ExitCode {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,
         Benchmark::Group(args) => group::group(&config, args).await,
+        Benchmark::National(args) => national::national(&config, args).await,
         Benchmark::Import(args) => import::import(&config, args).await,
         Benchmark::Appointments(args) => appointments::appointments(&config, args).await,
         Benchmark::Signin(args) => signin::signin(&config, args).await,
@@ -168,7 +174,13 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_kib_of("self", field)
+}
+
+/// A field of `/proc/{pid}/status` (`pid` a number, or `self`) in KiB (0 where it is
+/// missing).
+fn status_kib_of(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -219,6 +219,18 @@ signing_secret_env = "{SECRET_ENV}"
 
 /// Starts one worker process of the gateway binary `exe`.
 fn spawn_worker(exe: &Path, config_file: &Path, log: &Path) -> std::io::Result<Child> {
+    spawn_gateway(exe, config_file, log, "worker", &[])
+}
+
+/// Starts `gateway serve --role ROLE` with the settings in `config_file` and the extra
+/// environment `env`, its output in `log`.
+pub(super) fn spawn_gateway(
+    exe: &Path,
+    config_file: &Path,
+    log: &Path,
+    role: &str,
+    env: &[(&str, &str)],
+) -> std::io::Result<Child> {
     let log = std::fs::File::create(log)?;
     let mut command = Command::new(exe);
     // The workers' file says everything; this process's overrides must not redirect them.
@@ -228,8 +240,9 @@ fn spawn_worker(exe: &Path, config_file: &Path, log: &Path) -> std::io::Result<C
         }
     }
     command
-        .args(["serve", "--role", "worker"])
+        .args(["serve", "--role", role])
         .env("GATEWAY_CONFIG", config_file)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -237,7 +250,7 @@ fn spawn_worker(exe: &Path, config_file: &Path, log: &Path) -> std::io::Result<C
 }
 
 /// Stops the workers with SIGTERM (a clean leave), killing any still running after 30 s.
-fn stop(children: &mut [Child]) {
+pub(super) fn stop(children: &mut [Child]) {
     for child in children.iter() {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -21,7 +21,7 @@ pub struct FanoutConfig {
 }
 
 fn default_answer_within_ms() -> u64 {
-    150
+    100
 }
 
 impl FanoutConfig {

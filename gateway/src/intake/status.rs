@@ -248,7 +248,8 @@ impl StatusChangeRequest {
 }
 
 /// Records a status change and fans it out, returning once the fan-out is done or
-/// [`StatusChanges::answer_within`] has passed, whichever is first: a short list is
+/// [`StatusChanges::answer_within`] has passed since the call (recording included),
+/// whichever is first: a short list is
 /// answered with its planned counts (and a wording that cannot be rendered with the
 /// error), a long one at once while planning goes on in the background. With an
 /// Idempotency-Key, a retry returns the first broadcast.
@@ -259,6 +260,7 @@ pub async fn post_status_change(
     actor: &str,
     idempotency: Option<(String, String)>,
 ) -> Result<Posted, PostStatusError> {
+    let answer_by = tokio::time::Instant::now() + changes.answer_within;
     let posted = record_status_change(changes, practice, request, actor, idempotency).await?;
     let background = changes.clone();
     let broadcast_id = posted.broadcast_id;
@@ -269,7 +271,7 @@ pub async fn post_status_change(
         }
         done
     });
-    if let Ok(done) = tokio::time::timeout(changes.answer_within, fanning).await {
+    if let Ok(done) = tokio::time::timeout_at(answer_by, fanning).await {
         done.map_err(|e| PostStatusError::Task(e.to_string()))??;
     }
     Ok(posted)
