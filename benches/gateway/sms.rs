@@ -35,7 +35,7 @@ use gateway::domain::{BroadcastId, Channel, ChannelOrder, MessageState};
 use gateway::fanout::Fanout;
 use gateway::providers::ProviderRegistry;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{BroadcastStore, Store};
+use gateway::store::Store;
 
 /// The nginx configuration template, with `{{port}}` and `{{prefix}}` to fill in.
 const NGINX_CONF: &str = include_str!("../../config/bench/nginx.conf");
