@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::{median, process_cpu, seed, BenchStore};
 use gateway::config::{Config, ProviderConfig};
 use gateway::dispatch::{DispatchControl, Dispatcher};
-use gateway::domain::{Channel, ChannelOrder, PatientId, PracticeId, Priority, StatusKind};
+use gateway::domain::{
+    BroadcastId, Channel, ChannelOrder, PatientId, PracticeId, Priority, StatusKind,
+};
 use gateway::fanout::Fanout;
 use gateway::providers::ProviderRegistry;
 use gateway::render::{MessageTemplates, TemplateRegistry};
@@ -185,6 +187,16 @@ pub(super) async fn queue_broadcast(
     fanout: &Fanout,
     practice_id: PracticeId,
 ) -> Result<u64, Box<dyn std::error::Error>> {
+    Ok(start_broadcast(store, fanout, practice_id).await?.1)
+}
+
+/// Queues one broadcast to every patient of the practice; returns it and how many messages
+/// it planned.
+pub(super) async fn start_broadcast(
+    store: &dyn BroadcastStore,
+    fanout: &Fanout,
+    practice_id: PracticeId,
+) -> Result<(BroadcastId, u64), Box<dyn std::error::Error>> {
     let change = NewStatusChange {
         kind: StatusKind::SystemsDown,
         headline: "Our computer systems are down.".into(),
@@ -202,7 +214,7 @@ pub(super) async fn queue_broadcast(
     else {
         return Err("broadcast was not started".into());
     };
-    Ok(fanout.run_broadcast(id).await?.inserted)
+    Ok((id, fanout.run_broadcast(id).await?.inserted))
 }
 
 async fn run(

@@ -26,6 +26,7 @@ mod scratch;
 #[path = "../../tests/support/seed.rs"]
 mod seed;
 mod signin;
+mod sms;
 mod workers;
 
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ enum Benchmark {
     Import(import::ImportBenchArgs),
     /// CSV appointment import throughput (rows per second) and peak memory, per file size.
     Appointments(appointments::AppointmentsBenchArgs),
+    /// SMS dispatch through the `twilio` provider into nginx, beside nginx's own ceiling
+    /// measured in the same run (needs /usr/sbin/nginx).
+    Sms(sms::SmsArgs),
     /// `/healthz` latency alone and during parallel anonymous sign-in loops.
     Signin(signin::SigninBenchArgs),
 }
@@ -90,6 +94,7 @@ async fn main() -> ExitCode {
         Benchmark::Import(args) => import::import(&config, args).await,
         Benchmark::Appointments(args) => appointments::appointments(&config, args).await,
         Benchmark::Signin(args) => signin::signin(&config, args).await,
+        Benchmark::Sms(args) => sms::sms(&config, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

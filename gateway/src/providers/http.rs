@@ -139,14 +139,7 @@ fn accepted(
     body: Result<axum::body::Bytes, reqwest::Error>,
     field: &str,
 ) -> Accepted {
-    let reference = body
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| match v.get(field)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
+    let reference = body.ok().and_then(|b| reference_in(&b, field));
     if reference.is_none() {
         tracing::warn!(
             provider,
@@ -157,6 +150,131 @@ fn accepted(
     }
     Accepted {
         provider_ref: reference,
+    }
+}
+
+/// The string or number at `field` of a JSON object, as text: what a provider's answer
+/// calls its reference. `None` if the body is not a JSON object, lacks the field, or has
+/// something else there. Read in one pass without building the whole answer in memory
+/// (other fields are skipped); as with a parsed object, a repeated field counts last.
+pub fn reference_in(body: &[u8], field: &str) -> Option<String> {
+    use serde::de::Deserializer;
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let reference = (&mut reader)
+        .deserialize_map(reference::Object(field))
+        .ok()?;
+    reader.end().ok()?;
+    reference
+}
+
+/// The visitors of [`reference_in`].
+mod reference {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// An object whose field named `.0` is wanted.
+    pub struct Object<'f>(pub &'f str);
+
+    impl<'de> Visitor<'de> for Object<'_> {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(wanted) = map.next_key_seed(Key(self.0))? {
+                if wanted {
+                    found = map.next_value_seed(Scalar)?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    /// A key, compared with the wanted field's name without keeping it.
+    struct Key<'f>(&'f str);
+
+    impl<'de> DeserializeSeed<'de> for Key<'_> {
+        type Value = bool;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Key<'_> {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
+    }
+
+    /// A string or a number as text; anything else (skipped whole) is no reference.
+    struct Scalar;
+
+    impl<'de> DeserializeSeed<'de> for Scalar {
+        type Value = Option<String>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scalar {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // As a parsed JSON number prints (`1.0` stays `1.0`).
+            Ok(serde_json::Number::from_f64(v).map(|n| n.to_string()))
+        }
+
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
     }
 }
 
@@ -332,6 +450,46 @@ mod tests {
                 let whole = parse_retry_after(&seconds.to_string(), now, HOUR);
                 prop_assert_eq!(whole, Some(Duration::from_secs(seconds).min(HOUR)));
             }
+        }
+    }
+
+    #[test]
+    fn references_read_as_a_parsed_object_would() {
+        let parsed = |body: &str, field: &str| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| match v.get(field)? {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        };
+        for (body, field) in [
+            (r#"{"sid":"SMabc","status":"queued"}"#, "sid"),
+            (r#"{"status":"queued","sid":"SM\u0041bc"}"#, "sid"),
+            (r#"{"id":42}"#, "id"),
+            (r#"{"id":-7}"#, "id"),
+            (r#"{"id":1.5}"#, "id"),
+            (r#"{"id":1.0}"#, "id"),
+            (r#"{"id":null}"#, "id"),
+            (r#"{"id":true}"#, "id"),
+            (r#"{"id":{"sid":"x"}}"#, "id"),
+            (r#"{"id":["x"]}"#, "id"),
+            (r#"{"other":{"id":"nested"},"id":"top"}"#, "id"),
+            (r#"{"id":"first","id":"last"}"#, "id"),
+            (r#"{"sid":"x"}"#, "id"),
+            (r#"["id"]"#, "id"),
+            (r#""id""#, "id"),
+            (r#"{"id":"x"} trailing"#, "id"),
+            (r#"{"id":"x","#, "id"),
+            ("", "id"),
+            ("not json", "id"),
+        ] {
+            assert_eq!(
+                reference_in(body.as_bytes(), field),
+                parsed(body, field),
+                "{body}"
+            );
         }
     }
 

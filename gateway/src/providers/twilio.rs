@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -24,9 +26,11 @@ const AUTH_CODE: i64 = 20003;
 pub struct TwilioProvider {
     name: String,
     client: reqwest::Client,
-    url: String,
-    account_sid: String,
-    auth_token: String,
+    /// The Messages resource, parsed once.
+    url: reqwest::Url,
+    /// `Basic` with the account SID and auth token, encoded once (and marked sensitive, so
+    /// it never appears in debug output).
+    authorization: HeaderValue,
     sender: Sender,
     status_callback_url: Option<String>,
 }
@@ -88,6 +92,12 @@ impl TwilioProvider {
             settings.base_url.trim_end_matches('/'),
             settings.account_sid
         );
+        let url = reqwest::Url::parse(&url).map_err(|e| format!("`base_url`: {e}"))?;
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{auth_token}", settings.account_sid));
+        let mut authorization = HeaderValue::try_from(format!("Basic {credentials}"))
+            .map_err(|e| format!("cannot make the Authorization header: {e}"))?;
+        authorization.set_sensitive(true);
         let sender = match (settings.from, settings.messaging_service_sid) {
             (Some(from), None) => Sender::From(from),
             (None, Some(sid)) => Sender::MessagingService(sid),
@@ -97,8 +107,7 @@ impl TwilioProvider {
             name: config.name.clone(),
             client,
             url,
-            account_sid: settings.account_sid,
-            auth_token,
+            authorization,
             sender,
             status_callback_url: settings.status_callback_url,
         })
@@ -107,7 +116,9 @@ impl TwilioProvider {
     /// The urlencoded request body. (The serializer is not `Send`, so it never lives across
     /// an `.await`.)
     fn form(&self, message: &Outgoing) -> String {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        // Room for the encoded fields, so the body is written without regrowing.
+        let room = 96 + message.address.len() + message.body.len() * 3 / 2;
+        let mut form = url::form_urlencoded::Serializer::new(String::with_capacity(room));
         form.append_pair("To", &message.address);
         // The practice's own sender goes in `From`; with a Messaging Service, Twilio then
         // sends from it if it is in the service's sender pool (and refuses it otherwise).
@@ -250,11 +261,11 @@ impl Provider for TwilioProvider {
         let form = self.form(message);
         let response = self
             .client
-            .post(&self.url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .post(self.url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
             .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
             )
             .body(form)
             .send()
