@@ -680,12 +680,13 @@ impl Storm<'_> {
             cpu_us: cpu.as_secs_f64() / (accepted.max(1) as f64) * 1e6,
         };
         println!(
-            "national run {run}: practices={} patients={} workers={} plan_all={:.1} s answers p50={answer_p50:.0} ms max={answer_max:.0} ms \
+            "national run {run}: practices={} posted={} patients={} workers={} plan_all={:.1} s answers p50={answer_p50:.0} ms max={answer_max:.0} ms \
              first_out median={first_median:.1} s slowest={slowest:.1} s \
              urgent posted={urgent_posted} p50={urgent_p50:.0} ms p99={urgent_p99:.0} ms unsent={urgent_unsent} \
              sms={sms_ratio:.3} (busiest second {sms_peak}/{}) email={email_ratio:.3} (busiest {email_peak}/{}) push={push_ratio:.3} (busiest {push_peak}/{}) over {window:.0} s \
              accepted={accepted} cpu={:.1} µs/msg (api+workers) rss=[{}] db_growth={:.0} MiB",
             self.codes.len(),
+            posted.len(),
             self.args.patients,
             self.args.workers,
             figures.plan_all,
@@ -740,9 +741,24 @@ impl Storm<'_> {
             });
         }
         let mut posted = HashMap::new();
+        let mut refused = Vec::new();
         while let Some(done) = posts.join_next().await {
-            let (code, figures) = done.map_err(|e| e.to_string())??;
-            posted.insert(code, figures);
+            // A refused or failed post is counted and shown, and the storm goes on.
+            match done.map_err(|e| e.to_string())? {
+                Ok((code, figures)) => {
+                    posted.insert(code, figures);
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+        if let Some(first) = refused.first() {
+            eprintln!(
+                "national run {run}: {} status posts failed; the first: {first}",
+                refused.len()
+            );
+        }
+        if posted.is_empty() {
+            return Err("every status post failed".into());
         }
         Ok(posted)
     }

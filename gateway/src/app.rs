@@ -124,6 +124,7 @@ impl AppState {
                 config.fanout.batch_size,
                 wake.clone(),
             )
+            .with_concurrency(fanout_places(&config))
             .with_quiet_hours(config.quiet_hours()),
         );
         let metrics = Arc::new(Metrics::new());
@@ -172,6 +173,7 @@ impl AppState {
             self.config.fanout.batch_size,
             self.wake.clone(),
         )
+        .with_concurrency(fanout_places(&self.config))
         .with_quiet_hours(self.config.quiet_hours())
         .with_clock(clock);
         self.fanout = Arc::new(fanout);
@@ -428,4 +430,10 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutting down: no new claims; letting in-flight sends finish");
         token.cancel();
     });
+}
+
+/// Fan-outs planning at once: half the database pool, so that a storm of status changes
+/// leaves connections for the API's other requests and for dispatch.
+fn fanout_places(config: &Config) -> usize {
+    (config.database.max_connections as usize / 2).max(1)
 }

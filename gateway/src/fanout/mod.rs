@@ -30,6 +30,13 @@ pub use affected::AFFECTED_TEMPLATE;
 use affected::{affected_message, Bookings, Plan};
 pub use withdraw::withdraw_before;
 
+/// Fan-outs planning at once in one process unless [`Fanout::with_concurrency`] says.
+const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Times a fan-out interrupted by a store error is tried again (pauses of 0.5 s doubling
+/// to 30 s: about two minutes in all) before it is left for the next start.
+const STORE_RETRIES: u32 = 8;
+
 /// Why a fan-out stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum FanoutError {
@@ -81,6 +88,10 @@ pub struct Audience {
 
 /// Runs fan-outs against a store, waking the dispatcher as messages land.
 pub struct Fanout {
+    /// Fan-outs planning at once in this process: each holds a database connection while
+    /// it writes, so a storm of status changes queues here instead of taking every
+    /// connection the API and dispatch need.
+    running: Arc<tokio::sync::Semaphore>,
     store: Arc<dyn Store>,
     templates: Arc<TemplateRegistry>,
     batch_size: usize,
@@ -98,6 +109,7 @@ impl Fanout {
         wake: Arc<Notify>,
     ) -> Self {
         Self {
+            running: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
             store,
             templates,
             batch_size,
@@ -105,6 +117,12 @@ impl Fanout {
             quiet_hours: None,
             clock: system_clock(),
         }
+    }
+
+    /// Lets at most `fanouts` fan-outs plan at once (at least one).
+    pub fn with_concurrency(mut self, fanouts: usize) -> Self {
+        self.running = Arc::new(tokio::sync::Semaphore::new(fanouts.max(1)));
+        self
     }
 
     /// Holds bulk SMS and push planned inside quiet hours until they end (practice time).
@@ -153,8 +171,40 @@ impl Fanout {
     }
 
     /// [`Fanout::run_broadcast`], or with `head` its head start (which does nothing for a
-    /// finished fan-out).
+    /// finished fan-out), once one of the process's fan-out places is free. A store error
+    /// (a pool exhausted, a connection lost) is retried after a pause, up to
+    /// [`STORE_RETRIES`] times: a resumed fan-out adds nothing twice, and without the retry
+    /// the rest of the list would wait for the next start of the gateway.
     async fn run(
+        &self,
+        broadcast_id: BroadcastId,
+        head: Option<usize>,
+    ) -> Result<FanoutSummary, FanoutError> {
+        let mut pause = std::time::Duration::from_millis(500);
+        let mut tries = 0;
+        loop {
+            let outcome = {
+                let _place = self
+                    .running
+                    .acquire()
+                    .await
+                    .map_err(|e| FanoutError::Task(e.to_string()))?;
+                self.run_once(broadcast_id, head).await
+            };
+            match outcome {
+                Err(FanoutError::Store(e)) if tries < STORE_RETRIES => {
+                    tries += 1;
+                    tracing::warn!(broadcast = broadcast_id.get(), error = %e, tries, "fan-out interrupted by the store; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(30));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One try at [`Fanout::run`].
+    async fn run_once(
         &self,
         broadcast_id: BroadcastId,
         head: Option<usize>,
