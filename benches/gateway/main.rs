@@ -14,6 +14,7 @@
 
 mod appointments;
 mod dispatch;
+mod email;
 mod fanout;
 mod group;
 mod import;
@@ -57,6 +58,9 @@ enum Benchmark {
     /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
     /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
     Dispatch(dispatch::DispatchArgs),
+    /// Email through the `smtp` provider into postfix's `smtp-sink`: emails/s and CPU per
+    /// email, against the sink's own ceiling from a minimal client in the same run.
+    Email(email::EmailArgs),
     /// One status change to many practices through the running gateway: time to the
     /// answer, to every list planned, and to each practice's first text out.
     Group(group::GroupBenchArgs),
@@ -89,6 +93,7 @@ async fn main() -> ExitCode {
     let result = match cli.which {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,
+        Benchmark::Email(args) => email::email(&config, args).await,
         Benchmark::Group(args) => group::group(&config, args).await,
         Benchmark::National(args) => national::national(&config, args).await,
         Benchmark::Import(args) => import::import(&config, args).await,
