@@ -41,10 +41,18 @@ pub enum ApiError {
     /// A framework rejection already carrying its status.
     #[error("{2}")]
     Rejected(StatusCode, &'static str, String),
+    /// Every database connection stayed busy for the pool's whole wait (a storm of
+    /// requests): 503 with `Retry-After`, so a client retries (with its Idempotency-Key)
+    /// instead of taking the request as failed for good.
+    #[error("the gateway is busy; retry in a few seconds")]
+    Busy,
     /// Something broke on our side.
     #[error("internal error")]
     Internal(String),
 }
+
+/// Seconds a client is asked to wait before retrying a request answered [`ApiError::Busy`].
+const BUSY_RETRY_AFTER_SECONDS: &str = "5";
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, Value) {
@@ -63,6 +71,7 @@ impl ApiError {
             }
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code, Value::Null),
             ApiError::Rejected(status, code, _) => (*status, code, Value::Null),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", Value::Null),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", Value::Null),
         }
     }
@@ -71,8 +80,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, details) = self.parts();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error answering a request");
+        match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error answering a request")
+            }
+            ApiError::Busy => tracing::warn!("busy: no database connection came free in time"),
+            _ => {}
         }
         let body = json!({ "error": {
             "code": code,
@@ -80,6 +93,14 @@ impl IntoResponse for ApiError {
             "details": details,
             "request_id": super::request_id::current(),
         } });
+        if matches!(self, ApiError::Busy) {
+            return (
+                status,
+                [(axum::http::header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS)],
+                Json(body),
+            )
+                .into_response();
+        }
         (status, Json(body)).into_response()
     }
 }
@@ -90,6 +111,7 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate(what) => {
                 ApiError::Conflict("already_exists", format!("{what} already exists"))
             }
+            StoreError::Database(sqlx::Error::PoolTimedOut) => ApiError::Busy,
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -121,6 +143,7 @@ impl From<FanoutError> for ApiError {
                 format!("broadcast {broadcast_id} failed: {reason}"),
                 json!({ "broadcast_id": broadcast_id, "reason": reason }),
             ),
+            FanoutError::Store(e) => e.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -202,6 +225,7 @@ impl From<QueryRejection> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
     use serde::Deserialize;
     use serde_json::Value;
 
@@ -255,5 +279,26 @@ mod tests {
 
         let missing = refusal(r#"{"contacts":[]}"#);
         assert_eq!(missing["error"]["details"][0]["field"], "nhs_number");
+    }
+
+    #[test]
+    fn an_exhausted_pool_is_busy_with_retry_after_not_internal() {
+        let error: super::ApiError =
+            crate::store::StoreError::Database(sqlx::Error::PoolTimedOut).into();
+        let response = error.into_response();
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("5"))
+        );
+        let other: super::ApiError =
+            crate::store::StoreError::Database(sqlx::Error::RowNotFound).into();
+        assert_eq!(
+            other.into_response().status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }
