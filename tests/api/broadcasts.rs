@@ -382,10 +382,18 @@ pub async fn newer_status_change_withdraws_unsent_messages(db: Db) {
         )
         .await
         .body;
-    let closed_now = app
-        .get(&format!("/api/v1/broadcasts/{}", closed["id"]), &key)
-        .await
-        .body;
+    // Marked superseded in the request; its queued messages are cancelled just after, in
+    // the background.
+    let closed_path = format!("/api/v1/broadcasts/{}", closed["id"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let closed_now = loop {
+        let now = app.get(&closed_path, &key).await.body;
+        assert!(now["superseded_by_status_change"].is_i64(), "{now}");
+        if now["by_state"]["cancelled"] == reachable || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
         closed_now["by_state"]["cancelled"], reachable,
         "{closed_now}"

@@ -244,13 +244,80 @@ pub async fn supersede_survives_a_crash_and_a_replay(db: Db) {
     let (other_closed, _) = post_status(&app, "R31002", &key_b, "closed").await;
 
     let restored = record_restored_then_die(&app, &key_a, a, "restore-1").await;
-    // Nothing else ran: the record alone has withdrawn "closed".
-    assert_eq!(count(&app, closed, "queued").await, 0);
+    // Nothing else ran: the record alone has marked "closed" superseded (its queued
+    // messages are cancelled by the request's next step, or by dispatch as it meets them).
+    let marked = app
+        .state
+        .store
+        .broadcast(closed)
+        .await
+        .expect("store")
+        .expect("broadcast");
+    assert!(marked.superseded_by.is_some());
     assert_eq!(
         replay_restored(&app, "R31001", &key_a, "restore-1").await,
         restored
     );
     assert_no_closed_after_restored(&app, closed, restored, other_closed, 6).await;
+}
+
+/// A superseded broadcast's queued messages are cancelled a bounded page at a time (so no
+/// transaction holds the database for a long list), naming the newer change; a message
+/// already sent is left as it is, and another practice's broadcast is untouched.
+pub async fn supersede_withdraws_page_by_page_leaving_sent_alone(db: Db) {
+    use gateway::store::BroadcastStore;
+    let app = spawn_app(db).await;
+    let (key_a, a) = practice(&app, "R31005", 1, 25).await;
+    let (key_b, _) = practice(&app, "R31006", 101, 25).await;
+    let (closed, planned) = post_status(&app, "R31005", &key_a, "closed").await;
+    assert_eq!(planned, 25);
+    let (other_closed, _) = post_status(&app, "R31006", &key_b, "closed").await;
+    let first = *message_ids(&app, closed)
+        .await
+        .iter()
+        .min()
+        .expect("a message");
+    execute(
+        &app,
+        &[format!(
+            "UPDATE messages SET state = 'sent' WHERE id = {first}"
+        )],
+    )
+    .await;
+    record_restored_then_die(&app, &key_a, a, "restore-pages").await;
+    assert_eq!(
+        count(&app, closed, "queued").await,
+        24,
+        "marked, not yet cancelled"
+    );
+
+    let store: &dyn BroadcastStore = app.state.store.as_ref();
+    let mut after = MessageId::new(0);
+    let mut pages = Vec::new();
+    loop {
+        let (cancelled, last) = store
+            .cancel_queued_page(closed, after, 10, "superseded (test)", chrono::Utc::now())
+            .await
+            .expect("page");
+        pages.push(cancelled);
+        match last {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![9, 10, 5, 0],
+        "pages of ten, the sent one skipped"
+    );
+    assert_eq!(count(&app, closed, "cancelled").await, 24);
+    assert_eq!(count(&app, closed, "sent").await, 1);
+    // Again: nothing left to cancel.
+    let again = gateway::fanout::cancel_unsent(store, &[closed], "again")
+        .await
+        .expect("cancel");
+    assert_eq!(again, 0);
+    assert_eq!(count(&app, other_closed, "queued").await, 25);
 }
 
 /// A database left by a version that withdrew in a second step and died between the two

@@ -150,6 +150,7 @@ fn main() {
         isolation_push::anonymous_follows_are_limited,
         isolation_intake::supersede_survives_a_crash_and_a_replay,
         isolation_intake::supersede_repairs_what_an_older_crash_left,
+        isolation_intake::supersede_withdraws_page_by_page_leaving_sent_alone,
         isolation_intake::stop_reaches_every_practice_holding_the_number,
         isolation_intake::replace_import_without_rows_is_refused,
         isolation_intake::receipts_count_only_with_their_own_provider,

@@ -15,7 +15,7 @@ mod screen;
 mod send;
 mod slots;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -340,8 +340,6 @@ impl Dispatcher {
         // out, which would make every claim scan past their queue for nothing.
         let mut alone_until: Option<std::time::Instant> = None;
         let mut supersede_checked = std::time::Instant::now();
-        // Broadcasts whose messages this worker has claimed before and looked up in the store.
-        let mut known = HashSet::new();
         while !stop.is_cancelled() {
             // A few seconds of this instance's share of the rates, so a dead or new worker's
             // share moves to the others quickly.
@@ -397,7 +395,7 @@ impl Dispatcher {
                 continue;
             }
             let ready = self.screen(claimed, recorder).await;
-            let ready = self.drop_withdrawn(ready, &mut known, recorder).await;
+            let ready = self.drop_withdrawn(ready, recorder).await;
             lanes.push(ready);
             if count == limit && !urgent_only {
                 continue;

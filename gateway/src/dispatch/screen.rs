@@ -3,7 +3,7 @@
 //! cap (counted in the database, shared by every instance) are suppressed, and messages of
 //! superseded or cancelled broadcasts are withdrawn.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -77,33 +77,36 @@ impl Dispatcher {
     }
 
     /// Withdraws the claimed messages of broadcasts superseded or cancelled, and returns the
-    /// rest. The first time this worker meets a broadcast it asks the store (so a message
-    /// claimed again after a restart or a lost lease, or one whose broadcast was stopped
-    /// through another instance, is not sent before the periodic check); after that, what
-    /// this process knows is enough (`DispatchControl`, kept up to date by that check).
+    /// rest. The store is asked about every broadcast among each claim (one indexed look-up
+    /// per claim): a newer status change marks the broadcasts it supersedes at once but
+    /// cancels their queued messages afterwards, so a message claimed meanwhile, here or on
+    /// another instance, must be caught here. What is learnt is remembered in
+    /// `DispatchControl`, so messages already out of the lanes, waiting for the rate, are
+    /// dropped too.
     pub(super) async fn drop_withdrawn(
         &self,
         ready: Vec<ClaimedMessage>,
-        known: &mut HashSet<BroadcastId>,
         recorder: &Recorder,
     ) -> Vec<ClaimedMessage> {
-        let mut new: Vec<BroadcastId> = ready
-            .iter()
-            .filter_map(|m| m.broadcast_id)
-            .filter(|b| !known.contains(b))
-            .collect();
-        new.sort_unstable();
-        new.dedup();
-        if !new.is_empty() {
-            match self.store.withdrawn_among(&new).await {
+        let mut among: Vec<BroadcastId> = ready.iter().filter_map(|m| m.broadcast_id).collect();
+        among.sort_unstable();
+        among.dedup();
+        if !among.is_empty() {
+            match self.store.withdrawn_among(&among).await {
                 Ok(withdrawn) => {
                     for (id, reason) in withdrawn {
                         self.control.stop(id, reason);
                     }
-                    known.extend(new);
                 }
-                // Checked again with the next claim, and by the periodic check meanwhile.
-                Err(e) => tracing::warn!(error = %e, "dispatch: could not check broadcasts"),
+                // Not sent unchecked: the broadcasts' messages wait out their lease and are
+                // claimed (and checked) again; one-patient messages go on.
+                Err(e) => {
+                    tracing::warn!(error = %e, "dispatch: could not check broadcasts; their messages wait out their lease");
+                    return ready
+                        .into_iter()
+                        .filter(|m| m.broadcast_id.is_none())
+                        .collect();
+                }
             }
         }
         let mut kept = Vec::with_capacity(ready.len());

@@ -28,7 +28,7 @@ use crate::store::{
 };
 pub use affected::AFFECTED_TEMPLATE;
 use affected::{affected_message, Bookings, Plan};
-pub use withdraw::withdraw_before;
+pub use withdraw::{cancel_unsent, cancel_unsent_in_background, withdraw_before};
 
 /// Fan-outs planning at once in one process unless [`Fanout::with_concurrency`] says.
 const DEFAULT_CONCURRENCY: usize = 4;
@@ -270,7 +270,8 @@ impl Fanout {
             .practice_by_id(broadcast.practice_id)
             .await?
             .ok_or(FanoutError::NotFound(broadcast_id))?;
-        withdraw_before(self.store.as_ref(), &broadcast, Utc::now()).await?;
+        let (superseded, reason) = withdraw_before(self.store.as_ref(), &broadcast).await?;
+        cancel_unsent_in_background(self.store.clone(), superseded, reason, Utc::now());
         let bookings = Arc::new(self.bookings(&broadcast).await?);
         let mut wording = Wording::new(self.templates.snapshot(), practice, broadcast);
         let practice_id = wording.practice.id;

@@ -1,37 +1,93 @@
-//! Withdrawing what a newer status change supersedes, as a fan-out starts.
+//! Withdrawing what a newer status change supersedes: the earlier broadcasts are marked at
+//! once, their queued messages cancelled afterwards a page at a time.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::{supersede_reason, Broadcast, BroadcastStore, StoreError};
+use crate::domain::{BroadcastId, MessageId};
+use crate::store::{supersede_reason, Broadcast, BroadcastStore, Store, StoreError};
 
-/// Withdraws the unsent messages of the practice's broadcasts before `broadcast`, in the
-/// store (the half of `intake::status::withdraw_earlier` that a fan-out resumed at start-up
-/// repeats: a change recorded without its withdrawal, by a version that did it in a second
-/// step and died between the two, is repaired before its messages are planned).
+/// Messages looked at per step when cancelling a superseded broadcast's queued messages:
+/// small enough that each step's transaction holds its connection (and, on SQLite, the
+/// writer) for milliseconds, so hundreds of practices withdrawing at once do not starve
+/// their status POSTs or dispatch.
+const CANCEL_PAGE: i64 = 1_000;
+
+/// Marks the practice's broadcasts before `broadcast` superseded by it, in the store, and
+/// returns them with the reason their unsent messages are cancelled with (nothing if a newer
+/// change has superseded `broadcast` itself: then the newer one did this). The record of a
+/// status change marks them already; a fan-out resumed at start-up repeats it, which repairs
+/// a change recorded by a version that withdrew in a second step and died between the two.
 pub async fn withdraw_before(
     store: &dyn BroadcastStore,
     broadcast: &Broadcast,
-    now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    if broadcast.superseded_by.is_some() {
-        return Ok(0);
-    }
+) -> Result<(Vec<BroadcastId>, String), StoreError> {
     let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
-    let cancelled = store
+    if broadcast.superseded_by.is_some() {
+        return Ok((Vec::new(), reason));
+    }
+    let superseded = store
         .supersede_earlier(
             broadcast.practice_id,
             broadcast.id,
             broadcast.status_change_id,
-            &reason,
-            now,
         )
         .await?;
-    if cancelled > 0 {
-        tracing::info!(
-            broadcast = broadcast.id.get(),
-            cancelled,
-            "withdrew unsent messages of earlier broadcasts"
-        );
+    Ok((superseded, reason))
+}
+
+/// Cancels with `reason` the queued messages of `broadcasts`, a page at a time. Idempotent,
+/// and safe to lose half way (a crash, a store error): dispatch withdraws the messages of
+/// superseded broadcasts it claims unsent, so what is left here is cancelled there. Returns
+/// how many messages were cancelled.
+pub async fn cancel_unsent(
+    store: &dyn BroadcastStore,
+    broadcasts: &[BroadcastId],
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let mut cancelled = 0;
+    for &broadcast_id in broadcasts {
+        let mut after = MessageId::new(0);
+        loop {
+            let (n, last) = store
+                .cancel_queued_page(broadcast_id, after, CANCEL_PAGE, reason, Utc::now())
+                .await?;
+            cancelled += n;
+            match last {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
     }
     Ok(cancelled)
+}
+
+/// Runs [`cancel_unsent`] as its own task, so that neither a status POST nor the newer
+/// broadcast's fan-out waits for a large list to be withdrawn. A failure is logged; dispatch
+/// withdraws what it leaves (see [`cancel_unsent`]).
+pub fn cancel_unsent_in_background(
+    store: Arc<dyn Store>,
+    broadcasts: Vec<BroadcastId>,
+    reason: String,
+    since: DateTime<Utc>,
+) {
+    if broadcasts.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        match cancel_unsent(store.as_ref(), &broadcasts, &reason).await {
+            Ok(0) => {}
+            Ok(cancelled) => tracing::info!(
+                cancelled,
+                broadcasts = broadcasts.len(),
+                took_ms = (Utc::now() - since).num_milliseconds(),
+                "withdrew unsent messages of superseded broadcasts"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not withdraw all unsent messages of superseded broadcasts; dispatch withdraws the rest as it meets them"
+            ),
+        }
+    });
 }

@@ -8,10 +8,9 @@ use sha2::{Digest, Sha256};
 
 use crate::dispatch::DispatchControl;
 use crate::domain::{BroadcastId, Invalid, Language, StatusAudience, StatusKind};
-use crate::fanout::{withdraw_before, Fanout, FanoutError};
+use crate::fanout::{cancel_unsent_in_background, withdraw_before, Fanout, FanoutError};
 use crate::store::{
-    supersede_reason, AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome,
-    Store, StoreError,
+    AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome, Store, StoreError,
 };
 
 /// A status change as a client posts it.
@@ -332,9 +331,9 @@ pub async fn record_status_change(
         StartOutcome::Replayed(id) => (id, true),
         StartOutcome::KeyReused => return Err(PostStatusError::KeyReused),
     };
-    // Nobody should be told "closed" after "restored". The store withdrew the earlier
-    // broadcasts' unsent messages in the transaction that recorded this change; a replay
-    // withdraws again, which repairs what an older version may have left behind.
+    // Nobody should be told "closed" after "restored". The store marked the earlier
+    // broadcasts superseded in the transaction that recorded this change; a replay marks
+    // again, which repairs what an older version may have left behind.
     withdraw_earlier(changes, broadcast_id, now).await?;
     if !replayed {
         let details =
@@ -363,23 +362,25 @@ pub async fn record_status_change(
 /// Withdraws the unsent messages of the practice's broadcasts before `broadcast_id`,
 /// unless a newer change has superseded that broadcast itself (then the newer one did).
 /// This process's dispatch workers drop what they already hold at once; other instances
-/// find out from the store within a fraction of a second. Idempotent: returns how many
-/// messages were still queued and are now cancelled (none after a clean start).
+/// find out from the store within a fraction of a second, and drop every message of a
+/// superseded broadcast they claim. The queued messages are cancelled in the background, a
+/// page at a time, so the answer does not wait for a long list. Idempotent.
 pub async fn withdraw_earlier(
     changes: &StatusChanges,
     broadcast_id: BroadcastId,
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
+) -> Result<(), StoreError> {
     let Some(broadcast) = changes.store.broadcast(broadcast_id).await? else {
-        return Ok(0);
+        return Ok(());
     };
+    let (superseded, reason) = withdraw_before(changes.store.as_ref(), &broadcast).await?;
     if broadcast.superseded_by.is_none() {
-        let reason = supersede_reason(broadcast.status_change_id, broadcast.kind.as_str());
         changes
             .dispatch
-            .supersede(broadcast.practice_id, broadcast_id, reason);
+            .supersede(broadcast.practice_id, broadcast_id, reason.clone());
     }
-    withdraw_before(changes.store.as_ref(), &broadcast, now).await
+    cancel_unsent_in_background(changes.store.clone(), superseded, reason, now);
+    Ok(())
 }
 
 #[cfg(test)]

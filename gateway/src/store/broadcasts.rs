@@ -188,11 +188,14 @@ impl Broadcast {
 #[async_trait]
 pub trait BroadcastStore: Send + Sync {
     /// Records a status change and its broadcast in one transaction, honouring the
-    /// idempotency claim if there is one. The same transaction supersedes the practice's
-    /// earlier broadcasts and cancels their unsent messages (as [`supersede_earlier`] does),
-    /// so no crash or retry can leave an older notice queued behind a newer one.
+    /// idempotency claim if there is one. The same transaction marks the practice's earlier
+    /// broadcasts superseded (as [`supersede_earlier`] does), so no crash or retry can leave
+    /// an older notice standing behind a newer one: dispatch looks up the broadcast of every
+    /// message it claims and withdraws those of superseded broadcasts unsent. Their queued
+    /// messages are cancelled afterwards, a page at a time ([`cancel_queued_page`]).
     ///
     /// [`supersede_earlier`]: BroadcastStore::supersede_earlier
+    /// [`cancel_queued_page`]: BroadcastStore::cancel_queued_page
     async fn start_status_broadcast(
         &self,
         practice_id: PracticeId,
@@ -227,16 +230,27 @@ pub trait BroadcastStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Marks every earlier broadcast of the practice as superseded by `status_change_id`
-    /// (the change behind broadcast `newer`) and cancels their unsent messages, naming it.
-    /// Messages already with a provider are left to finish. Returns how many were cancelled.
+    /// (the change behind broadcast `newer`), unless a change has superseded it already.
+    /// Returns the broadcasts this change supersedes, whose queued messages the caller
+    /// cancels with [`cancel_queued_page`](BroadcastStore::cancel_queued_page).
     async fn supersede_earlier(
         &self,
         practice_id: PracticeId,
         newer: BroadcastId,
         status_change_id: StatusChangeId,
+    ) -> StoreResult<Vec<BroadcastId>>;
+    /// One bounded step of withdrawing a broadcast: cancels with `reason` the queued messages
+    /// among its next `limit` messages after `after`, in id order (messages already with a
+    /// provider are left to finish). Returns how many were cancelled and the last message
+    /// looked at, to continue after; `None` once no message is left.
+    async fn cancel_queued_page(
+        &self,
+        broadcast_id: BroadcastId,
+        after: MessageId,
+        limit: i64,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
+    ) -> StoreResult<(u64, Option<MessageId>)>;
     /// Cancels a broadcast's unsent messages with `reason` (a fan-out that finds its broadcast
     /// superseded cleans up what it wrote meanwhile). Returns how many were cancelled.
     async fn cancel_queued(

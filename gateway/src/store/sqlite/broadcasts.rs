@@ -9,22 +9,20 @@ use super::outbox::{message_from_row, MESSAGE_COLUMNS};
 use super::SqliteStore;
 use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusChangeId};
 use crate::store::{
-    parsed, supersede_reason, withdrawn_reasons, At, Broadcast, BroadcastCancel, BroadcastStore,
-    CancelOutcome, IdempotencyClaim, MessageView, NewStatusChange, Reach, StartOutcome,
-    StoreResult, TimeColumn,
+    parsed, withdrawn_reasons, At, Broadcast, BroadcastCancel, BroadcastStore, CancelOutcome,
+    IdempotencyClaim, MessageView, NewStatusChange, Reach, StartOutcome, StoreResult, TimeColumn,
 };
 
-/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id` and
-/// cancels the unsent messages of every superseded broadcast of the practice, inside the
-/// caller's write transaction. Returns how many messages were cancelled.
-async fn withdraw_earlier(
+/// Marks the practice's broadcasts before `newer` as superseded by `status_change_id`, inside
+/// the caller's write transaction. Their unsent messages are cancelled afterwards, a page at a time
+/// ([`BroadcastStore::cancel_queued_page`]): a large list withdrawn in one statement held the
+/// connection for seconds while hundreds of practices posted at once.
+async fn mark_superseded(
     conn: &mut sqlx::SqliteConnection,
     practice_id: PracticeId,
     newer: BroadcastId,
     status_change_id: StatusChangeId,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<u64> {
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE broadcasts SET superseded_by = $1 WHERE practice_id = $2 AND id < $3 AND superseded_by IS NULL",
     )
@@ -33,17 +31,7 @@ async fn withdraw_earlier(
     .bind(newer)
     .execute(&mut *conn)
     .await?;
-    Ok(sqlx::query(
-        "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
-         WHERE state = 'queued' AND broadcast_id IN
-               (SELECT id FROM broadcasts WHERE practice_id = $3 AND superseded_by IS NOT NULL)",
-    )
-    .bind(reason)
-    .bind(At(now))
-    .bind(practice_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
+    Ok(())
 }
 
 /// What an idempotency key already stands for, if it has been used.
@@ -179,16 +167,7 @@ impl BroadcastStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let reason = supersede_reason(status_change_id, change.kind.as_str());
-        withdraw_earlier(
-            &mut tx,
-            practice_id,
-            broadcast_id,
-            status_change_id,
-            &reason,
-            now,
-        )
-        .await?;
+        mark_superseded(&mut tx, practice_id, broadcast_id, status_change_id).await?;
         tx.commit().await?;
         Ok(StartOutcome::Started(broadcast_id))
     }
@@ -265,14 +244,53 @@ impl BroadcastStore for SqliteStore {
         practice_id: PracticeId,
         newer: BroadcastId,
         status_change_id: StatusChangeId,
+    ) -> StoreResult<Vec<BroadcastId>> {
+        let mut tx = self.begin_write().await?;
+        mark_superseded(&mut tx, practice_id, newer, status_change_id).await?;
+        let superseded = sqlx::query_scalar(
+            "SELECT id FROM broadcasts WHERE practice_id = $1 AND id < $2 AND superseded_by = $3 ORDER BY id",
+        )
+        .bind(practice_id)
+        .bind(newer)
+        .bind(status_change_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(superseded)
+    }
+
+    async fn cancel_queued_page(
+        &self,
+        broadcast_id: BroadcastId,
+        after: MessageId,
+        limit: i64,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> StoreResult<u64> {
-        let mut tx = self.begin_write().await?;
-        let cancelled =
-            withdraw_earlier(&mut tx, practice_id, newer, status_change_id, reason, now).await?;
-        tx.commit().await?;
-        Ok(cancelled)
+    ) -> StoreResult<(u64, Option<MessageId>)> {
+        let last: Option<MessageId> = sqlx::query_scalar(
+            "SELECT MAX(id) FROM (SELECT id FROM messages WHERE broadcast_id = $1 AND id > $2 ORDER BY id LIMIT $3) page",
+        )
+        .bind(broadcast_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some(last) = last else {
+            return Ok((0, None));
+        };
+        let cancelled = sqlx::query(
+            "UPDATE messages SET state = 'cancelled', last_error = $1, updated_at = $2
+             WHERE broadcast_id = $3 AND id > $4 AND id <= $5 AND state = 'queued'",
+        )
+        .bind(reason)
+        .bind(At(now))
+        .bind(broadcast_id)
+        .bind(after)
+        .bind(last)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((cancelled, Some(last)))
     }
 
     async fn cancel_queued(
