@@ -192,7 +192,9 @@ impl Fanout {
                 self.run_once(broadcast_id, head).await
             };
             match outcome {
-                Err(FanoutError::Store(e)) if tries < STORE_RETRIES => {
+                // A database that failed or ran out of connections may recover; a corrupt
+                // value or a duplicate will not, and is reported at once.
+                Err(FanoutError::Store(e @ StoreError::Database(_))) if tries < STORE_RETRIES => {
                     tries += 1;
                     tracing::warn!(broadcast = broadcast_id.get(), error = %e, tries, "fan-out interrupted by the store; retrying");
                     tokio::time::sleep(pause).await;
