@@ -7,9 +7,9 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::Notify;
 
-use super::{median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
+use super::{ceiling, median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
 use gateway::config::Config;
-use gateway::domain::ChannelOrder;
+use gateway::domain::{BroadcastId, ChannelOrder, PracticeId};
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
 use gateway::store::{NewStatusChange, StartOutcome, Store};
@@ -63,25 +63,14 @@ async fn run_fanout(
         Arc::new(Notify::new()),
     );
     let mut rates = Vec::new();
+    let mut ceilings = Vec::new();
     let mut peak_growth = 0u64;
+    let mut earlier: Vec<BroadcastId> = Vec::new();
     for run in 1..=args.runs.max(1) {
-        let change = NewStatusChange {
-            kind: gateway::domain::StatusKind::SystemsDown,
-            headline: "Our computer systems are down.".into(),
-            details: None,
-            headline_cy: None,
-            details_cy: None,
-            starts_at: None,
-            ends_at: None,
-            created_by: "bench".into(),
-            reach: Default::default(),
-        };
-        let StartOutcome::Started(id) = store
-            .start_status_broadcast(practice.id, &change, None, Utc::now())
-            .await?
-        else {
-            return Err("broadcast was not started".into());
-        };
+        // What earlier runs left queued is cancelled before the clock starts, so that every
+        // run meets the same outbox (a status change withdraws it in the background).
+        gateway::fanout::cancel_unsent(store.as_ref(), &earlier, "bench: next run").await?;
+        let id = start_broadcast(store.as_ref(), practice.id).await?;
         let baseline = reset_peak_rss();
         let started = Instant::now();
         let summary = fanout.run_broadcast(id).await?;
@@ -95,17 +84,58 @@ async fn run_fanout(
             growth / 1024
         );
         rates.push(rate);
+        earlier.push(id);
+        // The database's ceiling for the same rows, in the same run.
+        let copy = start_broadcast(store.as_ref(), practice.id).await?;
+        let (rows, copy_seconds) = ceiling::copy_messages(url, id, copy).await?;
+        let ceiling = rows as f64 / copy_seconds;
+        eprintln!(
+            "run {run}: ceiling ({}) {rows} rows in {copy_seconds:.2} s = {ceiling:.0} rows/s; fan-out at {:.3} of it",
+            if url.starts_with("postgres") { "COPY binary" } else { "INSERT ... SELECT" },
+            rate / ceiling
+        );
+        ceilings.push(ceiling);
+        earlier.push(copy);
     }
-    let median = median(&mut rates);
+    let median_rate = median(&mut rates);
+    let median_ceiling = median(&mut ceilings);
     println!(
-        "fanout {}: patients={} batch={} runs={} median={:.0} messages/s peak_rss_growth={} MiB peak_rss={} MiB",
+        "fanout {}: patients={} batch={} runs={} median={:.0} messages/s ceiling_median={:.0} rows/s ratio_to_ceiling={:.3} peak_rss_growth={} MiB peak_rss={} MiB",
         store.kind(),
         args.patients,
         batch_size,
         rates.len(),
-        median,
+        median_rate,
+        median_ceiling,
+        median_rate / median_ceiling,
         peak_growth / 1024,
         peak_rss_kib() / 1024
     );
     Ok(())
+}
+
+/// Records a `systems_down` status change for the practice through the store (superseding
+/// the one before) and returns its broadcast, not yet fanned out.
+async fn start_broadcast(
+    store: &dyn Store,
+    practice_id: PracticeId,
+) -> Result<BroadcastId, Box<dyn std::error::Error>> {
+    let change = NewStatusChange {
+        kind: gateway::domain::StatusKind::SystemsDown,
+        headline: "Our computer systems are down.".into(),
+        details: None,
+        headline_cy: None,
+        details_cy: None,
+        starts_at: None,
+        ends_at: None,
+        created_by: "bench".into(),
+        reach: Default::default(),
+    };
+    match store
+        .start_status_broadcast(practice_id, &change, None, Utc::now())
+        .await?
+    {
+        StartOutcome::Started(id) => Ok(id),
+        _ => Err("broadcast was not started".into()),
+    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
+use super::{ceiling, median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
 use gateway::config::Config;
 use gateway::domain::{ChannelOrder, NhsNumber, PhoneKind};
 use gateway::intake::import::phones::PhoneBook;
@@ -46,13 +46,14 @@ pub async fn import(
         settings.batch_rows = rows;
     }
     let bench = BenchStore::open_with(args.postgres.as_deref(), args.connections).await?;
-    let result = run_import(bench.store.clone(), &args, &settings).await;
+    let result = run_import(bench.store.clone(), &bench.url, &args, &settings).await;
     bench.close().await?;
     result
 }
 
 async fn run_import(
     store: Arc<dyn Store>,
+    url: &str,
     args: &ImportBenchArgs,
     settings: &ImportConfig,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -66,7 +67,7 @@ async fn run_import(
         std::fs::metadata(&path)?.len() >> 20,
         started.elapsed().as_secs_f64()
     );
-    let (mut first_rates, mut again_rates) = (Vec::new(), Vec::new());
+    let (mut first_rates, mut again_rates, mut ceilings) = (Vec::new(), Vec::new(), Vec::new());
     let mut peak_growth = 0u64;
     for run in 1..=args.runs.max(1) {
         let practice = seed::practice(
@@ -101,16 +102,33 @@ async fn run_import(
             );
             rates.push(rate);
         }
+        // The database's ceiling for the same rows, in the same run.
+        let copy = seed::practice(
+            store.as_ref(),
+            &format!("IMC{run:03}"),
+            ChannelOrder::default(),
+        )
+        .await?;
+        let (patients, seconds) = ceiling::copy_patients(url, practice.id, copy.id).await?;
+        let ceiling = patients as f64 / seconds;
+        eprintln!(
+            "run {run} ceiling ({}): {patients} patients with their contacts in {seconds:.2} s = {ceiling:.0} rows/s",
+            if url.starts_with("postgres") { "COPY binary" } else { "INSERT ... SELECT" },
+        );
+        ceilings.push(ceiling);
     }
+    let (first, ceiling) = (median(&mut first_rates), median(&mut ceilings));
     println!(
         "import {}: rows={} batch={} runs={} first_median={:.0} rows/s again_median={:.0} rows/s \
-         peak_rss_growth={} MiB peak_rss={} MiB",
+         ceiling_median={:.0} rows/s first_ratio_to_ceiling={:.3} peak_rss_growth={} MiB peak_rss={} MiB",
         store.kind(),
         args.rows,
         settings.batch_rows,
         first_rates.len(),
-        median(&mut first_rates),
+        first,
         median(&mut again_rates),
+        ceiling,
+        first / ceiling,
         peak_growth / 1024,
         peak_rss_kib() / 1024
     );

@@ -13,6 +13,7 @@
 //! the `gateway` command.
 
 mod appointments;
+mod ceiling;
 mod dispatch;
 mod email;
 mod fanout;
