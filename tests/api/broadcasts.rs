@@ -322,6 +322,128 @@ pub async fn patient_batches_report_each_bad_item(db: Db) {
     );
 }
 
+/// An upsert replaces a changed number on the channels it names and keeps the others; in
+/// one store batch a repeated patient wins over its earlier copy (as one at a time would),
+/// and a contact listed twice is kept once, opted out if either copy says so.
+pub async fn upsert_replaces_changed_contacts_and_lets_repeats_win(db: Db) {
+    use gateway::domain::{Channel, NhsNumber};
+    use gateway::store::{ContactUpsert, PatientUpsert};
+    let app = spawn_app(db).await;
+    let key = app.practice_with_key("T10007", "Test Surgery").await;
+    let first = json!({ "patients": [
+        { "nhs_number": nhs(1), "given_name": "Ann", "contacts": [
+            { "channel": "sms", "address": "07700900001" },
+            { "channel": "email", "address": "ann@example.com" } ] },
+        { "nhs_number": nhs(2), "contacts": [{ "channel": "sms", "address": "07700900002" }] } ] });
+    let reply = app
+        .post("/api/v1/practices/T10007/patients", &key, &first)
+        .await;
+    assert_eq!(
+        (
+            reply.body["created"].as_i64(),
+            reply.body["updated"].as_i64()
+        ),
+        (Some(2), Some(0))
+    );
+    let changed = json!({ "patients": [
+        { "nhs_number": nhs(1), "given_name": "Anne", "contacts": [{ "channel": "sms", "address": "07700900011" }] },
+        { "nhs_number": nhs(3), "contacts": [] } ] });
+    let reply = app
+        .post("/api/v1/practices/T10007/patients", &key, &changed)
+        .await;
+    assert_eq!(
+        (
+            reply.body["created"].as_i64(),
+            reply.body["updated"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let contacts = |patient: &Value| -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = patient["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["channel"].as_str().unwrap().into(),
+                    c["address"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let ann = app
+        .get(
+            &format!("/api/v1/practices/T10007/patients/{}", nhs(1)),
+            &key,
+        )
+        .await
+        .body;
+    assert_eq!(ann["given_name"], "Anne");
+    assert_eq!(
+        contacts(&ann),
+        [
+            ("email".into(), "ann@example.com".into()),
+            ("sms".into(), "+447700900011".into())
+        ],
+        "the old number replaced, the email kept: {ann}"
+    );
+    let two = app
+        .get(
+            &format!("/api/v1/practices/T10007/patients/{}", nhs(2)),
+            &key,
+        )
+        .await
+        .body;
+    assert_eq!(contacts(&two), [("sms".into(), "+447700900002".into())]);
+
+    // Straight to the store, as the demo and other callers may: repeats in one batch.
+    let practice = app.practice_id("T10007").await;
+    let sms = |address: &str, opted_out| ContactUpsert {
+        channel: Channel::Sms,
+        address: address.into(),
+        opted_out,
+    };
+    let patient = |given: &str, contacts| PatientUpsert {
+        nhs_number: NhsNumber::parse(&nhs(2)).unwrap(),
+        given_name: Some(given.into()),
+        family_name: None,
+        preferred_channel: None,
+        language: "en".into(),
+        active: true,
+        contacts,
+    };
+    let batch = [
+        patient("Early", vec![sms("+447700900021", false)]),
+        patient(
+            "Late",
+            vec![sms("+447700900022", false), sms("+447700900022", true)],
+        ),
+    ];
+    let summary = app
+        .state
+        .store
+        .upsert_patients(practice, &batch, chrono::Utc::now())
+        .await
+        .expect("upsert");
+    assert_eq!((summary.created, summary.updated), (0, 2));
+    let two = app
+        .get(
+            &format!("/api/v1/practices/T10007/patients/{}", nhs(2)),
+            &key,
+        )
+        .await
+        .body;
+    assert_eq!(two["given_name"], "Late");
+    assert_eq!(
+        contacts(&two),
+        [("sms".into(), "+447700900022".into())],
+        "{two}"
+    );
+    assert!(two["contacts"][0]["opted_out_at"].is_string(), "{two}");
+}
+
 pub async fn interrupted_fanout_resumes_without_duplicates(db: Db) {
     let app = spawn_app(db).await;
     let key = app.practice_with_key("T10005", "Test Surgery").await;

@@ -79,6 +79,7 @@ fn main() {
         broadcasts::status_change_reaches_each_eligible_patient_once,
         broadcasts::idempotency_key_replays_and_refuses_a_different_body,
         broadcasts::messages_page_through_in_order,
+        broadcasts::upsert_replaces_changed_contacts_and_lets_repeats_win,
         broadcasts::patient_batches_report_each_bad_item,
         broadcasts::interrupted_fanout_resumes_without_duplicates,
         broadcasts::newer_status_change_withdraws_unsent_messages,
