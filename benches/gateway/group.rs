@@ -89,8 +89,8 @@ async fn receive(State(first): State<Arc<FirstArrivals>>, Json(body): Json<Value
     Json(json!({ "id": body["message_id"] }))
 }
 
-/// The running gateway the benchmark drives over HTTP.
-struct Gateway {
+/// The running gateway the benchmark drives over HTTP (the `patients` benchmark too).
+pub(super) struct Gateway {
     address: String,
     admin_key: String,
     store: Arc<dyn Store>,
@@ -101,7 +101,7 @@ struct Gateway {
 
 impl Gateway {
     /// Starts the gateway on the scratch store, dispatching SMS to `peer_url` at `rate`.
-    async fn start(
+    pub(super) async fn start(
         config: &Config,
         bench: &BenchStore,
         peer_url: &str,
@@ -126,6 +126,8 @@ impl Gateway {
                 .cloned()
                 .unwrap_or_default(),
         }];
+        // The benchmark's own process, before any task of its own reads the environment.
+        std::env::set_var(SECRET_ENV, "bench-secret");
         let providers = Arc::new(ProviderRegistry::for_gateway(&config)?);
         let state = AppState::with_parts(config, bench.store.clone(), providers).await?;
         let admin_key =
@@ -150,7 +152,11 @@ impl Gateway {
         })
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<Value, Box<dyn std::error::Error>> {
+    pub(super) async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, Box<dyn std::error::Error>> {
         let response = self
             .client
             .post(format!("{}/api/v1{path}", self.address))
@@ -199,7 +205,7 @@ impl Gateway {
         Ok(Instant::now())
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
@@ -234,7 +240,6 @@ pub async fn group(
     config: &Config,
     args: GroupBenchArgs,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    std::env::set_var(SECRET_ENV, "bench-secret");
     let bench = BenchStore::open_with(args.postgres.as_deref(), 16).await?;
     let result = run(config, &bench, &args).await;
     bench.close().await?;

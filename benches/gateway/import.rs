@@ -144,57 +144,105 @@ fn check(report: &ImportReport, rows: u64, first: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `rows` synthetic patients: every one with a valid mobile spread over the UK mobile
-/// ranges (so range lookups miss as they would on a real list), a third with an email
-/// address, a tenth refusing SMS, dates of birth in UK form.
-fn write_file(path: &Path, rows: u64) -> std::io::Result<()> {
-    let mut book = PhoneBook::default();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut mobile = move || loop {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let second = [1, 2, 3, 4, 5, 7, 8, 9][(x >> 60) as usize % 8];
-        let number = format!(
-            "07{second}{:02} {:06}",
-            (x >> 40) % 100,
-            (x >> 8) % 1_000_000
-        );
-        if book
-            .parse(&number)
-            .is_ok_and(|p| p.kind == PhoneKind::Mobile)
-        {
-            return number;
+/// One synthetic patient of [`SyntheticPatients`].
+pub(super) struct SyntheticPatient {
+    pub nhs: NhsNumber,
+    /// A valid UK mobile, written as a person would (`07xxx xxxxxx`).
+    pub mobile: String,
+    /// An email address for one patient in three.
+    pub email: Option<String>,
+    /// One patient in ten refuses SMS.
+    pub refuses_sms: bool,
+}
+
+/// Synthetic patients, the same sequence every time: valid NHS numbers in order, each with
+/// a valid mobile spread over the UK mobile ranges (so range lookups miss as they would on a
+/// real list), a third with an email address, a tenth refusing SMS.
+pub(super) struct SyntheticPatients {
+    book: PhoneBook,
+    x: u64,
+    stem: u32,
+    i: u64,
+}
+
+impl SyntheticPatients {
+    pub fn new() -> Self {
+        Self {
+            book: PhoneBook::default(),
+            x: 0x9E37_79B9_7F4A_7C15,
+            stem: 100_000_000,
+            i: 0,
         }
-    };
+    }
+
+    fn mobile(&mut self) -> String {
+        loop {
+            self.x = self
+                .x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let x = self.x;
+            let second = [1, 2, 3, 4, 5, 7, 8, 9][(x >> 60) as usize % 8];
+            let number = format!(
+                "07{second}{:02} {:06}",
+                (x >> 40) % 100,
+                (x >> 8) % 1_000_000
+            );
+            if self
+                .book
+                .parse(&number)
+                .is_ok_and(|p| p.kind == PhoneKind::Mobile)
+            {
+                return number;
+            }
+        }
+    }
+}
+
+impl Iterator for SyntheticPatients {
+    type Item = SyntheticPatient;
+
+    fn next(&mut self) -> Option<SyntheticPatient> {
+        let nhs = loop {
+            self.stem += 1;
+            if let Some(n) = NhsNumber::from_stem(self.stem) {
+                break n;
+            }
+        };
+        let i = self.i;
+        self.i += 1;
+        Some(SyntheticPatient {
+            nhs,
+            mobile: self.mobile(),
+            email: i
+                .is_multiple_of(3)
+                .then(|| format!("patient{i}@example.com")),
+            refuses_sms: i.is_multiple_of(10),
+        })
+    }
+}
+
+/// Writes `rows` of [`SyntheticPatients`] as a practice system's CSV export, dates of birth in
+/// UK form and a quoted comma in every surname.
+fn write_file(path: &Path, rows: u64) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     writeln!(
         out,
         "NHS Number,Forename,Surname,Date of Birth,Mobile,Email,SMS Consent"
     )?;
-    let mut stem = 100_000_000u32;
-    for i in 0..rows {
-        let nhs = loop {
-            stem += 1;
-            if let Some(n) = NhsNumber::from_stem(stem) {
-                break n;
-            }
-        };
-        let email = if i % 3 == 0 {
-            format!("patient{i}@example.com")
-        } else {
-            String::new()
-        };
-        let consent = if i % 10 == 0 { "no" } else { "yes" };
+    for (i, patient) in SyntheticPatients::new().take(rows as usize).enumerate() {
+        let i = i as u64;
         writeln!(
             out,
-            "{},Pat,\"Bench, {}\",{:02}/{:02}/{},{},{email},{consent}",
-            nhs.as_str(),
+            "{},Pat,\"Bench, {}\",{:02}/{:02}/{},{},{},{}",
+            patient.nhs.as_str(),
             i % 97,
             1 + i % 28,
             1 + i % 12,
             1930 + i % 90,
-            mobile(),
+            patient.mobile,
+            patient.email.unwrap_or_default(),
+            if patient.refuses_sms { "no" } else { "yes" },
         )?;
     }
     out.flush()

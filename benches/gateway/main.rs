@@ -20,6 +20,7 @@ mod fanout;
 mod group;
 mod import;
 mod national;
+mod patients;
 // Shared with the tests (tests/support): one copy of the scratch databases and the seeding.
 #[allow(dead_code)]
 #[path = "../../tests/support/scratch.rs"]
@@ -73,6 +74,9 @@ enum Benchmark {
     Import(import::ImportBenchArgs),
     /// CSV appointment import throughput (rows per second) and peak memory, per file size.
     Appointments(appointments::AppointmentsBenchArgs),
+    /// The JSON patient upsert through the running gateway (patients per second, first and
+    /// unchanged), beside the database's ceiling for the same rows.
+    Patients(patients::PatientsArgs),
     /// SMS dispatch through the `twilio` provider into nginx, beside nginx's own ceiling
     /// measured in the same run (needs /usr/sbin/nginx).
     Sms(sms::SmsArgs),
@@ -101,6 +105,7 @@ async fn main() -> ExitCode {
         Benchmark::Appointments(args) => appointments::appointments(&config, args).await,
         Benchmark::Signin(args) => signin::signin(&config, args).await,
         Benchmark::Sms(args) => sms::sms(&config, args).await,
+        Benchmark::Patients(args) => patients::patients(&config, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
