@@ -18,15 +18,11 @@ use tokio_util::sync::CancellationToken;
 use super::{median, process_cpu, seed, BenchStore};
 use gateway::config::{Config, ProviderConfig};
 use gateway::dispatch::{DispatchControl, Dispatcher};
-use gateway::domain::{
-    BroadcastId, Channel, ChannelOrder, PatientId, PracticeId, Priority, StatusKind,
-};
+use gateway::domain::{BroadcastId, Channel, ChannelOrder, PatientId, PracticeId, Priority};
 use gateway::fanout::Fanout;
 use gateway::providers::ProviderRegistry;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{
-    BroadcastStore, NewMessage, NewStatusChange, Practice, Recipient, StartOutcome, Store,
-};
+use gateway::store::{BroadcastStore, NewMessage, Practice, Recipient, Store};
 
 /// Environment variable holding the loopback peer's signing secret.
 pub(super) const SECRET_ENV: &str = "GATEWAY_BENCH_WEBHOOK_SECRET";
@@ -197,23 +193,7 @@ pub(super) async fn start_broadcast(
     fanout: &Fanout,
     practice_id: PracticeId,
 ) -> Result<(BroadcastId, u64), Box<dyn std::error::Error>> {
-    let change = NewStatusChange {
-        kind: StatusKind::SystemsDown,
-        headline: "Our computer systems are down.".into(),
-        details: None,
-        headline_cy: None,
-        details_cy: None,
-        starts_at: None,
-        ends_at: None,
-        created_by: "bench".into(),
-        reach: Default::default(),
-    };
-    let StartOutcome::Started(id) = store
-        .start_status_broadcast(practice_id, &change, None, Utc::now())
-        .await?
-    else {
-        return Err("broadcast was not started".into());
-    };
+    let id = super::seed::systems_down(store, practice_id, "bench").await?;
     Ok((id, fanout.run_broadcast(id).await?.inserted))
 }
 

@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use tokio::sync::Notify;
 
 use super::{ceiling, median, peak_rss_kib, reset_peak_rss, seed, BenchStore};
 use gateway::config::Config;
-use gateway::domain::{BroadcastId, ChannelOrder, PracticeId};
+use gateway::domain::{BroadcastId, ChannelOrder};
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{NewStatusChange, StartOutcome, Store};
+use gateway::store::Store;
 
 /// Options of the `fanout` benchmark.
 #[derive(Debug, clap::Args)]
@@ -70,7 +69,7 @@ async fn run_fanout(
         // What earlier runs left queued is cancelled before the clock starts, so that every
         // run meets the same outbox (a status change withdraws it in the background).
         gateway::fanout::cancel_unsent(store.as_ref(), &earlier, "bench: next run").await?;
-        let id = start_broadcast(store.as_ref(), practice.id).await?;
+        let id = seed::systems_down(store.as_ref(), practice.id, "bench").await?;
         let baseline = reset_peak_rss();
         let started = Instant::now();
         let summary = fanout.run_broadcast(id).await?;
@@ -86,7 +85,7 @@ async fn run_fanout(
         rates.push(rate);
         earlier.push(id);
         // The database's ceiling for the same rows, in the same run.
-        let copy = start_broadcast(store.as_ref(), practice.id).await?;
+        let copy = seed::systems_down(store.as_ref(), practice.id, "bench").await?;
         let (rows, copy_seconds) = ceiling::copy_messages(url, id, copy).await?;
         let ceiling = rows as f64 / copy_seconds;
         eprintln!(
@@ -112,30 +111,4 @@ async fn run_fanout(
         peak_rss_kib() / 1024
     );
     Ok(())
-}
-
-/// Records a `systems_down` status change for the practice through the store (superseding
-/// the one before) and returns its broadcast, not yet fanned out.
-async fn start_broadcast(
-    store: &dyn Store,
-    practice_id: PracticeId,
-) -> Result<BroadcastId, Box<dyn std::error::Error>> {
-    let change = NewStatusChange {
-        kind: gateway::domain::StatusKind::SystemsDown,
-        headline: "Our computer systems are down.".into(),
-        details: None,
-        headline_cy: None,
-        details_cy: None,
-        starts_at: None,
-        ends_at: None,
-        created_by: "bench".into(),
-        reach: Default::default(),
-    };
-    match store
-        .start_status_broadcast(practice_id, &change, None, Utc::now())
-        .await?
-    {
-        StartOutcome::Started(id) => Ok(id),
-        _ => Err("broadcast was not started".into()),
-    }
 }

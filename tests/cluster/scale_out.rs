@@ -6,13 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use gateway::domain::{ChannelOrder, StatusKind};
+use gateway::domain::ChannelOrder;
 use gateway::fanout::Fanout;
 use gateway::render::{MessageTemplates, TemplateRegistry};
-use gateway::store::{
-    ClusterStore, NewStatusChange, OutboxStore, PostgresStore, StartOutcome, Store,
-};
+use gateway::store::{ClusterStore, OutboxStore, PostgresStore, Store};
 use tokio::sync::Notify;
 
 use crate::fleet::{Fleet, Settings};
@@ -74,23 +71,9 @@ pub async fn queue_sms(store: &PostgresStore, messages: usize) -> Result<u64, St
         .await
         .map_err(|e| e.to_string())?;
     drop(connection);
-    let change = NewStatusChange {
-        kind: StatusKind::SystemsDown,
-        headline: "Our computer systems are down.".into(),
-        details: None,
-        headline_cy: None,
-        details_cy: None,
-        starts_at: None,
-        ends_at: None,
-        created_by: "cluster test".into(),
-        reach: Default::default(),
-    };
-    let Ok(StartOutcome::Started(id)) = store
-        .start_status_broadcast(practice.id, &change, None, Utc::now())
+    let id = crate::seed::systems_down(store.as_ref(), practice.id, "cluster test")
         .await
-    else {
-        return Err("the broadcast did not start".into());
-    };
+        .map_err(|e| e.to_string())?;
     let templates = MessageTemplates::builtin().map_err(|e| e.to_string())?;
     let fanout = Fanout::new(
         store,

@@ -6,8 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
-use gateway::domain::{ChannelOrder, OdsCode, PracticeId};
-use gateway::store::{NewPractice, Practice, PracticeStore};
+use gateway::domain::{BroadcastId, ChannelOrder, OdsCode, PracticeId, StatusKind};
+use gateway::store::{
+    BroadcastStore, NewPractice, NewStatusChange, Practice, PracticeStore, StartOutcome,
+};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
@@ -33,6 +35,33 @@ pub async fn practice(
             Utc::now(),
         )
         .await?)
+}
+
+/// Records a `systems_down` status change for the practice by `actor` through the store
+/// (superseding the one before) and returns its broadcast, not yet fanned out.
+pub async fn systems_down(
+    store: &dyn BroadcastStore,
+    practice_id: PracticeId,
+    actor: &str,
+) -> Result<BroadcastId, Box<dyn std::error::Error>> {
+    let change = NewStatusChange {
+        kind: StatusKind::SystemsDown,
+        headline: "Our computer systems are down.".into(),
+        details: None,
+        headline_cy: None,
+        details_cy: None,
+        starts_at: None,
+        ends_at: None,
+        created_by: actor.into(),
+        reach: Default::default(),
+    };
+    match store
+        .start_status_broadcast(practice_id, &change, None, Utc::now())
+        .await?
+    {
+        StartOutcome::Started(id) => Ok(id),
+        other => Err(format!("the broadcast did not start: {other:?}").into()),
+    }
 }
 
 /// Bulk-inserts `count` synthetic patients into practice `practice_id` of the database at
