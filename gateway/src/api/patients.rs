@@ -36,7 +36,12 @@ pub async fn upsert(
             format!("at most {MAX_BATCH} patients per request; use CSV import for whole lists"),
         )]));
     }
-    let (accepted, rejected) = parse_batch(&batch.patients);
+    // Up to 10,000 patients are checked on the blocking pool, so that a large batch never
+    // holds a runtime thread that other practices' requests are waiting for.
+    let patients = batch.patients;
+    let (accepted, rejected) = tokio::task::spawn_blocking(move || parse_batch(&patients))
+        .await
+        .map_err(|e| ApiError::Internal(format!("checking the batch failed: {e}")))?;
     if accepted.is_empty() && !rejected.is_empty() {
         let details = rejected
             .iter()
