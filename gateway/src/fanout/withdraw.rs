@@ -1,7 +1,8 @@
 //! Withdrawing what a newer status change supersedes: the earlier broadcasts are marked at
 //! once, their queued messages cancelled afterwards a page at a time.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -13,6 +14,14 @@ use crate::store::{supersede_reason, Broadcast, BroadcastStore, Store, StoreErro
 /// writer) for milliseconds, so hundreds of practices withdrawing at once do not starve
 /// their status POSTs or dispatch.
 const CANCEL_PAGE: i64 = 1_000;
+
+/// Broadcasts whose queued messages this process is cancelling now. A status POST, its
+/// fan-out's head start and its full run each ask for the same broadcasts to be withdrawn;
+/// only the first request starts a task, so a storm of superseding changes does not scan
+/// every old list two or three times over. Keyed by the store too (its address), as one
+/// process may hold several (the tests do).
+static CANCELLING: LazyLock<Mutex<HashSet<(usize, BroadcastId)>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
 
 /// Marks the practice's broadcasts before `broadcast` superseded by it, in the store, and
 /// returns them with the reason their unsent messages are cancelled with (nothing if a newer
@@ -72,11 +81,26 @@ pub fn cancel_unsent_in_background(
     reason: String,
     since: DateTime<Utc>,
 ) {
+    let key = Arc::as_ptr(&store) as *const () as usize;
+    let broadcasts: Vec<BroadcastId> = {
+        let mut cancelling = CANCELLING.lock().unwrap_or_else(|e| e.into_inner());
+        broadcasts
+            .into_iter()
+            .filter(|id| cancelling.insert((key, *id)))
+            .collect()
+    };
     if broadcasts.is_empty() {
         return;
     }
     tokio::spawn(async move {
-        match cancel_unsent(store.as_ref(), &broadcasts, &reason).await {
+        let outcome = cancel_unsent(store.as_ref(), &broadcasts, &reason).await;
+        {
+            let mut cancelling = CANCELLING.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &broadcasts {
+                cancelling.remove(&(key, *id));
+            }
+        }
+        match outcome {
             Ok(0) => {}
             Ok(cancelled) => tracing::info!(
                 cancelled,
