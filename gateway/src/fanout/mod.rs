@@ -33,6 +33,12 @@ pub use withdraw::{cancel_unsent, cancel_unsent_in_background, withdraw_before};
 /// Fan-outs planning at once in one process unless [`Fanout::with_concurrency`] says.
 const DEFAULT_CONCURRENCY: usize = 4;
 
+/// Head starts planning at once beside `fanouts` full fan-outs: half as many (at least one),
+/// since each holds a database connection too, but only for one page.
+fn head_places(fanouts: usize) -> usize {
+    (fanouts / 2).max(1)
+}
+
 /// Times a fan-out interrupted by a store error is tried again (pauses of 0.5 s doubling
 /// to 30 s: about two minutes in all) before it is left for the next start.
 const STORE_RETRIES: u32 = 8;
@@ -92,6 +98,10 @@ pub struct Fanout {
     /// it writes, so a storm of status changes queues here instead of taking every
     /// connection the API and dispatch need.
     running: Arc<tokio::sync::Semaphore>,
+    /// Places for head starts (a practice's first page only), apart from `running`: when
+    /// hundreds of practices post at once, each one's first messages are planned within a
+    /// page's time instead of queueing behind every earlier practice's whole list.
+    head_starts: Arc<tokio::sync::Semaphore>,
     store: Arc<dyn Store>,
     templates: Arc<TemplateRegistry>,
     batch_size: usize,
@@ -110,6 +120,9 @@ impl Fanout {
     ) -> Self {
         Self {
             running: Arc::new(tokio::sync::Semaphore::new(DEFAULT_CONCURRENCY)),
+            head_starts: Arc::new(tokio::sync::Semaphore::new(head_places(
+                DEFAULT_CONCURRENCY,
+            ))),
             store,
             templates,
             batch_size,
@@ -119,9 +132,11 @@ impl Fanout {
         }
     }
 
-    /// Lets at most `fanouts` fan-outs plan at once (at least one).
+    /// Lets at most `fanouts` fan-outs plan at once (at least one), and half as many head
+    /// starts beside them.
     pub fn with_concurrency(mut self, fanouts: usize) -> Self {
         self.running = Arc::new(tokio::sync::Semaphore::new(fanouts.max(1)));
+        self.head_starts = Arc::new(tokio::sync::Semaphore::new(head_places(fanouts)));
         self
     }
 
@@ -183,9 +198,13 @@ impl Fanout {
         let mut pause = std::time::Duration::from_millis(500);
         let mut tries = 0;
         loop {
+            let places = if head.is_some() {
+                &self.head_starts
+            } else {
+                &self.running
+            };
             let outcome = {
-                let _place = self
-                    .running
+                let _place = places
                     .acquire()
                     .await
                     .map_err(|e| FanoutError::Task(e.to_string()))?;

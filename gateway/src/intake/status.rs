@@ -264,7 +264,14 @@ pub async fn post_status_change(
     let background = changes.clone();
     let broadcast_id = posted.broadcast_id;
     let fanning = tokio::spawn(async move {
-        let done = fan_out(&background, broadcast_id, None).await;
+        // A head start first, on its own places, then the rest: when many practices post
+        // at once, each one's first messages go out without waiting for earlier practices'
+        // whole lists to be planned.
+        let head = Some(crate::intake::groups::HEAD_START_PATIENTS);
+        let done = match fan_out(&background, broadcast_id, head).await {
+            Ok(()) => fan_out(&background, broadcast_id, None).await,
+            failed => failed,
+        };
         if let Err(e) = &done {
             tracing::error!(broadcast = broadcast_id.get(), error = %e, "fan-out failed");
         }
