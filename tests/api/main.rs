@@ -38,6 +38,7 @@ mod staff;
 mod staff_texts;
 mod status_feeds;
 mod status_page;
+mod surgery_api;
 mod templates;
 mod tenancy;
 
@@ -185,6 +186,9 @@ fn main() {
         background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
         background_planning::a_status_change_answers_before_its_long_list_is_planned,
         fair_share::every_practice_gets_its_first_text_in_the_first_round,
+        surgery_api::a_practice_changes_its_details_and_quiet_hours_hold_with_a_reason,
+        surgery_api::patients_are_listed_deactivated_and_erased_without_a_trace,
+        surgery_api::the_audit_trail_is_read_with_filters_by_each_caller,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

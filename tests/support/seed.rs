@@ -31,6 +31,7 @@ pub async fn practice(
                 channel_order,
                 bilingual: false,
                 senders: Default::default(),
+                quiet_hours: None,
             },
             Utc::now(),
         )

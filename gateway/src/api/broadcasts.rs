@@ -1,5 +1,6 @@
 //! `/broadcasts/{id}`: progress by state and channel, the messages a page at a time, and
-//! stopping a broadcast (`/broadcasts/{id}/cancel`).
+//! stopping a broadcast (`/broadcasts/{id}/cancel`); `/practices/{ods}/broadcasts`: a
+//! practice's status changes with their broadcasts, newest first.
 
 use std::collections::BTreeMap;
 
@@ -13,12 +14,12 @@ use super::caller::Caller;
 use super::extract::{path_id, ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{
-    BroadcastId, Channel, Invalid, MessageId, MessageState, StatusAudience, StatusChangeId,
-    StatusKind,
+    BroadcastId, Channel, Invalid, MessageId, MessageState, PracticeId, Priority, StatusAudience,
+    StatusChangeId, StatusKind,
 };
 use crate::http::ApiError;
 use crate::intake::cancel::{cancel_broadcast, CancelRequest};
-use crate::store::BroadcastCancel;
+use crate::store::{Broadcast, BroadcastCancel, BroadcastPage, BroadcastState, Held, MessageView};
 
 /// A broadcast's progress.
 #[derive(Debug, Serialize)]
@@ -88,6 +89,116 @@ struct StatusChangeView {
     affected_until: Option<DateTime<Utc>>,
 }
 
+impl StatusChangeView {
+    /// The status change behind a broadcast.
+    fn of(b: &Broadcast) -> Self {
+        Self {
+            id: b.status_change_id,
+            kind: b.kind,
+            headline: b.headline.clone(),
+            details: b.details.clone(),
+            headline_cy: b.headline_cy.clone(),
+            details_cy: b.details_cy.clone(),
+            starts_at: b.starts_at,
+            ends_at: b.ends_at,
+            created_by: b.created_by.clone(),
+            created_at: b.created_at,
+            audience: b.reach.audience,
+            affected_from: b.reach.affected_from,
+            affected_until: b.reach.affected_until,
+        }
+    }
+}
+
+/// A broadcast in a practice's list: its status change and where it stands, without the
+/// message counts (`GET /broadcasts/{id}` has those).
+#[derive(Debug, Serialize)]
+pub struct BroadcastSummary {
+    id: BroadcastId,
+    state: BroadcastState,
+    status_change: StatusChangeView,
+    created_at: DateTime<Utc>,
+    /// When every message was planned, if it has been.
+    fanout_done_at: Option<DateTime<Utc>>,
+    skipped_no_contact: i64,
+    superseded_by_status_change: Option<StatusChangeId>,
+    failure: Option<String>,
+    /// Who stopped it, when and why; `null` unless it was cancelled.
+    cancelled: Option<BroadcastCancel>,
+}
+
+impl From<Broadcast> for BroadcastSummary {
+    fn from(b: Broadcast) -> Self {
+        Self {
+            id: b.id,
+            state: BroadcastState::of(&b),
+            status_change: StatusChangeView::of(&b),
+            created_at: b.created_at,
+            fanout_done_at: b.fanout_done_at,
+            skipped_no_contact: b.skipped_no_contact,
+            superseded_by_status_change: b.superseded_by,
+            failure: b.failure,
+            cancelled: b.cancel,
+        }
+    }
+}
+
+/// Paging through a practice's broadcasts, newest first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastListQuery {
+    /// Only broadcasts older than this one: the previous page's `next_before`.
+    #[serde(default)]
+    before: Option<BroadcastId>,
+    /// Only broadcasts in this state.
+    #[serde(default)]
+    state: Option<String>,
+    /// At most this many (1 to 200; 50 if left out).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /practices/{ods}/broadcasts?before=&state=&limit=`: the practice's status changes
+/// with their broadcasts, newest first; pass the returned `next_before` as `before` for the
+/// next page (`null` on the last).
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ods): Path<String>,
+    ApiQuery(query): ApiQuery<BroadcastListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    let limit = query.limit.unwrap_or(50);
+    let mut errors = Vec::new();
+    if !(1..=200).contains(&limit) {
+        errors.push(Invalid::new("limit", "must be from 1 to 200"));
+    }
+    let filter = query
+        .state
+        .as_deref()
+        .map(str::parse::<BroadcastState>)
+        .transpose()
+        .map_err(|reason| errors.push(Invalid::new("state", reason)))
+        .ok()
+        .flatten();
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = BroadcastPage {
+        before: query.before,
+        state: filter,
+        limit,
+    };
+    let broadcasts = state.store.broadcasts_page(practice.id, &page).await?;
+    let next_before = (broadcasts.len() as i64 == limit)
+        .then(|| broadcasts.last().map(|b| b.id))
+        .flatten();
+    let broadcasts: Vec<BroadcastSummary> = broadcasts.into_iter().map(Into::into).collect();
+    Ok(Json(
+        json!({ "broadcasts": broadcasts, "next_before": next_before }),
+    ))
+}
+
 impl BroadcastView {
     /// Reads a broadcast and counts its messages.
     pub async fn load(state: &AppState, id: BroadcastId) -> Result<Self, ApiError> {
@@ -120,21 +231,7 @@ impl BroadcastView {
         Ok(Self {
             id: b.id,
             practice: practice.ods_code.to_string(),
-            status_change: StatusChangeView {
-                id: b.status_change_id,
-                kind: b.kind,
-                headline: b.headline,
-                details: b.details,
-                headline_cy: b.headline_cy,
-                details_cy: b.details_cy,
-                starts_at: b.starts_at,
-                ends_at: b.ends_at,
-                created_by: b.created_by,
-                created_at: b.created_at,
-                audience: b.reach.audience,
-                affected_from: b.reach.affected_from,
-                affected_until: b.reach.affected_until,
-            },
+            status_change: StatusChangeView::of(&b),
             fanout_complete: b.fanout_done_at.is_some(),
             superseded_by_status_change: b.superseded_by,
             failed_at: b.failed_at,
@@ -228,10 +325,13 @@ pub async fn messages(
         .map(str::parse::<MessageState>)
         .transpose()
         .map_err(|e| ApiError::Validation(vec![e]))?;
-    let messages = state
+    let mut messages = state
         .store
         .broadcast_messages(id, page.after.unwrap_or(MessageId::new(0)), limit, filter)
         .await?;
+    if let Some(first) = messages.first() {
+        mark_held(&state, first.practice_id, &mut messages).await?;
+    }
     let next_after = (messages.len() as i64 == limit)
         .then(|| messages.last().map(|m| m.id))
         .flatten();
@@ -248,9 +348,46 @@ pub async fn message(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(&id, "message", MessageId::new)?;
     match state.store.message(id).await? {
-        Some((message, attempts)) if caller.can_see(message.practice_id) => {
+        Some((mut message, attempts)) if caller.can_see(message.practice_id) => {
+            mark_held(
+                &state,
+                message.practice_id,
+                std::slice::from_mut(&mut message),
+            )
+            .await?;
             Ok(Json(json!({ "message": message, "attempts": attempts })))
         }
         _ => Err(ApiError::NotFound(format!("no message {id}"))),
     }
+}
+
+/// Says which of a practice's messages quiet hours hold, and until when: queued bulk SMS and
+/// push, under the practice's own quiet hours or else the gateway's.
+async fn mark_held(
+    state: &AppState,
+    practice_id: PracticeId,
+    messages: &mut [MessageView],
+) -> Result<(), ApiError> {
+    let Some(practice) = state.store.practice_by_id(practice_id).await? else {
+        return Ok(());
+    };
+    let Some(quiet) = practice.quiet_hours_or(state.config.quiet_hours()) else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let tz = practice.timezone.tz();
+    let waits = |m: &MessageView| {
+        m.state == MessageState::Queued.as_str()
+            && m.priority == Priority::Bulk
+            && (m.channel == Channel::Sms.as_str() || m.channel == Channel::Push.as_str())
+    };
+    for message in messages.iter_mut().filter(|m| waits(m)) {
+        message.held = quiet
+            .holds(now, message.next_attempt_at, tz)
+            .map(|until| Held {
+                reason: "quiet_hours",
+                until,
+            });
+    }
+    Ok(())
 }

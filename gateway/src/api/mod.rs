@@ -3,7 +3,10 @@
 
 /// `/practices/{ods}/appointments`: bookings, their CSV import and one patient's changes.
 pub(crate) mod appointments;
-/// `/broadcasts/{id}` and `/messages/{id}`: progress by state and channel, messages paged.
+/// `/audit`: the audit trail with filters (practice, actor, action, time).
+pub(crate) mod audit;
+/// `/broadcasts/{id}` and `/messages/{id}`: progress by state and channel, messages paged;
+/// `/practices/{ods}/broadcasts`: a practice's broadcasts, newest first.
 pub(crate) mod broadcasts;
 /// The caller of a request: an API key, or the console's session for its scripts.
 mod caller;
@@ -18,9 +21,13 @@ pub(crate) mod imports;
 /// `/keys` and `/users`: API keys (list, issue, revoke, rotate) and console users (list,
 /// disable), administrators only.
 pub(crate) mod keys;
-/// `/practices/{ods}/patients`: a JSON batch of patients with their contacts.
+/// `/practices/{ods}/patients`: a JSON batch of patients with their contacts; listing,
+/// deactivating and erasing them.
 pub(crate) mod patients;
-/// `/practices`: admins add practices; each key sees the practices it may.
+/// Reading a practice's details from a request: each field's rules once.
+mod practice_fields;
+/// `/practices`: admins add practices; each key sees the practices it may; a practice's own
+/// key changes its details.
 pub(crate) mod practices;
 /// `/practices/{ods}/proposals` and `/approval`: proposed status changes, approved or
 /// dismissed, and the practice's approval rules and tags.

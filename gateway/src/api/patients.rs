@@ -1,4 +1,5 @@
-//! `/practices/{ods}/patients`: upsert a JSON batch with per-item errors; read one back.
+//! `/practices/{ods}/patients`: upsert a JSON batch with per-item errors; read one back; list
+//! them a page at a time; deactivate one; erase one on request.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -7,12 +8,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::Caller;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};
 use crate::http::ApiError;
 use crate::intake::patients::{parse_batch, PatientInput, MAX_BATCH};
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, PatientPage};
 
 /// A batch of patients.
 #[derive(Debug, Deserialize)]
@@ -93,6 +94,134 @@ pub async fn show(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(json!(patient)))
+}
+
+/// Paging through a practice's patients.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientListQuery {
+    /// Only NHS numbers after this one: the previous page's `next_after`.
+    #[serde(default)]
+    after: Option<String>,
+    /// Only active (`true`) or inactive (`false`) patients.
+    #[serde(default)]
+    active: Option<bool>,
+    /// At most this many (1 to 1000; 100 if left out).
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// `GET /practices/{ods}/patients?after=&active=&limit=`: patients with every contact, in
+/// NHS number order; pass the returned `next_after` as `after` for the next page (`null` on
+/// the last). Erased patients are not listed.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ods): Path<String>,
+    ApiQuery(query): ApiQuery<PatientListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let practice = caller.practice(state.store.as_ref(), &ods).await?;
+    let limit = query.limit.unwrap_or(100);
+    let mut errors = Vec::new();
+    if !(1..=1000).contains(&limit) {
+        errors.push(Invalid::new("limit", "must be from 1 to 1000"));
+    }
+    let after = match query.after.as_deref().map(NhsNumber::parse).transpose() {
+        Ok(after) => after.map(|n| n.as_str().to_string()),
+        Err(e) => {
+            errors.push(Invalid::new("after", e.reason));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = PatientPage {
+        after,
+        active: query.active,
+        limit,
+    };
+    let patients = state.store.patients_page(practice.id, &page).await?;
+    let next_after = (patients.len() as i64 == limit)
+        .then(|| patients.last().map(|p| p.nhs_number.clone()))
+        .flatten();
+    Ok(Json(
+        json!({ "patients": patients, "next_after": next_after }),
+    ))
+}
+
+/// The practice and the checked NHS number of a patient path, or 404.
+async fn patient_path(
+    state: &AppState,
+    caller: &Caller,
+    ods: &str,
+    nhs: &str,
+) -> Result<(crate::store::Practice, NhsNumber), ApiError> {
+    let practice = caller.practice(state.store.as_ref(), ods).await?;
+    let nhs_number = NhsNumber::parse(nhs)
+        .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
+    Ok((practice, nhs_number))
+}
+
+/// `POST /practices/{ods}/patients/{nhs}/deactivate`: the patient gets no more broadcasts
+/// (an upsert with `"active": true` brings them back). Answers the patient as now stored.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ods, nhs)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (practice, nhs_number) = patient_path(&state, &caller, &ods, &nhs).await?;
+    let not_found = || ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code));
+    let now = Utc::now();
+    if !state
+        .store
+        .set_patient_active(practice.id, nhs_number.as_str(), false, now)
+        .await?
+    {
+        return Err(not_found());
+    }
+    let patient = state
+        .store
+        .patient(practice.id, nhs_number.as_str())
+        .await?
+        .ok_or_else(not_found)?;
+    let entry = AuditEntry {
+        actor: caller.actor.clone(),
+        action: "patient.deactivated".into(),
+        practice_id: Some(practice.id),
+        subject: None,
+        details: None,
+    };
+    state.store.audit(&entry, now).await?;
+    Ok(Json(json!(patient)))
+}
+
+/// `DELETE /practices/{ods}/patients/{nhs}`: erases the patient on their request (the right
+/// to erasure): their contacts and appointments are deleted, their messages' addresses,
+/// wording and errors blanked and the queued ones cancelled, and their row keeps nothing of
+/// them; broadcast counts and the audit trail stay right. The erasure is audited, without
+/// the NHS number. Answers what was removed; a second call answers 404.
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ods, nhs)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (practice, nhs_number) = patient_path(&state, &caller, &ods, &nhs).await?;
+    let now = Utc::now();
+    let summary = state
+        .store
+        .erase_patient(practice.id, nhs_number.as_str(), now)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
+    let entry = AuditEntry {
+        actor: caller.actor.clone(),
+        action: "patient.erased".into(),
+        practice_id: Some(practice.id),
+        subject: None,
+        details: Some(json!(summary).to_string()),
+    };
+    state.store.audit(&entry, now).await?;
+    Ok(Json(json!({ "erased": summary })))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `/practices`: admins add practices; each key sees the practices it may; a practice's own
-//! key (or an admin) changes who its messages are from.
+//! key (or an admin) changes its details: name, phone, website, timezone, channel order,
+//! quiet hours and who its messages are from.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,16 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::caller::Caller;
 use super::extract::ApiJson;
+use super::practice_fields::{present, FieldReader, QuietHoursBody};
 use crate::app::AppState;
-use crate::domain::{
-    Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber, SmsSender,
-};
+use crate::domain::{Channel, Invalid, OdsCode};
 use crate::http::ApiError;
-use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
-
-/// The longest email display name taken.
-const MAX_DISPLAY_NAME: usize = 100;
 
 /// A practice to add.
 #[derive(Debug, Deserialize)]
@@ -45,28 +41,38 @@ pub struct CreatePractice {
     /// The display name its emails come from.
     #[serde(default)]
     email_display_name: Option<String>,
+    /// Its own quiet hours; left out: the gateway's.
+    #[serde(default)]
+    quiet_hours: Option<QuietHoursBody>,
 }
 
-/// A change to who a practice's messages are from. A field left out stays as it is; `null`
-/// or `""` clears it (back to the provider's sender, the practice's name, no Reply-To).
+/// A change to a practice. A field left out stays as it is; for the optional ones `null`
+/// or `""` clears it (no phone or website; the provider's sender; the practice's name as
+/// the email display name; no Reply-To; the gateway's quiet hours).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChangeSenders {
+pub struct ChangePractice {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    website: Option<Option<String>>,
+    /// Where replies to its email go.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    channel_order: Option<Vec<String>>,
+    #[serde(default)]
+    bilingual: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     sms_sender: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     email_display_name: Option<Option<String>>,
-    /// Where replies to its email go.
     #[serde(default, deserialize_with = "present")]
-    email: Option<Option<String>>,
-}
-
-/// A field that was given, `null` included (left out: `None` by `default`).
-fn present<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    Option::<String>::deserialize(deserializer).map(Some)
+    quiet_hours: Option<Option<QuietHoursBody>>,
 }
 
 /// A practice as the API shows it.
@@ -84,6 +90,8 @@ pub struct PracticeView {
     sms_sender: Option<String>,
     /// `null`: the practice's name.
     email_display_name: Option<String>,
+    /// `null`: the gateway's quiet hours.
+    quiet_hours: Option<QuietHoursBody>,
     created_at: DateTime<Utc>,
 }
 
@@ -100,6 +108,7 @@ impl From<&Practice> for PracticeView {
             bilingual: p.bilingual,
             sms_sender: p.senders.sms_sender.as_ref().map(|s| s.to_string()),
             email_display_name: p.senders.email_display_name.clone(),
+            quiet_hours: p.quiet_hours.map(QuietHoursBody::from),
             created_at: p.created_at,
         }
     }
@@ -107,133 +116,87 @@ impl From<&Practice> for PracticeView {
 
 impl CreatePractice {
     fn parse(self, state: &AppState) -> Result<NewPractice, Vec<Invalid>> {
-        let mut errors = Vec::new();
+        let mut read = FieldReader::default();
         let ods_code = OdsCode::parse(&self.ods_code)
-            .map_err(|e| errors.push(e))
+            .map_err(|e| read.errors.push(e))
             .ok();
-        let name = self.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > 200 {
-            errors.push(Invalid::new("name", "must be 1 to 200 characters"));
-        }
-        let phone = match self
-            .phone
-            .as_deref()
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            Some(p) => match PhoneNumber::parse(p) {
-                Ok(_) => Some(p.to_string()),
-                Err(e) => {
-                    errors.push(Invalid::new("phone", e.reason));
-                    None
-                }
-            },
-            None => None,
-        };
-        let website = self
-            .website
-            .map(|w| w.trim().to_string())
-            .filter(|w| !w.is_empty());
-        if website
-            .as_ref()
-            .is_some_and(|w| w.len() > 200 || w.contains(char::is_whitespace))
-        {
-            errors.push(Invalid::new(
-                "website",
-                "must be a web address of at most 200 characters",
-            ));
-        }
-        let email = parse_email(self.email.as_deref(), &mut errors);
+        let name = read.name(&self.name);
+        let phone = read.phone(self.phone.as_deref());
+        let website = read.website(self.website.as_deref());
+        let email = read.email(self.email.as_deref());
         let senders = PracticeSenders {
-            sms_sender: parse_sms_sender(self.sms_sender.as_deref(), &mut errors),
-            email_display_name: parse_display_name(self.email_display_name.as_deref(), &mut errors),
+            sms_sender: read.sms_sender(self.sms_sender.as_deref()),
+            email_display_name: read.display_name(self.email_display_name.as_deref()),
         };
-        let timezone = self
-            .timezone
-            .unwrap_or_else(|| state.config.practice_defaults.timezone.clone());
-        let timezone = PracticeZone::parse(&timezone)
-            .map_err(|e| errors.push(Invalid::new("timezone", e.to_string())))
-            .ok();
-        let channel_order = match self.channel_order {
+        let timezone = read.timezone(
+            self.timezone
+                .as_deref()
+                .unwrap_or(&state.config.practice_defaults.timezone),
+        );
+        let channel_order = match &self.channel_order {
             None => Some(state.config.default_channel_order()),
-            Some(names) => names
-                .iter()
-                .map(|n| n.parse::<Channel>())
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(ChannelOrder::new)
-                .map_err(|e| errors.push(Invalid::new("channel_order", e.reason)))
-                .ok(),
+            Some(names) => read.channel_order(names),
         };
-        match (ods_code, timezone, channel_order) {
-            (Some(ods_code), Some(timezone), Some(channel_order)) if errors.is_empty() => {
-                Ok(NewPractice {
-                    ods_code,
-                    name,
-                    phone,
-                    website,
-                    email,
-                    timezone,
-                    channel_order,
-                    bilingual: self.bilingual,
-                    senders,
-                })
-            }
-            _ => Err(errors),
-        }
+        let quiet_hours = self.quiet_hours.as_ref().map(|q| read.quiet_hours(q));
+        let new = match (ods_code, timezone, channel_order) {
+            (Some(ods_code), Some(timezone), Some(channel_order)) => Some(NewPractice {
+                ods_code,
+                name,
+                phone,
+                website,
+                email,
+                timezone,
+                channel_order,
+                bilingual: self.bilingual,
+                senders,
+                quiet_hours: quiet_hours.flatten(),
+            }),
+            _ => None,
+        };
+        read.finish(new)
     }
 }
 
-/// Where replies go: an email address, or none if blank.
-fn parse_email(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<String> {
-    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
-    EmailAddress::parse(text)
-        .map(|e| e.to_string())
-        .map_err(|e| errors.push(Invalid::new("email", e.reason)))
-        .ok()
-}
-
-/// The practice's SMS sender, or none if blank.
-fn parse_sms_sender(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<SmsSender> {
-    let text = text.filter(|t| !t.trim().is_empty())?;
-    SmsSender::parse(text)
-        .map_err(|e| errors.push(Invalid::new("sms_sender", e.to_string())))
-        .ok()
-}
-
-/// An email display name: one line of at most [`MAX_DISPLAY_NAME`] characters, or none if
-/// blank.
-fn parse_display_name(text: Option<&str>, errors: &mut Vec<Invalid>) -> Option<String> {
-    let text = text.map(str::trim).filter(|t| !t.is_empty())?;
-    if text.chars().count() > MAX_DISPLAY_NAME || text.chars().any(char::is_control) {
-        errors.push(Invalid::new(
-            "email_display_name",
-            format!("must be one line of at most {MAX_DISPLAY_NAME} characters"),
-        ));
-        return None;
-    }
-    Some(text.to_string())
-}
-
-impl ChangeSenders {
-    /// The practice's senders and `email` with this change applied.
-    fn apply(self, practice: &Practice) -> Result<(PracticeSenders, Option<String>), Vec<Invalid>> {
-        let mut errors = Vec::new();
-        let mut senders = practice.senders.clone();
-        let mut email = practice.email.clone();
-        if let Some(text) = self.sms_sender {
-            senders.sms_sender = parse_sms_sender(text.as_deref(), &mut errors);
+impl ChangePractice {
+    /// The practice with this change applied.
+    fn apply(self, practice: &Practice) -> Result<Practice, Vec<Invalid>> {
+        let mut read = FieldReader::default();
+        let mut changed = practice.clone();
+        if let Some(name) = &self.name {
+            changed.name = read.name(name);
         }
-        if let Some(text) = self.email_display_name {
-            senders.email_display_name = parse_display_name(text.as_deref(), &mut errors);
+        if let Some(phone) = &self.phone {
+            changed.phone = read.phone(phone.as_deref());
         }
-        if let Some(text) = self.email {
-            email = parse_email(text.as_deref(), &mut errors);
+        if let Some(website) = &self.website {
+            changed.website = read.website(website.as_deref());
         }
-        if errors.is_empty() {
-            Ok((senders, email))
-        } else {
-            Err(errors)
+        if let Some(email) = &self.email {
+            changed.email = read.email(email.as_deref());
         }
+        if let Some(zone) = self.timezone.as_deref().and_then(|z| read.timezone(z)) {
+            changed.timezone = zone;
+        }
+        if let Some(order) = self
+            .channel_order
+            .as_deref()
+            .and_then(|o| read.channel_order(o))
+        {
+            changed.channel_order = order;
+        }
+        if let Some(bilingual) = self.bilingual {
+            changed.bilingual = bilingual;
+        }
+        if let Some(sender) = &self.sms_sender {
+            changed.senders.sms_sender = read.sms_sender(sender.as_deref());
+        }
+        if let Some(name) = &self.email_display_name {
+            changed.senders.email_display_name = read.display_name(name.as_deref());
+        }
+        if let Some(quiet) = &self.quiet_hours {
+            changed.quiet_hours = quiet.as_ref().and_then(|q| read.quiet_hours(q));
+        }
+        read.finish(Some(changed))
     }
 }
 
@@ -289,37 +252,37 @@ pub async fn show(
     Ok(Json(PracticeView::from(&practice)))
 }
 
-/// `PATCH /practices/{ods}` (admin or the practice's own key): changes who the practice's
-/// messages are from: `sms_sender`, `email_display_name` and `email` (where replies go).
-pub async fn change_senders(
+/// `PATCH /practices/{ods}` (admin or the practice's own key): changes the practice's
+/// details (see [`ChangePractice`]); answers the practice as now stored. The ODS code never
+/// changes.
+pub async fn change(
     State(state): State<AppState>,
     caller: Caller,
     Path(ods): Path<String>,
-    ApiJson(body): ApiJson<ChangeSenders>,
+    ApiJson(body): ApiJson<ChangePractice>,
 ) -> Result<Json<PracticeView>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let (senders, email) = body.apply(&practice).map_err(ApiError::Validation)?;
+    let wanted = body.apply(&practice).map_err(ApiError::Validation)?;
     let now = Utc::now();
     let changed = state
         .store
-        .set_practice_senders(practice.id, &senders, email.as_deref())
+        .update_practice(&wanted)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no practice {}", practice.ods_code)))?;
-    // Messages this process sends next go from the new senders at once.
+    // Messages this process sends next go with the new details at once.
     state.dispatch.forget_practice(practice.id);
     state
         .store
         .audit(
             &AuditEntry {
                 actor: caller.actor.clone(),
-                action: "practice.senders_changed".into(),
+                action: "practice.changed".into(),
                 practice_id: Some(practice.id),
                 subject: Some(format!("practice:{}", practice.ods_code)),
                 details: Some(
                     serde_json::json!({
-                        "sms_sender": senders.sms_sender.as_ref().map(|s| s.to_string()),
-                        "email_display_name": senders.email_display_name,
-                        "email": email,
+                        "before": PracticeView::from(&practice),
+                        "after": PracticeView::from(&changed),
                     })
                     .to_string(),
                 ),

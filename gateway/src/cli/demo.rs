@@ -217,6 +217,7 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         channel_order: ChannelOrder::parse("sms,email,push")?,
         bilingual: false,
         senders: Default::default(),
+        quiet_hours: None,
     };
     Ok(state
         .store

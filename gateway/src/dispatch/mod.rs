@@ -156,6 +156,8 @@ impl DispatchControl {
 struct PracticeInfo {
     reference: PracticeRef,
     timezone: PracticeZone,
+    /// The practice's own quiet hours, if it set them.
+    quiet_hours: Option<QuietHours>,
     /// When it was read: it is read again after [`PRACTICE_REREAD`].
     read_at: std::time::Instant,
 }
@@ -516,11 +518,13 @@ impl Dispatcher {
             Some(p) => PracticeInfo {
                 reference: PracticeRef::of(&p),
                 timezone: p.timezone,
+                quiet_hours: p.quiet_hours,
                 read_at: std::time::Instant::now(),
             },
             None => PracticeInfo {
                 reference: PracticeRef::default(),
                 timezone: PracticeZone::UK,
+                quiet_hours: None,
                 read_at: std::time::Instant::now(),
             },
         };

@@ -175,17 +175,17 @@ impl Dispatcher {
 
     /// For the practice's bulk SMS and push: how long one due at a given time must still
     /// wait for quiet hours to end (zero outside them), judged in the practice's timezone by
-    /// the worker's clock. `None` without quiet hours.
+    /// the worker's clock. `None` without quiet hours: the practice's own, else the
+    /// gateway's (if the practice cannot be read, the gateway's in UK time).
     pub(super) async fn quiet_hours_of(
         &self,
         practice_id: PracticeId,
     ) -> Option<impl Fn(DateTime<Utc>) -> chrono::Duration + Send> {
-        let quiet = self.quiet_hours?;
-        let timezone = match self.practice(practice_id).await {
-            Ok(p) => p.timezone,
-            Err(_) => PracticeZone::UK,
-        }
-        .tz();
+        let (quiet, timezone) = match self.practice(practice_id).await {
+            Ok(p) => (p.quiet_hours.or(self.quiet_hours)?, p.timezone),
+            Err(_) => (self.quiet_hours?, PracticeZone::UK),
+        };
+        let timezone = timezone.tz();
         // The worker's clock may be set (tests): a time is judged as that far from its "now".
         let offset = (self.clock)() - Utc::now();
         Some(move |at: DateTime<Utc>| {

@@ -21,7 +21,7 @@ use crate::render::budget::Exceeded;
 use crate::render::{
     status_context_in, Chosen, MessageTemplates, RenderError, Rendered, TemplateRegistry,
 };
-use crate::schedule::{system_clock, Clock, PracticeZone, QuietHours};
+use crate::schedule::{system_clock, Clock, QuietHours};
 use crate::store::{
     AuditEntry, Broadcast, FanoutContact, FanoutPatient, NewMessage, Practice, Recipient, Store,
     StoreError,
@@ -152,10 +152,11 @@ impl Fanout {
         self
     }
 
-    /// When bulk SMS and push planned at `now` may first go, in the practice's timezone.
-    fn after_quiet_hours(&self, now: DateTime<Utc>, timezone: PracticeZone) -> DateTime<Utc> {
-        match self.quiet_hours {
-            Some(quiet) => quiet.next_allowed(now, timezone.tz()),
+    /// When bulk SMS and push planned at `now` may first go: after the practice's own quiet
+    /// hours or else the gateway's, in the practice's timezone.
+    fn after_quiet_hours(&self, now: DateTime<Utc>, practice: &Practice) -> DateTime<Utc> {
+        match practice.quiet_hours_or(self.quiet_hours) {
+            Some(quiet) => quiet.next_allowed(now, practice.timezone.tz()),
             None => now,
         }
     }
@@ -310,7 +311,7 @@ impl Fanout {
             // A head start reads no page beyond its first.
             let read_on = more && head.is_none();
             let now = (self.clock)();
-            let held_until = self.after_quiet_hours(now, wording.practice.timezone);
+            let held_until = self.after_quiet_hours(now, &wording.practice);
             // Rendering runs on the blocking pool, each part within the render budget.
             let plans = bookings.clone();
             let (back, planned) = off_runtime(wording, move |wording| {
@@ -398,7 +399,7 @@ impl Fanout {
         let (rendered, version) = worded?;
         let (broadcast, practice) = (&wording.broadcast, &wording.practice);
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, practice.timezone);
+        let held_until = self.after_quiet_hours(now, practice);
         while !followers.is_empty() {
             let mut batch: Vec<NewMessage> = followers
                 .iter()
@@ -482,7 +483,7 @@ impl Fanout {
             return Ok(None);
         };
         let now = (self.clock)();
-        let held_until = self.after_quiet_hours(now, practice.timezone);
+        let held_until = self.after_quiet_hours(now, &practice);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
         let channel = contact.channel;
         let (plan, contact, patient) = (plan.owned(), contact.clone(), patient.clone());

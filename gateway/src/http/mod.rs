@@ -55,18 +55,29 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, broadcasts, federations, groups, imports, keys, patients, practices,
+        appointments, audit, broadcasts, federations, groups, imports, keys, patients, practices,
         proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/practices", post(practices::create).get(practices::list))
         .route(
             "/practices/{ods}",
-            get(practices::show).patch(practices::change_senders),
+            get(practices::show).patch(practices::change),
         )
-        .route("/practices/{ods}/patients", post(patients::upsert))
+        .route(
+            "/practices/{ods}/patients",
+            post(patients::upsert).get(patients::list),
+        )
         .route("/practices/{ods}/patients/import", post(imports::import))
-        .route("/practices/{ods}/patients/{nhs}", get(patients::show))
+        .route(
+            "/practices/{ods}/patients/{nhs}",
+            get(patients::show).delete(patients::erase),
+        )
+        .route(
+            "/practices/{ods}/patients/{nhs}/deactivate",
+            post(patients::deactivate),
+        )
+        .route("/practices/{ods}/broadcasts", get(broadcasts::list))
         .route("/practices/{ods}/status", post(status::post))
         .route(
             "/practices/{ods}/scheduled-notices",
@@ -124,6 +135,7 @@ fn api_routes() -> Router<AppState> {
         .route("/keys", get(keys::list).post(keys::create))
         .route("/keys/{id}/revoke", post(keys::revoke))
         .route("/keys/{id}/rotate", post(keys::rotate))
+        .route("/audit", get(audit::list))
         .route("/users", get(keys::users))
         .route("/users/{id}/disable", post(keys::disable_user))
         .route("/status-groups", post(groups::post))

@@ -249,6 +249,7 @@ mod tests {
             channel_order: ChannelOrder::parse("email,sms").unwrap(),
             bilingual: false,
             senders: Default::default(),
+            quiet_hours: None,
             created_at: Utc::now(),
         }
     }

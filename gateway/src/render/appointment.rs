@@ -156,6 +156,7 @@ mod tests {
             channel_order: ChannelOrder::parse("sms,email").unwrap(),
             bilingual,
             senders: Default::default(),
+            quiet_hours: None,
             created_at: Utc::now(),
         }
     }

@@ -26,6 +26,32 @@ impl QuietHours {
         })
     }
 
+    /// The stored form, `HH:MM-HH:MM`.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
+    }
+
+    /// A practice's stored quiet hours; `None` (the gateway's apply) if there are none or
+    /// the text does not parse, which is logged rather than stopping the practice's sends.
+    pub fn of_stored(text: Option<&str>) -> Option<Self> {
+        let text = text?;
+        let parsed = text
+            .split_once('-')
+            .ok_or_else(|| "no '-' between the times".to_string())
+            .and_then(|(start, end)| Self::parse(start, end));
+        match parsed {
+            Ok(quiet) => Some(quiet),
+            Err(reason) => {
+                tracing::warn!(stored = %text, "a practice's stored quiet hours are unreadable ({reason}); using the gateway's");
+                None
+            }
+        }
+    }
+
     /// Whether local time `t` is inside the window (which may run over midnight).
     fn contains(&self, t: NaiveTime) -> bool {
         match self.start.cmp(&self.end) {
@@ -59,6 +85,21 @@ impl QuietHours {
     }
 }
 
+impl QuietHours {
+    /// Until when a bulk SMS or push message due at `due` is held by these quiet hours, seen
+    /// at `now`: the window's end if it falls due inside the window (or is already due and
+    /// the window is open now), or `due` itself if it was planned to wait for the end of the
+    /// window open now. `None` if quiet hours do not hold it.
+    pub fn holds(&self, now: DateTime<Utc>, due: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        let from = due.max(now);
+        let allowed = self.next_allowed(from, tz);
+        if allowed > from {
+            return Some(allowed);
+        }
+        (due > now && self.next_allowed(now, tz) == due).then_some(due)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +114,36 @@ mod tests {
 
     fn night() -> QuietHours {
         QuietHours::parse("21:00", "08:00").unwrap()
+    }
+
+    #[test]
+    fn stored_text_reads_back_and_unreadable_text_falls_back() {
+        let quiet = night();
+        assert_eq!(quiet.to_text(), "21:00-08:00");
+        assert_eq!(QuietHours::of_stored(Some(&quiet.to_text())), Some(quiet));
+        assert_eq!(QuietHours::of_stored(Some("21:00")), None);
+        assert_eq!(QuietHours::of_stored(Some("25:00-08:00")), None);
+        assert_eq!(QuietHours::of_stored(None), None);
+    }
+
+    #[test]
+    fn a_message_says_it_is_held_only_while_quiet_hours_hold_it() {
+        let q = night();
+        let tz = london();
+        let night_time = utc("2026-07-01T21:30:00Z"); // 22:30 BST
+        let eight = utc("2026-07-02T07:00:00Z"); // 08:00 BST
+                                                 // Due now, in the window: held until eight.
+        assert_eq!(q.holds(night_time, night_time, tz), Some(eight));
+        // Planned to wait for the window's end: held until then.
+        assert_eq!(q.holds(night_time, eight, tz), Some(eight));
+        // A retry due after the window: not held.
+        let nine = utc("2026-07-02T08:00:00Z");
+        assert_eq!(q.holds(night_time, nine, tz), None);
+        // Daytime, due now: not held.
+        let noon = utc("2026-07-01T11:00:00Z");
+        assert_eq!(q.holds(noon, noon, tz), None);
+        // Daytime, a retry due in the night: held until eight.
+        assert_eq!(q.holds(noon, night_time, tz), Some(eight));
     }
 
     #[test]

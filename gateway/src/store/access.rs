@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::StoreResult;
+use super::{AuditFilter, StoreResult};
 use crate::domain::{ApiKeyId, FederationId, PracticeId};
 
 /// Who an API key speaks for.
@@ -88,6 +88,10 @@ pub struct AuditEntry {
 /// A stored audit event.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
+    /// Row id: the `before` of the next page.
+    pub id: i64,
+    /// The ODS code of the practice it concerned, if one.
+    pub practice: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
     /// Who.
@@ -126,5 +130,14 @@ pub trait AccessStore: Send + Sync {
         &self,
         practice_id: PracticeId,
         limit: i64,
-    ) -> StoreResult<Vec<AuditRecord>>;
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let filter = AuditFilter {
+            practice_id: Some(practice_id),
+            limit,
+            ..AuditFilter::default()
+        };
+        self.audit_page(&filter).await
+    }
+    /// The audit entries `filter` selects, newest first.
+    async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>>;
 }

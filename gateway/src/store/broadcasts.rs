@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{MessageView, StoreResult};
+use super::{BroadcastPage, MessageView, StoreResult};
 use crate::domain::{
     BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusAudience, StatusChangeId,
     StatusKind,
@@ -210,6 +210,19 @@ pub trait BroadcastStore: Send + Sync {
         &self,
         practice_id: PracticeId,
         limit: i64,
+    ) -> StoreResult<Vec<Broadcast>> {
+        let page = BroadcastPage {
+            before: None,
+            state: None,
+            limit,
+        };
+        self.broadcasts_page(practice_id, &page).await
+    }
+    /// A page of the practice's broadcasts, newest first (see [`BroadcastPage`]).
+    async fn broadcasts_page(
+        &self,
+        practice_id: PracticeId,
+        page: &BroadcastPage,
     ) -> StoreResult<Vec<Broadcast>>;
     /// Broadcasts whose fan-out never finished (the process stopped during it) and did not
     /// fail.

@@ -19,6 +19,10 @@
 mod access;
 /// Appointments and the changes made to them.
 mod appointments;
+/// Reading the audit trail back with filters.
+pub(crate) mod audit_query;
+/// Where a broadcast stands, and a page of a practice's broadcasts.
+mod broadcast_state;
 /// Status changes and the broadcasts they start.
 mod broadcasts;
 /// What several instances share: liveness, leadership, patients' daily caps.
@@ -37,6 +41,8 @@ mod groups;
 pub(crate) mod import;
 /// Durable messages, leases, attempts and receipts.
 mod outbox;
+/// Listing, deactivating and erasing patients.
+pub(crate) mod patient_admin;
 /// Patients with their contacts.
 mod patients;
 /// The PostgreSQL implementation.
@@ -67,6 +73,8 @@ pub use appointments::{
     Appointment, AppointmentChange, AppointmentDetails, AppointmentStore, AppointmentUpsert,
     ChangeOutcome, NewAppointmentChange,
 };
+pub use audit_query::AuditFilter;
+pub use broadcast_state::{BroadcastPage, BroadcastState};
 pub use broadcasts::{
     Broadcast, BroadcastCancel, BroadcastStore, CancelOutcome, IdempotencyClaim, NewStatusChange,
     Reach, StartOutcome,
@@ -82,9 +90,10 @@ pub use import::{
     ListedPatient,
 };
 pub use outbox::{
-    AttemptView, ClaimedMessage, Completion, MessageView, NewMessage, OutboxStore, Receipt,
+    AttemptView, ClaimedMessage, Completion, Held, MessageView, NewMessage, OutboxStore, Receipt,
     Recipient,
 };
+pub use patient_admin::{ErasureSummary, PatientAdminStore, PatientPage};
 pub use patients::{
     ContactUpsert, ContactView, FanoutContact, FanoutPatient, PatientStore, PatientUpsert,
     PatientView, UpsertSummary,
@@ -138,6 +147,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store:
     PracticeStore
     + PatientStore
+    + PatientAdminStore
     + AccessStore
     + BroadcastStore
     + OutboxStore

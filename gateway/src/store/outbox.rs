@@ -211,6 +211,18 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Why a queued message is waiting, and until when, if quiet hours hold it (the API
+    /// fills it in: the store does not know the practice's quiet hours).
+    pub held: Option<Held>,
+}
+
+/// A queued message kept back on purpose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    /// Why: `quiet_hours`.
+    pub reason: &'static str,
+    /// When it may go.
+    pub until: DateTime<Utc>,
 }
 
 /// One recorded attempt.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::domain::{ChannelOrder, OdsCode, PracticeId, SmsSender};
-use crate::schedule::PracticeZone;
+use crate::schedule::{PracticeZone, QuietHours};
 
 /// A practice to add.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct NewPractice {
     pub bilingual: bool,
     /// Who its messages are from.
     pub senders: PracticeSenders,
+    /// Its own quiet hours; `None`: the gateway's `[quiet_hours]`.
+    pub quiet_hours: Option<QuietHours>,
 }
 
 /// Who a practice's messages are from, as patients see it. Replies to its email go to the
@@ -39,6 +41,13 @@ pub struct PracticeSenders {
     /// The display name its emails come from (the address stays the provider's); `None`:
     /// the practice's name.
     pub email_display_name: Option<String>,
+}
+
+impl Practice {
+    /// The quiet hours its bulk SMS and push keep: its own, else the gateway's.
+    pub fn quiet_hours_or(&self, gateway: Option<QuietHours>) -> Option<QuietHours> {
+        self.quiet_hours.or(gateway)
+    }
 }
 
 impl PracticeSenders {
@@ -84,6 +93,8 @@ pub struct Practice {
     pub bilingual: bool,
     /// Who its messages are from.
     pub senders: PracticeSenders,
+    /// Its own quiet hours, when bulk SMS and push wait; `None`: the gateway's.
+    pub quiet_hours: Option<QuietHours>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
 }
@@ -103,12 +114,8 @@ pub trait PracticeStore: Send + Sync {
     async fn practice_by_ods(&self, ods: &OdsCode) -> StoreResult<Option<Practice>>;
     /// One practice by id.
     async fn practice_by_id(&self, id: PracticeId) -> StoreResult<Option<Practice>>;
-    /// Replaces who a practice's messages are from, and its `email` (where replies go);
-    /// the practice as now stored (`None` if there is no such practice).
-    async fn set_practice_senders(
-        &self,
-        id: PracticeId,
-        senders: &PracticeSenders,
-        email: Option<&str>,
-    ) -> StoreResult<Option<Practice>>;
+    /// Writes every detail of a practice that may change (all but its id, ODS code and
+    /// creation time) as `practice` has them; the practice as now stored (`None` if there
+    /// is no such practice).
+    async fn update_practice(&self, practice: &Practice) -> StoreResult<Option<Practice>>;
 }

@@ -18,7 +18,7 @@ use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::auth::session::{self, csrf_matches, random_token};
 use crate::auth::{users, Denied, Principal};
-use crate::domain::{BroadcastId, MessageState, StatusKind};
+use crate::domain::{BroadcastId, Channel, MessageState, StatusKind};
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{AuditEntry, Practice, SessionRecord};
 use std::ops::Deref;
@@ -473,29 +473,40 @@ pub(crate) async fn broadcast(
         Ok(None) => return not_found(),
         Err(e) => return internal(e),
     };
-    // A cancel is shown with what it stopped and what had already gone.
-    let cancel = match &broadcast.cancel {
-        Some(cancel) => {
-            let counts = match state.store.broadcast_counts(id).await {
-                Ok(counts) => counts,
-                Err(e) => return internal(e),
-            };
-            let count = |states: &[MessageState]| -> i64 {
-                counts
-                    .iter()
-                    .filter(|(_, s, _)| states.contains(s))
-                    .map(|(_, _, n)| n)
-                    .sum()
-            };
-            Some(json!({
-                "at": crate::render::uk_date_time(cancel.at, practice.timezone),
-                "by": cancel.by, "reason": cancel.reason,
-                "cancelled": count(&[MessageState::Cancelled]),
-                "gone": count(&[MessageState::Sent, MessageState::Delivered]),
-            }))
-        }
-        None => None,
+    let counts = match state.store.broadcast_counts(id).await {
+        Ok(counts) => counts,
+        Err(e) => return internal(e),
     };
+    let count = |channels: &[Channel], states: &[MessageState]| -> i64 {
+        counts
+            .iter()
+            .filter(|(c, s, _)| channels.contains(c) && states.contains(s))
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    // A cancel is shown with what it stopped and what had already gone.
+    let cancel = broadcast.cancel.as_ref().map(|cancel| {
+        json!({
+            "at": crate::render::uk_date_time(cancel.at, practice.timezone),
+            "by": cancel.by, "reason": cancel.reason,
+            "cancelled": count(&Channel::ALL, &[MessageState::Cancelled]),
+            "gone": count(&Channel::ALL, &[MessageState::Sent, MessageState::Delivered]),
+        })
+    });
+    // Queued texts and push notifications wait while the practice's quiet hours are on.
+    let now = chrono::Utc::now();
+    let held = practice
+        .quiet_hours_or(state.config.quiet_hours())
+        .and_then(|quiet| quiet.holds(now, now, practice.timezone.tz()))
+        .and_then(|until| {
+            let waiting = count(&[Channel::Sms, Channel::Push], &[MessageState::Queued]);
+            (waiting > 0).then(|| {
+                json!({
+                    "messages": waiting,
+                    "until": crate::render::uk_date_time(until, practice.timezone),
+                })
+            })
+        });
     let mut c = signed.context();
     c.insert(
         "broadcast",
@@ -504,6 +515,7 @@ pub(crate) async fn broadcast(
             "at": crate::render::uk_date_time(broadcast.created_at, practice.timezone),
             "failure": broadcast.failure,
             "cancel": cancel,
+            "held": held,
         }),
     );
     c.insert(

@@ -8,8 +8,8 @@ use sqlx::Row;
 use super::PostgresStore;
 use crate::domain::{ApiKeyId, PracticeId};
 use crate::store::{
-    role_of, scope_of, AccessStore, ApiKeyRecord, ApiKeySummary, At, AuditEntry, AuditRecord,
-    NewApiKey, StoreResult, TimeColumn,
+    role_of, scope_of, AccessStore, ApiKeyRecord, ApiKeySummary, At, AuditEntry, AuditFilter,
+    AuditRecord, NewApiKey, StoreResult, TimeColumn,
 };
 
 const SUMMARY: &str = "SELECT id, prefix, label, role, practice_id, federation_id, created_at,
@@ -141,29 +141,7 @@ impl AccessStore for PostgresStore {
         Ok(())
     }
 
-    async fn audit_trail(
-        &self,
-        practice_id: PracticeId,
-        limit: i64,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT at, actor, action, subject, details FROM audit_log
-             WHERE practice_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditRecord {
-                    at: row.time("at")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    details: row.try_get("details")?,
-                })
-            })
-            .collect()
+    async fn audit_page(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+        crate::store::audit_query::audit_page_in(&self.pool, filter).await
     }
 }

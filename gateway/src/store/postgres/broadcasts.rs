@@ -9,9 +9,9 @@ use super::outbox::{message_from_row, MESSAGE_COLUMNS};
 use super::PostgresStore;
 use crate::domain::{BroadcastId, Channel, MessageId, MessageState, PracticeId, StatusChangeId};
 use crate::store::{
-    parsed, withdrawn_reasons, At, Broadcast, BroadcastCancel, BroadcastStore, CancelOutcome,
-    IdempotencyClaim, MessageView, NewStatusChange, Reach, StartOutcome, StoreError, StoreResult,
-    TimeColumn,
+    parsed, withdrawn_reasons, At, Broadcast, BroadcastCancel, BroadcastPage, BroadcastStore,
+    CancelOutcome, IdempotencyClaim, MessageView, NewStatusChange, Reach, StartOutcome, StoreError,
+    StoreResult, TimeColumn,
 };
 
 /// How often a lost idempotency race is re-read before giving up.
@@ -208,18 +208,17 @@ impl BroadcastStore for PostgresStore {
         row.as_ref().map(broadcast_from_row).transpose()
     }
 
-    async fn recent_broadcasts(
+    async fn broadcasts_page(
         &self,
         practice_id: PracticeId,
-        limit: i64,
+        page: &BroadcastPage,
     ) -> StoreResult<Vec<Broadcast>> {
-        let rows = sqlx::query(&format!(
-            "{BROADCAST_SELECT} WHERE b.practice_id = $1 ORDER BY b.id DESC LIMIT $2"
-        ))
-        .bind(practice_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("{BROADCAST_SELECT}{}", page.sql_tail()))
+            .bind(practice_id)
+            .bind(page.before_id())
+            .bind(page.limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(broadcast_from_row).collect()
     }
 

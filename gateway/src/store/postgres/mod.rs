@@ -26,13 +26,17 @@ mod groups;
 mod import;
 /// Durable messages: inserting, claiming, completing.
 mod outbox;
+/// Listing, deactivating and erasing patients (the shared code of `store::patient_admin`).
+mod patient_admin;
 /// Patients with their contacts.
 mod patients;
 /// Practices.
 mod practices;
+/// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
+/// Staff mobile numbers.
 mod staff;
 /// Message templates and their versions.
 mod templates;

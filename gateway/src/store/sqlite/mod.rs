@@ -20,19 +20,23 @@ mod contacts;
 mod federations;
 /// Anonymous push followers.
 mod followers;
-/// Staff mobile numbers.
+/// Status groups: one status change to many practices.
 mod groups;
 /// Contact-list imports.
 mod import;
 /// Durable messages: inserting, claiming, completing.
 mod outbox;
+/// Listing, deactivating and erasing patients (the shared code of `store::patient_admin`).
+mod patient_admin;
 /// Patients with their contacts.
 mod patients;
 /// Practices.
 mod practices;
+/// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
+/// Staff mobile numbers.
 mod staff;
 /// Message templates and their versions.
 mod templates;

@@ -114,6 +114,7 @@ pub(super) fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
         last_error: row.try_get("last_error")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+        held: None,
     })
 }
 

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::SqliteStore;
 use crate::domain::{ChannelOrder, OdsCode, PracticeId};
-use crate::schedule::PracticeZone;
+use crate::schedule::{PracticeZone, QuietHours};
 use crate::store::{
     unique_violation, At, NewPractice, Practice, PracticeSenders, PracticeStore, StoreError,
     StoreResult, TimeColumn,
@@ -15,7 +15,7 @@ use crate::store::{
 
 const PRACTICE_COLUMNS: &str =
     "id, ods_code, name, phone, website, email, timezone, channel_order, \
-     bilingual, sms_sender, email_display_name, created_at";
+     bilingual, sms_sender, email_display_name, quiet_hours, created_at";
 
 fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
@@ -40,6 +40,9 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
             row.try_get("sms_sender")?,
             row.try_get("email_display_name")?,
         ),
+        quiet_hours: QuietHours::of_stored(
+            row.try_get::<Option<String>, _>("quiet_hours")?.as_deref(),
+        ),
         created_at: row.time("created_at")?,
     })
 }
@@ -49,8 +52,8 @@ impl PracticeStore for SqliteStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
             "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual,
-                 sms_sender, email_display_name, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {PRACTICE_COLUMNS}"
+                 sms_sender, email_display_name, quiet_hours, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -62,6 +65,7 @@ impl PracticeStore for SqliteStore {
         .bind(p.bilingual)
         .bind(p.senders.sms_sender.as_ref().map(|s| s.as_str()))
         .bind(&p.senders.email_display_name)
+        .bind(p.quiet_hours.map(|q| q.to_text()))
         .bind(At(now))
         .fetch_one(&self.pool)
         .await
@@ -98,20 +102,24 @@ impl PracticeStore for SqliteStore {
         row.as_ref().map(practice_from_row).transpose()
     }
 
-    async fn set_practice_senders(
-        &self,
-        id: PracticeId,
-        senders: &PracticeSenders,
-        email: Option<&str>,
-    ) -> StoreResult<Option<Practice>> {
+    async fn update_practice(&self, p: &Practice) -> StoreResult<Option<Practice>> {
         let row = sqlx::query(&format!(
-            "UPDATE practices SET sms_sender = $2, email_display_name = $3, email = $4
+            "UPDATE practices SET name = $2, phone = $3, website = $4, email = $5, timezone = $6,
+                 channel_order = $7, bilingual = $8, sms_sender = $9, email_display_name = $10,
+                 quiet_hours = $11
              WHERE id = $1 RETURNING {PRACTICE_COLUMNS}"
         ))
-        .bind(id)
-        .bind(senders.sms_sender.as_ref().map(|s| s.as_str()))
-        .bind(&senders.email_display_name)
-        .bind(email)
+        .bind(p.id)
+        .bind(&p.name)
+        .bind(&p.phone)
+        .bind(&p.website)
+        .bind(&p.email)
+        .bind(p.timezone.to_string())
+        .bind(p.channel_order.to_text())
+        .bind(p.bilingual)
+        .bind(p.senders.sms_sender.as_ref().map(|s| s.as_str()))
+        .bind(&p.senders.email_display_name)
+        .bind(p.quiet_hours.map(|q| q.to_text()))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(practice_from_row).transpose()
