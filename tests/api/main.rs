@@ -40,6 +40,7 @@ mod status_feeds;
 mod status_page;
 mod templates;
 mod tenancy;
+mod traces;
 
 // Peers shared with the provider tests; each includer uses only some of their items.
 #[allow(dead_code)]
@@ -185,6 +186,9 @@ fn main() {
         background_planning::a_long_list_is_finished_after_the_answer_each_patient_once,
         background_planning::a_status_change_answers_before_its_long_list_is_planned,
         fair_share::every_practice_gets_its_first_text_in_the_first_round,
+        traces::a_status_post_is_followed_to_each_provider_send,
+        traces::without_an_endpoint_nothing_is_built_recorded_or_sent,
+        traces::a_dead_collector_delays_no_answer,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![
