@@ -94,7 +94,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    gateway::telemetry::init(&config.telemetry);
+    // Spans are exported only if the settings ask; those still queued at exit are lost.
+    let _exporter = match gateway::telemetry::init(&config.telemetry) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.which {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,

@@ -27,6 +27,7 @@ use crate::render::{LoadError, RenderBudget, RenderError, TemplateRegistry};
 use crate::schedule::{system_clock, Clock};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::traces::Propagation;
 use crate::web::follows::FollowLimits;
 
 /// Why the gateway could not start.
@@ -192,6 +193,12 @@ impl AppState {
         .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
         .with_metrics(self.metrics.clone())
         .with_rerouting(self.fanout.clone())
+        .with_propagation(self.propagation())
+    }
+
+    /// Whether trace context is recorded with work and continued by it (spans are exported).
+    pub fn propagation(&self) -> Propagation {
+        Propagation::from_config(&self.config.telemetry)
     }
 
     /// What posting a status change takes.
@@ -201,6 +208,7 @@ impl AppState {
             fanout: self.fanout.clone(),
             dispatch: self.dispatch.clone(),
             answer_within: self.config.fanout.answer_within(),
+            propagation: self.propagation(),
         }
     }
 
@@ -253,6 +261,7 @@ impl AppState {
             store: self.store.clone(),
             templates: self.templates.clone(),
             wake: self.wake.clone(),
+            propagation: self.propagation(),
         }
     }
 

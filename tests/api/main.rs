@@ -41,6 +41,7 @@ mod status_page;
 mod surgery_api;
 mod templates;
 mod tenancy;
+mod traces;
 
 // Peers shared with the provider tests; each includer uses only some of their items.
 #[allow(dead_code)]
@@ -189,6 +190,9 @@ fn main() {
         surgery_api::a_practice_changes_its_details_and_quiet_hours_hold_with_a_reason,
         surgery_api::patients_are_listed_deactivated_and_erased_without_a_trace,
         surgery_api::the_audit_trail_is_read_with_filters_by_each_caller,
+        traces::a_status_post_is_followed_to_each_provider_send,
+        traces::without_an_endpoint_nothing_is_built_recorded_or_sent,
+        traces::a_dead_collector_delays_no_answer,
     ];
     // In headless Chromium, against SQLite only (see browser.rs).
     let browser_tests: Vec<(&str, TestFn)> = tests![

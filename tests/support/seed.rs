@@ -55,6 +55,7 @@ pub async fn systems_down(
         ends_at: None,
         created_by: actor.into(),
         reach: Default::default(),
+        traceparent: None,
     };
     match store
         .start_status_broadcast(practice_id, &change, None, Utc::now())

@@ -92,8 +92,19 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(&config.telemetry);
-    match execute(cli.command, config).await {
+    let exporter = match telemetry::init(&config.telemetry) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = execute(cli.command, config).await;
+    if let Some(exporter) = exporter {
+        // Sends the spans still queued, waiting at most the export timeout.
+        let _ = tokio::task::spawn_blocking(move || exporter.shutdown()).await;
+    }
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -88,7 +88,7 @@ pub struct Config {
     pub practice_defaults: PracticeDefaults,
     /// When bulk SMS and push wait.
     pub quiet_hours: QuietHoursConfig,
-    /// Logging.
+    /// Logging, and exporting spans to an OpenTelemetry collector.
     pub telemetry: TelemetryConfig,
     /// Checking providers' callbacks and patients' replies.
     pub receipts: ReceiptsConfig,
@@ -278,6 +278,9 @@ impl Config {
         if let Err(e) = ChannelOrder::new(self.practice_defaults.channel_order.clone()) {
             return invalid("practice_defaults.channel_order", e.reason);
         }
+        if let Err((key, reason)) = self.telemetry.check() {
+            return invalid(&key, reason);
+        }
         if let Err((key, reason)) = self.import.check() {
             return invalid(&key, reason);
         }
@@ -321,6 +324,7 @@ impl Config {
                 mask::mask_strings_in(value);
             }
         }
+        shown.telemetry.otlp_endpoint = mask::mask_secrets(&shown.telemetry.otlp_endpoint);
         for source in &mut shown.sources {
             source.url = mask::mask_secrets(&source.url);
         }
@@ -392,6 +396,36 @@ mod tests {
         ] {
             let figment =
                 Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::default(key, value));
+            let message = Config::from_figment(figment).unwrap_err().to_string();
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+        }
+    }
+
+    #[test]
+    fn trace_export_is_off_by_default_and_checked_by_key() {
+        let config = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert!(!config.telemetry.exports_traces());
+        let on = || {
+            Figment::from(Toml::string(DEFAULT_TOML)).merge(Serialized::default(
+                "telemetry.otlp_endpoint",
+                "http://collector:4318/v1/traces",
+            ))
+        };
+        assert!(Config::from_figment(on())
+            .unwrap()
+            .telemetry
+            .exports_traces());
+        for (key, value) in [
+            (
+                "telemetry.otlp_endpoint",
+                serde_json::json!("collector:4318"),
+            ),
+            ("telemetry.otlp_sample_ratio", serde_json::json!(1.5)),
+            ("telemetry.otlp_timeout_ms", serde_json::json!(0)),
+            ("telemetry.otlp_queue_size", serde_json::json!(0)),
+            ("telemetry.otlp_service_name", serde_json::json!(" ")),
+        ] {
+            let figment = on().merge(Serialized::default(key, value));
             let message = Config::from_figment(figment).unwrap_err().to_string();
             assert!(message.contains(&format!("`{key}`")), "{message}");
         }

@@ -29,7 +29,7 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-/// Logging.
+/// Logging, and exporting spans to an OpenTelemetry collector.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
@@ -39,6 +39,72 @@ pub struct TelemetryConfig {
     /// collector.
     #[serde(default)]
     pub format: LogFormat,
+    /// The collector's OTLP/HTTP traces URL (`http://collector:4318/v1/traces`); empty: no
+    /// spans are exported, and no trace context is recorded or read.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// The `service.name` the exported spans carry.
+    #[serde(default = "default_service_name")]
+    pub otlp_service_name: String,
+    /// Longest one export to the collector may take, retries included, in milliseconds.
+    #[serde(default = "default_otlp_timeout_ms")]
+    pub otlp_timeout_ms: u64,
+    /// Share of requests (and of the sends each one causes) whose spans are exported, 0 to 1.
+    #[serde(default = "default_sample_ratio")]
+    pub otlp_sample_ratio: f64,
+    /// Finished spans held in memory for export; more, while the collector is slow or away,
+    /// are dropped.
+    #[serde(default = "default_otlp_queue_size")]
+    pub otlp_queue_size: usize,
+}
+
+fn default_service_name() -> String {
+    "gateway".into()
+}
+
+fn default_otlp_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+fn default_otlp_queue_size() -> usize {
+    2_048
+}
+
+impl TelemetryConfig {
+    /// Whether spans are exported (an endpoint is set).
+    pub fn exports_traces(&self) -> bool {
+        !self.otlp_endpoint.trim().is_empty()
+    }
+
+    /// The key and reason of the first setting that makes no sense.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let invalid = |key: &str, reason: &str| Err((format!("telemetry.{key}"), reason.into()));
+        if !self.exports_traces() {
+            return Ok(());
+        }
+        let endpoint = self.otlp_endpoint.trim();
+        match url::Url::parse(endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => return invalid("otlp_endpoint", "must be an http:// or https:// URL"),
+        }
+        if self.otlp_service_name.trim().is_empty() {
+            return invalid("otlp_service_name", "must not be empty");
+        }
+        if !(1..=60_000).contains(&self.otlp_timeout_ms) {
+            return invalid("otlp_timeout_ms", "must be from 1 to 60000");
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return invalid("otlp_sample_ratio", "must be from 0 to 1");
+        }
+        if !(1..=1_000_000).contains(&self.otlp_queue_size) {
+            return invalid("otlp_queue_size", "must be from 1 to 1000000");
+        }
+        Ok(())
+    }
 }
 
 /// How log lines are written.

@@ -314,6 +314,7 @@ mod tests {
             priority,
             attempt_no: 1,
             created_at: Utc::now(),
+            trace: None,
         }
     }
 

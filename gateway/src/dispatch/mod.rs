@@ -14,6 +14,7 @@ mod recorder;
 mod screen;
 mod send;
 mod slots;
+mod trace;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +35,7 @@ use crate::providers::{PracticeRef, ProviderRegistry};
 use crate::schedule::{system_clock, Clock, PracticeZone, QuietHours};
 use crate::store::{ClaimedMessage, Completion, Store, StoreError};
 use crate::telemetry::metrics::{CircuitGauge, Metrics, Outcome};
+use crate::telemetry::traces::Propagation;
 use failover::{CircuitState, Rotation};
 use lanes::Lanes;
 use limits::RateLimits;
@@ -182,6 +184,7 @@ pub struct Dispatcher {
     clock: Clock,
     metrics: Arc<Metrics>,
     fanout: Option<Arc<Fanout>>,
+    propagation: Propagation,
 }
 
 impl Dispatcher {
@@ -209,7 +212,15 @@ impl Dispatcher {
             clock: system_clock(),
             metrics: Arc::new(Metrics::new()),
             fanout: None,
+            propagation: Propagation::default(),
         }
+    }
+
+    /// Sends in spans that continue the trace of the request behind each message, read with
+    /// the claim's broadcasts (when `propagation` is on).
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
+        self
     }
 
     /// Adds one-click unsubscribe links to bulk email.
@@ -465,6 +476,7 @@ impl Dispatcher {
 
     /// Records a claimed message cancelled without sending it, for `reason`.
     async fn withdraw(&self, message: &ClaimedMessage, reason: String, recorder: &Recorder) {
+        self.record_outcome(Outcome::Cancelled);
         let now = Utc::now();
         recorder
             .record(Completion {

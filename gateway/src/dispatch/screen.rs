@@ -83,16 +83,30 @@ impl Dispatcher {
     /// another instance, must be caught here. What is learnt is remembered in
     /// `DispatchControl`, so messages already out of the lanes, waiting for the rate, are
     /// dropped too.
+    ///
+    /// While spans are exported, one statement reads this and the traceparent each broadcast
+    /// was started with, which its messages' sends continue (see `trace.rs`).
     pub(super) async fn drop_withdrawn(
         &self,
-        ready: Vec<ClaimedMessage>,
+        mut ready: Vec<ClaimedMessage>,
         recorder: &Recorder,
     ) -> Vec<ClaimedMessage> {
         let mut among: Vec<BroadcastId> = ready.iter().filter_map(|m| m.broadcast_id).collect();
         among.sort_unstable();
         among.dedup();
         if !among.is_empty() {
-            match self.store.withdrawn_among(&among).await {
+            let read = if self.propagation.is_on() {
+                self.store
+                    .withdrawn_and_traced_among(&among)
+                    .await
+                    .map(|read| {
+                        follow_broadcasts(&mut ready, &read.traceparents);
+                        read.withdrawn
+                    })
+            } else {
+                self.store.withdrawn_among(&among).await
+            };
+            match read {
                 Ok(withdrawn) => {
                     for (id, reason) in withdrawn {
                         self.control.stop(id, reason);
@@ -192,6 +206,16 @@ impl Dispatcher {
             let local = at + offset;
             quiet.next_allowed(local, timezone) - local
         })
+    }
+}
+
+/// Gives each message of a broadcast the traceparent its broadcast was started with.
+fn follow_broadcasts(messages: &mut [ClaimedMessage], traceparents: &[(BroadcastId, String)]) {
+    for message in messages.iter_mut().filter(|m| m.trace.is_none()) {
+        let started = traceparents
+            .iter()
+            .find(|(id, _)| Some(*id) == message.broadcast_id);
+        message.trace = started.map(|(_, traceparent)| traceparent.clone());
     }
 }
 

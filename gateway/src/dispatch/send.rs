@@ -8,6 +8,7 @@ use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::failover::Circuit;
 use super::fence::Admission;
@@ -83,6 +84,8 @@ impl Dispatcher {
                     let recorder = recorder.clone();
                     let stop = stop.clone();
                     let queued = ahead.clone();
+                    let span =
+                        self.send_span(&message, circuit.as_ref().map(|c| c.provider().name()));
                     sends.spawn(async move {
                         this.send_and_record(
                             message,
@@ -90,6 +93,7 @@ impl Dispatcher {
                             (admission, queued, stop),
                             &recorder,
                         )
+                        .instrument(span)
                         .await;
                         drop(permit);
                         lanes.done(channel);
@@ -258,19 +262,17 @@ impl Dispatcher {
             (started_at, finished_at),
             &hold,
         );
-        let state = done.new_state;
+        let outcome = match done.new_state {
+            MessageState::Sent | MessageState::Delivered => Outcome::Sent,
+            MessageState::Queued => Outcome::Retried,
+            MessageState::Suppressed => Outcome::Suppressed,
+            MessageState::Cancelled => Outcome::Cancelled,
+            MessageState::Failed | MessageState::Sending => Outcome::Failed,
+        };
         recorder.record(done).await;
-        self.metrics.message_outcome(
-            message.channel,
-            provider_name.as_deref(),
-            match state {
-                MessageState::Sent | MessageState::Delivered => Outcome::Sent,
-                MessageState::Queued => Outcome::Retried,
-                MessageState::Suppressed => Outcome::Suppressed,
-                MessageState::Cancelled => Outcome::Cancelled,
-                MessageState::Failed | MessageState::Sending => Outcome::Failed,
-            },
-        );
+        self.record_outcome(outcome);
+        self.metrics
+            .message_outcome(message.channel, provider_name.as_deref(), outcome);
         if bad_recipient {
             if let Err(e) = self.after_bad_recipient(&message).await {
                 tracing::warn!(message = message.id.get(), error = %e, "could not mark the refused address");

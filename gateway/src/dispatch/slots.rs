@@ -187,6 +187,7 @@ mod tests {
             priority: Priority::Bulk,
             attempt_no: 1,
             created_at: chrono::Utc::now(),
+            trace: None,
         }
     }
 

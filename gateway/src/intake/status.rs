@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::dispatch::DispatchControl;
 use crate::domain::{BroadcastId, Invalid, Language, StatusAudience, StatusKind};
@@ -12,6 +13,7 @@ use crate::fanout::{cancel_unsent_in_background, withdraw_before, Fanout, Fanout
 use crate::store::{
     AuditEntry, IdempotencyClaim, NewStatusChange, Practice, Reach, StartOutcome, Store, StoreError,
 };
+use crate::telemetry::traces::Propagation;
 
 /// A status change as a client posts it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -93,6 +95,8 @@ pub struct StatusChanges {
     pub dispatch: Arc<DispatchControl>,
     /// Longest a status change's answer waits for its fan-out (`[fanout] answer_within_ms`).
     pub answer_within: std::time::Duration,
+    /// Whether the posting request's trace context is recorded with its broadcast.
+    pub propagation: Propagation,
 }
 
 /// The headline patients see when the practice gives none (in English; see
@@ -194,6 +198,7 @@ impl StatusChangeRequest {
                 ends_at: self.ends_at,
                 created_by: created_by.to_string(),
                 reach,
+                traceparent: None,
             }),
             _ => Err(errors),
         }
@@ -293,19 +298,33 @@ pub async fn fan_out(
     broadcast_id: BroadcastId,
     head: Option<usize>,
 ) -> Result<(), PostStatusError> {
-    let unfinished = changes
-        .store
-        .broadcast(broadcast_id)
-        .await?
-        .is_some_and(|b| b.fanout_done_at.is_none());
-    if unfinished {
+    let Some(broadcast) = changes.store.broadcast(broadcast_id).await? else {
+        return Ok(());
+    };
+    if broadcast.fanout_done_at.is_none() {
         let fanout = changes.fanout.clone();
-        tokio::spawn(async move {
-            match head {
-                Some(patients) => fanout.run_broadcast_head(broadcast_id, patients).await,
-                None => fanout.run_broadcast(broadcast_id).await,
+        // In the trace of the request that posted the change, even when planned after the
+        // answer or resumed by another caller.
+        let span = changes
+            .propagation
+            .follow(broadcast.traceparent.as_deref(), || {
+                tracing::info_span!(
+                    parent: None,
+                    "fanout",
+                    broadcast_id = broadcast_id.get(),
+                    practice_id = broadcast.practice_id.get(),
+                    head_start = head,
+                )
+            });
+        tokio::spawn(
+            async move {
+                match head {
+                    Some(patients) => fanout.run_broadcast_head(broadcast_id, patients).await,
+                    None => fanout.run_broadcast(broadcast_id).await,
+                }
             }
-        })
+            .instrument(span),
+        )
         .await
         .map_err(|e| PostStatusError::Task(e.to_string()))??;
     }
@@ -322,7 +341,8 @@ pub async fn record_status_change(
     actor: &str,
     idempotency: Option<(String, String)>,
 ) -> Result<Posted, PostStatusError> {
-    let change = request.parse(actor).map_err(PostStatusError::Invalid)?;
+    let mut change = request.parse(actor).map_err(PostStatusError::Invalid)?;
+    change.traceparent = changes.propagation.traceparent();
     let claim = idempotency.map(|(scope, key)| IdempotencyClaim {
         scope: format!("{scope}:practice:{}:status", practice.id),
         key,

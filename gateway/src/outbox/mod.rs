@@ -174,6 +174,7 @@ mod tests {
             priority: Priority::Bulk,
             attempt_no,
             created_at: Utc::now(),
+            trace: None,
         }
     }
 

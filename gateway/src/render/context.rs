@@ -196,6 +196,7 @@ mod tests {
             failure: None,
             reach: Default::default(),
             cancel: None,
+            traceparent: None,
         }
     }
 

@@ -88,6 +88,9 @@ pub struct NewAppointmentChange {
     pub reason: Option<String>,
     /// Who made it (audit actor).
     pub created_by: String,
+    /// The W3C traceparent of the request that made it, kept with its message so that the
+    /// send joins that request's trace (see `telemetry::traces`).
+    pub traceparent: Option<String>,
 }
 
 /// A recorded change to one appointment.

@@ -31,6 +31,10 @@ pub struct NewStatusChange {
     pub created_by: String,
     /// Who it is for, and the period whose appointments it affects.
     pub reach: Reach,
+    /// The W3C traceparent of the request that posted it, kept with its broadcast so that
+    /// the broadcast's sends join that request's trace (see `telemetry::traces`).
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 /// Who a status change is for: everyone, or patients booked in its affected period, or both
@@ -108,6 +112,8 @@ pub struct Broadcast {
     pub reach: Reach,
     /// Who stopped it, when and why, if a person did.
     pub cancel: Option<BroadcastCancel>,
+    /// The W3C traceparent of the request that started it, if spans were exported then.
+    pub traceparent: Option<String>,
 }
 
 /// A person's stop of a broadcast: its unsent messages are cancelled and no more are planned.
@@ -180,6 +186,7 @@ impl Broadcast {
             failure: None,
             reach: change.reach,
             cancel: None,
+            traceparent: None,
         }
     }
 }
@@ -320,6 +327,7 @@ mod tests {
             ends_at: None,
             created_by: "test".into(),
             reach: Reach::default(),
+            traceparent: None,
         }
     }
 

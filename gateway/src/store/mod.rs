@@ -61,6 +61,8 @@ mod staff;
 mod templates;
 /// One timestamp type, encoded as each database keeps times.
 mod timestamp;
+/// The trace context dispatch reads to follow sends back to their request.
+mod traces;
 
 use std::sync::Arc;
 
@@ -111,6 +113,8 @@ pub use sqlite::SqliteStore;
 pub use staff::{NewStaffNumber, StaffNumber, StaffRole, StaffStore};
 pub use templates::{NewTemplate, TemplateStore, TemplateVersion};
 pub(crate) use timestamp::{At, TimeColumn};
+pub(crate) use traces::BroadcastMarks;
+pub use traces::{ClaimedBroadcasts, TraceStore};
 
 use crate::domain::{BroadcastId, FederationId, PracticeId, Priority, StatusChangeId};
 
@@ -163,6 +167,7 @@ pub trait Store:
     + GroupStore
     + ScheduleStore
     + FederationStore
+    + TraceStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

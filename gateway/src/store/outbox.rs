@@ -142,6 +142,10 @@ pub struct ClaimedMessage {
     pub attempt_no: i32,
     /// When it was planned (for the retry deadline).
     pub created_at: DateTime<Utc>,
+    /// The W3C traceparent of the request that caused it, which its send span continues:
+    /// an appointment change's own, or its broadcast's (filled in by dispatch). Only while
+    /// spans are exported.
+    pub trace: Option<String>,
 }
 
 /// The result of one attempt, to record.

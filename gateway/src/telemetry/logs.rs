@@ -1,6 +1,7 @@
 //! The global subscriber: text for people (coloured only on a terminal) or one JSON object
 //! per line for a log collector, each line carrying the span it was written in, so a
-//! request's `request_id` is on every line the request causes.
+//! request's `request_id` is on every line the request causes; and, when configured, the
+//! layer that exports spans (see `otlp`).
 
 use std::io::IsTerminal;
 
@@ -10,19 +11,25 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::otlp::{ExportError, Exporter};
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Installs the global subscriber once; later calls do nothing.
-pub fn init(config: &TelemetryConfig) {
+/// Installs the global subscriber once (later calls change nothing): log lines, and the
+/// export of spans when `[telemetry] otlp_endpoint` is set. Returns the exporter, for the
+/// caller to shut down at exit (sending the spans still queued). Call it within a Tokio
+/// runtime.
+pub fn init(config: &TelemetryConfig) -> Result<Option<Exporter>, ExportError> {
+    let exporter = Exporter::from_config(config)?;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
     let ansi = std::io::stderr().is_terminal();
-    let subscriber = tracing_subscriber::registry().with(filter).with(layer(
-        config.format,
-        std::io::stderr,
-        ansi,
-    ));
+    // The log filter is the log lines' own: spans are exported whatever it lets through.
+    let logs = layer(config.format, std::io::stderr, ansi).with_filter(filter);
+    let subscriber = tracing_subscriber::registry()
+        .with(logs)
+        .with(exporter.as_ref().map(|exporter| exporter.layer()));
     let _ = tracing::subscriber::set_global_default(subscriber);
+    Ok(exporter)
 }
 
 /// The formatting layer for `format`, writing to `writer`; `ansi` allows colour codes

@@ -23,6 +23,7 @@ use crate::store::{
     Appointment, AppointmentChange, AppointmentDetails, AuditEntry, ChangeOutcome,
     IdempotencyClaim, NewAppointmentChange, NewMessage, Practice, Store, StoreError,
 };
+use crate::telemetry::traces::Propagation;
 
 /// How often a change is tried again when the appointment changed under it.
 const STALE_TRIES: usize = 3;
@@ -37,6 +38,8 @@ pub struct AppointmentChanges {
     pub templates: Arc<TemplateRegistry>,
     /// Pokes idle dispatch workers when the message lands.
     pub wake: Arc<Notify>,
+    /// Whether the request's trace context is recorded with the patient's message.
+    pub propagation: Propagation,
 }
 
 /// A change as a client posts it. Only the fields its kind takes may be given.
@@ -254,6 +257,7 @@ pub async fn post_appointment_change(
             after: parsed.after,
             reason: parsed.reason,
             created_by: actor.to_string(),
+            traceparent: changes.propagation.traceparent(),
         };
         match store
             .record_appointment_change(&change, message.as_ref(), claim.as_ref(), now)

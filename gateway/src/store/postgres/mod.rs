@@ -40,6 +40,8 @@ mod scheduled;
 mod staff;
 /// Message templates and their versions.
 mod templates;
+/// The trace context dispatch reads for the broadcasts it claims.
+mod traces;
 
 use std::str::FromStr;
 use std::time::Duration;

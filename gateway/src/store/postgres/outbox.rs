@@ -238,7 +238,8 @@ impl OutboxStore for PostgresStore {
                     send_started_at = NULL, attempts = m.attempts + 1, updated_at = $1
              FROM due WHERE m.id = due.id
              RETURNING m.id, m.practice_id, m.patient_id, m.follower_id, m.broadcast_id, m.contact_id, m.channel, m.address,
-                       m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at",
+                       m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at,
+                       m.traceparent",
         )
         .bind(At(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -270,6 +271,7 @@ impl OutboxStore for PostgresStore {
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.time("created_at")?,
+                    trace: row.try_get("traceparent")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;

@@ -273,8 +273,8 @@ impl AppointmentStore for SqliteStore {
             let id: MessageId = sqlx::query_scalar(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                      address, priority, template_key, template_version, subject, body, body_html, link, state,
-                     next_attempt_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16) RETURNING id",
+                     next_attempt_at, created_at, updated_at, traceparent)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16, $17) RETURNING id",
             )
             .bind(change_message_key(change_id))
             .bind(m.broadcast_id)
@@ -292,6 +292,7 @@ impl AppointmentStore for SqliteStore {
             .bind(&m.link)
             .bind(At(m.next_attempt_at))
             .bind(At(m.created_at))
+            .bind(&change.traceparent)
             .fetch_one(&mut *tx)
             .await?;
             sqlx::query("UPDATE appointment_changes SET message_id = $1 WHERE id = $2")

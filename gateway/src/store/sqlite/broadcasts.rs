@@ -63,7 +63,7 @@ where
 const BROADCAST_SELECT: &str = "SELECT b.id, b.practice_id, b.status_change_id, s.kind, s.headline, s.details, s.starts_at, s.ends_at,
                     s.created_by, b.created_at, b.fanout_done_at, b.skipped_no_contact, b.superseded_by, b.failed_at, b.failure,
                     s.audience, s.affected_from, s.affected_until, s.headline_cy, s.details_cy,
-                    b.cancelled_at, b.cancelled_by, b.cancel_reason
+                    b.cancelled_at, b.cancelled_by, b.cancel_reason, b.traceparent
              FROM broadcasts b JOIN status_changes s ON s.id = b.status_change_id";
 
 /// A broadcast with its status change, as `BROADCAST_SELECT` reads it.
@@ -94,6 +94,7 @@ fn broadcast_from_row(row: &SqliteRow) -> StoreResult<Broadcast> {
             affected_until: row.time_opt("affected_until")?,
         },
         cancel: cancel_from_row(row)?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 
@@ -149,11 +150,12 @@ impl BroadcastStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await?;
         let broadcast_id: BroadcastId = sqlx::query_scalar(
-            "INSERT INTO broadcasts (practice_id, status_change_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO broadcasts (practice_id, status_change_id, created_at, traceparent) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(practice_id)
         .bind(status_change_id)
         .bind(At(now))
+        .bind(&change.traceparent)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(claim) = idempotency {

@@ -246,6 +246,7 @@ impl OutboxStore for SqliteStore {
                     priority: Priority::from_rank(row.try_get("priority")?),
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.time("created_at")?,
+                    trace: row.try_get("traceparent")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -553,7 +554,7 @@ fn claim_sql() -> &'static str {
                     send_started_at = NULL, attempts = attempts + 1, updated_at = $3
              WHERE id IN (SELECT id FROM ({}) ORDER BY tier, turn, id LIMIT $5)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
-                       body_html, link, priority, attempts, created_at",
+                       body_html, link, priority, attempts, created_at, traceparent",
             per_channel.join(" UNION ALL ")
         )
     })

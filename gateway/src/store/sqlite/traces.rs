@@ -1,0 +1,29 @@
+//! The trace context dispatch reads, on SQLite.
+
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use crate::domain::BroadcastId;
+use crate::store::{BroadcastMarks, ClaimedBroadcasts, StoreResult, TraceStore};
+
+#[async_trait]
+impl TraceStore for SqliteStore {
+    async fn withdrawn_and_traced_among(
+        &self,
+        broadcast_ids: &[BroadcastId],
+    ) -> StoreResult<ClaimedBroadcasts> {
+        let ids = serde_json::to_string(broadcast_ids).unwrap_or_else(|_| "[]".into());
+        let rows: Vec<BroadcastMarks> = sqlx::query_as(
+            "SELECT b.id, s.id AS newer, s.kind AS newer_kind, b.cancelled_at IS NOT NULL AS cancelled,
+                    COALESCE(b.cancelled_by, '') AS cancelled_by, COALESCE(b.cancel_reason, '') AS cancel_reason,
+                    b.traceparent
+             FROM broadcasts b LEFT JOIN status_changes s ON s.id = b.superseded_by
+             WHERE b.id IN (SELECT value FROM json_each($1))
+               AND (b.superseded_by IS NOT NULL OR b.cancelled_at IS NOT NULL OR b.traceparent IS NOT NULL)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ClaimedBroadcasts::from_rows(rows))
+    }
+}
