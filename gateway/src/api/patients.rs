@@ -10,12 +10,13 @@ use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::patients::{parse_batch, PatientInput, MAX_BATCH};
 use crate::store::AuditEntry;
 
 /// A batch of patients.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientBatch {
     patients: Vec<PatientInput>,
@@ -23,6 +24,14 @@ pub struct PatientBatch {
 
 /// `POST /practices/{ods}/patients`: good items are stored, bad ones listed with reasons.
 /// If every item is bad, nothing is stored and the answer is 422.
+#[utoipa::path(post, path = "/practices/{ods}/patients", operation_id = "upsert_patients", tag = "patients",
+    params(shapes::OdsPath),
+    request_body(content = PatientBatch, example = json!({ "patients": [{
+        "nhs_number": "943 476 5919", "given_name": "Ann", "family_name": "Jones",
+        "contacts": [{ "channel": "sms", "address": "07700 900123" },
+                     { "channel": "email", "address": "ann@example.com" }]
+    }] })),
+    responses((status = 200, description = "Counts, and every item refused with its reasons", body = shapes::PatientUpsertResult)))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,6 +88,9 @@ pub async fn upsert(
 }
 
 /// `GET /practices/{ods}/patients/{nhs}`: one patient with contacts and opt-outs.
+#[utoipa::path(get, path = "/practices/{ods}/patients/{nhs}", operation_id = "show_patient", tag = "patients",
+    params(shapes::PatientPath),
+    responses((status = 200, description = "The patient with every contact", body = crate::store::PatientView)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,

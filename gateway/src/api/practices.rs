@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::domain::{
     Channel, ChannelOrder, EmailAddress, Invalid, OdsCode, PhoneNumber, SmsSender,
 };
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::schedule::PracticeZone;
 use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
@@ -21,7 +22,7 @@ use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
 const MAX_DISPLAY_NAME: usize = 100;
 
 /// A practice to add.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePractice {
     ods_code: String,
@@ -49,7 +50,7 @@ pub struct CreatePractice {
 
 /// A change to who a practice's messages are from. A field left out stays as it is; `null`
 /// or `""` clears it (back to the provider's sender, the practice's name, no Reply-To).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeSenders {
     #[serde(default, deserialize_with = "present")]
@@ -70,7 +71,7 @@ where
 }
 
 /// A practice as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PracticeView {
     ods_code: String,
     name: String,
@@ -238,6 +239,12 @@ impl ChangeSenders {
 }
 
 /// `POST /practices` (admin): adds a practice.
+#[utoipa::path(post, path = "/practices", operation_id = "create_practice", tag = "practices",
+    request_body(content = CreatePractice, example = json!({
+        "ods_code": "A81001", "name": "Riverside Surgery", "phone": "020 7946 0000",
+        "website": "https://riverside.example.com", "sms_sender": "RIVERSIDE"
+    })),
+    responses((status = 201, description = "The practice as stored", body = PracticeView)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -264,6 +271,8 @@ pub async fn create(
 }
 
 /// `GET /practices`: every practice the caller may see.
+#[utoipa::path(get, path = "/practices", operation_id = "list_practices", tag = "practices",
+    responses((status = 200, description = "The practices the key may see", body = shapes::PracticeList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -280,6 +289,9 @@ pub async fn list(
 }
 
 /// `GET /practices/{ods}`.
+#[utoipa::path(get, path = "/practices/{ods}", operation_id = "show_practice", tag = "practices",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "The practice", body = PracticeView)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -291,6 +303,10 @@ pub async fn show(
 
 /// `PATCH /practices/{ods}` (admin or the practice's own key): changes who the practice's
 /// messages are from: `sms_sender`, `email_display_name` and `email` (where replies go).
+#[utoipa::path(patch, path = "/practices/{ods}", operation_id = "change_practice_senders", tag = "practices",
+    params(shapes::OdsPath),
+    request_body(content = ChangeSenders, example = json!({ "sms_sender": "OAK SURGERY", "email": null })),
+    responses((status = 200, description = "The practice as it now is", body = PracticeView)))]
 pub async fn change_senders(
     State(state): State<AppState>,
     caller: Caller,

@@ -170,7 +170,7 @@ pub struct Completion {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Row id.
     pub id: MessageId,
@@ -214,7 +214,7 @@ pub struct MessageView {
 }
 
 /// One recorded attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// Which try.
     pub attempt_no: i32,
