@@ -168,10 +168,12 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_groups, console_schedule,
+        api_docs, console, console_approval, console_cancel, console_groups, console_schedule,
         console_templates, console_users, push, status_page,
     };
     Router::new()
+        .route("/api/docs", get(api_docs::page))
+        .route("/static/api-docs.css", get(api_docs::stylesheet))
         .route("/console", get(console::home))
         .route(
             "/console/signin",
