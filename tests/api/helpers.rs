@@ -17,6 +17,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
+use crate::conformance;
 use crate::scratch;
 
 /// Which database a test runs against.
@@ -375,6 +376,16 @@ mod stalling {
     }
 }
 
+/// The answer's `Content-Type`, or "" without one.
+fn content_type_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A response: status and JSON body (Null if none).
 pub struct Reply {
     pub status: StatusCode,
@@ -397,7 +408,7 @@ impl TestApp {
     ) -> Reply {
         let mut request = self
             .client
-            .request(method, format!("{}{path}", self.address));
+            .request(method.clone(), format!("{}{path}", self.address));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -406,12 +417,14 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status();
+        let content_type = content_type_of(&response);
         let text = response.text().await.expect("body");
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
+        conformance::check(&method, path, status, &content_type, &body);
         Reply { status, body }
     }
 
@@ -437,8 +450,10 @@ impl TestApp {
         }
         let response = request.send().await.expect("request");
         let status = response.status();
+        let content_type = content_type_of(&response);
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        conformance::check(&Method::POST, path, status, &content_type, &body);
         Reply { status, body }
     }
 

@@ -11,6 +11,7 @@ mod background_planning;
 mod broadcasts;
 mod browser;
 mod cancel;
+mod conformance;
 mod console;
 mod console_approval;
 mod crash;

@@ -13,6 +13,7 @@ use super::caller::Caller;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
 use crate::domain::Invalid;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::appointments::change::{
     post_appointment_change, AppointmentChangeRequest, ChangeError,
@@ -22,7 +23,7 @@ use crate::intake::appointments::{
 };
 
 /// A batch of appointments.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentBatch {
     appointments: Vec<AppointmentInput>,
@@ -31,6 +32,13 @@ pub struct AppointmentBatch {
 /// `POST /practices/{ods}/appointments`: upserts by external reference; bad rows (and rows
 /// for patients the practice does not have) are listed with reasons, good ones stored. If
 /// every row is bad, nothing is stored and the answer is 422.
+#[utoipa::path(post, path = "/practices/{ods}/appointments", operation_id = "upsert_appointments", tag = "appointments",
+    params(shapes::OdsPath),
+    request_body(content = AppointmentBatch, example = json!({ "appointments": [{
+        "nhs_number": "9434765919", "external_ref": "APT-1001", "starts_at": "2026-12-07 10:30",
+        "clinician": "Dr Patel", "location": "Room 3", "mode": "in_person"
+    }] })),
+    responses((status = 200, description = "Counts, and every row refused with its reasons", body = ImportSummary)))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,6 +75,11 @@ pub async fn upsert(
 /// `import.max_upload_bytes`, spooled to a temporary file and never held whole), with
 /// rejected rows named by their spreadsheet row. A file over `import.max_rows` rows is
 /// refused (413) before anything is written.
+#[utoipa::path(post, path = "/practices/{ods}/appointments/import", operation_id = "import_appointments", tag = "appointments",
+    params(shapes::OdsPath),
+    request_body(content = String, content_type = "text/csv",
+        example = "nhs_number,external_ref,starts_at,clinician,location,mode\n9434765919,APT-1001,2026-12-07 10:30,Dr Patel,Room 3,in_person\n"),
+    responses((status = 200, description = "Counts, and every row refused with its spreadsheet row", body = ImportSummary)))]
 pub async fn import_csv(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +124,9 @@ fn rejections(summary: &ImportSummary) -> Vec<Invalid> {
 }
 
 /// `GET /practices/{ods}/appointments/{external_ref}`: one appointment as it stands.
+#[utoipa::path(get, path = "/practices/{ods}/appointments/{external_ref}", operation_id = "show_appointment", tag = "appointments",
+    params(shapes::AppointmentPath),
+    responses((status = 200, description = "The appointment as it stands", body = crate::store::Appointment)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,6 +145,13 @@ pub async fn show(
 /// queues one urgent message to the patient; answers 201 with the change, the appointment
 /// as it now stands and the message (`null` if the patient cannot be reached). A retry
 /// with the same `Idempotency-Key` gets the same change and sends nothing.
+#[utoipa::path(post, path = "/practices/{ods}/appointments/{external_ref}/changes", operation_id = "change_appointment", tag = "appointments",
+    params(shapes::AppointmentPath, shapes::IdempotencyHeader),
+    request_body(content = AppointmentChangeRequest, example = json!({
+        "kind": "moved", "starts_at": "2026-12-08 09:15", "reason": "Dr Patel is unwell"
+    })),
+    responses((status = 201, description = "The change, the appointment and the message to the patient", body = shapes::AppointmentChangeAnswer),
+        (status = 409, description = "`appointment_cancelled`, `appointment_busy` or `idempotency_key_reused`", body = shapes::ErrorBody)))]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,12 +11,14 @@ use super::caller::Caller;
 use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::domain::Invalid;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::store::{AuditFilter, KeyScope};
 
 /// The filters of an audit read; every one given must hold.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only entries about this practice (its ODS code). A practice's key reads its own
     /// whether or not it names it; a federation's key must name one of its practices.
@@ -48,6 +50,9 @@ const MAX_FILTER_LEN: usize = 200;
 
 /// `GET /audit?practice=&actor=&action=&from=&until=&before=&limit=`: entries newest first;
 /// pass the returned `next_before` as `before` for the next page (`null` on the last).
+#[utoipa::path(get, path = "/audit", operation_id = "list_audit_entries", tag = "access",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of audit entries, newest first", body = shapes::AuditListAnswer)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,12 +17,13 @@ use crate::domain::{
     BroadcastId, Channel, Invalid, MessageId, MessageState, PracticeId, Priority, StatusAudience,
     StatusChangeId, StatusKind,
 };
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::cancel::{cancel_broadcast, CancelRequest};
 use crate::store::{Broadcast, BroadcastCancel, BroadcastPage, BroadcastState, Held, MessageView};
 
 /// A broadcast's progress.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BroadcastView {
     id: BroadcastId,
     practice: String,
@@ -46,7 +47,7 @@ pub struct BroadcastView {
 /// are those cancelled (by the cancel, or before it by a newer status change) and
 /// `already_gone` those sent or delivered (before the cancel, or in flight as it came), so
 /// with the failed, suppressed and any still sending they add up to `total`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CancelView {
     at: DateTime<Utc>,
     by: String,
@@ -69,7 +70,7 @@ impl CancelView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StatusChangeView {
     id: StatusChangeId,
     kind: StatusKind,
@@ -112,7 +113,7 @@ impl StatusChangeView {
 
 /// A broadcast in a practice's list: its status change and where it stands, without the
 /// message counts (`GET /broadcasts/{id}` has those).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BroadcastSummary {
     id: BroadcastId,
     state: BroadcastState,
@@ -144,8 +145,9 @@ impl From<Broadcast> for BroadcastSummary {
 }
 
 /// Paging through a practice's broadcasts, newest first.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BroadcastListQuery {
     /// Only broadcasts older than this one: the previous page's `next_before`.
     #[serde(default)]
@@ -161,6 +163,9 @@ pub struct BroadcastListQuery {
 /// `GET /practices/{ods}/broadcasts?before=&state=&limit=`: the practice's status changes
 /// with their broadcasts, newest first; pass the returned `next_before` as `before` for the
 /// next page (`null` on the last).
+#[utoipa::path(get, path = "/practices/{ods}/broadcasts", operation_id = "list_practice_broadcasts", tag = "broadcasts",
+    params(shapes::OdsPath, BroadcastListQuery),
+    responses((status = 200, description = "A page of the practice's broadcasts, newest first", body = shapes::BroadcastListAnswer)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,6 +265,9 @@ async fn visible_broadcast(
 }
 
 /// `GET /broadcasts/{id}`.
+#[utoipa::path(get, path = "/broadcasts/{id}", operation_id = "show_broadcast", tag = "broadcasts",
+    params(shapes::IdPath),
+    responses((status = 200, description = "Progress by state and channel", body = BroadcastView)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -272,6 +280,10 @@ pub async fn show(
 /// `POST /broadcasts/{id}/cancel` with `{ "reason": "..." }`: stops the broadcast (see
 /// `intake::cancel`) and answers 200 with its progress view, the cancel included. Calling
 /// it again answers 200 with the same view: the first cancel (who, when, why) stands.
+#[utoipa::path(post, path = "/broadcasts/{id}/cancel", operation_id = "cancel_broadcast", tag = "broadcasts",
+    params(shapes::IdPath),
+    request_body(content = CancelRequest, example = json!({ "reason": "Posted by mistake" })),
+    responses((status = 200, description = "The progress view with the cancel", body = BroadcastView)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -292,19 +304,26 @@ pub async fn cancel(
 }
 
 /// Paging through a broadcast's messages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MessagePage {
+    /// The `next_after` of the previous page.
     #[serde(default)]
     after: Option<MessageId>,
+    /// Messages per page, 1 to 1000 (default 100).
     #[serde(default)]
     limit: Option<i64>,
+    /// Only messages in this state (`queued`, `sent`, `failed`, ...).
     #[serde(default)]
     state: Option<String>,
 }
 
 /// `GET /broadcasts/{id}/messages?after=&limit=&state=`: messages in id order; pass the
 /// returned `next_after` as `after` for the next page.
+#[utoipa::path(get, path = "/broadcasts/{id}/messages", operation_id = "list_broadcast_messages", tag = "broadcasts",
+    params(shapes::IdPath, MessagePage),
+    responses((status = 200, description = "A page of messages in id order", body = shapes::MessagePageAnswer)))]
 pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
@@ -341,6 +360,9 @@ pub async fn messages(
 }
 
 /// `GET /messages/{id}`: one message with every attempt.
+#[utoipa::path(get, path = "/messages/{id}", operation_id = "show_message", tag = "broadcasts",
+    params(shapes::IdPath),
+    responses((status = 200, description = "The message with every attempt", body = shapes::MessageDetail)))]
 pub async fn message(
     State(state): State<AppState>,
     caller: Caller,

@@ -15,6 +15,7 @@ use super::caller::Caller;
 use super::extract::{path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::{FederationId, Invalid, OdsCode, PracticeId};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::store::{AuditEntry, Federation, KeyScope, MAX_FEDERATION_PRACTICES};
 
@@ -24,7 +25,7 @@ const MAX_NAME_CHARS: usize = 100;
 const MAX_LABEL_CHARS: usize = 200;
 
 /// `POST /federations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFederation {
     /// Its name, unique.
@@ -35,7 +36,7 @@ pub struct CreateFederation {
 }
 
 /// `PUT /federations/{id}/practices`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceMembers {
     /// The member practices from now on, by ODS code.
@@ -43,7 +44,7 @@ pub struct ReplaceMembers {
 }
 
 /// `POST /federations/{id}/keys`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFederationKey {
     /// A note saying whose key it is.
@@ -52,7 +53,7 @@ pub struct NewFederationKey {
 }
 
 /// A federation as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FederationView {
     /// Its id.
     pub id: FederationId,
@@ -139,6 +140,10 @@ async fn audit(
 
 /// `POST /federations` (admin): creates a federation with its member practices; 409 if
 /// the name is taken.
+#[utoipa::path(post, path = "/federations", operation_id = "create_federation", tag = "access",
+    request_body(content = CreateFederation, example = json!({ "name": "North Riverside PCN", "practices": ["A81001", "A81002"] })),
+    responses((status = 201, description = "The federation", body = FederationView),
+        (status = 409, description = "`already_exists`: the name is taken", body = shapes::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,6 +175,8 @@ pub async fn create(
 }
 
 /// `GET /federations` (admin): every federation with its members.
+#[utoipa::path(get, path = "/federations", operation_id = "list_federations", tag = "access",
+    responses((status = 200, description = "Every federation with its members", body = shapes::FederationList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +191,10 @@ pub async fn list(
 
 /// `PUT /federations/{id}/practices` (admin): replaces its member practices. Its keys and
 /// users see the new set from their next request.
+#[utoipa::path(put, path = "/federations/{id}/practices", operation_id = "replace_federation_members", tag = "access",
+    params(shapes::IdPath),
+    request_body(content = ReplaceMembers, example = json!({ "practices": ["A81001"] })),
+    responses((status = 200, description = "The federation with its new members", body = FederationView)))]
 pub async fn replace_members(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,6 +225,10 @@ pub async fn replace_members(
 
 /// `POST /federations/{id}/keys` (admin): issues an API key scoped to the federation and
 /// answers 201 with it, the only time it is shown.
+#[utoipa::path(post, path = "/federations/{id}/keys", operation_id = "issue_federation_key", tag = "access",
+    params(shapes::IdPath),
+    request_body(content = NewFederationKey, example = json!({ "label": "PCN duty manager" })),
+    responses((status = 201, description = "The key, shown only this once", body = shapes::FederationKey)))]
 pub async fn issue_key(
     State(state): State<AppState>,
     caller: Caller,

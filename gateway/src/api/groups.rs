@@ -11,6 +11,7 @@ use super::caller::Caller;
 use super::extract::{idempotency_key, path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::StatusGroupId;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::cancel::CancelRequest;
 use crate::intake::group_progress::{group_progress, GroupProgress};
@@ -34,6 +35,15 @@ impl From<GroupError> for ApiError {
 /// progress while the rest of each list is planned (200 and `Idempotent-Replayed: true`
 /// for a replayed `Idempotency-Key`). A federation's key reaches only its members: a list
 /// naming any other practice is 404 for the whole group, and nothing is sent.
+#[utoipa::path(post, path = "/status-groups", operation_id = "post_status_group", tag = "broadcasts",
+    params(shapes::IdempotencyHeader),
+    request_body(content = GroupRequest, example = json!({
+        "status_change": { "kind": "systems_down", "headline": "Our clinical system is down" },
+        "tag": "emis-web"
+    })),
+    responses((status = 201, description = "The group's progress", body = GroupProgress),
+        (status = 200, description = "A replayed `Idempotency-Key`: the group's progress", body = GroupProgress),
+        (status = 409, description = "`idempotency_key_reused`", body = shapes::ErrorBody)))]
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
@@ -59,6 +69,9 @@ pub async fn post(
 
 /// `GET /status-groups/{id}`: the group's progress; an administrator sees every part, a
 /// federation its members' and a practice its own (404 if it has none).
+#[utoipa::path(get, path = "/status-groups/{id}", operation_id = "show_status_group", tag = "broadcasts",
+    params(shapes::IdPath),
+    responses((status = 200, description = "The group's progress, cut to the parts the caller may see", body = GroupProgress)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -72,6 +85,10 @@ pub async fn show(
 /// group the caller may see (each member broadcast cancelled as `POST /broadcasts/{id}/
 /// cancel` does, and members not yet posted never are), and answers 200 with the group's
 /// progress. Calling it again answers the same: the first stop (who, when, why) stands.
+#[utoipa::path(post, path = "/status-groups/{id}/cancel", operation_id = "cancel_status_group", tag = "broadcasts",
+    params(shapes::IdPath),
+    request_body(content = CancelRequest, example = json!({ "reason": "Posted to the wrong practices" })),
+    responses((status = 200, description = "The group's progress, stopped", body = GroupProgress)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

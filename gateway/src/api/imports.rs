@@ -21,6 +21,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::caller::Caller;
 use super::extract::ApiQuery;
 use crate::app::AppState;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::import::counts_json;
 use crate::intake::import::{
@@ -29,8 +30,9 @@ use crate::intake::import::{
 use crate::store::AuditEntry;
 
 /// The query of an import.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// `merge` (the default: add and update) or `replace` (the list becomes the file).
     #[serde(default)]
@@ -81,6 +83,17 @@ impl ImportQuery {
 }
 
 /// `POST /practices/{ods}/patients/import` with `Content-Type: text/csv`.
+#[utoipa::path(post, path = "/practices/{ods}/patients/import", operation_id = "import_patients", tag = "patients",
+    params(shapes::OdsPath, ImportQuery),
+    request_body(content = String, content_type = "text/csv",
+        description = "The patient list: a header row, then one patient per row",
+        example = "nhs_number,given_name,family_name,mobile,email\n9434765919,Ann,Jones,07700 900123,ann@example.com\n"),
+    responses(
+        (status = 200, description = "The import's report", content(
+            (crate::intake::import::ImportReport = "application/json"),
+            (String = "text/csv"))),
+        (status = 422, description = "`import_rejected`: all-or-nothing refused the file (`details` is the report), or `invalid_file`", body = shapes::ErrorBody),
+        (status = 415, description = "Not sent as `text/csv` (UTF-8)", body = shapes::ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,

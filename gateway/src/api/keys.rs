@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::keys::LIST_LIMIT as KEY_LIMIT;
 use crate::auth::users::LIST_LIMIT as USER_LIMIT;
 use crate::domain::{ApiKeyId, FederationId, Invalid, OdsCode, PracticeId, UserId};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::store::{role_of, ApiKeySummary, KeyScope, UserSummary};
 
@@ -22,7 +23,7 @@ const MAX_LABEL_CHARS: usize = 200;
 
 /// `POST /keys`: a practice's key (`practice`), a federation's (`federation`, its id) or,
 /// with neither, an administrator's.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// A note saying whose key it is.
@@ -39,7 +40,7 @@ pub struct NewKey {
 }
 
 /// Who a key or user acts for, as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ScopeView {
     /// `admin`, `practice` or `federation`.
     pub role: &'static str,
@@ -61,7 +62,7 @@ impl From<KeyScope> for ScopeView {
 }
 
 /// A key as the API lists it: never its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     /// Row id, for revoking and rotating.
     pub id: ApiKeyId,
@@ -97,7 +98,7 @@ impl From<ApiKeySummary> for KeyView {
 }
 
 /// A console user as the API lists them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// Row id, for disabling.
     pub id: UserId,
@@ -124,6 +125,8 @@ impl From<UserSummary> for UserView {
 }
 
 /// `GET /keys`: every key, newest first (at most 1,000).
+#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "access",
+    responses((status = 200, description = "Every key, newest first, never its secret", body = Vec<KeyView>)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,6 +137,9 @@ pub async fn list(
 }
 
 /// `POST /keys`: issues a key; its secret is in this answer and nowhere else.
+#[utoipa::path(post, path = "/keys", operation_id = "create_key", tag = "access",
+    request_body(content = NewKey, example = json!({ "label": "Riverside reception", "practice": "A81001" })),
+    responses((status = 201, description = "The key, shown only this once", body = shapes::IssuedKey)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,6 +209,9 @@ pub async fn create(
 }
 
 /// `POST /keys/{id}/revoke`: the key is refused by every instance from its next request.
+#[utoipa::path(post, path = "/keys/{id}/revoke", operation_id = "revoke_key", tag = "access",
+    params(shapes::IdPath),
+    responses((status = 200, description = "The key, revoked", body = KeyView)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +227,9 @@ pub async fn revoke(
 
 /// `POST /keys/{id}/rotate`: a new key with the same scope, label and expiry (its secret
 /// shown only in this answer); the old one is revoked.
+#[utoipa::path(post, path = "/keys/{id}/rotate", operation_id = "rotate_key", tag = "access",
+    params(shapes::IdPath),
+    responses((status = 201, description = "The new key, shown only this once; the old one is revoked", body = shapes::RotatedKey)))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -250,6 +262,8 @@ async fn shown_key(state: &AppState, id: ApiKeyId, raw: &str) -> Result<Json<Key
 }
 
 /// `GET /users`: every console user, by name (at most 1,000).
+#[utoipa::path(get, path = "/users", operation_id = "list_users", tag = "access",
+    responses((status = 200, description = "Every console user, by name", body = Vec<UserView>)))]
 pub async fn users(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,6 +274,9 @@ pub async fn users(
 }
 
 /// `POST /users/{id}/disable`: they can no longer sign in, and their sessions end at once.
+#[utoipa::path(post, path = "/users/{id}/disable", operation_id = "disable_user", tag = "access",
+    params(shapes::IdPath),
+    responses((status = 200, description = "The user, disabled", body = UserView)))]
 pub async fn disable_user(
     State(state): State<AppState>,
     caller: Caller,

@@ -11,12 +11,13 @@ use super::caller::Caller;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::patients::{parse_batch, PatientInput, MAX_BATCH};
 use crate::store::{AuditEntry, PatientPage};
 
 /// A batch of patients.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientBatch {
     patients: Vec<PatientInput>,
@@ -24,6 +25,14 @@ pub struct PatientBatch {
 
 /// `POST /practices/{ods}/patients`: good items are stored, bad ones listed with reasons.
 /// If every item is bad, nothing is stored and the answer is 422.
+#[utoipa::path(post, path = "/practices/{ods}/patients", operation_id = "upsert_patients", tag = "patients",
+    params(shapes::OdsPath),
+    request_body(content = PatientBatch, example = json!({ "patients": [{
+        "nhs_number": "943 476 5919", "given_name": "Ann", "family_name": "Jones",
+        "contacts": [{ "channel": "sms", "address": "07700 900123" },
+                     { "channel": "email", "address": "ann@example.com" }]
+    }] })),
+    responses((status = 200, description = "Counts, and every item refused with its reasons", body = shapes::PatientUpsertResult)))]
 pub async fn upsert(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,6 +89,9 @@ pub async fn upsert(
 }
 
 /// `GET /practices/{ods}/patients/{nhs}`: one patient with contacts and opt-outs.
+#[utoipa::path(get, path = "/practices/{ods}/patients/{nhs}", operation_id = "show_patient", tag = "patients",
+    params(shapes::PatientPath),
+    responses((status = 200, description = "The patient with every contact", body = crate::store::PatientView)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,8 +109,9 @@ pub async fn show(
 }
 
 /// Paging through a practice's patients.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PatientListQuery {
     /// Only NHS numbers after this one: the previous page's `next_after`.
     #[serde(default)]
@@ -114,6 +127,9 @@ pub struct PatientListQuery {
 /// `GET /practices/{ods}/patients?after=&active=&limit=`: patients with every contact, in
 /// NHS number order; pass the returned `next_after` as `after` for the next page (`null` on
 /// the last). Erased patients are not listed.
+#[utoipa::path(get, path = "/practices/{ods}/patients", operation_id = "list_patients", tag = "patients",
+    params(shapes::OdsPath, PatientListQuery),
+    responses((status = 200, description = "A page of patients in NHS number order", body = shapes::PatientListAnswer)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,6 +181,9 @@ async fn patient_path(
 
 /// `POST /practices/{ods}/patients/{nhs}/deactivate`: the patient gets no more broadcasts
 /// (an upsert with `"active": true` brings them back). Answers the patient as now stored.
+#[utoipa::path(post, path = "/practices/{ods}/patients/{nhs}/deactivate", operation_id = "deactivate_patient", tag = "patients",
+    params(shapes::PatientPath),
+    responses((status = 200, description = "The patient as now stored", body = crate::store::PatientView)))]
 pub async fn deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,6 +220,9 @@ pub async fn deactivate(
 /// wording and errors blanked and the queued ones cancelled, and their row keeps nothing of
 /// them; broadcast counts and the audit trail stay right. The erasure is audited, without
 /// the NHS number. Answers what was removed; a second call answers 404.
+#[utoipa::path(delete, path = "/practices/{ods}/patients/{nhs}", operation_id = "erase_patient", tag = "patients",
+    params(shapes::PatientPath),
+    responses((status = 200, description = "What the erasure removed", body = shapes::ErasureAnswer)))]
 pub async fn erase(
     State(state): State<AppState>,
     caller: Caller,

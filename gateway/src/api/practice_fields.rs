@@ -15,7 +15,7 @@ const MAX_WEBSITE: usize = 200;
 
 /// A practice's quiet hours as the API shows and takes them: local `HH:MM` times in the
 /// practice's timezone; equal times mean none.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHoursBody {
     /// When bulk SMS and push start waiting, e.g. `21:00`.

@@ -13,11 +13,12 @@ use super::extract::ApiJson;
 use super::practice_fields::{present, FieldReader, QuietHoursBody};
 use crate::app::AppState;
 use crate::domain::{Channel, Invalid, OdsCode};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
 
 /// A practice to add.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePractice {
     ods_code: String,
@@ -49,7 +50,7 @@ pub struct CreatePractice {
 /// A change to a practice. A field left out stays as it is; for the optional ones `null`
 /// or `""` clears it (no phone or website; the provider's sender; the practice's name as
 /// the email display name; no Reply-To; the gateway's quiet hours).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePractice {
     #[serde(default)]
@@ -76,7 +77,7 @@ pub struct ChangePractice {
 }
 
 /// A practice as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PracticeView {
     ods_code: String,
     name: String,
@@ -201,6 +202,12 @@ impl ChangePractice {
 }
 
 /// `POST /practices` (admin): adds a practice.
+#[utoipa::path(post, path = "/practices", operation_id = "create_practice", tag = "practices",
+    request_body(content = CreatePractice, example = json!({
+        "ods_code": "A81001", "name": "Riverside Surgery", "phone": "020 7946 0000",
+        "website": "https://riverside.example.com", "sms_sender": "RIVERSIDE"
+    })),
+    responses((status = 201, description = "The practice as stored", body = PracticeView)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -227,6 +234,8 @@ pub async fn create(
 }
 
 /// `GET /practices`: every practice the caller may see.
+#[utoipa::path(get, path = "/practices", operation_id = "list_practices", tag = "practices",
+    responses((status = 200, description = "The practices the key may see", body = shapes::PracticeList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -243,6 +252,9 @@ pub async fn list(
 }
 
 /// `GET /practices/{ods}`.
+#[utoipa::path(get, path = "/practices/{ods}", operation_id = "show_practice", tag = "practices",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "The practice", body = PracticeView)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -255,6 +267,13 @@ pub async fn show(
 /// `PATCH /practices/{ods}` (admin or the practice's own key): changes the practice's
 /// details (see [`ChangePractice`]); answers the practice as now stored. The ODS code never
 /// changes.
+#[utoipa::path(patch, path = "/practices/{ods}", operation_id = "change_practice", tag = "practices",
+    params(shapes::OdsPath),
+    request_body(content = ChangePractice, example = json!({
+        "name": "Riverside Surgery", "sms_sender": "RIVERSIDE", "email": null,
+        "quiet_hours": { "start": "21:00", "end": "08:00" }
+    })),
+    responses((status = 200, description = "The practice as it now is", body = PracticeView)))]
 pub async fn change(
     State(state): State<AppState>,
     caller: Caller,

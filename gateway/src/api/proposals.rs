@@ -14,6 +14,7 @@ use super::caller::Caller;
 use super::extract::{path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::{BroadcastId, ProposalId};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::approval::rules::{self, settings_view, ApprovalRules};
 use crate::intake::approval::{ApprovalError, Approvals, Decision, Person};
@@ -23,7 +24,7 @@ use crate::store::{Proposal, ProposalOrigin, ProposalState};
 const LIST_LIMIT: u32 = 200;
 
 /// A proposal as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProposalView {
     id: ProposalId,
     state: ProposalState,
@@ -86,6 +87,9 @@ impl From<ApprovalError> for ApiError {
 }
 
 /// `GET /practices/{ods}/proposals`: pending proposals first, then the newest (at most 200).
+#[utoipa::path(get, path = "/practices/{ods}/proposals", operation_id = "list_proposals", tag = "approvals",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "Waiting proposals first, then the newest (at most 200)", body = shapes::ProposalList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,6 +102,9 @@ pub async fn list(
 }
 
 /// `GET /practices/{ods}/proposals/{id}`: one proposal, with what it would send now.
+#[utoipa::path(get, path = "/practices/{ods}/proposals/{id}", operation_id = "show_proposal", tag = "approvals",
+    params(shapes::OdsIdPath),
+    responses((status = 200, description = "The proposal and, while it waits, what it would send", body = shapes::ProposalDetail)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,6 +133,13 @@ pub async fn show(
 /// `POST /practices/{ods}/proposals/{id}/approve`: 200 with the broadcast when posted; 202
 /// when the two-person rule waits for someone else's approval; 409 if it was decided,
 /// expired, or this caller gave the first approval.
+#[utoipa::path(post, path = "/practices/{ods}/proposals/{id}/approve", operation_id = "approve_proposal", tag = "approvals",
+    params(shapes::OdsIdPath),
+    responses((status = 200, description = "Approved and posted", body = shapes::ProposalDecision,
+            example = json!({ "state": "approved", "broadcast_id": 12 })),
+        (status = 202, description = "Waiting for a second approver", body = shapes::ProposalDecision,
+            example = json!({ "state": "proposed", "waiting_for": "a second approver" })),
+        (status = 409, description = "`proposal_decided` or `second_approver_needed`", body = shapes::ErrorBody)))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -150,6 +164,11 @@ pub async fn approve(
 }
 
 /// `POST /practices/{ods}/proposals/{id}/dismiss`: 200, or 409 if it was decided already.
+#[utoipa::path(post, path = "/practices/{ods}/proposals/{id}/dismiss", operation_id = "dismiss_proposal", tag = "approvals",
+    params(shapes::OdsIdPath),
+    responses((status = 200, description = "Dismissed", body = shapes::ProposalDecision,
+            example = json!({ "state": "dismissed" })),
+        (status = 409, description = "`proposal_decided`", body = shapes::ErrorBody)))]
 pub async fn dismiss(
     State(state): State<AppState>,
     caller: Caller,
@@ -165,6 +184,9 @@ pub async fn dismiss(
 }
 
 /// `GET /practices/{ods}/approval`: the practice's approval rules and tags.
+#[utoipa::path(get, path = "/practices/{ods}/approval", operation_id = "show_approval_rules", tag = "approvals",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "The practice's approval rules and tags", body = shapes::ApprovalSettingsView)))]
 pub async fn settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,6 +198,12 @@ pub async fn settings(
 }
 
 /// `PUT /practices/{ods}/approval`: replaces the practice's approval rules and tags.
+#[utoipa::path(put, path = "/practices/{ods}/approval", operation_id = "save_approval_rules", tag = "approvals",
+    params(shapes::OdsPath),
+    request_body(content = ApprovalRules, example = json!({
+        "staff_pin": "4821", "second_approval_above": 5000, "auto_post_sources": [], "tags": ["emis-web"]
+    })),
+    responses((status = 200, description = "The rules as saved", body = shapes::ApprovalSettingsView)))]
 pub async fn save_settings(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,11 +12,19 @@ use super::caller::Caller;
 use super::extract::ApiJson;
 use crate::app::AppState;
 use crate::domain::NhsNumber;
+use crate::http::openapi::shapes;
 use crate::http::push_subscription::{parse_subscription, SubscriptionInput};
 use crate::http::ApiError;
 use crate::intake::invite::{send_invite, SendInviteError};
 
 /// Stores the subscription for the patient; 201 with the contact's id.
+#[utoipa::path(post, path = "/practices/{ods}/patients/{nhs}/push-subscriptions", operation_id = "register_push_subscription", tag = "push",
+    params(shapes::PatientPath),
+    request_body(content = SubscriptionInput, example = json!({
+        "endpoint": "https://fcm.googleapis.com/fcm/send/abc123",
+        "keys": { "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM", "auth": "tBHItJI5svbpez7KI4CCXg" }
+    })),
+    responses((status = 201, description = "The new push contact", body = shapes::PushSubscribed)))]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -42,6 +50,10 @@ pub async fn register(
 
 /// `POST /practices/{ods}/patients/{nhs}/push-invite`: texts or emails the patient a
 /// link to the sign-up page. 201 `{channel, expires_at, queued}`.
+#[utoipa::path(post, path = "/practices/{ods}/patients/{nhs}/push-invite", operation_id = "send_push_invite", tag = "push",
+    params(shapes::PatientPath),
+    responses((status = 201, description = "The invitation, queued", body = shapes::PushInvited),
+        (status = 409, description = "`push_not_configured` or `invite_secret_missing`", body = shapes::ErrorBody)))]
 pub async fn invite(
     State(state): State<AppState>,
     caller: Caller,

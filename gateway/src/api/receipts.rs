@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::domain::{ContactId, PhoneNumber};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
@@ -132,6 +133,11 @@ async fn settle(
 }
 
 /// `POST /receipts/twilio`: Twilio's StatusCallback (form fields `MessageSid`, `MessageStatus`).
+#[utoipa::path(post, path = "/receipts/twilio", operation_id = "twilio_receipt", tag = "callbacks",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the URL and form")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        example = "MessageSid=SM123&MessageStatus=delivered"),
+    responses((status = 200, description = "The message the receipt settled", body = shapes::ReceiptAnswer)))]
 pub async fn twilio(
     State(state): State<AppState>,
     uri: OriginalUri,
@@ -158,13 +164,17 @@ pub async fn twilio(
 }
 
 /// A GOV.UK Notify delivery receipt.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NotifyReceipt {
     id: String,
     status: String,
 }
 
 /// `POST /receipts/notify`: Notify's callback, authenticated by the bearer token set at Notify.
+#[utoipa::path(post, path = "/receipts/notify", operation_id = "notify_receipt", tag = "callbacks",
+    params(("Authorization" = String, Header, description = "`Bearer` and the callback token set at GOV.UK Notify")),
+    request_body(content = NotifyReceipt, example = json!({ "id": "740e5834-3a29-46b4-9a6f-16142fde533a", "status": "delivered" })),
+    responses((status = 200, description = "The message the receipt settled", body = shapes::ReceiptAnswer)))]
 pub async fn notify(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -196,7 +206,7 @@ pub async fn notify(
 }
 
 /// A `webhook` gateway's delivery receipt.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct WebhookReceipt {
     reference: String,
     status: String,
@@ -206,6 +216,10 @@ pub struct WebhookReceipt {
 
 /// `POST /receipts/webhook`: `{ reference, status: delivered|failed, reason? }`, signed like
 /// outgoing webhook requests (`X-Gateway-Signature: sha256=<hex HMAC of the body>`).
+#[utoipa::path(post, path = "/receipts/webhook", operation_id = "webhook_receipt", tag = "callbacks",
+    params(("X-Gateway-Signature" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the body")),
+    request_body(content = WebhookReceipt, example = json!({ "reference": "gw-81", "status": "failed", "reason": "unknown number" })),
+    responses((status = 200, description = "The message the receipt settled", body = shapes::ReceiptAnswer)))]
 pub async fn webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -239,6 +253,11 @@ pub async fn webhook(
 /// STOP and friends opt the number out at every practice that has it (each practice's audit
 /// trail records it); START opts it back in at the same practices. Answers with empty TwiML
 /// (no auto-reply: answers to staff are sent as texts of their own).
+#[utoipa::path(post, path = "/inbound/sms/twilio", operation_id = "twilio_inbound_sms", tag = "callbacks",
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the URL and form")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        example = "From=%2B447700900123&To=%2B447700900999&Body=STOP&MessageSid=SM1"),
+    responses((status = 200, description = "Empty TwiML: nothing is texted back", body = String, content_type = "text/xml")))]
 pub async fn inbound_twilio(
     State(state): State<AppState>,
     uri: OriginalUri,

@@ -13,6 +13,7 @@ use super::caller::Caller;
 use super::extract::{path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::{BroadcastId, ScheduledNoticeId};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::scheduled::recurrence::{Event, Plan};
 use crate::intake::scheduled::{plan_of, EditRequest, NoticeRequest, ScheduleError};
@@ -26,7 +27,7 @@ const LIST_LIMIT: i64 = 200;
 const OCCURRENCES_SHOWN: i64 = 20;
 
 /// An instant in UTC and in the practice's local time.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct When {
     /// In UTC.
     pub utc: DateTime<Utc>,
@@ -47,7 +48,7 @@ impl When {
 }
 
 /// A past occurrence as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OccurrenceView {
     /// `start` (the notice's status change) or `end` (`restored`).
     event: Event,
@@ -60,7 +61,7 @@ pub struct OccurrenceView {
 }
 
 /// A notice as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NoticeView {
     /// Its id.
     pub id: ScheduledNoticeId,
@@ -167,6 +168,9 @@ impl From<ScheduleError> for ApiError {
 }
 
 /// `GET /practices/{ods}/scheduled-notices`: active notices first, then the newest.
+#[utoipa::path(get, path = "/practices/{ods}/scheduled-notices", operation_id = "list_scheduled_notices", tag = "scheduling",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "Active notices first, then the newest", body = shapes::NoticeList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,6 +185,13 @@ pub async fn list(
 }
 
 /// `POST /practices/{ods}/scheduled-notices`: 201 with the notice and its first occurrence.
+#[utoipa::path(post, path = "/practices/{ods}/scheduled-notices", operation_id = "create_scheduled_notice", tag = "scheduling",
+    params(shapes::OdsPath),
+    request_body(content = NoticeRequest, example = json!({
+        "status": { "kind": "closed", "headline": "Closed for staff training" },
+        "recurrence": { "weekly": { "days": ["wed"], "at": "13:00" } }, "ends_at": "17:00"
+    })),
+    responses((status = 201, description = "The notice with its next occurrence", body = shapes::NoticeAnswer)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,6 +211,9 @@ pub async fn create(
 }
 
 /// `GET /practices/{ods}/scheduled-notices/{id}`.
+#[utoipa::path(get, path = "/practices/{ods}/scheduled-notices/{id}", operation_id = "show_scheduled_notice", tag = "scheduling",
+    params(shapes::OdsIdPath),
+    responses((status = 200, description = "The notice", body = shapes::NoticeAnswer)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +232,11 @@ pub async fn show(
 
 /// `PATCH /practices/{ods}/scheduled-notices/{id}`: a new status change and/or timing,
 /// given the revision it was read at (409 `revision_mismatch` if it moved).
+#[utoipa::path(patch, path = "/practices/{ods}/scheduled-notices/{id}", operation_id = "edit_scheduled_notice", tag = "scheduling",
+    params(shapes::OdsIdPath),
+    request_body(content = EditRequest, example = json!({ "revision": 1, "send_at": "2026-12-24T12:00:00Z" })),
+    responses((status = 200, description = "The notice as changed", body = shapes::NoticeAnswer),
+        (status = 409, description = "`revision_mismatch` or `notice_not_active`", body = shapes::ErrorBody)))]
 pub async fn edit(
     State(state): State<AppState>,
     caller: Caller,
@@ -236,6 +255,10 @@ pub async fn edit(
 
 /// `POST /practices/{ods}/scheduled-notices/{id}/cancel`: no further occurrence is posted.
 /// Cancelling again answers the same; a finished notice is 409 `notice_not_active`.
+#[utoipa::path(post, path = "/practices/{ods}/scheduled-notices/{id}/cancel", operation_id = "cancel_scheduled_notice", tag = "scheduling",
+    params(shapes::OdsIdPath),
+    responses((status = 200, description = "The notice, cancelled", body = shapes::NoticeAnswer),
+        (status = 409, description = "`notice_not_active`: it is finished", body = shapes::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,12 +12,13 @@ use super::caller::Caller;
 use super::extract::{path_id, ApiJson};
 use crate::app::AppState;
 use crate::domain::StaffNumberId;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::staff::numbers::{self, RegisterError, RegisterStaff};
 use crate::store::{StaffNumber, StaffRole};
 
 /// A staff number as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StaffView {
     id: StaffNumberId,
     name: String,
@@ -42,6 +43,11 @@ impl From<&StaffNumber> for StaffView {
 
 /// `POST /practices/{ods}/staff`: registers a staff number; 201 with it, 409 if the
 /// practice already has this number.
+#[utoipa::path(post, path = "/practices/{ods}/staff", operation_id = "register_staff_number", tag = "approvals",
+    params(shapes::OdsPath),
+    request_body(content = RegisterStaff, example = json!({ "name": "Dr Ann Jones", "phone": "07700 900456", "role": "approve" })),
+    responses((status = 201, description = "The staff number", body = StaffView),
+        (status = 409, description = "`staff_number_exists`", body = shapes::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,6 +66,9 @@ pub async fn register(
 }
 
 /// `GET /practices/{ods}/staff`: the practice's staff numbers, in the order registered.
+#[utoipa::path(get, path = "/practices/{ods}/staff", operation_id = "list_staff_numbers", tag = "approvals",
+    params(shapes::OdsPath),
+    responses((status = 200, description = "The practice's staff numbers, in the order registered", body = shapes::StaffList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,6 +87,9 @@ pub async fn list(
 
 /// `DELETE /practices/{ods}/staff/{id}`: removes the number; 204, or 404 if the practice
 /// has no staff number with that id.
+#[utoipa::path(delete, path = "/practices/{ods}/staff/{id}", operation_id = "remove_staff_number", tag = "approvals",
+    params(shapes::OdsIdPath),
+    responses((status = 204, description = "Removed")))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,

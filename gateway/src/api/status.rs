@@ -9,11 +9,20 @@ use super::broadcasts::BroadcastView;
 use super::caller::Caller;
 use super::extract::{idempotency_key, ApiJson};
 use crate::app::AppState;
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::intake::status::{post_status_change, StatusChangeRequest};
 
 /// Records the change, fans it out and answers 201 with the broadcast and its planned
 /// counts. A retry with the same `Idempotency-Key` gets the same broadcast and starts nothing.
+#[utoipa::path(post, path = "/practices/{ods}/status", operation_id = "post_status_change", tag = "broadcasts",
+    params(shapes::OdsPath, shapes::IdempotencyHeader),
+    request_body(content = StatusChangeRequest, example = json!({
+        "kind": "closed", "headline": "The surgery is closed this afternoon",
+        "details": "Call 111 for urgent help.", "ends_at": "2026-12-04T18:00:00Z"
+    })),
+    responses((status = 201, description = "The broadcast and its messages planned so far (`Idempotent-Replayed: true` on a replay)", body = BroadcastView),
+        (status = 409, description = "`idempotency_key_reused`: the key came with another body", body = shapes::ErrorBody)))]
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,

@@ -12,6 +12,7 @@ use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::auth::Unnamed;
 use crate::domain::{Channel, Language};
+use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::render::catalogue::{sample_json, variables, KEYS};
 use crate::render::editor::{self, EditError, TemplateRef};
@@ -37,15 +38,20 @@ impl From<EditError> for ApiError {
 }
 
 /// Which language and whose template: `?language=cy&practice=A81001`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Which {
+    /// `en` (the default) or `cy`.
     #[serde(default)]
     language: Option<String>,
+    /// A practice's ODS code, for its own wording; without it, the standard wording.
     #[serde(default)]
     practice: Option<String>,
+    /// For a diff: the older version.
     #[serde(default)]
     from: Option<i32>,
+    /// For a diff: the newer version.
     #[serde(default)]
     to: Option<i32>,
 }
@@ -86,6 +92,8 @@ async fn resolve(
 }
 
 /// `GET /templates`: every key with its variables, and the versions in use.
+#[utoipa::path(get, path = "/templates", operation_id = "list_templates", tag = "templates",
+    responses((status = 200, description = "Every key with its variables, and the versions in use", body = shapes::TemplateList)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let current = state.store.current_templates().await?;
     let visible: Vec<_> = current
@@ -107,6 +115,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 }
 
 /// `GET /templates/{key}/{channel}`: the version in use for this practice (or globally).
+#[utoipa::path(get, path = "/templates/{key}/{channel}", operation_id = "show_template", tag = "templates",
+    params(shapes::TemplatePath, Which),
+    responses((status = 200, description = "The wording in use", body = shapes::TemplateShown)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,6 +158,9 @@ pub async fn show(
 }
 
 /// `GET /templates/{key}/{channel}/versions`: every version, newest first.
+#[utoipa::path(get, path = "/templates/{key}/{channel}/versions", operation_id = "list_template_versions", tag = "templates",
+    params(shapes::TemplatePath, Which),
+    responses((status = 200, description = "Every version, newest first", body = shapes::TemplateVersions)))]
 pub async fn versions(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,6 +182,9 @@ pub async fn versions(
 }
 
 /// `GET /templates/{key}/{channel}/diff?from=&to=`: what changed between two versions.
+#[utoipa::path(get, path = "/templates/{key}/{channel}/diff", operation_id = "diff_template_versions", tag = "templates",
+    params(shapes::TemplatePath, Which),
+    responses((status = 200, description = "Each changed part as a unified diff", body = crate::render::editor::VersionDiff)))]
 pub async fn diff(
     State(state): State<AppState>,
     caller: Caller,
@@ -195,7 +212,7 @@ pub async fn diff(
 }
 
 /// A new version as the editor sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveRequest {
     #[serde(default)]
@@ -209,6 +226,13 @@ pub struct SaveRequest {
 }
 
 /// `PUT /templates/{key}/{channel}`: checks and saves a new version.
+#[utoipa::path(put, path = "/templates/{key}/{channel}", operation_id = "save_template", tag = "templates",
+    params(shapes::TemplatePath),
+    request_body(content = SaveRequest, example = json!({
+        "practice": "A81001", "body": "{{ practice.name }}: {{ status.headline }}", "note": "shorter"
+    })),
+    responses((status = 201, description = "The new version, with warnings and the SMS cost", body = crate::render::editor::Saved),
+        (status = 422, description = "`invalid_template` (each problem's part, line, column and reason) or `template_too_slow`", body = shapes::ErrorBody)))]
 pub async fn save(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,7 +263,7 @@ pub async fn save(
 }
 
 /// Which version to go back to.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     version: i32,
@@ -250,6 +274,10 @@ pub struct RollbackRequest {
 }
 
 /// `POST /templates/{key}/{channel}/rollback`: saves an old version as the newest.
+#[utoipa::path(post, path = "/templates/{key}/{channel}/rollback", operation_id = "rollback_template", tag = "templates",
+    params(shapes::TemplatePath),
+    request_body(content = RollbackRequest, example = json!({ "version": 2, "practice": "A81001" })),
+    responses((status = 201, description = "The old version, saved as the newest", body = crate::render::editor::Saved)))]
 pub async fn rollback(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,7 +307,7 @@ pub async fn rollback(
 }
 
 /// What to preview.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     key: String,
@@ -298,6 +326,9 @@ pub struct PreviewRequest {
 
 /// `POST /templates/preview`: the wording and SMS cost of a draft or a saved template and,
 /// for a practice's status broadcast, who would get it on which channel.
+#[utoipa::path(post, path = "/templates/preview", operation_id = "preview_template", tag = "templates",
+    request_body(content = PreviewRequest, example = json!({ "key": "status.closed", "channel": "sms", "practice": "A81001" })),
+    responses((status = 200, description = "The wording and its SMS cost; for a practice's status message, who would get it", body = shapes::TemplatePreviewAnswer)))]
 pub async fn preview(
     State(state): State<AppState>,
     caller: Caller,

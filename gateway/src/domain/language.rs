@@ -8,7 +8,19 @@ use serde::{Deserialize, Serialize};
 use super::Invalid;
 
 /// A message language, by its ISO 639-1 code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Language {
     /// English (`en`), every template's base.
     #[serde(rename = "en")]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Invalid;
 
 /// Where a message is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageState {
     /// Waiting in the outbox for its `next_attempt_at`.
@@ -76,7 +76,19 @@ impl fmt::Display for MessageState {
 }
 
 /// How soon a message must go. Stored as a number so that claiming can sort on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// One patient's own news (an appointment change): never waits behind a broadcast.

@@ -39,7 +39,7 @@ pub use sms_sender::{SmsSender, SmsSenderError, MAX_SENDER_ID, MIN_SENDER_ID};
 pub use status::{StatusAudience, StatusKind};
 
 /// Why a value was rejected: which field, and a reason a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, utoipa::ToSchema)]
 #[error("{field}: {reason}")]
 pub struct Invalid {
     /// The field that was wrong, as the client named it (e.g. `contacts[0].address`).

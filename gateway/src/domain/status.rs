@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Invalid, Language};
 
 /// What happened at the practice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusKind {
     /// The practice is closed.
@@ -91,7 +91,9 @@ impl fmt::Display for StatusKind {
 }
 
 /// Who a status change is for, when it names an affected period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusAudience {
     /// Every patient gets the general notice.

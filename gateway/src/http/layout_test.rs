@@ -195,9 +195,9 @@ fn routes_are_declared_only_in_http_and_api_and_web_stay_apart() {
 /// A route as `http/` declares it: its path and each method with its handler
 /// (`module::function`, `crate::` dropped; `None` for an inline closure).
 #[derive(Debug, PartialEq)]
-struct Declared {
-    path: String,
-    handlers: Vec<(String, Option<String>)>,
+pub(super) struct Declared {
+    pub(super) path: String,
+    pub(super) handlers: Vec<(String, Option<String>)>,
 }
 
 /// The text from an opening parenthesis at `open` to its match, without either.
@@ -219,7 +219,7 @@ fn inside_parentheses(text: &str, open: usize) -> &str {
 }
 
 /// Every `.route(...)` in a file, with rustfmt's line breaks undone.
-fn declared_routes(text: &str) -> Vec<Declared> {
+pub(super) fn declared_routes(text: &str) -> Vec<Declared> {
     let flat: String = code_lines(text)
         .iter()
         .map(|(_, line)| line.trim())

@@ -5,6 +5,8 @@
 
 /// The API's error type and its JSON body, also spoken by the pages' JSON calls.
 pub mod error;
+/// The API's OpenAPI 3.1 document, built from the handlers' annotations, and its route.
+pub mod openapi;
 /// `/healthz`, `/readyz` and `/metrics`: served by every instance, whatever its role.
 mod ops;
 /// A browser's push subscription as its script sends it, checked before it is stored.
@@ -59,6 +61,7 @@ fn api_routes() -> Router<AppState> {
         proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
+        .route("/openapi.json", get(openapi::document_json))
         .route("/practices", post(practices::create).get(practices::list))
         .route(
             "/practices/{ods}",
@@ -177,10 +180,12 @@ fn api_routes() -> Router<AppState> {
 /// The pages: the admin console, the patients' push sign-up pages and their static files.
 fn page_routes() -> Router<AppState> {
     use crate::web::{
-        console, console_approval, console_cancel, console_groups, console_schedule,
+        api_docs, console, console_approval, console_cancel, console_groups, console_schedule,
         console_templates, console_users, push, status_page,
     };
     Router::new()
+        .route("/api/docs", get(api_docs::page))
+        .route("/static/api-docs.css", get(api_docs::stylesheet))
         .route("/console", get(console::home))
         .route(
             "/console/signin",

@@ -9,7 +9,7 @@ use crate::domain::{EndpointRules, Invalid, PushEndpoint};
 use crate::store::PushSubscription;
 
 /// A subscription as `PushSubscription.toJSON()` gives it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SubscriptionInput {
     endpoint: String,
     keys: KeysInput,
@@ -19,7 +19,7 @@ pub struct SubscriptionInput {
 }
 
 /// The subscription's keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysInput {
     p256dh: String,

@@ -15,7 +15,7 @@ use crate::store::{AuditEntry, Broadcast, CancelOutcome, StoreError};
 const MAX_REASON_CHARS: usize = 300;
 
 /// A cancel as a client posts it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// Why, in a few words (1 to 300 characters); kept on the broadcast and in the audit log.

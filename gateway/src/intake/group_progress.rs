@@ -17,7 +17,7 @@ use crate::domain::{BroadcastId, MessageState, StatusGroupId};
 use crate::store::{GroupMember, Store, StoreError};
 
 /// A group's progress, as [`group_progress`] builds it for one viewer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupProgress {
     /// The group.
     pub id: StatusGroupId,
@@ -49,7 +49,7 @@ pub struct GroupProgress {
 }
 
 /// One practice's part of a group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupPart {
     /// Its ODS code.
     pub practice: String,
@@ -75,7 +75,7 @@ pub struct GroupPart {
 }
 
 /// Who stopped a part, when and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartStop {
     /// When.
     pub at: DateTime<Utc>,

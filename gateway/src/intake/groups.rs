@@ -35,7 +35,7 @@ const POSTING_AT_ONCE: usize = 8;
 pub const HEAD_START_PATIENTS: usize = 200;
 
 /// A group status change as a client posts it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupRequest {
     /// The status change every practice gets (as `POST /practices/{ods}/status` takes it).

@@ -12,7 +12,7 @@ use crate::store::{ContactUpsert, PatientUpsert};
 pub const MAX_BATCH: usize = 10_000;
 
 /// A patient as a client sends it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatientInput {
     /// NHS number, spaces allowed.
@@ -38,7 +38,7 @@ pub struct PatientInput {
 }
 
 /// A contact as a client sends it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactInput {
     /// `sms` or `email`.
@@ -51,7 +51,7 @@ pub struct ContactInput {
 }
 
 /// A rejected item of a batch, with every reason found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RejectedPatient {
     /// Position in the batch, from 0.
     pub index: usize,

@@ -16,7 +16,7 @@ use crate::store::{
 use crate::telemetry::traces::Propagation;
 
 /// A status change as a client posts it.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusChangeRequest {
     /// `closed`, `phones_down`, `systems_down`, `restored` or `custom`.

@@ -11,7 +11,7 @@ use crate::domain::{Channel, Language};
 use crate::schedule::PracticeZone;
 
 /// One variable a template may use.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Variable {
     /// Its path, such as `practice.name`.
     pub name: &'static str,

@@ -65,7 +65,7 @@ impl TemplateRef {
 }
 
 /// A saved version with what the check found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Saved {
     /// The new version.
     pub template: TemplateVersion,
@@ -231,7 +231,7 @@ where
 }
 
 /// The difference between two versions, part by part, as unified diffs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionDiff {
     /// Older version.
     pub from: i32,
@@ -242,7 +242,7 @@ pub struct VersionDiff {
 }
 
 /// How one part changed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartDiff {
     /// `subject`, `body`, `html` or `link`.
     pub part: &'static str,
@@ -285,7 +285,8 @@ where
 }
 
 /// What a template says with some data, and what it costs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TemplatePreview)]
 pub struct Preview {
     /// Email subject or push title.
     pub subject: Option<String>,

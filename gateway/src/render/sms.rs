@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 /// How an SMS is encoded on the air.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// The GSM 03.38 7-bit default alphabet, with its extension table.
@@ -52,7 +52,7 @@ impl Encoding {
 }
 
 /// What one SMS text costs and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SmsCost {
     /// The encoding the text will be sent in.
     pub encoding: Encoding,
@@ -70,7 +70,7 @@ pub struct SmsCost {
 }
 
 /// A character outside the GSM-7 alphabet, and what to write instead if anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ucs2Character {
     /// The character (serialised as a one-character string).
     pub character: char,

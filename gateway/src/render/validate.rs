@@ -46,7 +46,7 @@ impl Default for Limits {
 }
 
 /// The parts of one template as an editor sends them.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Draft {
     /// Email subject or push title.
@@ -63,7 +63,7 @@ pub struct Draft {
 }
 
 /// What kind of problem stops a save.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// Tera cannot parse it.
@@ -84,7 +84,7 @@ pub enum ProblemKind {
 }
 
 /// One reason a draft cannot be saved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Which part: `subject`, `body`, `html` or `link`.
     pub part: &'static str,
@@ -99,7 +99,7 @@ pub struct Problem {
 }
 
 /// Something worth knowing that does not stop a save.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Warning {
     /// Which part.
     pub part: &'static str,

@@ -32,7 +32,7 @@ pub struct AppointmentUpsert {
 }
 
 /// What an appointment is: when, with whom, where and how. A change has one before and after.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AppointmentDetails {
     /// When it starts.
     pub starts_at: DateTime<Utc>,
@@ -45,7 +45,7 @@ pub struct AppointmentDetails {
 }
 
 /// A stored appointment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Appointment {
     /// Row id.
     #[serde(skip)]
@@ -94,7 +94,7 @@ pub struct NewAppointmentChange {
 }
 
 /// A recorded change to one appointment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AppointmentChange {
     /// Row id.
     pub id: AppointmentChangeId,

@@ -8,7 +8,7 @@ use crate::domain::BroadcastId;
 
 /// Where a broadcast stands. A person's cancel outranks a failure, which outranks being
 /// superseded: each names why its unsent messages will not go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BroadcastState {
     /// Its patients are still being planned into messages.

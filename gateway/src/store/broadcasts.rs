@@ -117,7 +117,7 @@ pub struct Broadcast {
 }
 
 /// A person's stop of a broadcast: its unsent messages are cancelled and no more are planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BroadcastCancel {
     /// When.
     pub at: DateTime<Utc>,

@@ -174,7 +174,7 @@ pub struct Completion {
 }
 
 /// A message as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Row id.
     pub id: MessageId,
@@ -221,16 +221,17 @@ pub struct MessageView {
 }
 
 /// A queued message kept back on purpose.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Held {
     /// Why: `quiet_hours`.
+    #[schema(value_type = String, example = "quiet_hours")]
     pub reason: &'static str,
     /// When it may go.
     pub until: DateTime<Utc>,
 }
 
 /// One recorded attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// Which try.
     pub attempt_no: i32,

@@ -95,7 +95,7 @@ where
 }
 
 /// What erasing a patient removed or blanked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErasureSummary {
     /// Contacts deleted (phone numbers, email addresses, push subscriptions).
     pub contacts_removed: u64,

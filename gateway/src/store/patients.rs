@@ -79,7 +79,7 @@ pub struct FanoutContact {
 }
 
 /// A patient with every contact, for reading back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PatientView {
     /// NHS number.
     pub nhs_number: String,
@@ -98,7 +98,7 @@ pub struct PatientView {
 }
 
 /// A contact with its opt-out state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContactView {
     /// Channel.
     pub channel: String,

@@ -12,7 +12,7 @@ use super::StoreResult;
 use crate::domain::{BroadcastId, Invalid, PracticeId, ProposalId, StaffNumberId};
 
 /// Where a proposal stands. Only `Proposed` moves, and only once, to one of the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProposalState {
     /// Waiting for approval (or for a second approval).
@@ -68,7 +68,7 @@ impl fmt::Display for ProposalState {
 }
 
 /// Who or what proposed a status change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProposalOrigin {
     /// A registered staff member's text command.
@@ -104,7 +104,7 @@ impl FromStr for ProposalOrigin {
 
 /// Which incident a proposal from a status source answers: its start (`down`) or its end
 /// (`restored`). One proposal per practice and phase of an incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IncidentRef {
     /// The source's configured name.
     pub source: String,

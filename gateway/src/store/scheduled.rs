@@ -12,7 +12,7 @@ use super::StoreResult;
 use crate::domain::{BroadcastId, PracticeId, ScheduledNoticeId};
 
 /// Where a notice is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeState {
     /// Occurrences are still to come.
@@ -94,7 +94,7 @@ pub struct ScheduledNotice {
 }
 
 /// What became of a claimed occurrence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OccurrenceState {
     /// Claimed; its status change is being posted (or the instance stopped meanwhile).

@@ -11,7 +11,7 @@ use super::StoreResult;
 use crate::domain::{Invalid, PhoneNumber, PracticeId, StaffNumberId};
 
 /// What a registered staff member may do by text message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StaffRole {
     /// May post a status change (confirmed with the code sent back).

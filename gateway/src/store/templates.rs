@@ -8,7 +8,7 @@ use super::StoreResult;
 use crate::domain::{Channel, Language, PracticeId, TemplateVersionId};
 
 /// One saved version of a message template.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TemplateVersion {
     /// Row id.
     pub id: TemplateVersionId,

@@ -2,6 +2,8 @@
 //! sign-up pages (`/p/{ods}/notifications`). Server-rendered with Tera, little JavaScript.
 //! Their routes are declared in `http`.
 
+/// `/api/docs`: the API's reference, rendered from its OpenAPI document.
+pub(crate) mod api_docs;
 /// The client a request comes from, through a trusted proxy if one is configured.
 pub mod client_address;
 /// The console's pages: sign-in, practices, status changes, broadcasts and the audit log.

@@ -14,6 +14,10 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../../templates/web/base.html"),
     ),
     (
+        "api/docs.html",
+        include_str!("../../../templates/web/api/docs.html"),
+    ),
+    (
         "console/users.html",
         include_str!("../../../templates/web/console/users.html"),
     ),

@@ -43,7 +43,7 @@ pub struct AppointmentChanges {
 }
 
 /// A change as a client posts it. Only the fields its kind takes may be given.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentChangeRequest {
     /// `cancelled`, `moved`, `changed_to_phone` or `changed_clinician`.

@@ -26,7 +26,7 @@ pub const MAX_BATCH: usize = 10_000;
 const MAX_TEXT: usize = 200;
 
 /// An appointment as a client or a CSV row gives it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentInput {
     /// The patient's NHS number, spaces allowed.
@@ -50,7 +50,7 @@ pub struct AppointmentInput {
 }
 
 /// A row that was not imported, with every reason found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RejectedAppointment {
     /// Position in the batch (or among the file's data rows), from 0.
     pub index: usize,
@@ -64,7 +64,7 @@ pub struct RejectedAppointment {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportSummary {
     /// Data rows read (empty rows not counted).
     pub rows: u64,

@@ -11,7 +11,8 @@ use crate::fanout::Audience;
 use crate::render::sms;
 
 /// A status change's reach and wording, as previewed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ApprovalPreview)]
 pub struct Preview {
     /// The SMS patients will get (English, or Welsh and English for a bilingual practice).
     pub sms_text: String,

@@ -15,7 +15,7 @@ const MAX_TAGS: usize = 50;
 
 /// A practice's approval rules as the API takes them. The PIN is write-only: `null` removes
 /// it, leaving it out keeps it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRules {
     /// 4 to 8 digits; `null` removes the PIN, leaving it out keeps it.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// One problem with one row. A row may have several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowError {
     /// The row as a spreadsheet numbers it (the header is row 1).
     pub row: u64,
@@ -15,7 +15,7 @@ pub struct RowError {
 }
 
 /// The outcome of an import.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// The run's id.
     pub import_id: i64,

@@ -30,7 +30,7 @@ use crate::store::{
 
 /// A notice as a client creates it: the status change and either `send_at` or a
 /// `recurrence`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoticeRequest {
     /// The status change, exactly as `POST .../status` takes it.
@@ -48,7 +48,7 @@ pub struct NoticeRequest {
 }
 
 /// A change to a notice: the revision it was read at, and what to replace.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditRequest {
     /// The notice's `revision` as the client read it; another change since is a conflict.
@@ -68,7 +68,7 @@ pub struct EditRequest {
 }
 
 /// `{ "weekly": {...} }` or `{ "dates": [...], "at": "08:00" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecurrenceRequest {
     /// Every week on some days.
@@ -83,7 +83,7 @@ pub struct RecurrenceRequest {
 }
 
 /// `{ "days": ["wed"], "at": "13:00", "until": "2027-06-30" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeeklyRequest {
     /// Day names: `mon` or `monday`, any case.

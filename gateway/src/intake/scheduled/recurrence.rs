@@ -49,7 +49,7 @@ pub enum Plan {
 }
 
 /// What an occurrence does (a start sorts before an end at the same instant).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// Posts the notice's status change.

@@ -15,7 +15,7 @@ use crate::store::{
 const MAX_NAME_CHARS: usize = 100;
 
 /// A staff number to register, as a client or the console's form sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterStaff {
     /// The staff member's name.
