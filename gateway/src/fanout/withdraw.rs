@@ -23,6 +23,13 @@ const CANCEL_PAGE: i64 = 1_000;
 static CANCELLING: LazyLock<Mutex<HashSet<(usize, BroadcastId)>>> =
     LazyLock::new(|| Mutex::new(HashSet::new()));
 
+/// How many withdrawals run at once in this process: one. Withdrawing is cleanup (dispatch
+/// already refuses to send a superseded broadcast's messages), and each running withdrawal
+/// holds a database connection. The full-size national benchmark's superseding storms
+/// started 600 at once, which took every connection of the API's pool from the status
+/// POSTs that caused them (answers p50 8.8 to 15 s).
+static WITHDRAWING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Marks the practice's broadcasts before `broadcast` superseded by it, in the store, and
 /// returns them with the reason their unsent messages are cancelled with (nothing if a newer
 /// change has superseded `broadcast` itself: then the newer one did this). The record of a
@@ -72,8 +79,9 @@ pub async fn cancel_unsent(
     Ok(cancelled)
 }
 
-/// Runs [`cancel_unsent`] as its own task, so that neither a status POST nor the newer
-/// broadcast's fan-out waits for a large list to be withdrawn. A failure is logged; dispatch
+/// Runs [`cancel_unsent`] as its own task, one at a time per process ([`WITHDRAWING`]), so
+/// that neither a status POST nor the newer broadcast's fan-out waits for a large list to be
+/// withdrawn. A failure is logged; dispatch
 /// withdraws what it leaves (see [`cancel_unsent`]).
 pub fn cancel_unsent_in_background(
     store: Arc<dyn Store>,
@@ -93,6 +101,8 @@ pub fn cancel_unsent_in_background(
         return;
     }
     tokio::spawn(async move {
+        // The semaphore is never closed; were it, the withdrawal would run unqueued.
+        let _turn = WITHDRAWING.acquire().await.ok();
         let outcome = cancel_unsent(store.as_ref(), &broadcasts, &reason).await;
         {
             let mut cancelling = CANCELLING.lock().unwrap_or_else(|e| e.into_inner());
