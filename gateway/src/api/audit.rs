@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::Caller;
-use super::extract::ApiQuery;
+use super::extract::{next_cursor, page_limit, ApiQuery};
 use crate::app::AppState;
 use crate::domain::Invalid;
 use crate::http::openapi::shapes;
@@ -58,11 +58,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
     let mut errors = Vec::new();
-    if !(1..=500).contains(&limit) {
-        errors.push(Invalid::new("limit", "must be from 1 to 500"));
-    }
+    let limit = page_limit(query.limit, 100, 500, &mut errors);
     for (field, value) in [("actor", &query.actor), ("action", &query.action)] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_FILTER_LEN) {
             errors.push(Invalid::new(
@@ -101,9 +98,7 @@ pub async fn list(
         limit,
     };
     let entries = state.store.audit_page(&filter).await?;
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
+    let next_before = next_cursor(&entries, limit, |e| e.id);
     // Details are stored as JSON text: shown as JSON, or as the text if it does not parse.
     let entries: Vec<Value> = entries
         .into_iter()

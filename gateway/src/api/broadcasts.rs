@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::caller::Caller;
-use super::extract::{path_id, ApiJson, ApiQuery};
+use super::extract::{next_cursor, page_limit, path_id, ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{
     BroadcastId, Channel, Invalid, MessageId, MessageState, PracticeId, Priority, StatusAudience,
@@ -173,11 +173,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<BroadcastListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let limit = query.limit.unwrap_or(50);
     let mut errors = Vec::new();
-    if !(1..=200).contains(&limit) {
-        errors.push(Invalid::new("limit", "must be from 1 to 200"));
-    }
+    let limit = page_limit(query.limit, 50, 200, &mut errors);
     let filter = query
         .state
         .as_deref()
@@ -195,9 +192,7 @@ pub async fn list(
         limit,
     };
     let broadcasts = state.store.broadcasts_page(practice.id, &page).await?;
-    let next_before = (broadcasts.len() as i64 == limit)
-        .then(|| broadcasts.last().map(|b| b.id))
-        .flatten();
+    let next_before = next_cursor(&broadcasts, limit, |b| b.id);
     let broadcasts: Vec<BroadcastSummary> = broadcasts.into_iter().map(Into::into).collect();
     Ok(Json(
         json!({ "broadcasts": broadcasts, "next_before": next_before }),
@@ -331,12 +326,10 @@ pub async fn messages(
     ApiQuery(page): ApiQuery<MessagePage>,
 ) -> Result<Json<Value>, ApiError> {
     let id = visible_broadcast(&state, &caller, &id).await?;
-    let limit = page.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::Validation(vec![Invalid::new(
-            "limit",
-            "must be from 1 to 1000",
-        )]));
+    let mut errors = Vec::new();
+    let limit = page_limit(page.limit, 100, 1000, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
     }
     let filter = page
         .state
@@ -351,9 +344,7 @@ pub async fn messages(
     if let Some(first) = messages.first() {
         mark_held(&state, first.practice_id, &mut messages).await?;
     }
-    let next_after = (messages.len() as i64 == limit)
-        .then(|| messages.last().map(|m| m.id))
-        .flatten();
+    let next_after = next_cursor(&messages, limit, |m| m.id);
     Ok(Json(
         json!({ "messages": messages, "next_after": next_after }),
     ))

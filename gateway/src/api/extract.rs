@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
+use crate::domain::Invalid;
 use crate::http::ApiError;
 
 /// A JSON body; malformed JSON, unknown fields and oversized bodies become API errors.
@@ -62,6 +63,25 @@ pub fn idempotency_key(
             format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
         ))?;
     Ok(Some((caller.idempotency_scope(), key.to_string())))
+}
+
+/// A page size asked for in a query: `default` when not given, else from 1 to `max`; out of
+/// range, a refusal naming `limit` is added to `errors` (and `default` returned).
+pub fn page_limit(given: Option<i64>, default: i64, max: i64, errors: &mut Vec<Invalid>) -> i64 {
+    let limit = given.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        limit
+    } else {
+        errors.push(Invalid::new("limit", format!("must be from 1 to {max}")));
+        default
+    }
+}
+
+/// The cursor of the page after `items`: the last item's, if the page is full (a shorter
+/// page is the last).
+pub fn next_cursor<T, C>(items: &[T], limit: i64, cursor: impl Fn(&T) -> C) -> Option<C> {
+    let full = i64::try_from(items.len()).is_ok_and(|n| n == limit);
+    items.last().filter(|_| full).map(cursor)
 }
 
 /// Parses a numeric id from a path into the id of the row it names (`id`, such as
@@ -215,5 +235,30 @@ pub(crate) mod properties {
                 assert_clear_refusal(refusal)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_default_and_refuse_out_of_range() {
+        let mut errors = Vec::new();
+        assert_eq!(page_limit(None, 50, 200, &mut errors), 50);
+        assert_eq!(page_limit(Some(200), 50, 200, &mut errors), 200);
+        assert!(errors.is_empty());
+        page_limit(Some(0), 50, 200, &mut errors);
+        page_limit(Some(201), 50, 200, &mut errors);
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].field, "limit");
+        assert_eq!(errors[0].reason, "must be from 1 to 200");
+    }
+
+    #[test]
+    fn only_a_full_page_has_a_next_cursor() {
+        assert_eq!(next_cursor(&[1, 2, 3], 3, |n| n * 10), Some(30));
+        assert_eq!(next_cursor(&[1, 2], 3, |n| n * 10), None);
+        assert_eq!(next_cursor(&[] as &[i32], 3, |n| n * 10), None);
     }
 }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::Caller;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{next_cursor, page_limit, ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::domain::{Invalid, NhsNumber};
 use crate::http::openapi::shapes;
@@ -137,11 +137,8 @@ pub async fn list(
     ApiQuery(query): ApiQuery<PatientListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let limit = query.limit.unwrap_or(100);
     let mut errors = Vec::new();
-    if !(1..=1000).contains(&limit) {
-        errors.push(Invalid::new("limit", "must be from 1 to 1000"));
-    }
+    let limit = page_limit(query.limit, 100, 1000, &mut errors);
     let after = match query.after.as_deref().map(NhsNumber::parse).transpose() {
         Ok(after) => after.map(|n| n.as_str().to_string()),
         Err(e) => {
@@ -158,9 +155,7 @@ pub async fn list(
         limit,
     };
     let patients = state.store.patients_page(practice.id, &page).await?;
-    let next_after = (patients.len() as i64 == limit)
-        .then(|| patients.last().map(|p| p.nhs_number.clone()))
-        .flatten();
+    let next_after = next_cursor(&patients, limit, |p| p.nhs_number.clone());
     Ok(Json(
         json!({ "patients": patients, "next_after": next_after }),
     ))
