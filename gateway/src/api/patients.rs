@@ -97,14 +97,12 @@ pub async fn show(
     caller: Caller,
     Path((ods, nhs)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let practice = caller.practice(state.store.as_ref(), &ods).await?;
-    let not_found = || ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code));
-    let nhs_number = NhsNumber::parse(&nhs).map_err(|_| not_found())?;
+    let (practice, nhs_number) = patient_path(&state, &caller, &ods, &nhs).await?;
     let patient = state
         .store
         .patient(practice.id, nhs_number.as_str())
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| no_patient(&nhs, &practice))?;
     Ok(Json(json!(patient)))
 }
 
@@ -169,9 +167,13 @@ async fn patient_path(
     nhs: &str,
 ) -> Result<(crate::store::Practice, NhsNumber), ApiError> {
     let practice = caller.practice(state.store.as_ref(), ods).await?;
-    let nhs_number = NhsNumber::parse(nhs)
-        .map_err(|_| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
+    let nhs_number = NhsNumber::parse(nhs).map_err(|_| no_patient(nhs, &practice))?;
     Ok((practice, nhs_number))
+}
+
+/// The 404 for a patient the practice does not have (or an NHS number that cannot be one).
+fn no_patient(nhs: &str, practice: &crate::store::Practice) -> ApiError {
+    ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code))
 }
 
 /// `POST /practices/{ods}/patients/{nhs}/deactivate`: the patient gets no more broadcasts
@@ -185,7 +187,7 @@ pub async fn deactivate(
     Path((ods, nhs)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (practice, nhs_number) = patient_path(&state, &caller, &ods, &nhs).await?;
-    let not_found = || ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code));
+    let not_found = || no_patient(&nhs, &practice);
     let now = Utc::now();
     if !state
         .store
@@ -229,7 +231,7 @@ pub async fn erase(
         .store
         .erase_patient(practice.id, nhs_number.as_str(), now)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no patient {nhs} at {}", practice.ods_code)))?;
+        .ok_or_else(|| no_patient(&nhs, &practice))?;
     let entry = AuditEntry {
         actor: caller.actor.clone(),
         action: "patient.erased".into(),
