@@ -28,6 +28,7 @@ mod isolation_intake;
 mod isolation_push;
 mod isolation_render;
 mod isolation_uploads;
+mod logs;
 mod metrics;
 mod practice_senders;
 mod providers_e2e;
@@ -99,6 +100,7 @@ fn main() {
         access::a_disabled_user_is_refused_and_their_session_ends,
         access::the_command_line_lists_revokes_and_rotates_keys_and_disables_users,
         access::errors_carry_the_request_id_and_explain_401s,
+        logs::json_logs_parse_line_by_line_and_carry_the_clients_request_id,
         access::an_admin_disables_a_user_from_the_console_people_page,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,
