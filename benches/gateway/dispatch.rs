@@ -353,6 +353,7 @@ async fn limited_patients(bench: &Bench, count: u64) -> Result<u64, Box<dyn std:
                 next_attempt_at: None,
                 started_at: now,
                 finished_at: now,
+                fallback_due_at: None,
             })
             .collect();
         bench.store.complete_many("bench-trim", &done).await?;

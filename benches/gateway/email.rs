@@ -307,6 +307,7 @@ async fn sample_email(
                 next_attempt_at: None,
                 started_at: now,
                 finished_at: now,
+                fallback_due_at: None,
             })
             .collect();
         store.complete_many("bench-sample", &withdrawn).await?;

@@ -11,6 +11,7 @@ use crate::cluster::{Cluster, Role};
 use crate::config::Config;
 use crate::dispatch::{DispatchControl, Dispatcher};
 use crate::domain::{Channel, PhoneNumber};
+use crate::fallback::{FallbackPolicy, FollowUps};
 use crate::fanout::{Fanout, FanoutError};
 use crate::intake::appointments::change::AppointmentChanges;
 use crate::intake::approval::texts::StaffTexts;
@@ -193,6 +194,7 @@ impl AppState {
         .with_quiet_hours(self.config.quiet_hours(), self.clock.clone())
         .with_metrics(self.metrics.clone())
         .with_rerouting(self.fanout.clone())
+        .with_fallback(FallbackPolicy::from_config(&self.config.fallback))
         .with_propagation(self.propagation())
     }
 
@@ -263,6 +265,15 @@ impl AppState {
             wake: self.wake.clone(),
             propagation: self.propagation(),
         }
+    }
+
+    /// What following up messages not confirmed by their deadline takes.
+    pub fn follow_ups(&self) -> FollowUps {
+        FollowUps::new(
+            &self.config.fallback,
+            self.fanout.clone(),
+            self.appointment_changes(),
+        )
     }
 
     /// What sending push invitations takes (the link secret as the environment holds it now).
@@ -360,6 +371,12 @@ pub async fn serve_as(
             }
         })
     });
+    // Every dispatching instance follows up overdue messages: the store keeps each to one.
+    let following = dispatches.then(|| {
+        let follow_ups = state.follow_ups();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { follow_ups.run(shutdown).await })
+    });
     let router = if role.serves_api() {
         crate::http::router(state.clone())
     } else {
@@ -385,6 +402,9 @@ pub async fn serve_as(
     }
     if let Some(scheduling) = scheduling {
         let _ = scheduling.await;
+    }
+    if let Some(following) = following {
+        let _ = following.await;
     }
     if let Some(pollers) = pollers {
         // A poller finishes the reading it is delivering; one stuck longer is dropped.

@@ -24,6 +24,8 @@ pub mod config;
 pub mod dispatch;
 /// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.
 pub mod domain;
+/// Messages not confirmed delivered by their deadline, followed once on the next channel.
+pub mod fallback;
 /// One trigger into one outbox message per eligible patient, in batches.
 pub mod fanout;
 /// The one place routes are assembled: API, pages, ops routes, fallbacks and middleware.

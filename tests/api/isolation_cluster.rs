@@ -177,6 +177,7 @@ pub async fn a_lease_taken_over_before_the_send_is_not_sent(db: Db) {
                 next_attempt_at: None,
                 started_at: later,
                 finished_at: later,
+                fallback_due_at: None,
             },
         )
         .await

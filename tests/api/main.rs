@@ -18,6 +18,7 @@ mod crash;
 mod dispatch_control;
 mod errors;
 mod fair_share;
+mod fallback;
 mod federations;
 mod groups;
 mod helpers;
@@ -101,6 +102,9 @@ fn main() {
         access::the_command_line_lists_revokes_and_rotates_keys_and_disables_users,
         access::errors_carry_the_request_id_and_explain_401s,
         logs::json_logs_parse_line_by_line_and_carry_the_clients_request_id,
+        fallback::an_unconfirmed_urgent_text_is_followed_once_by_email,
+        fallback::an_unconfirmed_closure_text_falls_back_after_two_hours,
+        fallback::two_instances_and_a_restart_follow_up_exactly_once,
         access::an_admin_disables_a_user_from_the_console_people_page,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,

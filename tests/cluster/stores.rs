@@ -109,6 +109,7 @@ pub async fn retention_blanks_old_messages(base: Option<String>) {
             next_attempt_at: None,
             started_at: now,
             finished_at: now,
+            fallback_due_at: None,
         })
         .collect();
     store.complete_many("t", &done).await.unwrap();

@@ -10,6 +10,8 @@
 /// `[approval]`: codes, proposals and staff text commands.
 mod approval;
 mod delivery;
+/// `[fallback]`: deadlines for confirmed delivery, per message key.
+mod fallback;
 mod import;
 /// Secrets masked out of printed settings.
 pub mod mask;
@@ -31,6 +33,7 @@ pub use delivery::{
     DispatchConfig, FailoverConfig, FanoutConfig, LimitsConfig, PracticeDefaults, QuietHoursConfig,
     PEER_DELAY_CEILING,
 };
+pub use fallback::FallbackConfig;
 pub use import::{header_key, ColumnNames, ImportConfig, DEFAULT_MAX_ROW_BYTES};
 pub use providers::{ProviderConfig, ReceiptsConfig};
 pub use push::PushConfig;
@@ -119,6 +122,10 @@ pub struct Config {
     /// Supplier status pages and feeds the leader polls for incidents; none by default.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Deadlines by which messages must be confirmed delivered before another channel
+    /// carries them.
+    #[serde(default)]
+    pub fallback: FallbackConfig,
     /// The providers messages leave through, in order of preference per channel.
     pub providers: Vec<ProviderConfig>,
 }
@@ -285,6 +292,9 @@ impl Config {
             return invalid(&key, reason);
         }
         if let Err((key, reason)) = self.push.check() {
+            return invalid(&key, reason);
+        }
+        if let Err((key, reason)) = self.fallback.check() {
             return invalid(&key, reason);
         }
         if let Err((key, reason)) = self.status_sources.check() {

@@ -315,6 +315,7 @@ mod tests {
             attempt_no: 1,
             created_at: Utc::now(),
             trace: None,
+            template_key: "status.closed".into(),
         }
     }
 

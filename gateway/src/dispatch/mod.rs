@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DispatchConfig};
 use crate::domain::{AttemptOutcome, BroadcastId, Channel, MessageState, PracticeId};
+use crate::fallback::FallbackPolicy;
 use crate::fanout::Fanout;
 use crate::links::SignedLinks;
 use crate::outbox::RetryPolicy;
@@ -185,6 +186,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     fanout: Option<Arc<Fanout>>,
     propagation: Propagation,
+    fallback: FallbackPolicy,
 }
 
 impl Dispatcher {
@@ -213,6 +215,7 @@ impl Dispatcher {
             metrics: Arc::new(Metrics::new()),
             fanout: None,
             propagation: Propagation::default(),
+            fallback: FallbackPolicy::default(),
         }
     }
 
@@ -220,6 +223,13 @@ impl Dispatcher {
     /// the claim's broadcasts (when `propagation` is on).
     pub fn with_propagation(mut self, propagation: Propagation) -> Self {
         self.propagation = propagation;
+        self
+    }
+
+    /// Gives each message sent on a channel, and by a provider, that can confirm delivery
+    /// the deadline its key has under `fallback` (see the `fallback` module).
+    pub fn with_fallback(mut self, fallback: FallbackPolicy) -> Self {
+        self.fallback = fallback;
         self
     }
 
@@ -490,6 +500,7 @@ impl Dispatcher {
                 next_attempt_at: None,
                 started_at: now,
                 finished_at: now,
+                fallback_due_at: None,
             })
             .await;
         self.metrics

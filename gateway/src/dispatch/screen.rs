@@ -236,6 +236,7 @@ fn suppression(message: &ClaimedMessage, cap: Rate, now: DateTime<Utc>) -> (Chan
             next_attempt_at: None,
             started_at: now,
             finished_at: now,
+            fallback_due_at: None,
         },
     )
 }

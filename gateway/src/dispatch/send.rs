@@ -161,6 +161,9 @@ impl Dispatcher {
             return;
         }
         let provider_name = circuit.as_ref().map(|c| c.provider().name().to_string());
+        let confirms = circuit
+            .as_ref()
+            .is_some_and(|c| c.provider().confirms_delivery());
         let result = if message.attempt_no > self.policy.max_attempts as i32 {
             // Claimed again after repeated crashes mid-send: stop before it loops for ever.
             Err(SendError::Permanent {
@@ -254,7 +257,7 @@ impl Dispatcher {
             Some(wait) => at + wait(at),
             None => at,
         };
-        let done = completion(
+        let mut done = completion(
             &message,
             provider_name.as_deref(),
             result,
@@ -262,6 +265,14 @@ impl Dispatcher {
             (started_at, finished_at),
             &hold,
         );
+        if done.new_state == MessageState::Sent {
+            done.fallback_due_at = self.fallback.due_at(
+                &message.template_key,
+                message.channel,
+                confirms,
+                finished_at,
+            );
+        }
         let outcome = match done.new_state {
             MessageState::Sent | MessageState::Delivered => Outcome::Sent,
             MessageState::Queued => Outcome::Retried,

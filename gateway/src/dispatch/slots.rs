@@ -188,6 +188,7 @@ mod tests {
             attempt_no: 1,
             created_at: chrono::Utc::now(),
             trace: None,
+            template_key: "status.closed".into(),
         }
     }
 

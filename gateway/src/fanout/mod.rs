@@ -456,6 +456,27 @@ impl Fanout {
         broadcast_id: BroadcastId,
         patient_id: PatientId,
     ) -> Result<Option<Channel>, FanoutError> {
+        let Some(message) = self.replan(broadcast_id, patient_id, None).await? else {
+            return Ok(None);
+        };
+        let channel = message.channel;
+        let inserted = self.store.insert_messages(&[message]).await?;
+        self.wake.notify_one();
+        Ok((inserted == 1).then_some(channel))
+    }
+
+    /// The broadcast's message for one patient as it would be planned now, on the channel
+    /// they would get it on (never `tried`, the channel of a message not confirmed in time),
+    /// keyed by broadcast, patient and channel so that it is planned at most once per
+    /// channel; `None` if they have no such channel, are not in the broadcast's audience,
+    /// or the broadcast has been superseded, cancelled or has failed. Bulk SMS and push
+    /// planned inside quiet hours wait for them to end.
+    pub async fn replan(
+        &self,
+        broadcast_id: BroadcastId,
+        patient_id: PatientId,
+        tried: Option<Channel>,
+    ) -> Result<Option<NewMessage>, FanoutError> {
         let broadcast = self
             .store
             .broadcast(broadcast_id)
@@ -479,14 +500,13 @@ impl Fanout {
         };
         let bookings = self.bookings(&broadcast).await?;
         let plan = bookings.plan(patient_id);
-        let Some(contact) = choose_contact(patient, &practice.channel_order) else {
+        let Some(contact) = next_contact(patient, &practice.channel_order, tried) else {
             return Ok(None);
         };
         let now = (self.clock)();
         let held_until = self.after_quiet_hours(now, &practice);
         let key = format!("b{broadcast_id}:p{patient_id}:{}", contact.channel);
-        let channel = contact.channel;
-        let (plan, contact, patient) = (plan.owned(), contact.clone(), patient.clone());
+        let (plan, patient) = (plan.owned(), patient.clone());
         let wording = Wording::new(self.templates.snapshot(), practice, broadcast);
         let (_, message) = off_runtime(wording, move |wording| match plan {
             None => Ok(None),
@@ -496,15 +516,11 @@ impl Fanout {
             }
         })
         .await?;
-        let message = match message {
-            Ok(Some(message)) => message,
-            Ok(None) => return Ok(None),
-            Err(FanoutError::Render(e)) => return Err(self.fail(broadcast_id, &e).await),
-            Err(e) => return Err(e),
-        };
-        let inserted = self.store.insert_messages(&[message]).await?;
-        self.wake.notify_one();
-        Ok((inserted == 1).then_some(channel))
+        match message {
+            Ok(message) => Ok(message),
+            Err(FanoutError::Render(e)) => Err(self.fail(broadcast_id, &e).await),
+            Err(e) => Err(e),
+        }
     }
 
     /// Who a broadcast of the practice would reach now: patients per channel, and those
@@ -824,6 +840,21 @@ pub fn choose_contact<'a>(
         .preferred_channel
         .and_then(on)
         .or_else(|| order.channels().iter().find_map(|c| on(*c)))
+}
+
+/// The contact a patient would be messaged on as [`choose_contact`] picks it, leaving out
+/// the channel `tried` (a message on it was not confirmed in time).
+pub fn next_contact(
+    patient: &FanoutPatient,
+    order: &ChannelOrder,
+    tried: Option<Channel>,
+) -> Option<FanoutContact> {
+    let Some(tried) = tried else {
+        return choose_contact(patient, order).cloned();
+    };
+    let mut others = patient.clone();
+    others.contacts.retain(|c| c.channel != tried);
+    choose_contact(&others, order).cloned()
 }
 
 #[cfg(test)]

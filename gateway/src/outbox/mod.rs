@@ -84,6 +84,7 @@ pub fn completion(
         next_attempt_at: None,
         started_at,
         finished_at,
+        fallback_due_at: None,
     };
     match result {
         Ok(accepted) => c.provider_ref = accepted.provider_ref,
@@ -175,6 +176,7 @@ mod tests {
             attempt_no,
             created_at: Utc::now(),
             trace: None,
+            template_key: "status.closed".into(),
         }
     }
 

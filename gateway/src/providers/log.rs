@@ -85,6 +85,11 @@ impl Provider for LogProvider {
         self.channel
     }
 
+    /// A file has no one to confirm delivery.
+    fn confirms_delivery(&self) -> bool {
+        false
+    }
+
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
         let reference = format!("log-{}", message.message_id);
         let mut line = json!({

@@ -147,6 +147,12 @@ pub trait Provider: Send + Sync {
         let _ = address;
         None
     }
+    /// Whether it reports delivery (receipts, callbacks), so that a message it took and
+    /// never confirmed may fall back to another channel after its deadline. Kinds that
+    /// never report (`log`, `smtp`) say no: their messages never fall back.
+    fn confirms_delivery(&self) -> bool {
+        true
+    }
 }
 
 /// A provider that could not be built from its config.

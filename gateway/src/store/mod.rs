@@ -33,6 +33,8 @@ mod console;
 mod contacts;
 /// Federations: named sets of practices a key or console user may be scoped to.
 mod federations;
+/// Sent messages past their deadline, and the follow-ups on another channel.
+pub(crate) mod follow_ups;
 /// Anonymous push followers of a practice.
 mod followers;
 /// Status groups: one status change to many practices.
@@ -85,6 +87,7 @@ pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use console::{ConsoleStore, SessionRecord, User, UserSummary};
 pub use contacts::{ContactStore, PushSubscription};
 pub use federations::{Federation, FederationStore, MAX_FEDERATION_PRACTICES};
+pub use follow_ups::{FollowUpOutcome, FollowUpStore, OverdueMessage};
 pub use followers::{Follower, FollowerStore};
 pub use groups::{GroupMember, GroupStart, GroupStop, GroupStore, NewStatusGroup, StatusGroup};
 pub use import::{
@@ -168,6 +171,7 @@ pub trait Store:
     + ScheduleStore
     + FederationStore
     + TraceStore
+    + FollowUpStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -146,6 +146,8 @@ pub struct ClaimedMessage {
     /// an appointment change's own, or its broadcast's (filled in by dispatch). Only while
     /// spans are exported.
     pub trace: Option<String>,
+    /// Its message key, whose `[fallback]` deadline (if any) starts when it is sent.
+    pub template_key: String,
 }
 
 /// The result of one attempt, to record.
@@ -171,6 +173,9 @@ pub struct Completion {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// For a message now `sent` whose delivery must be confirmed: when its deadline passes
+    /// (see `fallback`).
+    pub fallback_due_at: Option<DateTime<Utc>>,
 }
 
 /// A message as the API shows it.
@@ -218,6 +223,9 @@ pub struct MessageView {
     /// Why a queued message is waiting, and until when, if quiet hours hold it (the API
     /// fills it in: the store does not know the practice's quiet hours).
     pub held: Option<Held>,
+    /// The message that followed this one on the patient's next channel because no receipt
+    /// confirmed this one by its key's deadline (`[fallback]`); this one was superseded by it.
+    pub superseded_by_fallback: Option<MessageId>,
 }
 
 /// A queued message kept back on purpose.

@@ -14,9 +14,10 @@ use tokio::sync::Notify;
 
 use super::{kept, optional_text};
 use crate::domain::{
-    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Invalid, PatientId,
+    parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState, Channel, Invalid,
+    MessageId, PatientId,
 };
-use crate::fanout::{choose_contact, urgent_to};
+use crate::fanout::{next_contact, urgent_to};
 use crate::render::appointment::{render_for_patient_off_runtime, AppointmentWording};
 use crate::render::{RenderError, TemplateRegistry};
 use crate::store::{
@@ -248,7 +249,15 @@ pub async fn post_appointment_change(
             .parse(&appointment, timezone)
             .map_err(ChangeError::Invalid)?;
         let now = Utc::now();
-        let message = plan_message(changes, practice, &appointment, &parsed, now).await?;
+        let message = plan_message(
+            changes,
+            practice,
+            (appointment.patient_id, &appointment.details),
+            &parsed,
+            None,
+            now,
+        )
+        .await?;
         let change = NewAppointmentChange {
             appointment_id: appointment.id,
             read_at: appointment.updated_at,
@@ -304,28 +313,25 @@ pub async fn post_appointment_change(
 async fn plan_message(
     changes: &AppointmentChanges,
     practice: &Practice,
-    appointment: &Appointment,
+    (patient_id, before): (PatientId, &AppointmentDetails),
     change: &ParsedChange,
+    tried: Option<Channel>,
     now: DateTime<Utc>,
 ) -> Result<Option<NewMessage>, ChangeError> {
     // The page starting just before the patient holds them, with their usable contacts.
     let page = changes
         .store
-        .fanout_page(
-            practice.id,
-            PatientId::new(appointment.patient_id.get() - 1),
-            1,
-        )
+        .fanout_page(practice.id, PatientId::new(patient_id.get() - 1), 1)
         .await?;
-    let Some(patient) = page.iter().find(|p| p.id == appointment.patient_id) else {
+    let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
         return Ok(None);
     };
-    let Some(contact) = choose_contact(patient, &practice.channel_order) else {
+    let Some(contact) = next_contact(patient, &practice.channel_order, tried) else {
         return Ok(None);
     };
     let wording = AppointmentWording {
         now: &change.after,
-        before: (change.kind != AppointmentChangeKind::Cancelled).then_some(&appointment.details),
+        before: (change.kind != AppointmentChangeKind::Cancelled).then_some(before),
         reason: change.reason.as_deref(),
     };
     let key = change.kind.template_key();
@@ -341,11 +347,46 @@ async fn plan_message(
     Ok(Some(urgent_to(
         practice.id,
         patient.id,
-        contact,
+        &contact,
         &key,
         worded,
         now,
     )))
+}
+
+/// The message that follows `original`, the patient's message about `change` that was
+/// not confirmed in time on channel `tried`: the same news on their next usable channel,
+/// keyed so that it is planned once; `None` if they have no other channel.
+pub async fn plan_follow_up(
+    changes: &AppointmentChanges,
+    practice: &Practice,
+    change: &AppointmentChange,
+    (original, patient_id, tried): (MessageId, PatientId, Channel),
+    now: DateTime<Utc>,
+) -> Result<Option<NewMessage>, ChangeError> {
+    let parsed = ParsedChange {
+        kind: change.kind,
+        after: change.after.clone(),
+        reason: change.reason.clone(),
+    };
+    let planned = plan_message(
+        changes,
+        practice,
+        (patient_id, &change.before),
+        &parsed,
+        Some(tried),
+        now,
+    )
+    .await?;
+    Ok(planned.map(|mut message| {
+        message.idempotency_key = follow_up_key(original);
+        message
+    }))
+}
+
+/// The idempotency key of the message that follows message `original` on another channel.
+pub fn follow_up_key(original: MessageId) -> String {
+    format!("fb:m{original}")
 }
 
 #[cfg(test)]

@@ -334,6 +334,11 @@ impl Provider for SmtpProvider {
         self.channel
     }
 
+    /// SMTP has no delivery receipts that reach the gateway.
+    fn confirms_delivery(&self) -> bool {
+        false
+    }
+
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
         let to: Address = message
             .address

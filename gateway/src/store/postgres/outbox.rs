@@ -26,7 +26,7 @@ const LOST_LEASE: &str = "lease expired: the worker stopped before recording an 
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
-    m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
+    m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at, m.follow_up_id";
 
 /// Rows per UNNEST insert: arrays of this length, one per column.
 const INSERT_CHUNK: usize = 4000;
@@ -53,6 +53,7 @@ pub(super) fn message_from_row(row: &PgRow) -> StoreResult<MessageView> {
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         held: None,
+        superseded_by_fallback: row.try_get("follow_up_id")?,
     })
 }
 
@@ -239,7 +240,7 @@ impl OutboxStore for PostgresStore {
              FROM due WHERE m.id = due.id
              RETURNING m.id, m.practice_id, m.patient_id, m.follower_id, m.broadcast_id, m.contact_id, m.channel, m.address,
                        m.subject, m.body, m.body_html, m.link, m.priority, m.attempts, m.created_at,
-                       m.traceparent",
+                       m.traceparent, m.template_key",
         )
         .bind(At(now))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -272,6 +273,7 @@ impl OutboxStore for PostgresStore {
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.time("created_at")?,
                     trace: row.try_get("traceparent")?,
+                    template_key: row.try_get("template_key")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -304,10 +306,10 @@ impl OutboxStore for PostgresStore {
                     lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
                     provider = COALESCE(u.provider, m.provider),
                     provider_ref = COALESCE(u.provider_ref, m.provider_ref), last_error = u.error,
-                    updated_at = u.finished_at
+                    updated_at = u.finished_at, fallback_due_at = u.due
              FROM UNNEST($1::bigint[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                         $6::text[], $7::timestamptz[], $9::int[])
-                  AS u(id, state, next_at, provider, provider_ref, error, finished_at, attempt)
+                         $6::text[], $7::timestamptz[], $9::int[], $10::timestamptz[])
+                  AS u(id, state, next_at, provider, provider_ref, error, finished_at, attempt, due)
              WHERE m.id = u.id AND m.lease_owner = $8 AND m.attempts = u.attempt
                    AND m.state = 'sending'
              RETURNING m.id",
@@ -321,6 +323,7 @@ impl OutboxStore for PostgresStore {
         .bind(&finished)
         .bind(owner)
         .bind(done.iter().map(|c| c.attempt_no).collect::<Vec<i32>>())
+        .bind(done.iter().map(|c| c.fallback_due_at).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -15,7 +15,7 @@ use crate::store::appointments::change_message_key;
 use crate::store::{
     parsed, Appointment, AppointmentChange, AppointmentDetails, AppointmentStore,
     AppointmentUpsert, At, ChangeOutcome, IdempotencyClaim, NewAppointmentChange, NewMessage,
-    StoreResult, TimeColumn, UpsertSummary,
+    StoreError, StoreResult, TimeColumn, UpsertSummary,
 };
 
 const APPOINTMENT_SELECT: &str =
@@ -55,7 +55,7 @@ fn details_from_row(row: &SqliteRow, side: &str) -> StoreResult<AppointmentDetai
     })
 }
 
-fn change_from_row(row: &SqliteRow) -> StoreResult<AppointmentChange> {
+pub(super) fn change_from_row(row: &SqliteRow) -> StoreResult<AppointmentChange> {
     let kind: String = row.try_get("kind")?;
     Ok(AppointmentChange {
         id: row.try_get("id")?,
@@ -87,6 +87,43 @@ async fn change_by_key<'e, E: sqlx::SqliteExecutor<'e>>(
         Some(row) => Ok(Some((row.try_get("request_hash")?, change_from_row(&row)?))),
         None => Ok(None),
     }
+}
+
+/// Queues one message under `key` in `tx`, with the request's trace context; its id, or none
+/// if a message with that key exists already.
+pub(super) async fn insert_one_message(
+    tx: &mut sqlx::SqliteConnection,
+    m: &NewMessage,
+    key: &str,
+    traceparent: Option<&str>,
+) -> StoreResult<Option<MessageId>> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
+             address, priority, template_key, template_version, subject, body, body_html, link, state,
+             next_attempt_at, created_at, updated_at, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16, $17)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(key)
+    .bind(m.broadcast_id)
+    .bind(m.practice_id)
+    .bind(m.recipient.patient_id())
+    .bind(m.recipient.contact_id())
+    .bind(m.channel.as_str())
+    .bind(&m.address)
+    .bind(m.priority.rank())
+    .bind(&m.template_key)
+    .bind(m.template_version)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(&m.body_html)
+    .bind(&m.link)
+    .bind(At(m.next_attempt_at))
+    .bind(At(m.created_at))
+    .bind(traceparent)
+    .fetch_optional(&mut *tx)
+    .await?)
 }
 
 #[async_trait]
@@ -270,31 +307,16 @@ impl AppointmentStore for SqliteStore {
         .await?;
         let mut message_id = None;
         if let Some(m) = message {
-            let id: MessageId = sqlx::query_scalar(
-                "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
-                     address, priority, template_key, template_version, subject, body, body_html, link, state,
-                     next_attempt_at, created_at, updated_at, traceparent)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16, $17) RETURNING id",
+            let Some(id) = insert_one_message(
+                &mut *tx,
+                m,
+                &change_message_key(change_id),
+                change.traceparent.as_deref(),
             )
-            .bind(change_message_key(change_id))
-            .bind(m.broadcast_id)
-            .bind(m.practice_id)
-            .bind(m.recipient.patient_id())
-            .bind(m.recipient.contact_id())
-            .bind(m.channel.as_str())
-            .bind(&m.address)
-            .bind(m.priority.rank())
-            .bind(&m.template_key)
-            .bind(m.template_version)
-            .bind(&m.subject)
-            .bind(&m.body)
-            .bind(&m.body_html)
-            .bind(&m.link)
-            .bind(At(m.next_attempt_at))
-            .bind(At(m.created_at))
-            .bind(&change.traceparent)
-            .fetch_one(&mut *tx)
-            .await?;
+            .await?
+            else {
+                return Err(StoreError::Duplicate("the change's message".into()));
+            };
             sqlx::query("UPDATE appointment_changes SET message_id = $1 WHERE id = $2")
                 .bind(id)
                 .bind(change_id)

@@ -18,6 +18,8 @@ mod console;
 mod contacts;
 /// Federations and their member practices.
 mod federations;
+/// Deadlines and their follow-ups.
+mod follow_ups;
 /// Anonymous push followers.
 mod followers;
 /// Status groups: one status change to many practices.

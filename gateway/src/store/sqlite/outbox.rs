@@ -59,7 +59,7 @@ const LOST_LEASE: &str = "lease expired: the worker stopped before recording an 
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.id, m.broadcast_id, m.practice_id, p.nhs_number, m.channel, m.address, m.priority,
     m.template_key, m.template_version, m.subject, m.body, m.state, m.attempts, m.next_attempt_at,
-    m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at";
+    m.provider, m.provider_ref, m.last_error, m.created_at, m.updated_at, m.follow_up_id";
 
 /// Returns expired leases to the queue, inside the caller's write transaction: a message
 /// whose send had started gets an `unknown` attempt (it may or may not have reached the
@@ -115,6 +115,7 @@ pub(super) fn message_from_row(row: &SqliteRow) -> StoreResult<MessageView> {
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         held: None,
+        superseded_by_fallback: row.try_get("follow_up_id")?,
     })
 }
 
@@ -247,6 +248,7 @@ impl OutboxStore for SqliteStore {
                     attempt_no: row.try_get("attempts")?,
                     created_at: row.time("created_at")?,
                     trace: row.try_get("traceparent")?,
+                    template_key: row.try_get("template_key")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -271,6 +273,7 @@ impl OutboxStore for SqliteStore {
                     "next": c.next_attempt_at.map(|t| t.timestamp_millis()),
                     "started": c.started_at.timestamp_millis(),
                     "finished": c.finished_at.timestamp_millis(),
+                    "due": c.fallback_due_at.map(|t| t.timestamp_millis()),
                 })
             })
             .collect();
@@ -292,8 +295,9 @@ impl OutboxStore for SqliteStore {
                     lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL,
                     provider = COALESCE(u.provider, messages.provider),
                     provider_ref = COALESCE(u.ref, messages.provider_ref),
-                    last_error = u.error, updated_at = u.finished
+                    last_error = u.error, updated_at = u.finished, fallback_due_at = u.due
              FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.state') AS state,
+                          json_extract(value, '$.due') AS due,
                           json_extract(value, '$.next') AS next, json_extract(value, '$.provider') AS provider,
                           json_extract(value, '$.ref') AS ref, json_extract(value, '$.error') AS error,
                           json_extract(value, '$.finished') AS finished,
@@ -554,7 +558,7 @@ fn claim_sql() -> &'static str {
                     send_started_at = NULL, attempts = attempts + 1, updated_at = $3
              WHERE id IN (SELECT id FROM ({}) ORDER BY tier, turn, id LIMIT $5)
              RETURNING id, practice_id, patient_id, follower_id, broadcast_id, contact_id, channel, address, subject, body,
-                       body_html, link, priority, attempts, created_at, traceparent",
+                       body_html, link, priority, attempts, created_at, traceparent, template_key",
             per_channel.join(" UNION ALL ")
         )
     })
