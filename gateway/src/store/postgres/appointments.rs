@@ -335,7 +335,7 @@ impl AppointmentStore for PostgresStore {
             let mut message_id = None;
             if let Some(m) = message {
                 let Some(id) = insert_one_message(
-                    &mut *tx,
+                    &mut tx,
                     m,
                     &change_message_key(change_id),
                     change.traceparent.as_deref(),

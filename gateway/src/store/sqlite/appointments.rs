@@ -308,7 +308,7 @@ impl AppointmentStore for SqliteStore {
         let mut message_id = None;
         if let Some(m) = message {
             let Some(id) = insert_one_message(
-                &mut *tx,
+                &mut tx,
                 m,
                 &change_message_key(change_id),
                 change.traceparent.as_deref(),
