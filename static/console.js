@@ -21,6 +21,11 @@ function text(id, value) {
   if (el) el.textContent = value ?? "";
 }
 
+/** Pence as pounds and pence, e.g. 4320 -> "£43.20". */
+function pounds(pence) {
+  return `£${(pence / 100).toFixed(2)}`;
+}
+
 function describeCost(sms) {
   if (!sms) return "";
   const encoding = sms.encoding === "gsm7" ? "GSM-7" : "UCS-2 (70 characters per segment)";
@@ -119,7 +124,8 @@ if (statusForm) {
         text(
           "audience",
           `${r.sms || 0} by text message (${a.sms_segments_total} segments in all), ${r.email || 0} by email, ` +
-            `${r.push || 0} by browser notification; ${a.no_contact} ${a.no_contact === 1 ? "patient" : "patients"} cannot be reached.`
+            `${r.push || 0} by browser notification; ${a.no_contact} ${a.no_contact === 1 ? "patient" : "patients"} cannot be reached.` +
+            (a.estimated_cost ? ` Estimated cost: ${pounds(a.estimated_cost.total_pence)}.` : "")
         );
       }
     }
@@ -159,7 +165,10 @@ if (progress) {
       const bar = document.getElementById("progress-bar");
       bar.max = Math.max(total, 1);
       bar.value = total - waiting;
-      text("progress-summary", `${total - waiting} of ${total} messages done`);
+      const cost = data.cost
+        ? ` · estimated cost ${pounds(data.cost.estimated.total_pence)}, spent so far ${pounds(data.cost.actual.total_pence)}`
+        : "";
+      text("progress-summary", `${total - waiting} of ${total} messages done${cost}`);
       if (waiting === 0 && data.fanout_complete) {
         document.getElementById("progress-done").hidden = false;
         return;

@@ -171,6 +171,7 @@ fn config(kind: &str, settings: Value) -> ProviderConfig {
         channel: Channel::Sms,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: settings.as_object().cloned().unwrap(),
     }
 }

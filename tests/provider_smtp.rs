@@ -37,6 +37,7 @@ fn config(settings: Value) -> ProviderConfig {
         channel: Channel::Email,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: settings.as_object().cloned().unwrap(),
     }
 }

@@ -106,6 +106,7 @@ fn build(settings: serde_json::Map<String, Value>) -> Result<Arc<dyn Provider>, 
         channel: Channel::Push,
         rate: None,
         burst: None,
+        price_pence: None,
         settings,
     };
     let registry = ProviderRegistry::from_config(&[config]).map_err(|e| e.to_string())?;

@@ -149,6 +149,7 @@ impl Bench {
             channel: Channel::Sms,
             rate: rate.map(|r| format!("{r}/s").parse()).transpose()?,
             burst: rate.map(burst_of),
+            price_pence: None,
             settings: json!({ "url": self.peer_url, "signing_secret_env": SECRET_ENV })
                 .as_object()
                 .cloned()

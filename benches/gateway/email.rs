@@ -246,6 +246,7 @@ fn provider_config(sink: SocketAddr, pool_max_size: Option<u32>) -> ProviderConf
         channel: Channel::Email,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: settings.as_object().cloned().unwrap_or_default(),
     }
 }

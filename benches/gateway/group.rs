@@ -121,6 +121,7 @@ impl Gateway {
             channel: Channel::Sms,
             rate: Some(format!("{rate}/s").parse()?),
             burst: Some((rate / 20).max(1)),
+            price_pence: None,
             settings: json!({ "url": peer_url, "signing_secret_env": SECRET_ENV })
                 .as_object()
                 .cloned()

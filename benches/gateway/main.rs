@@ -14,6 +14,7 @@
 
 mod appointments;
 mod ceiling;
+mod channels;
 mod dispatch;
 mod email;
 mod fanout;
@@ -57,6 +58,9 @@ struct Cli {
 enum Benchmark {
     /// Fan-out throughput (messages planned and persisted per second) and peak memory.
     Fanout(fanout::FanoutArgs),
+    /// One broadcast's cost under the old fixed channel order and cheapest first, on the
+    /// same reachability mix, with each fan-out's time.
+    Channels(channels::ChannelsArgs),
     /// Dispatch throughput and CPU per message through an unlimited loopback provider, the
     /// achieved rate of a limited one, and urgent messages' wait behind a broadcast.
     Dispatch(dispatch::DispatchArgs),
@@ -104,6 +108,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.which {
         Benchmark::Fanout(args) => fanout::fanout(&config, args).await,
+        Benchmark::Channels(args) => channels::channels(&config, args).await,
         Benchmark::Dispatch(args) => dispatch::dispatch(&config, args).await,
         Benchmark::Email(args) => email::email(&config, args).await,
         Benchmark::Group(args) => group::group(&config, args).await,

@@ -183,6 +183,7 @@ fn dispatcher(store: Arc<dyn Store>, config: &Config, port: u16) -> Result<Dispa
         channel: Channel::Sms,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: json!({
             "base_url": format!("http://127.0.0.1:{port}"),
             "account_sid": ACCOUNT_SID,

@@ -20,6 +20,8 @@ pub mod cli;
 pub mod cluster;
 /// Typed settings from `config/default.toml`, a file and the environment.
 pub mod config;
+/// What messages cost: providers' prices, broadcasts' estimates and actuals, monthly costs.
+pub mod cost;
 /// Workers that claim due messages with a lease and hand them to providers.
 pub mod dispatch;
 /// Domain types that are valid by construction: NHS number, ODS code, phone, email, states.

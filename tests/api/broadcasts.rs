@@ -32,10 +32,12 @@ fn patient_list(count: u32) -> (Vec<Value>, Vec<Expected>) {
                 Some(("email", email.clone())),
             ),
             7 => (vec![sms(true), mail], None, Some(("email", email.clone()))),
+            // Preferring a channel they cannot be reached on: the practice's order
+            // (cheapest first by default) picks email over SMS.
             8 => (
                 vec![mail, sms(false)],
                 Some("push"),
-                Some(("sms", mobile.clone())),
+                Some(("email", email.clone())),
             ),
             _ => (vec![], None, None),
         };

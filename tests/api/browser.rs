@@ -961,6 +961,7 @@ async fn push_app(log_dir: &Path) -> (TestApp, PracticeId) {
         channel,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: settings.as_object().cloned().unwrap_or_default(),
     };
     let providers = vec![

@@ -45,6 +45,7 @@ impl Fallbacks {
             channel: Channel::Email,
             rate: None,
             burst: None,
+            price_pence: None,
             settings: json!({ "path": emails })
                 .as_object()
                 .cloned()

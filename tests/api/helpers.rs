@@ -306,6 +306,7 @@ fn log_providers(sent_log: &std::path::Path) -> Vec<ProviderConfig> {
             channel: *c,
             rate: None,
             burst: None,
+            price_pence: None,
             settings: serde_json::json!({ "path": sent_log })
                 .as_object()
                 .cloned()

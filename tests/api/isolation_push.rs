@@ -40,6 +40,7 @@ fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> Provid
         channel,
         rate: None,
         burst: None,
+        price_pence: None,
         settings: settings.as_object().cloned().unwrap_or_default(),
     }
 }

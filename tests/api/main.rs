@@ -11,6 +11,7 @@ mod background_planning;
 mod broadcasts;
 mod browser;
 mod cancel;
+mod channel_costs;
 mod conformance;
 mod console;
 mod console_approval;
@@ -105,6 +106,8 @@ fn main() {
         fallback::an_unconfirmed_urgent_text_is_followed_once_by_email,
         fallback::an_unconfirmed_closure_text_falls_back_after_two_hours,
         fallback::two_instances_and_a_restart_follow_up_exactly_once,
+        channel_costs::a_broadcast_uses_each_patients_cheapest_channel_and_shows_its_cost,
+        channel_costs::urgent_messages_go_fastest_first_unless_the_practice_says,
         access::an_admin_disables_a_user_from_the_console_people_page,
         errors::bad_requests_get_clear_4xx_errors,
         crash::killed_worker_loses_nothing,

@@ -115,6 +115,7 @@ impl SmsPeer {
             channel: Channel::Sms,
             rate: rate.map(|r| r.parse().unwrap()),
             burst,
+            price_pence: None,
             settings: json!({ "url": self.url, "signing_secret_env": WEBHOOK_SECRET_ENV })
                 .as_object()
                 .cloned()

@@ -29,6 +29,8 @@ pub async fn practice(
                 email: None,
                 timezone: gateway::schedule::PracticeZone::UK,
                 channel_order,
+                urgent_channel_order: ChannelOrder::fastest_first(),
+                order_overrides_preference: false,
                 bilingual: false,
                 senders: Default::default(),
                 quiet_hours: None,

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::caller::Caller;
 use super::extract::{next_cursor, page_limit, path_id, ApiJson, ApiQuery};
 use crate::app::AppState;
+use crate::cost::{BroadcastCost, Prices};
 use crate::domain::{
     BroadcastId, Channel, Invalid, MessageId, MessageState, PracticeId, Priority, StatusAudience,
     StatusChangeId, StatusKind,
@@ -41,6 +42,9 @@ pub struct BroadcastView {
     planned: BTreeMap<Channel, i64>,
     by_state: BTreeMap<&'static str, i64>,
     by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>>,
+    /// What its planned messages will cost (at each channel's first provider's price) and
+    /// what those sent so far did cost (at the price of the provider that took each).
+    cost: BroadcastCost,
 }
 
 /// A cancel as the progress view shows it. The counts are read with the rest: `messages`
@@ -213,6 +217,10 @@ impl BroadcastView {
             .await?
             .ok_or_else(|| ApiError::Internal(format!("broadcast {id} has no practice")))?;
         let counts = state.store.broadcast_counts(id).await?;
+        let cost = BroadcastCost::of_rows(
+            &state.store.broadcast_cost_rows(id).await?,
+            &Prices::from_config(&state.config.providers),
+        );
         let mut by_state: BTreeMap<&'static str, i64> =
             MessageState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>> = BTreeMap::new();
@@ -242,6 +250,7 @@ impl BroadcastView {
             planned,
             by_state,
             by_channel,
+            cost,
         })
     }
 }

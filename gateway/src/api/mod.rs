@@ -10,6 +10,8 @@ pub(crate) mod audit;
 pub(crate) mod broadcasts;
 /// The caller of a request: an API key, or the console's session for its scripts.
 mod caller;
+/// `/practices/{ods}/costs`: what a practice's messages cost in a month.
+pub(crate) mod costs;
 /// Extractors whose refusals speak the API's error format, and the `Idempotency-Key`.
 pub(crate) mod extract;
 /// `/federations`: named sets of practices, their members and their API keys (admins).

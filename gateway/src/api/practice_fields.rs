@@ -116,14 +116,15 @@ impl FieldReader {
             .ok()
     }
 
-    /// Channels in the order they are tried, each once.
-    pub fn channel_order(&mut self, names: &[String]) -> Option<ChannelOrder> {
+    /// Channels in the order they are tried, each once; a refusal names `field`
+    /// (`channel_order` or `urgent_channel_order`).
+    pub fn channel_order(&mut self, field: &str, names: &[String]) -> Option<ChannelOrder> {
         names
             .iter()
             .map(|n| n.parse::<Channel>())
             .collect::<Result<Vec<_>, _>>()
             .and_then(ChannelOrder::new)
-            .map_err(|e| self.errors.push(Invalid::new("channel_order", e.reason)))
+            .map_err(|e| self.errors.push(Invalid::new(field, e.reason)))
             .ok()
     }
 

@@ -12,7 +12,7 @@ use super::caller::Caller;
 use super::extract::ApiJson;
 use super::practice_fields::{present, FieldReader, QuietHoursBody};
 use crate::app::AppState;
-use crate::domain::{Channel, Invalid, OdsCode};
+use crate::domain::{Channel, ChannelOrder, Invalid, OdsCode};
 use crate::http::openapi::shapes;
 use crate::http::ApiError;
 use crate::store::{AuditEntry, NewPractice, Practice, PracticeSenders};
@@ -31,8 +31,16 @@ pub struct CreatePractice {
     email: Option<String>,
     #[serde(default)]
     timezone: Option<String>,
+    /// Channels a broadcast tries, in order; left out: `[practice_defaults]` (cheapest first).
     #[serde(default)]
     channel_order: Option<Vec<String>>,
+    /// Channels a one-patient urgent message tries, in order; left out: fastest first
+    /// (push, sms, email).
+    #[serde(default)]
+    urgent_channel_order: Option<Vec<String>>,
+    /// Whether these orders win over a patient's own preferred channel (default: no).
+    #[serde(default)]
+    order_overrides_preference: bool,
     /// Send every message in Welsh and English, Welsh first.
     #[serde(default)]
     bilingual: bool,
@@ -67,6 +75,10 @@ pub struct ChangePractice {
     #[serde(default)]
     channel_order: Option<Vec<String>>,
     #[serde(default)]
+    urgent_channel_order: Option<Vec<String>>,
+    #[serde(default)]
+    order_overrides_preference: Option<bool>,
+    #[serde(default)]
     bilingual: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     sms_sender: Option<Option<String>>,
@@ -85,7 +97,12 @@ pub struct PracticeView {
     website: Option<String>,
     email: Option<String>,
     timezone: String,
+    /// Channels a broadcast tries, in order.
     channel_order: Vec<Channel>,
+    /// Channels a one-patient urgent message tries, in order.
+    urgent_channel_order: Vec<Channel>,
+    /// Whether the orders win over a patient's own preferred channel.
+    order_overrides_preference: bool,
     bilingual: bool,
     /// `null`: each SMS provider's configured sender.
     sms_sender: Option<String>,
@@ -106,6 +123,8 @@ impl From<&Practice> for PracticeView {
             email: p.email.clone(),
             timezone: p.timezone.to_string(),
             channel_order: p.channel_order.channels().to_vec(),
+            urgent_channel_order: p.urgent_channel_order.channels().to_vec(),
+            order_overrides_preference: p.order_overrides_preference,
             bilingual: p.bilingual,
             sms_sender: p.senders.sms_sender.as_ref().map(|s| s.to_string()),
             email_display_name: p.senders.email_display_name.clone(),
@@ -136,22 +155,30 @@ impl CreatePractice {
         );
         let channel_order = match &self.channel_order {
             None => Some(state.config.default_channel_order()),
-            Some(names) => read.channel_order(names),
+            Some(names) => read.channel_order("channel_order", names),
+        };
+        let urgent_channel_order = match &self.urgent_channel_order {
+            None => Some(ChannelOrder::fastest_first()),
+            Some(names) => read.channel_order("urgent_channel_order", names),
         };
         let quiet_hours = self.quiet_hours.as_ref().map(|q| read.quiet_hours(q));
-        let new = match (ods_code, timezone, channel_order) {
-            (Some(ods_code), Some(timezone), Some(channel_order)) => Some(NewPractice {
-                ods_code,
-                name,
-                phone,
-                website,
-                email,
-                timezone,
-                channel_order,
-                bilingual: self.bilingual,
-                senders,
-                quiet_hours: quiet_hours.flatten(),
-            }),
+        let new = match (ods_code, timezone, channel_order, urgent_channel_order) {
+            (Some(ods_code), Some(timezone), Some(channel_order), Some(urgent_channel_order)) => {
+                Some(NewPractice {
+                    ods_code,
+                    name,
+                    phone,
+                    website,
+                    email,
+                    timezone,
+                    channel_order,
+                    urgent_channel_order,
+                    order_overrides_preference: self.order_overrides_preference,
+                    bilingual: self.bilingual,
+                    senders,
+                    quiet_hours: quiet_hours.flatten(),
+                })
+            }
             _ => None,
         };
         read.finish(new)
@@ -181,9 +208,19 @@ impl ChangePractice {
         if let Some(order) = self
             .channel_order
             .as_deref()
-            .and_then(|o| read.channel_order(o))
+            .and_then(|o| read.channel_order("channel_order", o))
         {
             changed.channel_order = order;
+        }
+        if let Some(order) = self
+            .urgent_channel_order
+            .as_deref()
+            .and_then(|o| read.channel_order("urgent_channel_order", o))
+        {
+            changed.urgent_channel_order = order;
+        }
+        if let Some(overrides) = self.order_overrides_preference {
+            changed.order_overrides_preference = overrides;
         }
         if let Some(bilingual) = self.bilingual {
             changed.bilingual = bilingual;

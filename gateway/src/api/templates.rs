@@ -11,6 +11,7 @@ use super::caller::Caller;
 use super::extract::{ApiJson, ApiQuery};
 use crate::app::AppState;
 use crate::auth::Unnamed;
+use crate::cost::{estimate_audience, Prices};
 use crate::domain::{Channel, Language};
 use crate::http::openapi::shapes;
 use crate::http::ApiError;
@@ -377,10 +378,16 @@ pub async fn preview(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let segments = preview.sms.as_ref().map_or(0, |c| c.segments as u64);
         let sms = audience.recipients.get(&Channel::Sms).copied().unwrap_or(0);
+        let estimated_cost = estimate_audience(
+            &audience.recipients,
+            segments,
+            &Prices::from_config(&state.config.providers),
+        );
         body["audience"] = json!({
             "recipients": audience.recipients,
             "no_contact": audience.no_contact,
             "sms_segments_total": sms * segments,
+            "estimated_cost": estimated_cost,
         });
     }
     Ok(Json(body))

@@ -215,6 +215,8 @@ async fn demo_practice(state: &AppState) -> Result<Practice, Box<dyn std::error:
         email: Some("reception@riverside-surgery.example.com".into()),
         timezone: PracticeZone::parse(&state.config.practice_defaults.timezone)?,
         channel_order: ChannelOrder::parse("sms,email,push")?,
+        urgent_channel_order: ChannelOrder::fastest_first(),
+        order_overrides_preference: false,
         bilingual: false,
         senders: Default::default(),
         quiet_hours: None,

@@ -311,6 +311,9 @@ impl Config {
             if p.burst == Some(0) {
                 return invalid(&format!("{key}.burst"), "must be at least 1".into());
             }
+            if let Err(reason) = crate::cost::Price::of_provider(p) {
+                return invalid(&format!("{key}.price_pence"), reason);
+            }
             if self.providers[..i].iter().any(|q| q.name == p.name) {
                 return invalid(
                     &format!("{key}.name"),

@@ -21,6 +21,10 @@ pub struct ProviderConfig {
     /// Messages that may go at once after a quiet spell (default: one second's worth).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// What it charges, in pence: per segment for SMS, per message on other channels.
+    /// Absent: 2.4p a segment for SMS, nothing for the others (see `cost::Price`).
+    #[serde(default)]
+    pub price_pence: Option<f64>,
     /// The kind's settings (e.g. `path` for `log`, `base_url` for HTTP kinds).
     #[serde(flatten)]
     pub settings: serde_json::Map<String, serde_json::Value>,

@@ -281,6 +281,7 @@ mod tests {
             channel: crate::domain::Channel::Sms,
             rate: Some(rate.parse().unwrap()),
             burst: Some(burst),
+            price_pence: None,
             settings: Default::default(),
         }
     }

@@ -121,6 +121,54 @@ impl Default for ChannelOrder {
     }
 }
 
+/// Cheapest first: what a broadcast costs least on. Push and email cost next to nothing a
+/// message; SMS is charged by the segment.
+pub const CHEAPEST_FIRST: &[Channel] = &[Channel::Push, Channel::Email, Channel::Sms];
+
+/// Fastest first: what reaches a patient soonest for a one-patient urgent message. Push is
+/// on the screen in a second; a text within seconds; email when it is next read.
+pub const FASTEST_FIRST: &[Channel] = &[Channel::Push, Channel::Sms, Channel::Email];
+
+impl ChannelOrder {
+    /// [`CHEAPEST_FIRST`] as an order.
+    pub fn cheapest_first() -> Self {
+        Self(CHEAPEST_FIRST.to_vec())
+    }
+
+    /// [`FASTEST_FIRST`] as an order.
+    pub fn fastest_first() -> Self {
+        Self(FASTEST_FIRST.to_vec())
+    }
+}
+
+/// How a practice picks a patient's channel for one kind of message: its order, and
+/// whether that order wins over the patient's own preferred channel.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelChoice<'a> {
+    /// The practice's order for this kind of message.
+    pub order: &'a ChannelOrder,
+    /// With `true`, the order wins even over a channel the patient prefers.
+    pub overrides_preference: bool,
+}
+
+impl ChannelChoice<'_> {
+    /// The first channel among `usable` (those the patient can be reached on) the practice
+    /// would message them on: their preference if it is usable and the practice lets it
+    /// count, else the first usable channel of the order.
+    pub fn pick(self, preferred: Option<Channel>, usable: &[Channel]) -> Option<Channel> {
+        let preferred = preferred
+            .filter(|_| !self.overrides_preference)
+            .filter(|c| usable.contains(c));
+        preferred.or_else(|| {
+            self.order
+                .channels()
+                .iter()
+                .copied()
+                .find(|c| usable.contains(c))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +181,40 @@ mod tests {
         assert!(ChannelOrder::parse("sms,sms").is_err());
         assert!(ChannelOrder::parse("").is_err());
         assert!(ChannelOrder::parse("fax").is_err());
+    }
+
+    #[test]
+    fn a_choice_honours_the_preference_unless_the_practice_overrides_it() {
+        let cheapest = ChannelOrder::cheapest_first();
+        let honour = ChannelChoice {
+            order: &cheapest,
+            overrides_preference: false,
+        };
+        let all = [Channel::Sms, Channel::Email, Channel::Push];
+        assert_eq!(honour.pick(Some(Channel::Sms), &all), Some(Channel::Sms));
+        assert_eq!(honour.pick(None, &all), Some(Channel::Push));
+        // A preferred channel the patient cannot be reached on does not count.
+        assert_eq!(
+            honour.pick(Some(Channel::Push), &[Channel::Sms, Channel::Email]),
+            Some(Channel::Email)
+        );
+        let overrides = ChannelChoice {
+            overrides_preference: true,
+            ..honour
+        };
+        assert_eq!(
+            overrides.pick(Some(Channel::Sms), &all),
+            Some(Channel::Push)
+        );
+        assert_eq!(overrides.pick(Some(Channel::Sms), &[]), None);
+        let fastest = ChannelOrder::fastest_first();
+        let urgent = ChannelChoice {
+            order: &fastest,
+            overrides_preference: true,
+        };
+        assert_eq!(
+            urgent.pick(None, &[Channel::Email, Channel::Sms]),
+            Some(Channel::Sms)
+        );
     }
 }

@@ -21,7 +21,7 @@ pub use appointment::{
     parse_external_ref, parse_start, AppointmentChangeKind, AppointmentMode, AppointmentState,
     MAX_EXTERNAL_REF,
 };
-pub use channel::{Channel, ChannelOrder};
+pub use channel::{Channel, ChannelChoice, ChannelOrder, CHEAPEST_FIRST, FASTEST_FIRST};
 pub use email::EmailAddress;
 pub use ids::{
     ApiKeyId, AppointmentChangeId, AppointmentId, BroadcastId, ContactId, FederationId, FollowerId,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::domain::{
-    BroadcastId, Channel, ChannelOrder, FollowerId, Language, PatientId, PracticeId, Priority,
+    BroadcastId, Channel, ChannelChoice, FollowerId, Language, PatientId, PracticeId, Priority,
     TemplateVersionId,
 };
 use crate::render::budget::Exceeded;
@@ -500,7 +500,7 @@ impl Fanout {
         };
         let bookings = self.bookings(&broadcast).await?;
         let plan = bookings.plan(patient_id);
-        let Some(contact) = next_contact(patient, &practice.channel_order, tried) else {
+        let Some(contact) = next_contact(patient, practice.broadcast_choice(), tried) else {
             return Ok(None);
         };
         let now = (self.clock)();
@@ -543,7 +543,7 @@ impl Fanout {
                 .fanout_page(practice_id, after, self.batch_size)
                 .await?;
             for patient in &page {
-                match choose_contact(patient, &practice.channel_order) {
+                match choose_contact(patient, practice.broadcast_choice()) {
                     Some(contact) => *audience.recipients.entry(contact.channel).or_default() += 1,
                     None => audience.no_contact += 1,
                 }
@@ -659,7 +659,7 @@ fn plan_page(
         if let Plan::Nothing = to_send {
             continue;
         }
-        let Some(contact) = choose_contact(patient, &wording.practice.channel_order) else {
+        let Some(contact) = choose_contact(patient, wording.practice.broadcast_choice()) else {
             plan.skipped_no_contact += 1;
             continue;
         };
@@ -829,38 +829,43 @@ fn anonymous_reader() -> FanoutPatient {
     }
 }
 
-/// The contact a patient is messaged on: their preferred channel if they can be reached
-/// on it, else the first channel of the practice's order that they can be reached on.
+/// The contact a patient is messaged on, as the practice's `choice` picks among the
+/// channels they can be reached on (see [`ChannelChoice::pick`]).
 pub fn choose_contact<'a>(
     patient: &'a FanoutPatient,
-    order: &ChannelOrder,
+    choice: ChannelChoice<'_>,
 ) -> Option<&'a FanoutContact> {
-    let on = |channel: Channel| patient.contacts.iter().find(|c| c.channel == channel);
-    patient
-        .preferred_channel
-        .and_then(on)
-        .or_else(|| order.channels().iter().find_map(|c| on(*c)))
+    let mut usable = [Channel::Sms; Channel::ALL.len()];
+    let mut n = 0;
+    for contact in &patient.contacts {
+        if n < usable.len() && !usable[..n].contains(&contact.channel) {
+            usable[n] = contact.channel;
+            n += 1;
+        }
+    }
+    let channel = choice.pick(patient.preferred_channel, &usable[..n])?;
+    patient.contacts.iter().find(|c| c.channel == channel)
 }
 
 /// The contact a patient would be messaged on as [`choose_contact`] picks it, leaving out
 /// the channel `tried` (a message on it was not confirmed in time).
 pub fn next_contact(
     patient: &FanoutPatient,
-    order: &ChannelOrder,
+    choice: ChannelChoice<'_>,
     tried: Option<Channel>,
 ) -> Option<FanoutContact> {
     let Some(tried) = tried else {
-        return choose_contact(patient, order).cloned();
+        return choose_contact(patient, choice).cloned();
     };
     let mut others = patient.clone();
     others.contacts.retain(|c| c.channel != tried);
-    choose_contact(&others, order).cloned()
+    choose_contact(&others, choice).cloned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ContactId;
+    use crate::domain::{ChannelOrder, ContactId};
 
     fn patient(preferred: Option<Channel>, channels: &[Channel]) -> FanoutPatient {
         FanoutPatient {
@@ -885,16 +890,24 @@ mod tests {
 
     #[test]
     fn preference_wins_when_reachable_else_practice_order() {
-        let order = ChannelOrder::parse("sms,email,push").unwrap();
+        let sms_first = ChannelOrder::parse("sms,email,push").unwrap();
+        let order = ChannelChoice {
+            order: &sms_first,
+            overrides_preference: false,
+        };
         let p = patient(Some(Channel::Email), &[Channel::Sms, Channel::Email]);
-        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Email);
+        assert_eq!(choose_contact(&p, order).unwrap().channel, Channel::Email);
         let p = patient(Some(Channel::Push), &[Channel::Email, Channel::Sms]);
-        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Sms);
+        assert_eq!(choose_contact(&p, order).unwrap().channel, Channel::Sms);
         let p = patient(None, &[Channel::Push, Channel::Email]);
-        assert_eq!(choose_contact(&p, &order).unwrap().channel, Channel::Email);
+        assert_eq!(choose_contact(&p, order).unwrap().channel, Channel::Email);
         let p = patient(None, &[Channel::Push]);
         let email_only = ChannelOrder::parse("email").unwrap();
-        assert!(choose_contact(&p, &email_only).is_none());
-        assert!(choose_contact(&patient(None, &[]), &order).is_none());
+        let email_only = ChannelChoice {
+            order: &email_only,
+            ..order
+        };
+        assert!(choose_contact(&p, email_only).is_none());
+        assert!(choose_contact(&patient(None, &[]), order).is_none());
     }
 }

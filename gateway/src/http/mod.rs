@@ -57,8 +57,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, audit, broadcasts, federations, groups, imports, keys, patients, practices,
-        proposals, push, receipts, scheduled, staff, status, templates,
+        appointments, audit, broadcasts, costs, federations, groups, imports, keys, patients,
+        practices, proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/openapi.json", get(openapi::document_json))
@@ -81,6 +81,7 @@ fn api_routes() -> Router<AppState> {
             post(patients::deactivate),
         )
         .route("/practices/{ods}/broadcasts", get(broadcasts::list))
+        .route("/practices/{ods}/costs", get(costs::monthly))
         .route("/practices/{ods}/status", post(status::post))
         .route(
             "/practices/{ods}/scheduled-notices",

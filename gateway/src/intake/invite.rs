@@ -247,6 +247,8 @@ mod tests {
             email: None,
             timezone: crate::schedule::PracticeZone::UK,
             channel_order: ChannelOrder::parse("email,sms").unwrap(),
+            urgent_channel_order: ChannelOrder::fastest_first(),
+            order_overrides_preference: false,
             bilingual: false,
             senders: Default::default(),
             quiet_hours: None,

@@ -343,6 +343,7 @@ mod tests {
             channel: Channel::Push,
             rate: None,
             burst: None,
+            price_pence: None,
             settings: settings.as_object().cloned().unwrap_or_default(),
         }
     }

@@ -154,6 +154,8 @@ mod tests {
             email: None,
             timezone: crate::schedule::PracticeZone::UK,
             channel_order: ChannelOrder::parse("sms,email").unwrap(),
+            urgent_channel_order: ChannelOrder::fastest_first(),
+            order_overrides_preference: false,
             bilingual,
             senders: Default::default(),
             quiet_hours: None,

@@ -31,6 +31,8 @@ mod cluster;
 mod console;
 /// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
+/// Message counts by channel, provider and state, that costs are priced from.
+pub(crate) mod costs;
 /// Federations: named sets of practices a key or console user may be scoped to.
 mod federations;
 /// Sent messages past their deadline, and the follow-ups on another channel.
@@ -86,6 +88,7 @@ pub use broadcasts::{
 pub use cluster::{ClusterStore, InstanceRecord, Leadership, NewInstance};
 pub use console::{ConsoleStore, SessionRecord, User, UserSummary};
 pub use contacts::{ContactStore, PushSubscription};
+pub use costs::{CostRow, CostStore};
 pub use federations::{Federation, FederationStore, MAX_FEDERATION_PRACTICES};
 pub use follow_ups::{FollowUpOutcome, FollowUpStore, OverdueMessage};
 pub use followers::{Follower, FollowerStore};
@@ -172,6 +175,7 @@ pub trait Store:
     + FederationStore
     + TraceStore
     + FollowUpStore
+    + CostStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -109,6 +109,23 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage {
+    /// The SMS segments its text takes (at least 1), whatever its channel: what the
+    /// message costs is priced by them when it goes by SMS.
+    pub fn sms_segments(&self) -> i32 {
+        i32::try_from(crate::render::sms::cost(&self.body).segments.max(1)).unwrap_or(i32::MAX)
+    }
+
+    /// What it is priced by: its SMS segments on SMS, 1 on every other channel.
+    pub fn segments(&self) -> i32 {
+        if self.channel == Channel::Sms {
+            self.sms_segments()
+        } else {
+            1
+        }
+    }
+}
+
 /// A message a worker holds a lease on.
 #[derive(Debug, Clone)]
 pub struct ClaimedMessage {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{ChannelOrder, OdsCode, PracticeId, SmsSender};
+use crate::domain::{ChannelChoice, ChannelOrder, OdsCode, PracticeId, SmsSender};
 use crate::schedule::{PracticeZone, QuietHours};
 
 /// A practice to add.
@@ -22,8 +22,12 @@ pub struct NewPractice {
     pub email: Option<String>,
     /// Its timezone, stored by its IANA name.
     pub timezone: PracticeZone,
-    /// Channels tried for patients without a preference.
+    /// Channels a broadcast tries, in order (cheapest first unless the practice chose).
     pub channel_order: ChannelOrder,
+    /// Channels a one-patient urgent message tries, in order (fastest first by default).
+    pub urgent_channel_order: ChannelOrder,
+    /// Whether the practice's orders win over a patient's own preferred channel.
+    pub order_overrides_preference: bool,
     /// Whether every message goes in Welsh and English (Welsh first).
     pub bilingual: bool,
     /// Who its messages are from.
@@ -44,6 +48,22 @@ pub struct PracticeSenders {
 }
 
 impl Practice {
+    /// How a broadcast picks each patient's channel.
+    pub fn broadcast_choice(&self) -> ChannelChoice<'_> {
+        ChannelChoice {
+            order: &self.channel_order,
+            overrides_preference: self.order_overrides_preference,
+        }
+    }
+
+    /// How a one-patient urgent message (an appointment change) picks the channel.
+    pub fn urgent_choice(&self) -> ChannelChoice<'_> {
+        ChannelChoice {
+            order: &self.urgent_channel_order,
+            overrides_preference: self.order_overrides_preference,
+        }
+    }
+
     /// The quiet hours its bulk SMS and push keep: its own, else the gateway's.
     pub fn quiet_hours_or(&self, gateway: Option<QuietHours>) -> Option<QuietHours> {
         self.quiet_hours.or(gateway)
@@ -87,8 +107,12 @@ pub struct Practice {
     /// Its timezone, read once from the stored name (one that does not parse reads as UK
     /// time: see [`PracticeZone::of_stored`]).
     pub timezone: PracticeZone,
-    /// Channels tried for patients without a preference.
+    /// Channels a broadcast tries, in order (cheapest first unless the practice chose).
     pub channel_order: ChannelOrder,
+    /// Channels a one-patient urgent message tries, in order (fastest first by default).
+    pub urgent_channel_order: ChannelOrder,
+    /// Whether the practice's orders win over a patient's own preferred channel.
+    pub order_overrides_preference: bool,
     /// Whether every message goes in Welsh and English (Welsh first).
     pub bilingual: bool,
     /// Who its messages are from.

@@ -369,8 +369,22 @@ pub(crate) async fn practice(
             .count(),
         Err(e) => return internal(e),
     };
+    let month = match crate::cost::monthly_cost(
+        state.store.as_ref(),
+        &crate::cost::Prices::from_config(&state.config.providers),
+        (practice.ods_code.as_str(), practice.id),
+        crate::cost::Month::of(chrono::Utc::now()),
+    )
+    .await
+    {
+        Ok(month) => month,
+        Err(e) => return internal(e),
+    };
     let mut c = signed.context();
     c.insert("pending", &pending);
+    c.insert("month_cost", &month);
+    c.insert("month_pounds", &month.cost.pounds());
+    c.insert("month_messages", &month.cost.describe_messages());
     c.insert(
         "practice",
         &json!({ "ods": practice.ods_code.as_str(), "name": practice.name }),

@@ -55,6 +55,7 @@ const BEARER: &str = "api_key";
         api::patients::deactivate,
         api::patients::erase,
         api::broadcasts::list,
+        api::costs::monthly,
         api::audit::list,
         api::status::post,
         api::scheduled::list,

@@ -412,4 +412,6 @@ pub struct PreviewAudience {
     recipients: BTreeMap<Channel, u64>,
     no_contact: u64,
     sms_segments_total: u64,
+    /// What sending it to them now would cost, at each channel's first provider's price.
+    estimated_cost: crate::cost::Cost,
 }

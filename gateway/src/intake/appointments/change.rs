@@ -307,8 +307,8 @@ pub async fn post_appointment_change(
     Err(ChangeError::Busy(external_ref.to_string()))
 }
 
-/// The patient's urgent message about the change, on the channel a broadcast would use,
-/// or `None` if they cannot be reached (no usable contact, or no longer registered). Its
+/// The patient's urgent message about the change, on the channel the practice's urgent
+/// order picks (fastest first unless it chose otherwise), or `None` if they cannot be reached (no usable contact, or no longer registered). Its
 /// idempotency key is set by the store from the change's id.
 async fn plan_message(
     changes: &AppointmentChanges,
@@ -326,7 +326,7 @@ async fn plan_message(
     let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
         return Ok(None);
     };
-    let Some(contact) = next_contact(patient, &practice.channel_order, tried) else {
+    let Some(contact) = next_contact(patient, practice.urgent_choice(), tried) else {
         return Ok(None);
     };
     let wording = AppointmentWording {

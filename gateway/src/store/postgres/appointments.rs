@@ -111,8 +111,9 @@ pub(super) async fn insert_one_message(
     Ok(sqlx::query_scalar(
         "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
              address, priority, template_key, template_version, subject, body, body_html, link, state,
-             next_attempt_at, created_at, updated_at, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16, $17)
+             next_attempt_at, created_at, updated_at, traceparent, segments)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'queued', $15, $16, $16, $17,
+                 $18)
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING id",
     )
@@ -133,6 +134,7 @@ pub(super) async fn insert_one_message(
     .bind(At(m.next_attempt_at))
     .bind(At(m.created_at))
     .bind(traceparent)
+    .bind(m.segments())
     .fetch_optional(&mut *tx)
     .await?)
 }

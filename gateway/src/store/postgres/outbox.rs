@@ -128,16 +128,17 @@ impl OutboxStore for PostgresStore {
             let due: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.next_attempt_at).collect();
             let created: Vec<DateTime<Utc>> = chunk.iter().map(|m| m.created_at).collect();
             let turns: Vec<i32> = chunk.iter().map(|m| m.turn).collect();
+            let segments: Vec<i32> = chunk.iter().map(NewMessage::segments).collect();
             inserted += sqlx::query(
                 "INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, channel,
                  address, priority, template_key, template_version, subject, body, body_html, state,
-                 next_attempt_at, created_at, updated_at, follower_id, link, turn)
-                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr, f, l, tu
+                 next_attempt_at, created_at, updated_at, follower_id, link, turn, segments)
+                 SELECT k, b, pr, pa, c, ch, a, pri, t, v, s, body, html, 'queued', d, cr, cr, f, l, tu, sg
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                              $7::text[], $8::smallint[], $9::text[], $10::int[], $11::text[], $12::text[],
                              $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bigint[], $17::text[],
-                             $18::int[])
-                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html, f, l, tu)
+                             $18::int[], $19::int[])
+                      AS r(k, b, pr, pa, c, ch, a, pri, t, v, s, body, d, cr, html, f, l, tu, sg)
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&keys)
@@ -158,6 +159,7 @@ impl OutboxStore for PostgresStore {
             .bind(&followers)
             .bind(&links)
             .bind(&turns)
+            .bind(&segments)
             .execute(&mut *tx)
             .await?
             .rows_affected();

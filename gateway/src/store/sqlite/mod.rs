@@ -16,6 +16,8 @@ mod cluster;
 mod console;
 /// Opt-outs, bad addresses and push subscriptions.
 mod contacts;
+/// Message counts that costs are priced from.
+mod costs;
 /// Federations and their member practices.
 mod federations;
 /// Deadlines and their follow-ups.

@@ -18,9 +18,9 @@ use crate::store::{
     OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
-/// Rows per INSERT: eight bound values each, plus twelve per distinct shared part; even with
-/// every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
-const INSERT_CHUNK: usize = 1600;
+/// Rows per INSERT: eight bound values each, plus thirteen per distinct shared part; even
+/// with every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
+const INSERT_CHUNK: usize = 1500;
 
 /// What rows of one INSERT may share: everything but the recipient, address and key.
 type SharedKey<'a> = (
@@ -146,7 +146,7 @@ impl OutboxStore for SqliteStore {
                 .collect();
             let mut insert = QueryBuilder::new(
                 "WITH shared (k, broadcast_id, practice_id, priority, template_key, template_version, subject, body,
-                              body_html, link, next_attempt_at, created_at) AS (",
+                              body_html, link, next_attempt_at, created_at, sms_segments) AS (",
             );
             insert.push_values(shared.iter().enumerate(), |mut row, (k, m)| {
                 row.push_bind(k as i64)
@@ -160,7 +160,8 @@ impl OutboxStore for SqliteStore {
                     .push_bind(&m.body_html)
                     .push_bind(&m.link)
                     .push_bind(At(m.next_attempt_at))
-                    .push_bind(At(m.created_at));
+                    .push_bind(At(m.created_at))
+                    .push_bind(m.sms_segments());
             });
             insert.push(
                 "), rows (idempotency_key, patient_id, contact_id, follower_id, channel, address, k, turn) AS (",
@@ -179,12 +180,13 @@ impl OutboxStore for SqliteStore {
             insert.push(
                 ") INSERT INTO messages (idempotency_key, broadcast_id, practice_id, patient_id, contact_id, follower_id,
                    channel, address, priority, template_key, template_version, subject, body, body_html, link, state,
-                   next_attempt_at, created_at, updated_at, turn)
+                   next_attempt_at, created_at, updated_at, turn, segments)
                  SELECT r.idempotency_key, s.broadcast_id, s.practice_id, r.patient_id, r.contact_id, r.follower_id,
                         r.channel, r.address, s.priority, s.template_key, s.template_version, s.subject, s.body,
                         s.body_html, s.link,
                         'queued',
-                        s.next_attempt_at, s.created_at, s.created_at, r.turn
+                        s.next_attempt_at, s.created_at, s.created_at, r.turn,
+                        CASE WHEN r.channel = 'sms' THEN s.sms_segments ELSE 1 END
                  FROM rows r JOIN shared s ON s.k = r.k WHERE true
                  ON CONFLICT (idempotency_key) DO NOTHING",
             );

@@ -15,11 +15,12 @@ use crate::store::{
 
 const PRACTICE_COLUMNS: &str =
     "id, ods_code, name, phone, website, email, timezone, channel_order, \
-     bilingual, sms_sender, email_display_name, quiet_hours, created_at";
+     urgent_channel_order, order_overrides_preference, bilingual, sms_sender, email_display_name, quiet_hours, created_at";
 
 fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
     let ods: String = row.try_get("ods_code")?;
     let order: String = row.try_get("channel_order")?;
+    let urgent: String = row.try_get("urgent_channel_order")?;
     Ok(Practice {
         id: row.try_get("id")?,
         ods_code: OdsCode::parse(&ods).map_err(|e| StoreError::Corrupt {
@@ -35,6 +36,11 @@ fn practice_from_row(row: &SqliteRow) -> StoreResult<Practice> {
             column: "practices.channel_order",
             reason: e.reason,
         })?,
+        urgent_channel_order: ChannelOrder::parse(&urgent).map_err(|e| StoreError::Corrupt {
+            column: "practices.urgent_channel_order",
+            reason: e.reason,
+        })?,
+        order_overrides_preference: row.try_get("order_overrides_preference")?,
         bilingual: row.try_get("bilingual")?,
         senders: PracticeSenders::of_stored(
             row.try_get("sms_sender")?,
@@ -52,8 +58,9 @@ impl PracticeStore for SqliteStore {
     async fn create_practice(&self, p: &NewPractice, now: DateTime<Utc>) -> StoreResult<Practice> {
         let row = sqlx::query(&format!(
             "INSERT INTO practices (ods_code, name, phone, website, email, timezone, channel_order, bilingual,
-                 sms_sender, email_display_name, quiet_hours, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {PRACTICE_COLUMNS}"
+                 sms_sender, email_display_name, quiet_hours, created_at, urgent_channel_order,
+                 order_overrides_preference)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.ods_code.as_str())
         .bind(&p.name)
@@ -67,6 +74,8 @@ impl PracticeStore for SqliteStore {
         .bind(&p.senders.email_display_name)
         .bind(p.quiet_hours.map(|q| q.to_text()))
         .bind(At(now))
+        .bind(p.urgent_channel_order.to_text())
+        .bind(p.order_overrides_preference)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| unique_violation(e, &format!("practice {}", p.ods_code)))?;
@@ -106,7 +115,7 @@ impl PracticeStore for SqliteStore {
         let row = sqlx::query(&format!(
             "UPDATE practices SET name = $2, phone = $3, website = $4, email = $5, timezone = $6,
                  channel_order = $7, bilingual = $8, sms_sender = $9, email_display_name = $10,
-                 quiet_hours = $11
+                 quiet_hours = $11, urgent_channel_order = $12, order_overrides_preference = $13
              WHERE id = $1 RETURNING {PRACTICE_COLUMNS}"
         ))
         .bind(p.id)
@@ -120,6 +129,8 @@ impl PracticeStore for SqliteStore {
         .bind(p.senders.sms_sender.as_ref().map(|s| s.as_str()))
         .bind(&p.senders.email_display_name)
         .bind(p.quiet_hours.map(|q| q.to_text()))
+        .bind(p.urgent_channel_order.to_text())
+        .bind(p.order_overrides_preference)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(practice_from_row).transpose()
