@@ -64,7 +64,10 @@ impl Fallbacks {
         let key = match shared {
             true => String::new(),
             false => {
-                app.practice_with_settings(json!({ "ods_code": ODS, "name": "Fallback Surgery" }))
+                // Texts first for broadcasts too, so that a closure goes by SMS (which
+                // confirms) and falls back to email.
+                app.practice_with_settings(json!({ "ods_code": ODS, "name": "Fallback Surgery",
+                    "channel_order": ["sms", "email", "push"] }))
                     .await
             }
         };

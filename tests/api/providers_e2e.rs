@@ -637,7 +637,11 @@ fn series_value<'t>(text: &'t str, series: &str) -> &'t str {
 /// by email, with the email wording, and both messages belong to the broadcast.
 pub async fn refused_number_is_rerouted_to_the_patients_email(db: Db) {
     let (app, twilio, email_log, _dir) = app_refusing(db, "+447700900125").await;
-    let key = app.practice_with_key("R10012", PRACTICE).await;
+    // SMS first, so that the refused number is tried before the email address.
+    let key = app
+        .practice_with_settings(json!({ "ods_code": "R10012", "name": PRACTICE,
+            "channel_order": ["sms", "email", "push"] }))
+        .await;
     let patients = json!({ "patients": [{
         "nhs_number": nhs(1),
         "contacts": [
