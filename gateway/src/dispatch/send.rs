@@ -274,7 +274,7 @@ impl Dispatcher {
             );
         }
         let outcome = match done.new_state {
-            MessageState::Sent | MessageState::Delivered => Outcome::Sent,
+            MessageState::Sent | MessageState::Delivered | MessageState::Read => Outcome::Sent,
             MessageState::Queued => Outcome::Retried,
             MessageState::Suppressed => Outcome::Suppressed,
             MessageState::Cancelled => Outcome::Cancelled,

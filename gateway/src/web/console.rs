@@ -490,7 +490,7 @@ pub(crate) async fn broadcast(
             "at": crate::render::uk_date_time(cancel.at, practice.timezone),
             "by": cancel.by, "reason": cancel.reason,
             "cancelled": count(&Channel::ALL, &[MessageState::Cancelled]),
-            "gone": count(&Channel::ALL, &[MessageState::Sent, MessageState::Delivered]),
+            "gone": count(&Channel::ALL, &[MessageState::Sent, MessageState::Delivered, MessageState::Read]),
         })
     });
     // Queued texts and push notifications wait while the practice's quiet hours are on.

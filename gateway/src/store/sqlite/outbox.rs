@@ -488,7 +488,7 @@ impl OutboxStore for SqliteStore {
             Some(state) => {
                 sqlx::query(
                     "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
-                     WHERE id = $4 AND state = 'sent'",
+                     WHERE id = $4 AND (state = 'sent' OR ($1 = 'read' AND state = 'delivered'))",
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)
