@@ -202,6 +202,7 @@ fn outgoing() -> Outgoing {
         },
         unsubscribe_url: None,
         push: None,
+        receipt_token: None,
     }
 }
 
