@@ -51,6 +51,8 @@ mod patients;
 mod postgres;
 /// Practices, the tenants.
 mod practices;
+/// Browsers' reports on push messages: shown, read, each once.
+mod push_receipts;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
 /// Status changes planned ahead and their occurrences.
@@ -109,6 +111,7 @@ pub use proposals::{
     ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
     ProposalOrigin, ProposalState, ProposalStore,
 };
+pub use push_receipts::{PushReceiptOutcome, PushReceiptStore};
 pub use scheduled::{
     Claim, NewNotice, NoticeState, Occurrence, OccurrenceState, ScheduleStore, ScheduledNotice,
 };
@@ -172,6 +175,7 @@ pub trait Store:
     + FederationStore
     + TraceStore
     + FollowUpStore
+    + PushReceiptStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

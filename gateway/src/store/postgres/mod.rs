@@ -38,6 +38,8 @@ mod practices;
 mod proposals;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
+/// Push receipts.
+mod push_receipts;
 /// Staff mobile numbers.
 mod staff;
 /// Message templates and their versions.
