@@ -3,6 +3,9 @@
 //! routes), the fallbacks and the middleware. Handlers live with their feature (`api`, `web`);
 //! only their addresses are here, so a reader finds any route from this file.
 
+/// The client a request comes from, through a trusted proxy if one is configured: what
+/// every per-client limit of the API and the pages counts by.
+pub mod client_address;
 /// The API's error type and its JSON body, also spoken by the pages' JSON calls.
 pub mod error;
 /// The API's OpenAPI 3.1 document, built from the handlers' annotations, and its route.

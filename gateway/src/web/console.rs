@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
-use super::client_address::ClientAddress;
+use crate::http::client_address::ClientAddress;
 use super::pages::{asset, error_page, page};
 use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tera::Context;
 
-use super::client_address::ClientAddress;
+use crate::http::client_address::ClientAddress;
 use super::pages::{asset, page};
 use crate::app::AppState;
 use crate::domain::OdsCode;
