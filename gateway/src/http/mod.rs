@@ -61,7 +61,7 @@ pub fn ops_router(state: AppState) -> Router {
 fn api_routes() -> Router<AppState> {
     use crate::api::{
         appointments, audit, broadcasts, federations, groups, imports, keys, patients, practices,
-        proposals, push, receipts, scheduled, staff, status, templates,
+        proposals, push, push_receipts, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/openapi.json", get(openapi::document_json))
@@ -159,6 +159,7 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/patients/{nhs}/push-invite",
             post(push::invite),
         )
+        .route("/push/receipts", post(push_receipts::post))
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
         .route("/receipts/webhook", post(receipts::webhook))
