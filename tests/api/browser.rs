@@ -1331,7 +1331,10 @@ pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
             "title": payload["title"],
             "body": payload["body"],
             "tag": "message-4242",
-            "data": { "url": null, "practice": RIVERSIDE.0, "message_id": 4242 },
+            "data": {
+                "url": null, "practice": RIVERSIDE.0, "message_id": 4242,
+                "receipt_token": null, "receipt_url": null,
+            },
         }]),
         "{shown}"
     );
