@@ -34,6 +34,7 @@ mod metrics;
 mod practice_senders;
 mod providers_e2e;
 mod push_pages;
+mod push_receipts;
 mod receipts;
 mod scheduled;
 mod sms_peer;
@@ -137,6 +138,9 @@ fn main() {
         push_pages::invite_sends_one_urgent_message_with_a_working_link,
         push_pages::without_web_push_or_a_secret_nothing_is_offered,
         push_pages::anonymous_followers_get_practice_wide_notices,
+        push_receipts::push_receipts_prove_display_and_reading_once,
+        push_receipts::forged_and_foreign_push_receipts_change_nothing,
+        push_receipts::push_receipts_are_limited_per_client_address,
         templates::template_versions_history_diff_and_rollback,
         templates::template_validation_names_line_and_column,
         templates::sms_segments_preview_table,
