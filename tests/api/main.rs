@@ -212,6 +212,7 @@ fn main() {
         browser::console_refuses_other_practices_and_forged_forms,
         browser::push_signup_stores_the_subscription_for_the_patient,
         browser::service_worker_shows_a_delivered_push_message,
+        browser::a_pushed_message_shown_and_tapped_is_delivered_then_read,
         browser::public_pages_on_a_phone_pass_the_accessibility_check,
         browser::console_pages_fit_a_phone,
         browser::console_sends_one_change_to_three_practices,
