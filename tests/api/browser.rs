@@ -1192,7 +1192,9 @@ impl DevTools {
                 .as_array()
                 .expect("targets")
                 .iter()
-                .find(|t| t["type"] == kind && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
+                .find(|t| {
+                    t["type"] == kind && t["url"].as_str().is_some_and(|u| u.starts_with(url))
+                })
                 .and_then(|t| t["webSocketDebuggerUrl"].as_str())
                 .map(str::to_string);
             match found {

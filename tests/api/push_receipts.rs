@@ -80,7 +80,10 @@ async fn sent_broadcast(db: Db, options: Options) -> (TestApp, String, PushServi
     let app = spawn_app_with(
         db,
         Options {
-            providers: Some(providers((&public, &private), &dir.path().join("sent.jsonl"))),
+            providers: Some(providers(
+                (&public, &private),
+                &dir.path().join("sent.jsonl"),
+            )),
             push_insecure_hosts: vec!["127.0.0.1".into()],
             ..options
         },
@@ -93,7 +96,11 @@ async fn sent_broadcast(db: Db, options: Options) -> (TestApp, String, PushServi
         { "nhs_number": nhs(3), "contacts": [{ "channel": "sms", "address": "07700 900301" }] },
     ]});
     let reply = app
-        .post(&format!("/api/v1/practices/{ODS}/patients"), &key, &patients)
+        .post(
+            &format!("/api/v1/practices/{ODS}/patients"),
+            &key,
+            &patients,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let keys = push.keys();
@@ -102,7 +109,10 @@ async fn sent_broadcast(db: Db, options: Options) -> (TestApp, String, PushServi
             "endpoint": push.endpoint(&format!("patient-{i}")),
             "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
         });
-        let path = format!("/api/v1/practices/{ODS}/patients/{}/push-subscriptions", nhs(i));
+        let path = format!(
+            "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
+            nhs(i)
+        );
         let reply = app.post(&path, &key, &subscription).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     }
@@ -230,7 +240,13 @@ pub async fn forged_and_foreign_push_receipts_change_nothing(db: Db) {
     );
     // Genuine signature, but of the SMS message: not a push message's receipt.
     let sms = app
-        .get(&format!("/api/v1/broadcasts/{}/messages", broadcast_of(&app, &key, a).await), &key)
+        .get(
+            &format!(
+                "/api/v1/broadcasts/{}/messages",
+                broadcast_of(&app, &key, a).await
+            ),
+            &key,
+        )
         .await
         .body["messages"]
         .as_array()
@@ -240,7 +256,8 @@ pub async fn forged_and_foreign_push_receipts_change_nothing(db: Db) {
         .and_then(|m| m["id"].as_i64())
         .expect("the SMS message");
     let secret = std::env::var(UNSUBSCRIBE_SECRET_ENV).expect("link secret");
-    let foreign = SignedLinks::new("https://gw.example", secret).push_receipt_token(MessageId::new(sms));
+    let foreign =
+        SignedLinks::new("https://gw.example", secret).push_receipt_token(MessageId::new(sms));
     refused(
         &post_push_receipt(&app, &foreign, "shown").await,
         StatusCode::FORBIDDEN,

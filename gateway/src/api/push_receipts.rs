@@ -98,7 +98,9 @@ pub async fn post(
     let message_id = links
         .push_receipt_message(&receipt.token)
         .map_err(|e| match e {
-            ReceiptTokenError::Malformed => ApiError::BadRequest("malformed_receipt", e.to_string()),
+            ReceiptTokenError::Malformed => {
+                ApiError::BadRequest("malformed_receipt", e.to_string())
+            }
             ReceiptTokenError::BadSignature => invalid_receipt(),
         })?;
     let outcome = state

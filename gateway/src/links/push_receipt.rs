@@ -30,7 +30,8 @@ pub enum ReceiptTokenError {
 
 /// The receipt token of push message `message_id`.
 pub fn push_receipt_token(secret: &str, message_id: MessageId) -> String {
-    let mac = URL_SAFE_NO_PAD.encode(&receipt_mac(secret, message_id).finalize().into_bytes()[..MAC_BYTES]);
+    let mac = URL_SAFE_NO_PAD
+        .encode(&receipt_mac(secret, message_id).finalize().into_bytes()[..MAC_BYTES]);
     format!("{message_id}.{mac}")
 }
 

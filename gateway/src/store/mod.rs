@@ -51,10 +51,10 @@ mod patients;
 mod postgres;
 /// Practices, the tenants.
 mod practices;
-/// Browsers' reports on push messages: shown, read, each once.
-mod push_receipts;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
+/// Browsers' reports on push messages: shown, read, each once.
+mod push_receipts;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
 /// The SQLite implementation.

@@ -36,10 +36,10 @@ mod patients;
 mod practices;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
-/// Status changes planned ahead and their occurrences.
-mod scheduled;
 /// Push receipts.
 mod push_receipts;
+/// Status changes planned ahead and their occurrences.
+mod scheduled;
 /// Staff mobile numbers.
 mod staff;
 /// Message templates and their versions.
