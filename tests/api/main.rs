@@ -141,6 +141,7 @@ fn main() {
         push_receipts::push_receipts_prove_display_and_reading_once,
         push_receipts::forged_and_foreign_push_receipts_change_nothing,
         push_receipts::push_receipts_are_limited_per_client_address,
+        push_receipts::a_receipt_before_the_outcome_is_stored_still_counts,
         templates::template_versions_history_diff_and_rollback,
         templates::template_validation_names_line_and_column,
         templates::sms_segments_preview_table,

@@ -3,6 +3,7 @@
 //! a replayed, forged or foreign receipt changes nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, MessageId};
@@ -321,4 +322,68 @@ async fn broadcast_of(app: &TestApp, key: &str, id: i64) -> i64 {
     detail["message"]["broadcast_id"]
         .as_i64()
         .unwrap_or_else(|| panic!("message {id} has no broadcast: {detail}"))
+}
+
+pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
+    // Each send takes a while after the message has left, as when the push service hands a
+    // message to the browser before the gateway has stored that the service took it.
+    let app = spawn_app_with(
+        db,
+        Options {
+            send_delay: Duration::from_millis(1_500),
+            ..Options::default()
+        },
+    )
+    .await;
+    let key = app.practice_with_key(ODS, "Proof Surgery").await;
+    let patients = json!({ "patients": [{ "nhs_number": nhs(1), "preferred_channel": "push" }] });
+    let reply = app
+        .post(&format!("/api/v1/practices/{ODS}/patients"), &key, &patients)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let (p256dh, _) = generate_vapid_keys();
+    let subscription = json!({
+        "endpoint": "https://push.example.com/send/early",
+        "keys": { "p256dh": p256dh, "auth": "AAECAwQFBgcICQoLDA0ODw" },
+    });
+    let path = format!("/api/v1/practices/{ODS}/patients/{}/push-subscriptions", nhs(1));
+    let reply = app.post(&path, &key, &subscription).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ODS}/status"),
+            &key,
+            &json!({ "kind": "closed" }),
+        )
+        .await;
+    assert_eq!(reply.body["planned"]["push"], 1, "{}", reply.body);
+
+    // The `log` provider carries no payload, so the token is made here with the gateway's
+    // secret, as dispatch makes it.
+    let secret = std::env::var(UNSUBSCRIBE_SECRET_ENV).expect("link secret");
+    let links = SignedLinks::new("https://gw.example", secret);
+    let early_receipt = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let id = loop {
+            let pushed = app.sent_lines().into_iter().find(|l| l["channel"] == "push");
+            if let Some(id) = pushed.and_then(|l| l["message_id"].as_i64()) {
+                break id;
+            }
+            assert!(Instant::now() < deadline, "the push message never left");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let token = links.push_receipt_token(MessageId::new(id));
+        let reply = post_push_receipt(&app, &token, "shown").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(reply.body["state"], "sending", "{}", reply.body);
+        assert_eq!(reply.body["state_changed"], false);
+        id
+    };
+    let (_, id) = tokio::join!(app.drain(), early_receipt);
+    assert_eq!(message_state(&app, &key, id).await, "delivered");
+    refused(
+        &post_push_receipt(&app, &links.push_receipt_token(MessageId::new(id)), "shown").await,
+        StatusCode::CONFLICT,
+        "receipt_replayed",
+    );
 }

@@ -315,7 +315,9 @@ pub trait OutboxStore: Send + Sync {
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records attempts and the messages' new states in one transaction. For each, whether
-    /// `owner` still held the lease (the attempt is recorded all the same).
+    /// `owner` still held the lease (the attempt is recorded all the same). A push message
+    /// recorded `sent` that its browser already reported (`PushReceiptStore`) moves on to
+    /// `delivered` or `read` in the same transaction.
     async fn complete_many(
         &self,
         owner: &str,

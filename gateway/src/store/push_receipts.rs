@@ -29,7 +29,8 @@ pub enum PushReceiptOutcome {
 pub trait PushReceiptStore: Send + Sync {
     /// Records `event` for push message `message_id` once, and moves the message to the
     /// state the event settles if it is in one the event moves from (see
-    /// [`PushEvent::moves_from`]); a message not yet `sent` keeps its state.
+    /// [`PushEvent::moves_from`]); a message not yet `sent` keeps its state until its
+    /// outcome is recorded, which then applies the receipts already in.
     async fn record_push_receipt(
         &self,
         message_id: MessageId,

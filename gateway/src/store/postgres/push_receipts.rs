@@ -19,8 +19,10 @@ impl PushReceiptStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> StoreResult<PushReceiptOutcome> {
         let mut tx = self.begin().await?;
+        // The row is locked first, so a completion recording `sent` meanwhile either comes
+        // before (this sees `sent` and moves it) or after (it sees this receipt).
         let channel: Option<String> =
-            sqlx::query_scalar("SELECT channel FROM messages WHERE id = $1")
+            sqlx::query_scalar("SELECT channel FROM messages WHERE id = $1 FOR UPDATE")
                 .bind(message_id)
                 .fetch_optional(&mut *tx)
                 .await?;
