@@ -338,7 +338,11 @@ pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
     let key = app.practice_with_key(ODS, "Proof Surgery").await;
     let patients = json!({ "patients": [{ "nhs_number": nhs(1), "preferred_channel": "push" }] });
     let reply = app
-        .post(&format!("/api/v1/practices/{ODS}/patients"), &key, &patients)
+        .post(
+            &format!("/api/v1/practices/{ODS}/patients"),
+            &key,
+            &patients,
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let (p256dh, _) = generate_vapid_keys();
@@ -346,7 +350,10 @@ pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
         "endpoint": "https://push.example.com/send/early",
         "keys": { "p256dh": p256dh, "auth": "AAECAwQFBgcICQoLDA0ODw" },
     });
-    let path = format!("/api/v1/practices/{ODS}/patients/{}/push-subscriptions", nhs(1));
+    let path = format!(
+        "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
+        nhs(1)
+    );
     let reply = app.post(&path, &key, &subscription).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let reply = app
@@ -365,7 +372,10 @@ pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
     let early_receipt = async {
         let deadline = Instant::now() + Duration::from_secs(10);
         let id = loop {
-            let pushed = app.sent_lines().into_iter().find(|l| l["channel"] == "push");
+            let pushed = app
+                .sent_lines()
+                .into_iter()
+                .find(|l| l["channel"] == "push");
             if let Some(id) = pushed.and_then(|l| l["message_id"].as_i64()) {
                 break id;
             }
