@@ -203,6 +203,7 @@ fn outgoing() -> Outgoing {
         },
         unsubscribe_url: None,
         push: None,
+        receipt_token: None,
     }
 }
 

@@ -82,6 +82,7 @@ fn outgoing(priority: Priority) -> Outgoing {
         },
         unsubscribe_url: Some(UNSUBSCRIBE.into()),
         push: None,
+        receipt_token: None,
     }
 }
 

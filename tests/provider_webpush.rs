@@ -139,6 +139,7 @@ fn message(address: String, keys: Option<PushKeys>, priority: Priority) -> Outgo
         },
         unsubscribe_url: None,
         push: keys,
+        receipt_token: None,
     }
 }
 

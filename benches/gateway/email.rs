@@ -326,6 +326,7 @@ async fn sample_email(
         practice: PracticeRef::of(practice),
         unsubscribe_url: message.contact_id.map(|id| links.unsubscribe_url(id)),
         push: None,
+        receipt_token: None,
     })
 }
 

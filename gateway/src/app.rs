@@ -83,6 +83,9 @@ pub struct AppState {
     pub clock: Clock,
     /// The per-address rate of anonymous push follows.
     pub follow_limits: Arc<FollowLimits>,
+    /// The per-address rate of push receipts: the same kind of allowance as follows, with
+    /// its own budget (`[push] receipts_per_address_per_minute`).
+    pub receipt_limits: Arc<FollowLimits>,
     /// Console sign-in throttle and password-check limit.
     pub signin: Arc<crate::web::signin_guard::SigninGuard>,
     /// Text commands per staff number.
@@ -131,6 +134,7 @@ impl AppState {
         );
         let metrics = Arc::new(Metrics::new());
         let follows_per_minute = config.push.follows_per_address_per_minute;
+        let receipts_per_minute = config.push.receipts_per_address_per_minute;
         for channel in Channel::ALL {
             for provider in providers.for_channel(channel) {
                 metrics.add_provider(channel, provider.name());
@@ -162,6 +166,7 @@ impl AppState {
             dispatch,
             clock: system_clock(),
             follow_limits: Arc::new(FollowLimits::new(follows_per_minute)),
+            receipt_limits: Arc::new(FollowLimits::new(receipts_per_minute)),
         })
     }
 

@@ -34,6 +34,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
+use crate::push_service::{PushService, Reply as PushReply};
 use crate::TestFn;
 
 /// Where Debian's packages put the browser and its driver; `GATEWAY_CHROMIUM` and
@@ -1174,20 +1175,35 @@ struct DevTools {
 impl DevTools {
     /// Connects to the page whose URL starts with `url`.
     async fn page(debugger: &str, url: &str) -> Self {
-        let targets: Value = reqwest::get(format!("http://{debugger}/json/list"))
-            .await
-            .expect("DevTools targets")
-            .json()
-            .await
-            .expect("targets JSON");
-        let socket_url = targets
-            .as_array()
-            .expect("targets")
-            .iter()
-            .find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url)))
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            .unwrap_or_else(|| panic!("no page at {url}: {targets}"))
-            .to_string();
+        Self::target(debugger, "page", url).await
+    }
+
+    /// Connects to the target of `kind` (`page`, `service_worker`) whose URL starts with
+    /// `url`, waiting up to [`PATIENCE`] for it to be listed.
+    async fn target(debugger: &str, kind: &str, url: &str) -> Self {
+        let deadline = Instant::now() + PATIENCE;
+        let socket_url = loop {
+            let targets: Value = reqwest::get(format!("http://{debugger}/json/list"))
+                .await
+                .expect("DevTools targets")
+                .json()
+                .await
+                .expect("targets JSON");
+            let found = targets
+                .as_array()
+                .expect("targets")
+                .iter()
+                .find(|t| {
+                    t["type"] == kind && t["url"].as_str().is_some_and(|u| u.starts_with(url))
+                })
+                .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+                .map(str::to_string);
+            match found {
+                Some(socket_url) => break socket_url,
+                None if Instant::now() > deadline => panic!("no {kind} at {url}: {targets}"),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         let (socket, _) = tokio_tungstenite::connect_async(socket_url)
             .await
             .expect("DevTools websocket");
@@ -1256,17 +1272,9 @@ impl DevTools {
     }
 }
 
-pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (app, practice_id) = push_app(dir.path()).await;
-    let browser = Browser::open(&app).await;
-    turn_on_notifications(
-        &browser,
-        &signup_path(&app, practice_id, 1).await,
-        &subscription("https://push.example.net/send/def"),
-        None,
-    )
-    .await;
+/// The service worker's registration, with a DevTools connection to the page that can
+/// deliver push messages to it. The worker must be registered at the gateway's root.
+async fn push_registration(browser: &Browser, app: &TestApp) -> (DevTools, String) {
     let scope = browser
         .run(
             "return navigator.serviceWorker.ready.then(r => r.scope);",
@@ -1288,20 +1296,26 @@ pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
                 .and_then(|r| r["registrationId"].as_str().map(str::to_string))
         })
         .await;
+    (devtools, registration)
+}
 
-    // What the `webpush` provider sends (gateway/src/providers/webpush.rs).
-    let payload = json!({
-        "title": "Riverside Surgery: The surgery is closed.",
-        "body": "Riverside Surgery: The surgery is closed. For urgent help call 111, or 999 in an emergency.",
-        "practice": RIVERSIDE.0,
-        "message_id": 4242,
-    });
-    let notifications = "return navigator.serviceWorker.ready
-        .then(r => r.getNotifications())
-        .then(ns => ns.map(n => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })));";
+/// The notifications the service worker shows: title, body, tag and data.
+const NOTIFICATIONS: &str = "return navigator.serviceWorker.ready
+    .then(r => r.getNotifications())
+    .then(ns => ns.map(n => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })));";
+
+/// Hands `payload` (the push message's decrypted text) to the service worker as the
+/// browser's push service would, and returns the notifications once one shows.
+async fn deliver_push(
+    browser: &Browser,
+    devtools: &mut DevTools,
+    app: &TestApp,
+    registration: &str,
+    payload: &Value,
+) -> Value {
     // None before the push. Asking first also matters: in this Chromium, a first
     // getNotifications() racing the first showNotification() can leave both hanging.
-    assert_eq!(browser.run(notifications, vec![]).await, json!([]));
+    assert_eq!(browser.run(NOTIFICATIONS, vec![]).await, json!([]));
     // Now and then DevTools accepts a push message that never reaches the worker, so it is
     // delivered again if nothing shows within a few seconds. The worker tags notifications
     // by message id, so a late first delivery still shows one notification, not two.
@@ -1315,26 +1329,209 @@ pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
             .await;
         let deadline = Instant::now() + Duration::from_secs(4);
         while Instant::now() < deadline {
-            shown = browser.run(notifications, vec![]).await;
+            shown = browser.run(NOTIFICATIONS, vec![]).await;
             if shown.as_array().is_some_and(|a| !a.is_empty()) {
-                break;
+                return shown;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if shown != json!([]) {
-            break;
-        }
         eprintln!("note: the push message did not show within 4 s; delivering it again");
     }
+    shown
+}
+
+pub async fn service_worker_shows_a_delivered_push_message(_db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, practice_id) = push_app(dir.path()).await;
+    let browser = Browser::open(&app).await;
+    turn_on_notifications(
+        &browser,
+        &signup_path(&app, practice_id, 1).await,
+        &subscription("https://push.example.net/send/def"),
+        None,
+    )
+    .await;
+    let (mut devtools, registration) = push_registration(&browser, &app).await;
+
+    // What the `webpush` provider sends (gateway/src/providers/webpush.rs), here without a
+    // receipt token (a gateway without a link secret sends none).
+    let payload = json!({
+        "title": "Riverside Surgery: The surgery is closed.",
+        "body": "Riverside Surgery: The surgery is closed. For urgent help call 111, or 999 in an emergency.",
+        "practice": RIVERSIDE.0,
+        "message_id": 4242,
+    });
+    let shown = deliver_push(&browser, &mut devtools, &app, &registration, &payload).await;
     assert_eq!(
         shown,
         json!([{
             "title": payload["title"],
             "body": payload["body"],
             "tag": "message-4242",
-            "data": { "url": null, "practice": RIVERSIDE.0, "message_id": 4242 },
+            "data": {
+                "url": null, "practice": RIVERSIDE.0, "message_id": 4242,
+                "receipt_token": null, "receipt_url": null,
+            },
         }]),
         "{shown}"
+    );
+    browser.close().await;
+}
+
+/// Waits until message `id` is in `state` (the service worker's receipts arrive on their
+/// own time); panics with the last state seen after [`PATIENCE`].
+async fn message_reaches(app: &TestApp, id: i64, state: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let seen = crate::receipts::message_state(app, &app.admin_key, id).await;
+        if seen == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "message {id} stayed {seen}, never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `expression` (a promise) in the service worker itself, through DevTools; its value.
+async fn in_service_worker(worker: &mut DevTools, expression: &str) -> Value {
+    let result = worker
+        .call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+        )
+        .await;
+    assert!(
+        result.get("exceptionDetails").is_none(),
+        "{expression} failed in the service worker: {result}"
+    );
+    result["result"]["value"].clone()
+}
+
+pub async fn a_pushed_message_shown_and_tapped_is_delivered_then_read(_db: Db) {
+    // A gateway sending push to a loopback push service, which decrypts each message with
+    // the subscription's keys exactly as the browser's own push service hands it over.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (vapid_public, vapid_private) = generate_vapid_keys();
+    let private_env = format!("GATEWAY_BROWSER_PROOF_VAPID_{}", std::process::id());
+    std::env::set_var(&private_env, vapid_private);
+    let subject = "mailto:it@riverside.nhs.uk";
+    let push = PushService::start(&vapid_public, subject, PushReply::status(201)).await;
+    let sent_log = dir.path().join("sent.jsonl");
+    let provider = |name: &str, kind: &str, channel: Channel, settings: Value| ProviderConfig {
+        name: name.into(),
+        kind: kind.into(),
+        channel,
+        rate: None,
+        burst: None,
+        price_pence: None,
+        settings: settings.as_object().cloned().unwrap_or_default(),
+    };
+    let providers = vec![
+        provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
+        provider(
+            "browser-push",
+            "webpush",
+            Channel::Push,
+            json!({
+                "vapid_public_key": vapid_public,
+                "vapid_private_key_env": private_env,
+                "subject": subject,
+                "allow_insecure_hosts": ["127.0.0.1"],
+            }),
+        ),
+    ];
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Options {
+            providers: Some(providers),
+            push_insecure_hosts: vec!["127.0.0.1".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let (ods, name) = RIVERSIDE;
+    let push_patient = json!({ "nhs_number": nhs(3), "preferred_channel": "push" });
+    let practice_id = practice(&app, ods, name, json!([sms_patient(1), push_patient])).await;
+
+    // The patient turns notifications on; the page subscribes with the push service's keys.
+    let browser = Browser::open(&app).await;
+    let keys = push.keys();
+    let subscription = json!({
+        "endpoint": push.endpoint("riverside-3"),
+        "expirationTime": null,
+        "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
+    });
+    turn_on_notifications(
+        &browser,
+        &signup_path(&app, practice_id, 3).await,
+        &subscription,
+        None,
+    )
+    .await;
+    let (mut devtools, registration) = push_registration(&browser, &app).await;
+
+    // The practice closes: the gateway pushes one message to the patient's browser.
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ods}/status"),
+            &app.admin_key,
+            &json!({ "kind": "closed" }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["planned"]["push"], 1, "{}", reply.body);
+    app.drain().await;
+    let payload = push.delivered().payload;
+    let id = payload["message_id"].as_i64().expect("message_id");
+    let token = payload["receipt_token"]
+        .as_str()
+        .expect("a receipt token in the payload")
+        .to_string();
+    assert_eq!(
+        crate::receipts::message_state(&app, &app.admin_key, id).await,
+        "sent"
+    );
+
+    // The service worker shows it, and its receipt makes it delivered.
+    let shown = deliver_push(&browser, &mut devtools, &app, &registration, &payload).await;
+    assert_eq!(shown[0]["tag"], format!("message-{id}"), "{shown}");
+    assert_eq!(shown[0]["data"]["receipt_token"], token.as_str(), "{shown}");
+    message_reaches(&app, id, "delivered").await;
+
+    // A tap. A headless browser has no system notification to click, and an event made by a
+    // script is not trusted (its waitUntil throws), so the test runs, inside the worker,
+    // the very function its notificationclick listener calls, on the notification shown.
+    let mut worker =
+        DevTools::target(&browser.debugger_address(), "service_worker", &app.address).await;
+    let tapped = in_service_worker(
+        &mut worker,
+        "self.registration.getNotifications()
+           .then(ns => notificationTapped(ns[0]))
+           .then(() => self.registration.getNotifications())
+           .then(ns => ns.length)",
+    )
+    .await;
+    assert_eq!(tapped, json!(0), "the tapped notification is closed");
+    message_reaches(&app, id, "read").await;
+
+    // The same receipt again, from the same worker: refused, and nothing moves.
+    let replayed = in_service_worker(
+        &mut worker,
+        &format!(
+            "fetch('/api/v1/push/receipts', {{ method: 'POST',
+                 headers: {{ 'Content-Type': 'application/json' }},
+                 body: JSON.stringify({{ token: {token:?}, event: 'shown' }}) }})
+               .then(r => r.json().then(body => [r.status, body.error.code]))"
+        ),
+    )
+    .await;
+    assert_eq!(replayed, json!([409, "receipt_replayed"]));
+    assert_eq!(
+        crate::receipts::message_state(&app, &app.admin_key, id).await,
+        "read"
     );
     browser.close().await;
 }

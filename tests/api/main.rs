@@ -35,6 +35,7 @@ mod metrics;
 mod practice_senders;
 mod providers_e2e;
 mod push_pages;
+mod push_receipts;
 mod receipts;
 mod scheduled;
 mod sms_peer;
@@ -140,6 +141,10 @@ fn main() {
         push_pages::invite_sends_one_urgent_message_with_a_working_link,
         push_pages::without_web_push_or_a_secret_nothing_is_offered,
         push_pages::anonymous_followers_get_practice_wide_notices,
+        push_receipts::push_receipts_prove_display_and_reading_once,
+        push_receipts::forged_and_foreign_push_receipts_change_nothing,
+        push_receipts::push_receipts_are_limited_per_client_address,
+        push_receipts::a_receipt_before_the_outcome_is_stored_still_counts,
         templates::template_versions_history_diff_and_rollback,
         templates::template_validation_names_line_and_column,
         templates::sms_segments_preview_table,
@@ -211,6 +216,7 @@ fn main() {
         browser::console_refuses_other_practices_and_forged_forms,
         browser::push_signup_stores_the_subscription_for_the_patient,
         browser::service_worker_shows_a_delivered_push_message,
+        browser::a_pushed_message_shown_and_tapped_is_delivered_then_read,
         browser::public_pages_on_a_phone_pass_the_accessibility_check,
         browser::console_pages_fit_a_phone,
         browser::console_sends_one_change_to_three_practices,

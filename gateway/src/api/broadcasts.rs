@@ -69,7 +69,9 @@ impl CancelView {
             by: cancel.by,
             reason: cancel.reason,
             messages_cancelled: count(MessageState::Cancelled),
-            already_gone: count(MessageState::Sent) + count(MessageState::Delivered),
+            already_gone: count(MessageState::Sent)
+                + count(MessageState::Delivered)
+                + count(MessageState::Read),
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) mod practices;
 pub(crate) mod proposals;
 /// A patient's browsers: push subscriptions and sign-up invitations.
 pub(crate) mod push;
+/// Service workers' reports of push messages shown and tapped, proved by signed tokens.
+pub(crate) mod push_receipts;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.
 pub(crate) mod receipts;
 /// `/practices/{ods}/scheduled-notices`: status changes planned ahead.

@@ -26,6 +26,9 @@ pub struct PushConfig {
     /// Anonymous followers one practice may have.
     #[serde(default = "default_followers_per_practice")]
     pub followers_per_practice: u64,
+    /// Push receipts (`shown`, `read`) one client address (an IPv6 /64) may post per minute.
+    #[serde(default = "default_receipts_per_address_per_minute")]
+    pub receipts_per_address_per_minute: u32,
 }
 
 fn default_max_endpoint_bytes() -> usize {
@@ -45,6 +48,11 @@ fn default_endpoint_hosts() -> Vec<String> {
 
 fn default_follows_per_address_per_minute() -> u32 {
     30
+}
+
+/// Two receipts a message, for a household's few browsers catching up on a day's notices.
+fn default_receipts_per_address_per_minute() -> u32 {
+    120
 }
 
 fn default_followers_per_practice() -> u64 {
@@ -70,6 +78,12 @@ impl PushConfig {
             return invalid(
                 "allowed_endpoint_hosts",
                 "and allow_insecure_hosts must not contain empty host names".into(),
+            );
+        }
+        if self.receipts_per_address_per_minute == 0 {
+            return invalid(
+                "receipts_per_address_per_minute",
+                "must be at least 1".into(),
             );
         }
         if self.follows_per_address_per_minute == 0 {

@@ -274,7 +274,7 @@ impl Dispatcher {
             );
         }
         let outcome = match done.new_state {
-            MessageState::Sent | MessageState::Delivered => Outcome::Sent,
+            MessageState::Sent | MessageState::Delivered | MessageState::Read => Outcome::Sent,
             MessageState::Queued => Outcome::Retried,
             MessageState::Suppressed => Outcome::Suppressed,
             MessageState::Cancelled => Outcome::Cancelled,
@@ -345,6 +345,10 @@ impl Dispatcher {
             }
             _ => None,
         };
+        let receipt_token = match (message.channel, &self.links) {
+            (Channel::Push, Some(links)) => Some(links.push_receipt_token(message.id)),
+            _ => None,
+        };
         Ok(Outgoing {
             message_id: message.id.get(),
             channel: message.channel,
@@ -357,6 +361,7 @@ impl Dispatcher {
             practice,
             unsubscribe_url,
             push,
+            receipt_token,
         })
     }
 }

@@ -17,8 +17,10 @@ pub enum MessageState {
     Sending,
     /// Accepted by the provider.
     Sent,
-    /// The provider reported it reached the patient.
+    /// The provider reported it reached the patient (for push: the browser showed it).
     Delivered,
+    /// The patient opened it: a tap on a push notification, or a provider's read receipt.
+    Read,
     /// Gave up: the reason is in `last_error`.
     Failed,
     /// Deliberately not sent (a cap, an opt-out found late).
@@ -29,11 +31,12 @@ pub enum MessageState {
 
 impl MessageState {
     /// Every state, in the order a message usually passes through them.
-    pub const ALL: [MessageState; 7] = [
+    pub const ALL: [MessageState; 8] = [
         MessageState::Queued,
         MessageState::Sending,
         MessageState::Sent,
         MessageState::Delivered,
+        MessageState::Read,
         MessageState::Failed,
         MessageState::Suppressed,
         MessageState::Cancelled,
@@ -46,6 +49,7 @@ impl MessageState {
             MessageState::Sending => "sending",
             MessageState::Sent => "sent",
             MessageState::Delivered => "delivered",
+            MessageState::Read => "read",
             MessageState::Failed => "failed",
             MessageState::Suppressed => "suppressed",
             MessageState::Cancelled => "cancelled",
@@ -72,6 +76,43 @@ impl FromStr for MessageState {
 impl fmt::Display for MessageState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a browser reports about a push message it received: a push receipt's event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PushEvent {
+    /// The service worker showed the notification: the message is `delivered`.
+    Shown,
+    /// The patient tapped it: the message is `read`.
+    Read,
+}
+
+impl PushEvent {
+    /// The stored name (a push receipt's `status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PushEvent::Shown => "shown",
+            PushEvent::Read => "read",
+        }
+    }
+
+    /// The state the event moves a message to.
+    pub fn settles(self) -> MessageState {
+        match self {
+            PushEvent::Shown => MessageState::Delivered,
+            PushEvent::Read => MessageState::Read,
+        }
+    }
+
+    /// The states the event moves a message from; any other state is left as it is, so a
+    /// message never moves backwards (a late `shown` after `read`).
+    pub fn moves_from(self) -> &'static [MessageState] {
+        match self {
+            PushEvent::Shown => &[MessageState::Sent],
+            PushEvent::Read => &[MessageState::Sent, MessageState::Delivered],
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub use ids::{
     StatusChangeId, StatusGroupId, TemplateVersionId, UserId,
 };
 pub use language::Language;
-pub use message::{AttemptOutcome, MessageState, Priority};
+pub use message::{AttemptOutcome, MessageState, Priority, PushEvent};
 pub use nhs_number::NhsNumber;
 pub use ods_code::OdsCode;
 pub use phone::{PhoneKind, PhoneNumber};

@@ -3,6 +3,9 @@
 //! routes), the fallbacks and the middleware. Handlers live with their feature (`api`, `web`);
 //! only their addresses are here, so a reader finds any route from this file.
 
+/// The client a request comes from, through a trusted proxy if one is configured: what
+/// every per-client limit of the API and the pages counts by.
+pub mod client_address;
 /// The API's error type and its JSON body, also spoken by the pages' JSON calls.
 pub mod error;
 /// The API's OpenAPI 3.1 document, built from the handlers' annotations, and its route.
@@ -58,7 +61,7 @@ pub fn ops_router(state: AppState) -> Router {
 fn api_routes() -> Router<AppState> {
     use crate::api::{
         appointments, audit, broadcasts, costs, federations, groups, imports, keys, patients,
-        practices, proposals, push, receipts, scheduled, staff, status, templates,
+        practices, proposals, push, push_receipts, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/openapi.json", get(openapi::document_json))
@@ -157,6 +160,7 @@ fn api_routes() -> Router<AppState> {
             "/practices/{ods}/patients/{nhs}/push-invite",
             post(push::invite),
         )
+        .route("/push/receipts", post(push_receipts::post))
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
         .route("/receipts/webhook", post(receipts::webhook))

@@ -163,7 +163,11 @@ pub async fn group_progress(
             fanout_complete,
             unsent: count(&[MessageState::Queued, MessageState::Sending]),
             cancelled: count(&[MessageState::Cancelled]),
-            already_sent: count(&[MessageState::Sent, MessageState::Delivered]),
+            already_sent: count(&[
+                MessageState::Sent,
+                MessageState::Delivered,
+                MessageState::Read,
+            ]),
             by_state,
             stopped,
         });

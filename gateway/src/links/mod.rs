@@ -1,21 +1,28 @@
-//! Signed links: the one-click unsubscribe link in bulk email and the push invitation link
-//! sent by SMS or email, both pointing at the gateway's public URL and signed with one
-//! secret, from the variable named by `receipts.unsubscribe_secret_env`.
+//! Signed links: the one-click unsubscribe link in bulk email, the push invitation link
+//! sent by SMS or email, and the receipt token inside each push message, all signed with
+//! one secret, from the variable named by `receipts.unsubscribe_secret_env`.
 //!
-//! Each kind signs its own prefix (`unsubscribe:`, `push-invite:`), so a token of one kind
-//! never passes for the other. The secret is read from the environment each time a
+//! Each kind signs its own prefix (`unsubscribe:`, `push-invite:`, `push-receipt:`), so a
+//! token of one kind never passes for another. The secret is read from the environment each time a
 //! [`SignedLinks`] is made, as the gateway always has.
 
 mod invite;
+mod push_receipt;
 mod unsubscribe;
 
 use chrono::{DateTime, Utc};
 
 pub use invite::{invite_expiry, invite_token, read_invite_token, InviteError};
+pub use push_receipt::{
+    push_receipt_token, read_push_receipt_token, ReceiptTokenError, MAX_RECEIPT_TOKEN_BYTES,
+};
 pub use unsubscribe::{read_unsubscribe_token, unsubscribe_token};
 
 use crate::config::ReceiptsConfig;
-use crate::domain::{ContactId, PatientId, PracticeId};
+use crate::domain::{ContactId, MessageId, PatientId, PracticeId};
+
+/// Where service workers post push receipts, on the gateway that served them.
+pub const PUSH_RECEIPTS_PATH: &str = "/api/v1/push/receipts";
 
 /// The variable naming the link secret is unset or empty: no signed link can be made or
 /// checked. Holds the variable's name.
@@ -87,6 +94,16 @@ impl SignedLinks {
         now: DateTime<Utc>,
     ) -> Result<(PracticeId, PatientId), InviteError> {
         read_invite_token(&self.secret, token, now)
+    }
+
+    /// The receipt token carried inside push message `message_id`.
+    pub fn push_receipt_token(&self, message_id: MessageId) -> String {
+        push_receipt_token(&self.secret, message_id)
+    }
+
+    /// The push message a receipt token names, if this gateway signed it.
+    pub fn push_receipt_message(&self, token: &str) -> Result<MessageId, ReceiptTokenError> {
+        read_push_receipt_token(&self.secret, token)
     }
 }
 

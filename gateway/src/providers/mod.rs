@@ -54,6 +54,10 @@ pub struct Outgoing {
     pub unsubscribe_url: Option<String>,
     /// The browser's keys, for web push.
     pub push: Option<PushKeys>,
+    /// Web push only: the signed, single-use token the service worker posts back when it
+    /// shows the message and when it is tapped (`links::push_receipt`); `None` elsewhere,
+    /// or when the gateway has no link secret.
+    pub receipt_token: Option<String>,
 }
 
 /// Who a message is from.

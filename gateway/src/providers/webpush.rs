@@ -23,6 +23,7 @@ use super::http::{self, DEFAULT_TIMEOUT_MS};
 use super::{Accepted, Outgoing, Provider, SendError};
 use crate::config::ProviderConfig;
 use crate::domain::{Channel, Priority};
+use crate::links::PUSH_RECEIPTS_PATH;
 use crate::outbound::{self, AddressPolicy, ADDRESS_NOT_ALLOWED};
 
 /// How long a push service keeps an undelivered message unless `ttl_seconds` says otherwise.
@@ -366,12 +367,16 @@ impl WebPushProvider {
             .subject
             .clone()
             .unwrap_or_else(|| message.practice.name.clone());
+        // The receipt token rides inside the encryption: only the browser holding the
+        // subscription's keys can report the message shown or read.
         let payload = json!({
             "title": title,
             "body": message.body,
             "url": message.link,
             "practice": message.practice.ods_code,
             "message_id": message.message_id,
+            "receipt_token": message.receipt_token,
+            "receipt_url": message.receipt_token.as_ref().map(|_| PUSH_RECEIPTS_PATH),
         })
         .to_string();
         let built = WebPushBuilder::new(uri, ua_public, auth)
@@ -568,6 +573,7 @@ mod tests {
                 p256dh: URL_SAFE_NO_PAD.encode(ua_public.as_bytes()),
                 auth: URL_SAFE_NO_PAD.encode(auth),
             }),
+            receipt_token: Some("42.token".into()),
         };
         let (request, host) = provider.prepare(&message).unwrap();
         assert_eq!(host, "push.example.net");
@@ -591,6 +597,8 @@ mod tests {
         assert_eq!(plain["title"], "Surgery news");
         assert_eq!(plain["url"], "https://high-street.example/news");
         assert_eq!(plain["message_id"], 42);
+        assert_eq!(plain["receipt_token"], "42.token");
+        assert_eq!(plain["receipt_url"], "/api/v1/push/receipts");
     }
 
     #[test]

@@ -11,10 +11,12 @@ use crate::domain::MessageState;
 /// What a provider's status word means for the message: `None` while it is still on its way.
 pub type Settles = Option<MessageState>;
 
-/// Twilio's `MessageStatus`: delivered, or failed/undelivered; the rest are on the way.
+/// Twilio's `MessageStatus`: delivered, read (WhatsApp and RCS report it), or
+/// failed/undelivered; the rest are on the way.
 pub fn twilio_status(status: &str) -> Settles {
     match status {
-        "delivered" | "read" => Some(MessageState::Delivered),
+        "delivered" => Some(MessageState::Delivered),
+        "read" => Some(MessageState::Read),
         "failed" | "undelivered" | "canceled" => Some(MessageState::Failed),
         _ => None,
     }
@@ -101,6 +103,7 @@ mod tests {
     #[test]
     fn statuses_settle_only_final_words() {
         assert_eq!(twilio_status("delivered"), Some(MessageState::Delivered));
+        assert_eq!(twilio_status("read"), Some(MessageState::Read));
         assert_eq!(twilio_status("undelivered"), Some(MessageState::Failed));
         assert_eq!(twilio_status("sent"), None);
         assert_eq!(

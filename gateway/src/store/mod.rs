@@ -55,6 +55,8 @@ mod postgres;
 mod practices;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
+/// Browsers' reports on push messages: shown, read, each once.
+mod push_receipts;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
 /// The SQLite implementation.
@@ -112,6 +114,7 @@ pub use proposals::{
     ApprovalSettings, IncidentRef, LiveCode, NewApprovalCode, NewProposal, Proposal,
     ProposalOrigin, ProposalState, ProposalStore,
 };
+pub use push_receipts::{PushReceiptOutcome, PushReceiptStore};
 pub use scheduled::{
     Claim, NewNotice, NoticeState, Occurrence, OccurrenceState, ScheduleStore, ScheduledNotice,
 };
@@ -176,6 +179,7 @@ pub trait Store:
     + TraceStore
     + FollowUpStore
     + CostStore
+    + PushReceiptStore
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -281,7 +281,7 @@ pub struct Receipt {
     pub provider: String,
     /// The provider's status word, as sent.
     pub status: String,
-    /// The state it settles the message in, if it does (`delivered` or `failed`).
+    /// The state it settles the message in, if it does (`delivered`, `read` or `failed`).
     pub new_state: Option<MessageState>,
     /// The provider's reason, for failures.
     pub detail: Option<String>,
@@ -332,7 +332,9 @@ pub trait OutboxStore: Send + Sync {
         skip_channels: &[Channel],
     ) -> StoreResult<Vec<ClaimedMessage>>;
     /// Records attempts and the messages' new states in one transaction. For each, whether
-    /// `owner` still held the lease (the attempt is recorded all the same).
+    /// `owner` still held the lease (the attempt is recorded all the same). A push message
+    /// recorded `sent` that its browser already reported (`PushReceiptStore`) moves on to
+    /// `delivered` or `read` in the same transaction.
     async fn complete_many(
         &self,
         owner: &str,
@@ -388,6 +390,7 @@ pub trait OutboxStore: Send + Sync {
         provider_ref: &str,
     ) -> StoreResult<Option<(MessageId, Option<String>, MessageState)>>;
     /// Keeps a provider's receipt and, if it settles the message, moves a `sent` message
-    /// to `new_state` (a receipt never moves a message backwards). Returns whether it moved.
+    /// to `new_state`, or a `delivered` one to `read` (a receipt never moves a message
+    /// backwards). Returns whether it moved.
     async fn record_receipt(&self, receipt: &Receipt, now: DateTime<Utc>) -> StoreResult<bool>;
 }

@@ -12,13 +12,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tera::Context;
 
-use super::client_address::ClientAddress;
 use super::pages::{asset, error_page, page};
 use super::signin_guard::{Locked, Refusal, Subject};
 use crate::app::AppState;
 use crate::auth::session::{self, csrf_matches, random_token};
 use crate::auth::{users, Denied, Principal};
 use crate::domain::{BroadcastId, Channel, MessageState, StatusKind};
+use crate::http::client_address::ClientAddress;
 use crate::intake::status::{default_headline, post_status_change, StatusChangeRequest};
 use crate::store::{AuditEntry, Practice, SessionRecord};
 use std::ops::Deref;
@@ -504,7 +504,7 @@ pub(crate) async fn broadcast(
             "at": crate::render::uk_date_time(cancel.at, practice.timezone),
             "by": cancel.by, "reason": cancel.reason,
             "cancelled": count(&Channel::ALL, &[MessageState::Cancelled]),
-            "gone": count(&Channel::ALL, &[MessageState::Sent, MessageState::Delivered]),
+            "gone": count(&Channel::ALL, &[MessageState::Sent, MessageState::Delivered, MessageState::Read]),
         })
     });
     // Queued texts and push notifications wait while the practice's quiet hours are on.

@@ -4,8 +4,6 @@
 
 /// `/api/docs`: the API's reference, rendered from its OpenAPI document.
 pub(crate) mod api_docs;
-/// The client a request comes from, through a trusted proxy if one is configured.
-pub mod client_address;
 /// The console's pages: sign-in, practices, status changes, broadcasts and the audit log.
 pub mod console;
 /// The console's approvals page: proposals waiting first, staff numbers, approval rules.

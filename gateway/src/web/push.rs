@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tera::Context;
 
-use super::client_address::ClientAddress;
 use super::pages::{asset, page};
 use crate::app::AppState;
 use crate::domain::OdsCode;
+use crate::http::client_address::ClientAddress;
 use crate::http::push_subscription::{parse_subscription, SubscriptionInput};
 use crate::http::ApiError;
 use crate::intake::invite::vapid_public_key;

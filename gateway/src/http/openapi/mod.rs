@@ -95,6 +95,7 @@ const BEARER: &str = "api_key";
         api::broadcasts::message,
         api::push::register,
         api::push::invite,
+        api::push_receipts::post,
         api::receipts::twilio,
         api::receipts::notify,
         api::receipts::webhook,

@@ -49,6 +49,7 @@ impl StaffTexts {
             practice: PracticeRef::of(practice),
             unsubscribe_url: None,
             push: None,
+            receipt_token: None,
         };
         let mut reasons = Vec::new();
         for provider in self.providers.for_channel(Channel::Sms) {

@@ -279,7 +279,7 @@ impl Leadership for PgLeadership {
             "WITH doomed AS (
                  SELECT id FROM messages
                  WHERE purged_at IS NULL AND created_at < $3
-                       AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
+                       AND state IN ('sent', 'delivered', 'read', 'failed', 'suppressed', 'cancelled')
                        AND {LEAD_HELD}
                  ORDER BY created_at LIMIT $5
                  FOR UPDATE SKIP LOCKED

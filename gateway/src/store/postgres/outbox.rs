@@ -20,6 +20,16 @@ use crate::store::{
     OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
+/// Push messages among `$1` just recorded `sent` whose browser reported them before that
+/// (the push service hands a message on faster than the outcome is stored): they move on
+/// to what their receipts say, so a shown message is not left awaiting a fallback.
+const APPLY_EARLY_PUSH_RECEIPTS: &str =
+    "UPDATE messages m SET state = CASE WHEN EXISTS (SELECT 1 FROM receipts r
+                WHERE r.message_id = m.id AND r.provider = 'push' AND r.status = 'read')
+            THEN 'read' ELSE 'delivered' END
+     WHERE m.id = ANY($1) AND m.state = 'sent' AND m.channel = 'push'
+           AND EXISTS (SELECT 1 FROM receipts r WHERE r.message_id = m.id AND r.provider = 'push')";
+
 /// Why a reaped lease's attempt is `unknown`.
 const LOST_LEASE: &str = "lease expired: the worker stopped before recording an outcome, so the provider may or may not have the message";
 
@@ -328,6 +338,12 @@ impl OutboxStore for PostgresStore {
         .bind(done.iter().map(|c| c.fallback_due_at).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
+        // A statement of its own, so it sees a receipt committed while the one above waited
+        // for the row (`record_push_receipt` locks it first).
+        sqlx::query(APPLY_EARLY_PUSH_RECEIPTS)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let updated: std::collections::HashSet<MessageId> =
             updated.into_iter().map(|(id,)| id).collect();
@@ -503,7 +519,7 @@ impl OutboxStore for PostgresStore {
             Some(state) => {
                 sqlx::query(
                     "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
-                     WHERE id = $4 AND state = 'sent'",
+                     WHERE id = $4 AND (state = 'sent' OR ($1 = 'read' AND state = 'delivered'))",
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)

@@ -202,7 +202,7 @@ impl Leadership for SqliteLeadership {
                     address = '', purged_at = $1
              WHERE id IN (SELECT id FROM messages
                           WHERE purged_at IS NULL AND created_at < $2
-                                AND state IN ('sent', 'delivered', 'failed', 'suppressed', 'cancelled')
+                                AND state IN ('sent', 'delivered', 'read', 'failed', 'suppressed', 'cancelled')
                           ORDER BY created_at LIMIT $3)",
         )
         .bind(At(now))

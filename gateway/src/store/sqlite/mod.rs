@@ -38,6 +38,8 @@ mod patients;
 mod practices;
 /// Proposed status changes, approval codes and rules, source incidents.
 mod proposals;
+/// Push receipts.
+mod push_receipts;
 /// Status changes planned ahead and their occurrences.
 mod scheduled;
 /// Staff mobile numbers.

@@ -18,6 +18,18 @@ use crate::store::{
     OutboxStore, Receipt, StoreResult, TimeColumn,
 };
 
+/// Push messages of the completion batch `$1` just recorded `sent` whose browser reported
+/// them before that (the push service hands a message on faster than the outcome is
+/// stored): they move on to what their receipts say, so a shown message is not left
+/// awaiting a fallback.
+const APPLY_EARLY_PUSH_RECEIPTS: &str =
+    "UPDATE messages SET state = CASE WHEN EXISTS (SELECT 1 FROM receipts r
+                WHERE r.message_id = messages.id AND r.provider = 'push' AND r.status = 'read')
+            THEN 'read' ELSE 'delivered' END
+     WHERE id IN (SELECT json_extract(value, '$.id') FROM json_each($1))
+           AND state = 'sent' AND channel = 'push'
+           AND EXISTS (SELECT 1 FROM receipts r WHERE r.message_id = messages.id AND r.provider = 'push')";
+
 /// Rows per INSERT: eight bound values each, plus thirteen per distinct shared part; even
 /// with every row distinct (personal wording) that stays under SQLite's 32,766 per statement.
 const INSERT_CHUNK: usize = 1500;
@@ -313,6 +325,10 @@ impl OutboxStore for SqliteStore {
         .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
+        sqlx::query(APPLY_EARLY_PUSH_RECEIPTS)
+            .bind(&batch)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         let held: std::collections::HashSet<MessageId> = held.into_iter().map(|(id,)| id).collect();
         Ok(done.iter().map(|c| held.contains(&c.message_id)).collect())
@@ -490,7 +506,7 @@ impl OutboxStore for SqliteStore {
             Some(state) => {
                 sqlx::query(
                     "UPDATE messages SET state = $1, last_error = COALESCE($2, last_error), updated_at = $3
-                     WHERE id = $4 AND state = 'sent'",
+                     WHERE id = $4 AND (state = 'sent' OR ($1 = 'read' AND state = 'delivered'))",
                 )
                 .bind(state.as_str())
                 .bind(&receipt.detail)

@@ -1,5 +1,6 @@
 //! Who is on the other end of a request: the connection's address, or the client a trusted
-//! reverse proxy names. Per-client limits (sign-in throttling, anonymous follows) count by it.
+//! reverse proxy names. Per-client limits (sign-in throttling, anonymous follows, push
+//! receipts) count by it.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,7 +39,7 @@ pub fn client_address(
 
 /// The client address of a request (see [`client_address`]); `None` when the server was
 /// not started with connection info. Every per-client limit (console sign-in, anonymous
-/// push follows) reads the client through this one extractor.
+/// push follows, push receipts) reads the client through this one extractor.
 pub struct ClientAddress(pub Option<IpAddr>);
 
 impl FromRequestParts<AppState> for ClientAddress {
