@@ -142,6 +142,7 @@ fn main() {
         push_pages::without_web_push_or_a_secret_nothing_is_offered,
         push_pages::anonymous_followers_get_practice_wide_notices,
         push_receipts::push_receipts_prove_display_and_reading_once,
+        push_receipts::an_urgent_push_never_shown_falls_back_to_one_text,
         push_receipts::forged_and_foreign_push_receipts_change_nothing,
         push_receipts::push_receipts_are_limited_per_client_address,
         push_receipts::a_receipt_before_the_outcome_is_stored_still_counts,

@@ -398,3 +398,143 @@ pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
         "receipt_replayed",
     );
 }
+
+/// Books appointment `reference` for patient `i` at practice [`ODS`] and moves it: an
+/// urgent one-patient message, fastest first (push before SMS). Returns its message id.
+async fn move_appointment(app: &TestApp, key: &str, reference: &str, i: u32) -> i64 {
+    let booked = app
+        .post(
+            &format!("/api/v1/practices/{ODS}/appointments"),
+            key,
+            &json!({ "appointments": [{ "external_ref": reference, "nhs_number": nhs(i),
+                "starts_at": "2030-03-04 09:30", "clinician": "Dr Rao", "location": "Room 2",
+                "status": "booked" }] }),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
+    let moved = app
+        .post(
+            &format!("/api/v1/practices/{ODS}/appointments/{reference}/changes"),
+            key,
+            &json!({ "kind": "moved", "starts_at": "2030-03-05 11:00" }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
+    assert_eq!(moved.body["message"]["channel"], "push", "{}", moved.body);
+    moved.body["message"]["id"].as_i64().expect("message id")
+}
+
+/// An urgent change to a patient whose push is never shown is followed by exactly one text
+/// after the 30-minute deadline; one whose push the service worker reports shown in time is
+/// followed by none.
+pub async fn an_urgent_push_never_shown_falls_back_to_one_text(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sent_log = dir.path().join("sent.jsonl");
+    let (public, private) = generate_vapid_keys();
+    let push = PushService::start(&public, PUSH_SUBJECT, PushReply::status(201)).await;
+    let app = spawn_app_with(
+        db,
+        Options {
+            providers: Some(providers((&public, &private), &sent_log)),
+            push_insecure_hosts: vec!["127.0.0.1".into()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let key = app.practice_with_key(ODS, "Proof Surgery").await;
+    let patients: Vec<Value> = [1, 2]
+        .map(|i| {
+            json!({ "nhs_number": nhs(i),
+                    "contacts": [{ "channel": "sms", "address": format!("07700 90040{i}") }] })
+        })
+        .to_vec();
+    let reply = app
+        .post(
+            &format!("/api/v1/practices/{ODS}/patients"),
+            &key,
+            &json!({ "patients": patients }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let keys = push.keys();
+    for i in [1, 2] {
+        let subscription = json!({
+            "endpoint": push.endpoint(&format!("patient-{i}")),
+            "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
+        });
+        let path = format!(
+            "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
+            nhs(i)
+        );
+        let reply = app.post(&path, &key, &subscription).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    let silent = move_appointment(&app, &key, "APT-1", 1).await;
+    let shown = move_appointment(&app, &key, "APT-2", 2).await;
+    app.drain().await;
+    let payloads: Vec<Value> = push
+        .received()
+        .into_iter()
+        .map(|d| d.expect("the push service accepted the request").payload)
+        .collect();
+    assert_eq!(payloads.len(), 2, "{payloads:?}");
+    // Patient 2's browser shows the notification; patient 1's never does.
+    let shown_payload = payloads
+        .iter()
+        .find(|p| id_of(p) == shown)
+        .expect("patient 2's push");
+    let reply = post_shown_receipt(&app, shown_payload).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(message_state(&app, &key, shown).await, "delivered");
+    assert_eq!(message_state(&app, &key, silent).await, "sent");
+
+    let look = |minutes: i64| {
+        let follow_ups = app.state.follow_ups();
+        async move {
+            follow_ups
+                .look(chrono::Utc::now() + chrono::Duration::minutes(minutes))
+                .await
+        }
+    };
+    let early = look(29).await;
+    assert_eq!(early.overdue, 0, "{early:?}");
+    let due = look(31).await;
+    assert_eq!(
+        (due.overdue, due.followed, due.errors),
+        (1, 1, 0),
+        "{due:?}"
+    );
+    app.drain().await;
+    let texts: Vec<Value> = std::fs::read_to_string(&sent_log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(texts.len(), 1, "exactly one text: {texts:?}");
+    assert_eq!(texts[0]["to"], "+447700900401", "{}", texts[0]);
+    let original = app
+        .get(&format!("/api/v1/messages/{silent}"), &key)
+        .await
+        .body;
+    assert!(
+        original["message"]["superseded_by_fallback"].is_i64(),
+        "{original}"
+    );
+    let confirmed = app
+        .get(&format!("/api/v1/messages/{shown}"), &key)
+        .await
+        .body;
+    assert_eq!(confirmed["message"]["superseded_by_fallback"], Value::Null);
+    // Later looks send nothing more, and the push service gets nothing more.
+    let later = look(600).await;
+    assert_eq!((later.overdue, later.followed), (0, 0), "{later:?}");
+    app.drain().await;
+    assert_eq!(
+        std::fs::read_to_string(&sent_log)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        1
+    );
+    assert!(push.received().is_empty());
+}
