@@ -136,7 +136,7 @@ async fn seed_mix(
     let now = Utc::now();
     let patients: Vec<(NhsNumber, bool, PatientUpsert)> = (1..=count)
         .map(|i| {
-            let nhs = nhs_number(practice_id.get() as u32 * 1_000_000 + i);
+            let nhs = nhs_number(i);
             let (push, email, sms) = reach(i);
             let mut contacts = Vec::new();
             if sms {
@@ -184,9 +184,10 @@ async fn seed_mix(
     Ok(())
 }
 
-/// A valid NHS number near `stem` (from the 999 test range).
-fn nhs_number(stem: u32) -> NhsNumber {
-    let mut stem = 900_000_000 + stem % 99_000_000;
+/// A valid NHS number for patient `i`, distinct for each `i` (stems eleven apart leave
+/// room for the ones skipped for an invalid check digit).
+fn nhs_number(i: u32) -> NhsNumber {
+    let mut stem = 900_000_000 + (i % 9_000_000) * 11;
     loop {
         if let Some(n) = NhsNumber::from_stem(stem) {
             return n;
