@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{move_appointment, nhs, provider, spawn_app_with, Db, Options, TestApp};
 
 const ODS: &str = "C10001";
 
@@ -30,16 +30,13 @@ fn priced_providers(dir: &TempDir) -> Vec<ProviderConfig> {
     ]
     .into_iter()
     .map(|(channel, price)| ProviderConfig {
-        name: format!("log-{channel}"),
-        kind: "log".into(),
-        channel,
-        rate: None,
-        burst: None,
         price_pence: price,
-        settings: json!({ "path": path })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        ..provider(
+            &format!("log-{channel}"),
+            "log",
+            channel,
+            json!({ "path": path }),
+        )
     })
     .collect()
 }
@@ -275,29 +272,8 @@ pub async fn urgent_messages_go_fastest_first_unless_the_practice_says(db: Db) {
         .await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.body);
     let channel_of_change = |reference: &'static str| {
-        let app = &app;
-        let key = &key;
-        async move {
-            let booked = app
-                .post(
-                    &format!("/api/v1/practices/{ODS}/appointments"),
-                    key,
-                    &json!({ "appointments": [{ "external_ref": reference, "nhs_number": nhs(1),
-                        "starts_at": "2030-03-04 09:30", "clinician": "Dr Rao",
-                        "location": "Room 2", "status": "booked" }] }),
-                )
-                .await;
-            assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
-            let moved = app
-                .post(
-                    &format!("/api/v1/practices/{ODS}/appointments/{reference}/changes"),
-                    key,
-                    &json!({ "kind": "moved", "starts_at": "2030-03-05 11:00" }),
-                )
-                .await;
-            assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
-            moved.body["message"]["channel"].clone()
-        }
+        let (app, key) = (&app, &key);
+        async move { move_appointment(app, key, ODS, reference, 1).await["message"]["channel"].clone() }
     };
     assert_eq!(channel_of_change("A-1").await, "sms");
     let changed = app

@@ -7,13 +7,12 @@
 //! dispatching instances' background task runs them every few seconds.
 
 use chrono::{Duration, Utc};
-use gateway::config::ProviderConfig;
 use gateway::domain::Channel;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{move_appointment, nhs, provider, spawn_app_with, Db, Options, TestApp};
 use crate::receipts::webhook_receipt;
 use crate::sms_peer::SmsPeer;
 
@@ -39,18 +38,12 @@ impl Fallbacks {
         let dir = tempfile::tempdir().expect("temp dir");
         let emails = dir.path().join("emails.jsonl");
         let peer = SmsPeer::accepting().await;
-        let email = ProviderConfig {
-            name: "log-email".into(),
-            kind: "log".into(),
-            channel: Channel::Email,
-            rate: None,
-            burst: None,
-            price_pence: None,
-            settings: json!({ "path": emails })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let email = provider(
+            "log-email",
+            "log",
+            Channel::Email,
+            json!({ "path": emails }),
+        );
         let shared = database_url.is_some();
         let app = spawn_app_with(
             db,
@@ -104,27 +97,8 @@ impl Fallbacks {
     /// Books appointment `reference` for patient `i` and moves it; returns the urgent
     /// message the change queued.
     async fn move_appointment(&self, reference: &str, i: u32) -> i64 {
-        let booked = self
-            .app
-            .post(
-                &format!("/api/v1/practices/{ODS}/appointments"),
-                &self.key,
-                &json!({ "appointments": [{ "external_ref": reference, "nhs_number": nhs(i),
-                    "starts_at": "2030-03-04 09:30", "clinician": "Dr Rao", "location": "Room 2",
-                    "status": "booked" }] }),
-            )
-            .await;
-        assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
-        let moved = self
-            .app
-            .post(
-                &format!("/api/v1/practices/{ODS}/appointments/{reference}/changes"),
-                &self.key,
-                &json!({ "kind": "moved", "starts_at": "2030-03-05 11:00" }),
-            )
-            .await;
-        assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
-        moved.body["message"]["id"].as_i64().expect("message id")
+        let moved = move_appointment(&self.app, &self.key, ODS, reference, i).await;
+        moved["message"]["id"].as_i64().expect("message id")
     }
 
     async fn message(&self, id: i64) -> Value {

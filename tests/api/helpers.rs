@@ -315,6 +315,20 @@ fn log_providers(sent_log: &std::path::Path) -> Vec<ProviderConfig> {
         .collect()
 }
 
+/// A provider of `kind` named `name` on `channel` with the kind's `settings` (a JSON
+/// object), no rate, no burst and the channel's default price.
+pub fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        kind: kind.into(),
+        channel,
+        rate: None,
+        burst: None,
+        price_pence: None,
+        settings: settings.as_object().cloned().unwrap_or_default(),
+    }
+}
+
 /// A provider that writes through the real `log` provider and then, for a chosen few
 /// sends, never returns: the message has left, but its outcome is never recorded.
 mod stalling {
@@ -625,6 +639,36 @@ impl Drop for TestApp {
             .join();
         }
     }
+}
+
+/// Books appointment `reference` for patient `nhs(i)` of practice `ods` and moves it to
+/// the next day (an urgent one-patient message); the change's answer.
+pub async fn move_appointment(
+    app: &TestApp,
+    key: &str,
+    ods: &str,
+    reference: &str,
+    i: u32,
+) -> Value {
+    let booked = app
+        .post(
+            &format!("/api/v1/practices/{ods}/appointments"),
+            key,
+            &serde_json::json!({ "appointments": [{ "external_ref": reference,
+                "nhs_number": nhs(i), "starts_at": "2030-03-04 09:30", "clinician": "Dr Rao",
+                "location": "Room 2", "status": "booked" }] }),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
+    let moved = app
+        .post(
+            &format!("/api/v1/practices/{ods}/appointments/{reference}/changes"),
+            key,
+            &serde_json::json!({ "kind": "moved", "starts_at": "2030-03-05 11:00" }),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
+    moved.body
 }
 
 /// A valid NHS number for test patient `i` (from the 999 test range).

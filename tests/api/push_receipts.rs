@@ -12,7 +12,9 @@ use gateway::providers::generate_vapid_keys;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, Reply, TestApp, UNSUBSCRIBE_SECRET_ENV};
+use crate::helpers::{
+    self, nhs, provider, spawn_app_with, Db, Options, Reply, TestApp, UNSUBSCRIBE_SECRET_ENV,
+};
 use crate::push_service::{PushService, Reply as PushReply};
 use crate::receipts::message_state;
 
@@ -46,15 +48,6 @@ fn providers(push_vapid: (&str, &str), sent_log: &std::path::Path) -> Vec<Provid
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     std::env::set_var(&private_env, private);
-    let provider = |name: &str, kind: &str, channel: Channel, settings: Value| ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    };
     vec![
         provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
         provider(
@@ -70,6 +63,23 @@ fn providers(push_vapid: (&str, &str), sent_log: &std::path::Path) -> Vec<Provid
             }),
         ),
     ]
+}
+
+/// Subscribes patients `nhs(i)` of practice [`ODS`] to `push` through the API.
+async fn subscribe(app: &TestApp, key: &str, push: &PushService, patients: &[u32]) {
+    let keys = push.keys();
+    for i in patients {
+        let subscription = json!({
+            "endpoint": push.endpoint(&format!("patient-{i}")),
+            "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
+        });
+        let path = format!(
+            "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
+            nhs(*i)
+        );
+        let reply = app.post(&path, key, &subscription).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
 }
 
 /// A gateway sending push to a loopback push service, practice [`ODS`] with patients 1 and
@@ -105,19 +115,7 @@ async fn sent_broadcast(db: Db, options: Options) -> (TestApp, String, PushServi
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let keys = push.keys();
-    for i in [1, 2] {
-        let subscription = json!({
-            "endpoint": push.endpoint(&format!("patient-{i}")),
-            "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
-        });
-        let path = format!(
-            "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
-            nhs(i)
-        );
-        let reply = app.post(&path, &key, &subscription).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    }
+    subscribe(&app, &key, &push, &[1, 2]).await;
     let reply = app
         .post(
             &format!("/api/v1/practices/{ODS}/status"),
@@ -399,29 +397,12 @@ pub async fn a_receipt_before_the_outcome_is_stored_still_counts(db: Db) {
     );
 }
 
-/// Books appointment `reference` for patient `i` at practice [`ODS`] and moves it: an
-/// urgent one-patient message, fastest first (push before SMS). Returns its message id.
+/// Patient `i`'s urgent appointment change, which must go by push (fastest first):
+/// its message id.
 async fn move_appointment(app: &TestApp, key: &str, reference: &str, i: u32) -> i64 {
-    let booked = app
-        .post(
-            &format!("/api/v1/practices/{ODS}/appointments"),
-            key,
-            &json!({ "appointments": [{ "external_ref": reference, "nhs_number": nhs(i),
-                "starts_at": "2030-03-04 09:30", "clinician": "Dr Rao", "location": "Room 2",
-                "status": "booked" }] }),
-        )
-        .await;
-    assert_eq!(booked.status, StatusCode::OK, "{}", booked.body);
-    let moved = app
-        .post(
-            &format!("/api/v1/practices/{ODS}/appointments/{reference}/changes"),
-            key,
-            &json!({ "kind": "moved", "starts_at": "2030-03-05 11:00" }),
-        )
-        .await;
-    assert_eq!(moved.status, StatusCode::CREATED, "{}", moved.body);
-    assert_eq!(moved.body["message"]["channel"], "push", "{}", moved.body);
-    moved.body["message"]["id"].as_i64().expect("message id")
+    let moved = helpers::move_appointment(app, key, ODS, reference, i).await;
+    assert_eq!(moved["message"]["channel"], "push", "{moved}");
+    moved["message"]["id"].as_i64().expect("message id")
 }
 
 /// An urgent change to a patient whose push is never shown is followed by exactly one text
@@ -456,19 +437,7 @@ pub async fn an_urgent_push_never_shown_falls_back_to_one_text(db: Db) {
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let keys = push.keys();
-    for i in [1, 2] {
-        let subscription = json!({
-            "endpoint": push.endpoint(&format!("patient-{i}")),
-            "keys": { "p256dh": keys.p256dh, "auth": keys.auth },
-        });
-        let path = format!(
-            "/api/v1/practices/{ODS}/patients/{}/push-subscriptions",
-            nhs(i)
-        );
-        let reply = app.post(&path, &key, &subscription).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    }
+    subscribe(&app, &key, &push, &[1, 2]).await;
     let silent = move_appointment(&app, &key, "APT-1", 1).await;
     let shown = move_appointment(&app, &key, "APT-2", 2).await;
     app.drain().await;
