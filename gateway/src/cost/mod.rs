@@ -163,7 +163,10 @@ fn pence(hundredths: u64) -> f64 {
 
 /// Whether a message in `state` has gone to a provider, and so is charged.
 fn charged(state: MessageState) -> bool {
-    matches!(state, MessageState::Sent | MessageState::Delivered | MessageState::Read)
+    matches!(
+        state,
+        MessageState::Sent | MessageState::Delivered | MessageState::Read
+    )
 }
 
 /// Whether a message in `state` will not be sent (and so is left out of an estimate).
