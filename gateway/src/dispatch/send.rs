@@ -298,12 +298,19 @@ impl Dispatcher {
             // An anonymous follower has no other channel: the subscription is simply gone.
             return self.store.remove_follower(follower_id).await;
         }
-        let (Some(contact_id), Some(patient_id)) = (message.contact_id, message.patient_id) else {
+        let Some(patient_id) = message.patient_id else {
             return Ok(());
         };
-        match message.channel {
-            Channel::Push => self.store.remove_contact(contact_id).await?,
-            Channel::Sms | Channel::Email => {
+        match (message.channel, message.contact_id) {
+            // The NHS App's contact is the patient's NHS number: the patient is marked.
+            (Channel::NhsApp, _) => {
+                self.store
+                    .mark_nhs_app_unreachable(patient_id, Utc::now())
+                    .await?;
+            }
+            (_, None) => return Ok(()),
+            (Channel::Push, Some(contact_id)) => self.store.remove_contact(contact_id).await?,
+            (Channel::Sms | Channel::Email, Some(contact_id)) => {
                 self.store
                     .mark_bad_recipient(contact_id, Utc::now())
                     .await?
@@ -347,6 +354,7 @@ impl Dispatcher {
         };
         Ok(Outgoing {
             message_id: message.id.get(),
+            template_key: message.template_key.clone(),
             channel: message.channel,
             address: message.address.clone(),
             subject: message.subject.clone(),

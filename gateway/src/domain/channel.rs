@@ -29,18 +29,27 @@ pub enum Channel {
     Email,
     /// Web push to a browser the patient subscribed.
     Push,
+    /// The NHS App, through NHS Notify; the patient is addressed by NHS number.
+    #[serde(rename = "nhsapp")]
+    NhsApp,
 }
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Push];
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Email,
+        Channel::Push,
+        Channel::NhsApp,
+    ];
 
-    /// The channel's name as stored and shown (`sms`, `email`, `push`).
+    /// The channel's name as stored and shown (`sms`, `email`, `push`, `nhsapp`).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
             Channel::Push => "push",
+            Channel::NhsApp => "nhsapp",
         }
     }
 }
@@ -53,9 +62,10 @@ impl FromStr for Channel {
             "sms" => Ok(Channel::Sms),
             "email" => Ok(Channel::Email),
             "push" => Ok(Channel::Push),
+            "nhsapp" => Ok(Channel::NhsApp),
             _ => Err(Invalid::new(
                 "channel",
-                format!("{s:?} is not a channel: use sms, email or push"),
+                format!("{s:?} is not a channel: use sms, email, push or nhsapp"),
             )),
         }
     }

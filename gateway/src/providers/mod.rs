@@ -34,6 +34,9 @@ use crate::store::Practice;
 pub struct Outgoing {
     /// Outbox row id: providers pass it on (as a reference or header) where they can.
     pub message_id: i64,
+    /// The message key (`status.closed`, `appointment.moved`): NHS Notify picks its routing
+    /// plan by it.
+    pub template_key: String,
     /// Channel.
     pub channel: Channel,
     /// Phone number (E.164), email address or push endpoint URL.
