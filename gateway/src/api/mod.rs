@@ -34,6 +34,8 @@ pub(crate) mod practices;
 pub(crate) mod proposals;
 /// A patient's browsers: push subscriptions and sign-up invitations.
 pub(crate) mod push;
+/// `/receipts/nhs-notify`: NHS Notify's message and channel status callbacks.
+pub(crate) mod nhs_notify_receipts;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.
 pub(crate) mod receipts;
 /// `/practices/{ods}/scheduled-notices`: status changes planned ahead.

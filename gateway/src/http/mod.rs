@@ -158,6 +158,10 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
+        .route(
+            "/receipts/nhs-notify",
+            post(crate::api::nhs_notify_receipts::nhs_notify),
+        )
         .route("/receipts/webhook", post(receipts::webhook))
         .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
         .route("/templates", get(templates::list))
