@@ -21,6 +21,8 @@ pub(crate) mod imports;
 /// `/keys` and `/users`: API keys (list, issue, revoke, rotate) and console users (list,
 /// disable), administrators only.
 pub(crate) mod keys;
+/// `/receipts/nhs-notify`: NHS Notify's message and channel status callbacks.
+pub(crate) mod nhs_notify_receipts;
 /// `/practices/{ods}/patients`: a JSON batch of patients with their contacts; listing,
 /// deactivating and erasing them.
 pub(crate) mod patients;
@@ -34,8 +36,6 @@ pub(crate) mod practices;
 pub(crate) mod proposals;
 /// A patient's browsers: push subscriptions and sign-up invitations.
 pub(crate) mod push;
-/// `/receipts/nhs-notify`: NHS Notify's message and channel status callbacks.
-pub(crate) mod nhs_notify_receipts;
 /// Provider callbacks, inbound SMS and the unsubscribe links in emails.
 pub(crate) mod receipts;
 /// `/practices/{ods}/scheduled-notices`: status changes planned ahead.

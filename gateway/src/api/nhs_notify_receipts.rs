@@ -103,7 +103,10 @@ pub async fn nhs_notify(
         };
         match apply(&state, message_id, &meaning).await? {
             Done::Ignored => ignored += 1,
-            Done::Recorded { moved, moved_on: on } => {
+            Done::Recorded {
+                moved,
+                moved_on: on,
+            } => {
                 changed += usize::from(moved);
                 moved_on += usize::from(on);
             }
@@ -134,12 +137,7 @@ async fn apply(state: &AppState, id: MessageId, meaning: &Meaning) -> Result<Don
     let mut moved_on = false;
     if meaning.not_in_app && message.state == "sent" {
         let patient_id = match &message.nhs_number {
-            Some(nhs) => {
-                state
-                    .store
-                    .patient_id_of(message.practice_id, nhs)
-                    .await?
-            }
+            Some(nhs) => state.store.patient_id_of(message.practice_id, nhs).await?,
             None => None,
         };
         if let Some(patient_id) = patient_id {

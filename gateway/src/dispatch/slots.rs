@@ -121,7 +121,8 @@ impl Slots {
             return false;
         }
         // Channels wanting slots: a message waiting in their lane or a sender waiting.
-        let demand: [bool; CHANNELS] = std::array::from_fn(|c| waiting[c] > 0 || counts.wanting[c] > 0);
+        let demand: [bool; CHANNELS] =
+            std::array::from_fn(|c| waiting[c] > 0 || counts.wanting[c] > 0);
         let active = (0..CHANNELS)
             .filter(|&c| c == i || demand[c] || counts.held[c] > 0)
             .count();

@@ -36,12 +36,7 @@ pub enum Channel {
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 4] = [
-        Channel::Sms,
-        Channel::Email,
-        Channel::Push,
-        Channel::NhsApp,
-    ];
+    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::NhsApp];
 
     /// The channel's name as stored and shown (`sms`, `email`, `push`, `nhsapp`).
     pub fn as_str(self) -> &'static str {

@@ -327,9 +327,7 @@ impl Fanout {
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
         // beside the writer; PostgreSQL does anyway).
         let page_size = head.map_or(self.batch_size, |h| h.min(self.batch_size));
-        let mut page = self
-            .page(practice_id, PatientId::new(0), page_size)
-            .await?;
+        let mut page = self.page(practice_id, PatientId::new(0), page_size).await?;
         while let Some(last) = page.last() {
             let next_after = last.id;
             let more = page.len() == page_size;

@@ -171,12 +171,7 @@ pub struct KeyInfo {
     pub channels: &'static [Channel],
 }
 
-const ALL_CHANNELS: &[Channel] = &[
-    Channel::Sms,
-    Channel::Email,
-    Channel::Push,
-    Channel::NhsApp,
-];
+const ALL_CHANNELS: &[Channel] = &[Channel::Sms, Channel::Email, Channel::Push, Channel::NhsApp];
 
 /// Every key, in the order the console lists them.
 pub const KEYS: &[KeyInfo] = &[

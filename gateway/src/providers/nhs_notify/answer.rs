@@ -94,7 +94,12 @@ pub fn accepted(body: &[u8], single: Option<&str>) -> HashMap<String, Accepted> 
         return ids;
     };
     if let (Some(reference), Some(id)) = (single, created.data.id.clone()) {
-        if created.data.attributes.as_ref().is_none_or(|a| a.messages.is_empty()) {
+        if created
+            .data
+            .attributes
+            .as_ref()
+            .is_none_or(|a| a.messages.is_empty())
+        {
             ids.insert(
                 reference.to_string(),
                 Accepted {
@@ -103,7 +108,12 @@ pub fn accepted(body: &[u8], single: Option<&str>) -> HashMap<String, Accepted> 
             );
         }
     }
-    for message in created.data.attributes.map(|a| a.messages).unwrap_or_default() {
+    for message in created
+        .data
+        .attributes
+        .map(|a| a.messages)
+        .unwrap_or_default()
+    {
         ids.insert(
             message.message_reference,
             Accepted {
@@ -211,7 +221,8 @@ mod tests {
             "messages":[{"messageReference":"m1","id":"K1"},{"messageReference":"m2","id":"K2"}]}}}"#;
         let ids = accepted(body, None);
         assert_eq!(ids["m2"].provider_ref.as_deref(), Some("K2"));
-        let single = br#"{"data":{"type":"Message","id":"K9","attributes":{"messageReference":"m9"}}}"#;
+        let single =
+            br#"{"data":{"type":"Message","id":"K9","attributes":{"messageReference":"m9"}}}"#;
         assert_eq!(
             accepted(single, Some("m9"))["m9"].provider_ref.as_deref(),
             Some("K9")
@@ -229,11 +240,13 @@ mod tests {
         assert!(matches!(classes[2], SendError::Retryable { .. }));
         let wait = Some(Duration::from_secs(5));
         let busy = refused("n", StatusCode::TOO_MANY_REQUESTS, wait, b"", 2);
-        assert!(busy
-            .iter()
-            .all(|c| matches!(c, SendError::Retryable { retry_after, .. } if *retry_after == wait)));
+        assert!(busy.iter().all(
+            |c| matches!(c, SendError::Retryable { retry_after, .. } if *retry_after == wait)
+        ));
         let plan = refused("n", StatusCode::NOT_FOUND, None, b"{}", 2);
-        assert!(plan.iter().all(|c| matches!(c, SendError::Permanent { .. })));
+        assert!(plan
+            .iter()
+            .all(|c| matches!(c, SendError::Permanent { .. })));
         let one = br#"{"errors":[{"code":"x","title":"t","source":{"pointer":"/data/attributes/recipient/nhsNumber"}}]}"#;
         assert!(matches!(
             refused("n", StatusCode::BAD_REQUEST, None, one, 1)[0],

@@ -43,7 +43,11 @@ pub fn read_private_key(pem: &str) -> Result<RsaKeyPair, KeyError> {
     let pair = match label.as_str() {
         "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
         "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-        other => return Err(KeyError(format!("a {other:?} block is not an RSA private key"))),
+        other => {
+            return Err(KeyError(format!(
+                "a {other:?} block is not an RSA private key"
+            )))
+        }
     };
     pair.map_err(|e| KeyError(format!("not a usable RSA key: {e}")))
 }
@@ -56,10 +60,7 @@ fn pem_body(pem: &str) -> Option<(String, Vec<u8>)> {
     let label = rest[..label_end].to_string();
     let body = &rest[label_end + 5..];
     let end = body.find(&format!("-----END {label}-----"))?;
-    let text: String = body[..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let text: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
     Some((label, STANDARD.decode(text).ok()?))
 }
 
@@ -197,7 +198,10 @@ impl Tokens {
         let body = read_bounded(response, TOKEN_ANSWER_LIMIT).await;
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(SendError::Retryable {
-                reason: format!("{provider}: token endpoint answered HTTP {}", status.as_u16()),
+                reason: format!(
+                    "{provider}: token endpoint answered HTTP {}",
+                    status.as_u16()
+                ),
                 retry_after,
             });
         }
@@ -208,7 +212,10 @@ impl Tokens {
                 "the NHS England API platform refused our client assertion: check the API key, kid, registered public key and this machine's clock"
             );
             return Err(SendError::Permanent {
-                reason: format!("{provider}: token endpoint refused us: HTTP {}", status.as_u16()),
+                reason: format!(
+                    "{provider}: token endpoint refused us: HTTP {}",
+                    status.as_u16()
+                ),
             });
         }
         let answer: TokenAnswer = body

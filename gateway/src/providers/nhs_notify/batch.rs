@@ -195,7 +195,10 @@ mod tests {
             .iter()
             .map(|r| r.iter().map(|i| i.reference.as_str()).collect())
             .collect();
-        assert_eq!(refs, vec![vec!["1", "3"], vec!["4"], vec!["2", "6", "7"], vec!["8"]]);
+        assert_eq!(
+            refs,
+            vec![vec!["1", "3"], vec!["4"], vec!["2", "6", "7"], vec!["8"]]
+        );
         assert_eq!(too_large.len(), 1);
         assert_eq!(too_large[0].0.reference, "5");
     }

@@ -251,7 +251,10 @@ fn check_settings(config: &ProviderConfig) -> Result<NhsNotifySettings, String> 
     if let Some(url) = &settings.token_url {
         check_http_url("token_url", url)?;
     }
-    for (key, value) in [("api_key_env", &settings.api_key_env), ("kid", &settings.kid)] {
+    for (key, value) in [
+        ("api_key_env", &settings.api_key_env),
+        ("kid", &settings.kid),
+    ] {
         if value.trim().is_empty() {
             return Err(format!("`{key}` must not be empty"));
         }
