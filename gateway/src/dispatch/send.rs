@@ -245,9 +245,9 @@ impl Dispatcher {
         }
         let bad_recipient = matches!(result, Err(SendError::BadRecipient { .. }));
         let finished_at = Utc::now();
-        // Retries of bulk SMS and push are held out of quiet hours too.
+        // Retries of bulk SMS, push and NHS App messages are held out of quiet hours too.
         let quiet = if message.priority == Priority::Bulk
-            && matches!(message.channel, Channel::Sms | Channel::Push)
+            && matches!(message.channel, Channel::Sms | Channel::Push | Channel::NhsApp)
         {
             self.quiet_hours_of(message.practice_id).await
         } else {
