@@ -247,8 +247,10 @@ impl Dispatcher {
         let finished_at = Utc::now();
         // Retries of bulk SMS, push and NHS App messages are held out of quiet hours too.
         let quiet = if message.priority == Priority::Bulk
-            && matches!(message.channel, Channel::Sms | Channel::Push | Channel::NhsApp)
-        {
+            && matches!(
+                message.channel,
+                Channel::Sms | Channel::Push | Channel::NhsApp
+            ) {
             self.quiet_hours_of(message.practice_id).await
         } else {
             None
