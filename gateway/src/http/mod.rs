@@ -57,8 +57,8 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, audit, broadcasts, federations, groups, imports, keys, patients, practices,
-        proposals, push, receipts, scheduled, staff, status, templates,
+        appointments, audit, broadcasts, federations, groups, imports, keys, nhs_notify_receipts,
+        patients, practices, proposals, push, receipts, scheduled, staff, status, templates,
     };
     Router::new()
         .route("/openapi.json", get(openapi::document_json))
@@ -160,7 +160,7 @@ fn api_routes() -> Router<AppState> {
         .route("/receipts/notify", post(receipts::notify))
         .route(
             "/receipts/nhs-notify",
-            post(crate::api::nhs_notify_receipts::nhs_notify),
+            post(nhs_notify_receipts::nhs_notify),
         )
         .route("/receipts/webhook", post(receipts::webhook))
         .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
