@@ -247,6 +247,42 @@ mod tests {
     }
 
     #[test]
+    fn assertions_are_signed_rs512_with_the_platform_claims() {
+        let pem = include_str!("../../../../tests/fixtures/nhs_notify_test_key.pem");
+        let credentials = Credentials {
+            api_key: "key".into(),
+            kid: "kid-1".into(),
+            key: read_private_key(pem).unwrap(),
+            token_url: "https://int.api.service.nhs.uk/oauth2/token".into(),
+        };
+        let jwt = client_assertion(&credentials, 1_700_000_000).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let part = |i: usize| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[i]).unwrap()).unwrap()
+        };
+        assert_eq!(
+            part(0),
+            json!({ "alg": "RS512", "typ": "JWT", "kid": "kid-1" })
+        );
+        let claims = part(1);
+        assert_eq!(claims["iss"], "key");
+        assert_eq!(claims["sub"], "key");
+        assert_eq!(claims["aud"], credentials.token_url);
+        assert_eq!(claims["exp"], 1_700_000_000 + ASSERTION_LIFETIME_SECS);
+        assert_eq!(claims["jti"].as_str().unwrap().len(), 36);
+        let public = credentials.key.public().as_ref().to_vec();
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA512,
+            public,
+        )
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &URL_SAFE_NO_PAD.decode(parts[2]).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn pem_blocks_are_read_and_other_text_refused() {
         let pem = "junk\n-----BEGIN TEST-----\nAAEC\nAw==\n-----END TEST-----\n";
         assert_eq!(pem_body(pem), Some(("TEST".into(), vec![0, 1, 2, 3])));
