@@ -188,6 +188,7 @@ fn build(kind: &str, settings: Value) -> Result<Arc<dyn Provider>, String> {
 fn outgoing() -> Outgoing {
     Outgoing {
         message_id: 42,
+        template_key: "status.closed".into(),
         channel: Channel::Sms,
         address: TO.into(),
         subject: None,

@@ -67,6 +67,7 @@ fn settings(server: &Server) -> Value {
 fn outgoing(priority: Priority) -> Outgoing {
     Outgoing {
         message_id: 4242,
+        template_key: "status.closed".into(),
         channel: Channel::Email,
         address: PATIENT.into(),
         subject: Some(SUBJECT.into()),

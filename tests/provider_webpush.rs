@@ -124,6 +124,7 @@ fn provider_for(test: &str, extra: Value) -> (String, Arc<dyn Provider>) {
 fn message(address: String, keys: Option<PushKeys>, priority: Priority) -> Outgoing {
     Outgoing {
         message_id: 7001,
+        template_key: "status.closed".into(),
         channel: Channel::Push,
         address,
         subject: Some("High Street Surgery".into()),

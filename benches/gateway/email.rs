@@ -316,6 +316,7 @@ async fn sample_email(
     let message = sample.ok_or("the broadcast planned no email")?;
     Ok(Outgoing {
         message_id: message.id.get(),
+        template_key: "status.closed".into(),
         channel: message.channel,
         address: message.address,
         subject: message.subject,

@@ -130,7 +130,8 @@ impl AppState {
                 wake.clone(),
             )
             .with_concurrency(fanout_places(&config))
-            .with_quiet_hours(config.quiet_hours()),
+            .with_quiet_hours(config.quiet_hours())
+            .with_nhs_app(!providers.for_channel(Channel::NhsApp).is_empty()),
         );
         let metrics = Arc::new(Metrics::new());
         let follows_per_minute = config.push.follows_per_address_per_minute;
@@ -182,6 +183,7 @@ impl AppState {
         )
         .with_concurrency(fanout_places(&self.config))
         .with_quiet_hours(self.config.quiet_hours())
+        .with_nhs_app(self.nhs_app())
         .with_clock(clock);
         self.fanout = Arc::new(fanout);
         self
@@ -269,7 +271,13 @@ impl AppState {
             templates: self.templates.clone(),
             wake: self.wake.clone(),
             propagation: self.propagation(),
+            nhs_app: self.nhs_app(),
         }
+    }
+
+    /// Whether an NHS App provider is configured, so patients have an NHS App contact.
+    pub fn nhs_app(&self) -> bool {
+        !self.providers.for_channel(Channel::NhsApp).is_empty()
     }
 
     /// What following up messages not confirmed by their deadline takes.

@@ -89,13 +89,13 @@ pub async fn a_broadcast_uses_each_patients_cheapest_channel_and_shows_its_cost(
     let practice = app.get(&format!("/api/v1/practices/{ODS}"), &key).await;
     assert_eq!(
         practice.body["channel_order"],
-        json!(["push", "email", "sms"]),
+        json!(["nhsapp", "push", "email", "sms"]),
         "{}",
         practice.body
     );
     assert_eq!(
         practice.body["urgent_channel_order"],
-        json!(["push", "sms", "email"])
+        json!(["push", "sms", "nhsapp", "email"])
     );
     assert_eq!(practice.body["order_overrides_preference"], false);
 

@@ -296,10 +296,12 @@ pub async fn spawn_app_with(db: Db, options: Options) -> TestApp {
     }
 }
 
-/// One `log` provider per channel, all writing to `sent_log`.
+/// One `log` provider per channel but the NHS App, all writing to `sent_log`. An NHS App
+/// provider would give every patient an NHS App contact; tests of it configure their own.
 fn log_providers(sent_log: &std::path::Path) -> Vec<ProviderConfig> {
     Channel::ALL
         .iter()
+        .filter(|c| **c != Channel::NhsApp)
         .map(|c| ProviderConfig {
             name: format!("log-{c}"),
             kind: "log".into(),

@@ -32,6 +32,8 @@ mod isolation_render;
 mod isolation_uploads;
 mod logs;
 mod metrics;
+mod nhs_app;
+mod nhs_notify_peer;
 mod practice_senders;
 mod providers_e2e;
 mod push_pages;
@@ -114,6 +116,10 @@ fn main() {
         crash::killed_worker_loses_nothing,
         crash::shutdown_finishes_in_flight_sends_and_releases_the_rest,
         receipts::receipts_settle_messages_and_forgeries_change_nothing,
+        nhs_app::nhs_app_messages_leave_in_batches_with_a_verified_token,
+        nhs_app::nhs_notify_429_and_5xx_are_retried_by_our_rules,
+        nhs_app::nhs_notify_callbacks_are_verified_and_replays_change_nothing,
+        nhs_app::a_patient_not_in_the_nhs_app_falls_through_to_sms,
         receipts::stop_reply_stops_the_next_broadcast,
         receipts::push_subscriptions_are_checked_and_used,
         receipts::email_unsubscribe_link_opts_out_in_one_click,

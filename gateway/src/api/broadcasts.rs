@@ -226,7 +226,12 @@ impl BroadcastView {
         let mut by_state: BTreeMap<&'static str, i64> =
             MessageState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         let mut by_channel: BTreeMap<Channel, BTreeMap<&'static str, i64>> = BTreeMap::new();
-        let mut planned: BTreeMap<Channel, i64> = Channel::ALL.iter().map(|c| (*c, 0)).collect();
+        // The NHS App is listed where it can be used: with an NHS App provider configured.
+        let mut planned: BTreeMap<Channel, i64> = Channel::ALL
+            .iter()
+            .filter(|c| **c != Channel::NhsApp || state.nhs_app())
+            .map(|c| (*c, 0))
+            .collect();
         let mut total = 0;
         for (channel, state, n) in counts {
             total += n;

@@ -23,6 +23,8 @@ pub(crate) mod imports;
 /// `/keys` and `/users`: API keys (list, issue, revoke, rotate) and console users (list,
 /// disable), administrators only.
 pub(crate) mod keys;
+/// `/receipts/nhs-notify`: NHS Notify's message and channel status callbacks.
+pub(crate) mod nhs_notify_receipts;
 /// `/practices/{ods}/patients`: a JSON batch of patients with their contacts; listing,
 /// deactivating and erasing them.
 pub(crate) mod patients;

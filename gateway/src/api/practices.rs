@@ -35,7 +35,7 @@ pub struct CreatePractice {
     #[serde(default)]
     channel_order: Option<Vec<String>>,
     /// Channels a one-patient urgent message tries, in order; left out: fastest first
-    /// (push, sms, email).
+    /// (push, sms, nhsapp, email).
     #[serde(default)]
     urgent_channel_order: Option<Vec<String>>,
     /// Whether these orders win over a patient's own preferred channel (default: no).

@@ -19,7 +19,7 @@ use crate::receipts::{self, Reply, Settles};
 use crate::store::{AuditEntry, Receipt};
 
 /// The secret in the environment variable `variable`, or a 401 saying it is not set up.
-fn secret(variable: &str, kind: &str) -> Result<String, ApiError> {
+pub(crate) fn secret(variable: &str, kind: &str) -> Result<String, ApiError> {
     std::env::var(variable)
         .ok()
         .filter(|v| !v.is_empty())
@@ -88,12 +88,13 @@ fn receipt_callback_of(provider_kind: &str) -> Option<&'static str> {
         "log" => None,
         "twilio" => Some("twilio"),
         "notify" => Some("notify"),
+        "nhs_notify" => Some("nhs_notify"),
         _ => Some("webhook"),
     }
 }
 
 /// The configured providers whose messages the `callback` kind of receipt may settle.
-fn providers_for_callback(state: &AppState, callback: &str) -> Vec<String> {
+pub(crate) fn providers_for_callback(state: &AppState, callback: &str) -> Vec<String> {
     state
         .config
         .providers

@@ -31,7 +31,7 @@ impl Default for FallbackConfig {
         Self {
             tick_ms: 5000,
             batch: 500,
-            confirming_channels: vec![Channel::Sms, Channel::Push],
+            confirming_channels: vec![Channel::Sms, Channel::Push, Channel::NhsApp],
             deadline_seconds: BTreeMap::new(),
         }
     }

@@ -49,6 +49,14 @@ impl ProviderConfig {
     }
 }
 
+fn default_nhs_notify_application_id_env() -> String {
+    "NHS_NOTIFY_APPLICATION_ID".into()
+}
+
+fn default_nhs_notify_api_key_env() -> String {
+    "NHS_NOTIFY_API_KEY".into()
+}
+
 /// Checking providers' callbacks: each kind's secret comes from the named environment
 /// variable; a kind whose variable is unset refuses its callbacks.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -62,6 +70,14 @@ pub struct ReceiptsConfig {
     pub notify_callback_token_env: String,
     /// Variable holding the HMAC secret of `webhook` callbacks.
     pub webhook_secret_env: String,
+    /// Variable holding the NHS England API platform application id of our NHS Notify
+    /// application: NHS Notify signs callbacks with `{application id}.{api key}`.
+    #[serde(default = "default_nhs_notify_application_id_env")]
+    pub nhs_notify_application_id_env: String,
+    /// Variable holding the application's API key, which NHS Notify also sends as
+    /// `x-api-key` with each callback (the `nhs_notify` provider's `api_key_env`).
+    #[serde(default = "default_nhs_notify_api_key_env")]
+    pub nhs_notify_api_key_env: String,
     /// Variable holding the secret that signs email unsubscribe links; without it, bulk
     /// email goes out without List-Unsubscribe headers.
     pub unsubscribe_secret_env: String,

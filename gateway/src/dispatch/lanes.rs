@@ -41,7 +41,7 @@ pub struct Lanes {
     /// Messages taken from the queues whose sends have not finished.
     in_hand: AtomicUsize,
     /// The same, per channel (in the order of `Channel::ALL`).
-    in_hand_by_channel: [AtomicUsize; 3],
+    in_hand_by_channel: [AtomicUsize; Channel::ALL.len()],
     /// Signalled when a message leaves the queues or its send finishes.
     taken: Notify,
 }
@@ -124,7 +124,7 @@ impl Lanes {
     }
 
     /// Messages of each channel held in memory: waiting, or taken and not yet finished.
-    pub fn held(&self) -> [(Channel, usize); 3] {
+    pub fn held(&self) -> [(Channel, usize); Channel::ALL.len()] {
         let queues = self.lock();
         Channel::ALL.map(|c| {
             let waiting = queues.get(&c).map_or(0, waiting_in);
@@ -417,9 +417,9 @@ mod tests {
         let lanes = Lanes::default();
         lanes.push((0..5).map(|i| on(i, Channel::Push)).collect());
         lanes.push(vec![on(10, Channel::Sms)]);
-        // A full push lane leaves room for SMS and email; push alone is skipped.
+        // A full push lane leaves room for SMS, email and the NHS App; push alone is skipped.
         assert_eq!(lanes.full(5), vec![Channel::Push]);
-        assert_eq!(lanes.room(5), 4 + 5);
+        assert_eq!(lanes.room(5), 4 + 5 + 5);
         assert_eq!(lanes.waiting(Channel::Push), 5);
         // Taken messages stay in the depth until their sends finish.
         let Next::Send(taken) = lanes.next(Channel::Push, &unlimited()) else {

@@ -245,10 +245,12 @@ impl Dispatcher {
         }
         let bad_recipient = matches!(result, Err(SendError::BadRecipient { .. }));
         let finished_at = Utc::now();
-        // Retries of bulk SMS and push are held out of quiet hours too.
+        // Retries of bulk SMS, push and NHS App messages are held out of quiet hours too.
         let quiet = if message.priority == Priority::Bulk
-            && matches!(message.channel, Channel::Sms | Channel::Push)
-        {
+            && matches!(
+                message.channel,
+                Channel::Sms | Channel::Push | Channel::NhsApp
+            ) {
             self.quiet_hours_of(message.practice_id).await
         } else {
             None
@@ -298,12 +300,19 @@ impl Dispatcher {
             // An anonymous follower has no other channel: the subscription is simply gone.
             return self.store.remove_follower(follower_id).await;
         }
-        let (Some(contact_id), Some(patient_id)) = (message.contact_id, message.patient_id) else {
+        let Some(patient_id) = message.patient_id else {
             return Ok(());
         };
-        match message.channel {
-            Channel::Push => self.store.remove_contact(contact_id).await?,
-            Channel::Sms | Channel::Email => {
+        match (message.channel, message.contact_id) {
+            // The NHS App's contact is the patient's NHS number: the patient is marked.
+            (Channel::NhsApp, _) => {
+                self.store
+                    .mark_nhs_app_unreachable(patient_id, Utc::now())
+                    .await?;
+            }
+            (_, None) => return Ok(()),
+            (Channel::Push, Some(contact_id)) => self.store.remove_contact(contact_id).await?,
+            (Channel::Sms | Channel::Email, Some(contact_id)) => {
                 self.store
                     .mark_bad_recipient(contact_id, Utc::now())
                     .await?
@@ -351,6 +360,7 @@ impl Dispatcher {
         };
         Ok(Outgoing {
             message_id: message.id.get(),
+            template_key: message.template_key.clone(),
             channel: message.channel,
             address: message.address.clone(),
             subject: message.subject.clone(),

@@ -17,14 +17,17 @@ use crate::domain::Channel;
 
 /// How often a channel held back by fairness looks again, should no release wake it
 /// (another channel's demand can end without a slot being freed).
+/// Channels, the length of per-channel arrays.
+const CHANNELS: usize = Channel::ALL.len();
+
 const RECHECK: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Default)]
 struct Counts {
     /// Slots held, per channel.
-    held: [usize; 3],
+    held: [usize; CHANNELS],
     /// Senders waiting for a slot, per channel.
-    wanting: [usize; 3],
+    wanting: [usize; CHANNELS],
 }
 
 /// Says whether a channel's messages cannot go now (every provider paused or open).
@@ -104,7 +107,7 @@ impl Slots {
     /// Takes a slot for channel `i` if one is free and fairness allows.
     fn try_take(&self, i: usize) -> bool {
         // Messages waiting for a channel that cannot send are no demand on the slots.
-        let waiting: [usize; 3] = Channel::ALL.map(|c| {
+        let waiting: [usize; CHANNELS] = Channel::ALL.map(|c| {
             let waiting = self.lanes.waiting(c);
             if waiting > 0 && (self.held_back)(c) {
                 0
@@ -118,12 +121,13 @@ impl Slots {
             return false;
         }
         // Channels wanting slots: a message waiting in their lane or a sender waiting.
-        let demand: [bool; 3] = std::array::from_fn(|c| waiting[c] > 0 || counts.wanting[c] > 0);
-        let active = (0..3)
+        let demand: [bool; CHANNELS] =
+            std::array::from_fn(|c| waiting[c] > 0 || counts.wanting[c] > 0);
+        let active = (0..CHANNELS)
             .filter(|&c| c == i || demand[c] || counts.held[c] > 0)
             .count();
         let share = self.total.div_ceil(active.max(1));
-        let others_short = (0..3).any(|c| c != i && demand[c] && counts.held[c] < share);
+        let others_short = (0..CHANNELS).any(|c| c != i && demand[c] && counts.held[c] < share);
         if counts.held[i] >= share && others_short {
             return false;
         }
@@ -133,7 +137,7 @@ impl Slots {
 
     /// Slots held per channel, for tests.
     #[cfg(test)]
-    fn held(&self) -> [usize; 3] {
+    fn held(&self) -> [usize; CHANNELS] {
         self.lock().held
     }
 }
@@ -217,7 +221,7 @@ mod tests {
         let held = take(&slots, Channel::Sms, 8).await;
         assert!(blocked(&slots, Channel::Sms).await, "only 8 slots");
         drop(held);
-        assert_eq!(slots.held(), [0, 0, 0]);
+        assert_eq!(slots.held(), [0, 0, 0, 0]);
     }
 
     #[tokio::test]
@@ -231,14 +235,14 @@ mod tests {
         // Email and push still find their slots free at once, however long SMS holds its own.
         let email = take(&slots, Channel::Email, 3).await;
         let push = take(&slots, Channel::Push, 3).await;
-        assert_eq!(slots.held(), [3, 3, 3]);
+        assert_eq!(slots.held(), [3, 3, 3, 0]);
         drop((email, push));
         // Once the others have nothing waiting, SMS may use the rest.
         for channel in [Channel::Email, Channel::Push] {
             assert!(matches!(lanes.next(channel, &unlimited()), Next::Send(_)));
         }
         let more = take(&slots, Channel::Sms, 6).await;
-        assert_eq!(slots.held(), [9, 0, 0]);
+        assert_eq!(slots.held(), [9, 0, 0, 0]);
         drop((sms, more));
     }
 
@@ -252,6 +256,6 @@ mod tests {
         lanes.push(vec![message(1, Channel::Email), message(2, Channel::Email)]);
         let _email = take(&slots, Channel::Email, 1).await;
         let _sms = take(&slots, Channel::Sms, 7).await;
-        assert_eq!(slots.held(), [7, 1, 0]);
+        assert_eq!(slots.held(), [7, 1, 0, 0]);
     }
 }

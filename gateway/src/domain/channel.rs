@@ -29,18 +29,22 @@ pub enum Channel {
     Email,
     /// Web push to a browser the patient subscribed.
     Push,
+    /// The NHS App, through NHS Notify; the patient is addressed by NHS number.
+    #[serde(rename = "nhsapp")]
+    NhsApp,
 }
 
 impl Channel {
     /// Every channel, in a stable order.
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Email, Channel::Push];
+    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::NhsApp];
 
-    /// The channel's name as stored and shown (`sms`, `email`, `push`).
+    /// The channel's name as stored and shown (`sms`, `email`, `push`, `nhsapp`).
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Email => "email",
             Channel::Push => "push",
+            Channel::NhsApp => "nhsapp",
         }
     }
 }
@@ -53,9 +57,10 @@ impl FromStr for Channel {
             "sms" => Ok(Channel::Sms),
             "email" => Ok(Channel::Email),
             "push" => Ok(Channel::Push),
+            "nhsapp" => Ok(Channel::NhsApp),
             _ => Err(Invalid::new(
                 "channel",
-                format!("{s:?} is not a channel: use sms, email or push"),
+                format!("{s:?} is not a channel: use sms, email, push or nhsapp"),
             )),
         }
     }
@@ -121,13 +126,17 @@ impl Default for ChannelOrder {
     }
 }
 
-/// Cheapest first: what a broadcast costs least on. Push and email cost next to nothing a
-/// message; SMS is charged by the segment.
-pub const CHEAPEST_FIRST: &[Channel] = &[Channel::Push, Channel::Email, Channel::Sms];
+/// Cheapest first: what a broadcast costs least on. The NHS App (through NHS Notify, NHS
+/// England's policy for patient messages), push and email cost next to nothing a message;
+/// SMS is charged by the segment.
+pub const CHEAPEST_FIRST: &[Channel] =
+    &[Channel::NhsApp, Channel::Push, Channel::Email, Channel::Sms];
 
 /// Fastest first: what reaches a patient soonest for a one-patient urgent message. Push is
-/// on the screen in a second; a text within seconds; email when it is next read.
-pub const FASTEST_FIRST: &[Channel] = &[Channel::Push, Channel::Sms, Channel::Email];
+/// on the screen in a second; a text within seconds; an NHS App message once NHS Notify has
+/// routed it; email when it is next read.
+pub const FASTEST_FIRST: &[Channel] =
+    &[Channel::Push, Channel::Sms, Channel::NhsApp, Channel::Email];
 
 impl ChannelOrder {
     /// [`CHEAPEST_FIRST`] as an order.

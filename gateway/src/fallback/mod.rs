@@ -207,8 +207,10 @@ impl FollowUps {
         summary
     }
 
-    /// Plans and records the follow-up of one overdue message.
-    async fn follow(
+    /// Plans and records the follow-up of one message: past its deadline, or refused by
+    /// its channel after it was sent (a patient not in the NHS App), so the same news goes
+    /// once on the patient's next usable channel.
+    pub async fn follow(
         &self,
         message: &OverdueMessage,
         now: DateTime<Utc>,

@@ -108,6 +108,9 @@ pub struct Fanout {
     wake: Arc<Notify>,
     quiet_hours: Option<QuietHours>,
     clock: Clock,
+    /// Whether an NHS App provider is configured, so every patient not marked unreachable
+    /// there has an NHS App contact.
+    nhs_app: bool,
 }
 
 impl Fanout {
@@ -129,6 +132,7 @@ impl Fanout {
             wake,
             quiet_hours: None,
             clock: system_clock(),
+            nhs_app: false,
         }
     }
 
@@ -144,6 +148,28 @@ impl Fanout {
     pub fn with_quiet_hours(mut self, quiet_hours: Option<QuietHours>) -> Self {
         self.quiet_hours = quiet_hours;
         self
+    }
+
+    /// Counts patients as reachable in the NHS App (by NHS number) unless marked otherwise:
+    /// set when an NHS App provider is configured.
+    pub fn with_nhs_app(mut self, nhs_app: bool) -> Self {
+        self.nhs_app = nhs_app;
+        self
+    }
+
+    /// A page of the practice's patients with their usable contacts, the NHS App's
+    /// included (see [`FanoutPatient::with_nhs_app`]).
+    async fn page(
+        &self,
+        practice_id: PracticeId,
+        after: PatientId,
+        limit: usize,
+    ) -> Result<Vec<FanoutPatient>, StoreError> {
+        let mut page = self.store.fanout_page(practice_id, after, limit).await?;
+        for patient in &mut page {
+            patient.with_nhs_app(self.nhs_app);
+        }
+        Ok(page)
     }
 
     /// Uses `clock` for "now" (tests set the time of day).
@@ -301,10 +327,7 @@ impl Fanout {
         // Reading the next page overlaps writing this one (SQLite's WAL lets a reader run
         // beside the writer; PostgreSQL does anyway).
         let page_size = head.map_or(self.batch_size, |h| h.min(self.batch_size));
-        let mut page = self
-            .store
-            .fanout_page(practice_id, PatientId::new(0), page_size)
-            .await?;
+        let mut page = self.page(practice_id, PatientId::new(0), page_size).await?;
         while let Some(last) = page.last() {
             let next_after = last.id;
             let more = page.len() == page_size;
@@ -327,9 +350,7 @@ impl Fanout {
             summary.skipped_no_contact += planned.skipped_no_contact;
             let next_page = async {
                 if read_on {
-                    self.store
-                        .fanout_page(practice_id, next_after, page_size)
-                        .await
+                    self.page(practice_id, next_after, page_size).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -492,8 +513,7 @@ impl Fanout {
             .ok_or(FanoutError::NotFound(broadcast_id))?;
         // The page starting just before the patient holds them, with the contacts still usable.
         let page = self
-            .store
-            .fanout_page(practice.id, PatientId::new(patient_id.get() - 1), 1)
+            .page(practice.id, PatientId::new(patient_id.get() - 1), 1)
             .await?;
         let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
             return Ok(None);
@@ -538,10 +558,7 @@ impl Fanout {
         }
         let mut after = PatientId::new(0);
         loop {
-            let page = self
-                .store
-                .fanout_page(practice_id, after, self.batch_size)
-                .await?;
+            let page = self.page(practice_id, after, self.batch_size).await?;
             for patient in &page {
                 match choose_contact(patient, practice.broadcast_choice()) {
                     Some(contact) => *audience.recipients.entry(contact.channel).or_default() += 1,
@@ -570,6 +587,7 @@ impl Fanout {
             family_name: None,
             preferred_channel: Some(Channel::Sms),
             language: "en".into(),
+            in_nhs_app: false,
             contacts: Vec::new(),
         };
         let wording = Wording::new(self.templates.snapshot(), practice, broadcast);
@@ -704,7 +722,7 @@ fn message(
         body_html: rendered.html,
         link: rendered.link,
         next_attempt_at: match contact.channel {
-            Channel::Sms | Channel::Push => held_until,
+            Channel::Sms | Channel::Push | Channel::NhsApp => held_until,
             Channel::Email => now,
         },
         created_at: now,
@@ -825,6 +843,7 @@ fn anonymous_reader() -> FanoutPatient {
         family_name: None,
         preferred_channel: Some(Channel::Push),
         language: Language::English.to_string(),
+        in_nhs_app: false,
         contacts: Vec::new(),
     }
 }
@@ -875,12 +894,12 @@ mod tests {
             family_name: None,
             preferred_channel: preferred,
             language: "en".into(),
+            in_nhs_app: true,
             contacts: channels
                 .iter()
                 .enumerate()
                 .map(|(i, c)| FanoutContact {
-                    id: ContactId::new(i as i64),
-
+                    id: Some(ContactId::new(i as i64)),
                     channel: *c,
                     address: format!("{c}-address"),
                 })
@@ -909,5 +928,29 @@ mod tests {
         };
         assert!(choose_contact(&p, email_only).is_none());
         assert!(choose_contact(&patient(None, &[]), order).is_none());
+    }
+
+    #[test]
+    fn the_nhs_app_reaches_patients_by_nhs_number_unless_marked_unreachable() {
+        let nhsapp_first = ChannelOrder::parse("nhsapp,sms").unwrap();
+        let order = ChannelChoice {
+            order: &nhsapp_first,
+            overrides_preference: false,
+        };
+        let mut p = patient(None, &[Channel::Sms]);
+        p.with_nhs_app(false);
+        assert_eq!(choose_contact(&p, order).unwrap().channel, Channel::Sms);
+        p.with_nhs_app(true);
+        p.with_nhs_app(true);
+        let app = choose_contact(&p, order).unwrap();
+        assert_eq!((app.channel, app.id), (Channel::NhsApp, None));
+        assert_eq!(app.address, "9990000018");
+        assert_eq!(p.contacts.len(), 2);
+        let next = next_contact(&p, order, Some(Channel::NhsApp)).unwrap();
+        assert_eq!(next.channel, Channel::Sms);
+        let mut gone = patient(None, &[Channel::Sms]);
+        gone.in_nhs_app = false;
+        gone.with_nhs_app(true);
+        assert_eq!(choose_contact(&gone, order).unwrap().channel, Channel::Sms);
     }
 }

@@ -60,8 +60,9 @@ pub fn ops_router(state: AppState) -> Router {
 /// The JSON API, nested under `/api/v1`.
 fn api_routes() -> Router<AppState> {
     use crate::api::{
-        appointments, audit, broadcasts, costs, federations, groups, imports, keys, patients,
-        practices, proposals, push, push_receipts, receipts, scheduled, staff, status, templates,
+        appointments, audit, broadcasts, costs, federations, groups, imports, keys,
+        nhs_notify_receipts, patients, practices, proposals, push, push_receipts, receipts,
+        scheduled, staff, status, templates,
     };
     Router::new()
         .route("/openapi.json", get(openapi::document_json))
@@ -163,6 +164,10 @@ fn api_routes() -> Router<AppState> {
         .route("/push/receipts", post(push_receipts::post))
         .route("/receipts/twilio", post(receipts::twilio))
         .route("/receipts/notify", post(receipts::notify))
+        .route(
+            "/receipts/nhs-notify",
+            post(nhs_notify_receipts::nhs_notify),
+        )
         .route("/receipts/webhook", post(receipts::webhook))
         .route("/inbound/sms/twilio", post(receipts::inbound_twilio))
         .route("/templates", get(templates::list))

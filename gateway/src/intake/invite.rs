@@ -264,6 +264,7 @@ mod tests {
             family_name: None,
             preferred_channel: None,
             language: "cy".into(),
+            in_nhs_app: false,
             contacts: Vec::new(),
         }
     }

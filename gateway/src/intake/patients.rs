@@ -179,6 +179,12 @@ fn parse_contact(input: &ContactInput, phones: &mut PhoneBook) -> Result<Contact
                 "channel",
                 "push subscriptions are registered by the patient's browser, not in a patient list",
             )),
+            Channel::NhsApp => {
+                return Err(Invalid::new(
+                    "channel",
+                    "the NHS App reaches patients by NHS number: it needs no contact",
+                ))
+            }
         };
     Ok(ContactUpsert {
         channel,

@@ -71,7 +71,7 @@ fn sender(message: &Outgoing) -> Option<&str> {
             .as_deref()
             .or(Some(practice.name.as_str()))
             .filter(|name| !name.is_empty()),
-        Channel::Push => None,
+        Channel::Push | Channel::NhsApp => None,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod http;
 mod log;
+mod nhs_notify;
 mod notify;
 mod smtp;
 mod twilio;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use self::log::LogProvider;
+pub use self::nhs_notify::NhsNotifyProvider;
 pub use self::notify::NotifyProvider;
 pub use self::smtp::SmtpProvider;
 pub use self::twilio::TwilioProvider;
@@ -34,6 +36,9 @@ use crate::store::Practice;
 pub struct Outgoing {
     /// Outbox row id: providers pass it on (as a reference or header) where they can.
     pub message_id: i64,
+    /// The message key (`status.closed`, `appointment.moved`): NHS Notify picks its routing
+    /// plan by it.
+    pub template_key: String,
     /// Channel.
     pub channel: Channel,
     /// Phone number (E.164), email address or push endpoint URL.
@@ -198,6 +203,11 @@ pub const KINDS: &[Kind] = &[
         name: "notify",
         check: NotifyProvider::check_config,
         build: |c, _| Ok(Arc::new(NotifyProvider::new(c)?)),
+    },
+    Kind {
+        name: "nhs_notify",
+        check: NhsNotifyProvider::check_config,
+        build: |c, _| Ok(Arc::new(NhsNotifyProvider::new(c)?)),
     },
     Kind {
         name: "webhook",

@@ -555,6 +555,7 @@ mod tests {
         let auth = [7u8; 16];
         let message = Outgoing {
             message_id: 42,
+            template_key: "status.closed".into(),
             channel: Channel::Push,
             address: "https://push.example.net/send/abc".into(),
             subject: Some("Surgery news".into()),

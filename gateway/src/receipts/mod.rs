@@ -1,6 +1,8 @@
 //! Receipts: providers' delivery callbacks and patients' replies, checked for authenticity
 //! and mapped to message and contact state. Pure functions; `api::receipts` wires them up.
 
+pub mod nhs_notify;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;

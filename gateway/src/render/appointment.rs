@@ -171,6 +171,7 @@ mod tests {
             family_name: None,
             preferred_channel: None,
             language: language.into(),
+            in_nhs_app: false,
             contacts: Vec::new(),
         }
     }

@@ -171,7 +171,7 @@ pub struct KeyInfo {
     pub channels: &'static [Channel],
 }
 
-const ALL_CHANNELS: &[Channel] = &[Channel::Sms, Channel::Email, Channel::Push];
+const ALL_CHANNELS: &[Channel] = &[Channel::Sms, Channel::Email, Channel::Push, Channel::NhsApp];
 
 /// Every key, in the order the console lists them.
 pub const KEYS: &[KeyInfo] = &[
@@ -228,7 +228,7 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo {
         key: "push.invite",
         about: "an invitation to get browser notifications",
-        channels: &[Channel::Sms, Channel::Email],
+        channels: &[Channel::Sms, Channel::Email, Channel::NhsApp],
     },
 ];
 

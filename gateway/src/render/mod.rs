@@ -147,11 +147,19 @@ struct KeyFile {
     sms: Option<SmsParts>,
     email: Option<EmailParts>,
     push: Option<PushParts>,
+    nhsapp: Option<NhsAppParts>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SmsParts {
+    body: String,
+}
+
+/// The NHS App's wording: plain text only (NHS Notify takes it as personalisation).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NhsAppParts {
     body: String,
 }
 
@@ -211,6 +219,9 @@ pub fn shipped_defaults() -> Result<Vec<NewTemplate>, RenderError> {
                 None,
                 push.link,
             ));
+        }
+        if let Some(nhsapp) = file.nhsapp {
+            defaults.push(template(Channel::NhsApp, None, nhsapp.body, None, None));
         }
     }
     Ok(defaults)
@@ -719,6 +730,8 @@ mod tests {
             (Channel::Sms, Language::Welsh) => " Efallai na allwn drefnu",
             (Channel::Email, Language::Welsh) => " Tra bydd hyn yn parhau",
             (Channel::Push, Language::Welsh) => " Efallai na allwn drefnu",
+            (Channel::NhsApp, Language::English) => " We may not be able to book",
+            (Channel::NhsApp, Language::Welsh) => " Efallai na allwn drefnu",
         };
         for language in Language::ALL {
             let ctx = unstopped_headline("status.systems_down", language);

@@ -239,6 +239,7 @@ fn parts_of(channel: Channel, draft: &Draft) -> Result<Vec<(&'static str, &str)>
         Channel::Sms => (false, false, false),
         Channel::Email => (true, true, false),
         Channel::Push => (true, false, true),
+        Channel::NhsApp => (false, false, false),
     };
     let mut problems = Vec::new();
     let mut shape = |part, reason: &str| {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{ContactId, PracticeId};
+use crate::domain::{ContactId, PatientId, PracticeId};
 
 /// A browser's push subscription, as the Push API gives it.
 #[derive(Debug, Clone)]
@@ -26,6 +26,13 @@ pub trait ContactStore: Send + Sync {
         contact_id: ContactId,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Marks a patient unreachable in the NHS App (NHS Notify said so): fan-outs then give
+    /// them no NHS App contact. The first time stands. True if it was not marked before.
+    async fn mark_nhs_app_unreachable(
+        &self,
+        patient_id: PatientId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
     /// Deletes a contact, such as an expired push subscription.
     async fn remove_contact(&self, contact_id: ContactId) -> StoreResult<()>;
     /// Deletes the practice's push subscriptions with this endpoint (a browser turning

@@ -36,8 +36,8 @@ pub enum Recipient {
     Patient {
         /// Patient row id.
         patient_id: PatientId,
-        /// Contact row id.
-        contact_id: ContactId,
+        /// Contact row id; `None` on the NHS App, addressed by the patient's NHS number.
+        contact_id: Option<ContactId>,
     },
     /// An anonymous push follower of the practice (row id): practice-wide notices only.
     Follower(FollowerId),
@@ -55,7 +55,7 @@ impl Recipient {
     /// The contact row id, if the recipient is a patient.
     pub fn contact_id(&self) -> Option<ContactId> {
         match self {
-            Recipient::Patient { contact_id, .. } => Some(*contact_id),
+            Recipient::Patient { contact_id, .. } => *contact_id,
             Recipient::Follower(_) => None,
         }
     }

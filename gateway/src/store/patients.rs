@@ -63,15 +63,33 @@ pub struct FanoutPatient {
     pub preferred_channel: Option<Channel>,
     /// Language code.
     pub language: String,
+    /// Not marked unreachable in the NHS App (see [`FanoutPatient::with_nhs_app`]).
+    pub in_nhs_app: bool,
     /// Contacts not opted out and not known bad, in id order.
     pub contacts: Vec<FanoutContact>,
+}
+
+impl FanoutPatient {
+    /// Adds the patient's NHS App contact, when an NHS App provider is configured and the
+    /// app has not said the patient cannot be reached there: it is not stored, as the
+    /// address is the NHS number every patient has.
+    pub fn with_nhs_app(&mut self, nhs_app: bool) {
+        let has = self.contacts.iter().any(|c| c.channel == Channel::NhsApp);
+        if nhs_app && self.in_nhs_app && !has {
+            self.contacts.push(FanoutContact {
+                id: None,
+                channel: Channel::NhsApp,
+                address: self.nhs_number.clone(),
+            });
+        }
+    }
 }
 
 /// A usable contact of a patient.
 #[derive(Debug, Clone)]
 pub struct FanoutContact {
-    /// Row id.
-    pub id: ContactId,
+    /// Row id; `None` for the NHS App contact, which is the patient's NHS number.
+    pub id: Option<ContactId>,
     /// Its channel.
     pub channel: Channel,
     /// Its address.

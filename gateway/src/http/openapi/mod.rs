@@ -98,6 +98,7 @@ const BEARER: &str = "api_key";
         api::push_receipts::post,
         api::receipts::twilio,
         api::receipts::notify,
+        api::nhs_notify_receipts::nhs_notify,
         api::receipts::webhook,
         api::receipts::inbound_twilio,
         api::templates::list,

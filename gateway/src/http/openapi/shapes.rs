@@ -342,6 +342,19 @@ pub struct ReceiptAnswer {
     state_changed: bool,
 }
 
+/// What an NHS Notify callback did.
+#[derive(ToSchema)]
+pub struct NhsNotifyAnswer {
+    /// Status changes in the callback.
+    received: usize,
+    /// Messages moved to `delivered` or `failed`.
+    state_changed: usize,
+    /// Patients found not to be in the NHS App, whose messages moved to their next channel.
+    moved_on: usize,
+    /// Status changes for messages this gateway does not know (or another channel's).
+    ignored: usize,
+}
+
 /// `GET /practices/{ods}/scheduled-notices`.
 #[derive(ToSchema)]
 pub struct NoticeList {

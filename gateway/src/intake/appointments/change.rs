@@ -41,6 +41,8 @@ pub struct AppointmentChanges {
     pub wake: Arc<Notify>,
     /// Whether the request's trace context is recorded with the patient's message.
     pub propagation: Propagation,
+    /// Whether an NHS App provider is configured (patients then have an NHS App contact).
+    pub nhs_app: bool,
 }
 
 /// A change as a client posts it. Only the fields its kind takes may be given.
@@ -319,13 +321,15 @@ async fn plan_message(
     now: DateTime<Utc>,
 ) -> Result<Option<NewMessage>, ChangeError> {
     // The page starting just before the patient holds them, with their usable contacts.
-    let page = changes
+    let mut page = changes
         .store
         .fanout_page(practice.id, PatientId::new(patient_id.get() - 1), 1)
         .await?;
-    let Some(patient) = page.iter().find(|p| p.id == patient_id) else {
+    let Some(patient) = page.iter_mut().find(|p| p.id == patient_id) else {
         return Ok(None);
     };
+    patient.with_nhs_app(changes.nhs_app);
+    let patient = &*patient;
     let Some(contact) = next_contact(patient, practice.urgent_choice(), tried) else {
         return Ok(None);
     };

@@ -58,6 +58,8 @@ impl Preview {
                 )),
                 Channel::Email => parts.push(format!("{n} by email")),
                 Channel::Push => parts.push(format!("{n} by push")),
+                Channel::NhsApp if n > 0 => parts.push(format!("{n} in the NHS App")),
+                Channel::NhsApp => {}
             }
         }
         let mut counts = parts.join(", ");

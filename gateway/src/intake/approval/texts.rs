@@ -39,6 +39,7 @@ impl StaffTexts {
         let message = Outgoing {
             // Not an outbox message: providers that pass the id on see 0.
             message_id: 0,
+            template_key: "staff.approval".into(),
             channel: Channel::Sms,
             address: phone.to_string(),
             subject: None,

@@ -44,7 +44,7 @@ impl ImportFields {
         match channel {
             Channel::Sms => self.sms,
             Channel::Email => self.email,
-            Channel::Push => false,
+            Channel::Push | Channel::NhsApp => false,
         }
     }
 }

@@ -173,8 +173,9 @@ impl PatientStore for PostgresStore {
         // otherwise joins every page against a full scan of contacts.
         let rows = sqlx::query(
             "SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
-                    c.id AS contact_id, c.channel, c.address
-             FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
+                    p.nhsapp_unreachable_at IS NULL AS in_nhs_app, c.id AS contact_id, c.channel, c.address
+             FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language,
+                          nhsapp_unreachable_at
                    FROM patients WHERE practice_id = $1 AND active AND id > $2
                    ORDER BY id LIMIT $3) p
              LEFT JOIN LATERAL (
@@ -200,6 +201,7 @@ impl PatientStore for PostgresStore {
                     family_name: row.try_get("family_name")?,
                     preferred_channel: preferred.and_then(|c| c.parse().ok()),
                     language: row.try_get("language")?,
+                    in_nhs_app: row.try_get("in_nhs_app")?,
                     contacts: Vec::new(),
                 });
             }
@@ -207,7 +209,7 @@ impl PatientStore for PostgresStore {
             if let (Some(contact_id), Some(patient)) = (contact_id, page.last_mut()) {
                 let channel: String = row.try_get("channel")?;
                 patient.contacts.push(FanoutContact {
-                    id: contact_id,
+                    id: Some(contact_id),
                     channel: parsed("contacts.channel", &channel)?,
                     address: row.try_get("address")?,
                 });

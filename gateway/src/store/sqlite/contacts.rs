@@ -24,6 +24,23 @@ impl ContactStore for SqliteStore {
         Ok(())
     }
 
+    async fn mark_nhs_app_unreachable(
+        &self,
+        patient_id: PatientId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let marked = sqlx::query(
+            "UPDATE patients SET nhsapp_unreachable_at = $1
+             WHERE id = $2 AND nhsapp_unreachable_at IS NULL",
+        )
+        .bind(At(now))
+        .bind(patient_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(marked == 1)
+    }
+
     async fn remove_contact(&self, contact_id: ContactId) -> StoreResult<()> {
         sqlx::query("DELETE FROM contacts WHERE id = $1")
             .bind(contact_id)

@@ -19,6 +19,7 @@ type FanoutRow = (
     Option<String>,
     Option<String>,
     String,
+    i64,
     Option<ContactId>,
     Option<String>,
     Option<String>,
@@ -128,10 +129,11 @@ impl PatientStore for SqliteStore {
         // one at a time between threads, which cost more than the query itself.
         let page: Option<String> = sqlx::query_scalar(
             "SELECT json_group_array(json_array(id, nhs_number, given_name, family_name, preferred_channel,
-                                                language, contact_id, channel, address))
+                                                language, in_nhs_app, contact_id, channel, address))
              FROM (SELECT p.id, p.nhs_number, p.given_name, p.family_name, p.preferred_channel, p.language,
-                          c.id AS contact_id, c.channel, c.address
-                   FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language
+                          p.in_nhs_app, c.id AS contact_id, c.channel, c.address
+                   FROM (SELECT id, nhs_number, given_name, family_name, preferred_channel, language,
+                                nhsapp_unreachable_at IS NULL AS in_nhs_app
                          FROM patients WHERE practice_id = $1 AND active = 1 AND id > $2
                          ORDER BY id LIMIT $3) p
                    LEFT JOIN contacts c
@@ -147,7 +149,7 @@ impl PatientStore for SqliteStore {
                 column: "patients",
                 reason: format!("fan-out page: {e}"),
             })?;
-        rows.sort_by_key(|r| (r.0, r.6));
+        rows.sort_by_key(|r| (r.0, r.7));
         let mut page: Vec<FanoutPatient> = Vec::with_capacity(limit);
         for (
             id,
@@ -156,6 +158,7 @@ impl PatientStore for SqliteStore {
             family_name,
             preferred,
             language,
+            in_nhs_app,
             contact_id,
             channel,
             address,
@@ -169,6 +172,7 @@ impl PatientStore for SqliteStore {
                     family_name,
                     preferred_channel: preferred.and_then(|c| c.parse().ok()),
                     language,
+                    in_nhs_app: in_nhs_app != 0,
                     contacts: Vec::new(),
                 });
             }
@@ -176,7 +180,7 @@ impl PatientStore for SqliteStore {
                 (contact_id, channel, address, page.last_mut())
             {
                 patient.contacts.push(FanoutContact {
-                    id: contact_id,
+                    id: Some(contact_id),
                     channel: parsed("contacts.channel", &channel)?,
                     address,
                 });
