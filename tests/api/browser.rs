@@ -22,7 +22,6 @@ use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::{SinkExt, StreamExt};
 use gateway::auth::create_user;
-use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, FollowerId, OdsCode, PatientId, PracticeId};
 use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
@@ -33,7 +32,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{nhs, spawn_app, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{nhs, provider, spawn_app, spawn_app_with, Db, Options, TestApp};
 use crate::push_service::{PushService, Reply as PushReply};
 use crate::TestFn;
 
@@ -956,15 +955,6 @@ async fn push_app(log_dir: &Path) -> (TestApp, PracticeId) {
     );
     std::env::set_var(&private_env, vapid_private);
     let sent_log = log_dir.join("sent.jsonl");
-    let provider = |name: &str, kind: &str, channel: Channel, settings: Value| ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    };
     let providers = vec![
         provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
         provider(
@@ -1420,15 +1410,6 @@ pub async fn a_pushed_message_shown_and_tapped_is_delivered_then_read(_db: Db) {
     let subject = "mailto:it@riverside.nhs.uk";
     let push = PushService::start(&vapid_public, subject, PushReply::status(201)).await;
     let sent_log = dir.path().join("sent.jsonl");
-    let provider = |name: &str, kind: &str, channel: Channel, settings: Value| ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    };
     let providers = vec![
         provider("log-sms", "log", Channel::Sms, json!({ "path": sent_log })),
         provider(

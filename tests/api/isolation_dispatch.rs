@@ -16,7 +16,7 @@ use gateway::store::PushSubscription;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{nhs, provider, spawn_app_with, Db, Options, TestApp};
 use crate::push_service::{PushService, Reply as PushReply};
 use crate::sms_peer::SmsPeer;
 use crate::smtp_server::{Script, Server as SmtpServer};
@@ -33,18 +33,6 @@ fn vapid_private_in_env(value: &str) -> String {
     );
     std::env::set_var(&name, value);
     name
-}
-
-fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 /// The three peers a gateway sends through: SMS (webhook), email (SMTP), web push.

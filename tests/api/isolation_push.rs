@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
-use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, PracticeId};
 use gateway::providers::generate_vapid_keys;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp};
+use crate::helpers::{nhs, provider, spawn_app_with, Db, Options, TestApp};
 use crate::push_service::{PushService, Reply as PushReply};
 
 const ODS_A: &str = "R11041";
@@ -31,18 +30,6 @@ struct PushApp {
     key_a: String,
     key_b: String,
     _dir: TempDir,
-}
-
-fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 /// `loopback`: whether `[push] allowed_networks` holds 127.0.0.0/8, as the harness gives

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use gateway::config::ProviderConfig;
 use gateway::domain::{BroadcastId, Channel, OdsCode};
 use gateway::providers::generate_vapid_keys;
 use gateway::receipts::twilio_signature;
@@ -25,7 +24,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN};
+use crate::helpers::{nhs, provider, spawn_app_with, Db, Options, TestApp, TWILIO_TOKEN};
 use crate::push_service::{PushService, Reply as PushReply};
 use crate::receipts::{form, message_state};
 use crate::smtp_server::{Script, Server as SmtpServer};
@@ -149,18 +148,6 @@ async fn twilio_messages(State(state): State<Arc<TwilioState>>, request: Request
 
 // ---------------------------------------------------------------------------------------
 // The app and its patients.
-
-fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap(),
-    }
-}
 
 /// The broadcast's messages, by channel (one each here).
 async fn messages_by_channel(

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{Duration, Utc};
-use gateway::config::ProviderConfig;
 use gateway::domain::{Channel, OdsCode, PatientId, PracticeId, Priority};
 use gateway::links::invite_token;
 use gateway::providers::generate_vapid_keys;
@@ -15,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::helpers::{nhs, spawn_app_with, Db, Options, TestApp, UNSUBSCRIBE_SECRET_ENV};
+use crate::helpers::{nhs, provider, spawn_app_with, Db, Options, TestApp, UNSUBSCRIBE_SECRET_ENV};
 use crate::push_service::{PushService, Reply as PushReply};
 
 const ODS: &str = "R10020";
@@ -31,18 +30,6 @@ struct PushApp {
     vapid_public: String,
     sent_log: PathBuf,
     _dir: TempDir,
-}
-
-fn provider(name: &str, kind: &str, channel: Channel, settings: Value) -> ProviderConfig {
-    ProviderConfig {
-        name: name.into(),
-        kind: kind.into(),
-        channel,
-        rate: None,
-        burst: None,
-        price_pence: None,
-        settings: settings.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 /// Puts the VAPID private key in a variable of its own (tests share the process).
