@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use crate::console;
 use crate::helpers::{move_appointment, nhs, provider, spawn_app_with, Db, Options, TestApp};
 
 const ODS: &str = "C10001";
@@ -232,6 +233,33 @@ pub async fn a_broadcast_uses_each_patients_cheapest_channel_and_shows_its_cost(
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    // The console's practice page shows the same month.
+    let practice_id = app.practice_id(ODS).await;
+    gateway::auth::create_user(
+        app.state.store.as_ref(),
+        "reception",
+        console::PASSWORD,
+        gateway::store::KeyScope::Practice(practice_id),
+    )
+    .await
+    .expect("console user");
+    let session = console::sign_in(&app, "reception", console::PASSWORD)
+        .await
+        .expect("signed in");
+    let (status, page) = console::get(&app, &format!("/console/practices/{ODS}"), &session).await;
+    assert_eq!(status, StatusCode::OK);
+    let line = page
+        .lines()
+        .find(|l| l.contains("id=\"month-cost\""))
+        .unwrap_or_else(|| panic!("no month cost on the page: {page}"));
+    assert!(
+        line.contains("350 by sms, 250 by email, 400 by push"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("£{:.2}", expected / 100.0)),
+        "{line}"
+    );
 
     // The practice overrides preferences: the 50 who prefer SMS now get email.
     let changed = app
