@@ -101,6 +101,9 @@ fn telemetry(settings: &[(&'static str, Value)]) -> TelemetryConfig {
     Config::from_figment(figment).expect("settings").telemetry
 }
 
+/// Held by the test that exports spans (see [`exporting`]).
+static EXPORTING: Mutex<()> = Mutex::new(());
+
 /// Runs `body` on a runtime of its own whose every thread reports to `exporter`'s layer, as
 /// the process-wide subscriber of `gateway serve` does: the app the body starts exports to
 /// this test's collector alone, while other tests run beside it in this process.
@@ -109,8 +112,15 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(exporter.layer()));
+    let layer = exporter.layer();
     let thread = std::thread::spawn(move || {
+        // One exporting test at a time: tracing caches each callsite's interest across all
+        // live dispatchers, and a parallel test's dispatcher coming or going while this one
+        // runs could leave the request's span disabled here (no trace context recorded).
+        let _alone = EXPORTING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         let each = dispatch.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -119,8 +129,16 @@ where
             .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&each)))
             .build()
             .expect("test runtime");
-        let _default = tracing::dispatcher::set_default(&dispatch);
-        runtime.block_on(body());
+        let default = tracing::dispatcher::set_default(&dispatch);
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(body())));
+        // The dispatcher is gone before the next exporting test starts.
+        drop(runtime);
+        drop(default);
+        drop(dispatch);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     });
     let joined = tokio::task::spawn_blocking(move || thread.join())
         .await
